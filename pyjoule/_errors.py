@@ -1,0 +1,57 @@
+"""The exception tree. Every error pyjoule raises derives from :class:`PyjouleError`.
+
+Errors that are also a standard error (a bad option is a ``TypeError``, a bad space a
+``ValueError``) inherit from both, so ``except TypeError`` keeps working for users who
+do not know about pyjoule's classes.
+"""
+
+from __future__ import annotations
+
+
+class PyjouleError(Exception):
+    """Base class of every exception pyjoule raises."""
+
+
+class OptionError(PyjouleError, TypeError):
+    """An unknown or invalid option, argument name or parameter key."""
+
+
+class SpaceError(PyjouleError, ValueError):
+    """A parameter space that cannot be built (unequal lengths, overlapping keys)."""
+
+
+class HashingError(PyjouleError, TypeError):
+    """A parameter value of a type pyjoule cannot hash canonically."""
+
+
+class SerializationError(PyjouleError, TypeError):
+    """The function (or a value it needs) cannot be pickled to send it to a worker."""
+
+
+class CacheError(PyjouleError, OSError):
+    """The cache directory cannot be used (not writable, not a pyjoule cache)."""
+
+
+class RunNotFoundError(PyjouleError, KeyError):
+    """No run with that id in the run registry."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class ExperimentError(PyjouleError):
+    """Some psets failed under ``errors="raise"``.
+
+    Attributes
+    ----------
+    failures : pandas.DataFrame
+        One row per failed pset: the parameters, ``error_type``, ``message``,
+        ``traceback``, ``reason`` and ``log``.
+    dataset : xarray.Dataset
+        Everything that did succeed.
+    """
+
+    def __init__(self, message: str, failures=None, dataset=None):
+        super().__init__(message)
+        self.failures = failures
+        self.dataset = dataset
