@@ -1,0 +1,457 @@
+"""The decorator object, the ``Run`` handle, and option validation."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import logging
+import os
+import pickle
+import shutil
+import tempfile
+import time
+import warnings
+from typing import Any, Callable
+
+from . import _dispatch, _space
+from ._config import config, default_cache_dir, default_workers
+from ._errors import ExperimentError, OptionError, PyjouleError, RunNotFoundError
+from ._store import Store
+
+log = logging.getLogger("pyjoule")
+
+OPTIONS = ("host", "slurm", "workers", "batch", "threads", "cache", "version", "retries",
+           "errors", "timeout", "progress", "capture", "dims")
+_ERRORS = ("raise", "warn", "ignore")
+
+
+def _check_options(options: dict) -> dict:
+    for key in options:
+        if key not in OPTIONS:
+            close = difflib.get_close_matches(key, OPTIONS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise OptionError(f"unknown option {key!r} for @pj.experiment.{hint} "
+                              f"Valid options: {', '.join(OPTIONS)}.")
+    if options.get("host") is not None or options.get("slurm") is not None:
+        raise PyjouleError("host= and slurm= are not available in this version of pyjoule "
+                           "yet; run locally (leave them out) for now")
+    _check(options, "workers", lambda v: isinstance(v, int) and v >= 0, "an int >= 0")
+    _check(options, "threads", lambda v: isinstance(v, int) and v >= 1, "an int >= 1")
+    _check(options, "retries", lambda v: isinstance(v, int) and v >= 0, "an int >= 0")
+    _check(options, "batch", lambda v: isinstance(v, int) and v >= 1, "an int >= 1")
+    _check(options, "timeout", lambda v: isinstance(v, (int, float)) and v > 0,
+           "a number of seconds > 0")
+    _check(options, "errors", lambda v: v in _ERRORS, f"one of {_ERRORS}")
+    _check(options, "version", lambda v: isinstance(v, str), "a string")
+    _check(options, "dims", lambda v: isinstance(v, dict), 'a dict like {"trace": ("t",)}')
+    _check(options, "cache", lambda v: v is False or isinstance(v, (str, os.PathLike)),
+           "a directory path or False")
+    return options
+
+
+def _check(options: dict, key: str, ok: Callable[[Any], bool], what: str) -> None:
+    if options.get(key) is not None and not ok(options[key]):
+        raise OptionError(f"option {key}={options[key]!r} is not valid: expected {what}")
+
+
+def experiment(func: Callable | None = None, **options: Any):
+    """Turn a function into an experiment that sweeps, caches and returns Datasets.
+
+    Use it bare (``@pj.experiment``) or with options
+    (``@pj.experiment(workers=4, timeout=60)``); see the API reference for each option.
+
+    Examples
+    --------
+    >>> import pyjoule as pj
+    >>> @pj.experiment(cache=False, progress=False, workers=0)
+    ... def square(x):
+    ...     return x * x
+    >>> float(square.sweep(x=[1, 2, 3]).result.sum())
+    14.0
+    """
+    _check_options(options)
+    if func is None:
+        return lambda f: Experiment(f, **options)
+    if not callable(func):
+        raise OptionError("@pj.experiment decorates a function; pass options as keywords")
+    return Experiment(func, **options)
+
+
+class Experiment:
+    """A function with sweeping and caching attached (what ``@pj.experiment`` returns)."""
+
+    def __init__(self, func: Callable, **options: Any):
+        self._options = _check_options(options)
+        self._func = func
+        self._signature = _dispatch.Signature(func)
+        self.name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', func)}"
+        functools.update_wrapper(self, func)
+
+    # -------------------------------------------------------------- options
+    @property
+    def func(self) -> Callable:
+        """The plain, undecorated function."""
+        return self._func
+
+    def _resolved(self) -> dict:
+        o = self._options
+        return {
+            "host": None, "workers": default_workers() if o.get("workers") is None
+            else o["workers"],
+            "threads": o.get("threads") or 1, "timeout": o.get("timeout"),
+            "capture": True if o.get("capture") is None else o["capture"],
+            "retries": o.get("retries") or 0, "errors": o.get("errors") or "raise",
+            "progress": config.get("progress", o.get("progress")),
+        }
+
+    def _store(self) -> Store:
+        cache = self._options.get("cache")
+        if cache is False:
+            raise AssertionError("no store for cache=False")  # handled by _temporary
+        store = Store(cache if cache is not None else default_cache_dir())
+        store.check_writable()
+        return store
+
+    def _identity(self):
+        from ._identity import identify
+
+        return identify(self._func, version=self._options.get("version"))
+
+    # ------------------------------------------------------------ execution
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run one pset (or return it from the cache) and return what the function did."""
+        if args:
+            bound = self._signature_obj().bind_partial(*args, **kwargs)
+            kwargs = dict(bound.arguments)
+        with self._session() as (store, func_id):
+            run = self._run([kwargs], store, func_id, progress=False)
+            if run.plan.found:
+                (pid,) = run.plan.ids
+                value = store.read_values(func_id, run.plan.found).get(pid, _NOTHING)
+                if value is not _NOTHING:
+                    return value
+            run._wait()
+            found = store.lookup(func_id, run.plan.ids)
+            if found:
+                value = store.read_values(func_id, found).get(run.plan.ids[0], _NOTHING)
+                if value is not _NOTHING:
+                    return value
+            raise _experiment_error(run, self._func, run._failures())
+
+    def _signature_obj(self):
+        import inspect
+
+        return inspect.signature(self._func)
+
+    def map(self, space: Any, *, sparse: bool | str = "auto"):
+        """Run every pset of ``space`` not already cached; return the ``xarray.Dataset``."""
+        with self._session() as (store, func_id):
+            for _ in range(3):  # again only if damaged cache entries were dropped
+                run = self._run(space, store, func_id)
+                try:
+                    run._wait(progress=True)
+                except KeyboardInterrupt:
+                    run.cancel()
+                    raise
+                ds, n_found, n_read = run._dataset(sparse)
+                if n_read == n_found:
+                    break
+            return run._apply_errors(ds, self._resolved()["errors"])
+
+    def sweep(self, *, sparse: bool | str = "auto", **axes: Any):
+        """``f.map(pj.grid(**axes))``."""
+        return self.map(_space.grid(**axes), sparse=sparse)
+
+    def submit(self, space: Any) -> "Run":
+        """Start the work and return a :class:`Run` at once."""
+        if self._options.get("cache") is False:
+            raise OptionError("submit() needs a cache to keep results in; "
+                              "use map() with cache=False")
+        store, func_id = self._store(), self._func_id_for(self._store())
+        return self._run(space, store, func_id)
+
+    def _func_id_for(self, store: Store) -> str:
+        identity = self._identity()
+        _dispatch.report_identity_change(store, self.name, identity)
+        return identity.func_id
+
+    def _session(self):
+        return _Session(self)
+
+    def _run(self, space: Any, store: Store, func_id: str, progress: bool = True) -> "Run":
+        opts = self._resolved()
+        plan = _dispatch.plan(store, func_id, self._signature, space, config.get("limit"))
+        own = None
+        if plan.to_run:
+            backend_name = "inprocess" if opts["workers"] == 0 else "pool"
+            backend = _dispatch.make_backend(backend_name, threads=opts["threads"])
+            opts["workers"] = max(1, min(opts["workers"], len(plan.to_run))) \
+                if backend_name == "pool" else 0
+            own = _dispatch.LiveRun(store, _dispatch.launch(
+                store, func=self._func, func_id=func_id, name=self.name, plan_=plan,
+                backend=backend, options=opts), backend)
+        return Run(store, plan, own, [_dispatch.LiveRun(store, r) for r in plan.in_flight],
+                   experiment=self, progress=progress and opts["progress"])
+
+    # -------------------------------------------------------------- the cache
+    def table(self, space: Any = None):
+        """A ``pandas.DataFrame`` with one row per cached pset (of ``space``, if given)."""
+        from ._results import table_for
+
+        store = self._store()
+        func_id = self._func_id_for(store)
+        ids = None
+        if space is not None:
+            plan = _dispatch.plan(None, func_id, self._signature, space)
+            ids = plan.ids
+        return table_for(store, func_id, ids)
+
+    def cache_info(self) -> dict:
+        """Entries and bytes cached for this function (current version and all)."""
+        store = self._store()
+        func_id = self._func_id_for(store)
+        versions = store.function_ids(self.name)
+        current, everything = store.info([func_id]), store.info(versions)
+        return {"func_id": func_id, "cache": str(store.root),
+                "entries": current["entries"], "bytes": current["bytes"],
+                "versions": len(versions), "entries_all_versions": everything["entries"],
+                "bytes_all_versions": everything["bytes"]}
+
+    def clear_cache(self) -> int:
+        """Delete this function's cached results (every version); return how many."""
+        store = self._store()
+        removed = store.clear(store.function_ids(self.name))
+        log.info("%s: removed %d cached results", self.name, removed)
+        return removed
+
+    def __repr__(self) -> str:
+        return f"<pyjoule experiment {self.name}>"
+
+
+_NOTHING = object()
+
+
+class _Session:
+    """The store and function id for one call; a throw-away cache for ``cache=False``."""
+
+    def __init__(self, exp: Experiment):
+        self.exp = exp
+        self.tmp: str | None = None
+
+    def __enter__(self):
+        if self.exp._options.get("cache") is False:
+            self.tmp = tempfile.mkdtemp(prefix="pyjoule-nocache-")
+            store = Store(self.tmp)
+        else:
+            store = self.exp._store()
+        self.store = store
+        return store, self.exp._func_id_for(store)
+
+    def __exit__(self, *exc):
+        if self.tmp is not None:
+            self.store.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------- runs
+class Run:
+    """The handle of one submission; its state lives in the cache's run registry."""
+
+    def __init__(self, store: Store, plan, own, attached, experiment=None,
+                 progress: bool = False):
+        self._store, self.plan = store, plan
+        self._own, self._attached = own, attached
+        self._experiment = experiment
+        self._progress = progress
+        self.id = own.run_id if own else None
+        self.func_id = plan.func_id
+
+    def __repr__(self) -> str:
+        counts = self.status()
+        text = ", ".join(f"{k}={v}" for k, v in counts.items())
+        return f"<pyjoule Run {self.id or '(all cached)'}: {text}>"
+
+    def _live(self):
+        return [r for r in ([self._own] if self._own else []) + self._attached]
+
+    def _poll(self) -> None:
+        for run in self._live():
+            if run.rec.get("state") == "running":
+                run.poll_until_finished(timeout_s=0)
+
+    def status(self) -> dict:
+        """Counts: ``total``, ``cached``, ``pending``, ``running``, ``done``, ``failed``."""
+        self._poll()
+        total, cached = len(self.plan.ids), len(self.plan.found)
+        done = len(self._store.lookup(self.func_id, self.plan.ids)) - cached
+        failed = len(self._failures())
+        remaining = max(0, total - cached - done - failed)
+        alive = [r for r in self._live() if r.rec.get("state") == "running"]
+        workers = sum(max(1, r.rec.get("workers") or 1) for r in alive)
+        running = min(workers, remaining) if alive else 0
+        return {"total": total, "cached": cached, "pending": remaining - running,
+                "running": running, "done": done, "failed": failed}
+
+    def done(self) -> bool:
+        """Whether every pset has finished (successfully or not)."""
+        self._poll()
+        return all(r.rec.get("state") != "running" for r in self._live())
+
+    def wait(self, timeout: float | None = None) -> "Run":
+        """Block until the run is done (or ``timeout`` seconds passed); return the run."""
+        self._wait(timeout=timeout, progress=self._progress)
+        return self
+
+    def _wait(self, timeout: float | None = None, progress: bool = False) -> None:
+        from ._progress import Progress
+
+        live = [r for r in self._live() if r.rec.get("state") == "running"]
+        if not live:
+            return
+        bar = Progress(len(self.plan.ids), len(self.plan.found),
+                       enabled=progress and self._progress,
+                       label=getattr(self._experiment, "__name__", "pyjoule"))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while live:
+                step = 0.5 if len(live) > 1 else None
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    step = min(step or left, left)
+                live = [r for r in live
+                        if not r.poll_until_finished(timeout_s=step, progress=bar)]
+        finally:
+            bar.close()
+
+    def _dataset(self, sparse):
+        from ._results import dataset_for
+
+        exp = self._experiment
+        attrs = {"function": getattr(exp, "name", ""), "func_id": self.func_id}
+        dims = exp._options.get("dims") if exp is not None else None
+        return dataset_for(self._store, self.func_id, self.plan.ids, self.plan.psets,
+                           sparse=sparse, dims=dims, attrs=attrs)
+
+    def dataset(self, sparse: bool | str = "auto"):
+        """The Dataset of what has finished so far."""
+        self._poll()
+        return self._dataset(sparse)[0]
+
+    def result(self, sparse: bool | str = "auto"):
+        """``wait()``, then ``dataset()``, applying the ``errors`` policy."""
+        self.wait()
+        errors = self._experiment._resolved()["errors"] if self._experiment else "raise"
+        return self._apply_errors(self._dataset(sparse)[0], errors)
+
+    def table(self):
+        """One row per pset of this run: parameters, results, bookkeeping columns."""
+        from ._results import table_for
+
+        self._poll()
+        return table_for(self._store, self.func_id, self.plan.ids, self._failures())
+
+    def _failures(self) -> list[dict]:
+        wanted = set(self.plan.ids)
+        cached = self._store.lookup(self.func_id, self.plan.ids)
+        out = {}
+        for run in self._live():
+            for rec in self._store.failures(run_id=run.run_id):
+                if rec["pset_id"] in wanted and rec["pset_id"] not in cached:
+                    rec["log_path"] = os.path.join(run.run_dir, "worker.log")
+                    out[rec["pset_id"]] = rec
+        return list(out.values())
+
+    @property
+    def failures(self):
+        """DataFrame of failed psets: parameters, error_type, message, traceback, reason, log."""
+        from ._results import failures_frame
+
+        self._poll()
+        return failures_frame(self._failures())
+
+    def cancel(self) -> None:
+        """Stop the work this run started; results already finished are kept."""
+        if self._own is not None and self._own.rec.get("state") == "running":
+            self._own.cancel()
+            log.info("run %s cancelled", self.id)
+
+    def _apply_errors(self, ds, errors: str):
+        failures = self._failures()
+        if not failures or errors == "ignore":
+            return ds
+        func = self._experiment._func if self._experiment else None
+        err = _experiment_error(self, func, failures, ds)
+        if errors == "warn":
+            warnings.warn(str(err), stacklevel=3)
+            return ds
+        raise err
+
+
+def _experiment_error(run: Run, func, failures: list[dict], ds=None) -> ExperimentError:
+    from collections import Counter
+
+    from ._results import failures_frame
+
+    by_type = Counter(f.get("error_type") or "?" for f in failures)
+    counts = ", ".join(f"{n} x {t}" for t, n in by_type.most_common())
+    first = failures[0]
+    name = getattr(func, "__name__", "the function")
+    detail = first.get("traceback") or first.get("message") or ""
+    msg = (f"{len(failures)} of {len(run.plan.ids)} psets of {name} failed ({counts}). "
+           f"First failure, pset {first.get('kwargs')} (reason: {first.get('reason')}):\n"
+           f"{detail.rstrip()}\n"
+           "See .failures for all of them; finished results are cached and failed psets "
+           "run again on the next call.")
+    return ExperimentError(msg, failures=failures_frame(failures), dataset=ds)
+
+
+# ---------------------------------------------------------------- registry
+def _registry(cache: str | os.PathLike | None) -> Store:
+    return Store(cache if cache is not None else default_cache_dir())
+
+
+def runs(cache: str | os.PathLike | None = None):
+    """A DataFrame of the runs in the cache's registry, newest last."""
+    import pandas as pd
+
+    rows = []
+    store = _registry(cache)
+    for rec in store.list_runs():
+        rows.append({"id": rec["run_id"], "function": rec["name"], "host": rec["host"],
+                     "backend": rec["backend"], "state": rec["state"], "total": rec["total"],
+                     "cached": rec["cached"], "done": rec["done"], "failed": rec["failed"],
+                     "submitted": pd.to_datetime(rec["submitted"], unit="s", utc=True),
+                     "job_ids": rec["job_ids"]})
+    cols = ["id", "function", "host", "backend", "state", "total", "cached", "done",
+            "failed", "submitted", "job_ids"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def attach(run_id: str, cache: str | os.PathLike | None = None) -> Run:
+    """The :class:`Run` with this id, from any process."""
+    store = _registry(cache)
+    rec = store.get_run(run_id)
+    if rec is None:
+        known = [r["run_id"] for r in store.list_runs()][-5:]
+        raise RunNotFoundError(f"no run {run_id!r} in the cache at {store.root} "
+                               f"(latest: {known}); pass cache= if it lives elsewhere")
+    request = os.path.join(rec["run_dir"], "request.pkl")
+    with open(request, "rb") as fh:
+        ids, psets = pickle.load(fh)
+    plan = _dispatch.Plan(rec["func_id"], psets, ids, {})
+    run = Run(store, plan, _dispatch.LiveRun(store, rec), [])
+    return run
+
+
+def load(func: Experiment, *, sparse: bool | str = "auto"):
+    """The Dataset of everything cached for ``func`` (current version); runs nothing."""
+    from ._results import dataset_of_all
+
+    if not isinstance(func, Experiment):
+        raise OptionError("pj.load takes a function decorated with @pj.experiment")
+    store = func._store()
+    func_id = func._func_id_for(store)
+    return dataset_of_all(store, func_id, sparse=sparse, dims=func._options.get("dims"),
+                          attrs={"function": func.name, "func_id": func_id})

@@ -1,0 +1,24 @@
+"""The interface every backend implements."""
+
+from __future__ import annotations
+
+
+class Backend:
+    """Runs the tasks of one run directory somewhere."""
+
+    name = "base"
+
+    def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        """Whether the worker may still write records."""
+        raise NotImplementedError
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the worker to end; True once it has."""
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Stop the worker and every process it started."""
+        raise NotImplementedError

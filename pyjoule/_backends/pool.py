@@ -1,0 +1,78 @@
+"""A process pool on this machine: ``python -m pyjoule.worker RUN_DIR`` in its own
+session, so that it survives the caller (a restarted notebook kernel can attach to it)
+and can be stopped as one process group."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from .. import worker
+from .._transport import local
+from .base import Backend
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+class PoolBackend(Backend):
+    name = "pool"
+
+    def __init__(self, run_dir: str | None = None, threads: int = 1):
+        self.run_dir = run_dir
+        self.threads = threads
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
+        self.run_dir = run_dir
+        argv = [sys.executable, "-m", "pyjoule.worker", run_dir, "--workers", str(workers)]
+        if task_files:
+            argv += ["--tasks", *task_files]
+        env = dict(os.environ)
+        # BLAS libraries read these when they load, which may be after threadpoolctl ran.
+        env.update({var: str(self.threads) for var in _THREAD_VARS})
+        # The worker imports the user's modules the way the caller does.
+        env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+        self.proc = local.spawn(argv, log_path=os.path.join(run_dir, "worker.log"), env=env)
+        # Written here too, so a crash before the worker writes its own is still seen.
+        with open(os.path.join(run_dir, "worker.pid"), "w") as fh:
+            fh.write(f"{self.proc.pid} {worker.process_start_time(self.proc.pid)}\n")
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return self.run_dir is not None and worker.is_alive(self.run_dir)
+
+    def wait(self, timeout_s: float) -> bool:
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout_s)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        deadline = time.monotonic() + timeout_s
+        while self.alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.05, timeout_s))
+        return True
+
+    def cancel(self) -> None:
+        pid = self._pid()
+        if pid:
+            local.kill_group(pid)
+        if self.proc is not None:
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def _pid(self) -> int | None:
+        if self.proc is not None:
+            return self.proc.pid
+        if self.run_dir and worker.is_alive(self.run_dir):
+            with open(os.path.join(self.run_dir, "worker.pid")) as fh:
+                return int(fh.read().split()[0])
+        return None

@@ -1,0 +1,373 @@
+"""Plan → backend → watch → ingest: the one place that composes the store, function
+identity, the worker's run directories and the backends.
+
+``plan`` normalises and hashes the psets and splits them into cached / in flight in
+another live run / to run. ``launch`` writes a run directory and starts a backend.
+``LiveRun`` follows one run: it reads new result records by offset, ingests them into
+the cache and, once the worker has ended, accounts for every pset it was given.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+import os
+import pickle
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from . import _hashing, _records, _space
+from ._errors import OptionError, SerializationError
+from ._store import Store, atomic_write
+
+log = logging.getLogger("pyjoule")
+
+INFRA_REASONS = ("timeout", "lost", "node_failure", "out_of_memory", "preempted")
+_logged_changes: set[tuple[str, str]] = set()
+
+
+# ----------------------------------------------------------------- signature
+class Signature:
+    """What the function accepts: names in order, defaults, whether it has ``**kw``."""
+
+    def __init__(self, func: Callable):
+        sig = inspect.signature(func)
+        params = sig.parameters.values()
+        kinds = inspect.Parameter
+        self.names = [p.name for p in params
+                      if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)]
+        self.defaults = {p.name: p.default for p in params
+                         if p.default is not p.empty and p.name in self.names}
+        self.required = [n for n in self.names if n not in self.defaults]
+        self.var_kw = any(p.kind is kinds.VAR_KEYWORD for p in params)
+        self.func_name = getattr(func, "__name__", "function")
+        self._plans: dict[tuple, dict] = {}
+
+    def normalise(self, psets: Sequence[dict]) -> list[dict]:
+        """Psets with defaults filled in; unknown or missing arguments raise."""
+        out = []
+        plans = self._plans
+        for i, p in enumerate(psets):
+            keys = tuple(p)
+            fill = plans.get(keys)
+            if fill is None:
+                fill = plans[keys] = self._plan(keys, i)
+            out.append(p | fill if fill else p)
+        return out
+
+    def _plan(self, keys: tuple, index: int) -> dict:
+        if not self.var_kw:
+            for key in keys:
+                if key not in self.names:
+                    raise OptionError(self._unknown(key, index))
+        missing = [n for n in self.required if n not in keys]
+        if missing:
+            raise OptionError(
+                f"pset {index} lacks required argument(s) {missing} of "
+                f"{self.func_name}(); add them to the space or give them defaults")
+        return {n: v for n, v in self.defaults.items() if n not in keys}
+
+    def _unknown(self, key: str, index: int) -> str:
+        close = difflib.get_close_matches(key, self.names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return (f"pset {index} has key {key!r}, which {self.func_name}() does not accept "
+                f"(it takes {self.names}){hint}")
+
+
+# ---------------------------------------------------------------------- plan
+@dataclass
+class Plan:
+    func_id: str
+    psets: list[dict]  # unique, normalised, in first-seen order
+    ids: list[str]
+    found: dict[str, tuple]  # cached: pset_id -> (seg_id, row)
+    in_flight: list[dict] = field(default_factory=list)  # run records to attach to
+    to_run: list[int] = field(default_factory=list)  # indices into psets
+
+
+def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
+         limit: int | None = None) -> Plan:
+    """Normalise, hash and split ``space`` (fast: 1,000,000 psets in seconds)."""
+    psets = signature.normalise(_space.as_psets(space))
+    ids = _hashing.pset_ids(psets)
+    first = dict(zip(ids, range(len(ids))))  # later duplicates overwrite ...
+    if len(first) != len(ids):  # ... so keep the first occurrence explicitly
+        first = {}
+        for i, pid in enumerate(ids):
+            first.setdefault(pid, i)
+        psets = [psets[i] for i in first.values()]
+        ids = list(first)
+    found = {} if store is None else store.verify_present(store.lookup(func_id, ids))
+    missing = [i for i, pid in enumerate(ids) if pid not in found]
+    result = Plan(func_id, psets, ids, found)
+    if store is not None and missing:
+        result.in_flight, missing = _split_in_flight(store, func_id, ids, missing)
+    if limit is not None and len(missing) > limit:
+        log.info("PYJOULE_LIMIT=%d: running only %d of %d missing psets",
+                 limit, limit, len(missing))
+        missing = missing[:limit]
+    result.to_run = missing
+    return result
+
+
+def _split_in_flight(store: Store, func_id: str, ids: list[str], missing: list[int]):
+    """Attach to live runs that already have some of ``missing``; finish dead ones."""
+    attach = []
+    for rec in store.list_runs(func_id=func_id, state="running"):
+        run = LiveRun(store, rec)
+        if not run.backend.alive():
+            run.poll_until_finished(timeout_s=0)  # ingest what a dead run left behind
+            continue
+        theirs = run.task_ids()
+        mine = [i for i in missing if ids[i] in theirs]
+        if mine:
+            attach.append(rec)
+            taken = set(mine)
+            missing = [i for i in missing if i not in taken]
+    if attach:
+        log.info("attaching to %d run(s) already computing some of these psets",
+                 len(attach))
+    if missing:
+        # the cache may have grown while we looked (a run finished meanwhile)
+        newly = store.lookup(func_id, [ids[i] for i in missing])
+        missing = [i for i in missing if ids[i] not in newly]
+    return attach, missing
+
+
+def report_identity_change(store: Store, name: str, identity) -> None:
+    """One INFO line when older versions of this function have cached results."""
+    from ._identity import describe_change
+
+    older = store.register_function(identity.func_id, name, identity.components)
+    if older and (older[0]["func_id"], identity.func_id) not in _logged_changes:
+        _logged_changes.add((older[0]["func_id"], identity.func_id))
+        what = describe_change(older[0]["components"], identity.components)
+        log.info("%s: %s since results were last cached; recomputing (older results "
+                 "kept, clear them with .clear_cache())", name, what)
+
+
+# -------------------------------------------------------------------- launch
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def pickle_function(func: Callable, payload: dict) -> bytes:
+    """cloudpickle the payload, naming the offending global when that fails."""
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps(payload, protocol=5)
+    except Exception as exc:  # noqa: BLE001 - any pickling failure gets explained
+        culprit = _unpicklable_global(func)
+        where = f": the global {culprit!r} it uses cannot be pickled" if culprit else ""
+        raise SerializationError(
+            f"cannot send {getattr(func, '__name__', func)!r} to a worker{where} ({exc}). "
+            "Create such objects inside the function, or pass what they need as "
+            "parameters.") from exc
+
+
+def _unpicklable_global(func: Callable) -> str | None:
+    import cloudpickle
+
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return None
+    names = set(code.co_names)
+    stack = [c for c in code.co_consts if inspect.iscode(c)]
+    while stack:
+        c = stack.pop()
+        names.update(c.co_names)
+        stack.extend(x for x in c.co_consts if inspect.iscode(x))
+    candidates = {n: func.__globals__[n] for n in names if n in func.__globals__}
+    for i, cell in enumerate(func.__closure__ or ()):
+        candidates[code.co_freevars[i]] = cell.cell_contents
+    for name, value in candidates.items():
+        try:
+            cloudpickle.dumps(value)
+        except Exception:  # noqa: BLE001
+            return name
+    return None
+
+
+def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan,
+           backend, options: dict, request: bool = True) -> dict:
+    """Write the run directory, register the run, start the backend."""
+    run_id = new_run_id()
+    run_dir = os.path.join(store.root, "runs", run_id)
+    os.makedirs(os.path.join(run_dir, "results"))
+    payload = {"func": func, "threads": options["threads"], "timeout_s": options["timeout"],
+               "capture": options["capture"]}
+    atomic_write(os.path.join(run_dir, "payload.pkl"), pickle_function(func, payload))
+    tasks = [(plan_.ids[i], plan_.psets[i]) for i in plan_.to_run]
+    atomic_write(os.path.join(run_dir, "tasks.pkl"), pickle.dumps(tasks, protocol=5))
+    if request:
+        atomic_write(os.path.join(run_dir, "request.pkl"),
+                     pickle.dumps((plan_.ids, plan_.psets), protocol=5))
+    rec = dict(run_id=run_id, func_id=func_id, name=name, host=options.get("host") or "local",
+               backend=backend.name, run_dir=run_dir, state="running",
+               total=len(plan_.ids), cached=len(plan_.found), done=0, failed=0,
+               workers=options["workers"], submitted=time.time(), finished=None,
+               job_ids=None, options={"retries": options["retries"], "attempt": 0})
+    store.add_run(**rec)
+    rec["offsets"] = {}
+    log.debug("run %s: %d psets to run, %d cached", run_id, len(tasks), len(plan_.found))
+    backend.start(run_dir, options["workers"])
+    return rec
+
+
+def make_backend(backend_name: str, run_dir: str | None = None, threads: int = 1):
+    """The backend object for a registered run (imported lazily: only dispatch needs them)."""
+    if backend_name == "inprocess":
+        from ._backends.inprocess import InProcessBackend
+
+        return InProcessBackend()
+    from ._backends.pool import PoolBackend
+
+    return PoolBackend(run_dir, threads)
+
+
+# ----------------------------------------------------------------------- watch
+class LiveRun:
+    """Follows one run: ingests its records and accounts for every pset at the end."""
+
+    def __init__(self, store: Store, rec: dict, backend=None):
+        self.store, self.rec = store, rec
+        self.run_id, self.run_dir = rec["run_id"], rec["run_dir"]
+        self.backend = backend or make_backend(rec["backend"], self.run_dir)
+        self.offsets: dict[str, int] = dict(rec.get("offsets") or {})
+        self._kwargs: dict[str, dict] | None = None
+
+    def tasks(self) -> dict[str, dict]:
+        if self._kwargs is None:
+            self._kwargs = {}
+            for name in sorted(os.listdir(self.run_dir)) if os.path.isdir(self.run_dir) else ():
+                if name.startswith("tasks") or name.startswith("retry-"):
+                    with open(os.path.join(self.run_dir, name), "rb") as fh:
+                        self._kwargs.update(pickle.load(fh))
+        return self._kwargs
+
+    def task_ids(self) -> set[str]:
+        return set(self.tasks())
+
+    def poll(self) -> tuple[int, int]:
+        """Ingest records written since the last poll; return (done, failed) counts."""
+        folder = os.path.join(self.run_dir, "results")
+        records = []
+        try:
+            names = sorted(os.listdir(folder))
+        except FileNotFoundError:
+            return 0, 0
+        offsets = dict(self.offsets)
+        for name in names:
+            new, offsets[name] = _records.read_from(os.path.join(folder, name),
+                                                     offsets.get(name, 0))
+            records.extend(new)
+        if not records:
+            return 0, 0
+        kwargs = self.tasks()
+        for rec in records:
+            rec["kwargs"] = kwargs.get(rec["pset_id"], {})
+            rec["run_id"] = self.run_id
+        done, failed = self.store.ingest(self.rec["func_id"], self.run_id, records, offsets)
+        self.offsets = offsets
+        self.rec["done"] = self.rec.get("done", 0) + done
+        self.store.update_run(self.run_id, done=self.rec["done"],
+                              failed=len(self.store.failures(run_id=self.run_id)))
+        return done, failed
+
+    def poll_until_finished(self, timeout_s: float | None = None, progress=None,
+                            interval_s: float | None = None) -> bool:
+        """Poll until the worker ended and everything is ingested (True), or time out."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        wait_s = interval_s or 0.02
+        while True:
+            ended = self.backend.wait(0 if deadline is not None and timeout_s == 0 else wait_s)
+            counts = self.poll()
+            if progress is not None:
+                progress.update(*counts)
+            if ended and not self.backend.alive():
+                counts = self.poll()  # what was written between the last read and exit
+                if progress is not None:
+                    progress.update(*counts)
+                if self._maybe_retry():
+                    continue
+                self.finish()
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            if interval_s is None:
+                wait_s = min(wait_s * 1.5, 0.5)
+
+    def _maybe_retry(self) -> bool:
+        options = self.rec.get("options") or {}
+        attempt, retries = options.get("attempt", 0), options.get("retries", 0)
+        if attempt >= retries or self.rec.get("state") == "cancelled":
+            return False
+        failed = [f for f in self.store.failures(run_id=self.run_id)
+                  if f.get("reason") in INFRA_REASONS]
+        if not failed:
+            return False
+        attempt += 1
+        name = f"retry-{attempt}.pkl"
+        tasks = [(f["pset_id"], f.get("kwargs", {})) for f in failed]
+        atomic_write(os.path.join(self.run_dir, name), pickle.dumps(tasks, protocol=5))
+        options["attempt"] = attempt
+        self.store.update_run(self.run_id, options=options)
+        log.info("run %s: retrying %d pset(s) that failed for infrastructure reasons "
+                 "(attempt %d of %d)", self.run_id, len(tasks), attempt, retries)
+        self.backend.start(self.run_dir, self.rec.get("workers") or 1, [name])
+        return True
+
+    def finish(self, state: str | None = None) -> None:
+        """Record psets the worker never reported on, mark the run ended, tidy up."""
+        state = state or ("cancelled" if self.rec.get("state") == "cancelled" else "done")
+        tasks = self.tasks()
+        found = self.store.lookup(self.rec["func_id"], list(tasks))
+        reported = {f["pset_id"] for f in self.store.failures(run_id=self.run_id)}
+        orphans = [pid for pid in tasks if pid not in found and pid not in reported]
+        if orphans:
+            from .worker import failure_record
+
+            reason = "cancelled" if state == "cancelled" else "lost"
+            why = ("the run was cancelled before this pset finished" if reason == "cancelled"
+                   else "the worker ended without reporting this pset (killed?)")
+            recs = [failure_record(pid, "Cancelled" if reason == "cancelled" else "WorkerLost",
+                                   why, reason) for pid in orphans]
+            for r in recs:
+                r["kwargs"], r["run_id"] = tasks[pid_of(r)], self.run_id
+            self.store.ingest(self.rec["func_id"], self.run_id, recs)
+        failed = len(self.store.failures(run_id=self.run_id))
+        self.store.update_run(self.run_id, state=state, finished=time.time(), failed=failed)
+        self.rec.update(state=state, failed=failed)
+        _tidy(self.run_dir, keep_log=bool(failed))
+
+    def cancel(self) -> None:
+        self.rec["state"] = "cancelled"
+        self.store.update_run(self.run_id, state="cancelled")
+        self.backend.cancel()
+        self.poll()
+        self.finish("cancelled")
+
+
+def pid_of(record: dict) -> str:
+    return record["pset_id"]
+
+
+def _tidy(run_dir: str, keep_log: bool) -> None:
+    """Remove what is ingested; keep the request (for ``dataset()``) and failure logs."""
+    names = [n for n in os.listdir(run_dir) if n.startswith(("tasks", "retry-"))]
+    for name in ["payload.pkl", "results", *names]:
+        path = os.path.join(run_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.unlink(path)
+    if not keep_log:
+        for name in ("worker.log",):
+            path = os.path.join(run_dir, name)
+            if os.path.exists(path) and os.path.getsize(path) == 0:
+                os.unlink(path)

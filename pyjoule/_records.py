@@ -1,0 +1,80 @@
+"""The framed result-record format written by workers and read by the dispatcher.
+
+A result file is append-only and has exactly one writer. Each record is::
+
+    b"PJR1" | length: uint32 LE | crc32 of payload: uint32 LE | payload (pickle)
+
+A reader keeps the offset of the first byte it has not consumed. A frame whose bytes
+are not all there yet (a writer mid-write, or killed mid-write: a *torn tail*) is left
+for the next read; a complete frame whose checksum does not match is skipped and
+logged, so one damaged record never hides the ones after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import struct
+import zlib
+from typing import Any
+
+MAGIC = b"PJR1"
+_HEADER = struct.Struct("<4sII")
+_MAX_LEN = 1 << 31
+
+log = logging.getLogger("pyjoule")
+
+
+def frame(obj: Any) -> bytes:
+    """Serialise ``obj`` into one framed record (raises if it cannot be pickled)."""
+    payload = pickle.dumps(obj, protocol=5)
+    return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+def append(fd: int, obj: Any) -> None:
+    """Write one record with a single ``os.write`` to an ``O_APPEND`` descriptor."""
+    data = frame(obj)
+    view = memoryview(data)
+    while view:  # a regular-file write is rarely short, but a signal can cut it
+        view = view[os.write(fd, view):]
+
+
+def parse(buf: bytes, path: str = "?") -> tuple[list[Any], int]:
+    """Records complete in ``buf`` and the number of bytes they used."""
+    records: list[Any] = []
+    pos, size, hsize = 0, len(buf), _HEADER.size
+    while pos + hsize <= size:
+        magic, length, crc = _HEADER.unpack_from(buf, pos)
+        if magic != MAGIC or length > _MAX_LEN:
+            nxt = buf.find(MAGIC, pos + 1)
+            log.warning("damaged record in %s at byte %d: skipping to next frame", path, pos)
+            if nxt < 0:
+                return records, size
+            pos = nxt
+            continue
+        end = pos + hsize + length
+        if end > size:
+            break  # torn or still being written: leave it for later
+        payload = buf[pos + hsize:end]
+        if zlib.crc32(payload) != crc:
+            log.warning("record with a bad checksum in %s at byte %d: ignored", path, pos)
+        else:
+            try:
+                records.append(pickle.loads(payload))
+            except Exception as exc:  # noqa: BLE001 - a record we cannot read is damage
+                log.warning("unreadable record in %s at byte %d: %s", path, pos, exc)
+        pos = end
+    return records, pos
+
+
+def read_from(path: str | os.PathLike, offset: int = 0) -> tuple[list[Any], int]:
+    """Complete records of ``path`` after ``offset``, and the new offset."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            buf = fh.read()
+    except FileNotFoundError:
+        return [], offset
+    records, used = parse(buf, str(path))
+    return records, offset + used

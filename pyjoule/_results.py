@@ -1,0 +1,325 @@
+"""Cache entries → ``xarray.Dataset`` (dense or sparse) and ``pandas.DataFrame``.
+
+Assembly is vectorised: every parameter becomes an integer code per result row, the
+codes become one flat cell index, and each variable is scattered with one numpy
+assignment (dense) or handed to ``sparse.COO`` already sorted (sparse).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _columns
+from ._columns import MISSING
+
+DENSE_FACTOR = 8  # dense while the grid has at most 8x as many cells as psets ...
+DENSE_MAX_BYTES = 256 * 2**20  # ... and each variable stays under 256 MB
+
+
+# ------------------------------------------------------------------------ axes
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
+        v, (bool, np.bool_))
+
+
+def _label(v: Any) -> Any:
+    """A hashable coordinate label for a parameter value."""
+    if v is MISSING:
+        return None
+    if isinstance(v, list):
+        return tuple(_label(x) for x in v)
+    try:
+        hash(v)
+        return v
+    except TypeError:
+        return repr(v)
+
+
+def axis_from_values(values: Sequence[Any]) -> tuple[list, np.ndarray]:
+    """Labels (numbers sorted, others first-seen) and one code per value."""
+    lookup: dict[Any, int] = {}
+    try:
+        codes = [lookup.setdefault(v, len(lookup)) for v in values]
+        if MISSING in lookup:
+            raise TypeError
+    except TypeError:
+        lookup = {}
+        codes = [lookup.setdefault(_label(v), len(lookup)) for v in values]
+    labels = list(lookup)
+    codes_arr = np.asarray(codes, dtype=np.int64)
+    return _sorted_axis(labels, codes_arr)
+
+
+def _sorted_axis(labels: list, codes: np.ndarray) -> tuple[list, np.ndarray]:
+    numbers = [x for x in labels if x is not None]
+    if len(labels) < 2 or not all(_is_number(x) for x in numbers):
+        return labels, codes
+    order = sorted(range(len(labels)),
+                   key=lambda i: (labels[i] is None, labels[i] if labels[i] is not None else 0))
+    remap = np.empty(len(labels), np.int64)
+    remap[order] = np.arange(len(labels))
+    return [labels[i] for i in order], remap[codes]
+
+
+def axis_from_column(col: tuple) -> tuple[list, np.ndarray]:
+    """Like :func:`axis_from_values`, without a Python loop per row when possible."""
+    kind, data, mask, extra = col
+    if kind == "num" and data.dtype.kind in "iuf":
+        present = _columns.present(col)
+        values = data[present]
+        uniq, inverse = np.unique(values, return_inverse=True)
+        labels = uniq.tolist()
+        if present.all():
+            return labels, inverse.astype(np.int64)
+        codes = np.full(len(data), len(labels), np.int64)
+        codes[present] = inverse
+        return labels + [None], codes
+    if kind == "cat":
+        used = np.unique(data)
+        used_real = used[used >= 0]
+        order = np.argsort(_first_seen(data, used_real), kind="stable")
+        used_real = used_real[order]
+        remap = np.full(len(extra) + 1, len(used_real), np.int64)
+        remap[used_real] = np.arange(len(used_real))
+        labels = [extra[i] for i in used_real.tolist()]
+        if (used < 0).any():
+            labels.append(None)
+        return _sorted_axis(labels, remap[data])
+    return axis_from_values(_columns.to_objects(col))
+
+
+def _first_seen(codes: np.ndarray, which: np.ndarray) -> np.ndarray:
+    first = np.full(int(codes.max()) + 1 if len(codes) else 1, len(codes), np.int64)
+    np.minimum.at(first, codes[codes >= 0], np.flatnonzero(codes >= 0))
+    return first[which]
+
+
+# --------------------------------------------------------------------- dataset
+class Axes:
+    """The coordinate system of a Dataset: dimensions, scalar coordinates, codes."""
+
+    def __init__(self, names: Sequence[str], axes: dict[str, tuple[list, np.ndarray]],
+                 n_rows: int = 0):
+        self.n_rows = n_rows
+        self.dims = [n for n in names if len(axes[n][0]) >= 2]
+        self.scalars = {n: axes[n][0][0] for n in names if len(axes[n][0]) == 1}
+        self.labels = {n: axes[n][0] for n in self.dims}
+        self.codes = {n: axes[n][1] for n in self.dims}
+        self.shape = tuple(len(self.labels[n]) for n in self.dims)
+
+    @classmethod
+    def from_psets(cls, psets: Sequence[dict]) -> "Axes":
+        names = list(dict.fromkeys(k for p in psets for k in p)) if psets else []
+        axes = {n: axis_from_values([p.get(n, MISSING) for p in psets]) for n in names}
+        return cls(names, axes)
+
+    @classmethod
+    def from_columns(cls, columns: dict) -> "Axes":
+        names = [n[2:] for n in columns if n.startswith("p:")]
+        n_rows = len(next(iter(columns.values()))[1]) if columns else 0
+        return cls(names, {n: axis_from_column(columns["p:" + n]) for n in names}, n_rows)
+
+    def cells(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Flat cell index of each row (``rows`` picks rows of the code arrays)."""
+        if not self.dims:
+            return np.zeros(len(rows) if rows is not None else self.n_rows, np.int64)
+        codes = [self.codes[d] if rows is None else self.codes[d][rows] for d in self.dims]
+        return np.ravel_multi_index(codes, self.shape)
+
+
+def build_dataset(axes: Axes, cells: np.ndarray, columns: dict, *, n_psets: int,
+                  sparse: bool | str = "auto", dims: dict | None = None,
+                  attrs: dict | None = None):
+    """The Dataset of result columns placed at ``cells`` of the ``axes`` grid."""
+    import xarray as xr
+
+    dims = dims or {}
+    size = int(np.prod(axes.shape)) if axes.shape else 1
+    data_vars = {}
+    for name, col in columns.items():
+        if not name.startswith("v:"):
+            continue
+        var = name[2:]
+        data_vars[var] = _variable(var, col, axes, cells, size, n_psets, sparse,
+                                   dims.get(var))
+    coords: dict[str, Any] = {d: _coord(axes.labels[d]) for d in axes.dims}
+    coords.update({k: v for k, v in axes.scalars.items()})
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs or {})
+
+
+def _coord(labels: list) -> np.ndarray:
+    if all(isinstance(x, str) for x in labels):
+        return np.array(labels, dtype=object)
+    arr = np.empty(len(labels), object)
+    arr[:] = labels
+    try:
+        typed = np.array(labels)
+        if typed.dtype.kind in "biufU" and typed.shape == (len(labels),):
+            return typed
+    except (ValueError, TypeError):
+        pass
+    return arr
+
+
+def _variable(var, col, axes: Axes, cells, size, n_psets, sparse, names):
+    kind, data, _, _ = col
+    present = _columns.present(col)
+    where = cells[present]
+    extra_shape = data.shape[1:] if kind == "arr" else ()
+    extra_dims = tuple(names) if names else tuple(f"{var}_dim_{i}"
+                                                  for i in range(len(extra_shape)))
+    if len(extra_dims) != len(extra_shape):
+        raise ValueError(f"dims={{{var!r}: {names}}} names {len(extra_dims)} dimensions "
+                         f"but the returned arrays have shape {extra_shape}")
+    values = (data[present] if kind in ("num", "arr")
+              else _columns.to_array(_columns.take(col, np.flatnonzero(present))))
+    dims = tuple(axes.dims) + extra_dims
+    per_cell = int(np.prod(extra_shape)) if extra_shape else 1
+    use_sparse = sparse
+    if sparse == "auto":
+        nbytes = size * per_cell * 8
+        use_sparse = size > DENSE_FACTOR * max(n_psets, 1) or nbytes > DENSE_MAX_BYTES
+    if use_sparse and values.dtype.kind in "biuf" and axes.dims:
+        return dims, _sparse_array(axes.shape, where, values, extra_shape)
+    return dims, _dense_array(axes.shape, where, values, extra_shape, size)
+
+
+def _dense_array(shape, where, values, extra_shape, size):
+    full = len(np.unique(where)) == size if len(where) == size else False
+    dtype = values.dtype
+    if not full and dtype.kind in "biu":
+        dtype = np.float64
+    if dtype.kind in "biuf" or dtype.kind == "c":
+        out = np.full((size,) + extra_shape, np.nan if not full else 0, dtype)
+    else:
+        out = np.full((size,) + extra_shape, np.nan, object)
+    out[where] = values
+    return out.reshape(tuple(shape) + extra_shape)
+
+
+def _sparse_array(shape, where, values, extra_shape):
+    import sparse as sp
+
+    order = np.argsort(where, kind="stable")
+    where, values = where[order], values[order].astype(np.float64)
+    if len(where) > 1:  # the same cell twice (e.g. 1 and 1.0): keep the last
+        keep = np.append(where[1:] != where[:-1], True)
+        where, values = where[keep], values[keep]
+    coords = np.array(np.unravel_index(where, shape), dtype=np.int64).reshape(len(shape), -1)
+    if extra_shape:
+        inner = np.array(np.unravel_index(np.arange(int(np.prod(extra_shape))), extra_shape))
+        m = inner.shape[1]
+        coords = np.concatenate([np.repeat(coords, m, axis=1),
+                                 np.tile(inner, len(where))], axis=0)
+        values = values.reshape(len(where), -1).ravel()
+    return sp.COO(coords, values, shape=tuple(shape) + extra_shape, fill_value=np.nan,
+                  has_duplicates=False, sorted=True)
+
+
+# ----------------------------------------------------------------------- table
+def build_table(ids: Sequence[str], columns: dict, func_id: str, failures=()):
+    """One row per pset: parameters, results and the bookkeeping columns."""
+    import pandas as pd
+
+    data: dict[str, Any] = {}
+    for name, col in columns.items():
+        if name[:2] in ("p:", "v:"):
+            key = name[2:] if name[2:] not in data else name
+            data[key] = _table_column(col)
+    data["_key"] = list(ids)
+    data["_func_id"] = func_id
+    data["_status"] = "done"
+    for name in ("runtime_s", "host", "started", "finished", "run_id"):
+        col = columns.get("b:" + name)
+        data["_" + name] = _table_column(col) if col is not None else [None] * len(ids)
+    frame = pd.DataFrame(data)
+    if failures:
+        frame = pd.concat([frame, _failure_rows(failures, func_id)], ignore_index=True)
+    for name in ("_started", "_finished"):
+        frame[name] = pd.to_datetime(frame[name].astype(float), unit="s", utc=True)
+    return frame
+
+
+def _table_column(col: tuple):
+    kind = col[0]
+    if kind == "num":
+        return _columns.to_array(col)
+    values = _columns.to_objects(col)
+    return [None if v is MISSING else v for v in values]
+
+
+def _failure_rows(failures, func_id: str):
+    import pandas as pd
+
+    rows = []
+    for rec in failures:
+        row = dict(rec.get("kwargs", {}))
+        row.update(_key=rec["pset_id"], _func_id=func_id, _status="failed",
+                   _runtime_s=rec.get("runtime_s"), _host=rec.get("host"),
+                   _started=rec.get("started"), _finished=rec.get("finished"),
+                   _run_id=rec.get("run_id"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def failures_frame(failures: Sequence[dict]):
+    """``run.failures``: parameters + error_type, message, traceback, reason, log."""
+    import pandas as pd
+
+    rows = []
+    for rec in failures:
+        row = dict(rec.get("kwargs", {}))
+        row.update(error_type=rec.get("error_type"), message=rec.get("message"),
+                   traceback=rec.get("traceback"), reason=rec.get("reason"),
+                   log=_log_text(rec), _key=rec["pset_id"])
+        rows.append(row)
+    cols = ["error_type", "message", "traceback", "reason", "log", "_key"]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=cols)
+
+
+def _log_text(rec: dict) -> str:
+    parts = []
+    if rec.get("stdout"):
+        parts.append(rec["stdout"])
+    if rec.get("stderr"):
+        parts.append(rec["stderr"])
+    if rec.get("log_path"):
+        parts.append(f"(worker log: {rec['log_path']})")
+    return "".join(parts)
+
+
+# ------------------------------------------------------------- from the store
+def dataset_for(store, func_id: str, ids: Sequence[str], psets: Sequence[dict], *,
+                sparse: bool | str = "auto", dims: dict | None = None,
+                attrs: dict | None = None):
+    """The Dataset of the cached results among ``ids``, on the grid of ``psets``.
+
+    Returns ``(dataset, n_found, n_read)``: fewer rows read than found means damaged
+    cache segments were dropped (the caller recomputes them).
+    """
+    found = store.lookup(func_id, ids)
+    got_ids, columns = store.read_columns(func_id, found)
+    axes = Axes.from_psets(psets)
+    pos = dict(zip(ids, range(len(ids))))
+    rows = np.fromiter((pos[p] for p in got_ids), np.int64, len(got_ids))
+    ds = build_dataset(axes, axes.cells(rows), columns, n_psets=len(ids), sparse=sparse,
+                       dims=dims, attrs=attrs)
+    return ds, len(found), len(got_ids)
+
+
+def dataset_of_all(store, func_id: str, *, sparse: bool | str = "auto",
+                   dims: dict | None = None, attrs: dict | None = None):
+    """The Dataset of everything cached for ``func_id`` (``pj.load``)."""
+    found = store.lookup(func_id)
+    got_ids, columns = store.read_columns(func_id, found)
+    axes = Axes.from_columns(columns)
+    return build_dataset(axes, axes.cells(), columns, n_psets=len(got_ids), sparse=sparse,
+                         dims=dims, attrs=attrs)
+
+
+def table_for(store, func_id: str, ids: Sequence[str] | None = None, failures=()):
+    found = store.lookup(func_id, ids)
+    got_ids, columns = store.read_columns(func_id, found)
+    return build_table(got_ids, columns, func_id, failures)

@@ -1,0 +1,1 @@
+"""Moving bytes and running commands (this machine now; SSH hosts later)."""

@@ -1,0 +1,408 @@
+"""The worker program: ``python -m pyjoule.worker RUN_DIR``.
+
+The same code runs every batch everywhere: in the driver (``workers=0``), as a local
+subprocess, on an SSH host and in a SLURM array task. Its import closure is the
+standard library, cloudpickle, threadpoolctl and pyjoule's own small modules.
+
+A run directory holds::
+
+    payload.pkl        cloudpickle of {"func", "threads", "timeout_s", "capture"}
+    tasks.pkl          pickle of [(pset_id, kwargs), ...]   (or files named by --tasks)
+    results/*.rec      framed records, one append-only file per process
+    worker.pid         "<pid> <start time>" of the supervisor
+    exit               exit code of the supervisor, written last (atomically)
+    worker.log         the supervisor's and its children's stdout/stderr
+
+The supervisor forks ``--workers`` children. Each child runs the tasks it is handed
+and appends one record per finished pset to its own file, so a crash loses only the
+pset in flight. The supervisor hands out chunks (large first, smaller near the end,
+so a slow core does not hold up the finish), kills a child whose pset exceeds the
+timeout, and records ``timeout`` or ``lost`` for the pset a dead child was running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import mmap
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+from collections import deque
+from contextlib import redirect_stderr, redirect_stdout
+
+from . import _records
+
+_SLOT = struct.Struct("<qd")  # index of the task being run (-1: idle), its start time
+_MSG = struct.Struct("<qq")  # chunk handed to a child: [start, stop); stop < 0 = quit
+_HOST = socket.gethostname()
+
+
+# --------------------------------------------------------------------------- tasks
+def execute(func, pset_id: str, kwargs: dict, capture: bool) -> bytes:
+    """Run one pset and return its framed record (success or failure alike)."""
+    started = time.time()
+    t0 = time.perf_counter()
+    out = err = None
+    status, value, error = "done", None, None
+    try:
+        if capture:
+            out, err = io.StringIO(), io.StringIO()
+            with redirect_stdout(out), redirect_stderr(err):
+                value = func(**kwargs)
+        else:
+            value = func(**kwargs)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - failures are data, SystemExit too
+        status, error = "failed", _describe(exc, "exception")
+    record = {
+        "pset_id": pset_id,
+        "status": status,
+        "value": value,
+        "runtime_s": time.perf_counter() - t0,
+        "started": started,
+        "finished": time.time(),
+        "host": _HOST,
+        "pid": os.getpid(),
+        "stdout": out.getvalue() if out is not None else "",
+        "stderr": err.getvalue() if err is not None else "",
+    }
+    if error:
+        record.update(error)
+    try:
+        return _records.frame(record)
+    except Exception as exc:  # noqa: BLE001 - e.g. a return value that cannot be pickled
+        record.update(status="failed", value=None)
+        record.update(_describe(exc, "exception"))
+        record["message"] = f"the return value could not be pickled: {record['message']}"
+        return _records.frame(record)
+
+
+def _describe(exc: BaseException, reason: str) -> dict:
+    return {
+        "error_type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "reason": reason,
+    }
+
+
+def failure_record(pset_id: str, error_type: str, message: str, reason: str,
+                   started: float | None = None) -> dict:
+    """A record for a pset that no child could report on (timeout, lost worker)."""
+    now = time.time()
+    return {
+        "pset_id": pset_id, "status": "failed", "value": None,
+        "runtime_s": (now - started) if started else None,
+        "started": started, "finished": now, "host": _HOST, "pid": os.getpid(),
+        "stdout": "", "stderr": "", "error_type": error_type, "message": message,
+        "traceback": "", "reason": reason,
+    }
+
+
+def load_run(run_dir: str, task_files: list[str] | None = None):
+    with open(os.path.join(run_dir, "payload.pkl"), "rb") as fh:
+        payload = pickle.load(fh)  # cloudpickle output loads with plain pickle
+    tasks: list = []
+    for name in task_files or ["tasks.pkl"]:
+        with open(os.path.join(run_dir, name), "rb") as fh:
+            tasks.extend(pickle.load(fh))
+    return payload, tasks
+
+
+def _limit_threads(threads: int) -> None:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency, but never fatal
+        return
+    threadpool_limits(limits=threads)
+
+
+# ------------------------------------------------------------------- in-process
+def run_inline(run_dir: str, task_files: list[str] | None = None) -> int:
+    """Run every task in this process (``workers=0``): same records, no fork."""
+    payload, tasks = load_run(run_dir, task_files)
+    path = os.path.join(run_dir, "results", f"inline-{os.getpid()}-{time.time_ns()}.rec")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        for pset_id, kwargs in tasks:
+            _write(fd, execute(payload["func"], pset_id, kwargs, payload["capture"]))
+    finally:
+        os.close(fd)
+    return 0
+
+
+def _write(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# --------------------------------------------------------------------- children
+def _child(slot: int, shm: mmap.mmap, tasks: list, payload: dict, rfd: int, wfd: int,
+           path: str) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    _limit_threads(payload["threads"])
+    func, capture = payload["func"], payload["capture"]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    offset = slot * _SLOT.size
+    while True:
+        msg = _read_exact(rfd, _MSG.size)
+        if not msg:
+            break
+        start, stop = _MSG.unpack(msg)
+        if stop < 0:
+            break
+        for i in range(start, stop):
+            _SLOT.pack_into(shm, offset, i, time.time())
+            pset_id, kwargs = tasks[i]
+            # The record is on disk before the slot moves on: a kill between the two
+            # at worst reports a finished pset as lost too, and "done" wins on ingest.
+            _write(fd, execute(func, pset_id, kwargs, capture))
+        _SLOT.pack_into(shm, offset, -1, 0.0)
+        os.write(wfd, b"k")
+    os.close(fd)
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return b""
+        buf += chunk
+    return buf
+
+
+class _Child:
+    __slots__ = ("pid", "to_child", "from_child", "chunk", "killed_for")
+
+    def __init__(self, pid, to_child, from_child):
+        self.pid, self.to_child, self.from_child = pid, to_child, from_child
+        self.chunk: tuple[int, int] | None = None
+        self.killed_for: str | None = None
+
+
+class Supervisor:
+    """Fork ``workers`` children and feed them chunks of ``tasks`` until done."""
+
+    def __init__(self, run_dir: str, payload: dict, tasks: list, workers: int):
+        self.run_dir, self.payload, self.tasks = run_dir, payload, tasks
+        self.workers = max(1, min(workers, len(tasks) or 1))
+        self.timeout_s = payload.get("timeout_s")
+        self.shm = mmap.mmap(-1, _SLOT.size * self.workers)
+        self.queue: deque[tuple[int, int]] = deque([(0, len(tasks))] if tasks else [])
+        self.children: dict[int, _Child] = {}
+        self.spawned = 0
+        path = os.path.join(run_dir, "results", f"supervisor-{os.getpid()}.rec")
+        self.own_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    # chunks shrink as work runs out: guided scheduling
+    def _next_chunk(self) -> tuple[int, int] | None:
+        if not self.queue:
+            return None
+        start, stop = self.queue.popleft()
+        remaining = sum(b - a for a, b in self.queue) + (stop - start)
+        size = max(1, min(stop - start, remaining // (3 * self.workers), 2000))
+        if start + size < stop:
+            self.queue.appendleft((start + size, stop))
+        return start, start + size
+
+    def _spawn(self, slot: int) -> None:
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        self.spawned += 1
+        path = os.path.join(self.run_dir, "results",
+                            f"w{os.getpid()}-{self.spawned}.rec")
+        _SLOT.pack_into(self.shm, slot * _SLOT.size, -1, 0.0)
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 0
+            try:
+                os.close(down_w)
+                os.close(up_r)
+                for other in self.children.values():
+                    os.close(other.to_child)
+                    os.close(other.from_child)
+                _child(slot, self.shm, self.tasks, self.payload, down_r, up_w, path)
+            except BaseException:  # noqa: BLE001
+                traceback.print_exc()
+                code = 1
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        os.close(down_r)
+        os.close(up_w)
+        self.children[slot] = _Child(pid, down_w, up_r)
+        self._feed(slot)
+
+    def _feed(self, slot: int) -> None:
+        child = self.children[slot]
+        child.chunk = self._next_chunk()
+        start, stop = child.chunk if child.chunk else (0, -1)
+        try:
+            os.write(child.to_child, _MSG.pack(start, stop))
+        except BrokenPipeError:
+            pass  # it died; the EOF on its pipe tells us
+
+    def run(self) -> int:
+        for slot in range(self.workers):
+            if self.queue:
+                self._spawn(slot)
+        while self.children:
+            by_fd = {c.from_child: s for s, c in self.children.items()}
+            ready, _, _ = select.select(list(by_fd), [], [], self._wait_s())
+            for fd in ready:
+                slot = by_fd[fd]
+                if os.read(fd, 1):
+                    self._feed(slot)
+                else:
+                    self._reap(slot)
+            self._enforce_timeout()
+        os.close(self.own_fd)
+        return 0
+
+    def _wait_s(self) -> float:
+        if not self.timeout_s:
+            return 1.0
+        return max(0.01, min(1.0, self.timeout_s / 20))
+
+    def _enforce_timeout(self) -> None:
+        if not self.timeout_s:
+            return
+        now = time.time()
+        for slot, child in self.children.items():
+            index, started = _SLOT.unpack_from(self.shm, slot * _SLOT.size)
+            if index >= 0 and now - started > self.timeout_s and not child.killed_for:
+                child.killed_for = "timeout"
+                _kill(child.pid)
+
+    def _reap(self, slot: int) -> None:
+        child = self.children.pop(slot)
+        _, status = os.waitpid(child.pid, 0)
+        os.close(child.to_child)
+        os.close(child.from_child)
+        index, started = _SLOT.unpack_from(self.shm, slot * _SLOT.size)
+        if child.chunk is not None and index >= 0:
+            pset_id = self.tasks[index][0]
+            if child.killed_for == "timeout":
+                rec = failure_record(pset_id, "TimeoutError",
+                                     f"pset exceeded timeout={self.timeout_s}s; its worker "
+                                     "process was killed and replaced", "timeout", started)
+            else:
+                rec = failure_record(pset_id, "WorkerLost",
+                                     f"the worker process died ({_exit_text(status)}) while "
+                                     "running this pset", "lost", started)
+            _records.append(self.own_fd, rec)
+            if index + 1 < child.chunk[1]:
+                self.queue.appendleft((index + 1, child.chunk[1]))
+        elif child.chunk is not None:
+            self.queue.appendleft(child.chunk)  # died before starting its chunk
+        if self.queue:
+            self._spawn(slot)
+
+    def stop(self) -> None:
+        for child in self.children.values():
+            _kill(child.pid)
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _exit_text(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = str(sig)
+        hint = " - out of memory?" if sig == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {os.WEXITSTATUS(status)}"
+
+
+# ------------------------------------------------------------------------- main
+def process_start_time(pid: int) -> str:
+    """Start time of ``pid`` in clock ticks (tells a live process from a reused pid)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def is_alive(run_dir: str) -> bool:
+    """Whether the supervisor of ``run_dir`` still runs (and has not written ``exit``)."""
+    if os.path.exists(os.path.join(run_dir, "exit")):
+        return False
+    try:
+        with open(os.path.join(run_dir, "worker.pid")) as fh:
+            pid_text, start = (fh.read().split() + [""])[:2]
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return not start or process_start_time(pid) in (start, "")
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def run(run_dir: str, workers: int, task_files: list[str] | None = None) -> int:
+    """Run every task of ``run_dir`` with ``workers`` processes (0: in this process)."""
+    os.makedirs(os.path.join(run_dir, "results"), exist_ok=True)
+    if workers <= 0:
+        return run_inline(run_dir, task_files)
+    pid = os.getpid()
+    _atomic_write(os.path.join(run_dir, "worker.pid"), f"{pid} {process_start_time(pid)}\n")
+    code = 1
+    supervisor = None
+    try:
+        payload, tasks = load_run(run_dir, task_files)
+        supervisor = Supervisor(run_dir, payload, tasks, workers)
+
+        def _terminate(signum, _frame):
+            raise SystemExit(128 + signum)
+
+        signal.signal(signal.SIGTERM, _terminate)
+        code = supervisor.run()
+    except SystemExit as exc:
+        code = int(exc.code or 1)
+        raise
+    finally:
+        if supervisor is not None and supervisor.children:
+            supervisor.stop()
+        _atomic_write(os.path.join(run_dir, "exit"), f"{code}\n")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pyjoule.worker",
+                                     description="Run the tasks of a pyjoule run directory.")
+    parser.add_argument("run_dir")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--tasks", nargs="*", default=None,
+                        help="task files in RUN_DIR (default: tasks.pkl)")
+    args = parser.parse_args(argv)
+    return run(args.run_dir, args.workers, args.tasks)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Shared fixtures. Tests that start processes guard themselves: a per-test timeout
+(pytest-timeout, in pyproject.toml), faulthandler, and a check that no worker process
+outlives its test."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+faulthandler.enable()
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def weird_tmp_path(tmp_path: Path) -> Path:
+    """A folder whose name has spaces, quotes and a semicolon: every path pyjoule
+    builds crosses a command line, and must survive that."""
+    path = tmp_path / "a b'c\"d;e"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def cache_dir(weird_tmp_path: Path, monkeypatch) -> Path:
+    """A fresh cache for the test, also as PYJOULE_CACHE for child processes."""
+    cache = weird_tmp_path / "cache"
+    monkeypatch.setenv("PYJOULE_CACHE", str(cache))
+    monkeypatch.setenv("PYJOULE_PROGRESS", "0")
+    return cache
+
+
+def _worker_pids() -> set[int]:
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except OSError:
+            continue
+        if b"pyjoule.worker" in cmd:
+            pids.add(int(entry))
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def no_stray_workers():
+    """Fail a test that leaves a pyjoule worker process running."""
+    before = _worker_pids()
+    yield
+    deadline = time.monotonic() + 10
+    while (leaked := _worker_pids() - before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not leaked, f"worker processes left running: {sorted(leaked)}"
+
+
+def run_script(folder: Path, source: str, *, timeout: float = 120, env: dict | None = None,
+               check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``source`` as ``__main__`` of a script in ``folder``, in a fresh interpreter."""
+    script = folder / "script.py"
+    script.write_text(textwrap.dedent(source))
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(folder)])
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, str(script)], cwd=folder, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"script failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
