@@ -190,8 +190,8 @@ def _dense_array(shape, where, values, extra_shape, size):
     full = len(np.unique(where)) == size if len(where) == size else False
     dtype = values.dtype
     if not full and dtype.kind in "biu":
-        dtype = np.float64
-    if dtype.kind in "biuf" or dtype.kind == "c":
+        dtype = np.dtype(np.float64)
+    if dtype.kind in "biufc":
         out = np.full((size,) + extra_shape, np.nan if not full else 0, dtype)
     else:
         out = np.full((size,) + extra_shape, np.nan, object)

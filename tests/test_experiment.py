@@ -1,0 +1,320 @@
+"""End-to-end behaviour of the decorator on this machine: what a user does and sees."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import pyjoule as pj
+
+from conftest import run_script
+
+
+def _log_call(tag: str) -> None:
+    path = os.environ.get("PJ_TEST_CALLS")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(tag + "\n")
+
+
+def calls(path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.fixture
+def call_log(tmp_path, monkeypatch):
+    path = tmp_path / "calls.txt"
+    monkeypatch.setenv("PJ_TEST_CALLS", str(path))
+    return path
+
+
+def simulate(method, N, seed=0):
+    _log_call(f"{method}-{N}-{seed}")
+    return {"rmse": N * 0.1 + seed + (0.5 if method == "PF" else 0.0), "n": N}
+
+
+def test_sweep_returns_dataset_with_dims_and_caches(cache_dir, call_log):
+    f = pj.experiment(workers=2)(simulate)
+    ds = f.sweep(method=["EnKF", "PF"], N=[20, 10, 40], seed=range(3))
+    assert isinstance(ds, xr.Dataset)
+    assert list(ds.rmse.dims) == ["method", "N", "seed"]
+    assert list(ds.method.values) == ["EnKF", "PF"]  # first-seen order
+    assert list(ds.N.values) == [10, 20, 40]  # numbers sorted
+    assert float(ds.rmse.sel({"method": "PF", "N": 40, "seed": 2})) == pytest.approx(6.5)
+    assert ds.n.dtype.kind == "i"
+    assert len(calls(call_log)) == 18
+    assert ds.attrs["func_id"] and "simulate" in ds.attrs["function"]
+
+    again = f.sweep(method=["EnKF", "PF"], N=[20, 10, 40], seed=range(3))
+    assert len(calls(call_log)) == 18  # nothing ran
+    xr.testing.assert_identical(ds, again)
+
+
+def test_adding_seeds_runs_only_the_new_ones(cache_dir, call_log):
+    f = pj.experiment(workers=2)(simulate)
+    f.sweep(method="EnKF", N=[10, 20], seed=range(2))
+    ds = f.sweep(method="EnKF", N=[10, 20], seed=range(4))
+    assert sorted(calls(call_log)) == sorted(
+        [f"EnKF-{n}-{s}" for n in (10, 20) for s in range(2)]
+        + [f"EnKF-{n}-{s}" for n in (10, 20) for s in (2, 3)])
+    assert ds.sizes == {"N": 2, "seed": 4}
+    assert "method" in ds.coords and ds.method.item() == "EnKF"  # scalar coordinate
+
+
+def test_defaults_are_filled_before_hashing(cache_dir, call_log):
+    f = pj.experiment(workers=0)(simulate)
+    a = f(method="KF", N=5)
+    b = f(method="KF", N=5, seed=0)
+    assert a == b == {"rmse": 0.5, "n": 5}
+    assert calls(call_log) == ["KF-5-0"]
+
+
+def test_call_returns_exactly_what_the_function_returned(cache_dir):
+    @pj.experiment(workers=1)
+    def arrays(n):
+        return {"x": np.arange(n), "label": f"n={n}", "nested": {"a": [1, 2]}}
+
+    first = arrays(n=3)
+    second = arrays(n=3)
+    for value in (first, second):
+        np.testing.assert_array_equal(value["x"], np.arange(3))
+        assert value["label"] == "n=3" and value["nested"] == {"a": [1, 2]}
+    assert arrays.func(n=2)["label"] == "n=2"
+    assert arrays.__name__ == "arrays"
+
+
+def test_in_process_backend_runs_in_this_process(cache_dir):
+    @pj.experiment(workers=0)
+    def whose(i):
+        return os.getpid()
+
+    ds = whose.sweep(i=[1, 2])
+    assert set(ds.result.values.tolist()) == {os.getpid()}
+
+
+def test_new_process_takes_results_from_the_cache(cache_dir, weird_tmp_path, call_log):
+    script = """
+        import os, pyjoule as pj
+
+        @pj.experiment(workers=2)
+        def g(a, b=1):
+            with open(os.environ["PJ_TEST_CALLS"], "a") as fh:
+                fh.write(f"{a}\\n")
+            return a * b
+
+        ds = g.sweep(a=[1, 2, 3], b=[1, 10])
+        print(float(ds.result.sum()))
+    """
+    out1 = run_script(weird_tmp_path, script).stdout.strip()
+    out2 = run_script(weird_tmp_path, script).stdout.strip()
+    assert out1 == out2 == str(float(66))
+    assert len(calls(call_log)) == 6  # the second process computed nothing
+
+
+def test_editing_the_function_recomputes_but_a_comment_does_not(cache_dir, weird_tmp_path,
+                                                                 call_log):
+    body = """
+        import os, pyjoule as pj
+
+        @pj.experiment(workers=1)
+        def g(a):
+            {comment}
+            with open(os.environ["PJ_TEST_CALLS"], "a") as fh:
+                fh.write(f"{{a}}\\n")
+            return a * {factor}
+
+        print(int(g.sweep(a=[1, 2]).result.sum()))
+    """
+    assert run_script(weird_tmp_path, body.format(comment="", factor=2)).stdout.strip() == "6"
+    assert run_script(weird_tmp_path, body.format(comment="# tuned", factor=2)).stdout.strip() \
+        == "6"
+    assert len(calls(call_log)) == 2
+    proc = run_script(weird_tmp_path, body.format(comment="", factor=3),
+                      env={"PYJOULE_LOG_LEVEL": "INFO"})
+    assert proc.stdout.strip() == "9"
+    assert len(calls(call_log)) == 4
+
+
+def test_union_of_spaces_is_ragged_and_sparse_when_large(cache_dir):
+    @pj.experiment(workers=2)
+    def h(method, **tuning):
+        return sum(tuning.values())
+
+    space = (pj.grid(method="A", alpha=[1, 2, 3])
+             + pj.grid(method="B", beta=list(range(10)), gamma=list(range(10))))
+    ds = h.map(space)
+    assert set(ds.result.dims) == {"method", "alpha", "beta", "gamma"}
+    # missing parameters are labelled None
+    assert None in ds.alpha.values.tolist() and None in ds.beta.values.tolist()
+    # 2 * 4 * 11 * 11 = 968 cells for 103 psets: more than 8x -> sparse
+    import sparse
+
+    assert isinstance(ds.result.data, sparse.COO)
+    dense = h.map(space, sparse=False)
+    assert isinstance(dense.result.data, np.ndarray)
+    assert float(dense.result.sel({"method": "A", "alpha": 3, "beta": None, "gamma": None})) == 3
+    assert int(dense.result.notnull().sum()) == 103
+    forced = h.map(pj.grid(method="A", alpha=[1, 2]), sparse=True)
+    assert isinstance(forced.result.data, sparse.COO)
+
+
+def test_duplicates_run_once(cache_dir, call_log):
+    f = pj.experiment(workers=2)(simulate)
+    space = [dict(method="KF", N=1), dict(method="KF", N=1, seed=0), dict(N=1, method="KF")]
+    ds = f.map(space)
+    assert calls(call_log) == ["KF-1-0"]
+    assert float(ds.rmse) == pytest.approx(0.1)
+
+
+def test_array_returns_add_dimensions(cache_dir):
+    @pj.experiment(workers=0, dims={"trace": ("t",)})
+    def traj(k):
+        return {"trace": np.arange(4) * k, "other": np.ones((2, 3)) * k}
+
+    ds = traj.sweep(k=[1, 2])
+    assert ds.trace.dims == ("k", "t")
+    assert ds.other.dims == ("k", "other_dim_0", "other_dim_1")
+    np.testing.assert_array_equal(ds.trace.sel(k=2).values, [0, 2, 4, 6])
+
+
+def test_nan_returned_stays_a_value_and_scalar_returns_use_result(cache_dir):
+    @pj.experiment(workers=0)
+    def maybe(x):
+        return float("nan") if x == 2 else x
+
+    ds = maybe.sweep(x=[1, 2, 3])
+    assert list(ds.data_vars) == ["result"]
+    assert np.isnan(ds.result.sel(x=2))
+    table = maybe.table()
+    assert len(table) == 3  # the NaN is a cached result, not a failure
+
+
+def test_table_has_bookkeeping_columns(cache_dir):
+    f = pj.experiment(workers=2)(simulate)
+    f.sweep(method=["A", "B"], N=[1, 2])
+    table = f.table()
+    assert len(table) == 4
+    for col in ("method", "N", "seed", "rmse", "n", "_key", "_func_id", "_status",
+                "_runtime_s", "_host", "_started", "_finished", "_run_id"):
+        assert col in table.columns, col
+    assert (table["_status"] == "done").all()
+    assert str(table["_finished"].dt.tz) == "UTC"
+    assert len(f.table(pj.grid(method="A", N=[1, 2]))) == 2
+
+
+def test_load_returns_everything_cached_without_running(cache_dir, call_log):
+    f = pj.experiment(workers=2)(simulate)
+    f.sweep(method=["A"], N=[1, 2], seed=[0, 1])
+    f.sweep(method=["B"], N=[3], seed=[0])
+    before = len(calls(call_log))
+    ds = pj.load(f)
+    assert len(calls(call_log)) == before
+    assert set(ds.method.values.tolist()) == {"A", "B"}
+    assert int(ds.rmse.notnull().sum()) == 5
+    assert list(ds.N.values) == [1, 2, 3]
+
+
+def test_cache_info_and_clear_cache(cache_dir):
+    f = pj.experiment(workers=0)(simulate)
+    f.sweep(method="A", N=[1, 2, 3])
+    info = f.cache_info()
+    assert info["entries"] == 3 and info["bytes"] > 0
+    assert f.clear_cache() == 3
+    assert f.cache_info()["entries"] == 0
+
+
+def test_cache_false_never_stores(tmp_path, monkeypatch, call_log):
+    monkeypatch.setenv("PYJOULE_CACHE", str(tmp_path / "should-not-exist"))
+    f = pj.experiment(workers=0, cache=False, progress=False)(simulate)
+    f.sweep(method="A", N=[1, 2])
+    f.sweep(method="A", N=[1, 2])
+    assert len(calls(call_log)) == 4
+    assert not (tmp_path / "should-not-exist").exists()
+
+
+def test_explicit_cache_directory_and_env_var(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYJOULE_CACHE", str(tmp_path / "from-env"))
+    f = pj.experiment(workers=0, progress=False)(simulate)
+    f(method="A", N=1)
+    assert (tmp_path / "from-env" / "index.sqlite").exists()
+    g = pj.experiment(workers=0, progress=False, cache=tmp_path / "explicit")(simulate)
+    g(method="A", N=1)
+    assert (tmp_path / "explicit" / "index.sqlite").exists()
+
+
+def test_default_cache_is_in_the_project_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYJOULE_CACHE", raising=False)
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    f = pj.experiment(workers=0, progress=False)(simulate)
+    f(method="A", N=1)
+    assert (tmp_path / ".pyjoule" / "index.sqlite").exists()
+
+
+def test_submit_returns_a_run_that_survives_the_process(cache_dir, weird_tmp_path):
+    f = pj.experiment(workers=2)(simulate)
+    run = f.submit(pj.grid(method=["A", "B"], N=[1, 2, 3]))
+    assert run.id
+    run.wait(timeout=60)
+    assert run.done()
+    status = run.status()
+    assert status["total"] == 6 and status["done"] == 6 and status["pending"] == 0
+    assert run.dataset().rmse.shape == (2, 3)
+    assert len(run.table()) == 6
+    assert run.failures.empty
+    runs = pj.runs()
+    assert run.id in runs["id"].tolist()
+
+    out = run_script(weird_tmp_path, f"""
+        import pyjoule as pj
+        run = pj.attach({run.id!r})
+        print(run.status()["done"], float(run.dataset().rmse.sum()))
+    """).stdout.split()
+    assert out[0] == "6"
+    assert float(out[1]) == pytest.approx(float(run.dataset().rmse.sum()))
+
+
+def test_attach_unknown_run_is_a_clear_error(cache_dir):
+    with pytest.raises(pj.RunNotFoundError, match="no run 'nope'"):
+        pj.attach("nope")
+
+
+def test_concurrent_processes_share_a_cache(cache_dir, weird_tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    script = weird_tmp_path / "share.py"
+    script.write_text(textwrap.dedent("""
+        import sys, pyjoule as pj
+
+        @pj.experiment(workers=1, progress=False)
+        def k(i, who=0):
+            return i * 2
+
+        start = int(sys.argv[1])
+        ds = k.sweep(i=range(start, start + 60))
+        assert int(ds.result.sum()) == sum(2 * i for i in range(start, start + 60))
+    """))
+    env = dict(os.environ, PYTHONPATH=str(weird_tmp_path.parent.parent.parent.parent)
+               + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    from conftest import REPO
+
+    env["PYTHONPATH"] = str(REPO)
+    procs = [subprocess.Popen([sys.executable, str(script), str(s)], env=env)
+             for s in (0, 30, 60, 90)]
+    assert [p.wait(120) for p in procs] == [0, 0, 0, 0]
+    check = run_script(weird_tmp_path, """
+        import pyjoule as pj
+
+        @pj.experiment(workers=1, progress=False)
+        def k(i, who=0):
+            return i * 2
+
+        print(len(k.table()))
+    """)
+    assert check.stdout.strip() == "150"
