@@ -14,11 +14,12 @@ import warnings
 from typing import Any, Callable
 
 from . import _dispatch, _space
-from ._config import config, default_cache_dir, default_workers
+from ._config import apply_log_level_from_env, config, default_cache_dir, default_workers
 from ._errors import ExperimentError, OptionError, PyjouleError, RunNotFoundError
 from ._store import Store
 
 log = logging.getLogger("pyjoule")
+apply_log_level_from_env()
 
 OPTIONS = ("host", "slurm", "workers", "batch", "threads", "cache", "version", "retries",
            "errors", "timeout", "progress", "capture", "dims")
@@ -184,7 +185,7 @@ class Experiment:
         own = None
         if plan.to_run:
             backend_name = "inprocess" if opts["workers"] == 0 else "pool"
-            backend = _dispatch.make_backend(backend_name, threads=opts["threads"])
+            backend = _dispatch.make_backend(backend_name)
             opts["workers"] = max(1, min(opts["workers"], len(plan.to_run))) \
                 if backend_name == "pool" else 0
             own = _dispatch.LiveRun(store, _dispatch.launch(
@@ -320,8 +321,9 @@ class Run:
                     if left <= 0:
                         return
                     step = min(step or left, left)
-                live = [r for r in live
-                        if not r.poll_until_finished(timeout_s=step, progress=bar)]
+                interval = config.get("poll_interval_s")
+                live = [r for r in live if not r.poll_until_finished(
+                    timeout_s=step, progress=bar, interval_s=interval)]
         finally:
             bar.close()
 

@@ -125,7 +125,8 @@ def concat(cols: Sequence[tuple]) -> tuple:
     masks = [present(c) for c in cols]
     mask = np.concatenate(masks)
     mask = None if mask.all() else mask
-    if kinds == {"num"}:
+    bools = {c[1].dtype.kind == "b" for c in cols if c[0] == "num"}
+    if kinds == {"num"} and len(bools) == 1:  # never let True become 1
         return "num", np.concatenate([c[1] for c in cols]), mask, None
     if kinds == {"arr"} and len({c[1].shape[1:] for c in cols}) == 1:
         return "arr", np.concatenate([c[1] for c in cols]), mask, None

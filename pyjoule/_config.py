@@ -94,6 +94,18 @@ def _apply_log_level(level: str) -> None:
     logging.getLogger("pyjoule").setLevel(level.upper())
 
 
+def apply_log_level_from_env() -> None:
+    """Honour ``PYJOULE_LOG_LEVEL`` (called once, when pyjoule is imported)."""
+    level = os.environ.get("PYJOULE_LOG_LEVEL")
+    if level:
+        import logging
+
+        logger = logging.getLogger("pyjoule")
+        logger.setLevel(level.upper())
+        if not logging.getLogger().handlers and not logger.handlers:
+            logger.addHandler(logging.StreamHandler())
+
+
 def project_root(start: str | os.PathLike | None = None) -> Path | None:
     """Nearest ancestor of ``start`` (default: cwd) holding ``pyproject.toml`` or ``.git``."""
     here = Path(start or os.getcwd()).resolve()

@@ -219,7 +219,7 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     return rec
 
 
-def make_backend(backend_name: str, run_dir: str | None = None, threads: int = 1):
+def make_backend(backend_name: str, run_dir: str | None = None):
     """The backend object for a registered run (imported lazily: only dispatch needs them)."""
     if backend_name == "inprocess":
         from ._backends.inprocess import InProcessBackend
@@ -227,7 +227,7 @@ def make_backend(backend_name: str, run_dir: str | None = None, threads: int = 1
         return InProcessBackend()
     from ._backends.pool import PoolBackend
 
-    return PoolBackend(run_dir, threads)
+    return PoolBackend(run_dir)
 
 
 # ----------------------------------------------------------------------- watch

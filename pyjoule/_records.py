@@ -26,9 +26,19 @@ _MAX_LEN = 1 << 31
 log = logging.getLogger("pyjoule")
 
 
-def frame(obj: Any) -> bytes:
-    """Serialise ``obj`` into one framed record (raises if it cannot be pickled)."""
-    payload = pickle.dumps(obj, protocol=5)
+def frame(obj: Any, by_value: bool = False) -> bytes:
+    """Serialise ``obj`` into one framed record (raises if it cannot be pickled).
+
+    ``by_value`` uses cloudpickle, for values whose classes exist only by value in
+    this process (defined in the user's ``__main__`` or a notebook); plain pickle
+    reads the result back wherever cloudpickle is installed.
+    """
+    if by_value:
+        import cloudpickle
+
+        payload = cloudpickle.dumps(obj, protocol=5)
+    else:
+        payload = pickle.dumps(obj, protocol=5)
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
@@ -55,7 +65,13 @@ def parse(buf: bytes, path: str = "?") -> tuple[list[Any], int]:
             continue
         end = pos + hsize + length
         if end > size:
-            break  # torn or still being written: leave it for later
+            nxt = _next_valid_frame(buf, pos + hsize)
+            if nxt < 0:
+                break  # torn or still being written: leave it for later
+            # a complete frame follows, so the writer moved on: this one is damaged
+            log.warning("damaged record in %s at byte %d: skipping to next frame", path, pos)
+            pos = nxt
+            continue
         payload = buf[pos + hsize:end]
         if zlib.crc32(payload) != crc:
             log.warning("record with a bad checksum in %s at byte %d: ignored", path, pos)
@@ -66,6 +82,19 @@ def parse(buf: bytes, path: str = "?") -> tuple[list[Any], int]:
                 log.warning("unreadable record in %s at byte %d: %s", path, pos, exc)
         pos = end
     return records, pos
+
+
+def _next_valid_frame(buf: bytes, start: int) -> int:
+    """Offset of the next complete frame with a good checksum after ``start``, or -1."""
+    pos = buf.find(MAGIC, start)
+    while pos >= 0:
+        if pos + _HEADER.size <= len(buf):
+            _, length, crc = _HEADER.unpack_from(buf, pos)
+            end = pos + _HEADER.size + length
+            if end <= len(buf) and zlib.crc32(buf[pos + _HEADER.size:end]) == crc:
+                return pos
+        pos = buf.find(MAGIC, pos + 1)
+    return -1
 
 
 def read_from(path: str | os.PathLike, offset: int = 0) -> tuple[list[Any], int]:

@@ -219,6 +219,9 @@ class Store:
             elif rec["pset_id"] not in done:
                 failed[rec["pset_id"]] = rec
         seg = self._write_segment(func_id, run_id, list(done.values())) if done else None
+        if failed:  # a pset already cached (e.g. by an earlier batch) has not failed
+            cached = self.lookup(func_id, list(failed))
+            failed = {p: r for p, r in failed.items() if p not in cached}
         with self._tx() as db:
             if seg is not None:
                 db.execute("INSERT INTO segments VALUES (?,?,?,?,?,?,?,?,?)", seg["row"])

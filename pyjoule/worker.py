@@ -78,7 +78,11 @@ def execute(func, pset_id: str, kwargs: dict, capture: bool) -> bytes:
         record.update(error)
     try:
         return _records.frame(record)
-    except Exception as exc:  # noqa: BLE001 - e.g. a return value that cannot be pickled
+    except Exception:  # noqa: BLE001 - e.g. an instance of a class sent by value
+        pass
+    try:
+        return _records.frame(record, by_value=True)
+    except Exception as exc:  # noqa: BLE001 - a return value that cannot be pickled
         record.update(status="failed", value=None)
         record.update(_describe(exc, "exception"))
         record["message"] = f"the return value could not be pickled: {record['message']}"
@@ -117,12 +121,18 @@ def load_run(run_dir: str, task_files: list[str] | None = None):
     return payload, tasks
 
 
-def _limit_threads(threads: int) -> None:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a dependency, but never fatal
-        return
-    threadpool_limits(limits=threads)
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+def _limit_threads(threads: int):
+    """Limit BLAS/OpenMP pools: libraries loaded already (threadpoolctl) and those the
+    function loads later (they read these variables when they load)."""
+    for var in THREAD_VARS:
+        os.environ[var] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads)
 
 
 # ------------------------------------------------------------------- in-process
@@ -131,11 +141,18 @@ def run_inline(run_dir: str, task_files: list[str] | None = None) -> int:
     payload, tasks = load_run(run_dir, task_files)
     path = os.path.join(run_dir, "results", f"inline-{os.getpid()}-{time.time_ns()}.rec")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    saved = {var: os.environ.get(var) for var in THREAD_VARS}
     try:
-        for pset_id, kwargs in tasks:
-            _write(fd, execute(payload["func"], pset_id, kwargs, payload["capture"]))
+        with _limit_threads(payload["threads"]):
+            for pset_id, kwargs in tasks:
+                _write(fd, execute(payload["func"], pset_id, kwargs, payload["capture"]))
     finally:
         os.close(fd)
+        for var, value in saved.items():  # this is the caller's process: restore
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
     return 0
 
 

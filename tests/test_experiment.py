@@ -136,6 +136,7 @@ def test_editing_the_function_recomputes_but_a_comment_does_not(cache_dir, weird
                       env={"PYJOULE_LOG_LEVEL": "INFO"})
     assert proc.stdout.strip() == "9"
     assert len(calls(call_log)) == 4
+    assert "`g` changed" in proc.stderr  # one log line says what changed
 
 
 def test_union_of_spaces_is_ragged_and_sparse_when_large(cache_dir):
@@ -318,3 +319,24 @@ def test_concurrent_processes_share_a_cache(cache_dir, weird_tmp_path):
         print(len(k.table()))
     """)
     assert check.stdout.strip() == "150"
+
+
+def test_limit_runs_only_the_first_missing_psets(cache_dir, call_log, monkeypatch):
+    f = pj.experiment(workers=0)(simulate)
+    monkeypatch.setenv("PYJOULE_LIMIT", "2")
+    ds = f.sweep(method="A", N=[1, 2, 3, 4])
+    assert len(calls(call_log)) == 2
+    assert int(ds.rmse.notnull().sum()) == 2
+    monkeypatch.delenv("PYJOULE_LIMIT")
+    f.sweep(method="A", N=[1, 2, 3, 4])
+    assert len(calls(call_log)) == 4
+
+
+def test_config_context_overrides_the_environment(cache_dir, tmp_path, monkeypatch):
+    f = pj.experiment(workers=0)(simulate)
+    with pj.config(cache=str(tmp_path / "ctx")):
+        f(method="A", N=1)
+    assert (tmp_path / "ctx" / "index.sqlite").exists()
+    assert pj.config.get("cache") == str(cache_dir)  # restored: the env var again
+    with pytest.raises(TypeError, match="unknown option"):
+        pj.config(cahce="x")

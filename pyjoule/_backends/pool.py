@@ -13,16 +13,12 @@ from .. import worker
 from .._transport import local
 from .base import Backend
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-
 
 class PoolBackend(Backend):
     name = "pool"
 
-    def __init__(self, run_dir: str | None = None, threads: int = 1):
+    def __init__(self, run_dir: str | None = None):
         self.run_dir = run_dir
-        self.threads = threads
         self.proc: subprocess.Popen | None = None
 
     def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
@@ -31,8 +27,6 @@ class PoolBackend(Backend):
         if task_files:
             argv += ["--tasks", *task_files]
         env = dict(os.environ)
-        # BLAS libraries read these when they load, which may be after threadpoolctl ran.
-        env.update({var: str(self.threads) for var in _THREAD_VARS})
         # The worker imports the user's modules the way the caller does.
         env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
         self.proc = local.spawn(argv, log_path=os.path.join(run_dir, "worker.log"), env=env)
