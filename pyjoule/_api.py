@@ -333,8 +333,10 @@ class Run:
         exp = self._experiment
         attrs = {"function": getattr(exp, "name", ""), "func_id": self.func_id}
         dims = exp._options.get("dims") if exp is not None else None
+        # nothing ran: the plan's lookup is still the whole truth
+        found = self.plan.found if not self._live() else None
         return dataset_for(self._store, self.func_id, self.plan.ids, self.plan.psets,
-                           sparse=sparse, dims=dims, attrs=attrs)
+                           sparse=sparse, dims=dims, attrs=attrs, found=found)
 
     def dataset(self, sparse: bool | str = "auto"):
         """The Dataset of what has finished so far."""
@@ -355,15 +357,16 @@ class Run:
         return table_for(self._store, self.func_id, self.plan.ids, self._failures())
 
     def _failures(self) -> list[dict]:
-        wanted = set(self.plan.ids)
-        cached = self._store.lookup(self.func_id, self.plan.ids)
         out = {}
         for run in self._live():
             for rec in self._store.failures(run_id=run.run_id):
-                if rec["pset_id"] in wanted and rec["pset_id"] not in cached:
-                    rec["log_path"] = os.path.join(run.run_dir, "worker.log")
-                    out[rec["pset_id"]] = rec
-        return list(out.values())
+                rec["log_path"] = os.path.join(run.run_dir, "worker.log")
+                out[rec["pset_id"]] = rec
+        if not out:
+            return []
+        wanted = set(self.plan.ids)  # attached runs may have had other psets too
+        cached = self._store.lookup(self.func_id, list(out))
+        return [r for p, r in out.items() if p in wanted and p not in cached]
 
     @property
     def failures(self):

@@ -212,10 +212,16 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
                total=len(plan_.ids), cached=len(plan_.found), done=0, failed=0,
                workers=options["workers"], submitted=time.time(), finished=None,
                job_ids=None, options={"retries": options["retries"], "attempt": 0})
-    store.add_run(**rec)
-    rec["offsets"] = {}
     log.debug("run %s: %d psets to run, %d cached", run_id, len(tasks), len(plan_.found))
-    backend.start(run_dir, options["workers"])
+    if backend.name == "inprocess":  # runs to the end inside start(): register first
+        store.add_run(**rec)
+        backend.start(run_dir, options["workers"])
+    else:
+        # Started before it is registered, so that whoever finds it in the registry
+        # also finds its pid file (else it would take the run for dead and finish it).
+        backend.start(run_dir, options["workers"])
+        store.add_run(**rec)
+    rec["offsets"] = {}
     return rec
 
 
@@ -319,6 +325,10 @@ class LiveRun:
         self.store.update_run(self.run_id, options=options)
         log.info("run %s: retrying %d pset(s) that failed for infrastructure reasons "
                  "(attempt %d of %d)", self.run_id, len(tasks), attempt, retries)
+        try:  # the last attempt's exit code would tell other processes it has ended
+            os.unlink(os.path.join(self.run_dir, "exit"))
+        except FileNotFoundError:
+            pass
         self.backend.start(self.run_dir, self.rec.get("workers") or 1, [name])
         return True
 

@@ -7,6 +7,7 @@ assignment (dense) or handed to ``sparse.COO`` already sorted (sparse).
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -19,11 +20,6 @@ DENSE_MAX_BYTES = 256 * 2**20  # ... and each variable stays under 256 MB
 
 
 # ------------------------------------------------------------------------ axes
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(
-        v, (bool, np.bool_))
-
-
 def _label(v: Any) -> Any:
     """A hashable coordinate label for a parameter value."""
     if v is MISSING:
@@ -52,12 +48,22 @@ def axis_from_values(values: Sequence[Any]) -> tuple[list, np.ndarray]:
     return _sorted_axis(labels, codes_arr)
 
 
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
+
+
 def _sorted_axis(labels: list, codes: np.ndarray) -> tuple[list, np.ndarray]:
-    numbers = [x for x in labels if x is not None]
-    if len(labels) < 2 or not all(_is_number(x) for x in numbers):
+    types = set(map(type, labels)) - {type(None)}
+    if len(labels) < 2 or not types or not all(
+            issubclass(t, _NUMBER_TYPES) and not issubclass(t, (bool, np.bool_))
+            for t in types):
         return labels, codes
-    order = sorted(range(len(labels)),
-                   key=lambda i: (labels[i] is None, labels[i] if labels[i] is not None else 0))
+    if None in labels:
+        order = sorted(range(len(labels)), key=lambda i: (labels[i] is None,
+                                                          labels[i] if labels[i] is not None
+                                                          else 0))
+    else:
+        order = np.argsort(np.array(labels, dtype=object if int in types and
+                                    float in types else None), kind="stable").tolist()
     remap = np.empty(len(labels), np.int64)
     remap[order] = np.arange(len(labels))
     return [labels[i] for i in order], remap[codes]
@@ -135,6 +141,7 @@ def build_dataset(axes: Axes, cells: np.ndarray, columns: dict, *, n_psets: int,
     """The Dataset of result columns placed at ``cells`` of the ``axes`` grid."""
     import xarray as xr
 
+    _defer_sparse_import_in_xarray()
     dims = dims or {}
     size = int(np.prod(axes.shape)) if axes.shape else 1
     data_vars = {}
@@ -147,6 +154,39 @@ def build_dataset(axes: Axes, cells: np.ndarray, columns: dict, *, n_psets: int,
     coords: dict[str, Any] = {d: _coord(axes.labels[d]) for d in axes.dims}
     coords.update({k: v for k, v in axes.scalars.items()})
     return xr.Dataset(data_vars, coords=coords, attrs=attrs or {})
+
+
+class _LazySparseModule:
+    """Stands in xarray's duck-array cache for ``sparse`` until sparse is imported.
+
+    xarray only asks ``isinstance(data, array_type("sparse"))``; while ``sparse`` is not
+    in ``sys.modules`` no sparse array can exist, so the answer is ``()`` without
+    importing sparse (and numba: 0.6 s per process). Once sparse is imported, by us or
+    the user, the real module information is used.
+    """
+
+    def __init__(self, factory):
+        self._factory, self._real = factory, None
+
+    def __getattr__(self, name: str):
+        if self._real is None and "sparse" not in sys.modules and name in (
+                "type", "available", "module"):
+            return {"type": (), "available": False, "module": None}[name]
+        if self._real is None:
+            self._real = self._factory("sparse")
+        return getattr(self._real, name)
+
+
+def _defer_sparse_import_in_xarray() -> None:
+    try:
+        from xarray.namedarray import pycompat
+    except ImportError:  # pragma: no cover - another xarray layout: just import it
+        return
+    cache = getattr(pycompat, "_cached_duck_array_modules", None)
+    factory = getattr(pycompat, "DuckArrayModule", None)
+    if isinstance(cache, dict) and factory is not None and "sparse" not in cache \
+            and "sparse" not in sys.modules:
+        cache["sparse"] = _LazySparseModule(factory)
 
 
 def _coord(labels: list) -> np.ndarray:
@@ -293,13 +333,14 @@ def _log_text(rec: dict) -> str:
 # ------------------------------------------------------------- from the store
 def dataset_for(store, func_id: str, ids: Sequence[str], psets: Sequence[dict], *,
                 sparse: bool | str = "auto", dims: dict | None = None,
-                attrs: dict | None = None):
+                attrs: dict | None = None, found: dict | None = None):
     """The Dataset of the cached results among ``ids``, on the grid of ``psets``.
 
     Returns ``(dataset, n_found, n_read)``: fewer rows read than found means damaged
     cache segments were dropped (the caller recomputes them).
     """
-    found = store.lookup(func_id, ids)
+    if found is None:
+        found = store.lookup(func_id, ids)
     got_ids, columns = store.read_columns(func_id, found)
     axes = Axes.from_psets(psets)
     pos = dict(zip(ids, range(len(ids))))

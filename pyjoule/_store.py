@@ -36,7 +36,7 @@ from ._errors import CacheError
 
 log = logging.getLogger("pyjoule")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SEG_HEADER = struct.Struct("<4sQ")
 _SEG_MAGIC = b"PJS1"
 
@@ -46,13 +46,13 @@ CREATE TABLE IF NOT EXISTS functions (
     func_id TEXT PRIMARY KEY, name TEXT, components TEXT, created REAL, last_used REAL);
 CREATE INDEX IF NOT EXISTS functions_name ON functions(name);
 CREATE TABLE IF NOT EXISTS segments (
-    seg_id TEXT PRIMARY KEY, func_id TEXT, path TEXT, n INTEGER, nbytes INTEGER,
+    seg_id INTEGER PRIMARY KEY AUTOINCREMENT, func_id TEXT, path TEXT, n INTEGER,
+    nbytes INTEGER,
     len_a INTEGER, digest_a TEXT, digest_b TEXT, created REAL);
 CREATE INDEX IF NOT EXISTS segments_func ON segments(func_id);
 CREATE TABLE IF NOT EXISTS entries (
-    func_id TEXT, pset_id TEXT, seg_id TEXT, row INTEGER,
+    func_id TEXT, pset_id TEXT, loc INTEGER,
     PRIMARY KEY (func_id, pset_id)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entries_seg ON entries(seg_id);
 CREATE TABLE IF NOT EXISTS failures (
     run_id TEXT, pset_id TEXT, func_id TEXT, record BLOB, finished REAL,
     PRIMARY KEY (run_id, pset_id)) WITHOUT ROWID;
@@ -112,11 +112,18 @@ class Store:
             self.check_writable()
             conn = sqlite3.connect(self.root / "index.sqlite", timeout=60,
                                    isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
                          (str(SCHEMA_VERSION),))
+            found = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+            if found != str(SCHEMA_VERSION):
+                conn.close()
+                raise CacheError(
+                    f"the cache at {self.root} has layout version {found}, this pyjoule "
+                    f"uses {SCHEMA_VERSION}: use another cache directory (cache= or "
+                    "PYJOULE_CACHE), or delete this one to start afresh")
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
@@ -150,36 +157,41 @@ class Store:
         return [r[0] for r in rows]
 
     # ------------------------------------------------------------------- entries
-    def lookup(self, func_id: str, pset_ids: Sequence[str] | None = None) -> dict[str, tuple]:
-        """``{pset_id: (seg_id, row)}`` for the cached ones among ``pset_ids`` (or all)."""
+    def lookup(self, func_id: str, pset_ids: Sequence[str] | None = None) -> dict[str, int]:
+        """``{pset_id: loc}`` for the cached ones among ``pset_ids`` (or all).
+
+        ``loc`` packs the segment id and the row in it (``seg_id << 32 | row``), so
+        that SQLite hands back plain pairs and the dict is built in C.
+        """
         db = self.db
         if pset_ids is not None and len(pset_ids) < 500:
-            out = {}
+            out: dict[str, int] = {}
             for i in range(0, len(pset_ids), 400):
                 chunk = list(pset_ids[i:i + 400])
                 marks = ",".join("?" * len(chunk))
-                out.update((r[0], (r[1], r[2])) for r in db.execute(
-                    f"SELECT pset_id, seg_id, row FROM entries WHERE func_id=? "
+                out.update(db.execute(
+                    f"SELECT pset_id, loc FROM entries WHERE func_id=? "
                     f"AND pset_id IN ({marks})", [func_id, *chunk]))
             return out
-        rows = db.execute("SELECT pset_id, seg_id, row FROM entries WHERE func_id=?",
-                          (func_id,))
-        found = {r[0]: (r[1], r[2]) for r in rows}
-        if pset_ids is None:
+        found = dict(db.execute("SELECT pset_id, loc FROM entries WHERE func_id=?",
+                                (func_id,)))
+        if pset_ids is None or len(found) == 0:
+            return found
+        if len(found) <= len(pset_ids) and found.keys() <= set(pset_ids):
             return found
         return {p: found[p] for p in pset_ids if p in found}
 
-    def verify_present(self, found: dict[str, tuple]) -> dict[str, tuple]:
+    def verify_present(self, found: dict[str, int]) -> dict[str, int]:
         """Drop entries whose segment file is missing or has the wrong size."""
-        seg_ids = {v[0] for v in found.values()}
+        seg_ids = {loc >> 32 for loc in set(found.values())} if found else set()
         bad = [s for s in seg_ids if not self._segment_ok(s)]
         if not bad:
             return found
         self._drop_segments(bad, "missing or truncated")
         bad_set = set(bad)
-        return {p: v for p, v in found.items() if v[0] not in bad_set}
+        return {p: v for p, v in found.items() if v >> 32 not in bad_set}
 
-    def _segment_ok(self, seg_id: str) -> bool:
+    def _segment_ok(self, seg_id: int) -> bool:
         row = self.db.execute("SELECT path, nbytes FROM segments WHERE seg_id=?",
                               (seg_id,)).fetchone()
         if row is None:
@@ -189,11 +201,14 @@ class Store:
         except OSError:
             return False
 
-    def _drop_segments(self, seg_ids: Iterable[str], why: str) -> None:
+    def _drop_segments(self, seg_ids: Iterable[int], why: str) -> None:
         seg_ids = list(seg_ids)
         with self._tx() as db:
             for seg_id in seg_ids:
-                n = db.execute("DELETE FROM entries WHERE seg_id=?", (seg_id,)).rowcount
+                n = db.execute(  # rare: a scan of the function's entries is fine
+                    "DELETE FROM entries WHERE func_id=(SELECT func_id FROM segments "
+                    "WHERE seg_id=?) AND loc BETWEEN ? AND ?",
+                    (seg_id, seg_id << 32, (seg_id << 32) | 0xFFFFFFFF)).rowcount
                 row = db.execute("SELECT path FROM segments WHERE seg_id=?",
                                  (seg_id,)).fetchone()
                 db.execute("DELETE FROM segments WHERE seg_id=?", (seg_id,))
@@ -224,13 +239,15 @@ class Store:
             failed = {p: r for p, r in failed.items() if p not in cached}
         with self._tx() as db:
             if seg is not None:
-                db.execute("INSERT INTO segments VALUES (?,?,?,?,?,?,?,?,?)", seg["row"])
-                db.executemany("INSERT OR REPLACE INTO entries VALUES (?,?,?,?)",
-                               ((func_id, pid, seg["seg_id"], i)
-                                for i, pid in enumerate(done)))
+                seg_id = db.execute(
+                    "INSERT INTO segments (func_id, path, n, nbytes, len_a, digest_a, "
+                    "digest_b, created) VALUES (?,?,?,?,?,?,?,?)", seg).lastrowid
+                base = seg_id << 32
+                db.executemany("INSERT OR REPLACE INTO entries VALUES (?,?,?)",
+                               ((func_id, pid, base | i) for i, pid in enumerate(done)))
             if failed:
                 db.executemany("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?)",
-                               ((run_id, pid, func_id, pickle.dumps(rec, protocol=5),
+                               ((run_id, pid, func_id, _dumps(rec),
                                  rec.get("finished")) for pid, rec in failed.items()))
             if done:
                 db.executemany("DELETE FROM failures WHERE run_id=? AND pset_id=?",
@@ -240,51 +257,42 @@ class Store:
                            (json.dumps(offsets), run_id))
         return len(done), len(failed)
 
-    def _write_segment(self, func_id: str, run_id: str, records: list[dict]) -> dict:
+    def _write_segment(self, func_id: str, run_id: str, records: list[dict]) -> tuple:
         from . import _columns
 
         columns = _columns_of(records, run_id, _columns)
-        part_a = pickle.dumps({"n": len(records), "pset_ids": [r["pset_id"] for r in records],
-                               "columns": columns}, protocol=5)
-        part_b = pickle.dumps([r["value"] for r in records], protocol=5)
-        seg_id = uuid.uuid4().hex
-        rel = f"data/{func_id}/{seg_id}.seg"
+        part_a = _dumps({"n": len(records), "pset_ids": [r["pset_id"] for r in records],
+                         "columns": columns})
+        part_b = _dumps([r["value"] for r in records])
+        rel = f"data/{func_id}/{uuid.uuid4().hex}.seg"
         (self.root / "data" / func_id).mkdir(parents=True, exist_ok=True)
         blob = _SEG_HEADER.pack(_SEG_MAGIC, len(part_a)) + part_a + part_b
         atomic_write(self.root / rel, blob)
-        row = (seg_id, func_id, rel, len(records), len(blob), len(part_a),
-               _digest(part_a), _digest(part_b), time.time())
-        return {"seg_id": seg_id, "row": row}
+        return (func_id, rel, len(records), len(blob), len(part_a), _digest(part_a),
+                _digest(part_b), time.time())
 
     # ------------------------------------------------------------------- reading
-    def read_columns(self, func_id: str, found: dict[str, tuple]) -> tuple[list[str], dict]:
-        """Columns of the entries in ``found`` (``{pset_id: (seg_id, row)}``).
+    def read_columns(self, func_id: str, found: dict[str, int]) -> tuple[list[str], dict]:
+        """Columns of the entries in ``found`` (``{pset_id: loc}``).
 
         Returns ``(pset_ids, columns)`` in an order of its own. Damaged segments are
         dropped from the cache and their rows left out.
         """
-        import numpy as np
-
         from . import _columns
 
-        by_seg: dict[str, list[tuple[int, str]]] = {}
-        for pid, (seg_id, row) in found.items():
-            by_seg.setdefault(seg_id, []).append((row, pid))
         ids: list[str] = []
         segs: list[tuple[dict, int]] = []
         bad = []
-        for seg_id, rows in by_seg.items():
+        for seg_id, rows, pids in _by_segment(found):
             seg = self._load_part(seg_id, "a")
             if seg is None:
                 bad.append(seg_id)
                 continue
-            rows.sort()
-            ids.extend(pid for _, pid in rows)
+            ids.extend(pids)
             if len(rows) == seg["n"]:
                 segs.append((seg["columns"], len(rows)))
             else:
-                index = np.fromiter((r for r, _ in rows), np.int64, len(rows))
-                segs.append(({n: _columns.take(c, index) for n, c in seg["columns"].items()},
+                segs.append(({n: _columns.take(c, rows) for n, c in seg["columns"].items()},
                              len(rows)))
         if bad:
             self._drop_segments(bad, "damaged (checksum mismatch)")
@@ -295,24 +303,21 @@ class Store:
             for name in names}
         return ids, columns
 
-    def read_values(self, func_id: str, found: dict[str, tuple]) -> dict[str, Any]:
+    def read_values(self, func_id: str, found: dict[str, int]) -> dict[str, Any]:
         """The exact returned values of the entries in ``found``."""
         out: dict[str, Any] = {}
-        by_seg: dict[str, list[tuple[int, str]]] = {}
-        for pid, (seg_id, row) in found.items():
-            by_seg.setdefault(seg_id, []).append((row, pid))
         bad = []
-        for seg_id, rows in by_seg.items():
+        for seg_id, rows, pids in _by_segment(found):
             values = self._load_part(seg_id, "b")
             if values is None:
                 bad.append(seg_id)
                 continue
-            out.update((pid, values[row]) for row, pid in rows)
+            out.update((pid, values[row]) for row, pid in zip(rows.tolist(), pids))
         if bad:
             self._drop_segments(bad, "damaged (checksum mismatch)")
         return out
 
-    def _load_part(self, seg_id: str, part: str) -> Any:
+    def _load_part(self, seg_id: int, part: str) -> Any:
         row = self.db.execute(
             "SELECT path, nbytes, len_a, digest_a, digest_b FROM segments WHERE seg_id=?",
             (seg_id,)).fetchone()
@@ -410,6 +415,46 @@ class Store:
         return [_run_row(cur, r) for r in cur.fetchall()]
 
 
+def _by_segment(found: dict[str, int]):
+    """``(seg_id, rows, pset_ids)`` per segment, rows ascending (numpy, no sort per row)."""
+    import numpy as np
+
+    if not found:
+        return
+    pids = np.array(list(found), dtype=object)
+    locs = np.fromiter(found.values(), np.int64, len(found))
+    order = np.argsort(locs, kind="stable")
+    locs, pids = locs[order], pids[order]
+    segs = locs >> 32
+    cuts = np.flatnonzero(np.diff(segs)) + 1
+    for part_locs, part_pids in zip(np.split(locs, cuts), np.split(pids, cuts)):
+        yield int(part_locs[0] >> 32), part_locs & 0xFFFFFFFF, part_pids.tolist()
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout_s: float = 60) -> None:
+    """Switch to WAL once. Changing the journal mode does not wait for other writers
+    (SQLite answers "locked" at once), so retry; a cache already in WAL needs nothing."""
+    deadline = time.monotonic() + timeout_s
+    while conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _dumps(obj: Any) -> bytes:
+    """Pickle; cloudpickle for classes that exist only by value (defined in the user's
+    ``__main__``, a notebook, or inside the function). Plain pickle reads both."""
+    try:
+        return pickle.dumps(obj, protocol=5)
+    except Exception:  # noqa: BLE001
+        import cloudpickle
+
+        return cloudpickle.dumps(obj, protocol=5)
+
+
 def _run_row(cur, row) -> dict:
     out = dict(zip([d[0] for d in cur.description], row))
     for key in ("job_ids", "options", "offsets"):
@@ -419,29 +464,36 @@ def _run_row(cur, row) -> dict:
 
 def _columns_of(records: list[dict], run_id: str, _columns) -> dict:
     """Parameter (``p:``), result (``v:``) and bookkeeping (``b:``) columns."""
-    missing = _columns.MISSING
-    params: dict[str, None] = {}
-    results: dict[str, None] = {}
-    for rec in records:
-        params.update(dict.fromkeys(rec["kwargs"]))
-        v = rec["value"]
-        results.update(dict.fromkeys(v) if _is_record_dict(v) else {"result": None})
     cols = {}
-    for name in params:
-        cols["p:" + name] = _columns.build([r["kwargs"].get(name, missing) for r in records])
-    for name in results:
-        vals = [(r["value"].get(name, missing) if _is_record_dict(r["value"])
-                 else (r["value"] if name == "result" else missing)) for r in records]
-        cols["v:" + name] = _columns.build(vals)
+    kwargs = [r["kwargs"] for r in records]
+    for name, values in _split_dicts(kwargs, _columns.MISSING).items():
+        cols["p:" + name] = _columns.build(values)
+    values = [r["value"] for r in records]
+    if all(type(v) is dict for v in values):
+        split = _split_dicts(values, _columns.MISSING)
+        if all(type(k) is str for k in split):
+            for name, column in split.items():
+                cols["v:" + name] = _columns.build(column)
+            values = None
+    if values is not None:  # not (all) dicts of named results: one "result" variable
+        cols["v:result"] = _columns.build(values)
     for name in BOOKKEEPING[:-1]:
-        cols["b:" + name] = _columns.build([r.get(name, missing) if r.get(name) is not None
-                                            else missing for r in records])
+        column = [r.get(name) for r in records]
+        cols["b:" + name] = _columns.build(
+            [_columns.MISSING if v is None else v for v in column]
+            if None in column else column)
     cols["b:run_id"] = _columns.build([run_id] * len(records))
     return cols
 
 
-def _is_record_dict(value: Any) -> bool:
-    return type(value) is dict and all(type(k) is str for k in value)
+def _split_dicts(dicts: list[dict], missing) -> dict[Any, list]:
+    """Columns of a list of dicts: one list per key, ``missing`` where a dict lacks it."""
+    shapes = set(map(tuple, dicts))
+    if len(shapes) == 1:  # the usual case: every dict has the same keys
+        (keys,) = shapes
+        return {k: [d[k] for d in dicts] for k in keys}
+    keys = dict.fromkeys(k for shape in shapes for k in shape)
+    return {k: [d.get(k, missing) for d in dicts] for k in keys}
 
 
 def _unlink(path: Path) -> None:

@@ -35,7 +35,6 @@ import sys
 import time
 import traceback
 from collections import deque
-from contextlib import redirect_stderr, redirect_stdout
 
 from . import _records
 
@@ -51,31 +50,22 @@ def execute(func, pset_id: str, kwargs: dict, capture: bool) -> bytes:
     t0 = time.perf_counter()
     out = err = None
     status, value, error = "done", None, None
+    if capture:  # plain assignment: contextlib's redirect costs more than a no-op pset
+        out, err = io.StringIO(), io.StringIO()
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = out, err
     try:
-        if capture:
-            out, err = io.StringIO(), io.StringIO()
-            with redirect_stdout(out), redirect_stderr(err):
-                value = func(**kwargs)
-        else:
-            value = func(**kwargs)
+        value = func(**kwargs)
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # noqa: BLE001 - failures are data, SystemExit too
         status, error = "failed", _describe(exc, "exception")
-    record = {
-        "pset_id": pset_id,
-        "status": status,
-        "value": value,
-        "runtime_s": time.perf_counter() - t0,
-        "started": started,
-        "finished": time.time(),
-        "host": _HOST,
-        "pid": os.getpid(),
-        "stdout": out.getvalue() if out is not None else "",
-        "stderr": err.getvalue() if err is not None else "",
-    }
-    if error:
-        record.update(error)
+    finally:
+        if capture:
+            sys.stdout, sys.stderr = saved
+    record = (pset_id, status, value, time.perf_counter() - t0, started, time.time(), _HOST,
+              os.getpid(), out.getvalue() if out is not None else "",
+              err.getvalue() if err is not None else "", error)
     try:
         return _records.frame(record)
     except Exception:  # noqa: BLE001 - e.g. an instance of a class sent by value
@@ -83,10 +73,9 @@ def execute(func, pset_id: str, kwargs: dict, capture: bool) -> bytes:
     try:
         return _records.frame(record, by_value=True)
     except Exception as exc:  # noqa: BLE001 - a return value that cannot be pickled
-        record.update(status="failed", value=None)
-        record.update(_describe(exc, "exception"))
-        record["message"] = f"the return value could not be pickled: {record['message']}"
-        return _records.frame(record)
+        error = _describe(exc, "exception")
+        error["message"] = f"the return value could not be pickled: {error['message']}"
+        return _records.frame(record[:1] + ("failed", None) + record[3:-1] + (error,))
 
 
 def _describe(exc: BaseException, reason: str) -> dict:
@@ -385,14 +374,21 @@ def _atomic_write(path: str, text: str) -> None:
 def run(run_dir: str, workers: int, task_files: list[str] | None = None) -> int:
     """Run every task of ``run_dir`` with ``workers`` processes (0: in this process)."""
     os.makedirs(os.path.join(run_dir, "results"), exist_ok=True)
-    if workers <= 0:
-        return run_inline(run_dir, task_files)
     pid = os.getpid()
     _atomic_write(os.path.join(run_dir, "worker.pid"), f"{pid} {process_start_time(pid)}\n")
+    if workers <= 0:
+        code = 1
+        try:
+            code = run_inline(run_dir, task_files)
+        finally:
+            _atomic_write(os.path.join(run_dir, "exit"), f"{code}\n")
+        return code
     code = 1
     supervisor = None
     try:
         payload, tasks = load_run(run_dir, task_files)
+        import threadpoolctl  # noqa: F401 - once here rather than in every child
+
         supervisor = Supervisor(run_dir, payload, tasks, workers)
 
         def _terminate(signum, _frame):
