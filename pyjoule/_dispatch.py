@@ -270,19 +270,16 @@ class LiveRun:
         offsets = dict(self.offsets)
         for name in names:
             new, offsets[name] = _records.read_from(os.path.join(folder, name),
-                                                     offsets.get(name, 0))
+                                                     offsets.get(name, 0), raw=True)
             records.extend(new)
         if not records:
             return 0, 0
-        kwargs = self.tasks()
-        for rec in records:
-            rec["kwargs"] = kwargs.get(rec["pset_id"], {})
-            rec["run_id"] = self.run_id
-        done, failed = self.store.ingest(self.rec["func_id"], self.run_id, records, offsets)
+        done, failed = self.store.ingest(self.rec["func_id"], self.run_id, records, offsets,
+                                         kwargs=self.tasks())
         self.offsets = offsets
         self.rec["done"] = self.rec.get("done", 0) + done
         self.store.update_run(self.run_id, done=self.rec["done"],
-                              failed=len(self.store.failures(run_id=self.run_id)))
+                              failed=self.store.count_failures(self.run_id))
         return done, failed
 
     def poll_until_finished(self, timeout_s: float | None = None, progress=None,

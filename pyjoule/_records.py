@@ -55,8 +55,13 @@ def append(fd: int, obj: Any) -> None:
         view = view[os.write(fd, view):]
 
 
-def parse(buf: bytes, path: str = "?") -> tuple[list[Any], int]:
-    """Records complete in ``buf`` and the number of bytes they used."""
+def parse(buf: bytes, path: str = "?", raw: bool = False) -> tuple[list[Any], int]:
+    """Records complete in ``buf`` and the number of bytes they used.
+
+    Result records come back as dicts, or with ``raw=True`` in their compact tuple
+    form (what the dispatcher ingests, without building a dict per record).
+    """
+    convert = (lambda x: x) if raw else as_dict
     records: list[Any] = []
     pos, size, hsize = 0, len(buf), _HEADER.size
     while pos + hsize <= size:
@@ -82,7 +87,7 @@ def parse(buf: bytes, path: str = "?") -> tuple[list[Any], int]:
             log.warning("record with a bad checksum in %s at byte %d: ignored", path, pos)
         else:
             try:
-                records.append(_as_dict(pickle.loads(payload)))
+                records.append(convert(pickle.loads(payload)))
             except Exception as exc:  # noqa: BLE001 - a record we cannot read is damage
                 log.warning("unreadable record in %s at byte %d: %s", path, pos, exc)
         pos = end
@@ -91,11 +96,12 @@ def parse(buf: bytes, path: str = "?") -> tuple[list[Any], int]:
 
 def pack(record: dict) -> tuple:
     """The compact form of a result record (see ``FIELDS``)."""
-    extra = {k: v for k, v in record.items() if k not in FIELDS} or None
+    extra = {k: v for k, v in record.items() if k not in FIELDS and k != "kwargs"} or None
     return tuple(record.get(k) for k in FIELDS) + (extra,)
 
 
-def _as_dict(obj: Any) -> Any:
+def as_dict(obj: Any) -> Any:
+    """A record as a dict (compact tuples are expanded; anything else is returned)."""
     if type(obj) is tuple and len(obj) == len(FIELDS) + 1:
         record = dict(zip(FIELDS, obj))
         if obj[-1]:
@@ -117,7 +123,8 @@ def _next_valid_frame(buf: bytes, start: int) -> int:
     return -1
 
 
-def read_from(path: str | os.PathLike, offset: int = 0) -> tuple[list[Any], int]:
+def read_from(path: str | os.PathLike, offset: int = 0,
+              raw: bool = False) -> tuple[list[Any], int]:
     """Complete records of ``path`` after ``offset``, and the new offset."""
     try:
         with open(path, "rb") as fh:
@@ -125,5 +132,5 @@ def read_from(path: str | os.PathLike, offset: int = 0) -> tuple[list[Any], int]
             buf = fh.read()
     except FileNotFoundError:
         return [], offset
-    records, used = parse(buf, str(path))
+    records, used = parse(buf, str(path), raw)
     return records, offset + used

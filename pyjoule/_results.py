@@ -75,7 +75,7 @@ def axis_from_column(col: tuple) -> tuple[list, np.ndarray]:
     if kind == "num" and data.dtype.kind in "iuf":
         present = _columns.present(col)
         values = data[present]
-        uniq, inverse = np.unique(values, return_inverse=True)
+        uniq, inverse = _unique_inverse(values)
         labels = uniq.tolist()
         if present.all():
             return labels, inverse.astype(np.int64)
@@ -94,6 +94,20 @@ def axis_from_column(col: tuple) -> tuple[list, np.ndarray]:
             labels.append(None)
         return _sorted_axis(labels, remap[data])
     return axis_from_values(_columns.to_objects(col))
+
+
+def _unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)``, in O(n) for small non-negative ints
+    (the usual seeds, sizes and indices) instead of a sort."""
+    if values.dtype.kind in "iu" and len(values):
+        lo, hi = int(values.min()), int(values.max())
+        if lo >= 0 and hi < 4 * len(values) + 1024:
+            seen = np.zeros(hi + 1, bool)
+            seen[values] = True
+            uniq = np.flatnonzero(seen)
+            rank = np.cumsum(seen) - 1
+            return uniq.astype(values.dtype), rank[values]
+    return np.unique(values, return_inverse=True)
 
 
 def _first_seen(codes: np.ndarray, which: np.ndarray) -> np.ndarray:
@@ -353,10 +367,9 @@ def dataset_for(store, func_id: str, ids: Sequence[str], psets: Sequence[dict], 
 def dataset_of_all(store, func_id: str, *, sparse: bool | str = "auto",
                    dims: dict | None = None, attrs: dict | None = None):
     """The Dataset of everything cached for ``func_id`` (``pj.load``)."""
-    found = store.lookup(func_id)
-    got_ids, columns = store.read_columns(func_id, found)
+    got_ids, columns = store.read_all_columns(func_id, with_ids=False)
     axes = Axes.from_columns(columns)
-    return build_dataset(axes, axes.cells(), columns, n_psets=len(got_ids), sparse=sparse,
+    return build_dataset(axes, axes.cells(), columns, n_psets=axes.n_rows, sparse=sparse,
                          dims=dims, attrs=attrs)
 
 

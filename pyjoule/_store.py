@@ -36,7 +36,7 @@ from ._errors import CacheError
 
 log = logging.getLogger("pyjoule")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SEG_HEADER = struct.Struct("<4sQ")
 _SEG_MAGIC = b"PJS1"
 
@@ -218,22 +218,36 @@ class Store:
                     _unlink(self.root / row[0])
 
     # ------------------------------------------------------------------- writing
-    def ingest(self, func_id: str, run_id: str, records: list[dict],
-               offsets: dict[str, int] | None = None) -> tuple[int, int]:
+    def ingest(self, func_id: str, run_id: str, records: list,
+               offsets: dict[str, int] | None = None,
+               kwargs: dict[str, dict] | None = None) -> tuple[int, int]:
         """Store a batch of worker records; return (done, failed) counts.
 
-        Successes become one segment; failures go to the failure table. The run's
-        file offsets are committed in the same transaction as the entries.
+        ``records`` are result records as dicts (with their ``kwargs``) or in the
+        compact tuple form of :mod:`._records` (then ``kwargs`` maps pset ids to
+        parameters). Successes become one segment; failures go to the failure table.
+        The run's file offsets are committed in the same transaction as the entries.
         """
-        done = {}
-        failed = {}
+        from . import _records
+
+        kwargs = dict(kwargs or {})
+        if any(type(r) is dict for r in records):  # e.g. the supervisor's own records
+            kwargs.update((r["pset_id"], r["kwargs"]) for r in records
+                          if type(r) is dict and "kwargs" in r)
+            records = [_records.pack(r) if type(r) is dict else r for r in records]
+        done: dict[str, tuple] = {}
+        failed: dict[str, dict] = {}
         for rec in records:  # "done" wins over a "lost" record of the same pset
-            if rec["status"] == "done":
-                done[rec["pset_id"]] = rec
-                failed.pop(rec["pset_id"], None)
-            elif rec["pset_id"] not in done:
-                failed[rec["pset_id"]] = rec
-        seg = self._write_segment(func_id, run_id, list(done.values())) if done else None
+            if rec[1] == "done":
+                done[rec[0]] = rec
+                failed.pop(rec[0], None)
+            elif rec[0] not in done:
+                failed[rec[0]] = rec
+        failed = {p: dict(_records.as_dict(r), kwargs=kwargs.get(p, {}), run_id=run_id)
+                  for p, r in failed.items()}
+        rows = list(done.values())
+        params = [kwargs.get(p, {}) for p in done]
+        seg = self._write_segment(func_id, run_id, rows, params) if done else None
         if failed:  # a pset already cached (e.g. by an earlier batch) has not failed
             cached = self.lookup(func_id, list(failed))
             failed = {p: r for p, r in failed.items() if p not in cached}
@@ -257,13 +271,16 @@ class Store:
                            (json.dumps(offsets), run_id))
         return len(done), len(failed)
 
-    def _write_segment(self, func_id: str, run_id: str, records: list[dict]) -> tuple:
+    def _write_segment(self, func_id: str, run_id: str, records: list[tuple],
+                       params: list[dict]) -> tuple:
         from . import _columns
 
-        columns = _columns_of(records, run_id, _columns)
-        part_a = _dumps({"n": len(records), "pset_ids": [r["pset_id"] for r in records],
-                         "columns": columns})
-        part_b = _dumps([r["value"] for r in records])
+        columns = _columns_of(records, params, run_id, _columns)
+        # Part A is all a Dataset needs; ids and exact values (part B) are read only
+        # for tables and single calls.
+        part_a = _dumps({"n": len(records), "columns": columns})
+        part_b = _dumps({"pset_ids": [r[0] for r in records],
+                         "values": [r[2] for r in records]})
         rel = f"data/{func_id}/{uuid.uuid4().hex}.seg"
         (self.root / "data" / func_id).mkdir(parents=True, exist_ok=True)
         blob = _SEG_HEADER.pack(_SEG_MAGIC, len(part_a)) + part_a + part_b
@@ -296,12 +313,39 @@ class Store:
                              len(rows)))
         if bad:
             self._drop_segments(bad, "damaged (checksum mismatch)")
-        names = dict.fromkeys(n for cols, _ in segs for n in cols)
-        columns = {
-            name: _columns.concat([cols.get(name) or ("obj", [_columns.MISSING] * k, None, None)
-                                   for cols, k in segs])
-            for name in names}
+        columns = _concat_segments(segs, _columns)
         return ids, columns
+
+    def read_all_columns(self, func_id: str, with_ids: bool = True) -> tuple[list[str], dict]:
+        """Columns of everything cached for ``func_id`` (and their pset ids).
+
+        When every row of every segment is live (the usual case: nothing was
+        recomputed or dropped) whole segments are read without looking up each pset.
+        """
+        from . import _columns
+
+        db = self.db
+        n_entries = db.execute("SELECT COUNT(*) FROM entries WHERE func_id=?",
+                               (func_id,)).fetchone()[0]
+        segs = db.execute("SELECT seg_id, n FROM segments WHERE func_id=? ORDER BY seg_id",
+                          (func_id,)).fetchall()
+        if sum(n for _, n in segs) != n_entries:
+            return self.read_columns(func_id, self.lookup(func_id))
+        ids: list[str] = []
+        parts = []
+        for seg_id, _ in segs:
+            seg = self._load_part(seg_id, "a")
+            if seg is None:  # damaged: drop it, then take the careful path
+                self._drop_segments([seg_id], "damaged (checksum mismatch)")
+                return self.read_columns(func_id, self.lookup(func_id))
+            if with_ids:
+                values = self._load_part(seg_id, "b")
+                if values is None:
+                    self._drop_segments([seg_id], "damaged (checksum mismatch)")
+                    return self.read_columns(func_id, self.lookup(func_id))
+                ids.extend(values["pset_ids"])
+            parts.append((seg["columns"], seg["n"]))
+        return ids, _concat_segments(parts, _columns)
 
     def read_values(self, func_id: str, found: dict[str, int]) -> dict[str, Any]:
         """The exact returned values of the entries in ``found``."""
@@ -312,6 +356,7 @@ class Store:
             if values is None:
                 bad.append(seg_id)
                 continue
+            values = values["values"]
             out.update((pid, values[row]) for row, pid in zip(rows.tolist(), pids))
         if bad:
             self._drop_segments(bad, "damaged (checksum mismatch)")
@@ -340,6 +385,10 @@ class Store:
         return pickle.loads(data)
 
     # ------------------------------------------------------------------ failures
+    def count_failures(self, run_id: str) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM failures WHERE run_id=?",
+                               (run_id,)).fetchone()[0]
+
     def failures(self, run_id: str | None = None, func_id: str | None = None) -> list[dict]:
         if run_id is not None:
             rows = self.db.execute("SELECT record FROM failures WHERE run_id=?", (run_id,))
@@ -415,6 +464,14 @@ class Store:
         return [_run_row(cur, r) for r in cur.fetchall()]
 
 
+def _concat_segments(segs: list[tuple[dict, int]], _columns) -> dict:
+    """One column per name from several segments' columns (absent = missing)."""
+    names = dict.fromkeys(n for cols, _ in segs for n in cols)
+    return {name: _columns.concat([cols.get(name) or ("obj", [_columns.MISSING] * k, None, None)
+                                   for cols, k in segs])
+            for name in names}
+
+
 def _by_segment(found: dict[str, int]):
     """``(seg_id, rows, pset_ids)`` per segment, rows ascending (numpy, no sort per row)."""
     import numpy as np
@@ -462,13 +519,16 @@ def _run_row(cur, row) -> dict:
     return out
 
 
-def _columns_of(records: list[dict], run_id: str, _columns) -> dict:
+# where the bookkeeping fields sit in a compact record (see _records.FIELDS)
+_BOOK_INDEX = {"runtime_s": 3, "started": 4, "finished": 5, "host": 6}
+
+
+def _columns_of(records: list[tuple], params: list[dict], run_id: str, _columns) -> dict:
     """Parameter (``p:``), result (``v:``) and bookkeeping (``b:``) columns."""
     cols = {}
-    kwargs = [r["kwargs"] for r in records]
-    for name, values in _split_dicts(kwargs, _columns.MISSING).items():
+    for name, values in _split_dicts(params, _columns.MISSING).items():
         cols["p:" + name] = _columns.build(values)
-    values = [r["value"] for r in records]
+    values = [r[2] for r in records]
     if all(type(v) is dict for v in values):
         split = _split_dicts(values, _columns.MISSING)
         if all(type(k) is str for k in split):
@@ -478,7 +538,8 @@ def _columns_of(records: list[dict], run_id: str, _columns) -> dict:
     if values is not None:  # not (all) dicts of named results: one "result" variable
         cols["v:result"] = _columns.build(values)
     for name in BOOKKEEPING[:-1]:
-        column = [r.get(name) for r in records]
+        index = _BOOK_INDEX[name]
+        column = [r[index] for r in records]
         cols["b:" + name] = _columns.build(
             [_columns.MISSING if v is None else v for v in column]
             if None in column else column)
