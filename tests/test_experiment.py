@@ -340,3 +340,74 @@ def test_config_context_overrides_the_environment(cache_dir, tmp_path, monkeypat
     assert pj.config.get("cache") == str(cache_dir)  # restored: the env var again
     with pytest.raises(TypeError, match="unknown option"):
         pj.config(cahce="x")
+
+
+def test_a_damaged_cache_entry_is_recomputed_never_returned(cache_dir, call_log, caplog):
+    f = pj.experiment(workers=1)(simulate)
+    good = f.sweep(method="A", N=[1, 2, 3])
+    segments = list((cache_dir / "data").rglob("*.seg"))
+    assert len(segments) >= 1
+    for seg in segments:  # flip bytes in place: same size, wrong checksum
+        data = bytearray(seg.read_bytes())
+        for i in range(len(data) // 2, len(data) // 2 + 8):
+            data[i] ^= 0xFF
+        seg.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="pyjoule"):
+        again = f.sweep(method="A", N=[1, 2, 3])
+    assert "recomputed" in caplog.text
+    xr.testing.assert_identical(good, again)
+    assert len(calls(call_log)) == 6  # every damaged entry ran again
+
+
+def test_cancel_stops_the_work_and_keeps_what_finished(cache_dir):
+    @pj.experiment(workers=2)
+    def slow(i):
+        import time
+
+        time.sleep(0.2)
+        return i
+
+    run = slow.submit(pj.grid(i=range(100)))
+    import time
+
+    deadline = time.monotonic() + 30
+    while run.status()["done"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    run.cancel()
+    status = run.status()
+    assert run.done()
+    assert 2 <= status["done"] < 100
+    assert status["failed"] == 100 - status["done"]
+    assert set(run.failures["reason"]) == {"cancelled"}
+    assert pj.runs().set_index("id").loc[run.id, "state"] == "cancelled"
+    # the next call runs only what is missing
+    ds = slow.map(pj.grid(i=range(100)))
+    assert int(ds.result.notnull().sum()) == 100
+
+
+def test_result_applies_the_errors_policy(cache_dir):
+    def half(x):
+        if x % 2:
+            raise ValueError("odd")
+        return x
+
+    run = pj.experiment(workers=1)(half).submit(pj.grid(x=range(4)))
+    with pytest.raises(pj.ExperimentError) as info:
+        run.result()
+    assert len(info.value.failures) == 2
+    assert int(info.value.dataset.result.notnull().sum()) == 2
+
+
+def test_progress_without_a_terminal_logs_lines(caplog):
+    from pyjoule._progress import Progress
+
+    with caplog.at_level("INFO", logger="pyjoule"):
+        bar = Progress(10, cached=2, enabled=True, label="demo", log_every_s=0)
+        bar.update(done=3, failed=1)
+        bar.close()
+    assert "demo: 6/10 psets (done 3, failed 1, cached 2)" in caplog.text
+    with caplog.at_level("INFO", logger="pyjoule"):
+        caplog.clear()
+        quiet = Progress(10, enabled=False, log_every_s=0)
+        quiet.update(done=5)
+    assert caplog.text == ""
