@@ -100,6 +100,7 @@ class Experiment:
             "host": None, "workers": default_workers() if o.get("workers") is None
             else o["workers"],
             "threads": o.get("threads") or 1, "timeout": o.get("timeout"),
+            "batch": o.get("batch"),
             "capture": True if o.get("capture") is None else o["capture"],
             "retries": o.get("retries") or 0, "errors": o.get("errors") or "raise",
             "progress": config.get("progress", o.get("progress")),
@@ -108,7 +109,7 @@ class Experiment:
     def _store(self) -> Store:
         cache = self._options.get("cache")
         if cache is False:
-            raise AssertionError("no store for cache=False")  # handled by _temporary
+            raise AssertionError("no store for cache=False")  # _Session makes a temporary one
         store = Store(cache if cache is not None else default_cache_dir())
         store.check_writable()
         return store
@@ -168,8 +169,8 @@ class Experiment:
         if self._options.get("cache") is False:
             raise OptionError("submit() needs a cache to keep results in; "
                               "use map() with cache=False")
-        store, func_id = self._store(), self._func_id_for(self._store())
-        return self._run(space, store, func_id)
+        store = self._store()
+        return self._run(space, store, self._func_id_for(store))
 
     def _func_id_for(self, store: Store) -> str:
         identity = self._identity()

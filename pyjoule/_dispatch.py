@@ -200,7 +200,7 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     run_dir = os.path.join(store.root, "runs", run_id)
     os.makedirs(os.path.join(run_dir, "results"))
     payload = {"func": func, "threads": options["threads"], "timeout_s": options["timeout"],
-               "capture": options["capture"]}
+               "capture": options["capture"], "batch": options.get("batch")}
     atomic_write(os.path.join(run_dir, "payload.pkl"), pickle_function(func, payload))
     tasks = [(plan_.ids[i], plan_.psets[i]) for i in plan_.to_run]
     atomic_write(os.path.join(run_dir, "tasks.pkl"), pickle.dumps(tasks, protocol=5))

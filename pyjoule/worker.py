@@ -6,7 +6,7 @@ standard library, cloudpickle, threadpoolctl and pyjoule's own small modules.
 
 A run directory holds::
 
-    payload.pkl        cloudpickle of {"func", "threads", "timeout_s", "capture"}
+    payload.pkl        cloudpickle of {"func", "threads", "timeout_s", "capture", "batch"}
     tasks.pkl          pickle of [(pset_id, kwargs), ...]   (or files named by --tasks)
     results/*.rec      framed records, one append-only file per process
     worker.pid         "<pid> <start time>" of the supervisor
@@ -204,6 +204,7 @@ class Supervisor:
         self.run_dir, self.payload, self.tasks = run_dir, payload, tasks
         self.workers = max(1, min(workers, len(tasks) or 1))
         self.timeout_s = payload.get("timeout_s")
+        self.max_chunk = payload.get("batch") or 2000
         self.shm = mmap.mmap(-1, _SLOT.size * self.workers)
         self.queue: deque[tuple[int, int]] = deque([(0, len(tasks))] if tasks else [])
         self.children: dict[int, _Child] = {}
@@ -217,7 +218,7 @@ class Supervisor:
             return None
         start, stop = self.queue.popleft()
         remaining = sum(b - a for a, b in self.queue) + (stop - start)
-        size = max(1, min(stop - start, remaining // (3 * self.workers), 2000))
+        size = max(1, min(stop - start, remaining // (3 * self.workers), self.max_chunk))
         if start + size < stop:
             self.queue.appendleft((start + size, stop))
         return start, start + size
@@ -364,6 +365,17 @@ def is_alive(run_dir: str) -> bool:
     return not start or process_start_time(pid) in (start, "")
 
 
+def _name_process(name: bytes) -> None:
+    """Set the name ``ps``/``top`` show (Linux), so users can tell workers apart;
+    the pool's children inherit it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, name, 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
 def _atomic_write(path: str, text: str) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as fh:
@@ -375,6 +387,8 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None) -> int:
     """Run every task of ``run_dir`` with ``workers`` processes (0: in this process)."""
     os.makedirs(os.path.join(run_dir, "results"), exist_ok=True)
     pid = os.getpid()
+    if workers > 0:
+        _name_process(b"pyjoule-worker")
     _atomic_write(os.path.join(run_dir, "worker.pid"), f"{pid} {process_start_time(pid)}\n")
     if workers <= 0:
         code = 1

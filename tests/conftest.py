@@ -45,9 +45,14 @@ def _worker_pids() -> set[int]:
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as fh:
                 cmd = fh.read()
-        except OSError:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+            name = stat[stat.index(b"(") + 1:stat.rindex(b")")]
+            state = stat[stat.rindex(b")") + 2:][:1]
+        except (OSError, ValueError):
             continue
-        if b"pyjoule.worker" in cmd:
+        # started workers show in the command line, forked ones by their name
+        if (b"pyjoule.worker" in cmd or name == b"pyjoule-worker") and state != b"Z":
             pids.add(int(entry))
     return pids
 

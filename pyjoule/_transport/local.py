@@ -8,8 +8,9 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 log = logging.getLogger("pyjoule")
 
@@ -47,3 +48,73 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+class ForkedChild:
+    """A forked process with the part of ``Popen``'s interface pyjoule uses."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                self.returncode = -1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout)
+            time.sleep(0.01)
+        return self.returncode
+
+
+def can_fork() -> bool:
+    """Forking is safe only in a single-threaded process (no Jupyter kernel threads,
+    no user threads holding locks the child would inherit)."""
+    import threading
+
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def fork_detached(target: Callable[[], int], *, log_path: str) -> ForkedChild:
+    """Run ``target()`` in a forked child in its own session, output to ``log_path``.
+
+    Saves starting a new interpreter (about 70 ms): the child already has everything
+    imported. Use only when :func:`can_fork`.
+    """
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            sys.stdout = open(1, "w", buffering=1, closefd=False)
+            sys.stderr = open(2, "w", buffering=1, closefd=False)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = target()
+        except BaseException:  # noqa: BLE001 - the child must end here, whatever happens
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    os.close(log_fd)
+    log.debug("forked worker %d", pid)
+    return ForkedChild(pid)
