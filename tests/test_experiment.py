@@ -411,3 +411,26 @@ def test_progress_without_a_terminal_logs_lines(caplog):
         quiet = Progress(10, enabled=False, log_every_s=0)
         quiet.update(done=5)
     assert caplog.text == ""
+
+
+def _supervisor_cmdline(i):
+    with open(f"/proc/{os.getppid()}/cmdline", "rb") as fh:
+        return fh.read().decode(errors="replace")
+
+
+def test_worker_is_forked_from_a_script_and_started_afresh_beside_threads(cache_dir):
+    """A single-threaded caller forks the worker; with other threads alive (a Jupyter
+    kernel has several) forking is unsafe, so ``python -m pyjoule.worker`` starts."""
+    import threading
+
+    f = pj.experiment(workers=1)(_supervisor_cmdline)
+    assert "pyjoule.worker" not in f(i=1)
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert "-m\x00pyjoule.worker" in f(i=2)
+    finally:
+        stop.set()
+        thread.join()
