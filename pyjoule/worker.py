@@ -262,6 +262,9 @@ class Supervisor:
             pass  # it died; the EOF on its pipe tells us
 
     def run(self) -> int:
+        import gc
+
+        gc.freeze()  # children share the loaded function and tasks without copying them
         for slot in range(self.workers):
             if self.queue:
                 self._spawn(slot)

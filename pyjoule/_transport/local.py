@@ -91,8 +91,15 @@ def fork_detached(target: Callable[[], int], *, log_path: str) -> ForkedChild:
     Saves starting a new interpreter (about 70 ms): the child already has everything
     imported. Use only when :func:`can_fork`.
     """
+    import gc
+
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    # Keep the garbage collector off the caller's objects in the child: walking them
+    # would copy every page of a large driver (xarray, pandas) into the child.
+    gc.freeze()
     pid = os.fork()
+    if pid:
+        gc.unfreeze()
     if pid == 0:  # the child: never returns
         code = 1
         try:
