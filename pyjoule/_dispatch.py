@@ -345,7 +345,7 @@ class LiveRun:
             recs = [failure_record(pid, "Cancelled" if reason == "cancelled" else "WorkerLost",
                                    why, reason) for pid in orphans]
             for r in recs:
-                r["kwargs"], r["run_id"] = tasks[pid_of(r)], self.run_id
+                r["kwargs"], r["run_id"] = tasks[r["pset_id"]], self.run_id
             self.store.ingest(self.rec["func_id"], self.run_id, recs)
         failed = len(self.store.failures(run_id=self.run_id))
         self.store.update_run(self.run_id, state=state, finished=time.time(), failed=failed)
@@ -358,10 +358,6 @@ class LiveRun:
         self.backend.cancel()
         self.poll()
         self.finish("cancelled")
-
-
-def pid_of(record: dict) -> str:
-    return record["pset_id"]
 
 
 def _tidy(run_dir: str, keep_log: bool) -> None:
