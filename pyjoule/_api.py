@@ -110,9 +110,7 @@ class Experiment:
         cache = self._options.get("cache")
         if cache is False:
             raise AssertionError("no store for cache=False")  # _Session makes a temporary one
-        store = Store(cache if cache is not None else default_cache_dir())
-        store.check_writable()
-        return store
+        return Store.open(cache if cache is not None else default_cache_dir())
 
     def _identity(self):
         from ._identity import identify
@@ -415,7 +413,7 @@ def _experiment_error(run: Run, func, failures: list[dict], ds=None) -> Experime
 
 # ---------------------------------------------------------------- registry
 def _registry(cache: str | os.PathLike | None) -> Store:
-    return Store(cache if cache is not None else default_cache_dir())
+    return Store.open(cache if cache is not None else default_cache_dir())
 
 
 def runs(cache: str | os.PathLike | None = None):

@@ -256,11 +256,20 @@ def _dense_array(shape, where, values, extra_shape, size):
 def _sparse_array(shape, where, values, extra_shape):
     import sparse as sp
 
-    order = np.argsort(where, kind="stable")
-    where, values = where[order], values[order].astype(np.float64)
-    if len(where) > 1:  # the same cell twice (e.g. 1 and 1.0): keep the last
-        keep = np.append(where[1:] != where[:-1], True)
-        where, values = where[keep], values[keep]
+    size = int(np.prod(shape))
+    if size <= 16 * max(len(where), 1):
+        # few empty cells: place rows by cell in O(cells), no sort (a later row of
+        # the same cell, e.g. 1 and 1.0, overwrites an earlier one)
+        slot = np.full(size, -1, np.int64)
+        slot[where] = np.arange(len(where))
+        order = slot[slot >= 0]
+        where, values = where[order], values[order].astype(np.float64)
+    else:
+        order = np.argsort(where, kind="stable")
+        where, values = where[order], values[order].astype(np.float64)
+        if len(where) > 1:  # the same cell twice (e.g. 1 and 1.0): keep the last
+            keep = np.append(where[1:] != where[:-1], True)
+            where, values = where[keep], values[keep]
     coords = np.array(np.unravel_index(where, shape), dtype=np.int64).reshape(len(shape), -1)
     if extra_shape:
         inner = np.array(np.unravel_index(np.arange(int(np.prod(extra_shape))), extra_shape))

@@ -19,7 +19,6 @@ data is not complete. Any number of processes may share one cache.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ import struct
 import threading
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -36,7 +36,7 @@ from ._errors import CacheError
 
 log = logging.getLogger("pyjoule")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SEG_HEADER = struct.Struct("<4sQ")
 _SEG_MAGIC = b"PJS1"
 
@@ -67,7 +67,9 @@ BOOKKEEPING = ("runtime_s", "started", "finished", "host", "run_id")
 
 
 def _digest(data: bytes | memoryview) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    # CRC32 catches the damage a disk or a truncated copy does, 4x faster than a
+    # cryptographic hash: segments are checked on every read.
+    return f"{zlib.crc32(data):08x}"
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
@@ -79,6 +81,9 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+_OPEN: dict[Path, "Store"] = {}
+
+
 class Store:
     """One cache directory. Cheap to create; connects on first use."""
 
@@ -86,6 +91,25 @@ class Store:
         self.root = Path(root).expanduser().absolute()
         self._local = threading.local()
         self._lock = threading.RLock()
+        self._inode: int | None = None
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> "Store":
+        """The store of ``root``, checked writable, shared by every call in this process
+        (one connection, not one per call) until its index is deleted or replaced."""
+        path = Path(root).expanduser().absolute()
+        store = _OPEN.get(path)
+        if store is None or not store._still_there():
+            store = _OPEN[path] = cls(path)
+            store.check_writable()
+        return store
+
+    def _still_there(self) -> bool:
+        try:
+            inode = os.stat(self.root / "index.sqlite").st_ino
+        except OSError:
+            return False
+        return self._inode is None or inode == self._inode
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -125,6 +149,7 @@ class Store:
                     f"uses {SCHEMA_VERSION}: use another cache directory (cache= or "
                     "PYJOULE_CACHE), or delete this one to start afresh")
             self._local.conn, self._local.pid = conn, os.getpid()
+            self._inode = os.stat(self.root / "index.sqlite").st_ino
         return conn
 
     def _tx(self):

@@ -434,3 +434,16 @@ def test_worker_is_forked_from_a_script_and_started_afresh_beside_threads(cache_
     finally:
         stop.set()
         thread.join()
+
+
+def test_deleting_the_cache_between_calls_starts_afresh(cache_dir, call_log):
+    import shutil
+
+    f = pj.experiment(workers=1)(simulate)
+    f.sweep(method="A", N=[1, 2])
+    shutil.rmtree(cache_dir)
+    ds = f.sweep(method="A", N=[1, 2])
+    assert len(calls(call_log)) == 4  # recomputed, into a new cache
+    assert (cache_dir / "index.sqlite").exists()
+    assert f.cache_info()["entries"] == 2
+    assert int(ds.rmse.notnull().sum()) == 2
