@@ -105,7 +105,8 @@ def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
     missing = [i for i, pid in enumerate(ids) if pid not in found]
     result = Plan(func_id, psets, ids, found)
     if store is not None and missing:
-        result.in_flight, missing = _split_in_flight(store, func_id, ids, missing)
+        result.in_flight, missing, newly = _split_in_flight(store, func_id, ids, missing)
+        found.update(newly)
     if limit is not None and len(missing) > limit:
         log.info("PYJOULE_LIMIT=%d: running only %d of %d missing psets",
                  limit, limit, len(missing))
@@ -131,11 +132,12 @@ def _split_in_flight(store: Store, func_id: str, ids: list[str], missing: list[i
     if attach:
         log.info("attaching to %d run(s) already computing some of these psets",
                  len(attach))
+    newly: dict[str, int] = {}
     if missing:
         # the cache may have grown while we looked (a run finished meanwhile)
         newly = store.lookup(func_id, [ids[i] for i in missing])
         missing = [i for i in missing if ids[i] not in newly]
-    return attach, missing
+    return attach, missing, newly
 
 
 def report_identity_change(store: Store, name: str, identity) -> None:
@@ -252,8 +254,11 @@ class LiveRun:
             self._kwargs = {}
             for name in sorted(os.listdir(self.run_dir)) if os.path.isdir(self.run_dir) else ():
                 if name.startswith("tasks") or name.startswith("retry-"):
-                    with open(os.path.join(self.run_dir, name), "rb") as fh:
-                        self._kwargs.update(pickle.load(fh))
+                    try:
+                        with open(os.path.join(self.run_dir, name), "rb") as fh:
+                            self._kwargs.update(pickle.load(fh))
+                    except FileNotFoundError:  # another process finished the run
+                        pass
         return self._kwargs
 
     def task_ids(self) -> set[str]:
@@ -273,6 +278,10 @@ class LiveRun:
                                                      offsets.get(name, 0), raw=True)
             records.extend(new)
         if not records:
+            return 0, 0
+        if not self.tasks():
+            # Its task files are gone: another process ingested everything and
+            # finished the run (tidying removes them only after that).
             return 0, 0
         done, failed = self.store.ingest(self.rec["func_id"], self.run_id, records, offsets,
                                          kwargs=self.tasks())
@@ -330,8 +339,20 @@ class LiveRun:
         return True
 
     def finish(self, state: str | None = None) -> None:
-        """Record psets the worker never reported on, mark the run ended, tidy up."""
-        state = state or ("cancelled" if self.rec.get("state") == "cancelled" else "done")
+        """Record psets the worker never reported on, mark the run ended, tidy up.
+
+        Several processes may follow one run (its caller, and others that attached
+        to it); the one that claims it in the registry finishes it, once.
+        """
+        previous = self.store.claim_finish(self.run_id)
+        if previous is None:  # finished (or being finished) by another process
+            current = self._wait_finished_elsewhere()
+            self.rec.update(state=current.get("state", "done"),
+                            failed=current.get("failed", 0))
+            return
+        if state is None:
+            state = "cancelled" if "cancelled" in (previous, self.rec.get("state")) \
+                else "done"
         tasks = self.tasks()
         found = self.store.lookup(self.rec["func_id"], list(tasks))
         reported = {f["pset_id"] for f in self.store.failures(run_id=self.run_id)}
@@ -352,6 +373,16 @@ class LiveRun:
         self.rec.update(state=state, failed=failed)
         _tidy(self.run_dir, keep_log=bool(failed))
 
+    def _wait_finished_elsewhere(self, timeout_s: float = 30) -> dict:
+        """The run's record once the process finishing it is through (its orphans
+        recorded), or as it stands after ``timeout_s`` (that process died mid-way)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            current = self.store.get_run(self.run_id) or {}
+            if current.get("state") != "finishing" or time.monotonic() >= deadline:
+                return current
+            time.sleep(0.02)
+
     def cancel(self) -> None:
         self.rec["state"] = "cancelled"
         self.store.update_run(self.run_id, state="cancelled")
@@ -367,8 +398,11 @@ def _tidy(run_dir: str, keep_log: bool) -> None:
         path = os.path.join(run_dir, name)
         if os.path.isdir(path):
             shutil.rmtree(path, ignore_errors=True)
-        elif os.path.exists(path):
-            os.unlink(path)
+        else:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
     if not keep_log:
         for name in ("worker.log",):
             path = os.path.join(run_dir, name)

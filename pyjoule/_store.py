@@ -469,6 +469,17 @@ class Store:
         with self._tx() as db:
             db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", [*fields.values(), run_id])
 
+    def claim_finish(self, run_id: str) -> str | None:
+        """Mark the run ``finishing`` if it is still running (or cancelled but not
+        finished); return its previous state, or None when another process has it."""
+        with self._tx() as db:
+            row = db.execute("SELECT state, finished FROM runs WHERE run_id=?",
+                             (run_id,)).fetchone()
+            if row is None or row[0] not in ("running", "cancelled") or row[1] is not None:
+                return None
+            db.execute("UPDATE runs SET state='finishing' WHERE run_id=?", (run_id,))
+            return row[0]
+
     def get_run(self, run_id: str) -> dict | None:
         cur = self.db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
         row = cur.fetchone()

@@ -356,6 +356,19 @@ def test_run_registry_add_update_get_list(store):
     assert [r["run_id"] for r in store.list_runs(func_id=OTHER, state="running")] == []
 
 
+def test_only_one_process_claims_finishing_a_run(store):
+    store.add_run(run_id="r1", func_id=FUNC, state="running", submitted=1.0)
+    store.add_run(run_id="r2", func_id=FUNC, state="cancelled", submitted=2.0)
+    store.add_run(run_id="r3", func_id=FUNC, state="done", submitted=3.0, finished=4.0)
+    other = Store(store.root)  # a second connection, as another process has
+    assert store.claim_finish("r1") == "running"
+    assert other.claim_finish("r1") is None  # already being finished
+    assert store.get_run("r1")["state"] == "finishing"
+    assert other.claim_finish("r2") == "cancelled"
+    assert store.claim_finish("r3") is None and store.claim_finish("nope") is None
+    other.close()
+
+
 def test_ingest_commits_offsets_with_the_entries(store):
     store.add_run(run_id="r1", func_id=FUNC, state="running", submitted=1.0)
     store.ingest(FUNC, "r1", [rec("p-0", 0)], offsets={"w-1.rec": 120, "sup.rec": 0})
