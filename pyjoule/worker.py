@@ -156,7 +156,6 @@ def _child(slot: int, shm: mmap.mmap, tasks: list, payload: dict, rfd: int, wfd:
            path: str) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    _limit_threads(payload["threads"])
     func, capture = payload["func"], payload["capture"]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     offset = slot * _SLOT.size
@@ -264,6 +263,10 @@ class Supervisor:
     def run(self) -> int:
         import gc
 
+        # Once here, not in every child: they inherit the limits (and the variables
+        # for libraries loaded later), and threadpoolctl's scan of the loaded
+        # libraries costs 5-15 ms a process, in parallel with the first tasks.
+        _limit_threads(self.payload["threads"])
         gc.freeze()  # children share the loaded function and tasks without copying them
         for slot in range(self.workers):
             if self.queue:
