@@ -18,20 +18,28 @@ _EXPORTS = {
     "Experiment": "_api", "Run": "_api", "attach": "_api", "experiment": "_api",
     "load": "_api", "runs": "_api",
     "config": "_config",
-    "CacheError": "_errors", "ExperimentError": "_errors", "HashingError": "_errors",
-    "OptionError": "_errors", "PyjouleError": "_errors", "RunNotFoundError": "_errors",
+    "AuthenticationError": "_errors", "CacheError": "_errors",
+    "ExperimentError": "_errors", "HashingError": "_errors", "HostError": "_errors",
+    "HostKeyError": "_errors", "OptionError": "_errors", "PyjouleError": "_errors",
+    "RemoteCommandError": "_errors", "RunNotFoundError": "_errors",
     "SerializationError": "_errors", "SpaceError": "_errors",
+    "Host": "_transport.hosts",
     "Space": "_space", "grid": "_space", "product": "_space", "star": "_space",
     "zip": "_space",
 }
 
 __all__ = [
+    "AuthenticationError",
     "CacheError",
     "Experiment",
     "ExperimentError",
     "HashingError",
+    "Host",
+    "HostError",
+    "HostKeyError",
     "OptionError",
     "PyjouleError",
+    "RemoteCommandError",
     "Run",
     "RunNotFoundError",
     "SerializationError",
@@ -65,6 +73,9 @@ def __dir__():
 if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from ._api import Experiment, Run, attach, experiment, load, runs
     from ._config import config
-    from ._errors import (CacheError, ExperimentError, HashingError, OptionError,
-                          PyjouleError, RunNotFoundError, SerializationError, SpaceError)
+    from ._errors import (AuthenticationError, CacheError, ExperimentError, HashingError,
+                          HostError, HostKeyError, OptionError, PyjouleError,
+                          RemoteCommandError, RunNotFoundError, SerializationError,
+                          SpaceError)
+    from ._transport.hosts import Host
     from ._space import Space, grid, product, star, zip

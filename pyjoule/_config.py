@@ -31,6 +31,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], Any]] = {
     "log_level": ("PYJOULE_LOG_LEVEL", str, None),
     "poll_interval_s": ("PYJOULE_POLL_INTERVAL", float, None),
     "limit": ("PYJOULE_LIMIT", int, None),
+    "ssh_config": ("PYJOULE_SSH_CONFIG", str, None),
 }
 
 _overrides: dict[str, Any] = {}

@@ -55,3 +55,24 @@ class ExperimentError(PyjouleError):
         super().__init__(message)
         self.failures = failures
         self.dataset = dataset
+
+
+class HostError(PyjouleError, ConnectionError):
+    """A remote host cannot be reached or used (unknown name, refused, no uv, ...)."""
+
+
+class HostKeyError(HostError):
+    """The host's key is not in known_hosts, or differs from the one recorded there."""
+
+
+class AuthenticationError(HostError):
+    """The host refused every key (and password or code) pyjoule could offer."""
+
+
+class RemoteCommandError(PyjouleError):
+    """A command on a remote host failed: carries the command, exit code and stderr."""
+
+    def __init__(self, message: str, command: str = "", returncode: int | None = None,
+                 stderr: str = ""):
+        super().__init__(message)
+        self.command, self.returncode, self.stderr = command, returncode, stderr

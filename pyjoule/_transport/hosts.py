@@ -1,0 +1,235 @@
+"""``pj.Host``: where and how to run on another machine, and resolving it against
+``~/.ssh/config`` into the endpoint a connection dials.
+
+Nothing here opens a connection; :mod:`._transport.ssh` does. Importing this module
+loads no paramiko (``import pyjoule`` stays light); the ssh config is parsed with
+paramiko's parser, imported when a host is first resolved.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .._errors import HostError, OptionError
+
+
+def default_ssh_config() -> Path:
+    """``$PYJOULE_SSH_CONFIG``, else ``~/.ssh/config`` (which may not exist)."""
+    from .._config import config
+
+    return Path(config.get("ssh_config") or "~/.ssh/config").expanduser()
+
+
+@dataclass(frozen=True)
+class Host:
+    """A machine to run on over SSH.
+
+    Parameters
+    ----------
+    target : str
+        An alias of ``~/.ssh/config``, or ``[user@]name[:port]``. Values given here
+        take precedence over the config's, as on the ``ssh`` command line.
+    workdir : str
+        Where pyjoule keeps projects, environments and runs on the host.
+    python : str, optional
+        The Python version to use there (default: the client's ``major.minor``;
+        cloudpickle needs the same minor version on both sides).
+    setup : sequence of str
+        Shell lines run before the worker starts (``module load ...``). These are the
+        user's own shell; everything pyjoule adds to a command is quoted.
+    env : mapping
+        Environment variables for the worker.
+    uv : str, optional
+        Path of uv on the host (default: found on ``PATH`` or in ``~/.local/bin``).
+    install_uv : bool
+        Install uv into the user's space on the host when it is missing.
+    exclude : sequence of str
+        Extra gitignore-style patterns kept out of the project sync.
+    accept_new_host_key : bool
+        Trust and record a host key not yet in known_hosts (never a changed one).
+    ssh_config : str or Path, optional
+        The ssh config to read (default ``$PYJOULE_SSH_CONFIG`` or ``~/.ssh/config``).
+    connect_timeout : float
+        Seconds to wait for the TCP connection and the SSH handshake.
+    """
+
+    target: str
+    workdir: str = "~/.cache/pyjoule"
+    python: str | None = None
+    setup: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    uv: str | None = None
+    install_uv: bool = True
+    exclude: Sequence[str] = ()
+    accept_new_host_key: bool = False
+    ssh_config: str | os.PathLike | None = None
+    connect_timeout: float = 10.0
+
+    def __post_init__(self):
+        if not isinstance(self.target, str) or not self.target.strip():
+            raise OptionError(f"pj.Host needs an ssh config alias or 'user@name:port', "
+                              f"got {self.target!r}")
+        if isinstance(self.setup, str):  # one line given as a string: keep it whole
+            object.__setattr__(self, "setup", (self.setup,))
+        object.__setattr__(self, "setup", tuple(self.setup))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+        object.__setattr__(self, "env", dict(self.env))
+        for key in self.env:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise OptionError(f"pj.Host env: {key!r} is not a valid variable name")
+
+    def __hash__(self) -> int:
+        return hash((self.target, self.workdir, self.python, self.setup,
+                     tuple(sorted(self.env.items())), self.uv, self.ssh_config))
+
+    @classmethod
+    def of(cls, host: "Host | str") -> "Host":
+        """``host`` as a :class:`Host` (a string is a target with default options)."""
+        if isinstance(host, Host):
+            return host
+        if isinstance(host, str):
+            return cls(host)
+        raise OptionError(f"host must be a string (ssh alias or 'user@name:port') or "
+                          f"pj.Host(...), got {type(host).__name__}")
+
+    def check(self):
+        """Connect and report round-trip time, Python, uv, disk, CPUs and SLURM."""
+        from .ssh import check_host
+
+        return check_host(self)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What to dial, as resolved from a :class:`Host` and the ssh config."""
+
+    alias: str
+    hostname: str
+    port: int
+    user: str
+    identity_files: tuple[str, ...]
+    identities_only: bool
+    use_agent: bool
+    known_hosts: tuple[str, ...]
+    host_key_alias: str | None
+    strict_host_keys: str  # "yes", "accept-new" or "no"
+    proxy_jump: tuple[str, ...]
+    connect_timeout: float
+    batch_mode: bool
+    config_path: str
+
+    @property
+    def key_name(self) -> str:
+        """The name the host's key is recorded under in known_hosts."""
+        if self.host_key_alias:
+            return self.host_key_alias
+        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.hostname}:{self.port}"
+
+
+_TARGET = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]]+\]|[^:@\s]+)(?::(?P<port>\d+))?$")
+
+
+def parse_target(target: str) -> tuple[str | None, str, int | None]:
+    """``[user@]name[:port]`` (``[::1]:22`` for IPv6) -> (user, name, port)."""
+    m = _TARGET.match(target.strip())
+    if not m:
+        raise OptionError(f"cannot read host {target!r}: expected an ssh config alias or "
+                          "'user@name:port'")
+    port = int(m["port"]) if m["port"] else None
+    return m["user"], m["host"].strip("[]"), port
+
+
+def read_ssh_config(path: Path):
+    """paramiko's SSHConfig of ``path`` with ``Include`` lines expanded in place
+    (paramiko's parser does not know ``Include``)."""
+    import paramiko
+
+    text = _expand_includes(path, depth=0) if path.exists() else ""
+    return paramiko.SSHConfig.from_text(text)
+
+
+def _expand_includes(path: Path, depth: int) -> str:
+    if depth > 16:
+        raise HostError(f"ssh config: Include nested too deeply at {path}")
+    out = []
+    for line in path.read_text().splitlines():
+        words = line.strip().split(None, 1)
+        if len(words) == 2 and words[0].lower() == "include":
+            for pattern in words[1].split():
+                pattern = os.path.expanduser(pattern)
+                if not os.path.isabs(pattern):  # relative to ~/.ssh, as OpenSSH does
+                    pattern = os.path.join(os.path.expanduser("~/.ssh"), pattern)
+                for name in sorted(glob.glob(pattern)):
+                    out.append(_expand_includes(Path(name), depth + 1))
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def resolve(host: Host, check_dns: bool = True) -> Endpoint:
+    """The endpoint for ``host``: its target read against the ssh config."""
+    config_path = Path(host.ssh_config).expanduser() if host.ssh_config \
+        else default_ssh_config()
+    user, name, port = parse_target(host.target)
+    try:
+        options = read_ssh_config(config_path).lookup(name)
+    except Exception as exc:  # noqa: BLE001 - paramiko's parse errors vary
+        if isinstance(exc, HostError):
+            raise
+        raise HostError(f"cannot read the ssh config {config_path}: {exc}") from exc
+    hostname = options.get("hostname", name)
+    known = options.get("userknownhostsfile", "~/.ssh/known_hosts ~/.ssh/known_hosts2")
+    global_known = options.get("globalknownhostsfile", "/etc/ssh/ssh_known_hosts")
+    files = [os.path.expanduser(f) for f in f"{known} {global_known}".split()
+             if f != "/dev/null"]
+    identity = tuple(os.path.expanduser(f) for f in options.get("identityfile", []))
+    jump = options.get("proxyjump", "")
+    strict = options.get("stricthostkeychecking", "yes").lower()
+    strict = {"no": "no", "off": "no", "accept-new": "accept-new"}.get(strict, "yes")
+    if host.accept_new_host_key and strict == "yes":
+        strict = "accept-new"
+    endpoint = Endpoint(
+        alias=name, hostname=hostname,
+        port=port or int(options.get("port", 22)),
+        user=user or options.get("user") or _local_user(),
+        identity_files=identity,
+        identities_only=options.get("identitiesonly", "no").lower() == "yes",
+        use_agent=options.get("identityagent", "").lower() != "none",
+        known_hosts=tuple(files),
+        host_key_alias=options.get("hostkeyalias"),
+        strict_host_keys=strict,
+        proxy_jump=tuple(j for j in jump.split(",") if j and jump.lower() != "none"),
+        connect_timeout=float(options.get("connecttimeout", host.connect_timeout)),
+        batch_mode=options.get("batchmode", "no").lower() == "yes",
+        config_path=str(config_path),
+    )
+    if check_dns and hostname == name and not endpoint.proxy_jump \
+            and not _resolvable(hostname):
+        raise HostError(
+            f"unknown host {name!r}: no 'Host {name}' entry in {config_path} and no "
+            f"such DNS name. Add it to the ssh config (HostName, User, Port, "
+            f"IdentityFile) or give 'user@name:port'.")
+    return endpoint
+
+
+def _resolvable(name: str) -> bool:
+    try:
+        socket.getaddrinfo(name, None)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return True
+
+
+def _local_user() -> str:
+    import getpass
+
+    return getpass.getuser()

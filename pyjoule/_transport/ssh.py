@@ -1,0 +1,594 @@
+"""One SSH connection per host per process, on paramiko.
+
+:func:`connect` returns the process's :class:`Connection` for a host, opening it on
+first use: one TCP socket (``TCP_NODELAY`` set: without it every command waits ~40 ms
+for a delayed ACK), one paramiko ``Transport``, every command and the SFTP session
+multiplexed as channels on it. Host keys are checked against known_hosts, with the
+error saying how to fix an unknown or changed key. A dropped connection is reopened,
+with back-off, by the next call.
+
+Every remote command goes through :meth:`Connection.run`, which takes an argument
+list and quotes each argument (``shlex.join``): no parameter value or path ever
+reaches the remote shell unquoted.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import select
+import shlex
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from .._errors import AuthenticationError, HostError, HostKeyError, RemoteCommandError
+from .hosts import Endpoint, Host, resolve
+
+log = logging.getLogger("pyjoule")
+
+KEEPALIVE_S = 30
+RECONNECT_DELAYS_S = (0.2, 0.5, 1, 2, 4, 8, 15)  # about 30 s of trying in all
+DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
+
+
+@dataclass
+class Result:
+    """What a remote command did."""
+
+    command: str
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+
+class ConnectionLost(HostError):
+    """The connection dropped while a command ran (it may or may not have finished)."""
+
+
+def interactive() -> bool:
+    """Whether a person can answer a prompt: a terminal, or a notebook kernel."""
+    if "ipykernel" in sys.modules:
+        return True
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (ValueError, OSError):
+        return False
+
+
+class Connection:
+    """An open (or reopenable) SSH connection to one host."""
+
+    def __init__(self, host: Host, endpoint: Endpoint, via: "Connection | None" = None):
+        self.host, self.endpoint = host, endpoint
+        self.transport = None
+        self.sock: socket.socket | None = None
+        self._via = via  # the jump host's connection, for ProxyJump
+        self._sftp = None
+        self._home: str | None = None
+        self._lock = threading.RLock()
+        self._secrets: dict[str, str] = {}  # answers given this process (2FA: once)
+        self.connects = 0
+        self.commands = 0
+
+    def __repr__(self) -> str:
+        state = "open" if self.is_active() else "closed"
+        return f"<pyjoule ssh {self.endpoint} ({state})>"
+
+    # ---------------------------------------------------------------- opening
+    def is_active(self) -> bool:
+        return self.transport is not None and self.transport.is_active()
+
+    def ensure(self) -> "Connection":
+        """Open the connection if it is not open; reopen it with back-off if it was
+        open and dropped."""
+        with self._lock:
+            if self.is_active():
+                return self
+            if self.connects == 0:
+                self._open()
+                return self
+            self._reopen()
+            return self
+
+    def _reopen(self) -> None:
+        log.info("connection to %s lost; reconnecting", self.endpoint)
+        self.close()
+        last: Exception | None = None
+        for delay in (0, *RECONNECT_DELAYS_S):
+            time.sleep(delay)
+            try:
+                self._open()
+                return
+            except (HostKeyError, AuthenticationError):
+                raise
+            except HostError as exc:
+                last = exc
+                log.debug("reconnect to %s failed: %s", self.endpoint, exc)
+        raise HostError(f"lost the connection to {self.endpoint} and could not reconnect "
+                        f"for {sum(RECONNECT_DELAYS_S):.0f} s: {last}. The remote work "
+                        "goes on; re-call or pj.attach(run_id) once the host is back.")
+
+    def _open(self) -> None:
+        import paramiko
+
+        ep = self.endpoint
+        sock = self._dial()
+        transport = paramiko.Transport(sock)
+        known = _load_known_hosts(ep.known_hosts)
+        entry = known.lookup(ep.key_name)
+        if entry:  # ask for the key types we can check, as OpenSSH does
+            opts = transport.get_security_options()
+            preferred = [t for t in opts.key_types if t in entry.keys()]
+            if preferred:
+                opts.key_types = preferred + [t for t in opts.key_types if t not in preferred]
+        try:
+            transport.start_client(timeout=ep.connect_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            transport.close()
+            raise HostError(f"SSH handshake with {ep} failed: {exc or type(exc).__name__}. "
+                            "Is an SSH server listening there?") from exc
+        try:
+            self._verify_host_key(transport.get_remote_server_key(), entry)
+            self._authenticate(transport)
+        except BaseException:
+            transport.close()
+            raise
+        transport.set_keepalive(KEEPALIVE_S)
+        self.transport, self.sock, self._sftp, self._home = transport, sock, None, None
+        self.connects += 1
+        log.debug("connected to %s", ep)
+
+    def _dial(self):
+        ep = self.endpoint
+        via = self._via
+        if via is None and ep.proxy_jump:
+            # ProxyJump a,b: reach a, then b through a, then the target through b
+            for hop in ep.proxy_jump:
+                via = _jump(hop, self.host, via)
+            self._via = via
+        if via is not None:
+            via.ensure()
+            try:
+                return via.transport.open_channel(
+                    "direct-tcpip", (ep.hostname, ep.port), ("127.0.0.1", 0),
+                    timeout=ep.connect_timeout)
+            except Exception as exc:  # noqa: BLE001 - paramiko's channel errors vary
+                raise HostError(f"cannot reach {ep} through the jump host "
+                                f"{via.endpoint}: {exc}") from exc
+        try:
+            sock = socket.create_connection((ep.hostname, ep.port), timeout=ep.connect_timeout)
+        except socket.timeout as exc:
+            raise HostError(f"no answer from {ep} within {ep.connect_timeout:g} s "
+                            "(ConnectTimeout): is the host up and the port right?") from exc
+        except OSError as exc:
+            raise HostError(f"cannot connect to {ep} ({exc.strerror or exc}): is an SSH "
+                            "server running there, and is the port right?") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        return sock
+
+    def _verify_host_key(self, key, entry) -> None:
+        ep = self.endpoint
+        name = ep.key_name
+        files = ", ".join(ep.known_hosts) or "(none)"
+        if entry is not None and key.get_name() in entry:
+            if entry[key.get_name()] == key:
+                return
+            raise HostKeyError(
+                f"the host key of {name} has CHANGED since it was recorded in {files} "
+                f"(now {key.get_name()} {key.fingerprint}). This may be a reinstalled host "
+                f"or an attack. If you trust the new key, remove the old one with "
+                f"`ssh-keygen -R '{name}'` and connect again.")
+        if ep.strict_host_keys == "yes":
+            raise HostKeyError(
+                f"{name} is not in known_hosts ({files}), so its identity cannot be "
+                f"checked. Connect once with `ssh {ep.alias}` and accept the key "
+                f"(fingerprint {key.get_name()} {key.fingerprint}), or pass "
+                f"pj.Host({self.host.target!r}, accept_new_host_key=True).")
+        path = ep.known_hosts[0] if ep.known_hosts else os.path.expanduser(
+            "~/.ssh/known_hosts")
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        with open(path, "a") as fh:
+            fh.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+        log.warning("recorded the new host key of %s (%s %s) in %s", name, key.get_name(),
+                    key.fingerprint, path)
+
+    # ------------------------------------------------------------ authenticating
+    def _authenticate(self, transport) -> None:
+        import paramiko
+
+        ep = self.endpoint
+        tried: list[str] = []
+        allowed: list[str] | None = None
+        for label, key in self._keys():
+            tried.append(label)
+            try:
+                transport.auth_publickey(ep.user, key)
+                return
+            except paramiko.BadAuthenticationType as exc:
+                allowed = list(exc.allowed_types)
+                break
+            except paramiko.AuthenticationException:
+                continue
+            except paramiko.SSHException as exc:
+                raise AuthenticationError(f"authentication with {ep} failed: {exc}") from exc
+        if transport.is_authenticated():
+            return
+        if allowed is None:
+            allowed = _allowed_methods(transport, ep.user)
+        prompts = [m for m in ("keyboard-interactive", "password") if m in allowed]
+        if prompts and not ep.batch_mode and interactive():
+            try:
+                if prompts[0] == "keyboard-interactive":
+                    transport.auth_interactive(ep.user, self._answer)
+                else:
+                    transport.auth_password(ep.user, self._ask(f"{ep} password: "))
+                return
+            except paramiko.AuthenticationException as exc:
+                self._secrets.clear()
+                raise AuthenticationError(f"{ep} refused the password or code: {exc}") \
+                    from exc
+        keys = ", ".join(tried) or "none found"
+        if prompts:
+            raise AuthenticationError(
+                f"{ep} asks for a password or code ({', '.join(prompts)}) and there is no "
+                f"terminal or notebook to type it in (keys tried: {keys}). Set up key "
+                f"login (ssh-copy-id {ep.alias}), or connect from a terminal or notebook.")
+        raise AuthenticationError(
+            f"{ep} refused every key offered (tried: {keys}). Check User and IdentityFile "
+            f"in {ep.config_path}, and that the public key is in the host's "
+            f"~/.ssh/authorized_keys.")
+
+    def _keys(self):
+        """(label, key) pairs to offer: the agent's, then the identity files."""
+        import paramiko
+
+        ep = self.endpoint
+        if ep.use_agent and not ep.identities_only:
+            try:
+                for key in paramiko.Agent().get_keys():
+                    yield f"agent key {key.get_name()}", key
+            except paramiko.SSHException:
+                pass
+        files = ep.identity_files or tuple(os.path.expanduser(p) for p in DEFAULT_KEYS)
+        for path in files:
+            if not os.path.exists(path):
+                continue
+            try:
+                yield path, paramiko.PKey.from_path(path)
+            except paramiko.PasswordRequiredException:
+                if ep.batch_mode or not interactive():
+                    log.info("skipping %s: it needs a passphrase and there is no "
+                             "terminal", path)
+                    continue
+                try:
+                    yield path, paramiko.PKey.from_path(
+                        path, self._ask(f"passphrase for {path}: "))
+                except paramiko.SSHException as exc:
+                    raise AuthenticationError(f"cannot unlock {path}: {exc}") from exc
+            except (paramiko.SSHException, OSError, ValueError) as exc:
+                log.info("skipping %s: %s", path, exc)
+
+    def _ask(self, prompt: str, echo: bool = False) -> str:
+        if prompt not in self._secrets:
+            answer = input(prompt) if echo else getpass.getpass(prompt)
+            self._secrets[prompt] = answer
+        return self._secrets[prompt]
+
+    def _answer(self, title, instructions, prompts):
+        if title or instructions:
+            print("\n".join(t for t in (title, instructions) if t), file=sys.stderr)
+        # one-time codes must be asked every time; passwords once per process
+        answers = []
+        for prompt, echo in prompts:
+            answer = self._ask(prompt, echo)
+            if "code" in prompt.lower() or "token" in prompt.lower():
+                self._secrets.pop(prompt, None)
+            answers.append(answer)
+        return answers
+
+    # ---------------------------------------------------------------- commands
+    def run(self, argv: Sequence[str], *, input: bytes | None = None,
+            timeout: float | None = None, check: bool = True,
+            env: Mapping[str, str] | None = None, cwd: str | None = None,
+            idempotent: bool = True) -> Result:
+        """Run ``argv`` on the host; every argument is quoted.
+
+        ``cwd`` and ``env`` are applied with quoted ``cd``/``env``. With ``check``, a
+        non-zero exit raises :class:`RemoteCommandError` showing the command, the exit
+        code and the last lines of stderr. If the connection drops meanwhile, an
+        ``idempotent`` command is run again once reconnected.
+        """
+        command = build_command(argv, env=env, cwd=cwd and self.expand(cwd))
+        for attempt in (1, 2):
+            try:
+                result = self._exec(command, input, timeout)
+                break
+            except ConnectionLost:
+                if attempt == 2 or not idempotent:
+                    raise
+        if check and result.returncode != 0:
+            raise remote_error(self.endpoint, result)
+        return result
+
+    def _exec(self, command: str, input: bytes | None, timeout: float | None) -> Result:
+        import paramiko
+
+        self.ensure()
+        log.debug("ssh %s: %s", self.endpoint.alias, command)
+        try:
+            chan = self.transport.open_session(timeout=self.endpoint.connect_timeout)
+            chan.exec_command(command)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            self.close()
+            raise ConnectionLost(f"connection to {self.endpoint} dropped: {exc}") from exc
+        self.commands += 1
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out, err = [], []
+        try:
+            if input:
+                chan.sendall(input)
+            chan.shutdown_write()
+            while True:
+                got = False
+                while chan.recv_ready():
+                    out.append(chan.recv(1 << 20))
+                    got = True
+                while chan.recv_stderr_ready():
+                    err.append(chan.recv_stderr(1 << 20))
+                    got = True
+                if chan.exit_status_ready() and not chan.recv_ready() \
+                        and not chan.recv_stderr_ready():
+                    break
+                if chan.closed or not self.transport.is_active():
+                    break
+                if not got:
+                    wait = 1.0 if deadline is None else deadline - time.monotonic()
+                    if wait <= 0:
+                        raise RemoteCommandError(
+                            f"command on {self.endpoint} timed out after {timeout:g} s: "
+                            f"{command}", command)
+                    select.select([chan], [], [], min(wait, 1.0))
+            code = chan.recv_exit_status() if chan.exit_status_ready() else -1
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            self.close()
+            raise ConnectionLost(f"connection to {self.endpoint} dropped while running "
+                                 f"{command}: {exc}") from exc
+        finally:
+            chan.close()
+        if code == -1:
+            self.close()
+            raise ConnectionLost(f"connection to {self.endpoint} dropped while running "
+                                 f"{command}")
+        return Result(command, code, b"".join(out), b"".join(err))
+
+    def sftp(self):
+        """The SFTP session on this connection (opened once, reopened after a drop)."""
+        import paramiko
+
+        with self._lock:
+            self.ensure()
+            if self._sftp is None or self._sftp.get_channel().closed:
+                self._sftp = paramiko.SFTPClient.from_transport(self.transport)
+            return self._sftp
+
+    def home(self) -> str:
+        """The remote user's home directory (asked once per connection)."""
+        if self._home is None:
+            self._home = self.sftp().normalize(".")
+        return self._home
+
+    def expand(self, path: str) -> str:
+        """``~`` and ``~/...`` as absolute paths on the host (quoting keeps a shell
+        from expanding them)."""
+        if path == "~":
+            return self.home()
+        if path.startswith("~/"):
+            return self.home().rstrip("/") + path[1:]
+        return path
+
+    def close(self) -> None:
+        with self._lock:
+            for thing in (self._sftp, self.transport):
+                if thing is not None:
+                    try:
+                        thing.close()
+                    except Exception:  # noqa: BLE001 - closing a broken connection
+                        pass
+            self._sftp = self.transport = None
+
+
+def build_command(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                  cwd: str | None = None) -> str:
+    """The shell text for ``argv``: every argument, path and value quoted."""
+    if isinstance(argv, str):
+        raise TypeError("pass the command as a list of arguments, not a string: "
+                        "each argument is quoted for the remote shell")
+    words = [str(a) for a in argv]
+    if env:
+        words = ["env", *(f"{k}={v}" for k, v in env.items()), *words]
+    command = shlex.join(words)
+    return f"cd {shlex.quote(cwd)} && {command}" if cwd else command
+
+
+def remote_error(endpoint: Endpoint, result: Result, what: str = "command") -> \
+        RemoteCommandError:
+    stderr = result.stderr.decode("utf-8", "replace")
+    tail = "\n".join(stderr.strip().splitlines()[-15:])
+    return RemoteCommandError(
+        f"{what} on {endpoint} failed with exit code {result.returncode}: "
+        f"{result.command}" + (f"\n--- last lines of stderr ---\n{tail}" if tail else ""),
+        result.command, result.returncode, stderr)
+
+
+def _allowed_methods(transport, user: str) -> list[str]:
+    import paramiko
+
+    try:
+        transport.auth_none(user)
+    except paramiko.BadAuthenticationType as exc:
+        return list(exc.allowed_types)
+    except paramiko.SSHException:
+        pass
+    return []
+
+
+def _load_known_hosts(files: Sequence[str]):
+    import paramiko
+
+    keys = paramiko.HostKeys()
+    for path in files:
+        if os.path.exists(path):
+            try:
+                keys.load(path)
+            except (OSError, paramiko.SSHException) as exc:
+                log.warning("cannot read known_hosts file %s: %s", path, exc)
+    return keys
+
+
+# --------------------------------------------------------------- per process
+_connections: dict[tuple, Connection] = {}
+_registry_lock = threading.Lock()
+_owner_pid = os.getpid()
+
+
+def connect(host: Host | str) -> Connection:
+    """The open connection of this process to ``host`` (opened on first use)."""
+    global _owner_pid
+    host = Host.of(host)
+    with _registry_lock:
+        if os.getpid() != _owner_pid:  # a forked child must not share the parent's
+            _connections.clear()
+            _owner_pid = os.getpid()
+        endpoint = resolve(host)
+        key = (endpoint, host.accept_new_host_key)
+        conn = _connections.get(key)
+        if conn is None:
+            conn = _connections[key] = Connection(host, endpoint)
+    return conn.ensure()
+
+
+def _jump(hop: str, host: Host, via: Connection | None) -> Connection:
+    """The connection to a ProxyJump hop: the process's shared one for the first
+    hop, a private one through ``via`` for later hops of a chain."""
+    jump = Host(hop, ssh_config=host.ssh_config,
+                accept_new_host_key=host.accept_new_host_key)
+    if via is None:
+        return connect(jump)
+    return Connection(jump, resolve(jump, check_dns=False), via=via).ensure()
+
+
+def close_all() -> None:
+    """Close every connection of this process."""
+    with _registry_lock:
+        for conn in _connections.values():
+            conn.close()
+        _connections.clear()
+
+
+# ------------------------------------------------------------------- check
+_CHECK_SCRIPT = r"""
+import json, os, shutil, subprocess, sys
+workdir = os.path.expanduser(sys.argv[1])
+probe = workdir
+while not os.path.exists(probe):
+    probe = os.path.dirname(probe) or "/"
+uv = sys.argv[2] or shutil.which("uv") or os.path.expanduser("~/.local/bin/uv")
+uv_version = None
+if os.path.exists(uv):
+    try:
+        uv_version = subprocess.run([uv, "--version"], capture_output=True, text=True,
+                                    timeout=20).stdout.strip()
+    except Exception:
+        uv_version = None
+try:
+    cpus = len(os.sched_getaffinity(0))
+except AttributeError:
+    cpus = os.cpu_count()
+print(json.dumps({
+    "python": "%d.%d.%d" % sys.version_info[:3], "executable": sys.executable,
+    "uv": uv if uv_version else None, "uv_version": uv_version,
+    "free_bytes": shutil.disk_usage(probe).free, "workdir": workdir,
+    "cpus": cpus, "sbatch": shutil.which("sbatch"),
+}))
+"""
+
+
+@dataclass
+class HostReport:
+    """What :meth:`Host.check` found; ``problems`` each say what to do."""
+
+    host: str
+    rtt_ms: float
+    facts: dict
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        f = self.facts
+        free = f.get("free_bytes")
+        lines = [
+            f"host        {self.host}",
+            f"round trip  {self.rtt_ms:.1f} ms (median of 5 commands on one connection)",
+            f"python      {f.get('python') or '-'} ({f.get('executable') or 'not found'})",
+            f"uv          {f.get('uv_version') or 'not found'}"
+            + (f" ({f['uv']})" if f.get("uv") else ""),
+            f"workdir     {f.get('workdir', '-')}"
+            + (f", {free / 2**30:.1f} GiB free" if free is not None else ""),
+            f"cpus        {f.get('cpus', '-')}",
+            f"slurm       {f.get('sbatch') or 'no sbatch on PATH'}",
+        ]
+        lines += [f"PROBLEM     {p}" for p in self.problems] or ["ok"]
+        return "\n".join(lines)
+
+
+def check_host(host: Host | str, min_free_bytes: int = 1 << 30) -> HostReport:
+    """Connect to ``host`` and report what pyjoule needs of it."""
+    host = Host.of(host)
+    conn = connect(host)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        conn.run(["true"])
+        times.append((time.perf_counter() - t0) * 1000)
+    rtt = sorted(times)[2]
+    problems: list[str] = []
+    want = host.python or "%d.%d" % sys.version_info[:2]
+    result = conn.run(["python3", "-c", _CHECK_SCRIPT, host.workdir, host.uv or ""],
+                      check=False, timeout=60)
+    facts: dict = {}
+    if result.returncode == 127:
+        problems.append(f"no python3 on the host's PATH: install Python {want} there "
+                        "(or load it in pj.Host(setup=[...]))")
+    elif result.returncode != 0:
+        problems.append(str(remote_error(conn.endpoint, result, "the host check")))
+    else:
+        import json
+
+        facts = json.loads(result.stdout.decode().strip().splitlines()[-1])
+        have = ".".join(facts["python"].split(".")[:2])
+        if have != want:
+            problems.append(
+                f"python3 on the host is {facts['python']}, the client runs {want}: "
+                f"cloudpickle needs the same minor version. Install Python {want} "
+                f"there; uv can provide it (uv python install {want}).")
+        if not facts.get("uv_version"):
+            fix = ("pyjoule installs it into ~/.local/bin on first use" if host.install_uv
+                   else "install it (pip install --user uv) or pass pj.Host(uv=PATH)")
+            problems.append(f"uv not found on the host: {fix}")
+        if facts.get("free_bytes", min_free_bytes) < min_free_bytes:
+            problems.append(f"only {facts['free_bytes'] / 2**20:.0f} MiB free in "
+                            f"{facts['workdir']}: free space or set pj.Host(workdir=...)")
+    return HostReport(str(conn.endpoint), rtt, facts, problems)

@@ -1,0 +1,94 @@
+"""Hosts without a server: reading targets and ssh configs, and building commands."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+import pyjoule as pj
+from pyjoule._transport.hosts import parse_target, resolve
+from pyjoule._transport.ssh import build_command
+
+NASTY = ["a b", "it's", 'say "hi"', "x;y", "$(touch /tmp/pj-pwned)", "`id`", "new\nline",
+         "*", "~", "$HOME", "-n", ""]
+
+
+def test_every_argument_survives_a_real_shell_unchanged():
+    command = build_command(["printf", "%s\\0", *NASTY])
+    out = subprocess.run(["bash", "-c", command], capture_output=True, check=True).stdout
+    assert out.decode().split("\0")[:-1] == NASTY
+
+
+def test_env_and_cwd_are_quoted_too(tmp_path):
+    folder = tmp_path / "dir with 'quote' and ;"
+    folder.mkdir()
+    command = build_command(["bash", "-c", 'printf "%s|%s" "$PWD" "$V"'],
+                            env={"V": "$(id) x;y"}, cwd=str(folder))
+    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=True)
+    assert out.stdout == f"{folder}|$(id) x;y"
+
+
+def test_a_command_string_is_refused():
+    with pytest.raises(TypeError, match="list of arguments"):
+        build_command("rm -rf ~")
+
+
+@pytest.mark.parametrize("target, expected", [
+    ("alias", (None, "alias", None)),
+    ("me@box", ("me", "box", None)),
+    ("me@box.example.org:2200", ("me", "box.example.org", 2200)),
+    ("box:22", (None, "box", 22)),
+    ("me@[::1]:2222", ("me", "::1", 2222)),
+])
+def test_targets(target, expected):
+    assert parse_target(target) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "me@", "box:port"])
+def test_bad_targets_say_what_is_expected(bad):
+    with pytest.raises(pj.OptionError, match="alias or 'user@name:port'"):
+        resolve(pj.Host(bad)) if bad else pj.Host(bad)
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_ssh_config_alias_include_and_explicit_overrides(tmp_path):
+    _write(tmp_path / "more.conf", "Host cluster\n  HostName 127.0.0.5\n  Port 2201\n"
+                                   "  User alice\n  IdentityFile ~/keys/id_cluster\n"
+                                   "  ProxyJump gate,me@gate2:2022\n")
+    cfg = _write(tmp_path / "config", f"Include {tmp_path}/*.conf\n"
+                                      "Host *\n  UserKnownHostsFile /tmp/kh\n")
+    ep = resolve(pj.Host("cluster", ssh_config=cfg))
+    assert (ep.hostname, ep.port, ep.user) == ("127.0.0.5", 2201, "alice")
+    assert ep.identity_files[0].endswith("/keys/id_cluster") and "~" not in ep.identity_files[0]
+    assert ep.proxy_jump == ("gate", "me@gate2:2022")
+    assert ep.known_hosts[0] == "/tmp/kh"
+    assert ep.key_name == "[127.0.0.5]:2201"
+    ep = resolve(pj.Host("bob@cluster:2300", ssh_config=cfg))  # as on ssh's command line
+    assert (ep.user, ep.port) == ("bob", 2300)
+
+
+def test_unknown_alias_is_a_clear_error_at_once(tmp_path):
+    cfg = _write(tmp_path / "config", "Host known\n  HostName 127.0.0.1\n")
+    with pytest.raises(pj.HostError, match="unknown host 'nosuchalias-pj'.*Host nosuchalias"):
+        resolve(pj.Host("nosuchalias-pj", ssh_config=cfg))
+
+
+def test_ssh_config_from_the_environment(tmp_path, monkeypatch):
+    cfg = _write(tmp_path / "config", "Host viaenv\n  HostName 127.0.0.9\n  Port 2999\n")
+    monkeypatch.setenv("PYJOULE_SSH_CONFIG", str(cfg))
+    ep = resolve(pj.Host("viaenv"))
+    assert (ep.hostname, ep.port) == ("127.0.0.9", 2999)
+
+
+def test_host_options_are_checked():
+    with pytest.raises(pj.OptionError, match="valid variable name"):
+        pj.Host("box", env={"NOT OK": "1"})
+    with pytest.raises(pj.OptionError, match="pj.Host"):
+        pj.Host.of(42)
+    assert pj.Host("box", setup="module load python").setup == ("module load python",)
+    assert pj.Host.of("box") == pj.Host("box")
