@@ -81,3 +81,25 @@ def run_script(folder: Path, source: str, *, timeout: float = 120, env: dict | N
     if check and proc.returncode != 0:
         raise AssertionError(f"script failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+# ------------------------------------------------------------------ real sshd
+@pytest.fixture(scope="session")
+def sshd():
+    """A real OpenSSH server on 127.0.0.1 (tests/sshd_server.py). In CI a server that
+    cannot be started fails the tests that need it; elsewhere they are skipped."""
+    from sshd_server import ensure_server
+
+    try:
+        return ensure_server()
+    except RuntimeError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the test sshd: {exc}")
+        pytest.skip(f"no test sshd: {exc}")
+
+
+@pytest.fixture
+def ssh_host(sshd):
+    import pyjoule as pj
+
+    return pj.Host(sshd.alias, ssh_config=sshd.ssh_config)

@@ -39,3 +39,8 @@ def test_all_is_sorted_and_complete():
     public = {n for n in dir(pyjoule) if not n.startswith("_")}
     modules = {n for n in public if type(getattr(pyjoule, n)).__name__ == "module"}
     assert set(pyjoule.__all__) == public - modules
+
+
+def test_describing_a_host_loads_no_ssh_library():
+    loaded = _modules_after("import pyjoule as pj; pj.Host('box', workdir='/w')")
+    assert "paramiko" not in loaded and "pyjoule._transport.ssh" not in loaded

@@ -1,0 +1,186 @@
+"""The SSH transport against a real OpenSSH server on 127.0.0.1 (tests/sshd_server.py)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+import pyjoule as pj
+from pyjoule._transport import ssh
+
+
+@pytest.fixture(autouse=True)
+def fresh_connections():
+    ssh.close_all()
+    yield
+    ssh.close_all()
+
+
+def _config(sshd, tmp_path, extra: str = "", known_hosts=None, identity=None):
+    """A copy of the server's client config, with changes, for one test."""
+    text = sshd.ssh_config.read_text()
+    if known_hosts is not None:
+        text = text.replace(str(sshd.known_hosts), str(known_hosts))
+    if identity is not None:
+        text = text.replace(str(sshd.identity), str(identity))
+    path = tmp_path / "ssh_config"
+    path.write_text(text + extra)
+    return path
+
+
+def _accepted(sshd) -> int:
+    """How many logins the server has accepted so far."""
+    log = sshd.state / "sshd.log"
+    return log.read_text(errors="replace").count("Accepted publickey") if log.exists() else 0
+
+
+def test_commands_share_one_connection_and_arguments_arrive_unchanged(sshd, ssh_host):
+    nasty = ["a b", "it's", 'say "hi"', "x;y", "$(touch pwned)", "`id`", "new\nline", "~"]
+    before = _accepted(sshd)
+    conn = ssh.connect(ssh_host)
+    out = conn.run(["printf", "%s\\0", *nasty]).stdout.decode()
+    assert out.split("\0")[:-1] == nasty
+    for _ in range(20):
+        assert conn.run(["whoami"]).text.strip() == sshd.user
+    assert ssh.connect(ssh_host) is conn
+    assert conn.run(["ls"], cwd="~").text.split().count("pwned") == 0
+    time.sleep(0.2)  # the server logs asynchronously
+    assert _accepted(sshd) - before == 1  # one login for 22 commands
+    assert conn.connects == 1 and conn.commands == 22
+
+
+def test_stdin_env_cwd_and_large_output(ssh_host):
+    conn = ssh.connect(ssh_host)
+    data = bytes(range(256)) * 8192  # 2 MiB both ways
+    assert conn.run(["cat"], input=data).stdout == data
+    res = conn.run(["bash", "-c", 'printf "%s|%s" "$PWD" "$V"'], env={"V": "x y;$(id)"},
+                   cwd="~")
+    assert res.text == f"{conn.home()}|x y;$(id)"
+
+
+def test_failing_command_shows_command_code_and_stderr(ssh_host):
+    conn = ssh.connect(ssh_host)
+    with pytest.raises(pj.RemoteCommandError) as info:
+        conn.run(["bash", "-c", "echo boom >&2; exit 3", "it's"])
+    err = info.value
+    assert err.returncode == 3 and "boom" in err.stderr
+    assert "exit code 3" in str(err) and "boom" in str(err) and "'it'\"'\"'s'" in str(err)
+    assert conn.run(["false"], check=False).returncode == 1
+
+
+def test_command_timeout(ssh_host):
+    conn = ssh.connect(ssh_host)
+    t0 = time.monotonic()
+    with pytest.raises(pj.RemoteCommandError, match="timed out"):
+        conn.run(["sleep", "30"], timeout=0.5)
+    assert time.monotonic() - t0 < 5
+    assert conn.run(["echo", "still usable"]).text == "still usable\n"
+
+
+def test_a_dropped_connection_is_reopened(sshd, ssh_host):
+    conn = ssh.connect(ssh_host)
+    assert conn.run(["true"]).returncode == 0
+    sshd.drop_connections()
+    assert conn.run(["echo", "back"]).text == "back\n"
+    assert conn.connects == 2
+
+
+def test_a_command_running_when_sshd_restarts_is_run_again(sshd, ssh_host):
+    conn = ssh.connect(ssh_host)
+    threading.Timer(0.5, sshd.restart).start()
+    # idempotent commands are repeated once the connection is back
+    assert conn.run(["bash", "-c", "sleep 2; echo done"]).text == "done\n"
+    assert conn.connects == 2
+
+
+def test_sftp_and_home_on_the_same_connection(sshd, ssh_host):
+    conn = ssh.connect(ssh_host)
+    sftp = conn.sftp()
+    with sftp.open(f"{conn.home()}/pj-sftp-test.txt", "w") as fh:
+        fh.write("hello")
+    assert conn.run(["cat", conn.expand("~/pj-sftp-test.txt")]).text == "hello"
+    assert conn.connects == 1
+
+
+def test_unknown_host_key_is_refused_with_the_fix(sshd, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    cfg = _config(sshd, tmp_path, known_hosts=empty)
+    with pytest.raises(pj.HostKeyError, match="not in known_hosts.*accept_new_host_key=True"):
+        ssh.connect(pj.Host(sshd.alias, ssh_config=cfg))
+    # the explicit opt-in records the key, and later connections check against it
+    conn = ssh.connect(pj.Host(sshd.alias, ssh_config=cfg, accept_new_host_key=True))
+    assert conn.run(["true"]).returncode == 0
+    assert f"[127.0.0.1]:{sshd.port} ssh-ed25519" in empty.read_text()
+    ssh.close_all()
+    assert ssh.connect(pj.Host(sshd.alias, ssh_config=cfg)).run(["true"]).returncode == 0
+
+
+def test_changed_host_key_is_refused_even_with_accept_new(sshd, tmp_path):
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                   check=True)
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(f"[127.0.0.1]:{sshd.port} " + " ".join(
+        (other.with_suffix(".pub")).read_text().split()[:2]) + "\n")
+    cfg = _config(sshd, tmp_path, known_hosts=wrong)
+    for accept in (False, True):
+        with pytest.raises(pj.HostKeyError, match="CHANGED.*ssh-keygen -R"):
+            ssh.connect(pj.Host(sshd.alias, ssh_config=cfg, accept_new_host_key=accept))
+
+
+def test_wrong_key_fails_fast_with_what_was_tried(sshd, tmp_path):
+    key = tmp_path / "not_authorized"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    cfg = _config(sshd, tmp_path, identity=key)
+    t0 = time.monotonic()
+    with pytest.raises(pj.AuthenticationError, match="refused every key.*not_authorized"):
+        ssh.connect(pj.Host(sshd.alias, ssh_config=cfg))
+    assert time.monotonic() - t0 < 5
+
+
+def test_refused_port_is_a_clear_error_at_once(sshd, tmp_path):
+    cfg = _config(sshd, tmp_path, extra="\nHost closed\n  HostName 127.0.0.1\n  Port 1\n")
+    t0 = time.monotonic()
+    with pytest.raises(pj.HostError, match="cannot connect to .*127.0.0.1:1.*refused"):
+        ssh.connect(pj.Host("closed", ssh_config=cfg))
+    assert time.monotonic() - t0 < 5
+
+
+def test_proxy_jump_through_the_server_itself(sshd, tmp_path):
+    cfg = _config(sshd, tmp_path, extra=(
+        f"\nHost behind\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sshd.user}\n"
+        f"  IdentityFile {sshd.identity}\n  UserKnownHostsFile {sshd.known_hosts}\n"
+        f"  ProxyJump {sshd.alias}\n"))
+    conn = ssh.connect(pj.Host("behind", ssh_config=cfg))
+    assert conn.run(["whoami"]).text.strip() == sshd.user
+    assert conn.sock is not None and conn._via is not None
+
+
+def test_host_check_reports_what_pyjoule_needs(sshd, ssh_host):
+    report = ssh_host.check()
+    assert report.facts["python"].startswith("3.")
+    assert report.facts["cpus"] >= 1 and report.facts["free_bytes"] > 0
+    assert 0 < report.rtt_ms < 1000
+    text = str(report)
+    assert "round trip" in text and "python" in text and "slurm" in text
+    if shutil.which("sbatch") is None:
+        assert "no sbatch" in text
+    # a Python the host does not have is a problem that names both versions
+    wrong = pj.Host(ssh_host.target, ssh_config=ssh_host.ssh_config, python="3.2")
+    problems = " ".join(ssh.check_host(wrong).problems)
+    assert "the client runs 3.2" in problems and report.facts["python"] in problems
+
+
+def test_hosts_check_command(sshd, ssh_host, monkeypatch, capsys):
+    from pyjoule.cli import main
+
+    monkeypatch.setenv("PYJOULE_SSH_CONFIG", str(sshd.ssh_config))
+    code = main(["hosts", "check", sshd.alias])
+    out = capsys.readouterr().out
+    assert "round trip" in out and f"127.0.0.1:{sshd.port}" in out
+    assert code in (0, 1) and (code == 0) == ("PROBLEM" not in out)
