@@ -1,0 +1,207 @@
+"""Incremental project sync to a host over the process's SSH connection.
+
+The local project is listed (``git ls-files`` where the project is a git work tree, so
+``.gitignore`` is honoured exactly; else a walk with the same built-in exclusions and
+the plain patterns of the top-level ``.gitignore``) and
+described by a manifest: path -> (size, mtime, sha256). The host keeps the manifest of
+what it last received beside the files. A sync reads that manifest (one command),
+then sends the changed files and the list of deleted ones in ONE tar stream to a small
+Python program on the host, which unpacks it, removes the deleted files and writes
+the new manifest atomically (a second command). A no-op sync is one round trip.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+log = logging.getLogger("pyjoule")
+
+MANIFEST = ".pyjoule-manifest.json"
+CONTROL = ".pyjoule-sync.json"  # the tar member that lists deletions and the manifest
+EXCLUDED_DIRS = {".git", ".hg", ".svn", "__pycache__", ".pyjoule", ".venv", "venv",
+                 ".nox", ".tox", ".mypy_cache", ".pytest_cache", ".ruff_cache",
+                 ".ipynb_checkpoints", "node_modules"}
+EXCLUDED_FILES = ("*.pyc", "*.pyo", MANIFEST, CONTROL)
+
+# Runs on the host: unpack the tar from stdin into DEST, delete what the client
+# deleted, write the new manifest last (atomically), so an interrupted sync is
+# simply repeated in full next time.
+_RECEIVER = r"""
+import json, os, sys, tarfile
+dest = sys.argv[1]
+os.makedirs(dest, exist_ok=True)
+real = os.path.realpath(dest)
+with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
+    if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: no links, devices, escapes
+        tar.extraction_filter = tarfile.data_filter
+    control = None
+    for member in tar:
+        if member.name == ".pyjoule-sync.json":
+            control = json.load(tar.extractfile(member))
+            continue
+        path = os.path.realpath(os.path.join(dest, member.name))
+        if not path.startswith(real + os.sep) or not (member.isfile() or member.isdir()):
+            sys.exit("refusing tar member %r" % member.name)
+        tar.extract(member, dest, set_attrs=True)
+for name in control["deleted"]:
+    try:
+        os.unlink(os.path.join(dest, name))
+    except FileNotFoundError:
+        pass
+tmp = os.path.join(dest, ".pyjoule-manifest.json.tmp")
+with open(tmp, "w") as fh:
+    json.dump(control["manifest"], fh)
+os.replace(tmp, os.path.join(dest, ".pyjoule-manifest.json"))
+"""
+
+
+@dataclass
+class SyncStats:
+    files: int = 0  # in the project
+    sent: int = 0
+    deleted: int = 0
+    bytes_sent: int = 0
+    seconds: float = 0.0
+    commands: int = 0
+    changed: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------- listing
+def list_files(root: Path, exclude: Sequence[str] = ()) -> list[str]:
+    """Project files relative to ``root`` (posix paths), without what is excluded."""
+    root = Path(root)
+    names = _git_files(root) if (root / ".git").exists() else None
+    if names is None:  # not a git work tree: the top-level .gitignore's plain patterns
+        names = _walk(root)
+        exclude = (*exclude, *_gitignore_patterns(root / ".gitignore"))
+    return sorted(n for n in names if not _excluded(n, exclude))
+
+
+def _gitignore_patterns(path: Path) -> list[str]:
+    """Patterns of a .gitignore, without comments and negations (which need git)."""
+    if not path.is_file():
+        return []
+    lines = (line.strip() for line in path.read_text(errors="replace").splitlines())
+    return [line for line in lines if line and not line.startswith(("#", "!"))]
+
+
+def _git_files(root: Path) -> list[str] | None:
+    git = shutil.which("git")
+    if git is None:
+        return None
+    proc = subprocess.run([git, "-C", str(root), "ls-files", "-z", "--cached", "--others",
+                           "--exclude-standard"], capture_output=True)
+    if proc.returncode != 0:
+        return None
+    names = [n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
+    return [n for n in names if os.path.isfile(root / n)]  # deleted but still indexed
+
+
+def _walk(root: Path) -> list[str]:
+    out = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in EXCLUDED_DIRS
+                   and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg"))]
+        rel = os.path.relpath(folder, root)
+        for name in files:
+            path = name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
+            if os.path.isfile(os.path.join(folder, name)):
+                out.append(path)
+    return out
+
+
+def _excluded(name: str, patterns: Iterable[str]) -> bool:
+    parts = name.split("/")
+    if any(p in EXCLUDED_DIRS for p in parts[:-1]):
+        return True
+    base = parts[-1]
+    for pattern in (*EXCLUDED_FILES, *patterns):
+        pattern = pattern.rstrip("/")
+        if "/" in pattern.strip("/"):  # anchored to the project root, as in .gitignore
+            if fnmatch.fnmatch(name, pattern.lstrip("/")) or \
+                    name.startswith(pattern.lstrip("/") + "/"):
+                return True
+        elif fnmatch.fnmatch(base, pattern) or pattern in parts[:-1]:
+            return True
+    return False
+
+
+# ------------------------------------------------------------------ manifest
+_hashes: dict[str, tuple[int, int, str]] = {}  # abs path -> (size, mtime_ns, sha256)
+
+
+def manifest(root: Path, names: Sequence[str]) -> dict[str, list]:
+    """path -> [size, mtime_ns, sha256]; files unchanged since the last look in this
+    process are not read again."""
+    out = {}
+    for name in names:
+        path = os.path.join(root, name)
+        st = os.stat(path)
+        known = _hashes.get(path)
+        if known and known[0] == st.st_size and known[1] == st.st_mtime_ns:
+            digest = known[2]
+        else:
+            with open(path, "rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest() \
+                    if hasattr(hashlib, "file_digest") else \
+                    hashlib.sha256(fh.read()).hexdigest()
+            _hashes[path] = (st.st_size, st.st_mtime_ns, digest)
+        out[name] = [st.st_size, st.st_mtime_ns, digest]
+    return out
+
+
+# ---------------------------------------------------------------------- sync
+def sync(conn, root: Path, dest: str, exclude: Sequence[str] = ()) -> SyncStats:
+    """Make ``dest`` on the host hold exactly the project files of ``root``."""
+    from .ssh import remote_error
+
+    t0 = time.perf_counter()
+    before = conn.commands
+    root = Path(root)
+    dest = conn.expand(dest)
+    local = manifest(root, list_files(root, exclude))
+    res = conn.run(["cat", f"{dest}/{MANIFEST}"], check=False)
+    try:
+        remote = json.loads(res.stdout) if res.returncode == 0 else {}
+    except ValueError:
+        remote = {}  # damaged: send everything again
+    changed = [n for n, m in local.items() if remote.get(n, [None, None, None])[2] != m[2]]
+    deleted = [n for n in remote if n not in local]
+    stats = SyncStats(files=len(local), sent=len(changed), deleted=len(deleted),
+                      changed=changed)
+    if changed or deleted or res.returncode != 0:
+        payload = _tar(root, changed, {"deleted": deleted, "manifest": local})
+        stats.bytes_sent = len(payload)
+        result = conn.run(["python3", "-c", _RECEIVER, dest], input=payload, check=False)
+        if result.returncode != 0:
+            raise remote_error(conn.endpoint, result, "syncing the project")
+    stats.seconds = time.perf_counter() - t0
+    stats.commands = conn.commands - before
+    log.debug("sync %s -> %s: %d files, sent %d (%d bytes), deleted %d in %.3f s",
+              root, dest, stats.files, stats.sent, stats.bytes_sent, stats.deleted,
+              stats.seconds)
+    return stats
+
+
+def _tar(root: Path, names: Sequence[str], control: dict) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in names:
+            tar.add(os.path.join(root, name), arcname=name, recursive=False)
+        data = json.dumps(control).encode()
+        info = tarfile.TarInfo(CONTROL)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
