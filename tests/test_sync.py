@@ -94,3 +94,10 @@ def test_a_damaged_remote_manifest_means_a_full_resend(ssh_host, project):
     again = sync.sync(conn, project, dest)
     assert again.sent == again.files
     assert _remote_files(conn, dest).keys() == set(sync.list_files(project))
+
+
+def test_each_project_has_its_own_folder_on_the_host(project, tmp_path):
+    here = sync.project_dir("/w/", project)
+    assert here.startswith("/w/projects/proj_ect-") and "'" not in here
+    assert sync.project_dir("/w", project) == here
+    assert sync.project_dir("/w", tmp_path / "proj ect") != here

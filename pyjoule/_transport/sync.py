@@ -163,6 +163,17 @@ def manifest(root: Path, names: Sequence[str]) -> dict[str, list]:
 
 
 # ---------------------------------------------------------------------- sync
+def project_dir(workdir: str, root: Path) -> str:
+    """Where the project at ``root`` of this machine lives under a host's workdir."""
+    import re
+    import socket
+
+    root = Path(root).resolve()
+    digest = hashlib.sha256(f"{socket.gethostname()}:{root}".encode()).hexdigest()[:12]
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", root.name) or "project"
+    return f"{workdir.rstrip('/')}/projects/{name}-{digest}"
+
+
 def sync(conn, root: Path, dest: str, exclude: Sequence[str] = ()) -> SyncStats:
     """Make ``dest`` on the host hold exactly the project files of ``root``."""
     from .ssh import remote_error

@@ -1,0 +1,79 @@
+"""The per-project uv environment on the real test sshd, with real uv."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+import pyjoule as pj
+from pyjoule._transport import env, ssh, sync
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory):
+    """A project needing only cloudpickle, locked with the real uv."""
+    root = tmp_path_factory.mktemp("tiny") / "tiny project"
+    root.mkdir()
+    (root / "pyproject.toml").write_text(
+        "[project]\nname = 'tiny'\nversion = '0'\nrequires-python = '>=3.10'\n"
+        "dependencies = ['cloudpickle>=3']\n")
+    (root / "helper.py").write_text("def twice(x):\n    return 2 * x\n")
+    from sshd_server import _local_uv
+
+    uv = _local_uv()
+    assert uv is not None, "uv is needed (pip install uv)"
+    subprocess.run([str(uv), "lock", "--quiet"], cwd=root, check=True)
+    return root
+
+
+def test_environment_is_built_once_then_reused_without_uv(ssh_host, tiny_project):
+    conn = ssh.connect(ssh_host)
+    workdir = conn.expand(ssh_host.workdir)
+    dest = f"{workdir}/projects/tiny-test"
+    sync.sync(conn, tiny_project, dest)
+    venv_key = env.env_key(tiny_project, env.python_minor(ssh_host))
+    conn.run(["rm", "-rf", f"{workdir}/envs/{venv_key}"])
+    python = env.ensure_env(conn, ssh_host, tiny_project, dest)
+    out = conn.run([python, "-c", "import cloudpickle, sys, helper; "
+                    "print(sys.version_info[:2], helper.twice(21))"], cwd=dest).text
+    assert out.strip() == f"{tuple(sys.version_info[:2])} 42"
+    before, t0 = conn.commands, time.perf_counter()
+    assert env.ensure_env(conn, ssh_host, tiny_project, dest) == python
+    assert conn.commands - before == 1  # one test, no uv
+    # a changed lock is a new environment
+    assert env.env_key(tiny_project, "3.11") != env.env_key(tiny_project, "3.12")
+
+
+def test_python_version_mismatch_names_both_versions(ssh_host, tiny_project):
+    conn = ssh.connect(ssh_host)
+    dest = conn.expand(f"{ssh_host.workdir}/projects/tiny-test")
+    sync.sync(conn, tiny_project, dest)
+    host = pj.Host(ssh_host.target, ssh_config=ssh_host.ssh_config, python="3.9")
+    t0 = time.monotonic()
+    with pytest.raises(pj.HostError, match=r"no Python 3\.9.*client runs 3\.\d+"):
+        env.ensure_env(conn, host, tiny_project, dest)
+    assert time.monotonic() - t0 < 30
+
+
+def test_uv_missing_where_configured_is_a_clear_error(ssh_host, tiny_project):
+    conn = ssh.connect(ssh_host)
+    host = pj.Host(ssh_host.target, ssh_config=ssh_host.ssh_config, uv="/no/such/uv",
+                   python="3.0")  # a key no environment is ready for
+    with pytest.raises(pj.HostError, match="uv not found at '/no/such/uv'"):
+        env.ensure_env(conn, host, tiny_project, "/tmp")
+
+
+def test_project_without_a_lock_or_pyproject_is_refused(tmp_path):
+    with pytest.raises(pj.HostError, match="neither uv.lock nor pyproject.toml"):
+        env.env_key(tmp_path, "3.11")
+
+
+def test_pyjoule_itself_goes_to_the_host(ssh_host):
+    conn = ssh.connect(ssh_host)
+    lib = env.ensure_pyjoule(conn, ssh_host)
+    out = conn.run(["python3", "-c", "import pyjoule; print(pyjoule.__version__, "
+                    "pyjoule.__file__)"], env={"PYTHONPATH": lib}).text.split()
+    assert out == [pj.__version__, f"{lib}/pyjoule/__init__.py"]
