@@ -33,9 +33,13 @@ def _check_options(options: dict) -> dict:
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise OptionError(f"unknown option {key!r} for @pj.experiment.{hint} "
                               f"Valid options: {', '.join(OPTIONS)}.")
-    if options.get("host") is not None or options.get("slurm") is not None:
-        raise PyjouleError("host= and slurm= are not available in this version of pyjoule "
-                           "yet; run locally (leave them out) for now")
+    if options.get("slurm") is not None:
+        raise PyjouleError("slurm= is not available in this version of pyjoule yet; run "
+                           "locally or on a host= for now")
+    if options.get("host") is not None:
+        from ._transport.hosts import Host
+
+        options["host"] = Host.of(options["host"])
     _check(options, "workers", lambda v: isinstance(v, int) and v >= 0, "an int >= 0")
     _check(options, "threads", lambda v: isinstance(v, int) and v >= 1, "an int >= 1")
     _check(options, "retries", lambda v: isinstance(v, int) and v >= 0, "an int >= 0")
@@ -97,7 +101,7 @@ class Experiment:
     def _resolved(self) -> dict:
         o = self._options
         return {
-            "host": None, "workers": default_workers() if o.get("workers") is None
+            "host": o.get("host"), "workers": default_workers() if o.get("workers") is None
             else o["workers"],
             "threads": o.get("threads") or 1, "timeout": o.get("timeout"),
             "batch": o.get("batch"),
@@ -182,11 +186,18 @@ class Experiment:
         opts = self._resolved()
         plan = _dispatch.plan(store, func_id, self._signature, space, config.get("limit"))
         own = None
-        if plan.to_run:
+        if plan.to_run and opts["host"] is not None:
+            backend_name = "ssh"
+            backend = _dispatch.prepare_ssh(opts["host"])
+            if self._options.get("workers") is None:  # the host's CPUs, not ours
+                opts["workers"] = backend.cpus
+            opts["workers"] = max(1, min(opts["workers"], len(plan.to_run)))
+        elif plan.to_run:
             backend_name = "inprocess" if opts["workers"] == 0 else "pool"
             backend = _dispatch.make_backend(backend_name)
             opts["workers"] = max(1, min(opts["workers"], len(plan.to_run))) \
                 if backend_name == "pool" else 0
+        if plan.to_run:
             own = _dispatch.LiveRun(store, _dispatch.launch(
                 store, func=self._func, func_id=func_id, name=self.name, plan_=plan,
                 backend=backend, options=opts), backend)

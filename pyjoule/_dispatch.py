@@ -209,11 +209,14 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     if request:
         atomic_write(os.path.join(run_dir, "request.pkl"),
                      pickle.dumps((plan_.ids, plan_.psets), protocol=5))
-    rec = dict(run_id=run_id, func_id=func_id, name=name, host=options.get("host") or "local",
+    host = options.get("host")
+    rec = dict(run_id=run_id, func_id=func_id, name=name,
+               host=getattr(host, "target", host) or "local",
                backend=backend.name, run_dir=run_dir, state="running",
                total=len(plan_.ids), cached=len(plan_.found), done=0, failed=0,
                workers=options["workers"], submitted=time.time(), finished=None,
-               job_ids=None, options={"retries": options["retries"], "attempt": 0})
+               job_ids=None, options={"retries": options["retries"], "attempt": 0,
+                                      **backend.describe()})
     log.debug("run %s: %d psets to run, %d cached", run_id, len(tasks), len(plan_.found))
     if backend.name == "inprocess":  # runs to the end inside start(): register first
         store.add_run(**rec)
@@ -227,12 +230,25 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     return rec
 
 
-def make_backend(backend_name: str, run_dir: str | None = None):
+def prepare_ssh(host):
+    """The SSH backend for ``host``, with the project (of the cwd) synced there."""
+    from ._backends.ssh import SSHBackend
+    from ._config import project_root
+
+    return SSHBackend.prepare(host, project_root() or os.getcwd())
+
+
+def make_backend(backend_name: str, run_dir: str | None = None,
+                 options: dict | None = None):
     """The backend object for a registered run (imported lazily: only dispatch needs them)."""
     if backend_name == "inprocess":
         from ._backends.inprocess import InProcessBackend
 
         return InProcessBackend()
+    if backend_name == "ssh":
+        from ._backends.ssh import SSHBackend
+
+        return SSHBackend.from_description(run_dir, options or {})
     from ._backends.pool import PoolBackend
 
     return PoolBackend(run_dir)
@@ -245,7 +261,8 @@ class LiveRun:
     def __init__(self, store: Store, rec: dict, backend=None):
         self.store, self.rec = store, rec
         self.run_id, self.run_dir = rec["run_id"], rec["run_dir"]
-        self.backend = backend or make_backend(rec["backend"], self.run_dir)
+        self.backend = backend or make_backend(rec["backend"], self.run_dir,
+                                               rec.get("options"))
         self.offsets: dict[str, int] = dict(rec.get("offsets") or {})
         self._kwargs: dict[str, dict] | None = None
 
@@ -372,6 +389,10 @@ class LiveRun:
         self.store.update_run(self.run_id, state=state, finished=time.time(), failed=failed)
         self.rec.update(state=state, failed=failed)
         _tidy(self.run_dir, keep_log=bool(failed))
+        try:
+            self.backend.tidy(keep_log=bool(failed))
+        except Exception as exc:  # noqa: BLE001 - everything is ingested: only litter
+            log.warning("run %s: could not clean up after it: %s", self.run_id, exc)
 
     def _wait_finished_elsewhere(self, timeout_s: float = 30) -> dict:
         """The run's record once the process finishing it is through (its orphans

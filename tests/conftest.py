@@ -100,6 +100,10 @@ def sshd():
 
 @pytest.fixture
 def ssh_host(sshd):
+    """The test server as a ``pj.Host``; the test's connections are closed after it
+    (paramiko's thread would otherwise keep later tests from forking workers)."""
     import pyjoule as pj
+    from pyjoule._transport import ssh
 
-    return pj.Host(sshd.alias, ssh_config=sshd.ssh_config)
+    yield pj.Host(sshd.alias, ssh_config=sshd.ssh_config)
+    ssh.close_all()

@@ -22,3 +22,10 @@ class Backend:
     def cancel(self) -> None:
         """Stop the worker and every process it started."""
         raise NotImplementedError
+
+    def describe(self) -> dict:
+        """What another process needs to follow this run (kept in the run registry)."""
+        return {}
+
+    def tidy(self, keep_log: bool) -> None:
+        """Remove what the backend left outside the local run directory."""

@@ -324,7 +324,8 @@ class Connection:
         import paramiko
 
         self.ensure()
-        log.debug("ssh %s: %s", self.endpoint.alias, command)
+        log.debug("ssh %s: %s", self.endpoint.alias,
+                  command if len(command) < 300 else command[:300] + " ...")
         try:
             chan = self.transport.open_session(timeout=self.endpoint.connect_timeout)
             chan.exec_command(command)
@@ -334,22 +335,30 @@ class Connection:
         self.commands += 1
         deadline = None if timeout is None else time.monotonic() + timeout
         out, err = [], []
+
+        def drain() -> bool:
+            got = False
+            while chan.recv_ready():
+                out.append(chan.recv(1 << 20))
+                got = True
+            while chan.recv_stderr_ready():
+                err.append(chan.recv_stderr(1 << 20))
+                got = True
+            return got
+
         try:
-            if input:
-                chan.sendall(input)
+            view = memoryview(input or b"")
+            while view:  # feed stdin while reading: the output must not fill its window
+                view = view[chan.send(view[:1 << 16]):]
+                drain()
             chan.shutdown_write()
             while True:
-                got = False
-                while chan.recv_ready():
-                    out.append(chan.recv(1 << 20))
-                    got = True
-                while chan.recv_stderr_ready():
-                    err.append(chan.recv_stderr(1 << 20))
-                    got = True
-                if chan.exit_status_ready() and not chan.recv_ready() \
-                        and not chan.recv_stderr_ready():
-                    break
-                if chan.closed or not self.transport.is_active():
+                got = drain()
+                # sshd may send the exit status before the last output: the end is
+                # the output's EOF *and* the exit status (or a closed channel)
+                if (chan.eof_received and chan.exit_status_ready()) or chan.closed \
+                        or not self.transport.is_active():
+                    drain()
                     break
                 if not got:
                     wait = 1.0 if deadline is None else deadline - time.monotonic()

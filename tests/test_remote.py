@@ -1,0 +1,158 @@
+"""Experiments on a host over SSH, end to end, against the real test sshd and real uv."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+
+import pytest
+
+from conftest import run_script
+
+
+@pytest.fixture
+def remote_project(weird_tmp_path, sshd, monkeypatch):
+    """A user's project (locked with real uv) whose study runs on the test host."""
+    from sshd_server import _local_uv
+
+    root = weird_tmp_path / "study"
+    root.mkdir()
+    (root / "pyproject.toml").write_text(
+        "[project]\nname = 'study'\nversion = '0'\nrequires-python = '>=3.10'\n"
+        "dependencies = ['cloudpickle>=3', 'threadpoolctl>=3.1']\n")
+    (root / "physics.py").write_text("def energy(m, v):\n    return 0.5 * m * v * v\n")
+    subprocess.run([str(_local_uv()), "lock", "--quiet"], cwd=root, check=True)
+    monkeypatch.setenv("PYJOULE_SSH_CONFIG", str(sshd.ssh_config))
+    monkeypatch.setenv("PYJOULE_CACHE", str(root / ".pyjoule"))
+    monkeypatch.setenv("PYJOULE_PROGRESS", "0")
+    return root
+
+
+STUDY = """
+    import os, socket, sys
+    import pyjoule as pj
+    from physics import energy
+
+    @pj.experiment(host="pjtest", workers=2)
+    def simulate(m, v, seed=0):
+        import os
+        return {"e": energy(m, v) + seed, "home": os.path.expanduser("~")}
+
+    ds = simulate.sweep(m=[1.0, 2.0], v=[1.0, 3.0, 5.0], seed=range(3))
+    print(float(ds.e.sum()), sorted(set(ds.home.values.ravel().tolist())))
+    print(len(pj.runs()))
+"""
+
+
+def _remote_runs(sshd) -> set[str]:
+    return set(sshd.run("ls ~/.cache/pyjoule/runs 2>/dev/null || true").stdout.split())
+
+
+def test_sweep_runs_on_the_host_and_comes_back_into_the_local_cache(remote_project, sshd):
+    before = _remote_runs(sshd)
+    out = run_script(remote_project, STUDY, timeout=300).stdout.split("\n")
+    expected = sum(0.5 * m * v * v + s for m in (1.0, 2.0) for v in (1.0, 3.0, 5.0)
+                   for s in range(3))
+    assert float(out[0].split()[0]) == pytest.approx(expected)
+    assert str(sshd.home) in out[0]  # computed on the host, as its user
+    assert out[1] == "1"
+    # a new process: everything cached, nothing runs, no new run
+    out = run_script(remote_project, STUDY, timeout=120).stdout.split("\n")
+    assert float(out[0].split()[0]) == pytest.approx(expected) and out[1] == "1"
+    # nothing is left in the host's run folder
+    assert _remote_runs(sshd) == before
+
+
+SLOW = """
+    import sys, time
+    import pyjoule as pj
+
+    @pj.experiment(host="pjtest", workers=2, errors=sys.argv[1] if len(sys.argv) > 1 else "raise")
+    def slow(i):
+        time.sleep(0.4)
+        return i * 10
+
+    print("ready", flush=True)
+    try:
+        ds = slow.sweep(i=range(16))
+        print("finished", int(ds.result.sum()), len(pj.runs()), flush=True)
+    except pj.ExperimentError as exc:
+        print("failed", sorted(set(exc.failures.reason)), int(exc.dataset.result.notnull().sum()),
+              flush=True)
+"""
+
+
+def _start(folder, source, *args):
+    import os
+    import sys
+
+    from conftest import REPO
+
+    script = folder / "slow.py"
+    script.write_text(textwrap.dedent(source))
+    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{folder}")
+    return subprocess.Popen([sys.executable, str(script), *args], cwd=folder, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_remote_worker(sshd, timeout=60):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip():
+            return
+        time.sleep(0.1)
+    raise AssertionError("the remote worker never started")
+
+
+def test_killed_client_loses_nothing_and_a_recall_attaches(remote_project, sshd):
+    proc = _start(remote_project, SLOW)
+    assert proc.stdout.readline().strip() == "ready"
+    _wait_for_remote_worker(sshd)
+    proc.kill()  # the laptop lid closes: the work goes on on the host
+    proc.wait(10)
+    again = _start(remote_project, SLOW)
+    out, err = again.communicate(timeout=120)
+    assert "finished 1200 1" in out, err  # every result, and still the one run
+
+
+def test_worker_killed_on_the_host_fails_only_what_was_in_flight(remote_project, sshd):
+    import time
+
+    proc = _start(remote_project, SLOW)
+    assert proc.stdout.readline().strip() == "ready"
+    _wait_for_remote_worker(sshd)
+    time.sleep(1.5)
+    sshd.run("pkill -KILL -u pjhost -f 'pyjoule[.]worker' || true")
+    out, err = proc.communicate(timeout=120)
+    words = out.split()
+    assert words[words.index("failed") + 1:][:1] == ["['lost']"], (out, err)
+    kept = int(words[-1])
+    assert 0 < kept < 16
+    # the next call runs only the failed psets again
+    out, err = _start(remote_project, SLOW).communicate(timeout=120)
+    assert "finished 1200 2" in out, err
+
+
+def test_cancel_kills_the_remote_workers_and_keeps_what_finished(remote_project, sshd):
+    out = run_script(remote_project, """
+        import time
+        import pyjoule as pj
+
+        @pj.experiment(host="pjtest", workers=2)
+        def slow(i):
+            time.sleep(0.4)
+            return i * 10
+
+        run = slow.submit(pj.grid(i=range(40)))
+        deadline = time.monotonic() + 60
+        while run.status()["done"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        run.cancel()
+        s = run.status()
+        print(s["done"], s["failed"], run.done())
+    """, timeout=120).stdout.split()
+    done, failed, finished = int(out[0]), int(out[1]), out[2]
+    assert 2 <= done < 40 and done + failed == 40 and finished == "True"
+    assert sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip() == ""
