@@ -224,7 +224,15 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     else:
         # Started before it is registered, so that whoever finds it in the registry
         # also finds its pid file (else it would take the run for dead and finish it).
-        backend.start(run_dir, options["workers"])
+        try:
+            backend.start(run_dir, options["workers"])
+        except BaseException:  # nothing started: leave nothing behind either
+            try:
+                backend.tidy(keep_log=False)
+            except Exception:  # noqa: BLE001 - the start's error is the one to see
+                pass
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         store.add_run(**rec)
     rec["offsets"] = {}
     return rec

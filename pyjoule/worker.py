@@ -433,7 +433,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tasks", nargs="*", default=None,
                         help="task files in RUN_DIR (default: tasks.pkl)")
+    parser.add_argument("--check", action="store_true",
+                        help="only load the function and tasks (a pre-flight check on a "
+                        "host: a missing module fails here, with its traceback)")
     args = parser.parse_args(argv)
+    if args.check:
+        load_run(args.run_dir, args.tasks)
+        return 0
     return run(args.run_dir, args.workers, args.tasks)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +158,72 @@ def test_cancel_kills_the_remote_workers_and_keeps_what_finished(remote_project,
     done, failed, finished = int(out[0]), int(out[1]), out[2]
     assert 2 <= done < 40 and done + failed == 40 and finished == "True"
     assert sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip() == ""
+
+
+def test_a_module_missing_on_the_host_fails_before_anything_starts(remote_project, sshd):
+    import time
+
+    outside = remote_project.parent / "elsewhere"  # on the client's path, not in the project
+    outside.mkdir()
+    (outside / "localonly.py").write_text("def f(x):\n    return x\n")
+    before = _remote_runs(sshd)
+    t0 = time.monotonic()
+    proc = run_script(remote_project, f"""
+        import sys
+        sys.path.insert(0, {str(outside)!r})
+        import pyjoule as pj
+        import localonly
+
+        @pj.experiment(host="pjtest", workers=1)
+        def uses(x):
+            return localonly.f(x)
+
+        try:
+            uses.sweep(x=[1, 2])
+        except pj.RemoteCommandError as exc:
+            print("REFUSED", exc)
+        print("runs", len(pj.runs()))
+    """, timeout=120)
+    assert "REFUSED" in proc.stdout and "cannot be loaded on" in proc.stdout
+    assert "localonly" in proc.stdout  # the remote traceback names the module
+    assert "runs 0" in proc.stdout
+    assert time.monotonic() - t0 < 30
+    assert _remote_runs(sshd) == before  # nothing half-written there either
+
+
+def test_sshd_restart_mid_run_loses_nothing(remote_project, sshd):
+    proc = _start(remote_project, SLOW)
+    assert proc.stdout.readline().strip() == "ready"
+    _wait_for_remote_worker(sshd)
+    sshd.restart()  # every connection drops; the detached worker goes on
+    out, err = proc.communicate(timeout=120)
+    assert "finished 1200 1" in out, err
+
+
+def test_full_disk_on_the_host_is_a_clear_error(remote_project, sshd, weird_tmp_path):
+    import time
+
+    small = Path("/tmp/pyjoule-tiny-workdir")
+    small.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0777", "tmpfs", str(small)],
+                   check=True)
+    try:
+        (remote_project / "data.bin").write_bytes(os.urandom(400_000))
+        t0 = time.monotonic()
+        proc = run_script(remote_project, f"""
+            import pyjoule as pj
+
+            @pj.experiment(host=pj.Host("pjtest", workdir={str(small)!r}), workers=1)
+            def f(x):
+                return x
+
+            try:
+                f.sweep(x=[1, 2])
+            except pj.PyjouleError as exc:
+                print("REFUSED", type(exc).__name__, exc)
+            print("runs", len(pj.runs()))
+        """, timeout=120)
+        assert "REFUSED" in proc.stdout and "disk (or quota) is full" in proc.stdout
+        assert "runs 0" in proc.stdout and time.monotonic() - t0 < 30
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)

@@ -1,8 +1,9 @@
 """The worker's process pool on a host over SSH, detached from the connection.
 
 The local run directory stays the run's record (payload, tasks, request). ``start``
-copies the payload and task files to ``<workdir>/runs/<run id>/`` on the host (SFTP)
-and starts ``python -m pyjoule.worker`` there under ``setsid nohup``, so a dropped
+copies the payload and task files to ``<workdir>/runs/<run id>/`` on the host (SFTP),
+loads them once there (``--check``: a missing module fails at once, with the remote
+traceback) and starts ``python -m pyjoule.worker`` under ``setsid nohup``, so a dropped
 connection or a closed laptop does not stop it. While the run is watched, each
 ``wait`` pulls the bytes appended to the host's result files since the last pull
 (one command) and appends them to the local copies, so :class:`LiveRun` ingests
@@ -30,6 +31,7 @@ _START = """set -e
 run_dir=$1; project=$2; shift 2
 cd "$project"
 {setup}
+"$@" --check  # pre-flight: the function and its modules load here, or we stop now
 setsid nohup "$@" </dev/null >>"$run_dir/worker.log" 2>&1 &
 # written here too, so that a poll before the worker writes its own sees it alive
 echo "$!" > "$run_dir/worker.pid"
@@ -165,8 +167,18 @@ class SSHBackend(Backend):
         if task_files:
             argv += ["--tasks", *task_files]
         script = _START.format(setup="\n".join(self.host.setup))
-        pid = conn.run(["sh", "-c", script, "sh", remote, self.project, *argv],
-                       idempotent=False).text.strip()
+        res = conn.run(["sh", "-c", script, "sh", remote, self.project, *argv],
+                       idempotent=False, check=False)
+        if res.returncode != 0:
+            from .._errors import RemoteCommandError
+
+            stderr = res.stderr.decode("utf-8", "replace").strip()
+            tail = "\n".join(stderr.splitlines()[-12:])
+            raise RemoteCommandError(
+                f"the function cannot be loaded on {conn.endpoint}, so nothing was started "
+                f"there (a module missing from the host's environment, or one not in the "
+                f"project?). The host said:\n{tail}", res.command, res.returncode, stderr)
+        pid = res.text.strip()
         log.debug("run %s: worker started on %s (pid %s)", os.path.basename(run_dir),
                   conn.endpoint, pid)
         self._alive = True

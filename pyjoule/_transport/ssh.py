@@ -433,9 +433,17 @@ def remote_error(endpoint: Endpoint, result: Result, what: str = "command") -> \
         RemoteCommandError:
     stderr = result.stderr.decode("utf-8", "replace")
     tail = "\n".join(stderr.strip().splitlines()[-15:])
+    hint = ""
+    if "No space left on device" in stderr or "Disk quota exceeded" in stderr:
+        hint = ("\nThe host's disk (or quota) is full: free space there, or point "
+                "pj.Host(workdir=...) at a file system with room.")
+    if len(result.command) > 500:  # e.g. a program given with python -c
+        shown = result.command[:200] + " ... " + result.command[-200:]
+    else:
+        shown = result.command
     return RemoteCommandError(
-        f"{what} on {endpoint} failed with exit code {result.returncode}: "
-        f"{result.command}" + (f"\n--- last lines of stderr ---\n{tail}" if tail else ""),
+        f"{what} on {endpoint} failed with exit code {result.returncode}: {shown}"
+        + (f"\n--- last lines of stderr ---\n{tail}" if tail else "") + hint,
         result.command, result.returncode, stderr)
 
 
