@@ -77,3 +77,15 @@ def test_pyjoule_itself_goes_to_the_host(ssh_host):
     out = conn.run(["python3", "-c", "import pyjoule; print(pyjoule.__version__, "
                     "pyjoule.__file__)"], env={"PYTHONPATH": lib}).text.split()
     assert out == [pj.__version__, f"{lib}/pyjoule/__init__.py"]
+
+
+def test_uv_missing_and_not_allowed_to_install(sshd, ssh_host, tiny_project):
+    conn = ssh.connect(ssh_host)
+    sshd.run("mv ~/.local/bin/uv ~/.local/bin/uv.hidden")
+    try:
+        host = pj.Host(ssh_host.target, ssh_config=ssh_host.ssh_config, install_uv=False,
+                       python="3.0")
+        with pytest.raises(pj.HostError, match="uv is not installed.*install_uv=False"):
+            env.ensure_env(conn, host, tiny_project, "/tmp")
+    finally:
+        sshd.run("mv ~/.local/bin/uv.hidden ~/.local/bin/uv")

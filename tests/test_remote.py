@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import textwrap
@@ -227,3 +228,21 @@ def test_full_disk_on_the_host_is_a_clear_error(remote_project, sshd, weird_tmp_
         assert "runs 0" in proc.stdout and time.monotonic() - t0 < 30
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_awkward_parameter_values_make_the_round_trip_unchanged(remote_project):
+    out = run_script(remote_project, """
+        import json
+        import pyjoule as pj
+
+        NASTY = ["a b", "it's", 'say "hi"', "x;y", "$(touch /tmp/pj-pwned)", "`id`",
+                 "new\\nline", "*", "~"]
+
+        @pj.experiment(host="pjtest", workers=2)
+        def echo(s):
+            return {"same": s, "n": len(s)}
+
+        ds = echo.sweep(s=NASTY)
+        print(json.dumps([ds.same.sel(s=v).item() == v for v in NASTY]))
+    """, timeout=120).stdout
+    assert out.strip() == json.dumps([True] * 9)
