@@ -43,6 +43,16 @@ echo $!
 _PULL = r"""
 import json, os, sys
 run_dir, offsets = sys.argv[1], json.loads(sys.argv[2])
+# alive is asked BEFORE the files are read: a worker found ended has written all
+# it ever will, so this pull has everything
+alive = False
+if not os.path.exists(os.path.join(run_dir, "exit")):
+    try:
+        pid = int(open(os.path.join(run_dir, "worker.pid")).read().split()[0])
+        os.kill(pid, 0)
+        alive = True
+    except (OSError, ValueError, IndexError):
+        alive = False
 folder = os.path.join(run_dir, "results")
 names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 chunks, sizes = [], {}
@@ -52,14 +62,6 @@ for name in names:
         data = fh.read()
     chunks.append(data)
     sizes[name] = len(data)
-alive = False
-if not os.path.exists(os.path.join(run_dir, "exit")):
-    try:
-        pid = int(open(os.path.join(run_dir, "worker.pid")).read().split()[0])
-        os.kill(pid, 0)
-        alive = True
-    except (OSError, ValueError, IndexError):
-        alive = False
 out = sys.stdout.buffer
 out.write(json.dumps({"files": [[n, sizes[n]] for n in names], "alive": alive}).encode()
           + b"\n")
@@ -130,15 +132,16 @@ class SSHBackend(Backend):
         """What a later process needs to follow the run (stored in the registry)."""
         h = self.host
         return {"ssh": {"target": h.target, "ssh_config": str(h.ssh_config or ""),
-                        "workdir": h.workdir, "project": self.project,
-                        "python": self.python, "lib": self.lib}}
+                        "workdir": h.workdir, "setup": list(h.setup), "env": h.env,
+                        "project": self.project, "python": self.python, "lib": self.lib}}
 
     @classmethod
     def from_description(cls, run_dir: str, description: dict) -> "SSHBackend":
         from .._transport.hosts import Host
 
         d = description["ssh"]
-        host = Host(d["target"], workdir=d["workdir"], ssh_config=d["ssh_config"] or None)
+        host = Host(d["target"], workdir=d["workdir"], ssh_config=d["ssh_config"] or None,
+                    setup=d.get("setup", ()), env=d.get("env", {}))
         return cls(host, project=d["project"], python=d["python"], lib=d["lib"],
                    run_dir=run_dir)
 
