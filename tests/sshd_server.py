@@ -207,7 +207,8 @@ class SshServer:
         return f"--- last lines of {self.log}:\n" + "\n".join(tail)
 
 
-def ensure_server(state: Path | None = None) -> SshServer:
+def ensure_server(state: Path | None = None, options: dict[str, str] | None = None
+                  ) -> SshServer:
     """The running test server, set up and started as needed; RuntimeError if impossible."""
     state = Path(state or DEFAULT_STATE)
     if os.geteuid() != 0:
@@ -223,12 +224,12 @@ def ensure_server(state: Path | None = None) -> SshServer:
         _install_packages()
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
         with _locked(state):
-            return _ensure(state)
+            return _ensure(state, options or {})
     except (OSError, subprocess.SubprocessError) as exc:
         raise RuntimeError(f"cannot set up the test sshd: {exc}") from exc
 
 
-def _ensure(state: Path) -> SshServer:
+def _ensure(state: Path, options: dict[str, str]) -> SshServer:
     for key in ("ssh_host_ed25519_key", "id_ed25519"):
         if not ((state / key).exists() and (state / f"{key}.pub").exists()):
             for path in (state / key, state / f"{key}.pub"):
@@ -245,7 +246,7 @@ def _ensure(state: Path) -> SshServer:
     _write(state / "port", f"{server.port}\n", 0o644)
     fields = dict(host=server.host, port=server.port, user=server.user, alias=server.alias,
                   state=state)
-    changed = _write(server.sshd_config, SSHD_CONFIG.format(**fields), 0o644)
+    changed = _write(server.sshd_config, _sshd_config(fields, options), 0o644)
     _write(server.ssh_config, SSH_CONFIG.format(**fields), 0o644)
     key_type, key = server.host_key_pub.read_text().split()[:2]
     _write(server.known_hosts, f"[{server.host}]:{server.port} {key_type} {key}\n", 0o644)
@@ -253,6 +254,20 @@ def _ensure(state: Path) -> SshServer:
         server._stop(drop_connections=True)
     server._start()
     return server
+
+
+def _sshd_config(fields: dict, options: dict[str, str]) -> str:
+    """The config, with ``options`` replacing (or adding) keywords: sshd takes the
+    first value of a keyword, so they cannot simply be appended."""
+    lines, seen = [], set()
+    for line in SSHD_CONFIG.format(**fields).splitlines():
+        key = line.split(" ", 1)[0]
+        if key in options:
+            seen.add(key)
+            line = f"{key} {options[key]}"
+        lines.append(line)
+    lines += [f"{k} {v}" for k, v in options.items() if k not in seen]
+    return "\n".join(lines) + "\n"
 
 
 def _server(state: Path) -> SshServer:

@@ -184,3 +184,56 @@ def test_hosts_check_command(sshd, ssh_host, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "round trip" in out and f"127.0.0.1:{sshd.port}" in out
     assert code in (0, 1) and (code == 0) == ("PROBLEM" not in out)
+
+
+PASSWORD = "pj test pw;$(x)"
+
+
+@pytest.fixture(scope="module")
+def password_sshd():
+    """A second server that also offers keyboard-interactive login (PAM), as 2FA
+    clusters do; pjhost gets a password for it."""
+    import os
+
+    from sshd_server import DEFAULT_STATE, ensure_server
+
+    try:
+        server = ensure_server(DEFAULT_STATE.with_name(DEFAULT_STATE.name + "-pw"),
+                               {"KbdInteractiveAuthentication": "yes", "UsePAM": "yes"})
+    except RuntimeError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the test sshd: {exc}")
+        pytest.skip(f"no test sshd: {exc}")
+    subprocess.run(["chpasswd"], input=f"{server.user}:{PASSWORD}\n", text=True, check=True)
+    yield server
+    server.stop()
+
+
+def _unauthorized_key_config(server, tmp_path):
+    key = tmp_path / "not_authorized"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return _config(server, tmp_path, identity=key)
+
+
+def test_password_prompt_without_a_terminal_fails_fast(password_sshd, tmp_path, monkeypatch):
+    monkeypatch.setattr(ssh, "interactive", lambda: False)
+    cfg = _unauthorized_key_config(password_sshd, tmp_path)
+    t0 = time.monotonic()
+    with pytest.raises(pj.AuthenticationError, match="asks for a password or code.*no "
+                       "terminal or notebook"):
+        ssh.connect(pj.Host(password_sshd.alias, ssh_config=cfg))
+    assert time.monotonic() - t0 < 5
+
+
+def test_password_is_asked_once_per_process(password_sshd, tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(ssh, "interactive", lambda: True)
+    monkeypatch.setattr(ssh.getpass, "getpass", lambda prompt: asked.append(prompt) or PASSWORD)
+    cfg = _unauthorized_key_config(password_sshd, tmp_path)
+    text = cfg.read_text().replace("BatchMode yes", "BatchMode no")
+    cfg.write_text(text)
+    conn = ssh.connect(pj.Host(password_sshd.alias, ssh_config=cfg))
+    assert conn.run(["whoami"]).text.strip() == password_sshd.user
+    password_sshd.drop_connections()
+    assert conn.run(["echo", "again"]).text == "again\n"  # reconnected, not asked again
+    assert conn.connects == 2 and len(asked) == 1
