@@ -188,7 +188,7 @@ class Experiment:
         own = None
         if plan.to_run and opts["host"] is not None:
             backend_name = "ssh"
-            backend = _dispatch.prepare_ssh(opts["host"])
+            backend = _dispatch.prepare_ssh(opts["host"], self._identity)
             if self._options.get("workers") is None:  # the host's CPUs, not ours
                 opts["workers"] = backend.cpus
             opts["workers"] = max(1, min(opts["workers"], len(plan.to_run)))

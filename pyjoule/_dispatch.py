@@ -238,12 +238,16 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     return rec
 
 
-def prepare_ssh(host):
-    """The SSH backend for ``host``, with the project (of the cwd) synced there."""
+def prepare_ssh(host, identity: Callable[[], Any]):
+    """The SSH backend for ``host``, with the project of the cwd (or the cwd itself, a
+    notebook's folder) synced there; ``identity()`` gives the packages the function
+    uses, for a folder with no project of its own."""
     from ._backends.ssh import SSHBackend
     from ._config import project_root
+    from ._transport.env import requirements_from
 
-    return SSHBackend.prepare(host, project_root() or os.getcwd())
+    return SSHBackend.prepare(host, project_root() or os.getcwd(),
+                              lambda: requirements_from(identity().components))
 
 
 def make_backend(backend_name: str, run_dir: str | None = None,

@@ -246,3 +246,28 @@ def test_awkward_parameter_values_make_the_round_trip_unchanged(remote_project):
         print(json.dumps([ds.same.sel(s=v).item() == v for v in NASTY]))
     """, timeout=120).stdout
     assert out.strip() == json.dumps([True] * 9)
+
+
+def test_a_folder_with_no_project_gets_the_packages_the_function_uses(sshd, tmp_path,
+                                                                       monkeypatch):
+    import tqdm
+
+    folder = tmp_path / "notebook folder"  # no pyproject.toml, no .git above it
+    folder.mkdir()
+    (folder / "helpers.py").write_text("def label(x):\n    return f'<{x}>'\n")
+    monkeypatch.setenv("PYJOULE_SSH_CONFIG", str(sshd.ssh_config))
+    monkeypatch.setenv("PYJOULE_CACHE", str(folder / "cache"))
+    monkeypatch.setenv("PYJOULE_PROGRESS", "0")
+    out = run_script(folder, """
+        import pyjoule as pj
+        from helpers import label
+
+        @pj.experiment(host="pjtest", workers=1)
+        def where(x):
+            import tqdm
+            return {"tqdm": tqdm.__version__, "label": label(x)}
+
+        ds = where.sweep(x=[1, 2])
+        print(sorted(set(ds.tqdm.values.tolist())), ds.label.values.tolist())
+    """, timeout=300).stdout.strip()
+    assert out == f"['{tqdm.__version__}'] ['<1>', '<2>']"

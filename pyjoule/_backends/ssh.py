@@ -93,6 +93,7 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
 
 
 _cpus: dict = {}  # endpoint -> CPUs of the host (asked once per process)
+MAX_LOOSE_FILES = 2000  # a folder that is not a project: more means "not this one"
 
 
 class SSHBackend(Backend):
@@ -110,17 +111,32 @@ class SSHBackend(Backend):
 
     # ------------------------------------------------------------- setting up
     @classmethod
-    def prepare(cls, host, root) -> "SSHBackend":
+    def prepare(cls, host, root, requirements=None) -> "SSHBackend":
         """Connect, sync the project at ``root``, make sure of its environment and of
-        pyjoule on the host; a warm call runs three short commands."""
+        pyjoule on the host; a warm call runs three short commands.
+
+        ``root`` without ``uv.lock`` or ``pyproject.toml`` (a notebook's folder) gets
+        an environment of ``requirements()`` instead (called only then).
+        """
+        from .._errors import HostError
         from .._transport import env, ssh, sync
         from .._transport.hosts import Host
 
         host = Host.of(host)
         conn = ssh.connect(host)
         project = sync.project_dir(conn.expand(host.workdir), root)
-        sync.sync(conn, root, project, exclude=host.exclude)
-        python = env.ensure_env(conn, host, root, project)
+        if env.has_project_file(root):
+            sync.sync(conn, root, project, exclude=host.exclude)
+            python = env.ensure_env(conn, host, root, project)
+        else:
+            if len(sync.list_files(root, host.exclude)) > MAX_LOOSE_FILES:
+                raise HostError(
+                    f"{root} is not a project (no pyproject.toml or .git above it) and "
+                    f"holds more than {MAX_LOOSE_FILES} files: pyjoule will not copy all of "
+                    "them to the host. Add a pyproject.toml to the folder of your code.")
+            sync.sync(conn, root, project, exclude=host.exclude)
+            python = env.ensure_env_for(conn, host, requirements() if requirements
+                                        else list(env.WORKER_REQUIREMENTS))
         lib = env.ensure_pyjoule(conn, host)
         backend = cls(host, project=project, python=python, lib=lib)
         if conn.endpoint not in _cpus:

@@ -1,7 +1,8 @@
 """The per-project uv environment on a host, and pyjoule's own code there.
 
 The environment lives in ``<workdir>/envs/<key>``, where the key hashes the lock file
-(``uv.lock``, else ``pyproject.toml``) and the Python minor version. It is built with
+(``uv.lock``, else ``pyproject.toml``) and the Python minor version; for a folder with
+no project (a notebook's), the pinned distributions the function uses instead. It is built with
 ``uv sync --frozen`` only when no environment of that key is ready; a warm dispatch
 runs one ``test`` command and no uv at all. pyjoule itself is not installed from an
 index: its package directory is synced (incrementally, like the project) to
@@ -35,6 +36,10 @@ exit 1
 
 def python_minor(host) -> str:
     return host.python or "%d.%d" % sys.version_info[:2]
+
+
+def has_project_file(root: Path) -> bool:
+    return any((Path(root) / n).is_file() for n in ("uv.lock", "pyproject.toml"))
 
 
 def env_key(root: Path, python: str) -> str:
@@ -89,18 +94,70 @@ def ensure_env(conn, host, root: Path, project_dest: str) -> str:
     log.info("building the environment %s on %s with uv", venv, conn.endpoint)
     res = conn.run(argv, env=env, cwd=project_dest, check=False, timeout=1800)
     if res.returncode != 0:
-        stderr = res.stderr.decode("utf-8", "replace")
-        if "No interpreter found" in stderr:
-            raise HostError(
-                f"{conn.endpoint} has no Python {python}, and the client runs "
-                f"{'%d.%d' % sys.version_info[:2]}: cloudpickle needs the same minor "
-                f"version on both sides. Install Python {python} there (uv python install "
-                f"{python}, or a module load in pj.Host(setup=[...])).\n{stderr[-1500:]}")
-        from .ssh import remote_error
-
-        raise remote_error(conn.endpoint, res, "building the environment")
+        raise _python_error(conn, python, res)
     conn.run(["touch", f"{venv}/{READY}"])
     return f"{venv}/bin/python"
+
+
+WORKER_REQUIREMENTS = ("cloudpickle", "threadpoolctl")  # the worker's own imports
+
+
+def requirements_from(components: dict) -> list[str]:
+    """Pinned requirements for a folder with no project: the distributions (at the
+    versions installed here) that the function's identity found it uses, and the
+    worker's own."""
+    from importlib import metadata
+
+    reqs: dict[str, str] = {}
+    for label, version in components.items():
+        if label.startswith("package "):
+            name = label[len("package "):]
+            reqs[name.lower()] = f"{name}=={version}" if version != "unknown" else name
+    for name in WORKER_REQUIREMENTS:
+        if name not in reqs:
+            try:
+                reqs[name] = f"{name}=={metadata.version(name)}"
+            except metadata.PackageNotFoundError:
+                reqs[name] = name
+    return sorted(reqs.values())
+
+
+def ensure_env_for(conn, host, requirements: list[str]) -> str:
+    """An environment on the host with exactly ``requirements`` (for a notebook or
+    folder with no project), keyed by them and the Python minor version."""
+    python = python_minor(host)
+    digest = hashlib.sha256("\n".join([python, *requirements]).encode()).hexdigest()
+    venv = f"{conn.expand(host.workdir)}/envs/py{python}-req-{digest[:16]}"
+    if conn.run(["test", "-f", f"{venv}/{READY}"], check=False).returncode == 0:
+        return f"{venv}/bin/python"
+    uv = find_uv(conn, host)
+    env = {"UV_PYTHON_DOWNLOADS": "never", **host.env}
+    log.info("building the environment %s on %s with uv (%s)", venv, conn.endpoint,
+             ", ".join(requirements))
+    res = conn.run([uv, "venv", "--quiet", "--python", python, venv], env=env, check=False)
+    if res.returncode != 0:
+        raise _python_error(conn, python, res)
+    res = conn.run([uv, "pip", "install", "--quiet", "--python", f"{venv}/bin/python",
+                    *requirements], env=env, check=False, timeout=1800)
+    if res.returncode != 0:
+        from .ssh import remote_error
+
+        raise remote_error(conn.endpoint, res, "installing the function's packages")
+    conn.run(["touch", f"{venv}/{READY}"])
+    return f"{venv}/bin/python"
+
+
+def _python_error(conn, python: str, res):
+    stderr = res.stderr.decode("utf-8", "replace")
+    if "No interpreter found" in stderr:
+        return HostError(
+            f"{conn.endpoint} has no Python {python}, and the client runs "
+            f"{'%d.%d' % sys.version_info[:2]}: cloudpickle needs the same minor "
+            f"version on both sides. Install Python {python} there (uv python install "
+            f"{python}, or a module load in pj.Host(setup=[...])).\n{stderr[-1500:]}")
+    from .ssh import remote_error
+
+    return remote_error(conn.endpoint, res, "building the environment")
 
 
 def ensure_pyjoule(conn, host) -> str:
