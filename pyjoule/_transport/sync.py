@@ -208,7 +208,7 @@ def sync(conn, root: Path, dest: str, exclude: Sequence[str] = ()) -> SyncStats:
 
 def _tar(root: Path, names: Sequence[str], control: dict) -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for name in names:
             tar.add(os.path.join(root, name), arcname=name, recursive=False)
         data = json.dumps(control).encode()
