@@ -271,3 +271,39 @@ def test_a_folder_with_no_project_gets_the_packages_the_function_uses(sshd, tmp_
         print(sorted(set(ds.tqdm.values.tolist())), ds.label.values.tolist())
     """, timeout=300).stdout.strip()
     assert out == f"['{tqdm.__version__}'] ['<1>', '<2>']"
+
+
+def test_setup_lines_and_env_reach_the_worker(remote_project):
+    out = run_script(remote_project, """
+        import pyjoule as pj
+
+        host = pj.Host("pjtest", setup=["export PJ_FROM_SETUP='set up; ok'"],
+                       env={"PJ_FROM_ENV": "x y;$(id)"})
+
+        @pj.experiment(host=host, workers=1)
+        def seen(i):
+            import os
+            return {"setup": os.environ.get("PJ_FROM_SETUP", ""),
+                    "env": os.environ.get("PJ_FROM_ENV", "")}
+
+        ds = seen.sweep(i=[1, 2])
+        print(set(ds.setup.values.tolist()), set(ds.env.values.tolist()))
+    """, timeout=120).stdout.strip()
+    assert out == "{'set up; ok'} {'x y;$(id)'}"
+
+
+def test_ctrl_c_stops_the_remote_work_and_keeps_what_finished(remote_project, sshd):
+    import signal
+    import time
+
+    proc = _start(remote_project, SLOW)
+    assert proc.stdout.readline().strip() == "ready"
+    _wait_for_remote_worker(sshd)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    assert sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip() == ""
+    # the next call keeps what had finished and runs only the rest
+    out, err = _start(remote_project, SLOW).communicate(timeout=120)
+    assert "finished 1200 2" in out, err
