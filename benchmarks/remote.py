@@ -173,7 +173,9 @@ own costs without network latency. Medians, min–max in parentheses.
 
 The 100,000-result figures include computing them (2 workers) and starting the study
 process; the remote one minus the local one bounds the cost of pulling and ingesting
-them over SSH.
+them over SSH. A first copy of many small files is bound by the host's file system
+(creating a file in the remote home costs 0.2–1 ms of kernel time here, see
+TEST-INFRA-ssh.md), for rsync and pyjoule alike; each repeat copies into a new folder.
 """
     Path(a.output).write_text(text)
     print(text)
