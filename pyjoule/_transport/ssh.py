@@ -285,11 +285,13 @@ class Connection:
         return self._secrets[prompt]
 
     def _answer(self, title, instructions, prompts):
-        if title or instructions:
-            print("\n".join(t for t in (title, instructions) if t), file=sys.stderr)
+        # the server's title and instructions are part of the first prompt shown
+        header = "\n".join(t for t in (title, instructions) if t)
         # one-time codes must be asked every time; passwords once per process
         answers = []
-        for prompt, echo in prompts:
+        for i, (prompt, echo) in enumerate(prompts):
+            if i == 0 and header:
+                prompt = f"{header}\n{prompt}"
             answer = self._ask(prompt, echo)
             if "code" in prompt.lower() or "token" in prompt.lower():
                 self._secrets.pop(prompt, None)
