@@ -37,7 +37,8 @@ def test_environment_is_built_once_then_reused_without_uv(ssh_host, tiny_project
     venv_key = env.env_key(tiny_project, env.python_minor(ssh_host))
     conn.run(["rm", "-rf", f"{workdir}/envs/{venv_key}"])
     python = env.ensure_env(conn, ssh_host, tiny_project, dest)
-    out = conn.run([python, "-c", "import cloudpickle, sys, helper; "
+    # threadpoolctl is not in the project: the worker's own imports are added
+    out = conn.run([python, "-c", "import cloudpickle, threadpoolctl, sys, helper; "
                     "print(sys.version_info[:2], helper.twice(21))"], cwd=dest).text
     assert out.strip() == f"{tuple(sys.version_info[:2])} 42"
     before, t0 = conn.commands, time.perf_counter()

@@ -95,8 +95,32 @@ def ensure_env(conn, host, root: Path, project_dest: str) -> str:
     res = conn.run(argv, env=env, cwd=project_dest, check=False, timeout=1800)
     if res.returncode != 0:
         raise _python_error(conn, python, res)
+    # the worker's own imports, for a project that does not depend on pyjoule
+    _install(conn, uv, venv, worker_requirements(), env)
     conn.run(["touch", f"{venv}/{READY}"])
     return f"{venv}/bin/python"
+
+
+def _install(conn, uv: str, venv: str, requirements: list[str], env: dict) -> None:
+    res = conn.run([uv, "pip", "install", "--quiet", "--python", f"{venv}/bin/python",
+                    *requirements], env=env, check=False, timeout=1800)
+    if res.returncode != 0:
+        from .ssh import remote_error
+
+        raise remote_error(conn.endpoint, res, "installing the function's packages")
+
+
+def worker_requirements() -> list[str]:
+    """cloudpickle and threadpoolctl at the versions installed here."""
+    from importlib import metadata
+
+    out = []
+    for name in WORKER_REQUIREMENTS:
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(name)
+    return out
 
 
 WORKER_REQUIREMENTS = ("cloudpickle", "threadpoolctl")  # the worker's own imports
@@ -106,19 +130,13 @@ def requirements_from(components: dict) -> list[str]:
     """Pinned requirements for a folder with no project: the distributions (at the
     versions installed here) that the function's identity found it uses, and the
     worker's own."""
-    from importlib import metadata
-
     reqs: dict[str, str] = {}
     for label, version in components.items():
         if label.startswith("package "):
             name = label[len("package "):]
             reqs[name.lower()] = f"{name}=={version}" if version != "unknown" else name
-    for name in WORKER_REQUIREMENTS:
-        if name not in reqs:
-            try:
-                reqs[name] = f"{name}=={metadata.version(name)}"
-            except metadata.PackageNotFoundError:
-                reqs[name] = name
+    for req in worker_requirements():
+        reqs.setdefault(req.split("==")[0], req)
     return sorted(reqs.values())
 
 
@@ -137,12 +155,7 @@ def ensure_env_for(conn, host, requirements: list[str]) -> str:
     res = conn.run([uv, "venv", "--quiet", "--python", python, venv], env=env, check=False)
     if res.returncode != 0:
         raise _python_error(conn, python, res)
-    res = conn.run([uv, "pip", "install", "--quiet", "--python", f"{venv}/bin/python",
-                    *requirements], env=env, check=False, timeout=1800)
-    if res.returncode != 0:
-        from .ssh import remote_error
-
-        raise remote_error(conn.endpoint, res, "installing the function's packages")
+    _install(conn, uv, venv, requirements, env)
     conn.run(["touch", f"{venv}/{READY}"])
     return f"{venv}/bin/python"
 
