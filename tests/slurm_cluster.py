@@ -20,20 +20,20 @@ facts behind each setting are in /work/shared/design/TEST-INFRA-slurm.md.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from machine_setup import apt_install, locked, missing_packages
+from machine_setup import run as _run
+from machine_setup import write as _write
 
 CONF_DIR = Path("/etc/slurm")
 NODE = "localhost"
@@ -155,7 +155,7 @@ class SlurmCluster:
 
     def stop(self) -> None:
         """Stop every daemon of the cluster; job state in StateSaveLocation stays."""
-        with _locked():
+        with locked(LOCK):
             self._stop_slurm()
             _stop("slurmdbd")
             _stop("mariadbd")
@@ -163,7 +163,7 @@ class SlurmCluster:
 
     def restart(self) -> None:
         """Restart slurmctld and slurmd (munged, slurmdbd stay); jobs survive it."""
-        with _locked():
+        with locked(LOCK):
             self._stop_slurm()
             self._start()
 
@@ -276,14 +276,14 @@ def ensure_cluster(max_array_size: int = 1001, accounting: bool = False) -> Slur
     cluster = SlurmCluster(conf_dir=CONF_DIR, max_array_size=max_array_size, cpus=CPUS,
                            accounting=accounting)
     if os.geteuid() != 0:
-        missing = _missing_packages(accounting)
+        missing = missing_packages(_packages(accounting))
         raise RuntimeError(
             "the test SLURM cluster needs root (it writes /etc/slurm and runs munged, "
             "slurmctld and slurmd); run the SLURM tests as root"
             + (f", and install {' '.join(missing)}" if missing else ""))
     try:
-        _install_packages(accounting)
-        with _locked():
+        apt_install(_packages(accounting), recommends=False)
+        with locked(LOCK):
             _ensure(cluster)
     except (OSError, subprocess.SubprocessError) as exc:
         raise RuntimeError(f"cannot set up the test SLURM cluster: {exc}") from exc
@@ -468,25 +468,12 @@ def _gone(pid: int) -> bool:
 
 
 # ------------------------------------------------------------------ machine setup
-def _missing_packages(accounting: bool) -> list[str]:
-    packages = {**PACKAGES, **(ACCOUNTING_PACKAGES if accounting else {})}
-    return [package for package, programs in packages.items()
-            if not all(shutil.which(program) for program in programs)]
-
-
-def _install_packages(accounting: bool) -> None:
-    missing = _missing_packages(accounting)
-    if missing:
-        # another job may hold the dpkg lock: wait for it instead of failing
-        lock = ["-o", "DPkg::Lock::Timeout=300"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        _run("apt-get", *lock, "update", "-q", env=env)
-        # recommends would add ~25 -dev and plugin packages that nothing here uses
-        _run("apt-get", "install", "-y", "-q", "--no-install-recommends", *lock, *missing,
-             env=env)
-
-
 # ------------------------------------------------------------------ small helpers
+def _packages(accounting: bool) -> dict[str, list[str]]:
+    # --no-install-recommends: recommends would add ~25 -dev and plugin packages
+    return {**PACKAGES, **(ACCOUNTING_PACKAGES if accounting else {})}
+
+
 def _command(argv: list[str], user: str | None = None, cwd: Path | str | None = None,
              timeout: float = 60) -> subprocess.CompletedProcess:
     """``argv`` (as ``user`` when given), its output captured; never raises on failure."""
@@ -494,34 +481,6 @@ def _command(argv: list[str], user: str | None = None, cwd: Path | str | None = 
         argv = ["runuser", "-u", user, "--", *argv]
     return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           cwd=cwd, timeout=timeout)
-
-
-def _run(*argv: str, env: dict[str, str] | None = None) -> None:
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): "
-                           f"{(proc.stderr or proc.stdout).strip()}")
-
-
-@contextmanager
-def _locked() -> Iterator[None]:
-    """Serialize setup, start and stop between processes on this machine."""
-    with open(LOCK, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
-def _write(path: Path, text: str, mode: int) -> bool:
-    """Replace ``path`` by ``text`` atomically unless it holds it; True if it changed."""
-    if path.exists() and path.read_text() == text:
-        os.chmod(path, mode)
-        return False
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-    return True
 
 
 def _port_open(host: str, port: int) -> bool:

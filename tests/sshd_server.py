@@ -18,7 +18,6 @@ setting) are in /work/shared/design/TEST-INFRA-ssh.md.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import pwd
 import shutil
@@ -27,10 +26,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from machine_setup import apt_install, locked, missing_packages
+from machine_setup import own as _own
+from machine_setup import run as _run
+from machine_setup import write as _write
 
 SSHD = "/usr/sbin/sshd"
 HOST = "127.0.0.1"
@@ -133,17 +135,17 @@ class SshServer:
 
     def start(self) -> None:
         """Start sshd (when not running) and wait until it accepts logins."""
-        with _locked(self.state):
+        with locked(self.state / "lock"):
             self._start()
 
     def stop(self) -> None:
         """Stop the listener; connections already open stay up (see restart)."""
-        with _locked(self.state):
+        with locked(self.state / "lock"):
             self._stop()
 
     def restart(self) -> None:
         """Stop and start with the same config, keys and port; live connections drop."""
-        with _locked(self.state):
+        with locked(self.state / "lock"):
             self._stop(drop_connections=True)
             self._start()
 
@@ -212,7 +214,7 @@ def ensure_server(state: Path | None = None, options: dict[str, str] | None = No
     """The running test server, set up and started as needed; RuntimeError if impossible."""
     state = Path(state or DEFAULT_STATE)
     if os.geteuid() != 0:
-        missing = _missing_packages()
+        missing = missing_packages(PACKAGES)
         raise RuntimeError(
             f"the test sshd needs root (it creates the user {USER} and runs {SSHD}); "
             "run the SSH tests as root"
@@ -221,9 +223,9 @@ def ensure_server(state: Path | None = None, options: dict[str, str] | None = No
         raise RuntimeError(f"state directory {str(state)!r}: no spaces, quotes or % "
                            "(it goes unquoted into the ssh configs)")
     try:
-        _install_packages()
+        apt_install(PACKAGES)
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with _locked(state):
+        with locked(state / "lock"):
             return _ensure(state, options or {})
     except (OSError, subprocess.SubprocessError) as exc:
         raise RuntimeError(f"cannot set up the test sshd: {exc}") from exc
@@ -287,21 +289,6 @@ def _server(state: Path) -> SshServer:
 
 
 # ------------------------------------------------------------------ machine setup
-def _missing_packages() -> list[str]:
-    return [package for package, programs in PACKAGES.items()
-            if not all(shutil.which(program) for program in programs)]
-
-
-def _install_packages() -> None:
-    missing = _missing_packages()
-    if missing:
-        # another job may hold the dpkg lock: wait for it instead of failing
-        lock = ["-o", "DPkg::Lock::Timeout=300"]
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        _run("apt-get", *lock, "update", "-q", env=env)
-        _run("apt-get", "install", "-y", "-q", *lock, *missing, env=env)
-
-
 def _ensure_user() -> pwd.struct_passwd:
     try:
         account = pwd.getpwnam(USER)
@@ -371,42 +358,6 @@ def _is_elf(path: Path) -> bool:
 
 
 # ------------------------------------------------------------------ small helpers
-def _run(*argv: str, env: dict[str, str] | None = None) -> None:
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          env=env)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): "
-                           f"{(proc.stderr or proc.stdout).strip()}")
-
-
-@contextmanager
-def _locked(state: Path) -> Iterator[None]:
-    """Serialize setup, start and stop between processes sharing ``state``."""
-    with open(state / "lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
-def _own(path: Path, account: pwd.struct_passwd | None, mode: int) -> None:
-    """Set the mode, and the owner when ``account`` is given."""
-    if account is not None:
-        os.chown(path, account.pw_uid, account.pw_gid)
-    os.chmod(path, mode)
-
-
-def _write(path: Path, text: str, mode: int, account: pwd.struct_passwd | None = None
-           ) -> bool:
-    """Replace ``path`` by ``text`` atomically unless it holds it; True if it changed."""
-    if path.exists() and path.read_text() == text:
-        _own(path, account, mode)
-        return False
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    _own(tmp, account, mode)
-    os.replace(tmp, path)
-    return True
-
-
 def _install_file(source: Path, dest: Path, mode: int, account: pwd.struct_passwd) -> None:
     """Copy ``source`` to ``dest`` unless size and mtime already match."""
     have = dest.stat() if dest.exists() else None
@@ -531,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not running (state {args.state})")
         return 1 if args.action == "status" else 0
     if args.action == "stop":
-        with _locked(server.state):
+        with locked(server.state / "lock"):
             server._stop(drop_connections=True)
         print(f"stopped (state {args.state})")
         return 0
