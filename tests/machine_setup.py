@@ -1,6 +1,6 @@
 """Small pieces the test servers (sshd_server.py, slurm_cluster.py) share: running a
-setup command, installing Debian packages, a lock between processes and writing a
-file only when its text changes. Standard library only."""
+setup command, installing Debian packages, a lock between processes, writing a file
+only when its text changes and stopping processes. Standard library only."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import fcntl
 import os
 import pwd
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,3 +70,47 @@ def write(path: Path, text: str, mode: int, account: pwd.struct_passwd | None = 
     own(tmp, account, mode)
     os.replace(tmp, path)
     return True
+
+
+def processes() -> list[tuple[int, int, str, str]]:
+    """(pid, parent pid, command name, state letter) of every process, from /proc."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            # the name is in parentheses and may contain spaces and parentheses itself
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+            out.append((int(entry), int(ppid), name, state))
+    return out
+
+
+def gone(pid: int) -> bool:
+    """Whether ``pid`` has ended. Not ``kill -0``: PID 1 here reaps late, and a
+    zombie still "exists" though it has let go of everything."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
+def kill_and_wait(pids: list[int], sig: int, timeout: float = 5) -> None:
+    """Send ``sig`` and wait until the processes are gone; SIGKILL after ``timeout``."""
+    for current in (sig, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, current)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while not all(gone(pid) for pid in pids):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        else:
+            return
+    raise RuntimeError(f"processes {pids} did not exit after SIGKILL")

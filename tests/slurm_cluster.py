@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from machine_setup import apt_install, locked, missing_packages
+from machine_setup import apt_install, kill_and_wait, locked, missing_packages, processes
 from machine_setup import run as _run
 from machine_setup import write as _write
 
@@ -425,49 +425,14 @@ def _daemonize(argv: list[str]) -> None:
 def _stop(name: str, timeout: float = 10) -> None:
     """SIGTERM every ``name`` process and wait until they are gone; SIGKILL after
     ``timeout``."""
-    pids = _pids(name)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + timeout
-        while any(not _gone(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if all(_gone(pid) for pid in pids):
-            return
-    raise RuntimeError(f"{name} {pids} did not exit after SIGKILL")
+    kill_and_wait(_pids(name), signal.SIGTERM, timeout)
 
 
 def _pids(name: str) -> list[int]:
     """The live (not zombie) processes whose command name is ``name``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            # the name is in parentheses and may contain spaces and parentheses itself
-            if stat[stat.index("(") + 1:stat.rindex(")")] == name and not _zombie(stat):
-                found.append(int(entry))
-    return found
+    return [pid for pid, _, command, state in processes() if command == name and state != "Z"]
 
 
-def _zombie(stat: str) -> bool:
-    return stat[stat.rindex(")") + 2] == "Z"
-
-
-def _gone(pid: int) -> bool:
-    # not kill -0: PID 1 here reaps late, and a zombie still "exists"
-    try:
-        return _zombie(Path(f"/proc/{pid}/stat").read_text())
-    except OSError:
-        return True
-
-
-# ------------------------------------------------------------------ machine setup
 # ------------------------------------------------------------------ small helpers
 def _packages(accounting: bool) -> dict[str, list[str]]:
     # --no-install-recommends: recommends would add ~25 -dev and plugin packages

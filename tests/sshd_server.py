@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from machine_setup import apt_install, locked, missing_packages
+from machine_setup import apt_install, kill_and_wait, locked, missing_packages, processes
 from machine_setup import own as _own
 from machine_setup import run as _run
 from machine_setup import write as _write
@@ -153,7 +153,7 @@ class SshServer:
         """Kill the per-connection sshd processes; the listener stays up."""
         pid = self.pid()
         if pid is not None:
-            _kill_and_wait(_sshd_descendants(pid), signal.SIGKILL)
+            kill_and_wait(_sshd_descendants(pid), signal.SIGKILL)
 
     def run(self, command: str, check: bool = True, timeout: float = 60
             ) -> subprocess.CompletedProcess:
@@ -179,9 +179,9 @@ class SshServer:
                 # its children can only be found while it is their parent
                 os.kill(pid, signal.SIGSTOP)
                 self.drop_connections()
-                _kill_and_wait([pid], signal.SIGKILL)
+                kill_and_wait([pid], signal.SIGKILL)
             else:
-                _kill_and_wait([pid], signal.SIGTERM)
+                kill_and_wait([pid], signal.SIGTERM)
         self.pid_file.unlink(missing_ok=True)
 
     def _wait_ready(self) -> None:
@@ -398,18 +398,7 @@ def _banner(host: str, port: int) -> bool:
 
 def _proc_table() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, command name) of every process."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            # the name is in parentheses and may contain spaces and parentheses itself
-            name = stat[stat.index("(") + 1:stat.rindex(")")]
-            ppid = stat[stat.rindex(")") + 2:].split()[1]
-            table[int(entry)] = (int(ppid), name)
-    return table
+    return {pid: (ppid, name) for pid, ppid, name, _ in processes()}
 
 
 def _sshd_descendants(pid: int) -> list[int]:
@@ -424,32 +413,6 @@ def _sshd_descendants(pid: int) -> list[int]:
         todo += children
         found += [p for p in children if table[p][1] == "sshd"]
     return found
-
-
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rindex(")") + 2] == "Z"  # a zombie has let go of everything
-
-
-def _kill_and_wait(pids: list[int], sig: int, timeout: float = 5) -> None:
-    """Send ``sig`` and wait until the processes are gone; SIGKILL after ``timeout``."""
-    for current in (sig, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, current)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + timeout
-        while not all(_gone(pid) for pid in pids):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-        else:
-            return
-    raise RuntimeError(f"processes {pids} did not exit after SIGKILL")
 
 
 # ------------------------------------------------------------------ command line
