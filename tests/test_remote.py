@@ -307,3 +307,32 @@ def test_ctrl_c_stops_the_remote_work_and_keeps_what_finished(remote_project, ss
     # the next call keeps what had finished and runs only the rest
     out, err = _start(remote_project, SLOW).communicate(timeout=120)
     assert "finished 1200 2" in out, err
+
+
+def test_connection_dropped_while_the_worker_starts(remote_project, sshd):
+    import threading
+    import time
+
+    # the setup line holds the start command open long enough to cut it
+    def cut():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if sshd.run("pgrep -u pjhost -f 'sleep 1[.]5' || true").stdout.strip():
+                sshd.drop_connections()
+                return
+            time.sleep(0.05)
+
+    cutter = threading.Thread(target=cut)
+    cutter.start()
+    out = run_script(remote_project, """
+        import pyjoule as pj
+
+        @pj.experiment(host=pj.Host("pjtest", setup=["sleep 1.5"]), workers=2)
+        def f(i):
+            return i * 10
+
+        ds = f.sweep(i=range(16))
+        print("finished", int(ds.result.sum()), len(pj.runs()))
+    """, timeout=120).stdout
+    cutter.join()
+    assert "finished 1200 1" in out

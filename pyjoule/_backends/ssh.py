@@ -186,8 +186,11 @@ class SSHBackend(Backend):
         if task_files:
             argv += ["--tasks", *task_files]
         script = _START.format(setup="\n".join(self.host.setup))
-        res = conn.run(["sh", "-c", script, "sh", remote, self.project, *argv],
-                       idempotent=False, check=False)
+        res = self._start_once(conn, ["sh", "-c", script, "sh", remote, self.project, *argv],
+                               remote)
+        if res is None:  # the connection dropped, but the worker had been started
+            self._alive = True
+            return
         if res.returncode != 0:
             from .._errors import RemoteCommandError
 
@@ -201,6 +204,24 @@ class SSHBackend(Backend):
         log.debug("run %s: worker started on %s (pid %s)", os.path.basename(run_dir),
                   conn.endpoint, pid)
         self._alive = True
+
+    def _start_once(self, conn, argv: list[str], remote: str):
+        """Run the start command. If the connection drops meanwhile, start again only
+        when no worker came up (its pid file tells), so it never runs twice. Returns
+        the command's result, or None when the worker had started before the drop."""
+        from .._transport.ssh import ConnectionLost
+
+        try:
+            return conn.run(argv, idempotent=False, check=False)
+        except ConnectionLost:
+            log.info("connection to %s dropped while starting the worker; checking "
+                     "whether it started", conn.endpoint)
+        deadline = time.monotonic() + 5  # a started worker writes its pid at once
+        while time.monotonic() < deadline:
+            if conn.run(["cat", f"{remote}/worker.pid"], check=False).text.strip():
+                return None
+            time.sleep(0.2)
+        return conn.run(argv, idempotent=False, check=False)
 
     def _pull(self) -> None:
         """Append what the host's result files gained to the local copies."""

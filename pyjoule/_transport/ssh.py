@@ -475,7 +475,8 @@ def _load_known_hosts(files: Sequence[str]):
 
 
 # --------------------------------------------------------------- per process
-_connections: dict[tuple, Connection] = {}
+_connections: dict[tuple, Connection] = {}  # (endpoint, accept_new) -> connection
+_by_host: dict[Host, Connection] = {}  # the same, by the Host asked for
 _registry_lock = threading.Lock()
 _owner_pid = os.getpid()
 
@@ -487,12 +488,16 @@ def connect(host: Host | str) -> Connection:
     with _registry_lock:
         if os.getpid() != _owner_pid:  # a forked child must not share the parent's
             _connections.clear()
+            _by_host.clear()
             _owner_pid = os.getpid()
-        endpoint = resolve(host)
-        key = (endpoint, host.accept_new_host_key)
-        conn = _connections.get(key)
+        conn = _by_host.get(host)  # every poll of a run asks: no config parse then
         if conn is None:
-            conn = _connections[key] = Connection(host, endpoint)
+            endpoint = resolve(host)
+            key = (endpoint, host.accept_new_host_key)
+            conn = _connections.get(key)
+            if conn is None:
+                conn = _connections[key] = Connection(host, endpoint)
+            _by_host[host] = conn
     return conn.ensure()
 
 
@@ -512,6 +517,7 @@ def close_all() -> None:
         for conn in _connections.values():
             conn.close()
         _connections.clear()
+        _by_host.clear()
 
 
 # ------------------------------------------------------------------- check

@@ -18,7 +18,9 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
+import socket
 import subprocess
 import tarfile
 import time
@@ -165,9 +167,6 @@ def manifest(root: Path, names: Sequence[str]) -> dict[str, list]:
 # ---------------------------------------------------------------------- sync
 def project_dir(workdir: str, root: Path) -> str:
     """Where the project at ``root`` of this machine lives under a host's workdir."""
-    import re
-    import socket
-
     root = Path(root).resolve()
     digest = hashlib.sha256(f"{socket.gethostname()}:{root}".encode()).hexdigest()[:12]
     name = re.sub(r"[^A-Za-z0-9._-]", "_", root.name) or "project"
