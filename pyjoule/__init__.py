@@ -22,7 +22,8 @@ _EXPORTS = {
     "ExperimentError": "_errors", "HashingError": "_errors", "HostError": "_errors",
     "HostKeyError": "_errors", "OptionError": "_errors", "PyjouleError": "_errors",
     "RemoteCommandError": "_errors", "RunNotFoundError": "_errors",
-    "SerializationError": "_errors", "SpaceError": "_errors",
+    "SerializationError": "_errors", "SlurmError": "_errors", "SpaceError": "_errors",
+    "Slurm": "_slurm",
     "Host": "_transport.hosts",
     "Space": "_space", "grid": "_space", "product": "_space", "star": "_space",
     "zip": "_space",
@@ -43,6 +44,8 @@ __all__ = [
     "Run",
     "RunNotFoundError",
     "SerializationError",
+    "Slurm",
+    "SlurmError",
     "Space",
     "SpaceError",
     "attach",
@@ -76,6 +79,7 @@ if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eager
     from ._errors import (AuthenticationError, CacheError, ExperimentError, HashingError,
                           HostError, HostKeyError, OptionError, PyjouleError,
                           RemoteCommandError, RunNotFoundError, SerializationError,
-                          SpaceError)
+                          SlurmError, SpaceError)
+    from ._slurm import Slurm
     from ._transport.hosts import Host
     from ._space import Space, grid, product, star, zip

@@ -34,8 +34,9 @@ def _check_options(options: dict) -> dict:
             raise OptionError(f"unknown option {key!r} for @pj.experiment.{hint} "
                               f"Valid options: {', '.join(OPTIONS)}.")
     if options.get("slurm") is not None:
-        raise PyjouleError("slurm= is not available in this version of pyjoule yet; run "
-                           "locally or on a host= for now")
+        from ._slurm import Slurm
+
+        options["slurm"] = Slurm.of(options["slurm"])
     if options.get("host") is not None:
         from ._transport.hosts import Host
 
@@ -186,7 +187,19 @@ class Experiment:
         opts = self._resolved()
         plan = _dispatch.plan(store, func_id, self._signature, space, config.get("limit"))
         own = None
-        if plan.to_run and opts["host"] is not None:
+        slurm = self._options.get("slurm")
+        if plan.to_run and slurm is not None:
+            backend_name = "slurm"
+            workers = self._options.get("workers") or slurm.cpus_per_task or 1
+            if slurm.cpus_per_task is None and workers > 1:  # allocate what the pool uses
+                from ._slurm import Slurm
+
+                slurm = Slurm(dict(slurm.options, cpus_per_task=workers),
+                              array_parallelism=slurm.array_parallelism)
+            backend = _dispatch.prepare_slurm(opts["host"], slurm, self._identity,
+                                              opts["batch"])
+            opts["workers"] = workers
+        elif plan.to_run and opts["host"] is not None:
             backend_name = "ssh"
             backend = _dispatch.prepare_ssh(opts["host"], self._identity)
             if self._options.get("workers") is None:  # the host's CPUs, not ours
@@ -298,7 +311,10 @@ class Run:
         failed = len(self._failures())
         remaining = max(0, total - cached - done - failed)
         alive = [r for r in self._live() if r.rec.get("state") == "running"]
-        workers = sum(max(1, r.rec.get("workers") or 1) for r in alive)
+        workers = 0
+        for r in alive:
+            slots = r.backend.running_slots()
+            workers += max(1, r.rec.get("workers") or 1) if slots is None else slots
         running = min(workers, remaining) if alive else 0
         return {"total": total, "cached": cached, "pending": remaining - running,
                 "running": running, "done": done, "failed": failed}
@@ -385,6 +401,17 @@ class Run:
 
         self._poll()
         return failures_frame(self._failures())
+
+    @property
+    def scheduler_queries(self) -> int:
+        """Commands this process sent the scheduler for this run (sbatch, squeue,
+        sacct, scancel); 0 off SLURM."""
+        return sum(getattr(r.backend, "queries", 0) for r in self._live())
+
+    @property
+    def job_ids(self) -> list[str]:
+        """The SLURM job ids this run submitted (empty off SLURM)."""
+        return [j for r in self._live() for j in (r.backend.job_ids() or [])]
 
     def cancel(self) -> None:
         """Stop the work this run started; results already finished are kept."""

@@ -27,6 +27,9 @@ from ._store import Store, atomic_write
 log = logging.getLogger("pyjoule")
 
 INFRA_REASONS = ("timeout", "lost", "node_failure", "out_of_memory", "preempted")
+_ERROR_TYPES = {"timeout": "TimeoutError", "out_of_memory": "OutOfMemory",
+                "node_failure": "NodeFailure", "preempted": "Preempted",
+                "cancelled": "Cancelled", "lost": "WorkerLost"}
 _logged_changes: set[tuple[str, str]] = set()
 
 
@@ -233,6 +236,7 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
                 pass
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
+        rec["job_ids"] = backend.job_ids()
         store.add_run(**rec)
     rec["offsets"] = {}
     return rec
@@ -250,9 +254,24 @@ def prepare_ssh(host, identity: Callable[[], Any]):
                               lambda: requirements_from(identity().components))
 
 
+def prepare_slurm(host, slurm, identity: Callable[[], Any], batch: int | None):
+    """The SLURM backend: sbatch on ``host`` over SSH (its project synced as for
+    :func:`prepare_ssh`), or this machine's sbatch when ``host`` is None."""
+    from ._backends.slurm import SlurmBackend
+
+    ssh = prepare_ssh(host, identity) if host is not None else None
+    backend = SlurmBackend(slurm, ssh=ssh, batch=batch)
+    backend.check()  # a misspelt option fails now, before anything is written
+    return backend
+
+
 def make_backend(backend_name: str, run_dir: str | None = None,
                  options: dict | None = None):
     """The backend object for a registered run (imported lazily: only dispatch needs them)."""
+    if backend_name == "slurm":
+        from ._backends.slurm import SlurmBackend
+
+        return SlurmBackend.from_description(run_dir, options or {})
     if backend_name == "inprocess":
         from ._backends.inprocess import InProcessBackend
 
@@ -334,7 +353,7 @@ class LiveRun:
                 counts = self.poll()  # what was written between the last read and exit
                 if progress is not None:
                     progress.update(*counts)
-                if self._maybe_retry():
+                if self._maybe_retry(progress):
                     continue
                 self.finish()
                 return True
@@ -343,21 +362,31 @@ class LiveRun:
             if interval_s is None:
                 wait_s = min(wait_s * 1.5, 0.5)
 
-    def _maybe_retry(self) -> bool:
+    def _maybe_retry(self, progress=None) -> bool:
+        """Run again, as a new attempt, the psets that failed for infrastructure reasons
+        (the worker's own, and those it never reported on) while ``retries`` allow."""
         options = self.rec.get("options") or {}
         attempt, retries = options.get("attempt", 0), options.get("retries", 0)
         if attempt >= retries or self.rec.get("state") == "cancelled":
             return False
+        current = self.store.get_run(self.run_id) or {}
+        if current.get("state") != "running":  # cancelled or finished elsewhere
+            return False
+        orphans = self._record_orphans("running")
+        if progress is not None:
+            progress.update(0, orphans)
         failed = [f for f in self.store.failures(run_id=self.run_id)
                   if f.get("reason") in INFRA_REASONS]
         if not failed:
             return False
+        if not self.store.claim_attempt(self.run_id, attempt + 1):
+            return False  # another process following this run started the retry
         attempt += 1
+        options["attempt"] = attempt
         name = f"retry-{attempt}.pkl"
         tasks = [(f["pset_id"], f.get("kwargs", {})) for f in failed]
         atomic_write(os.path.join(self.run_dir, name), pickle.dumps(tasks, protocol=5))
-        options["attempt"] = attempt
-        self.store.update_run(self.run_id, options=options)
+        self._kwargs = None
         log.info("run %s: retrying %d pset(s) that failed for infrastructure reasons "
                  "(attempt %d of %d)", self.run_id, len(tasks), attempt, retries)
         try:  # the last attempt's exit code would tell other processes it has ended
@@ -365,7 +394,47 @@ class LiveRun:
         except FileNotFoundError:
             pass
         self.backend.start(self.run_dir, self.rec.get("workers") or 1, [name])
+        job_ids = self.backend.job_ids()
+        if job_ids is not None:
+            self.rec["job_ids"] = job_ids
+            self.store.update_run(self.run_id, job_ids=job_ids)
+        if progress is not None:  # they count again as pending
+            progress.update(0, -len(tasks))
         return True
+
+    def _record_orphans(self, state: str) -> int:
+        """Record a failure for every pset of the run that no record speaks of: the
+        reason the backend knows (a SLURM task's time limit...), else ``lost`` (or
+        ``cancelled``)."""
+        tasks = self.tasks()
+        if not tasks:
+            return 0
+        found = self.store.lookup(self.rec["func_id"], list(tasks))
+        reported = {f["pset_id"] for f in self.store.failures(run_id=self.run_id)}
+        orphans = [pid for pid in tasks if pid not in found and pid not in reported]
+        if not orphans:
+            return 0
+        from .worker import failure_record
+
+        known = {} if state == "cancelled" else self.backend.orphan_reasons(orphans)
+        recs = []
+        for pid in orphans:
+            why = known.get(pid)
+            if why is not None:
+                rec = failure_record(pid, _ERROR_TYPES.get(why["reason"], "WorkerLost"),
+                                     why["message"], why["reason"])
+                if why.get("log_path"):
+                    rec["log_path"] = why["log_path"]
+            elif state == "cancelled":
+                rec = failure_record(pid, "Cancelled", "the run was cancelled before this "
+                                     "pset finished", "cancelled")
+            else:
+                rec = failure_record(pid, "WorkerLost", "the worker ended without "
+                                     "reporting this pset (killed?)", "lost")
+            rec["kwargs"], rec["run_id"] = tasks[pid], self.run_id
+            recs.append(rec)
+        self.store.ingest(self.rec["func_id"], self.run_id, recs)
+        return len(recs)
 
     def finish(self, state: str | None = None) -> None:
         """Record psets the worker never reported on, mark the run ended, tidy up.
@@ -382,23 +451,18 @@ class LiveRun:
         if state is None:
             state = "cancelled" if "cancelled" in (previous, self.rec.get("state")) \
                 else "done"
-        tasks = self.tasks()
-        found = self.store.lookup(self.rec["func_id"], list(tasks))
-        reported = {f["pset_id"] for f in self.store.failures(run_id=self.run_id)}
-        orphans = [pid for pid in tasks if pid not in found and pid not in reported]
-        if orphans:
-            from .worker import failure_record
-
-            reason = "cancelled" if state == "cancelled" else "lost"
-            why = ("the run was cancelled before this pset finished" if reason == "cancelled"
-                   else "the worker ended without reporting this pset (killed?)")
-            recs = [failure_record(pid, "Cancelled" if reason == "cancelled" else "WorkerLost",
-                                   why, reason) for pid in orphans]
-            for r in recs:
-                r["kwargs"], r["run_id"] = tasks[r["pset_id"]], self.run_id
-            self.store.ingest(self.rec["func_id"], self.run_id, recs)
+        self._record_orphans(state)
         failed = len(self.store.failures(run_id=self.run_id))
-        self.store.update_run(self.run_id, state=state, finished=time.time(), failed=failed)
+        fields = {}
+        queries = getattr(self.backend, "queries", None)
+        if queries is not None:
+            options = dict(self.rec.get("options") or {})
+            options["scheduler_queries"] = options.get("scheduler_queries", 0) + queries
+            self.rec["options"] = fields["options"] = options
+            log.info("run %s: %d scheduler queries from this process", self.run_id,
+                     queries)
+        self.store.update_run(self.run_id, state=state, finished=time.time(), failed=failed,
+                              **fields)
         self.rec.update(state=state, failed=failed)
         _tidy(self.run_dir, keep_log=bool(failed))
         try:

@@ -76,3 +76,8 @@ class RemoteCommandError(PyjouleError):
                  stderr: str = ""):
         super().__init__(message)
         self.command, self.returncode, self.stderr = command, returncode, stderr
+
+
+class SlurmError(RemoteCommandError):
+    """SLURM refused or failed a request (sbatch, squeue, scancel): carries SLURM's own
+    message, the command and its exit code."""

@@ -480,6 +480,22 @@ class Store:
             db.execute("UPDATE runs SET state='finishing' WHERE run_id=?", (run_id,))
             return row[0]
 
+    def claim_attempt(self, run_id: str, attempt: int) -> bool:
+        """Record that ``attempt`` of a running run starts, if no other process has
+        started it (or a later one) already; True when this process may start it."""
+        with self._tx() as db:
+            row = db.execute("SELECT state, options FROM runs WHERE run_id=?",
+                             (run_id,)).fetchone()
+            if row is None or row[0] != "running":
+                return False
+            options = json.loads(row[1]) if row[1] else {}
+            if options.get("attempt", 0) >= attempt:
+                return False
+            options["attempt"] = attempt
+            db.execute("UPDATE runs SET options=? WHERE run_id=?",
+                       (json.dumps(options), run_id))
+            return True
+
     def get_run(self, run_id: str) -> dict | None:
         cur = self.db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,))
         row = cur.fetchone()

@@ -199,8 +199,10 @@ class _Child:
 class Supervisor:
     """Fork ``workers`` children and feed them chunks of ``tasks`` until done."""
 
-    def __init__(self, run_dir: str, payload: dict, tasks: list, workers: int):
+    def __init__(self, run_dir: str, payload: dict, tasks: list, workers: int,
+                 prefix: str = ""):
         self.run_dir, self.payload, self.tasks = run_dir, payload, tasks
+        self.prefix = prefix  # of its result files: unique per SLURM array task and batch
         self.workers = max(1, min(workers, len(tasks) or 1))
         self.timeout_s = payload.get("timeout_s")
         self.max_chunk = payload.get("batch") or 2000
@@ -208,7 +210,7 @@ class Supervisor:
         self.queue: deque[tuple[int, int]] = deque([(0, len(tasks))] if tasks else [])
         self.children: dict[int, _Child] = {}
         self.spawned = 0
-        path = os.path.join(run_dir, "results", f"supervisor-{os.getpid()}.rec")
+        path = os.path.join(run_dir, "results", f"{prefix}supervisor-{os.getpid()}.rec")
         self.own_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     # chunks shrink as work runs out: guided scheduling
@@ -227,7 +229,7 @@ class Supervisor:
         up_r, up_w = os.pipe()
         self.spawned += 1
         path = os.path.join(self.run_dir, "results",
-                            f"w{os.getpid()}-{self.spawned}.rec")
+                            f"{self.prefix}w{os.getpid()}-{self.spawned}.rec")
         _SLOT.pack_into(self.shm, slot * _SLOT.size, -1, 0.0)
         pid = os.fork()
         if pid == 0:  # child
@@ -426,6 +428,162 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None) -> int:
     return code
 
 
+# ----------------------------------------------------------------- SLURM tasks
+# A SLURM run directory also holds, per wave of array jobs (w0, then w1... for
+# retries):
+#
+#     queue/<wave>/meta.json       {"tasks": [task files], "batch": psets per batch}
+#     queue/<wave>/pending/<b>     one empty file per batch not yet claimed
+#     queue/<wave>/claimed/<b>.<array job>_<task>   claimed by that array task
+#     ends/<array job>_<task>      "<exit code> <why>" of a task's worker, written last
+#     logs/<array job>_<task>.out  the task's stdout/stderr (sbatch --output)
+#
+# Array tasks claim batches by renaming them (atomic on one file system, NFS too),
+# so a fast task takes more of them and the stragglers do not hold up the end.
+
+END_MARGIN_S = 10.0  # do not claim a batch with less time left than this ...
+END_MARGIN_FACTOR = 1.5  # ... or than this many times the longest batch so far
+
+
+def make_queue(run_dir: str, wave: str, task_files: list[str], batch: int) -> int:
+    """Write the claimable batches of ``wave``; return how many there are."""
+    import json
+
+    n = sum(len(tasks) for tasks in _task_lists(run_dir, task_files))
+    folder = os.path.join(run_dir, "queue", wave)
+    for sub in ("pending", "claimed"):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+    for sub in ("ends", "logs", "results"):
+        os.makedirs(os.path.join(run_dir, sub), exist_ok=True)
+    n_batches = -(-n // batch)
+    for b in range(n_batches):
+        open(os.path.join(folder, "pending", f"{b:06d}"), "w").close()
+    _atomic_write(os.path.join(folder, "meta.json"),
+                  json.dumps({"tasks": task_files, "batch": batch, "n": n}))
+    return n_batches
+
+
+def _task_lists(run_dir: str, task_files: list[str]):
+    for name in task_files:
+        with open(os.path.join(run_dir, name), "rb") as fh:
+            yield pickle.load(fh)
+
+
+def claim(folder: str, me: str) -> int | None:
+    """Claim the next pending batch of a wave's queue for ``me``; None when empty."""
+    pending = os.path.join(folder, "pending")
+    while True:
+        try:
+            names = sorted(os.listdir(pending))
+        except FileNotFoundError:
+            return None
+        if not names:
+            return None
+        for name in names:
+            try:
+                os.rename(os.path.join(pending, name),
+                          os.path.join(folder, "claimed", f"{name}.{me}"))
+                return int(name)
+            except FileNotFoundError:  # another task was quicker: try the next one
+                continue
+
+
+def array_task_id() -> str:
+    """``<array job id>_<task id>`` of this SLURM array task (or the plain job id)."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID") or f"local{os.getpid()}"
+
+
+def job_end_time() -> float | None:
+    """When SLURM will end this job (``SLURM_JOB_END_TIME``, else asking ``squeue``
+    for the time left); None when unlimited or unknown."""
+    import subprocess
+
+    if os.environ.get("SLURM_JOB_END_TIME", "").isdigit():
+        return float(os.environ["SLURM_JOB_END_TIME"])
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    try:
+        left = subprocess.run(["squeue", "-h", "-j", job, "-o", "%L"], capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    seconds = _duration_s(left)
+    return None if seconds is None else time.time() + seconds
+
+
+def _duration_s(text: str) -> float | None:
+    """Seconds in squeue's ``%L`` (``[D-]HH:MM:SS``, ``MM:SS``); None if unlimited."""
+    days, _, rest = text.rpartition("-") if "-" in text else ("0", "", text)
+    parts = rest.split(":")
+    if not days.isdigit() or not parts or not all(p.isdigit() for p in parts) \
+            or len(parts) > 3:
+        return None
+    seconds = 0
+    for p in parts:
+        seconds = seconds * 60 + int(p)
+    return float(int(days) * 86400 + seconds)
+
+
+def run_slurm(run_dir: str, wave: str, workers: int) -> int:
+    """One SLURM array task: claim batches of ``wave`` and run each with ``workers``
+    processes, until the queue is empty or the job's end is too near for another.
+
+    SLURM sends SIGTERM before it kills a task at its time limit (or on scancel): the
+    children stop at once (every finished pset is on disk already), and the exit file
+    says so. The psets left unfinished are accounted for by the dispatcher, from the
+    task's state in the scheduler.
+    """
+    import json
+
+    me = array_task_id()
+    folder = os.path.join(run_dir, "queue", wave)
+    with open(os.path.join(folder, "meta.json")) as fh:
+        meta = json.load(fh)
+    payload, tasks = load_run(run_dir, meta["tasks"])
+    size = int(meta["batch"])
+    end = job_end_time()
+    _name_process(b"pyjoule-worker")
+    code, why, batches, longest = 1, "error", 0, 0.0
+    supervisor = None
+
+    def _terminate(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        while True:
+            if batches and end is not None:
+                left = end - time.time()
+                if left < max(END_MARGIN_S, END_MARGIN_FACTOR * longest):
+                    print(f"pyjoule: {left:.0f} s left of this job's time, less than a "
+                          f"batch takes ({longest:.0f} s): claiming no more", flush=True)
+                    code, why = 0, "time"
+                    break
+            b = claim(folder, me)
+            if b is None:
+                code, why = 0, "done"
+                break
+            t0 = time.monotonic()
+            supervisor = Supervisor(run_dir, payload, tasks[b * size:(b + 1) * size],
+                                    workers, prefix=f"{me}-b{b}-")
+            supervisor.run()
+            supervisor = None
+            batches += 1
+            longest = max(longest, time.monotonic() - t0)
+    except SystemExit as exc:
+        code, why = int(exc.code or 1), "terminated"
+        print(f"pyjoule: stopped by signal {code - 128} (time limit or scancel)", flush=True)
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+        _atomic_write(os.path.join(run_dir, "ends", me), f"{code} {why} {batches}\n")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pyjoule.worker",
                                      description="Run the tasks of a pyjoule run directory.")
@@ -436,10 +594,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="only load the function and tasks (a pre-flight check on a "
                         "host: a missing module fails here, with its traceback)")
+    parser.add_argument("--make-queue", metavar="WAVE",
+                        help="with --check: write the claimable batches of WAVE")
+    parser.add_argument("--batch", type=int, default=1, help="psets per batch (--make-queue)")
+    parser.add_argument("--slurm", metavar="WAVE",
+                        help="run as a SLURM array task: claim batches of WAVE's queue")
     args = parser.parse_args(argv)
     if args.check:
         load_run(args.run_dir, args.tasks)
+        if args.make_queue:
+            print(make_queue(args.run_dir, args.make_queue, args.tasks or ["tasks.pkl"],
+                             args.batch))
         return 0
+    if args.slurm:
+        return run_slurm(args.run_dir, args.slurm, args.workers)
     return run(args.run_dir, args.workers, args.tasks)
 
 

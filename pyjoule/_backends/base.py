@@ -29,3 +29,16 @@ class Backend:
 
     def tidy(self, keep_log: bool) -> None:
         """Remove what the backend left outside the local run directory."""
+
+    def job_ids(self) -> list[str] | None:
+        """The scheduler's ids of what this run submitted (None: no scheduler)."""
+        return None
+
+    def orphan_reasons(self, pset_ids: list[str]) -> dict[str, dict]:
+        """For psets the worker never reported on: ``{pset_id: {"reason", "message",
+        "log_path"}}`` where the backend knows better than "lost"."""
+        return {}
+
+    def running_slots(self) -> int | None:
+        """Worker processes running now, when the backend knows (None: it does not)."""
+        return None

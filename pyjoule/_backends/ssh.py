@@ -92,6 +92,24 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
 """
 
 
+def append_pulled(folder: str, answer: bytes, where: str) -> dict | None:
+    """Append the bytes of a pull (a JSON line listing ``files`` as [name, size], then
+    their new bytes) to the local copies in ``folder``; return the JSON, or None when
+    the answer came back incomplete (the next pull asks again from the same offsets)."""
+    head, _, body = answer.partition(b"\n")
+    meta = json.loads(head)
+    if len(body) != sum(size for _, size in meta["files"]):
+        log.warning("incomplete pull from %s; trying again at the next poll", where)
+        return None
+    pos = 0
+    for name, size in meta["files"]:
+        if size:
+            with open(os.path.join(folder, name), "ab") as fh:
+                fh.write(body[pos:pos + size])
+        pos += size
+    return meta
+
+
 _cpus: dict = {}  # endpoint -> CPUs of the host (asked once per process)
 MAX_LOOSE_FILES = 2000  # a folder that is not a project: more means "not this one"
 
@@ -230,19 +248,9 @@ class SSHBackend(Backend):
         offsets = {n: os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder)}
         res = self._conn().run(["python3", "-c", _PULL, self.remote_dir(),
                                 json.dumps(offsets)])
-        head, _, body = res.stdout.partition(b"\n")
-        meta = json.loads(head)
-        if len(body) != sum(size for _, size in meta["files"]):
-            log.warning("incomplete pull from %s; trying again at the next poll",
-                        self.host.target)
-            return
-        pos = 0
-        for name, size in meta["files"]:
-            if size:
-                with open(os.path.join(folder, name), "ab") as fh:
-                    fh.write(body[pos:pos + size])
-            pos += size
-        self._alive = bool(meta["alive"])
+        meta = append_pulled(folder, res.stdout, self.host.target)
+        if meta is not None:
+            self._alive = bool(meta["alive"])
 
     def alive(self) -> bool:
         if self._alive is None or self._alive:

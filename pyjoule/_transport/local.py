@@ -10,9 +10,38 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
 
 log = logging.getLogger("pyjoule")
+
+
+@dataclass
+class Result:
+    """What a command did (here or, through :mod:`.ssh`, on a host)."""
+
+    command: str
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+
+def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
+        timeout: float | None = 300) -> Result:
+    """Run ``argv`` here and wait for it (no shell: every word arrives as it is)."""
+    command = shlex.join(argv)
+    log.debug("run: %s", command if len(command) < 300 else command[:300] + " ...")
+    full_env = None if env is None else {**os.environ, **env}
+    try:
+        proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True,
+                              env=full_env, cwd=cwd, timeout=timeout)
+    except FileNotFoundError as exc:
+        return Result(command, 127, b"", str(exc).encode())
+    return Result(command, proc.returncode, proc.stdout, proc.stderr)
 
 
 def spawn(argv: Sequence[str], *, log_path: str, env: dict | None = None,

@@ -28,26 +28,13 @@ from typing import Mapping, Sequence
 
 from .._errors import AuthenticationError, HostError, HostKeyError, RemoteCommandError
 from .hosts import Endpoint, Host, resolve
+from .local import Result
 
 log = logging.getLogger("pyjoule")
 
 KEEPALIVE_S = 30
 RECONNECT_DELAYS_S = (0.2, 0.5, 1, 2, 4, 8, 15)  # about 30 s of trying in all
 DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
-
-
-@dataclass
-class Result:
-    """What a remote command did."""
-
-    command: str
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-
-    @property
-    def text(self) -> str:
-        return self.stdout.decode("utf-8", "replace")
 
 
 class ConnectionLost(HostError):

@@ -1,0 +1,486 @@
+"""SLURM array jobs, submitted with ``sbatch`` here (a login node, JupyterHub on the
+cluster) or on a host over its SSH connection.
+
+The worker and its files are the ones every backend uses; what SLURM adds:
+
+* ``start`` writes one *wave*: the psets cut into batches, one empty file per batch in
+  ``queue/<wave>/pending``. A pre-flight on the submit side (``worker --check
+  --make-queue``) loads the function and writes that queue, so an import error shows
+  in seconds, not after the queue wait. Then one ``sbatch`` per array of at most
+  ``MaxArraySize`` tasks; every task claims batches (atomic rename) until none are
+  left, running each with ``workers`` processes.
+* Each look at the run (``_look``) is one command: the scheduler's state of every
+  array task (one ``squeue``; ``sacct`` only for tasks squeue has forgotten, when the
+  cluster has accounting), the claims and exit files, and over SSH the bytes the result
+  files gained. Looks back off from 2 s to 60 s (``PYJOULE_POLL_INTERVAL`` fixes it).
+* When every task has ended, the psets no record speaks of get a reason from the
+  state of the task that had claimed them (``timeout``, ``cancelled``,
+  ``out_of_memory``, ``node_failure``, ``preempted``, else ``lost``); LiveRun's
+  ``retries`` then resubmits those as a new, smaller wave.
+
+The local run directory keeps ``slurm.json`` (the waves and their job ids), so any
+process can follow the run again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from .. import _slurm
+from .._errors import SlurmError
+from .._store import atomic_write
+from .base import Backend
+
+log = logging.getLogger("pyjoule")
+
+FIRST_INTERVAL_S, MAX_INTERVAL_S, BACKOFF = 2.0, 60.0, 1.5
+CANCEL_WAIT_S = 30.0  # for scancelled tasks to end (KillWait is 30 s by default)
+_facts: dict[str, _slurm.ClusterFacts] = {}  # per submit site, asked once per process
+_SEP = "@@pyjoule@@"
+_FACTS = f"""sbatch --help || exit 127
+echo {_SEP}; scontrol show config
+echo {_SEP}; sinfo -h -o '%P|%C'
+"""
+
+
+def _probe_source() -> str:
+    return (Path(__file__).parent / "_slurm_probe.py").read_text()
+
+
+class SlurmBackend(Backend):
+    name = "slurm"
+
+    def __init__(self, slurm: _slurm.Slurm, *, ssh=None, batch: int | None = None,
+                 run_dir: str | None = None, local: dict | None = None):
+        self.slurm, self.ssh, self.batch = slurm, ssh, batch
+        self.run_dir = run_dir
+        self.local = local or {"python": sys.executable, "project": os.getcwd(),
+                               "pythonpath": os.pathsep.join(p or os.getcwd()
+                                                             for p in sys.path)}
+        self.waves: list[dict] = []
+        self.states: dict[str, str] = {}  # array task id -> last known state
+        self.reasons: dict[str, str] = {}  # array task id -> pending reason
+        self.claims: dict[str, dict[int, str]] = {}  # wave -> batch -> task id
+        self.ends: dict[str, str] = {}
+        self.pending_batches: dict[str, int] = {}  # wave -> batches no task claimed yet
+        self.queries = 0
+        self.accounting = False
+        self._ended: bool | None = None
+        self._next_look = 0.0
+        self._interval = FIRST_INTERVAL_S
+        self._warned: set[str] = set()
+        self._error_since: float | None = None
+
+    # ------------------------------------------------------------ where it runs
+    @property
+    def where(self) -> str:
+        return self.ssh.host.target if self.ssh else "this machine"
+
+    def _run(self, argv: list[str], *, setup: bool = False, cwd: str | None = None,
+             env: dict | None = None, timeout: float | None = 300):
+        """Run ``argv`` where sbatch is; ``setup`` runs the host's setup lines first."""
+        if self.ssh is None:
+            from .._transport import local
+
+            return local.run(argv, cwd=cwd, env=env, timeout=timeout)
+        host = self.ssh.host
+        if setup and host.setup:
+            script = "\n".join([*host.setup, 'exec "$@"'])
+            argv = ["sh", "-c", script, "sh", *argv]
+        full_env = {**host.env, **(env or {})} or None
+        return self.ssh._conn().run(argv, check=False, cwd=cwd, env=full_env,
+                                    timeout=timeout, idempotent=False)
+
+    def remote_dir(self) -> str:
+        return self.ssh.remote_dir() if self.ssh else self.run_dir
+
+    def _site(self) -> dict:
+        if self.ssh is None:
+            return dict(self.local, setup=[], env={})
+        s = self.ssh
+        return {"python": s.python, "project": s.project,
+                "pythonpath": f"{s.lib}:{s.project}", "setup": list(s.host.setup),
+                "env": dict(s.host.env)}
+
+    def facts(self) -> _slurm.ClusterFacts:
+        """sbatch's options and the cluster's limits, asked once per process."""
+        key = self.ssh._conn().endpoint.alias if self.ssh else "local"
+        if key not in _facts:
+            res = self._run(["sh", "-c", _FACTS], setup=True)
+            if res.returncode != 0 and _SEP.encode() not in res.stdout:
+                raise SlurmError(
+                    f"no SLURM on {self.where}: `sbatch --help` failed "
+                    f"({res.stderr.decode('utf-8', 'replace').strip()[-300:]}). If SLURM "
+                    "needs a module there, add it to pj.Host(setup=['module load slurm']).",
+                    res.command, res.returncode, res.stderr.decode("utf-8", "replace"))
+            self.queries += 1
+            parts = res.text.split(_SEP)
+            parts += [""] * (3 - len(parts))
+            _facts[key] = _slurm.parse_facts(parts[0], parts[1], parts[2])
+        return _facts[key]
+
+    def check(self) -> None:
+        """Validate the sbatch options against the cluster's own ``sbatch --help``."""
+        _slurm.check_options(self.slurm, self.facts().options, self.where)
+
+    # ---------------------------------------------------------------- state
+    def describe(self) -> dict:
+        d = {"slurm": self.slurm.describe(), "batch": self.batch, "local": self.local}
+        if self.ssh is not None:
+            d.update(self.ssh.describe())
+        return d
+
+    @classmethod
+    def from_description(cls, run_dir: str, description: dict) -> "SlurmBackend":
+        ssh = None
+        if description.get("ssh"):
+            from .ssh import SSHBackend
+
+            ssh = SSHBackend.from_description(run_dir, description)
+        backend = cls(_slurm.Slurm.from_description(description.get("slurm") or {}),
+                      ssh=ssh, batch=description.get("batch"), run_dir=run_dir,
+                      local=description.get("local"))
+        backend._load()
+        return backend
+
+    def _state_path(self) -> str:
+        return os.path.join(self.run_dir, "slurm.json")
+
+    def _load(self) -> None:
+        try:
+            with open(self._state_path()) as fh:
+                state = json.load(fh)
+        except FileNotFoundError:
+            return
+        self.waves, self.accounting = state["waves"], state.get("accounting", False)
+
+    def _save(self) -> None:
+        atomic_write(self._state_path(), json.dumps(
+            {"waves": self.waves, "accounting": self.accounting}, indent=1).encode())
+
+    def job_ids(self) -> list[str]:
+        return [a["job"] for w in self.waves for a in w["arrays"]]
+
+    def _task_ids(self, wave: dict | None = None) -> list[str]:
+        waves = [wave] if wave else self.waves
+        return [f"{a['job']}_{i}" for w in waves for a in w["arrays"]
+                for i in range(a["count"])]
+
+    # ---------------------------------------------------------------- submit
+    def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
+        self.run_dir = run_dir
+        if self.ssh is not None:
+            self.ssh.run_dir = run_dir
+        if not self.waves:
+            self._load()
+        files = list(task_files or ["tasks.pkl"])
+        n = 0
+        for name in files:
+            with open(os.path.join(run_dir, name), "rb") as fh:
+                n += len(pickle.load(fh))
+        facts = self.facts()
+        self.check()
+        self.accounting = facts.accounting
+        packing = _slurm.pack(n, workers=workers, batch=self.batch, facts=facts,
+                              partition=self.slurm.options.get("partition"),
+                              parallelism=self.slurm.array_parallelism)
+        wave = f"w{len(self.waves)}"
+        site = self._site()
+        remote = self.remote_dir()
+        run_id = os.path.basename(run_dir)
+        script = _slurm.render_script(run_id=run_id, wave=wave, run_dir=remote,
+                                      project=site["project"], python=site["python"],
+                                      pythonpath=site["pythonpath"], workers=workers,
+                                      setup=site["setup"], env=site["env"])
+        script_path = f"{remote}/{wave}.sh"
+        if self.ssh is not None:
+            conn = self.ssh._conn()
+            conn.run(["mkdir", "-p", f"{remote}/results"])
+            sftp = conn.sftp()
+            for name in ["payload.pkl", *files]:
+                sftp.put(os.path.join(run_dir, name), f"{remote}/{name}")
+            with sftp.open(script_path, "w") as fh:
+                fh.write(script)
+        else:
+            atomic_write(script_path, script.encode())
+        self._preflight(remote, wave, files, packing.batch, site)
+        record = {"wave": wave, "tasks": files, "batch": packing.batch,
+                  "n_batches": packing.n_batches, "workers": workers, "arrays": []}
+        try:
+            for offset, count in packing.arrays:
+                argv = _slurm.sbatch_argv(
+                    self.slurm, array_spec=packing.array_spec(count,
+                                                              self.slurm.array_parallelism),
+                    log_dir=f"{remote}/logs", job_name=_job_name(run_id), script=script_path)
+                job = self._sbatch(argv, site)
+                record["arrays"].append({"job": job, "offset": offset, "count": count})
+        except BaseException:
+            submitted = [a["job"] for a in record["arrays"]]
+            if submitted:  # all of it or nothing: an array alone would be a stray
+                self._run(["scancel", *submitted], setup=True)
+            raise
+        self.waves.append(record)
+        self._save()
+        self._ended, self._next_look, self._interval = False, 0.0, FIRST_INTERVAL_S
+        log.info("run %s: %d psets in %d array task(s) of %d worker(s) (%d batches of %d), "
+                 "job(s) %s on %s", run_id, n, packing.n_tasks, workers, packing.n_batches,
+                 packing.batch, ", ".join(a["job"] for a in record["arrays"]), self.where)
+
+    def _preflight(self, remote: str, wave: str, files: list[str], batch: int,
+                   site: dict) -> None:
+        """Load the function where the jobs will (an import error shows now, not after
+        the queue wait) and write the wave's queue of batches."""
+        argv = [site["python"], "-m", "pyjoule.worker", remote, "--check", "--tasks", *files,
+                "--make-queue", wave, "--batch", str(batch)]
+        res = self._run(argv, setup=True, cwd=site["project"],
+                        env={"PYTHONPATH": site["pythonpath"]})
+        if res.returncode != 0:
+            stderr = res.stderr.decode("utf-8", "replace").strip()
+            tail = "\n".join(stderr.splitlines()[-12:])
+            raise SlurmError(
+                f"the function cannot be loaded on {self.where}, so nothing was submitted "
+                f"(a module missing from the environment there, or one not in the "
+                f"project?). It said:\n{tail}", res.command, res.returncode, stderr)
+
+    def _sbatch(self, argv: list[str], site: dict) -> str:
+        res = self._run(argv, setup=True, cwd=site["project"])
+        self.queries += 1
+        stderr = res.stderr.decode("utf-8", "replace").strip()
+        if res.returncode != 0:
+            raise SlurmError(f"sbatch on {self.where} refused the job: {stderr or res.text}"
+                             f"\n(command: {shlex.join(argv)})", res.command, res.returncode,
+                             stderr)
+        try:
+            return _slurm.parse_job_id(res.text)
+        except ValueError as exc:
+            raise SlurmError(f"sbatch on {self.where}: {exc}", res.command, res.returncode,
+                             stderr) from exc
+
+    # ---------------------------------------------------------------- watch
+    def _look(self) -> None:
+        """One command: task states, claims, exit files and (SSH) new result bytes."""
+        pending = [t for t in self._task_ids() if self.states.get(t) not in
+                   _slurm.FINAL_STATES]
+        request = {"run_dir": self.remote_dir(), "job_ids": self.job_ids(),
+                   "sacct": self.accounting, "expected": pending}
+        folder = os.path.join(self.run_dir, "results")
+        if self.ssh is not None:
+            os.makedirs(folder, exist_ok=True)
+            request["offsets"] = {n: os.path.getsize(os.path.join(folder, n))
+                                  for n in os.listdir(folder)}
+            res = self.ssh._conn().run(["python3", "-c", _probe_source(),
+                                        json.dumps(request)], check=False)
+            if res.returncode != 0:
+                self._trouble(res.stderr.decode("utf-8", "replace").strip())
+                return
+            from .ssh import append_pulled
+
+            answer = append_pulled(folder, res.stdout, self.where)
+            if answer is None:
+                return
+        else:
+            from ._slurm_probe import probe
+
+            answer, _ = probe(**request)
+        self.queries += 1 + bool(answer.get("sacct") is not None)
+        self._update(answer, pending)
+
+    def _trouble(self, error: str) -> None:
+        """The scheduler could not be asked (controller restarting, network): the run
+        is taken as still going, and asked again later."""
+        now = time.monotonic()
+        if self._error_since is None:
+            self._error_since = now
+            log.warning("SLURM on %s does not answer (%s); will keep asking", self.where,
+                        error.splitlines()[-1] if error else "?")
+        self._ended = False
+
+    def _update(self, answer: dict, pending: list[str]) -> None:
+        if answer["squeue"] is None:
+            self._trouble(answer.get("error", ""))
+            return
+        if self._error_since is not None:
+            log.info("SLURM on %s answers again", self.where)
+            self._error_since = None
+        before = dict(self.states)
+        for task, (state, reason) in answer["squeue"].items():
+            self.states[task] = state.split()[0]
+            self.reasons[task] = reason
+            if state == "PENDING" and reason in _slurm.HOPELESS_REASONS \
+                    and task.split("_")[0] not in self._warned:
+                self._warned.add(task.split("_")[0])
+                log.warning("job %s on %s is pending with reason %s: SLURM will not start "
+                            "it as requested (more CPUs, memory or time than the partition "
+                            "allows?). Cancel it with run.cancel() and change slurm=.",
+                            task.split("_")[0], self.where, reason)
+        self.ends.update(answer.get("ends") or {})
+        for task, (state, _) in (answer.get("sacct") or {}).items():
+            if task not in answer["squeue"]:
+                self.states[task] = state
+        for task in pending:
+            if task in answer["squeue"] or task in (answer.get("sacct") or {}):
+                continue
+            # forgotten by squeue: its exit file, else what slurmstepd wrote in its log
+            end = self.ends.get(task)
+            tail = (answer.get("logs") or {}).get(task) or ""
+            marker = next((s for m, s in _slurm.LOG_MARKERS if m in tail), None)
+            if marker:
+                self.states[task] = marker
+            elif end is not None:
+                self.states[task] = "COMPLETED" if end.split()[0] == "0" else "FAILED"
+            else:
+                self.states[task] = "LOST"
+        for wave, names in (answer.get("claimed") or {}).items():
+            claims = self.claims.setdefault(wave, {})
+            for name in names:
+                batch, _, task = name.partition(".")
+                claims[int(batch)] = task
+        self.pending_batches = answer.get("pending") or {}
+        self._ended = all(self.states.get(t) in _slurm.FINAL_STATES | {"LOST"}
+                          for t in self._task_ids())
+        changed = self.states != before or any(size for _, size in answer.get("files", []))
+        from .._config import config
+
+        fixed = config.get("poll_interval_s")
+        if fixed:
+            self._interval = fixed
+        elif not changed:
+            self._interval = min(MAX_INTERVAL_S, self._interval * BACKOFF)
+        self._next_look = time.monotonic() + self._interval
+
+    def alive(self) -> bool:
+        if self._ended is None:
+            self._look()
+        return not self._ended
+
+    def wait(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            now = time.monotonic()
+            if now >= self._next_look or self._ended is None:
+                self._look()
+                if self._ended:
+                    return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return bool(self._ended)
+            time.sleep(max(0.0, min(left, self._next_look - time.monotonic())))
+
+    def running_slots(self) -> int:
+        by_wave = {f"{a['job']}": w["workers"] for w in self.waves for a in w["arrays"]}
+        return sum(by_wave.get(t.split("_")[0], 1) for t, s in self.states.items()
+                   if s == "RUNNING")
+
+    def cancel(self) -> None:
+        jobs = self.job_ids()
+        if jobs:
+            self._run(["scancel", *jobs], setup=True)
+            self.queries += 1
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        self._look()
+        while not self._ended and time.monotonic() < deadline:
+            time.sleep(1)
+            self._look()
+
+    # ---------------------------------------------------------------- the end
+    def orphan_reasons(self, pset_ids: list[str]) -> dict[str, dict]:
+        """Why each of ``pset_ids`` (finished by no record) did not finish: the state
+        of the array task that had claimed its batch, with that task's log."""
+        if not self.waves:
+            self._load()
+        wanted = set(pset_ids)
+        where: dict[str, tuple[dict, int]] = {}
+        for wave in self.waves:
+            pos = 0
+            for name in wave["tasks"]:
+                try:
+                    with open(os.path.join(self.run_dir, name), "rb") as fh:
+                        tasks = pickle.load(fh)
+                except FileNotFoundError:
+                    continue
+                for pid, _ in tasks:
+                    if pid in wanted:
+                        where[pid] = (wave, pos // wave["batch"])
+                    pos += 1
+        logs = self._fetch_logs({self.claims.get(w["wave"], {}).get(b)
+                                 for w, b in where.values()} - {None})
+        out = {}
+        for pid, (wave, batch) in where.items():
+            task = self.claims.get(wave["wave"], {}).get(batch)
+            if task is None:
+                states = {self.states.get(t) for t in self._task_ids(wave)}
+                reason = next((_slurm.reason_for(s) for s in ("CANCELLED", "TIMEOUT")
+                               if s in states), None)
+                if reason is None and any((self.ends.get(t) or "").split()[1:2] == ["time"]
+                                          for t in self._task_ids(wave)):
+                    reason = "timeout"  # tasks stopped claiming: their time was up
+                reason = reason or "lost"
+                message = ("no array task started this pset's batch before the run's "
+                           f"tasks ended ({_describe_states(states)})")
+                out[pid] = {"reason": reason, "message": message, "log_path": None}
+                continue
+            state = self.states.get(task, "LOST")
+            reason = _slurm.reason_for(state)
+            message = f"array task {task} ended {state} before this pset finished"
+            if reason == "lost":
+                message += " (its worker died: see the task's log)"
+            out[pid] = {"reason": reason, "message": message, "log_path": logs.get(task)}
+        return out
+
+    def _fetch_logs(self, tasks: set[str]) -> dict[str, str]:
+        """Local paths of the logs of ``tasks`` (copied from the host over SSH)."""
+        local_dir = os.path.join(self.run_dir, "logs")
+        if self.ssh is None or not tasks:
+            return {t: os.path.join(local_dir, f"{t}.out") for t in tasks}
+        os.makedirs(local_dir, exist_ok=True)
+        remote = self.remote_dir()
+        out = {}
+        sftp = self.ssh._conn().sftp()
+        for task in sorted(tasks):
+            path = os.path.join(local_dir, f"{task}.out")
+            try:
+                sftp.get(f"{remote}/logs/{task}.out", path)
+                out[task] = path
+            except OSError:
+                pass
+        return out
+
+    def tidy(self, keep_log: bool) -> None:
+        """Remove the queue, exit files and job scripts (and the logs, unless a pset
+        failed: run.failures points at them)."""
+        remote = self.remote_dir()
+        if self.ssh is not None:
+            if keep_log:
+                argv = ["sh", "-c", 'cd "$1" && find . -mindepth 1 -maxdepth 1 ! -name logs '
+                        "-exec rm -rf {} +", "sh", remote]
+            else:
+                argv = ["rm", "-rf", remote]
+            self.ssh._conn().run(argv, check=False)
+            return
+        import shutil
+
+        for name in ("queue", "ends", *([] if keep_log else ["logs"])):
+            shutil.rmtree(os.path.join(remote, name), ignore_errors=True)
+        for w in self.waves:
+            try:
+                os.unlink(os.path.join(remote, f"{w['wave']}.sh"))
+            except FileNotFoundError:
+                pass
+
+    def __repr__(self) -> str:
+        return f"<SlurmBackend on {self.where}: jobs {self.job_ids()}>"
+
+
+def _job_name(run_id: str) -> str:
+    return f"pyjoule-{run_id}"
+
+
+def _describe_states(states: set) -> str:
+    return ", ".join(sorted(s for s in states if s)) or "states unknown"
