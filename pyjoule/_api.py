@@ -386,7 +386,8 @@ class Run:
         out = {}
         for run in self._live():
             for rec in self._store.failures(run_id=run.run_id):
-                rec["log_path"] = os.path.join(run.run_dir, "worker.log")
+                if not rec.get("log_path"):  # a SLURM task's own log, else the worker's
+                    rec["log_path"] = os.path.join(run.run_dir, "worker.log")
                 out[rec["pset_id"]] = rec
         if not out:
             return []

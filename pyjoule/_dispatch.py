@@ -387,8 +387,11 @@ class LiveRun:
         tasks = [(f["pset_id"], f.get("kwargs", {})) for f in failed]
         atomic_write(os.path.join(self.run_dir, name), pickle.dumps(tasks, protocol=5))
         self._kwargs = None
+        from collections import Counter
+
+        why = ", ".join(f"{r}: {n}" for r, n in Counter(f["reason"] for f in failed).items())
         log.info("run %s: retrying %d pset(s) that failed for infrastructure reasons "
-                 "(attempt %d of %d)", self.run_id, len(tasks), attempt, retries)
+                 "(%s; attempt %d of %d)", self.run_id, len(tasks), why, attempt, retries)
         try:  # the last attempt's exit code would tell other processes it has ended
             os.unlink(os.path.join(self.run_dir, "exit"))
         except FileNotFoundError:

@@ -107,3 +107,28 @@ def ssh_host(sshd):
 
     yield pj.Host(sshd.alias, ssh_config=sshd.ssh_config)
     ssh.close_all()
+
+
+# ------------------------------------------------------------ real SLURM
+def ensure_slurm(max_array_size: int = 1001, accounting: bool = False):
+    """The test SLURM cluster (tests/slurm_cluster.py) with this config. In CI a cluster
+    that cannot be started fails the test; elsewhere it is skipped."""
+    from slurm_cluster import ensure_cluster
+
+    try:
+        return ensure_cluster(max_array_size, accounting)
+    except RuntimeError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the test SLURM cluster: {exc}")
+        pytest.skip(f"no test SLURM cluster: {exc}")
+
+
+@pytest.fixture
+def slurm():
+    """The test cluster with its default config; what pyjoule learnt of the cluster
+    (asked once per process) is forgotten before and after, since tests change it."""
+    from pyjoule._backends import slurm as backend
+
+    backend._facts.clear()
+    yield ensure_slurm()
+    backend._facts.clear()

@@ -98,7 +98,7 @@ def probe(run_dir, job_ids, offsets=None, sacct=False, expected=()):
     if states is not None:
         missing = [t for t in expected if t not in states and t not in answer["ends"]]
         if missing and sacct:
-            found = _sacct(job_ids)
+            found = _sacct(sorted({t.split("_")[0] for t in missing}))
             answer["sacct"] = {t: found[t] for t in missing if t in found}
             missing = [t for t in missing if t not in found]
         for task in missing:
