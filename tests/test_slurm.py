@@ -386,3 +386,41 @@ def test_accounting_answers_for_tasks_squeue_has_forgotten():
         assert {s for s, _ in found.values()} == {"COMPLETED"}
     finally:
         ensure_slurm()
+
+
+def test_a_run_submitted_over_ssh_is_followed_from_a_new_process(slurm, sshd,
+                                                                  weird_tmp_path,
+                                                                  monkeypatch):
+    from pyjoule._transport import ssh
+
+    monkeypatch.setenv("PYJOULE_SSH_CONFIG", str(sshd.ssh_config))
+    study = weird_tmp_path / "study"
+    study.mkdir()
+    env = {"PYJOULE_SSH_CONFIG": str(sshd.ssh_config), "PYJOULE_CACHE": str(study / "c"),
+           "PYJOULE_PROGRESS": "0", "PYJOULE_POLL_INTERVAL": "0.3"}
+    out = run_script(study, """
+        import time
+        import pyjoule as pj
+
+        @pj.experiment(host="pjtest", slurm={"time": "5"}, batch=2, workers=1)
+        def slowly(i):
+            time.sleep(0.5)
+            return i * 3
+
+        run = slowly.submit(pj.grid(i=range(8)))
+        print(run.id, run.status()["done"])
+    """, env=env, timeout=180).stdout.split()
+    run_id, done_then = out[0], int(out[1])
+    assert done_then < 8  # the submitting process is gone before the work is done
+    try:
+        run = pj.attach(run_id, cache=study / "c")
+        run.wait(timeout=120)
+        assert run.status()["done"] == 8
+        assert sorted(run.dataset().result.values.tolist()) == [3 * i for i in range(8)]
+        (rec,) = pj.runs(cache=study / "c").itertuples()
+        assert rec.state == "done" and rec.host == "pjtest" and len(rec.job_ids) == 1
+        # what the run left on the host is tidied away
+        assert sshd.run(f"ls ~/.cache/pyjoule/runs/{run_id} 2>&1 || true").stdout.count(
+            "No such file") == 1
+    finally:
+        ssh.close_all()

@@ -435,3 +435,73 @@ def test_value_of_a_class_sent_by_value_comes_back(weird_tmp_path):
         assert rec["status"] == "done", rec.get("message")
         assert type(rec["value"]).__name__ == "Point"
         assert (rec["value"].x, rec["value"].y) == (i, i / 2)
+
+
+# ------------------------------------------------------------ as a SLURM array task
+def sleepy(x):
+    time.sleep(0.3)
+    return x
+
+
+def _slurm_env(job: str, task: int, **extra) -> dict:
+    env = dict(os.environ, SLURM_ARRAY_JOB_ID=job, SLURM_ARRAY_TASK_ID=str(task),
+               SLURM_JOB_ID=f"{job}{task}")
+    env.pop("SLURM_JOB_END_TIME", None)
+    env.update(extra)
+    env["PATH"] = "/nonexistent"  # no squeue: the job's end comes from the variable only
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    return env
+
+
+def _slurm_task(run_dir: Path, env: dict, workers: int = 1) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pyjoule.worker", str(run_dir),
+                             "--slurm", "w0", "--workers", str(workers)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_array_tasks_share_the_batches_of_a_queue_each_pset_once(weird_tmp_path):
+    run_dir = weird_tmp_path / "run"
+    ids = make_run(run_dir, double, [{"x": i} for i in range(40)])
+    assert worker.make_queue(str(run_dir), "w0", ["tasks.pkl"], 3) == 14
+    procs = [_slurm_task(run_dir, _slurm_env("77", t)) for t in range(3)]
+    assert [p.wait(60) for p in procs] == [0, 0, 0]
+    recs = one_per_pset(read_records(run_dir), ids)
+    assert all(r["status"] == "done" for r in recs.values())
+    claimed = sorted((run_dir / "queue" / "w0" / "claimed").iterdir())
+    assert len(claimed) == 14 and not list((run_dir / "queue" / "w0" / "pending").iterdir())
+    assert {p.name.split(".")[1] for p in claimed} <= {"77_0", "77_1", "77_2"}
+    ends = {p.name: p.read_text().split() for p in (run_dir / "ends").iterdir()}
+    assert sorted(ends) == ["77_0", "77_1", "77_2"]
+    assert all(e[:2] == ["0", "done"] for e in ends.values())
+    assert sum(int(e[2]) for e in ends.values()) == 14  # batches run, in all
+
+
+def test_an_array_task_claims_no_batch_it_has_no_time_left_for(weird_tmp_path):
+    run_dir = weird_tmp_path / "run"
+    make_run(run_dir, sleepy, [{"x": i} for i in range(6)])
+    worker.make_queue(str(run_dir), "w0", ["tasks.pkl"], 2)
+    # less time left than the margin: it runs the first batch (always), then stops
+    end = str(int(time.time() + worker.END_MARGIN_S))
+    proc = _slurm_task(run_dir, _slurm_env("78", 0, SLURM_JOB_END_TIME=end))
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "claiming no more" in out
+    assert (run_dir / "ends" / "78_0").read_text().split() == ["0", "time", "1"]
+    assert len(list((run_dir / "queue" / "w0" / "pending").iterdir())) == 2
+    assert len(read_records(run_dir)) == 2  # the one batch it ran
+
+
+def test_sigterm_to_an_array_task_keeps_its_records_and_says_so(weird_tmp_path):
+    run_dir = weird_tmp_path / "run"
+    make_run(run_dir, sleepy, [{"x": i} for i in range(40)])
+    worker.make_queue(str(run_dir), "w0", ["tasks.pkl"], 40)
+    proc = _slurm_task(run_dir, _slurm_env("79", 0), workers=2)
+    deadline = time.monotonic() + 30
+    while len(read_records(run_dir)) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # what SLURM sends at the time limit
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM and "stopped by signal" in out
+    assert (run_dir / "ends" / "79_0").read_text().split()[:2] == ["143", "terminated"]
+    recs = read_records(run_dir)
+    assert 3 <= len(recs) < 40 and all(r["status"] == "done" for r in recs)
