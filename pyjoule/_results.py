@@ -7,6 +7,7 @@ assignment (dense) or handed to ``sparse.COO`` already sorted (sparse).
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any, Sequence
 
@@ -14,6 +15,8 @@ import numpy as np
 
 from . import _columns
 from ._columns import MISSING
+
+log = logging.getLogger("pyjoule")
 
 DENSE_FACTOR = 8  # dense while the grid has at most 8x as many cells as psets ...
 DENSE_MAX_BYTES = 256 * 2**20  # ... and each variable stays under 256 MB
@@ -149,6 +152,9 @@ class Axes:
         return np.ravel_multi_index(codes, self.shape)
 
 
+_renames_logged: set[tuple[str, str]] = set()
+
+
 def build_dataset(axes: Axes, cells: np.ndarray, columns: dict, *, n_psets: int,
                   sparse: bool | str = "auto", dims: dict | None = None,
                   attrs: dict | None = None):
@@ -163,6 +169,13 @@ def build_dataset(axes: Axes, cells: np.ndarray, columns: dict, *, n_psets: int,
         if not name.startswith("v:"):
             continue
         var = name[2:]
+        if var in axes.labels or var in axes.scalars:  # a parameter's name already
+            renamed = f"{var}_result"
+            if (var, renamed) not in _renames_logged:
+                _renames_logged.add((var, renamed))
+                log.warning("the function returns a key %r, which is also a parameter: "
+                            "it is the data variable %r of the Dataset", var, renamed)
+            var = renamed
         data_vars[var] = _variable(var, col, axes, cells, size, n_psets, sparse,
                                    dims.get(var))
     coords: dict[str, Any] = {d: _coord(axes.labels[d]) for d in axes.dims}

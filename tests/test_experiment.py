@@ -445,3 +445,15 @@ def test_deleting_the_cache_between_calls_starts_afresh(cache_dir, call_log):
     assert (cache_dir / "index.sqlite").exists()
     assert f.cache_info()["entries"] == 2
     assert int(ds.rmse.notnull().sum()) == 2
+
+
+def test_a_result_key_that_is_also_a_parameter_gets_its_own_name(cache_dir, caplog):
+    @pj.experiment(workers=0, progress=False)
+    def echo(i, j=0):
+        return {"i": i * 10, "other": j}
+
+    with caplog.at_level("WARNING", logger="pyjoule"):
+        ds = echo.sweep(i=[1, 2])
+    assert ds.i.values.tolist() == [1, 2]  # the coordinate
+    assert ds.i_result.values.tolist() == [10, 20]
+    assert any("i_result" in r.getMessage() for r in caplog.records)

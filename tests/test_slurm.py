@@ -389,11 +389,9 @@ def test_accounting_answers_for_tasks_squeue_has_forgotten():
 
 
 def test_a_run_submitted_over_ssh_is_followed_from_a_new_process(slurm, sshd,
-                                                                  weird_tmp_path,
-                                                                  monkeypatch):
+                                                                  weird_tmp_path):
     from pyjoule._transport import ssh
 
-    monkeypatch.setenv("PYJOULE_SSH_CONFIG", str(sshd.ssh_config))
     study = weird_tmp_path / "study"
     study.mkdir()
     env = {"PYJOULE_SSH_CONFIG": str(sshd.ssh_config), "PYJOULE_CACHE": str(study / "c"),
@@ -411,6 +409,7 @@ def test_a_run_submitted_over_ssh_is_followed_from_a_new_process(slurm, sshd,
         print(run.id, run.status()["done"])
     """, env=env, timeout=180).stdout.split()
     run_id, done_then = out[0], int(out[1])
+    # this process has no PYJOULE_SSH_CONFIG: the run remembers the config it used
     assert done_then < 8  # the submitting process is gone before the work is done
     try:
         run = pj.attach(run_id, cache=study / "c")

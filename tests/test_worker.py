@@ -438,7 +438,7 @@ def test_value_of_a_class_sent_by_value_comes_back(weird_tmp_path):
 
 
 # ------------------------------------------------------------ as a SLURM array task
-def sleepy(x):
+def short_nap(x):
     time.sleep(0.3)
     return x
 
@@ -478,7 +478,7 @@ def test_array_tasks_share_the_batches_of_a_queue_each_pset_once(weird_tmp_path)
 
 def test_an_array_task_claims_no_batch_it_has_no_time_left_for(weird_tmp_path):
     run_dir = weird_tmp_path / "run"
-    make_run(run_dir, sleepy, [{"x": i} for i in range(6)])
+    make_run(run_dir, short_nap, [{"x": i} for i in range(6)])
     worker.make_queue(str(run_dir), "w0", ["tasks.pkl"], 2)
     # less time left than the margin: it runs the first batch (always), then stops
     end = str(int(time.time() + worker.END_MARGIN_S))
@@ -492,7 +492,7 @@ def test_an_array_task_claims_no_batch_it_has_no_time_left_for(weird_tmp_path):
 
 def test_sigterm_to_an_array_task_keeps_its_records_and_says_so(weird_tmp_path):
     run_dir = weird_tmp_path / "run"
-    make_run(run_dir, sleepy, [{"x": i} for i in range(40)])
+    make_run(run_dir, short_nap, [{"x": i} for i in range(40)])
     worker.make_queue(str(run_dir), "w0", ["tasks.pkl"], 40)
     proc = _slurm_task(run_dir, _slurm_env("79", 0), workers=2)
     deadline = time.monotonic() + 30

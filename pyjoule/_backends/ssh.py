@@ -165,7 +165,11 @@ class SSHBackend(Backend):
     def describe(self) -> dict:
         """What a later process needs to follow the run (stored in the registry)."""
         h = self.host
-        return {"ssh": {"target": h.target, "ssh_config": str(h.ssh_config or ""),
+        from .._transport.hosts import default_ssh_config
+
+        # the config in use now (PYJOULE_SSH_CONFIG, say), for a process without it
+        config_path = h.ssh_config or default_ssh_config()
+        return {"ssh": {"target": h.target, "ssh_config": str(config_path),
                         "workdir": h.workdir, "setup": list(h.setup), "env": h.env,
                         "project": self.project, "python": self.python, "lib": self.lib}}
 
