@@ -715,6 +715,13 @@ def document(head, body, ctx, mach, cmd):
         f"- load average (1, 5, 15 min): start {', '.join(f'{x:.2f}' for x in load['start'])}; "
         f"end {', '.join(f'{x:.2f}' for x in load['end'])}",
         "",
+        "## Other benchmark pages",
+        "",
+        "- Remote hosts over SSH (issue #3): [benchmarks-remote.md](benchmarks-remote.md), "
+        "from `benchmarks/remote.py`.",
+        "- SLURM arrays against submitit (issue #4): [benchmarks-slurm.md]"
+        "(benchmarks-slurm.md), from `benchmarks/slurm.py`.",
+        "",
     ]
     return "\n".join(lines)
 

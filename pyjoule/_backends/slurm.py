@@ -71,6 +71,7 @@ class SlurmBackend(Backend):
         self.ends: dict[str, str] = {}
         self.pending_batches: dict[str, int] = {}  # wave -> batches no task claimed yet
         self.queries = 0
+        self._results_size = 0  # bytes in the local result files at the last look
         self.accounting = False
         self._ended: bool | None = None
         self._next_look = 0.0
@@ -267,7 +268,7 @@ class SlurmBackend(Backend):
     def _look(self) -> None:
         """One command: task states, claims, exit files and (SSH) new result bytes."""
         pending = [t for t in self._task_ids() if self.states.get(t) not in
-                   _slurm.FINAL_STATES]
+                   _slurm.FINAL_STATES | {"LOST"}]
         request = {"run_dir": self.remote_dir(), "job_ids": self.job_ids(),
                    "sacct": self.accounting, "expected": pending}
         folder = os.path.join(self.run_dir, "results")
@@ -289,6 +290,10 @@ class SlurmBackend(Backend):
             from ._slurm_probe import probe
 
             answer, _ = probe(**request)
+            # results are read in place here; their growth still counts as activity
+            grown = _size_of(folder)
+            answer["files"] = [["(all)", grown - self._results_size]]
+            self._results_size = grown
         self.queries += 1 + bool(answer.get("sacct") is not None)
         self._update(answer, pending)
 
@@ -476,6 +481,14 @@ class SlurmBackend(Backend):
 
     def __repr__(self) -> str:
         return f"<SlurmBackend on {self.where}: jobs {self.job_ids()}>"
+
+
+def _size_of(folder: str) -> int:
+    try:
+        with os.scandir(folder) as entries:
+            return sum(e.stat().st_size for e in entries)
+    except FileNotFoundError:
+        return 0
 
 
 def _job_name(run_id: str) -> str:
