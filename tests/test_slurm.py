@@ -423,3 +423,9 @@ def test_a_run_submitted_over_ssh_is_followed_from_a_new_process(slurm, sshd,
             "No such file") == 1
     finally:
         ssh.close_all()
+
+
+def test_host_check_reports_the_clusters_limits(slurm, ssh_host):
+    text = str(ssh_host.check())
+    assert "slurm-wlm 22.05" in text and "MaxArraySize 1001" in text
+    assert "MaxJobCount 10000" in text and "debug* (8 CPUs)" in text

@@ -562,6 +562,8 @@ class HostReport:
             f"cpus        {f.get('cpus', '-')}",
             f"slurm       {f.get('sbatch') or 'no sbatch on PATH'}",
         ]
+        if f.get("slurm_limits"):
+            lines.append(f"            {f['slurm_limits']}")
         lines += [f"PROBLEM     {p}" for p in self.problems] or ["ok"]
         return "\n".join(lines)
 
@@ -600,7 +602,26 @@ def check_host(host: Host | str, min_free_bytes: int = 1 << 30) -> HostReport:
             fix = ("pyjoule installs it into ~/.local/bin on first use" if host.install_uv
                    else "install it (pip install --user uv) or pass pj.Host(uv=PATH)")
             problems.append(f"uv not found on the host: {fix}")
+        if facts.get("sbatch"):
+            facts["slurm_limits"] = _slurm_limits(conn)
         if facts.get("free_bytes", min_free_bytes) < min_free_bytes:
             problems.append(f"only {facts['free_bytes'] / 2**20:.0f} MiB free in "
                             f"{facts['workdir']}: free space or set pj.Host(workdir=...)")
     return HostReport(str(conn.endpoint), rtt, facts, problems)
+
+
+def _slurm_limits(conn: Connection) -> str:
+    """One line on the host's SLURM: version, array and job limits, partitions."""
+    from .._slurm import parse_facts
+
+    res = conn.run(["sh", "-c", "sbatch --version; echo @@; scontrol show config; echo @@; "
+                    "sinfo -h -o '%P|%C'"], check=False, timeout=60)
+    parts = res.text.split("@@\n")
+    if res.returncode != 0 or len(parts) != 3:
+        return "(scontrol/sinfo did not answer: is the controller up?)"
+    facts = parse_facts("", parts[1], parts[2])
+    partitions = ", ".join(f"{name}{'*' if name == facts.default_partition else ''} "
+                           f"({cpus} CPUs)" for name, cpus in facts.partitions.items())
+    return (f"{parts[0].strip()}; MaxArraySize {facts.max_array_size}, MaxJobCount "
+            f"{facts.max_job_count}; accounting {'yes' if facts.accounting else 'no'}; "
+            f"partitions {partitions or '-'}")
