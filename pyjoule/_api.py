@@ -466,9 +466,10 @@ def runs(cache: str | os.PathLike | None = None):
                      "backend": rec["backend"], "state": rec["state"], "total": rec["total"],
                      "cached": rec["cached"], "done": rec["done"], "failed": rec["failed"],
                      "submitted": pd.to_datetime(rec["submitted"], unit="s", utc=True),
-                     "job_ids": rec["job_ids"]})
+                     "job_ids": rec["job_ids"],
+                     "scheduler_queries": (rec["options"] or {}).get("scheduler_queries")})
     cols = ["id", "function", "host", "backend", "state", "total", "cached", "done",
-            "failed", "submitted", "job_ids"]
+            "failed", "submitted", "job_ids", "scheduler_queries"]
     return pd.DataFrame(rows, columns=cols)
 
 

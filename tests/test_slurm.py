@@ -70,6 +70,7 @@ def test_sweep_on_the_local_sbatch_returns_the_dataset_and_caches_it(slurm, cach
     (run,) = pj.runs().itertuples()
     assert run.backend == "slurm" and run.state == "done" and run.done == 12
     assert len(run.job_ids) == 1 and run.job_ids[0] == next(iter(tasks)).split("_")[0]
+    assert run.scheduler_queries >= 3  # the cluster's facts, sbatch, squeue at least
     assert {r["state"] for r in _jobs_of(run.job_ids)} == {"COMPLETED"}
     # again, in a new process: everything from the cache, nothing submitted
     out = run_script(cache_dir.parent, f"""
