@@ -19,19 +19,10 @@ from pathlib import Path
 import pytest
 
 import slurm_cluster
+from conftest import ensure_slurm as _ensure
 from slurm_cluster import SlurmCluster, ensure_cluster
 
 USER = "pjhost"  # the user of tests/sshd_server.py, whose jobs will come through ssh
-
-
-def _ensure(max_array_size: int = 1001, accounting: bool = False) -> SlurmCluster:
-    """ensure_cluster(), failing in CI and skipping elsewhere when it cannot work."""
-    try:
-        return ensure_cluster(max_array_size, accounting)
-    except RuntimeError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs the test SLURM cluster: {exc}")
-        pytest.skip(f"no test SLURM cluster: {exc}")
 
 
 @pytest.fixture(scope="module")

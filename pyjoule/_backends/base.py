@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 
+def load_failure(result, where: str, not_done: str, error_class):
+    """The error for a pre-flight (``worker --check``) that failed on ``where``: the
+    function or a module it needs cannot be loaded there. ``not_done`` says what did
+    not happen ("nothing was started there")."""
+    stderr = result.stderr.decode("utf-8", "replace").strip()
+    tail = "\n".join(stderr.splitlines()[-12:])
+    return error_class(
+        f"the function cannot be loaded on {where}, so {not_done} (a module missing "
+        f"from the environment there, or one not in the project?). It said:\n{tail}",
+        result.command, result.returncode, stderr)
+
+
 class Backend:
     """Runs the tasks of one run directory somewhere."""
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from .. import _slurm
 from .._errors import SlurmError
 from .._store import atomic_write
-from .base import Backend
+from .base import Backend, load_failure
 
 log = logging.getLogger("pyjoule")
 
@@ -243,12 +243,7 @@ class SlurmBackend(Backend):
         res = self._run(argv, setup=True, cwd=site["project"],
                         env={"PYTHONPATH": site["pythonpath"]})
         if res.returncode != 0:
-            stderr = res.stderr.decode("utf-8", "replace").strip()
-            tail = "\n".join(stderr.splitlines()[-12:])
-            raise SlurmError(
-                f"the function cannot be loaded on {self.where}, so nothing was submitted "
-                f"(a module missing from the environment there, or one not in the "
-                f"project?). It said:\n{tail}", res.command, res.returncode, stderr)
+            raise load_failure(res, self.where, "nothing was submitted", SlurmError)
 
     def _sbatch(self, argv: list[str], site: dict) -> str:
         res = self._run(argv, setup=True, cwd=site["project"])
@@ -429,6 +424,12 @@ class SlurmBackend(Backend):
                 reason = reason or "lost"
                 message = ("no array task started this pset's batch before the run's "
                            f"tasks ended ({_describe_states(states)})")
+                if reason == "lost" and not self.claims.get(wave["wave"]):
+                    message += (f". None of them claimed any batch: see their logs in "
+                                f"{self.remote_dir()}/logs on {self.where}. The run "
+                                "directory must be on a file system the compute nodes "
+                                "see (for slurm= without host=, put the cache there: "
+                                "PYJOULE_CACHE)")
                 out[pid] = {"reason": reason, "message": message, "log_path": None}
                 continue
             state = self.states.get(task, "LOST")

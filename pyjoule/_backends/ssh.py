@@ -20,7 +20,7 @@ import os
 import shlex
 import time
 
-from .base import Backend
+from .base import Backend, load_failure
 
 log = logging.getLogger("pyjoule")
 
@@ -216,12 +216,8 @@ class SSHBackend(Backend):
         if res.returncode != 0:
             from .._errors import RemoteCommandError
 
-            stderr = res.stderr.decode("utf-8", "replace").strip()
-            tail = "\n".join(stderr.splitlines()[-12:])
-            raise RemoteCommandError(
-                f"the function cannot be loaded on {conn.endpoint}, so nothing was started "
-                f"there (a module missing from the host's environment, or one not in the "
-                f"project?). The host said:\n{tail}", res.command, res.returncode, stderr)
+            raise load_failure(res, str(conn.endpoint), "nothing was started there",
+                               RemoteCommandError)
         pid = res.text.strip()
         log.debug("run %s: worker started on %s (pid %s)", os.path.basename(run_dir),
                   conn.endpoint, pid)
