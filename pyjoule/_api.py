@@ -386,8 +386,9 @@ class Run:
         out = {}
         for run in self._live():
             for rec in self._store.failures(run_id=run.run_id):
-                if not rec.get("log_path"):  # a SLURM task's own log, else the worker's
-                    rec["log_path"] = os.path.join(run.run_dir, "worker.log")
+                worker_log = os.path.join(run.run_dir, "worker.log")
+                if not rec.get("log_path") and os.path.exists(worker_log):
+                    rec["log_path"] = worker_log  # a SLURM task's own log stays as it is
                 out[rec["pset_id"]] = rec
         if not out:
             return []

@@ -123,8 +123,9 @@ def _split_in_flight(store: Store, func_id: str, ids: list[str], missing: list[i
     attach = []
     for rec in store.list_runs(func_id=func_id, state="running"):
         run = LiveRun(store, rec)
-        if not run.backend.alive():
-            run.poll_until_finished(timeout_s=0)  # ingest what a dead run left behind
+        # ingest what a run that ended unwatched left behind; if it is retried now, it
+        # is live again and gets attached to below
+        if not run.backend.alive() and run.poll_until_finished(timeout_s=0):
             continue
         theirs = run.task_ids()
         mine = [i for i in missing if ids[i] in theirs]

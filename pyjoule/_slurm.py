@@ -36,8 +36,7 @@ FINAL_STATES = frozenset({"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FA
 # pending reasons that never resolve by themselves (the request cannot be satisfied)
 HOPELESS_REASONS = frozenset({"PartitionConfig", "BadConstraints", "DependencyNeverSatisfied",
                               "PartitionNodeLimit", "PartitionTimeLimit", "AccountNotAllowed",
-                              "QOSJobLimit", "InvalidAccount", "InvalidQOS",
-                              "ReqNodeNotAvail, UnavailableNodes"})
+                              "InvalidAccount", "InvalidQOS"})
 # an array task's final state -> the reason its unfinished psets get
 REASONS = {"TIMEOUT": "timeout", "DEADLINE": "timeout", "CANCELLED": "cancelled",
            "PREEMPTED": "preempted", "NODE_FAIL": "node_failure", "BOOT_FAIL": "node_failure",
@@ -157,15 +156,32 @@ def parse_help(text: str) -> set[str]:
     return set(re.findall(r"(?:^|[\s,])--([a-z][a-z0-9-]*)", text, flags=re.M))
 
 
+# sbatch options its man page documents but 22.05's `--help` does not list
+UNLISTED = frozenset({"hint", "open-mode", "acctg-freq", "mem-bind", "kill-on-invalid-dep",
+                      "wait-all-nodes", "network", "export-file", "get-user-env",
+                      "ntasks-per-gpu", "gpus-per-socket", "cpu-freq", "uid", "gid"})
+
+
 def check_options(slurm: Slurm, known: set[str], where: str) -> None:
-    """Raise :class:`OptionError` for an option the host's sbatch does not have."""
+    """Raise :class:`OptionError` for an option that looks like a misspelt one of the
+    host's sbatch (from its ``--help``). A name close to none is left for sbatch itself
+    to judge at submit (its ``--help`` does not list every option it takes)."""
+    known = known | UNLISTED
     for name in slurm.options:
-        if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=1)
-            hint = f" Did you mean {close[0].replace('-', '_')!r}?" if close else ""
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, sorted(known | set(RESERVED)), n=1)
+        if not close:
+            continue
+        key = name.replace("-", "_")
+        if close[0] in RESERVED:
             raise OptionError(f"sbatch on {where} has no option --{name} (from slurm="
-                              f"{{{name.replace('-', '_')!r}: ...}}).{hint} Its options "
-                              f"are listed by `sbatch --help` there.")
+                              f"{{{key!r}: ...}}); --{close[0]} is close, but it is set by "
+                              f"pyjoule: {RESERVED[close[0]]}")
+        raise OptionError(f"sbatch on {where} has no option --{name} (from slurm="
+                          f"{{{key!r}: ...}}). Did you mean "
+                          f"{close[0].replace('-', '_')!r}? Its options are listed by "
+                          "`sbatch --help` there.")
 
 
 def parse_duration(text: str) -> float | None:
@@ -290,7 +306,8 @@ def pack(n_psets: int, *, workers: int, batch: int | None, facts: ClusterFacts,
         slots = max(1, facts.cpus(partition) // max(1, workers))
         if parallelism:
             slots = min(slots, parallelism)
-        n_tasks = max(1, min(slots, math.ceil(n_psets / workers), limit))
+        n_tasks = max(1, min(slots, math.ceil(n_psets / workers), limit,
+                             max(1, facts.max_job_count // 2)))
         batch = max(workers, math.ceil(n_psets / (4 * n_tasks)))
         n_batches = math.ceil(n_psets / batch)
         n_tasks = min(n_tasks, n_batches)
@@ -322,7 +339,7 @@ SCRIPT = """\
 #!/bin/bash
 # pyjoule array task: run {run_id}, wave {wave}. Written by pyjoule; do not edit.
 # Each task claims batches of psets from {queue} and runs them with {workers}
-# worker processes; results go to {run_dir}/results as they finish.
+# worker processes; results go to {run_dir_comment}/results as they finish.
 set -e
 cd {project}
 {setup}export PYTHONPATH={pythonpath}
@@ -335,8 +352,12 @@ def render_script(*, run_id: str, wave: str, run_dir: str, project: str, python:
                   env: Mapping[str, str] | None = None) -> str:
     """The job script of one wave: environment, the user's setup lines, the worker."""
     q = shlex.quote
+    def comment(text: str) -> str:  # a line break would end the comment line
+        return text.replace("\n", " ").replace("\r", " ")
+
     return SCRIPT.format(
-        run_id=run_id, wave=wave, queue=f"{run_dir}/queue/{wave}".replace("\n", " "),
+        run_id=comment(run_id), wave=comment(wave), queue=comment(f"{run_dir}/queue/{wave}"),
+        run_dir_comment=comment(run_dir),
         run_dir=q(run_dir), project=q(project), python=q(python), pythonpath=q(pythonpath),
         workers=int(workers), setup="".join(f"{line}\n" for line in setup),
         env="".join(f"export {k}={q(str(v))}\n" for k, v in (env or {}).items()))

@@ -516,16 +516,11 @@ def job_end_time() -> float | None:
 
 
 def _duration_s(text: str) -> float | None:
-    """Seconds in squeue's ``%L`` (``[D-]HH:MM:SS``, ``MM:SS``); None if unlimited."""
-    days, _, rest = text.rpartition("-") if "-" in text else ("0", "", text)
-    parts = rest.split(":")
-    if not days.isdigit() or not parts or not all(p.isdigit() for p in parts) \
-            or len(parts) > 3:
-        return None
-    seconds = 0
-    for p in parts:
-        seconds = seconds * 60 + int(p)
-    return float(int(days) * 86400 + seconds)
+    """Seconds in a SLURM time (squeue's ``%L``: ``[D-]HH:MM:SS``, ``MM:SS``); None if
+    unlimited or unknown."""
+    from ._slurm import parse_duration
+
+    return parse_duration(text)
 
 
 def run_slurm(run_dir: str, wave: str, workers: int) -> int:

@@ -96,7 +96,9 @@ def probe(run_dir, job_ids, offsets=None, sacct=False, expected=()):
         answer["pending"][wave] = len(_listdir(os.path.join(queue, wave, "pending")))
         answer["claimed"][wave] = _listdir(os.path.join(queue, wave, "claimed"))
     if states is not None:
-        missing = [t for t in expected if t not in states and t not in answer["ends"]]
+        # forgotten by squeue: a good exit file settles it; else sacct, else the log
+        missing = [t for t in expected if t not in states
+                   and (answer["ends"].get(t) or "1").split()[0] != "0"]
         if missing and sacct:
             found = _sacct(sorted({t.split("_")[0] for t in missing}))
             answer["sacct"] = {t: found[t] for t in missing if t in found}

@@ -116,10 +116,13 @@ class SlurmBackend(Backend):
         if key not in _facts:
             res = self._run(["sh", "-c", _FACTS], setup=True)
             if res.returncode != 0 and _SEP.encode() not in res.stdout:
+                fix = ("add it to pj.Host(setup=['module load slurm'])" if self.ssh
+                       else "load it before starting Python (or give host= a pj.Host "
+                       "with setup=['module load slurm'])")
                 raise SlurmError(
                     f"no SLURM on {self.where}: `sbatch --help` failed "
                     f"({res.stderr.decode('utf-8', 'replace').strip()[-300:]}). If SLURM "
-                    "needs a module there, add it to pj.Host(setup=['module load slurm']).",
+                    f"needs a module there, {fix}.",
                     res.command, res.returncode, res.stderr.decode("utf-8", "replace"))
             self.queries += 1
             parts = res.text.split(_SEP)
@@ -271,8 +274,9 @@ class SlurmBackend(Backend):
             os.makedirs(folder, exist_ok=True)
             request["offsets"] = {n: os.path.getsize(os.path.join(folder, n))
                                   for n in os.listdir(folder)}
-            res = self.ssh._conn().run(["python3", "-c", _probe_source(),
-                                        json.dumps(request)], check=False)
+            # under the host's setup lines: squeue may need a `module load`
+            res = self._run(["python3", "-c", _probe_source(), json.dumps(request)],
+                            setup=True)
             if res.returncode != 0:
                 self._trouble(res.stderr.decode("utf-8", "replace").strip())
                 return
@@ -313,7 +317,7 @@ class SlurmBackend(Backend):
         for task, (state, reason) in answer["squeue"].items():
             self.states[task] = state.split()[0]
             self.reasons[task] = reason
-            if state == "PENDING" and reason in _slurm.HOPELESS_REASONS \
+            if state == "PENDING" and reason.split(",")[0] in _slurm.HOPELESS_REASONS \
                     and task.split("_")[0] not in self._warned:
                 self._warned.add(task.split("_")[0])
                 log.warning("job %s on %s is pending with reason %s: SLURM will not start "
@@ -351,7 +355,9 @@ class SlurmBackend(Backend):
         fixed = config.get("poll_interval_s")
         if fixed:
             self._interval = fixed
-        elif not changed:
+        elif changed:  # work is moving: look more often again, down to the first
+            self._interval = max(FIRST_INTERVAL_S, self._interval / 2)
+        else:
             self._interval = min(MAX_INTERVAL_S, self._interval * BACKOFF)
         self._next_look = time.monotonic() + self._interval
 
