@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from . import _dispatch, _space
 from ._config import apply_log_level_from_env, config, default_cache_dir, default_workers
-from ._errors import ExperimentError, OptionError, PyjouleError, RunNotFoundError
+from ._errors import ExperimentError, OptionError, RunNotFoundError
 from ._store import Store
 
 log = logging.getLogger("pyjoule")
