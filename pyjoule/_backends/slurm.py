@@ -85,8 +85,10 @@ class SlurmBackend(Backend):
         return self.ssh.host.target if self.ssh else "this machine"
 
     def _run(self, argv: list[str], *, setup: bool = False, cwd: str | None = None,
-             env: dict | None = None, timeout: float | None = 300):
-        """Run ``argv`` where sbatch is; ``setup`` runs the host's setup lines first."""
+             env: dict | None = None, timeout: float | None = 300,
+             idempotent: bool = False):
+        """Run ``argv`` where sbatch is; ``setup`` runs the host's setup lines first.
+        Over SSH, an ``idempotent`` command is run again if the connection drops."""
         if self.ssh is None:
             from .._transport import local
 
@@ -97,7 +99,7 @@ class SlurmBackend(Backend):
             argv = ["sh", "-c", script, "sh", *argv]
         full_env = {**host.env, **(env or {})} or None
         return self.ssh._conn().run(argv, check=False, cwd=cwd, env=full_env,
-                                    timeout=timeout, idempotent=False)
+                                    timeout=timeout, idempotent=idempotent)
 
     def remote_dir(self) -> str:
         return self.ssh.remote_dir() if self.ssh else self.run_dir
@@ -114,7 +116,7 @@ class SlurmBackend(Backend):
         """sbatch's options and the cluster's limits, asked once per process."""
         key = self.ssh._conn().endpoint.alias if self.ssh else "local"
         if key not in _facts:
-            res = self._run(["sh", "-c", _FACTS], setup=True)
+            res = self._run(["sh", "-c", _FACTS], setup=True, idempotent=True)
             if res.returncode != 0 and _SEP.encode() not in res.stdout:
                 fix = ("add it to pj.Host(setup=['module load slurm'])" if self.ssh
                        else "load it before starting Python (or give host= a pj.Host "
@@ -276,7 +278,7 @@ class SlurmBackend(Backend):
                                   for n in os.listdir(folder)}
             # under the host's setup lines: squeue may need a `module load`
             res = self._run(["python3", "-c", _probe_source(), json.dumps(request)],
-                            setup=True)
+                            setup=True, idempotent=True)  # it only reads
             if res.returncode != 0:
                 self._trouble(res.stderr.decode("utf-8", "replace").strip())
                 return
