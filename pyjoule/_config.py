@@ -34,11 +34,55 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], Any]] = {
     "ssh_config": ("PYJOULE_SSH_CONFIG", str, None),
 }
 
+_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET")
+
+
+def _check(name: str, value: Any) -> str | None:
+    """Why ``value`` is not valid for setting ``name`` (None if it is)."""
+    if name in ("workers", "limit"):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return "a whole number >= 0"
+    elif name == "progress" and not isinstance(value, bool):
+        return "True or False"
+    elif name == "poll_interval_s":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            return "a number of seconds > 0"
+    elif name == "log_level" and (not isinstance(value, str) or value.upper() not in _LEVELS):
+        return f"one of {', '.join(_LEVELS)}"
+    elif name == "cache" and value is not False and not isinstance(value, (str, os.PathLike)):
+        return "a directory (str or Path), or False for no cache"
+    elif name == "ssh_config" and not isinstance(value, (str, os.PathLike)):
+        return "a path (str or Path)"
+    return None
+
+
 _overrides: dict[str, Any] = {}
 
 
 class config:
     """Set pyjoule options globally, or for a ``with`` block.
+
+    ``pj.config(workers=4)`` sets an option from now on; ``with pj.config(...):``
+    sets it only inside the block. Setting an option to ``None`` returns it to its
+    ``PYJOULE_*`` environment variable or default. Precedence: explicit argument >
+    ``pj.config`` > environment variable > default.
+
+    Parameters
+    ----------
+    cache : str, Path or False
+        Cache directory (``PYJOULE_CACHE``); ``False`` disables caching.
+    workers : int
+        Worker processes when the decorator does not say (``PYJOULE_WORKERS``).
+    progress : bool
+        Progress bars and progress log lines (``PYJOULE_PROGRESS``).
+    log_level : str
+        Level of the ``pyjoule`` logger (``PYJOULE_LOG_LEVEL``).
+    poll_interval_s : float
+        Fixed interval between result polls (``PYJOULE_POLL_INTERVAL``).
+    limit : int
+        Run only the first N missing psets of any map (``PYJOULE_LIMIT``).
+    ssh_config : str or Path
+        The ssh config host aliases are read from (``PYJOULE_SSH_CONFIG``).
 
     Examples
     --------
@@ -54,10 +98,18 @@ class config:
             raise OptionError(
                 f"unknown option(s) {unknown} for pj.config; valid: {sorted(_SETTINGS)}"
             )
+        for name, value in options.items():
+            problem = value is not None and _check(name, value)
+            if problem:
+                raise OptionError(f"pj.config({name}={value!r}): {name} must be {problem}")
         self._previous = {k: _overrides.get(k, _UNSET) for k in options}
-        _overrides.update(options)
-        if "log_level" in options and options["log_level"]:
-            _apply_log_level(options["log_level"])
+        for name, value in options.items():
+            if value is None:  # back to the environment variable or the default
+                _overrides.pop(name, None)
+            else:
+                _overrides[name] = value
+        if "log_level" in options:
+            _apply_log_level(config.get("log_level"))
 
     def __enter__(self) -> "config":
         return self
@@ -68,6 +120,8 @@ class config:
                 _overrides.pop(key, None)
             else:
                 _overrides[key] = value
+        if "log_level" in self._previous:
+            _apply_log_level(config.get("log_level"))
 
     @staticmethod
     def get(name: str, explicit: Any = None) -> Any:
@@ -80,31 +134,35 @@ class config:
         text = os.environ.get(env)
         if text is not None and text != "":
             try:
-                return parse(text)
+                value = parse(text)
+                problem = _check(name, value)
             except ValueError:
-                raise OptionError(f"environment variable {env}={text!r} is not valid") from None
+                problem = _check(name, None) or "valid"
+            if problem:
+                raise OptionError(f"environment variable {env}={text!r} is not valid: "
+                                  f"it must be {problem}; fix or unset it")
+            return value
         return default
 
 
 _UNSET = object()
 
 
-def _apply_log_level(level: str) -> None:
+def _apply_log_level(level: str | None) -> None:
+    """Set the ``pyjoule`` logger's level; with no logging set up, show its lines on
+    stderr (otherwise INFO lines would go nowhere)."""
     import logging
 
-    logging.getLogger("pyjoule").setLevel(level.upper())
+    logger = logging.getLogger("pyjoule")
+    logger.setLevel(level.upper() if level else logging.NOTSET)
+    if level and not logging.getLogger().handlers and not logger.handlers:
+        logger.addHandler(logging.StreamHandler())
 
 
 def apply_log_level_from_env() -> None:
-    """Honour ``PYJOULE_LOG_LEVEL`` (called once, when pyjoule is imported)."""
-    level = os.environ.get("PYJOULE_LOG_LEVEL")
-    if level:
-        import logging
-
-        logger = logging.getLogger("pyjoule")
-        logger.setLevel(level.upper())
-        if not logging.getLogger().handlers and not logger.handlers:
-            logger.addHandler(logging.StreamHandler())
+    """Honour ``PYJOULE_LOG_LEVEL`` (called once, when the API is imported)."""
+    if os.environ.get("PYJOULE_LOG_LEVEL"):
+        _apply_log_level(config.get("log_level"))
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path | None:
