@@ -1,4 +1,4 @@
-"""Sessions: ``nox -s tests``, ``nox -s example``, ``nox -s benchmarks``.
+"""Sessions: ``nox -s tests``, ``nox -s example``, ``nox -s docs``, ``nox -s benchmarks``.
 
 Each uses the project's locked environment (``uv sync --frozen``), so a session runs
 exactly what CI and the README run.
@@ -20,6 +20,13 @@ def tests(session: nox.Session) -> None:
 def example(session: nox.Session) -> None:
     """The quick-start study (run it twice: the second run is served from the cache)."""
     session.run("uv", "run", "--frozen", "python", "examples/quickstart.py", external=True)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, into site/; any warning is an error (as in tests/test_docs.py)."""
+    session.run("uv", "run", "--frozen", "mkdocs", "build", "--strict", *session.posargs,
+                external=True)
 
 
 @nox.session
