@@ -69,6 +69,13 @@ class config:
 
     Parameters
     ----------
+    **options
+        Settings by name, from the list below. ``None`` returns a setting to its
+        environment variable or default. An unknown name or a bad value raises
+        ``pj.OptionError``.
+
+    Other Parameters
+    ----------------
     cache : str, Path or False
         Cache directory (``PYJOULE_CACHE``); ``False`` disables caching.
     workers : int

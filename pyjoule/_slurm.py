@@ -62,8 +62,22 @@ class Slurm:
     (``exclusive=True`` → ``--exclusive``), ``False``/``None`` leaves the option out.
     pyjoule's own ``array_parallelism=N`` becomes the array's ``%N`` throttle.
 
+    Parameters
+    ----------
+    options : dict, optional
+        sbatch options as a dict (for names that are not identifiers, or a dict you
+        already have); keywords are merged over it.
+    **kwargs
+        sbatch options as keywords, and ``array_parallelism``.
+
+    Examples
+    --------
+    >>> import pyjoule as pj
     >>> pj.Slurm(time="01:00:00", mem="2G", cpus_per_task=4).argv()
     ['--time=01:00:00', '--mem=2G', '--cpus-per-task=4']
+    >>> pj.Slurm({"cpus-per-task": 4}, exclusive=True, exclude=["node01", "node02"],
+    ...          requeue=False).argv()
+    ['--cpus-per-task=4', '--exclusive', '--exclude=node01,node02']
     """
 
     def __init__(self, options: Mapping[str, Any] | None = None, /, **kwargs: Any):

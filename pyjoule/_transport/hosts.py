@@ -90,7 +90,7 @@ class Host:
 
     @classmethod
     def of(cls, host: "Host | str") -> "Host":
-        """``host`` as a :class:`Host` (a string is a target with default options)."""
+        """``host`` as a ``pj.Host`` (a string is a target with default options)."""
         if isinstance(host, Host):
             return host
         if isinstance(host, str):
@@ -107,7 +107,7 @@ class Host:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """What to dial, as resolved from a :class:`Host` and the ssh config."""
+    """What to dial, as resolved from a ``pj.Host`` and the ssh config."""
 
     alias: str
     hostname: str
