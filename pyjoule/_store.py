@@ -1,7 +1,7 @@
 """The cache: an SQLite index (WAL mode) plus columnar segment files, and the run
 registry in the same database.
 
-Layout of a cache directory (see ``docs/on-disk-layout.md``)::
+Layout of a cache directory (see ``docs/layout.md``)::
 
     index.sqlite            entries, segments, functions, failures, runs
     data/<func_id>/<n>.seg  results, one segment per ingested batch of records
@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import pickle
+import shutil
 import sqlite3
 import struct
 import threading
@@ -79,6 +80,35 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
+
+
+def not_a_cache(root: str | os.PathLike) -> str | None:
+    """Why ``root`` is not a pyjoule cache, or None when it is one. Only reads: unlike
+    :meth:`Store.open`, it creates nothing where there is no cache.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> not_a_cache(tempfile.mkdtemp())
+    'it has no index.sqlite'
+    """
+    path = Path(root).expanduser().absolute()
+    if not path.exists():
+        return "it does not exist"
+    if not path.is_dir():
+        return "it is not a directory"
+    index = path / "index.sqlite"
+    if not index.is_file():
+        return "it has no index.sqlite"
+    try:
+        conn = sqlite3.connect(f"{index.as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"its index.sqlite is not pyjoule's: {exc}"
+    return None if row else "its index.sqlite has no pyjoule layout version"
 
 
 _OPEN: dict[Path, "Store"] = {}
@@ -449,6 +479,121 @@ class Store:
                 db.execute("DELETE FROM failures WHERE func_id=?", (fid,))
         for p in paths:
             _unlink(self.root / p)
+        return removed
+
+    def versions(self) -> list[dict]:
+        """One row per function version in the cache: ``name``, ``func_id``, ``entries``,
+        ``segments``, ``bytes`` (segment files), ``newest`` (creation time of its newest
+        segment, or None), ``last_used`` (last time a process used this version)."""
+        db = self.db
+        entries = dict(db.execute("SELECT func_id, COUNT(*) FROM entries GROUP BY func_id"))
+        segs = {r[0]: r[1:] for r in db.execute(
+            "SELECT func_id, COUNT(*), SUM(nbytes), MAX(created) FROM segments "
+            "GROUP BY func_id")}
+        known = db.execute("SELECT func_id, name, last_used FROM functions").fetchall()
+        names = {r[0]: (r[1], r[2]) for r in known}
+        out = []
+        for fid in sorted(set(names) | set(entries) | set(segs),
+                          key=lambda f: (names.get(f, ("", 0))[0] or "", f)):
+            name, last_used = names.get(fid, ("(unknown)", None))
+            n_segs, size, newest = segs.get(fid, (0, 0, None))
+            out.append({"name": name, "func_id": fid, "entries": entries.get(fid, 0),
+                        "segments": n_segs, "bytes": size or 0, "newest": newest,
+                        "last_used": last_used})
+        return out
+
+    def gc(self, older_than_s: float | None = None, max_bytes: int | None = None,
+           dry_run: bool = False, now: float | None = None) -> dict:
+        """Remove old results, then the least recently used ones down to ``max_bytes``.
+
+        A segment's last use is the later of its creation and the last use of its
+        function version (the store keeps no time per read). Segments no entry points
+        at any more (their psets were recomputed) always go; with ``older_than_s``, so
+        do finished runs' records and folders that old. Removed results are simply
+        recomputed when asked for again. Returns counts of what was (or, with
+        ``dry_run``, would be) removed.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> Store(tempfile.mkdtemp()).gc(older_than_s=30 * 86400)["entries"]
+        0
+        """
+        now = time.time() if now is None else now
+        report = {"segments": 0, "entries": 0, "bytes": 0, "runs": 0, "files": 0,
+                  "dry_run": dry_run}
+        with self._tx() as db:
+            live = dict(db.execute("SELECT loc >> 32, COUNT(*) FROM entries GROUP BY 1"))
+            rows = db.execute(
+                "SELECT s.seg_id, s.func_id, s.path, s.nbytes, "
+                "MAX(s.created, COALESCE(f.last_used, 0)) AS used FROM segments s "
+                "LEFT JOIN functions f ON f.func_id = s.func_id ORDER BY used, s.seg_id"
+            ).fetchall()
+            cutoff = None if older_than_s is None else now - older_than_s
+            doomed = [r for r in rows if not live.get(r[0])
+                      or (cutoff is not None and r[4] < cutoff)]
+            gone = {r[0] for r in doomed}
+            kept = [r for r in rows if r[0] not in gone]
+            if max_bytes is not None:
+                size = sum(r[3] for r in kept)
+                for r in kept:  # oldest first
+                    if size <= max_bytes:
+                        break
+                    doomed.append(r)
+                    size -= r[3]
+            report["segments"] = len(doomed)
+            report["entries"] = sum(live.get(r[0], 0) for r in doomed)
+            report["bytes"] = sum(r[3] for r in doomed)
+            old_runs = [] if cutoff is None else [r[0] for r in db.execute(
+                "SELECT run_id FROM runs WHERE state NOT IN ('running', 'finishing') "
+                "AND COALESCE(finished, submitted) < ?", (cutoff,))]
+            report["runs"] = len(old_runs)
+            if not dry_run:
+                self._delete_segments(db, doomed)
+                for run_id in old_runs:
+                    db.execute("DELETE FROM runs WHERE run_id=?", (run_id,))
+                    db.execute("DELETE FROM failures WHERE run_id=?", (run_id,))
+        if not dry_run:
+            for r in doomed:
+                _unlink(self.root / r[2])
+            for run_id in old_runs:
+                shutil.rmtree(self.root / "runs" / run_id, ignore_errors=True)
+        report["files"] = self._stray_files(now, dry_run)
+        report["bytes_left"] = self.db.execute(
+            "SELECT COALESCE(SUM(nbytes), 0) FROM segments").fetchone()[0]
+        return report
+
+    @staticmethod
+    def _delete_segments(db: sqlite3.Connection, rows: list[tuple]) -> None:
+        """Delete the index rows of segments ``(seg_id, func_id, ...)`` and their entries
+        (one scan of each function's entries, not one per segment)."""
+        by_func: dict[str, list[int]] = {}
+        for r in rows:
+            by_func.setdefault(r[1], []).append(r[0])
+        for fid, seg_ids in by_func.items():
+            for i in range(0, len(seg_ids), 400):
+                chunk = seg_ids[i:i + 400]
+                marks = ",".join("?" * len(chunk))
+                db.execute(f"DELETE FROM entries WHERE func_id=? AND (loc >> 32) IN ({marks})",
+                           [fid, *chunk])
+                db.execute(f"DELETE FROM segments WHERE seg_id IN ({marks})", chunk)
+
+    def _stray_files(self, now: float, dry_run: bool, grace_s: float = 3600) -> int:
+        """Remove segment and temporary files no index row points at. Only those older
+        than ``grace_s``: an ingest writes its file before it commits the row."""
+        data = self.root / "data"
+        known = {r[0] for r in self.db.execute("SELECT path FROM segments")}
+        removed = 0
+        for path in data.glob("*/*") if data.is_dir() else ():
+            rel = path.relative_to(self.root).as_posix()
+            try:
+                old = now - path.stat().st_mtime > grace_s
+            except OSError:
+                continue
+            if rel not in known and old and path.is_file():
+                removed += 1
+                if not dry_run:
+                    _unlink(path)
         return removed
 
     # --------------------------------------------------------------------- runs

@@ -1,39 +1,549 @@
-"""The ``pyjoule`` command (``python -m pyjoule``)."""
+"""The ``pyjoule`` command (also ``python -m pyjoule``): runs, the cache, hosts.
+
+The commands only parse, call the library and format; what they do to a cache lives
+in :mod:`._store`. Expected errors (an unknown run, a directory that is not a cache,
+an unreachable host) print one line ``pyjoule: ...`` and exit with code 2.
+"""
 
 from __future__ import annotations
 
-import argparse
+import json
+import os
+import re
 import sys
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from ._errors import PyjouleError
+
+EPILOG = """\b
+Exit codes:
+  0  success
+  1  the command ran and found a problem: a host check failed,
+     the run has failed (or cancelled) psets, a confirmation was declined
+  2  bad usage, unknown run or function, not a pyjoule cache, other errors
+
+\b
+The cache is --cache DIR, else $PYJOULE_CACHE, else .pyjoule/ in the project
+root (nearest ancestor with pyproject.toml or .git), else ~/.cache/pyjoule."""
+
+_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_UNITS_B = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+class _Failure(click.ClickException):
+    """An expected error: one line on stderr, exit code 2, no traceback."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"pyjoule: {self.message}", err=True)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:  # `pyjoule runs | head`: click ends quietly
+            raise
+        except (PyjouleError, OSError) as exc:  # OSError: a bad path, a dropped host
+            raise _Failure(str(exc).strip() or type(exc).__name__) from None
+
+
+# ---------------------------------------------------------------- parameters
+class Duration(click.ParamType):
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` -> seconds."""
+
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(value).lower())
+        if not m:
+            self.fail(f"{value!r} is not a duration: a number and a unit, one of "
+                      "s, m, h, d, w (e.g. 30d, 12h)", param, ctx)
+        return float(m.group(1)) * _UNITS_S[m.group(2)]
+
+
+class Size(click.ParamType):
+    """``10G``, ``500M``, ``1.5T``, ``100K``, ``4096`` -> bytes (powers of 1024)."""
+
+    name = "SIZE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", str(value).lower())
+        if not m:
+            self.fail(f"{value!r} is not a size: a number with K, M, G or T "
+                      "(powers of 1024, e.g. 10G, 500M), or bytes", param, ctx)
+        return int(float(m.group(1)) * _UNITS_B[m.group(2)])
+
+
+# ------------------------------------------------------------------ helpers
+def _store(ctx: click.Context):
+    """The store of the selected cache; one that is not a cache is an error, and
+    nothing gets created there."""
+    from ._config import default_cache_dir
+    from ._store import Store, not_a_cache
+
+    path = Path(ctx.obj.get("cache") or default_cache_dir()).expanduser()
+    why = not_a_cache(path)
+    if why:
+        raise _Failure(f"{path} is not a pyjoule cache ({why}); pass --cache DIR or set "
+                       "PYJOULE_CACHE to the directory your experiments cache in")
+    return Store.open(path)
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(
+        timespec="seconds")
+
+
+def _when(t: float | None) -> str:
+    return "-" if t is None else datetime.fromtimestamp(t, timezone.utc).strftime(
+        "%Y-%m-%d %H:%M UTC")
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -> str:
+    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def _short(text: str, width: int = 28) -> str:
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
+def _dump(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _match_function(store, name: str, extra: set[str] = frozenset()) -> str:
+    """The full function name for ``name``: itself, or a unique ``.name`` suffix."""
+    known = {v["name"] for v in store.versions()} | set(extra)
+    if name in known:
+        return name
+    found = sorted(k for k in known if k.endswith("." + name))
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise _Failure(f"{name!r} matches several functions ({', '.join(found)}): "
+                       "give the full name")
+    raise _Failure(f"no function {name!r} in the cache at {store.root}; known: "
+                   f"{', '.join(sorted(known)) or '(none)'}")
+
+
+def _find_run(store, run_id: str) -> dict:
+    """The registry record of ``run_id``, or of the one run whose id starts with it."""
+    rec = store.get_run(run_id)
+    if rec is not None:
+        return rec
+    runs = store.list_runs()
+    found = [r for r in runs if r["run_id"].startswith(run_id)] if run_id else []
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise _Failure(f"run id prefix {run_id!r} matches {len(found)} runs "
+                       f"({', '.join(r['run_id'] for r in found[:5])}, ...): give more of it")
+    latest = ", ".join(r["run_id"] for r in runs[-3:]) or "none"
+    raise _Failure(f"no run {run_id!r} in the cache at {store.root} (latest: {latest}); "
+                   "`pyjoule runs` lists them, --cache DIR selects another cache")
+
+
+def _run_json(rec: dict) -> dict:
+    return {"id": rec["run_id"], "function": rec["name"], "func_id": rec["func_id"],
+            "host": rec["host"], "backend": rec["backend"], "state": rec["state"],
+            "total": rec["total"], "cached": rec["cached"], "done": rec["done"],
+            "failed": rec["failed"], "workers": rec["workers"],
+            "submitted": _iso(rec["submitted"]), "finished": _iso(rec["finished"]),
+            "job_ids": rec["job_ids"], "run_dir": rec["run_dir"]}
+
+
+# ------------------------------------------------------------------ commands
+@click.group("pyjoule", cls=_Group, epilog=EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--cache", metavar="DIR", type=click.Path(file_okay=True, dir_okay=True),
+              help="Cache directory (default: $PYJOULE_CACHE, else the project's .pyjoule/).")
+@click.pass_context
+def cli(ctx: click.Context, cache: str | None) -> None:
+    """Inspect and manage pyjoule runs, the result cache and remote hosts.
+
+    \b
+    Examples:
+      pyjoule runs --last 5
+      pyjoule status 20261203-114610-3fa2c1
+      pyjoule --cache /scratch/me/.pyjoule cache info --json
+    """
+    ctx.ensure_object(dict)["cache"] = cache
+
+
+@cli.command("runs", epilog=EPILOG)
+@click.option("--function", "function", metavar="NAME",
+              help="Only runs of this function (full name, or its last part).")
+@click.option("--last", type=click.IntRange(min=1), metavar="N", help="Only the N newest runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@click.pass_context
+def runs_cmd(ctx, function, last, as_json):
+    """Table of the runs in the cache's registry, newest last.
+
+    Counts of a run in flight are as of the last poll by a process following it;
+    `pyjoule status RUN` polls.
+
+    \b
+    Example:
+      pyjoule runs --function simulate --last 3
+    """
+    store = _store(ctx)
+    recs = store.list_runs()
+    if function:
+        name = _match_function(store, function, {r["name"] for r in recs})
+        recs = [r for r in recs if r["name"] == name]
+    if last:
+        recs = recs[-last:]
+    if as_json:
+        return _dump([_run_json(r) for r in recs])
+    if not recs:
+        return click.echo(f"no runs in the cache at {store.root}")
+    rows = [[r["run_id"], _short(r["name"] or "?"), _short(f"{r['host']}/{r['backend']}", 24),
+             r["state"], r["total"], r["cached"], r["done"], r["failed"],
+             _when(r["submitted"])] for r in recs]
+    click.echo(_table(["id", "function", "where", "state", "total", "cached", "done",
+                       "failed", "submitted"], rows, right={4, 5, 6, 7}))
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("run_id", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@click.pass_context
+def status(ctx, run_id, as_json):
+    """Progress, failures and log paths of one run.
+
+    Exits with 1 when the run has failed psets (cancelled ones included).
+
+    RUN is a run id, or a prefix of one that only one run has.
+
+    \b
+    Example:
+      pyjoule status 20261203-114610-3fa2c1
+    """
+    from ._api import attach
+
+    store = _store(ctx)
+    rec = _find_run(store, run_id)
+    if os.path.exists(os.path.join(rec["run_dir"], "request.pkl")):
+        run = attach(rec["run_id"], store.root)
+        counts, failures = run.status(), run._failures()
+        rec = store.get_run(rec["run_id"]) or rec  # the poll may have moved it on
+    else:  # its folder was removed by hand: what the registry says is all there is
+        counts = {"total": rec["total"], "cached": rec["cached"], "pending": 0,
+                  "running": 0, "done": rec["done"], "failed": rec["failed"]}
+        failures = store.failures(run_id=rec["run_id"])
+    info = _status_info(rec, counts, failures)
+    if as_json:
+        _dump(info)
+    else:
+        _print_status(info)
+    if failures:
+        ctx.exit(1)
+
+
+def _status_info(rec: dict, counts: dict, failures: list[dict]) -> dict:
+    failures = sorted(failures, key=lambda f: f.get("finished") or 0)
+    first = failures[0] if failures else None
+    worker_log = os.path.join(rec["run_dir"], "worker.log")
+    logs = {"run_dir": rec["run_dir"],
+            "worker_log": worker_log if os.path.exists(worker_log) else None,
+            "failure_logs": sorted({f["log_path"] for f in failures
+                                    if f.get("log_path") and f["log_path"] != worker_log})}
+    summary = {"count": len(failures),
+               "by_error_type": dict(Counter(f.get("error_type") or "?" for f in failures)
+                                     .most_common()),
+               "by_reason": dict(Counter(f.get("reason") or "?" for f in failures)
+                                 .most_common()),
+               "first": None if first is None else {
+                   "pset": first.get("kwargs"), "error_type": first.get("error_type"),
+                   "reason": first.get("reason"), "message": first.get("message"),
+                   "log": first.get("log_path")}}
+    return {**_run_json(rec), "counts": counts, "failures": summary, "logs": logs}
+
+
+def _print_status(info: dict) -> None:
+    c, f = info["counts"], info["failures"]
+    lines = [
+        f"run       {info['id']}",
+        f"function  {info['function']} (version {info['func_id'][:12]})",
+        f"where     {info['host']}, {info['backend']} backend"
+        + (f", {info['workers']} workers" if info["workers"] else "")
+        + (f", jobs {' '.join(info['job_ids'])}" if info["job_ids"] else ""),
+        f"state     {info['state']}, submitted {info['submitted']}"
+        + (f", finished {info['finished']}" if info["finished"] else ""),
+        f"psets     {c['total']} total: {c['cached']} cached, {c['pending']} pending, "
+        f"{c['running']} running, {c['done']} done, {c['failed']} failed",
+    ]
+    if f["count"]:
+        types = ", ".join(f"{n} x {t}" for t, n in f["by_error_type"].items())
+        reasons = ", ".join(f"{r} {n}" for r, n in f["by_reason"].items())
+        first = f["first"]
+        message = (first["message"] or "").strip().splitlines() or [""]
+        lines += [f"failures  {f['count']}: {types} (reasons: {reasons})",
+                  f"          first: pset {first['pset']}: {first['error_type']}: "
+                  f"{message[-1]}"]
+    logs = info["logs"]
+    lines.append(f"logs      run dir     {logs['run_dir']}")
+    if logs["worker_log"]:
+        lines.append(f"          worker log  {logs['worker_log']}")
+    lines += [f"          task log    {p}" for p in logs["failure_logs"]]
+    click.echo("\n".join(lines))
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("run_id", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@click.pass_context
+def cancel(ctx, run_id, as_json):
+    """Stop a run's work everywhere; finished results stay cached.
+
+    Kills the local worker pool, the workers on an SSH host, or scancels the
+    SLURM jobs, whichever process started the run. A run that has already
+    ended is left as it is (exit 0).
+
+    \b
+    Example:
+      pyjoule cancel 20261203-114610-3fa2c1
+    """
+    from ._api import attach
+
+    store = _store(ctx)
+    rec = _find_run(store, run_id)
+    was = rec["state"]
+    if was == "running":
+        attach(rec["run_id"], store.root).cancel()
+        rec = store.get_run(rec["run_id"]) or rec
+    if as_json:
+        return _dump({**_run_json(rec), "cancelled": was == "running"})
+    if was != "running":
+        return click.echo(f"run {rec['run_id']} has already ended ({was}): nothing to cancel")
+    click.echo(f"cancelled run {rec['run_id']}: {rec['done']} psets finished and stay "
+               f"cached, {rec['failed']} recorded as failed or cancelled")
+
+
+# --------------------------------------------------------------------- cache
+@cli.group(cls=_Group, epilog=EPILOG)
+def cache():
+    """Look into and clean up the result cache.
+
+    \b
+    Examples:
+      pyjoule cache info
+      pyjoule cache clear simulate --old-versions --yes
+      pyjoule cache gc --older-than 30d --max-size 10G
+    """
+
+
+def _by_name(versions: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for v in versions:
+        if v["entries"] or v["segments"]:
+            out.setdefault(v["name"], []).append(v)
+    return out
+
+
+@cache.command(epilog=EPILOG)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@click.pass_context
+def info(ctx, as_json):
+    """Cached results per function: entries, size, versions.
+
+    Also the newest entry's time, totals and the size of the index.
+
+    A version is one function identity (func_id): editing the function makes a
+    new one, and the old one's results stay until cleared.
+
+    \b
+    Example:
+      pyjoule cache info --json
+    """
+    store = _store(ctx)
+    funcs = []
+    for name, vs in sorted(_by_name(store.versions()).items()):
+        newest = [v["newest"] for v in vs if v["newest"] is not None]
+        funcs.append({"name": name, "entries": sum(v["entries"] for v in vs),
+                      "bytes": sum(v["bytes"] for v in vs), "versions": len(vs),
+                      "newest": _iso(max(newest)) if newest else None,
+                      "func_ids": [v["func_id"] for v in vs]})
+    index = sum(p.stat().st_size for p in store.root.glob("index.sqlite*") if p.is_file())
+    total = {k: sum(f[k] for f in funcs) for k in ("entries", "bytes", "versions")}
+    if as_json:
+        return _dump({"cache": str(store.root), "functions": funcs,
+                      "total": {**total, "functions": len(funcs)}, "index_bytes": index})
+    click.echo(f"cache {store.root} (index {_human(index)})")
+    if not funcs:
+        return click.echo("no cached results")
+    rows = [[_short(f["name"], 40), f["entries"], _human(f["bytes"]), f["versions"],
+             (f["newest"] or "-").replace("T", " ").replace("+00:00", " UTC")]
+            for f in funcs]
+    rows.append(["total", total["entries"], _human(total["bytes"]), total["versions"], ""])
+    click.echo(_table(["function", "entries", "size", "versions", "newest"], rows,
+                      right={1, 2, 3}))
+
+
+@cache.command(epilog=EPILOG)
+@click.argument("function", metavar="[FUNC]", required=False)
+@click.option("--old-versions", is_flag=True,
+              help="Keep each function's newest version (the one with the most recent "
+                   "entry); delete the others.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@click.pass_context
+def clear(ctx, function, old_versions, yes, as_json):
+    """Delete cached results (all, or of one function).
+
+    FUNC is a full function name (module.qualname) or its last part. Deleted
+    results are recomputed when asked for again. Asks before deleting unless
+    --yes; without a terminal to ask on, --yes is required.
+
+    \b
+    Examples:
+      pyjoule cache clear --yes
+      pyjoule cache clear simulate --old-versions --yes
+    """
+    store = _store(ctx)
+    by_name = _by_name(store.versions())
+    if function:
+        name = _match_function(store, function)
+        by_name = {name: by_name.get(name, [])}
+    doomed = []
+    for vs in by_name.values():
+        if old_versions:  # the CLI cannot import the code: newest entry = current
+            vs = sorted(vs, key=lambda v: (v["newest"] or 0, v["last_used"] or 0))[:-1]
+        doomed += vs
+    entries, size = sum(v["entries"] for v in doomed), sum(v["bytes"] for v in doomed)
+    names = Counter()
+    for v in doomed:
+        names[v["name"]] += v["entries"]
+    if not doomed:
+        return _dump({"entries": 0, "bytes": 0, "functions": {}}) if as_json else \
+            click.echo("nothing to remove")
+    what = (f"{entries} cached results ({_human(size)}) of {len(doomed)} function "
+            f"version(s) from {store.root}")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise _Failure(f"not deleting {what} without confirmation: stdin is not a "
+                           "terminal, pass --yes")
+        click.confirm(f"Delete {what}?", abort=True)
+    store.clear([v["func_id"] for v in doomed])
+    if as_json:
+        return _dump({"entries": entries, "bytes": size, "functions": dict(names)})
+    click.echo(f"removed {what}: " + ", ".join(f"{n} ({k})" for n, k in names.items()))
+
+
+@cache.command(epilog=EPILOG)
+@click.option("--older-than", type=Duration(), metavar="DURATION",
+              help="Remove results not created or used for this long, and finished runs "
+                   "that old (units s, m, h, d, w: 30d).")
+@click.option("--max-size", type=Size(), metavar="SIZE",
+              help="Then remove the least recently used results until they take at most "
+                   "this much (K, M, G, T: powers of 1024: 10G).")
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@click.pass_context
+def gc(ctx, older_than, max_size, dry_run, as_json):
+    """Remove old results and keep the cache under a size.
+
+    An entry's age is the time since its batch was stored or its function version
+    was last used, whichever is later. Results no entry points at any more (the
+    pset was recomputed) are always removed. Removed results are recomputed when
+    asked for again, also those of runs in flight.
+
+    \b
+    Example:
+      pyjoule cache gc --older-than 30d --max-size 10G --dry-run
+    """
+    store = _store(ctx)
+    report = store.gc(older_than_s=older_than, max_bytes=max_size, dry_run=dry_run)
+    if as_json:
+        return _dump(report)
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} {report['entries']} results in {report['segments']} segment files "
+               f"({_human(report['bytes'])}), {report['runs']} finished runs, "
+               f"{report['files']} stray files; results {'would ' if dry_run else ''}"
+               f"take {_human(report['bytes_left'] - (report['bytes'] if dry_run else 0))}")
+
+
+# --------------------------------------------------------------------- hosts
+@cli.group(cls=_Group, epilog=EPILOG)
+def hosts():
+    """Remote hosts.
+
+    \b
+    Example:
+      pyjoule hosts check workstation
+    """
+
+
+@hosts.command(epilog=EPILOG)
+@click.argument("host", metavar="ALIAS")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@click.pass_context
+def check(ctx, host, as_json):
+    """Connect to ALIAS and report Python, uv, disk, CPUs and SLURM (exit 1 on a problem).
+
+    ALIAS is an ~/.ssh/config alias ($PYJOULE_SSH_CONFIG picks another file) or
+    user@name:port.
+
+    \b
+    Example:
+      pyjoule hosts check cluster --json
+    """
+    from ._transport import ssh
+
+    try:
+        report = ssh.check_host(host)
+    finally:
+        ssh.close_all()
+    if as_json:
+        _dump({"host": report.host, "ok": report.ok, "rtt_ms": report.rtt_ms,
+               "facts": report.facts, "problems": report.problems})
+    else:
+        click.echo(str(report))
+    if not report.ok:
+        ctx.exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pyjoule", description="Inspect pyjoule runs and hosts.")
-    parser.add_argument("--cache", help="cache directory (default: as the library finds it)")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("runs", help="table of runs in the cache's registry")
-    hosts = sub.add_parser("hosts", help="remote hosts").add_subparsers(dest="action",
-                                                                        required=True)
-    check = hosts.add_parser("check", help="connect and report Python, uv, disk, SLURM")
-    check.add_argument("host", help="ssh config alias or user@name:port")
-    args = parser.parse_args(argv)
-    if args.command == "hosts":
-        from ._errors import PyjouleError
-        from ._transport.ssh import check_host
+    """Run the ``pyjoule`` command with ``argv`` (default: ``sys.argv[1:]``); return its
+    exit code.
 
-        try:
-            report = check_host(args.host)
-        except PyjouleError as exc:
-            print(f"pyjoule: {exc}", file=sys.stderr)
-            return 2
-        print(report)
-        return 0 if report.ok else 1
-    if args.command == "runs":
-        import pandas as pd
-
-        from ._api import runs
-
-        with pd.option_context("display.width", 200, "display.max_columns", 20):
-            print(runs(args.cache).to_string(index=False))
+    Examples
+    --------
+    >>> main(["--help"])  # doctest: +ELLIPSIS
+    Usage: pyjoule [OPTIONS] COMMAND [ARGS]...
+    ...
+    0
+    """
+    try:
+        cli.main(args=argv, prog_name="pyjoule")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     return 0
 
 
