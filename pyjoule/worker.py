@@ -359,6 +359,15 @@ def process_start_time(pid: int) -> str:
         return ""
 
 
+def is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but not been reaped by its parent (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def is_alive(run_dir: str) -> bool:
     """Whether the supervisor of ``run_dir`` still runs (and has not written ``exit``)."""
     if os.path.exists(os.path.join(run_dir, "exit")):
@@ -369,6 +378,8 @@ def is_alive(run_dir: str) -> bool:
         pid = int(pid_text)
         os.kill(pid, 0)
     except (OSError, ValueError):
+        return False
+    if is_zombie(pid):  # dead; its parent (another process of the user's) reaps it later
         return False
     return not start or process_start_time(pid) in (start, "")
 

@@ -505,3 +505,29 @@ def test_sigterm_to_an_array_task_keeps_its_records_and_says_so(weird_tmp_path):
     assert (run_dir / "ends" / "79_0").read_text().split()[:2] == ["143", "terminated"]
     recs = read_records(run_dir)
     assert 3 <= len(recs) < 40 and all(r["status"] == "done" for r in recs)
+
+
+def test_an_exited_but_unreaped_supervisor_counts_as_dead(tmp_path):
+    """A run cancelled from another process leaves its supervisor a zombie until the
+    submitting process reaps it: it must count as dead at once, not after timeouts."""
+    from pyjoule._transport.local import _group_alive, kill_group
+
+    pid = os.fork()
+    if pid == 0:
+        os.setpgid(0, 0)
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 10
+        while not worker.is_zombie(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.is_zombie(pid)
+        (tmp_path / "worker.pid").write_text(f"{pid} {worker.process_start_time(pid)}")
+        assert not worker.is_alive(str(tmp_path))
+        assert not _group_alive(pid)
+        kill_group(pid, grace_s=30)  # returns at once: nothing of the group runs
+        assert not worker.is_zombie(pid)  # and it reaped its own child
+    finally:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
