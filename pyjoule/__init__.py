@@ -17,7 +17,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Experiment": "_api", "Run": "_api", "attach": "_api", "experiment": "_api",
     "load": "_api", "runs": "_api",
+    "best": "_analysis", "plot": "_analysis", "stats": "_analysis",
     "config": "_config",
+    "open": "_export", "save": "_export",
     "AuthenticationError": "_errors", "CacheError": "_errors",
     "ExperimentError": "_errors", "HashingError": "_errors", "HostError": "_errors",
     "HostKeyError": "_errors", "OptionError": "_errors", "PyjouleError": "_errors",
@@ -49,13 +51,18 @@ __all__ = [
     "Space",
     "SpaceError",
     "attach",
+    "best",
     "config",
     "experiment",
     "grid",
     "load",
+    "open",
+    "plot",
     "product",
     "runs",
+    "save",
     "star",
+    "stats",
     "zip",
 ]
 
@@ -75,7 +82,9 @@ def __dir__():
 
 if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from ._api import Experiment, Run, attach, experiment, load, runs
+    from ._analysis import best, plot, stats
     from ._config import config
+    from ._export import open, save
     from ._errors import (AuthenticationError, CacheError, ExperimentError, HashingError,
                           HostError, HostKeyError, OptionError, PyjouleError,
                           RemoteCommandError, RunNotFoundError, SerializationError,

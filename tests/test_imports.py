@@ -10,7 +10,8 @@ import pyjoule
 
 from conftest import REPO
 
-HEAVY = ("xarray", "sparse", "pandas", "paramiko", "fabric", "tqdm", "numba", "invoke")
+HEAVY = ("xarray", "sparse", "pandas", "paramiko", "fabric", "tqdm", "numba", "invoke",
+         "matplotlib", "netCDF4")
 
 
 def _modules_after(statement: str) -> set[str]:
