@@ -221,12 +221,14 @@ def _coord(labels: list) -> np.ndarray:
         return np.array(labels, dtype=object)
     arr = np.empty(len(labels), object)
     arr[:] = labels
-    try:
+    bools = [isinstance(x, (bool, np.bool_)) for x in labels]
+    numbers = all(isinstance(x, (int, float, np.integer, np.floating)) for x in labels)
+    # one numeric dtype only where that loses nothing a user could see: numpy would
+    # turn [True, 2] into ints and ["A", 3] into strings
+    if all(bools) or (numbers and not any(bools)):
         typed = np.array(labels)
-        if typed.dtype.kind in "biufU" and typed.shape == (len(labels),):
+        if typed.dtype.kind in "biuf" and typed.shape == (len(labels),):
             return typed
-    except (ValueError, TypeError):
-        pass
     return arr
 
 

@@ -162,6 +162,19 @@ def test_union_of_spaces_is_ragged_and_sparse_when_large(cache_dir):
     assert isinstance(forced.result.data, sparse.COO)
 
 
+@pytest.mark.parametrize("labels, kinds", [
+    (["A", 3], ["str", "int"]),         # a union of spaces mixing strings and numbers
+    ([True, 2], ["bool", "int"]),       # True is not 1 (the hash keeps them apart too)
+    ([1, 2], ["int64", "int64"]),
+    ([0.5, 2], ["float64", "float64"]),
+])
+def test_coordinate_labels_keep_their_types(cache_dir, labels, kinds):
+    f = pj.experiment(workers=0)(lambda option: 1.0)
+    ds = f.map(pj.grid(option=labels[:1]) + pj.grid(option=labels[1:]))
+    assert [type(v).__name__ for v in ds.option.values] == kinds
+    assert float(ds.result.sel({"option": labels[1]})) == 1.0
+
+
 def test_duplicates_run_once(cache_dir, call_log):
     f = pj.experiment(workers=2)(simulate)
     space = [dict(method="KF", N=1), dict(method="KF", N=1, seed=0), dict(N=1, method="KF")]
