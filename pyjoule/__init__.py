@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Experiment": "_api", "Run": "_api", "attach": "_api", "experiment": "_api",
     "load": "_api", "runs": "_api",
-    "best": "_analysis", "plot": "_analysis", "stats": "_analysis",
+    "best": "_analysis", "plot": "_plot", "stats": "_analysis",
     "config": "_config",
     "open": "_export", "save": "_export",
     "AuthenticationError": "_errors", "CacheError": "_errors",
@@ -82,7 +82,8 @@ def __dir__():
 
 if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from ._api import Experiment, Run, attach, experiment, load, runs
-    from ._analysis import best, plot, stats
+    from ._analysis import best, stats
+    from ._plot import plot
     from ._config import config
     from ._export import open, save
     from ._errors import (AuthenticationError, CacheError, ExperimentError, HashingError,

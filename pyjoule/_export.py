@@ -1,7 +1,7 @@
 """Save a results Dataset to a netCDF4 file and open it again, identical.
 
 netCDF cannot hold what pyjoule's Datasets often contain, so some variables are
-stored in another form and marked, and :func:`open` turns them back:
+stored in another form and marked, and ``pj.open`` turns them back:
 
 - a ``sparse.COO`` variable ``v`` becomes ``v__coords`` (ndim × nnz ints) and
   ``v__data`` (nnz values); the attribute ``pyjoule_sparse`` of ``v__data`` records
@@ -109,7 +109,7 @@ def _join_attrs(attrs: dict) -> dict:
 
 # --------------------------------------------------------------------- save
 def save(ds, path: str | os.PathLike) -> None:
-    """Write a results Dataset to a netCDF4 file that :func:`open` reads back identical.
+    """Write a results Dataset to a netCDF4 file that ``pj.open`` reads back identical.
 
     Sparse (``sparse.COO``) variables are stored as their coordinates and values, so a
     ragged study is never made dense; object coordinates (``None`` labels, labels
@@ -120,7 +120,7 @@ def save(ds, path: str | os.PathLike) -> None:
     Parameters
     ----------
     ds : xarray.Dataset
-        Results (``f.map``, :func:`stats`, :func:`best`, ...), with its attributes.
+        Results (``f.map``, ``pj.stats``, ``pj.best``, ...), with its attributes.
     path : str or os.PathLike
         The file to write (``.nc`` by convention); an existing file is replaced.
 
@@ -192,7 +192,7 @@ def _encode_variable(name: str, var) -> dict:
 
 # --------------------------------------------------------------------- open
 def open(path: str | os.PathLike):  # noqa: A001 - pj.open mirrors xr.open_dataset
-    """Read a file written by :func:`save`, into memory, as the Dataset that was saved.
+    """Read a file written by ``pj.save``, into memory, as the Dataset that was saved.
 
     Same dims, coordinates, dtypes, attributes and backing (dense numpy or
     ``sparse.COO``). The file is closed before returning, so it can be deleted or
