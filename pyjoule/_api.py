@@ -64,7 +64,61 @@ def experiment(func: Callable | None = None, **options: Any):
     """Turn a function into an experiment that sweeps, caches and returns Datasets.
 
     Use it bare (``@pj.experiment``) or with options
-    (``@pj.experiment(workers=4, timeout=60)``); see the API reference for each option.
+    (``@pj.experiment(workers=4, timeout=60)``). Every option is keyword-only and
+    optional; an unknown one raises ``pj.OptionError`` with a "did you mean".
+
+    Parameters
+    ----------
+    func : callable, optional
+        The function, when used bare. Its keyword arguments are the parameters that
+        psets set; it returns a dict (one Dataset variable per key) or any value.
+    **options
+        The options below.
+
+    Returns
+    -------
+    Experiment
+        Calls like ``func``, and has ``map``, ``sweep``, ``submit``, ``table``, ...
+
+    Other Parameters
+    ----------------
+    workers : int
+        Worker processes (per array task under ``slurm=``); default the CPUs
+        available (``PYJOULE_WORKERS``), the host's CPUs with ``host=``,
+        ``cpus_per_task`` with ``slurm=``. ``0`` runs in the calling process.
+    threads : int
+        BLAS/OpenMP threads per worker process; default 1.
+    batch : int
+        Most psets a worker process takes at once; under ``slurm=``, psets per
+        batch of an array task. Default: chosen automatically.
+    timeout : float
+        Seconds per pset; a pset running longer fails with reason ``timeout`` and
+        its worker process is replaced.
+    retries : int
+        Re-runs of psets that failed for infrastructure reasons (``timeout``,
+        ``lost``; under SLURM also ``node_failure``, ``out_of_memory``,
+        ``preempted``); default 0.
+    errors : {"raise", "warn", "ignore"}
+        What ``map`` does when some psets failed; default ``"raise"``
+        (``pj.ExperimentError``).
+    cache : str, Path or False
+        Cache directory; default ``$PYJOULE_CACHE``, else ``.pyjoule/`` in the
+        project root, else ``~/.cache/pyjoule``. ``False``: compute, keep nothing.
+    version : str
+        Pins the function's identity: code edits no longer invalidate its results;
+        change the string to invalidate them.
+    progress : bool
+        A progress bar (a widget in Jupyter); default ``True`` (``PYJOULE_PROGRESS``).
+    capture : bool
+        Keep each pset's stdout/stderr for ``failures``; default ``True``.
+    dims : dict
+        Dimension names of array results, e.g. ``{"trace": ("t",)}``.
+    host : str or Host
+        Run on this host over SSH: an ``~/.ssh/config`` alias, ``user@name:port``
+        or a ``pj.Host``.
+    slurm : dict or Slurm
+        Run as SLURM array jobs with these sbatch options (on ``host``, or with
+        this machine's ``sbatch``); see ``pj.Slurm``.
 
     Examples
     --------
@@ -168,7 +222,7 @@ class Experiment:
         return self.map(_space.grid(**axes), sparse=sparse)
 
     def submit(self, space: Any) -> "Run":
-        """Start the work and return a :class:`Run` at once."""
+        """Start the work and return a ``pj.Run`` at once."""
         if self._options.get("cache") is False:
             raise OptionError("submit() needs a cache to keep results in; "
                               "use map() with cache=False")
@@ -248,11 +302,91 @@ class Experiment:
         log.info("%s: removed %d cached results", self.name, removed)
         return removed
 
+    def _summary(self) -> dict:
+        """What the reprs show. Never raises, and never creates the cache directory."""
+        shown = {}
+        for key, value in self._options.items():
+            if value is None or key == "cache":
+                continue
+            if key == "host":
+                value = value.target
+            elif key == "slurm":
+                value = ", ".join(f"{k}={v}" for k, v in value.options.items()) or "defaults"
+            shown[key] = value
+        out = {"name": self.name, "options": shown, "func_id": "?", "cache": "?",
+               "cached": "?"}
+        try:
+            out["func_id"] = self._identity().func_id
+        except Exception as exc:  # noqa: BLE001 - a repr reports, it does not raise
+            out["func_id"] = f"unavailable ({type(exc).__name__})"
+        cache = self._options.get("cache")
+        if cache is False:
+            out["cache"], out["cached"] = "off (cache=False)", "nothing (cache=False)"
+            return out
+        try:
+            from pathlib import Path
+
+            root = Path(cache if cache is not None else default_cache_dir()).expanduser()
+            out["cache"] = str(root.absolute())
+            if not (root / "index.sqlite").exists():
+                out["cached"] = "nothing yet"
+                return out
+            store = Store.open(root)
+            versions = store.function_ids(self.name)
+            current = store.info([out["func_id"]])["entries"]
+            everything = store.info(versions)["entries"]
+            out["cached"] = (f"{current} results of this version"
+                             + (f", {everything} in {len(versions)} versions"
+                                if len(versions) > 1 else ""))
+        except Exception as exc:  # noqa: BLE001 - an unreadable cache is shown as such
+            out["cached"] = f"unavailable ({exc})"
+        return out
+
     def __repr__(self) -> str:
-        return f"<pyjoule experiment {self.name}>"
+        s = self._summary()
+        opts = "".join(f" {k}={v!r}" for k, v in s["options"].items())
+        return (f"<pyjoule experiment {s['name']} func_id={s['func_id'][:12]}{opts} "
+                f"cache={s['cache']!r} cached={s['cached']!r}>")
+
+    def _repr_html_(self) -> str:
+        s = self._summary()
+        rows = [("function id", f"<code>{_esc(s['func_id'])}</code>")]
+        rows += [(k, _esc(v)) for k, v in s["options"].items()]
+        rows += [("cache", f"<code>{_esc(s['cache'])}</code>"), ("cached", _esc(s["cached"]))]
+        return _html_card(f"pyjoule experiment <code>{_esc(s['name'])}</code>", rows)
 
 
 _NOTHING = object()
+
+# ------------------------------------------------- notebook display (_repr_html_)
+_COLOURS = {"cached": "#9e9e9e", "done": "#43a047", "failed": "#e53935",
+            "running": "#1e88e5", "pending": "#e0e0e0"}
+
+
+def _esc(value: Any) -> str:
+    import html
+
+    return html.escape(str(value), quote=True)
+
+
+def _html_card(title: str, rows: list[tuple[str, str]]) -> str:
+    """A title over a two-column table; ``title`` and the values are HTML already."""
+    cells = "".join(f'<tr><th style="text-align:left;padding-right:1em">{_esc(k)}</th>'
+                    f'<td style="text-align:left">{v}</td></tr>' for k, v in rows)
+    return f'<div class="pyjoule"><div>{title}</div><table>{cells}</table></div>'
+
+
+def _html_counts(counts: dict) -> str:
+    """The status counts as a stacked bar over a one-row table."""
+    if "total" not in counts:
+        return _esc(next(iter(counts.values()), ""))
+    total = max(1, counts["total"])
+    bar = "".join(f'<div title="{k}: {counts[k]}" style="width:{100 * counts[k] / total:.2f}%;'
+                  f'background:{c}"></div>' for k, c in _COLOURS.items() if counts.get(k))
+    head = "".join(f"<th>{_esc(k)}</th>" for k in counts)
+    body = "".join(f"<td>{_esc(v)}</td>" for v in counts.values())
+    return (f'<div style="display:flex;width:20em;height:0.7em;border:1px solid #bbb">{bar}'
+            f"</div><table><tr>{head}</tr><tr>{body}</tr></table>")
 
 
 class _Session:
@@ -290,10 +424,51 @@ class Run:
         self.id = own.run_id if own else None
         self.func_id = plan.func_id
 
+    def _summary(self) -> dict:
+        """What the reprs show (polls the run once); never raises."""
+        try:
+            counts = self.status()
+        except Exception as exc:  # noqa: BLE001 - e.g. the host is unreachable just now
+            counts = {"error": f"status unavailable ({exc})"}
+        recs = [r.rec for r in self._live()]
+        exp = self._experiment
+        if not recs:
+            state = "all cached"
+        elif any(r.get("state") == "running" for r in recs):
+            state = "running"
+        else:
+            state = (self._own.rec if self._own else recs[0]).get("state") or "?"
+        host = getattr(exp, "_options", {}).get("host") if exp is not None else None
+        hosts = {r.get("host") or "local" for r in recs} or {getattr(host, "target", "local")}
+        try:
+            job_ids = self.job_ids
+        except Exception:  # noqa: BLE001
+            job_ids = []
+        return {"id": self.id or "(nothing to run)", "state": state, "counts": counts,
+                "name": getattr(exp, "name", None) or (recs[0].get("name") if recs else "?"),
+                "host": ", ".join(sorted(hosts)),
+                "backend": ", ".join(sorted({r.get("backend") or "?" for r in recs})) or "none",
+                "cache": str(self._store.root), "job_ids": job_ids,
+                "waits_for": [r.run_id for r in self._attached]}
+
     def __repr__(self) -> str:
-        counts = self.status()
-        text = ", ".join(f"{k}={v}" for k, v in counts.items())
-        return f"<pyjoule Run {self.id or '(all cached)'}: {text}>"
+        s = self._summary()
+        text = ", ".join(f"{k}={v}" for k, v in s["counts"].items())
+        jobs = f" jobs={','.join(s['job_ids'])}" if s["job_ids"] else ""
+        return (f"<pyjoule Run {s['id']} of {s['name']}: {s['state']}, {text}; "
+                f"host={s['host']} backend={s['backend']}{jobs} cache={s['cache']!r}>")
+
+    def _repr_html_(self) -> str:
+        s = self._summary()
+        rows = [("state", f"<b>{_esc(s['state'])}</b>"), ("progress", _html_counts(s["counts"])),
+                ("host", _esc(s["host"])), ("backend", _esc(s["backend"])),
+                ("cache", f"<code>{_esc(s['cache'])}</code>")]
+        if s["job_ids"]:
+            rows.append(("job ids", _esc(", ".join(s["job_ids"]))))
+        if s["waits_for"]:
+            rows.append(("waits for runs", _esc(", ".join(s["waits_for"]))))
+        title = f"pyjoule run <code>{_esc(s['id'])}</code> of <code>{_esc(s['name'])}</code>"
+        return _html_card(title, rows)
 
     def _live(self):
         return [r for r in ([self._own] if self._own else []) + self._attached]
@@ -475,7 +650,7 @@ def runs(cache: str | os.PathLike | None = None):
 
 
 def attach(run_id: str, cache: str | os.PathLike | None = None) -> Run:
-    """The :class:`Run` with this id, from any process."""
+    """The ``pj.Run`` with this id, from any process."""
     store = _registry(cache)
     rec = store.get_run(run_id)
     if rec is None:

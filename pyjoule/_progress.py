@@ -1,28 +1,79 @@
 """Progress reporting, kept apart from logging.
 
-A tqdm bar (``tqdm.auto``: a widget in Jupyter, text on a terminal) when someone is
-watching, and an INFO log line every ``log_every_s`` seconds otherwise (batch jobs,
-CI logs), so nobody's log fills with carriage returns.
+Where the bar goes depends on who is watching:
+
+- a Jupyter kernel: a tqdm widget (``tqdm.notebook``, which needs ipywidgets: the
+  ``notebook`` extra); without ipywidgets, the text bar, quietly (tqdm would warn);
+- a terminal (stderr is a tty): tqdm's text bar on stderr;
+- nobody (batch jobs, CI logs, a pipe): an INFO log line every ``log_every_s``
+  seconds and one when the work ends, so nobody's log fills with carriage returns.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 
 log = logging.getLogger("pyjoule")
 
 
+def _in_jupyter() -> bool:
+    """Whether this is a Jupyter kernel (not a terminal IPython, which has a tty)."""
+    shell = sys.modules.get("ipykernel.zmqshell")
+    ipython = sys.modules.get("IPython")
+    if shell is None or ipython is None:
+        return False
+    try:
+        return isinstance(ipython.get_ipython(), shell.ZMQInteractiveShell)
+    except Exception:  # noqa: BLE001 - an odd IPython: treat it as no notebook
+        return False
+
+
 def _interactive() -> bool:
-    if "ipykernel" in sys.modules:
+    if _in_jupyter():
         return True
-    stream = sys.stderr
-    return bool(getattr(stream, "isatty", lambda: False)())
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+def _bar_class(notebook: bool):
+    """``tqdm.notebook.tqdm`` in Jupyter when ipywidgets is there, else the text bar.
+
+    Chosen here rather than by ``tqdm.auto``, which warns (TqdmWarning, "IProgress not
+    found") in a kernel without ipywidgets before falling back to the same text bar.
+    Kernels behind qtconsole and Spyder cannot show widgets: text there too, as tqdm does.
+    """
+    if notebook and not any(k == "QT_API" or k.startswith("SPYDER") for k in os.environ):
+        try:
+            import ipywidgets  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            from tqdm.notebook import tqdm
+
+            return tqdm
+    from tqdm.std import tqdm
+
+    return tqdm
 
 
 class Progress:
-    """Counts psets: ``done``, ``failed`` and ``cached`` out of ``total``."""
+    """Counts psets: ``done``, ``failed`` and ``cached`` out of ``total``.
+
+    Examples
+    --------
+    Without a terminal or a notebook it logs instead of drawing:
+
+    >>> import logging
+    >>> logging.getLogger("pyjoule").setLevel("INFO")
+    >>> bar = Progress(4, cached=1, label="demo", log_every_s=0)
+    >>> bar.update(done=2, failed=1)
+    >>> bar.close()
+    >>> bar.done, bar.failed, bar.cached
+    (2, 1, 1)
+    >>> logging.getLogger("pyjoule").setLevel(logging.NOTSET)
+    """
 
     def __init__(self, total: int, cached: int = 0, *, enabled: bool = True,
                  label: str = "pyjoule", log_every_s: float = 10.0):
@@ -30,12 +81,11 @@ class Progress:
         self.done = self.failed = 0
         self.label = label
         self._bar = None
-        self._last_log = time.monotonic()
+        self._started = self._last_log = time.monotonic()
         self._log_every_s = log_every_s
         self.enabled = enabled and total > cached
         if self.enabled and _interactive():
-            from tqdm.auto import tqdm
-
+            tqdm = _bar_class(_in_jupyter())
             self._bar = tqdm(total=total, initial=cached, desc=label, unit="pset",
                              dynamic_ncols=True, leave=True)
             self._postfix()
@@ -44,6 +94,11 @@ class Progress:
         if self._bar is not None:
             self._bar.set_postfix_str(
                 f"done={self.done} failed={self.failed} cached={self.cached}", refresh=False)
+
+    def _log(self, suffix: str = "") -> None:
+        log.info("%s: %d/%d psets (done %d, failed %d, cached %d)%s", self.label,
+                 self.cached + self.done + self.failed, self.total, self.done,
+                 self.failed, self.cached, suffix)
 
     def update(self, done: int = 0, failed: int = 0) -> None:
         if not (done or failed):
@@ -55,11 +110,12 @@ class Progress:
             self._bar.update(done + failed)
         elif self.enabled and time.monotonic() - self._last_log >= self._log_every_s:
             self._last_log = time.monotonic()
-            log.info("%s: %d/%d psets (done %d, failed %d, cached %d)", self.label,
-                     self.cached + self.done + self.failed, self.total, self.done,
-                     self.failed, self.cached)
+            self._log()
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+        elif self.enabled:  # the line a batch log wants: how it ended, and how long
+            self.enabled = False
+            self._log(f" in {time.monotonic() - self._started:.1f} s")
