@@ -267,7 +267,7 @@ class Experiment:
         if plan.to_run:
             own = _dispatch.LiveRun(store, _dispatch.launch(
                 store, func=self._func, func_id=func_id, name=self.name, plan_=plan,
-                backend=backend, options=opts), backend)
+                backend=backend, options=opts, by_value=self._identity().modules), backend)
         return Run(store, plan, own, [_dispatch.LiveRun(store, r) for r in plan.in_flight],
                    experiment=self, progress=progress and opts["progress"])
 

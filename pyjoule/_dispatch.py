@@ -15,6 +15,7 @@ import logging
 import os
 import pickle
 import shutil
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -161,11 +162,23 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-def pickle_function(func: Callable, payload: dict) -> bytes:
-    """cloudpickle the payload, naming the offending global when that fails."""
+def pickle_function(func: Callable, payload: dict, by_value: Sequence[str] = ()) -> bytes:
+    """cloudpickle the payload, naming the offending global when that fails.
+
+    The modules ``by_value`` (the user's, as the identity found them) are pickled by
+    value: a worker runs the code this process has loaded and identified, not what
+    the file holds now (a notebook's helper module edited without a reload would
+    otherwise compute new results under the old identity)."""
     import cloudpickle
 
+    registered = []
     try:
+        for name in by_value:
+            module = sys.modules.get(name)
+            if module is None or name in cloudpickle.list_registry_pickle_by_value():
+                continue
+            cloudpickle.register_pickle_by_value(module)
+            registered.append(module)
         return cloudpickle.dumps(payload, protocol=5)
     except Exception as exc:  # noqa: BLE001 - any pickling failure gets explained
         culprit = _unpicklable_global(func)
@@ -174,6 +187,9 @@ def pickle_function(func: Callable, payload: dict) -> bytes:
             f"cannot send {getattr(func, '__name__', func)!r} to a worker{where} ({exc}). "
             "Create such objects inside the function, or pass what they need as "
             "parameters.") from exc
+    finally:
+        for module in registered:
+            cloudpickle.unregister_pickle_by_value(module)
 
 
 def _unpicklable_global(func: Callable) -> str | None:
@@ -200,14 +216,15 @@ def _unpicklable_global(func: Callable) -> str | None:
 
 
 def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan,
-           backend, options: dict, request: bool = True) -> dict:
+           backend, options: dict, request: bool = True,
+           by_value: Sequence[str] = ()) -> dict:
     """Write the run directory, register the run, start the backend."""
     run_id = new_run_id()
     run_dir = os.path.join(store.root, "runs", run_id)
     os.makedirs(os.path.join(run_dir, "results"))
     payload = {"func": func, "threads": options["threads"], "timeout_s": options["timeout"],
                "capture": options["capture"], "batch": options.get("batch")}
-    atomic_write(os.path.join(run_dir, "payload.pkl"), pickle_function(func, payload))
+    atomic_write(os.path.join(run_dir, "payload.pkl"), pickle_function(func, payload, by_value))
     tasks = [(plan_.ids[i], plan_.psets[i]) for i in plan_.to_run]
     atomic_write(os.path.join(run_dir, "tasks.pkl"), pickle.dumps(tasks, protocol=5))
     if request:

@@ -44,6 +44,8 @@ class Identity:
         32 lowercase hex characters; equal ids mean interchangeable results.
     name : str
         Qualified name of the function, e.g. ``"simulate"``.
+    modules : tuple of str
+        The user's modules (not ``__main__``) whose code `func_id` covers.
     components : dict of str to str
         What went into `func_id`, label -> digest or version, e.g. ``{"function
         simulate": "ab12..", "constant G": "..", "package numpy": "2.4.6"}``. The
@@ -53,6 +55,9 @@ class Identity:
     func_id: str
     name: str
     components: dict[str, str] = field(default_factory=dict)
+    #: the user's modules (other than ``__main__``) whose code the identity covers:
+    #: they travel to the workers by value, so workers run the code identified here
+    modules: tuple[str, ...] = field(default=(), compare=False)
 
     def __hash__(self) -> int:  # the generated hash would fail on the dict
         return hash(self.func_id)
@@ -389,6 +394,7 @@ class _Walker:
         self.components: dict[str, str] = {}
         self.seen: set = set()
         self.alive: list = []  # keeps walked objects alive so that ids stay unique
+        self.modules: set[str] = set()  # user modules whose loaded code is covered
         self.fallback = False
 
     def first_visit(self, obj, key=None) -> bool:
@@ -406,6 +412,10 @@ class _Walker:
             n += 1
             label = f"{base} ({n})"
         self.components[label] = digest
+
+    def _user_module(self, name) -> None:
+        if isinstance(name, str) and name != "__main__" and name in sys.modules:
+            self.modules.add(name)
 
     def is_user(self, module_name, path=None) -> bool:
         """Whether a module holds the user's code (see `identify`)."""
@@ -480,6 +490,7 @@ class _Walker:
             return
         info = _code_info(func)
         self.fallback |= info.fallback
+        self._user_module(func.__module__)
         refs: list = []
         folded = _function_locals(func, refs)
         self.add("function", func.__module__, func.__qualname__, _digest(info.digest, *folded))
@@ -500,6 +511,7 @@ class _Walker:
             return
         if not self.is_user(klass.__module__):
             return self.package(klass.__module__)
+        self._user_module(klass.__module__)
         digest, fallback = _memo(_class_memo, klass, _class_digest)
         self.fallback |= fallback
         refs: list = []
@@ -526,6 +538,7 @@ class _Walker:
         if not self.is_user(module.__name__, getattr(module, "__file__", None)):
             return self.package(module.__name__)
         # `import helpers; helpers.drag()`: cover the module's names that the code uses
+        self._user_module(module.__name__)
         if self.first_visit(module, key=(id(module), id(names))):
             namespace = vars(module)
             for name in names:
@@ -622,7 +635,8 @@ def identify(
     if walker.fallback:  # bytecode compares only within one Python minor version
         walker.components["python"] = "{}.{}".format(*sys.version_info[:2])
     parts = [f"{label}={value}" for label, value in sorted(walker.components.items())]
-    return Identity(_digest("pyjoule identity 1", name, *parts), name, walker.components)
+    return Identity(_digest("pyjoule identity 1", name, *parts), name, walker.components,
+                    tuple(sorted(walker.modules)))
 
 
 # ------------------------------------------------------------ describing changes

@@ -114,6 +114,32 @@ def test_new_process_takes_results_from_the_cache(cache_dir, weird_tmp_path, cal
     assert len(calls(call_log)) == 6  # the second process computed nothing
 
 
+def test_workers_run_the_helper_code_this_process_loaded(cache_dir, weird_tmp_path):
+    """A helper module edited on disk but not reloaded (a notebook without a kernel
+    restart): workers must run the loaded code the identity describes, or new results
+    would be cached under the old identity; after a reload, the new code counts."""
+    (weird_tmp_path / "helpers.py").write_text("def g(x):\n    return x + 1\n")
+    script = """
+        import importlib, pathlib, threading, pyjoule as pj
+        import helpers
+
+        # another thread, as in a Jupyter kernel: workers start afresh, not forked
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+
+        @pj.experiment(workers=2)
+        def f(x):
+            return helpers.g(x)
+
+        print(f.sweep(x=[1, 2]).result.values.tolist())
+        pathlib.Path(helpers.__file__).write_text("def g(x):\\n    return x + 100\\n")
+        print(f.sweep(x=[1, 2, 3]).result.values.tolist())
+        importlib.reload(helpers)
+        print(f.sweep(x=[1, 2, 3]).result.values.tolist())
+    """
+    lines = run_script(weird_tmp_path, script).stdout.split("\n")
+    assert lines[:3] == ["[2, 3]", "[2, 3, 4]", "[101, 102, 103]"]
+
+
 def test_editing_the_function_recomputes_but_a_comment_does_not(cache_dir, weird_tmp_path,
                                                                  call_log):
     body = """
