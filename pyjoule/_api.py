@@ -631,12 +631,25 @@ def _registry(cache: str | os.PathLike | None) -> Store:
     return Store.open(cache if cache is not None else default_cache_dir())
 
 
+def _refresh_local_runs(store: Store) -> None:
+    """Ingest what this machine's running runs have written, so the counts are current
+    and a run whose process is gone (a kernel shut down mid-run) is finished. Remote
+    runs are left as last seen: listing must not open connections."""
+    for rec in store.list_runs():
+        if rec["state"] == "running" and rec["backend"] == "pool":
+            try:
+                _dispatch.LiveRun(store, rec).poll_until_finished(timeout_s=0)
+            except Exception as exc:  # noqa: BLE001 - a listing must not fail on one run
+                log.debug("could not refresh run %s: %s", rec["run_id"], exc)
+
+
 def runs(cache: str | os.PathLike | None = None):
     """A DataFrame of the runs in the cache's registry, newest last."""
     import pandas as pd
 
     rows = []
     store = _registry(cache)
+    _refresh_local_runs(store)
     for rec in store.list_runs():
         rows.append({"id": rec["run_id"], "function": rec["name"], "host": rec["host"],
                      "backend": rec["backend"], "state": rec["state"], "total": rec["total"],

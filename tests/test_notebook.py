@@ -267,7 +267,7 @@ def test_submit_returns_at_once_and_runs_are_followed_from_another_kernel(
         kernel_env, weird_tmp_path, gates):
     with _kernel(weird_tmp_path) as (km_a, a), _kernel(weird_tmp_path) as (_, b):
         _run(a, SLOW.format(gates=str(gates)))
-        _run(b, "import json, pyjoule as pj")
+        _run(b, "import json, time, pyjoule as pj")
         started = _run(a, """
             run = slow.submit(pj.grid(i=range(12)))
             print(json.dumps({"id": run.id, "status": run.status(), "done": run.done()}))""")
@@ -307,6 +307,15 @@ def test_submit_returns_at_once_and_runs_are_followed_from_another_kernel(
         km_a.shutdown_kernel()
         assert not km_a.is_alive() and _pid_alive(pid)
         (gates / "gate-1").touch()
+        # pj.runs() alone brings the orphaned run up to date (no attach needed)
+        listed = _run(b, f"""
+            for _ in range(600):
+                row = pj.runs().set_index("id").loc[{second["id"]!r}]
+                if row.state != "running":
+                    break
+                time.sleep(0.1)
+            print(json.dumps({{"state": row.state, "done": int(row.done)}}))""")
+        assert listed == {"state": "done", "done": 6}
         after = _run(b, f"""
             r = pj.attach({second["id"]!r}).wait()
             print(json.dumps({{"status": r.status(), "y": r.dataset().y.values.tolist()}}))""")
