@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from . import _dispatch, _space
 from ._config import apply_log_level_from_env, config, default_cache_dir, default_workers
+from ._display import card, counts_bar, esc
 from ._errors import ExperimentError, OptionError, RunNotFoundError
 from ._store import Store
 
@@ -350,44 +351,13 @@ class Experiment:
 
     def _repr_html_(self) -> str:
         s = self._summary()
-        rows = [("function id", f"<code>{_esc(s['func_id'])}</code>")]
-        rows += [(k, _esc(v)) for k, v in s["options"].items()]
-        rows += [("cache", f"<code>{_esc(s['cache'])}</code>"), ("cached", _esc(s["cached"]))]
-        return _html_card(f"pyjoule experiment <code>{_esc(s['name'])}</code>", rows)
+        rows = [("function id", f"<code>{esc(s['func_id'])}</code>")]
+        rows += [(k, esc(v)) for k, v in s["options"].items()]
+        rows += [("cache", f"<code>{esc(s['cache'])}</code>"), ("cached", esc(s["cached"]))]
+        return card(f"pyjoule experiment <code>{esc(s['name'])}</code>", rows)
 
 
 _NOTHING = object()
-
-# ------------------------------------------------- notebook display (_repr_html_)
-_COLOURS = {"cached": "#9e9e9e", "done": "#43a047", "failed": "#e53935",
-            "running": "#1e88e5", "pending": "#e0e0e0"}
-
-
-def _esc(value: Any) -> str:
-    import html
-
-    return html.escape(str(value), quote=True)
-
-
-def _html_card(title: str, rows: list[tuple[str, str]]) -> str:
-    """A title over a two-column table; ``title`` and the values are HTML already."""
-    cells = "".join(f'<tr><th style="text-align:left;padding-right:1em">{_esc(k)}</th>'
-                    f'<td style="text-align:left">{v}</td></tr>' for k, v in rows)
-    return f'<div class="pyjoule"><div>{title}</div><table>{cells}</table></div>'
-
-
-def _html_counts(counts: dict) -> str:
-    """The status counts as a stacked bar over a one-row table."""
-    if "total" not in counts:
-        return _esc(next(iter(counts.values()), ""))
-    total = max(1, counts["total"])
-    bar = "".join(f'<div title="{k}: {counts[k]}" style="width:{100 * counts[k] / total:.2f}%;'
-                  f'background:{c}"></div>' for k, c in _COLOURS.items() if counts.get(k))
-    head = "".join(f"<th>{_esc(k)}</th>" for k in counts)
-    body = "".join(f"<td>{_esc(v)}</td>" for v in counts.values())
-    return (f'<div style="display:flex;width:20em;height:0.7em;border:1px solid #bbb">{bar}'
-            f"</div><table><tr>{head}</tr><tr>{body}</tr></table>")
-
 
 class _Session:
     """The store and function id for one call; a throw-away cache for ``cache=False``."""
@@ -460,15 +430,15 @@ class Run:
 
     def _repr_html_(self) -> str:
         s = self._summary()
-        rows = [("state", f"<b>{_esc(s['state'])}</b>"), ("progress", _html_counts(s["counts"])),
-                ("host", _esc(s["host"])), ("backend", _esc(s["backend"])),
-                ("cache", f"<code>{_esc(s['cache'])}</code>")]
+        rows = [("state", f"<b>{esc(s['state'])}</b>"), ("progress", counts_bar(s["counts"])),
+                ("host", esc(s["host"])), ("backend", esc(s["backend"])),
+                ("cache", f"<code>{esc(s['cache'])}</code>")]
         if s["job_ids"]:
-            rows.append(("job ids", _esc(", ".join(s["job_ids"]))))
+            rows.append(("job ids", esc(", ".join(s["job_ids"]))))
         if s["waits_for"]:
-            rows.append(("waits for runs", _esc(", ".join(s["waits_for"]))))
-        title = f"pyjoule run <code>{_esc(s['id'])}</code> of <code>{_esc(s['name'])}</code>"
-        return _html_card(title, rows)
+            rows.append(("waits for runs", esc(", ".join(s["waits_for"]))))
+        title = f"pyjoule run <code>{esc(s['id'])}</code> of <code>{esc(s['name'])}</code>"
+        return card(title, rows)
 
     def _live(self):
         return [r for r in ([self._own] if self._own else []) + self._attached]

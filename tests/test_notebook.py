@@ -149,7 +149,7 @@ def test_notebook_runs_then_takes_everything_from_the_cache_then_recomputes(
     n_psets = 2 * p1["status"]["total"]  # the sweep and the submit: 40 psets each
     assert _calls(calls) == n_psets == 80 == p1["entries"]
     assert _has_widget(_cell(first, "ds = denoise.sweep("))  # tqdm's widget, not a text bar
-    assert _cell(first, ".plot.line(").outputs[-1]["data"]["image/png"]
+    assert _cell(first, "pj.plot(").outputs[-1]["data"]["image/png"]
     runs_after_first = len(pj.runs(kernel_env))
     assert runs_after_first == 2
 

@@ -1,0 +1,38 @@
+"""HTML for notebooks: the ``_repr_html_`` of experiments and runs.
+
+Plain strings, no dependency: what Jupyter shows when a cell ends with an experiment
+or a run.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+_COLOURS = {"cached": "#9e9e9e", "done": "#43a047", "failed": "#e53935",
+            "running": "#1e88e5", "pending": "#e0e0e0"}
+
+
+def esc(value: Any) -> str:
+    """``value`` as text, HTML-escaped."""
+    return html.escape(str(value), quote=True)
+
+
+def card(title: str, rows: list[tuple[str, str]]) -> str:
+    """A title over a two-column table; ``title`` and the values are HTML already."""
+    cells = "".join(f'<tr><th style="text-align:left;padding-right:1em">{esc(k)}</th>'
+                    f'<td style="text-align:left">{v}</td></tr>' for k, v in rows)
+    return f'<div class="pyjoule"><div>{title}</div><table>{cells}</table></div>'
+
+
+def counts_bar(counts: dict) -> str:
+    """The status counts as a stacked bar over a one-row table."""
+    if "total" not in counts:
+        return esc(next(iter(counts.values()), ""))
+    total = max(1, counts["total"])
+    bar = "".join(f'<div title="{k}: {counts[k]}" style="width:{100 * counts[k] / total:.2f}%;'
+                  f'background:{c}"></div>' for k, c in _COLOURS.items() if counts.get(k))
+    head = "".join(f"<th>{esc(k)}</th>" for k in counts)
+    body = "".join(f"<td>{esc(v)}</td>" for v in counts.values())
+    return (f'<div style="display:flex;width:20em;height:0.7em;border:1px solid #bbb">{bar}'
+            f"</div><table><tr>{head}</tr><tr>{body}</tr></table>")
