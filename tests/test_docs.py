@@ -3,6 +3,7 @@ the navigation, and the API reference documents every public name."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -101,3 +102,18 @@ def test_configuration_page_lists_every_variable():
     for name, (variable, _, _) in _config._SETTINGS.items():
         assert f"`{variable}`" in text, f"{variable} (pj.config {name}) not in configuration.md"
         assert f"`{name}`" in text, f"pj.config setting {name} not in configuration.md"
+
+
+@pytest.mark.parametrize("page", ["index.md", "analysis.md"])
+def test_the_python_examples_of_a_page_run(page, tmp_path):
+    """Pages whose examples are complete programs: their ```python blocks, in order,
+    run in a fresh interpreter (with a fresh cache), so the docs stay true."""
+    blocks = re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), re.S)
+    assert blocks, f"{page} has no python example"
+    script = tmp_path / "example.py"
+    script.write_text("import matplotlib\nmatplotlib.use('Agg')\n" + "\n".join(blocks))
+    env = {**os.environ, "PYJOULE_CACHE": str(tmp_path / "cache"),
+           "PYJOULE_PROGRESS": "0"}
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
