@@ -56,7 +56,6 @@ __all__ = [
     "experiment",
     "grid",
     "load",
-    "open",
     "plot",
     "product",
     "runs",
@@ -65,6 +64,11 @@ __all__ = [
     "stats",
     "zip",
 ]
+
+
+# Public, but left out of __all__ so that ``from pyjoule import *`` cannot hide the
+# builtin ``open``: use it as ``pj.open(path)``.
+_PUBLIC_NOT_STARRED = ("open",)
 
 
 def __getattr__(name):
@@ -77,7 +81,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_PUBLIC_NOT_STARRED))
 
 
 if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly

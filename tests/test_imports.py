@@ -39,7 +39,14 @@ def test_all_is_sorted_and_complete():
     assert pyjoule.__all__ == sorted(pyjoule.__all__)
     public = {n for n in dir(pyjoule) if not n.startswith("_")}
     modules = {n for n in public if type(getattr(pyjoule, n)).__name__ == "module"}
-    assert set(pyjoule.__all__) == public - modules
+    assert set(pyjoule.__all__) == public - modules - set(pyjoule._PUBLIC_NOT_STARRED)
+
+
+def test_star_import_keeps_the_builtin_open():
+    namespace: dict = {}
+    exec("from pyjoule import *", namespace)
+    assert "open" not in namespace and "save" in namespace
+    assert callable(pyjoule.open)
 
 
 def test_describing_a_host_loads_no_ssh_library():
