@@ -1,7 +1,7 @@
 """The ``pyjoule`` command (also ``python -m pyjoule``): runs, the cache, hosts.
 
 The commands only parse, call the library and format; what they do to a cache lives
-in :mod:`._store`. Expected errors (an unknown run, a directory that is not a cache,
+in ``pyjoule._store``. Expected errors (an unknown run, a directory that is not a cache,
 an unreachable host) print one line ``pyjoule: ...`` and exit with code 2.
 """
 
