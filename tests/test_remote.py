@@ -161,6 +161,40 @@ def test_cancel_kills_the_remote_workers_and_keeps_what_finished(remote_project,
     assert sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip() == ""
 
 
+def test_pyjoule_cancel_from_another_process_stops_a_remote_run(remote_project, sshd):
+    """The client that submitted has gone; `pyjoule cancel` in a shell stops the work
+    on the host and keeps what finished."""
+    import sys
+
+    out = run_script(remote_project, """
+        import time
+        import pyjoule as pj
+
+        @pj.experiment(host="pjtest", workers=2)
+        def slow(i):
+            time.sleep(0.4)
+            return i * 10
+
+        run = slow.submit(pj.grid(i=range(40)))
+        deadline = time.monotonic() + 60
+        while run.status()["done"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        print(run.id)
+    """, timeout=120).stdout.split()
+    run_id = out[-1]
+    assert sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip()
+    proc = subprocess.run([sys.executable, "-m", "pyjoule", "cancel", run_id],
+                          cwd=remote_project, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip() == ""
+    status = subprocess.run([sys.executable, "-m", "pyjoule", "status", run_id, "--json"],
+                            cwd=remote_project, capture_output=True, text=True, timeout=120)
+    report = json.loads(status.stdout)
+    assert report["state"] == "cancelled", report
+    counts = report["counts"]
+    assert 2 <= counts["done"] < 40 and counts["done"] + counts["failed"] == 40
+
+
 def test_a_module_missing_on_the_host_fails_before_anything_starts(remote_project, sshd):
     import time
 
