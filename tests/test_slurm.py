@@ -271,6 +271,23 @@ def test_a_killed_client_loses_nothing_and_a_new_process_attaches(slurm, cache_d
     assert pj.runs().job_ids.tolist() == [job_ids]
 
 
+def test_pyjoule_cancel_in_a_shell_scancels_the_jobs(slurm, cache_dir):
+    f = pj.experiment(slurm={"time": "5"}, batch=2, workers=1)(nap)
+    run = f.submit(pj.grid(i=range(12), s=[1.0]))
+    (job_ids,) = pj.runs().job_ids
+    deadline = time.monotonic() + 60
+    while run.status()["done"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    proc = subprocess.run([sys.executable, "-m", "pyjoule", "cancel", run.id],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"})
+    assert proc.returncode == 0, proc.stderr
+    assert not _active(job_ids)
+    row = pj.runs().set_index("id").loc[run.id]
+    assert row.state == "cancelled" and 1 <= row.done < 12
+
+
 def test_a_controller_restart_mid_run_is_ridden_out(slurm, cache_dir):
     f = pj.experiment(slurm={"time": "5"}, batch=2, workers=1)(nap)
     run = f.submit(pj.grid(i=range(8), s=[1.0]))
