@@ -138,8 +138,8 @@ def test_worker_killed_on_the_host_fails_only_what_was_in_flight(remote_project,
     assert "finished 1200 2" in out, err
 
 
-def test_cancel_kills_the_remote_workers_and_keeps_what_finished(remote_project, sshd):
-    out = run_script(remote_project, """
+# 40 psets of 0.4 s on the host; the script goes on once two have finished
+SUBMIT_SLOW = """
         import time
         import pyjoule as pj
 
@@ -152,6 +152,11 @@ def test_cancel_kills_the_remote_workers_and_keeps_what_finished(remote_project,
         deadline = time.monotonic() + 60
         while run.status()["done"] < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
+"""
+
+
+def test_cancel_kills_the_remote_workers_and_keeps_what_finished(remote_project, sshd):
+    out = run_script(remote_project, SUBMIT_SLOW + """
         run.cancel()
         s = run.status()
         print(s["done"], s["failed"], run.done())
@@ -166,19 +171,7 @@ def test_pyjoule_cancel_from_another_process_stops_a_remote_run(remote_project, 
     on the host and keeps what finished."""
     import sys
 
-    out = run_script(remote_project, """
-        import time
-        import pyjoule as pj
-
-        @pj.experiment(host="pjtest", workers=2)
-        def slow(i):
-            time.sleep(0.4)
-            return i * 10
-
-        run = slow.submit(pj.grid(i=range(40)))
-        deadline = time.monotonic() + 60
-        while run.status()["done"] < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+    out = run_script(remote_project, SUBMIT_SLOW + """
         print(run.id)
     """, timeout=120).stdout.split()
     run_id = out[-1]
