@@ -84,7 +84,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
 
 def not_a_cache(root: str | os.PathLike) -> str | None:
     """Why ``root`` is not a pyjoule cache, or None when it is one. Only reads: unlike
-    :meth:`Store.open`, it creates nothing where there is no cache.
+    ``Store.open``, it creates nothing where there is no cache.
 
     Examples
     --------
@@ -257,20 +257,19 @@ class Store:
             return False
 
     def _drop_segments(self, seg_ids: Iterable[int], why: str) -> None:
-        seg_ids = list(seg_ids)
+        """Forget damaged segments (and their entries), saying so: they are recomputed."""
         with self._tx() as db:
-            for seg_id in seg_ids:
-                n = db.execute(  # rare: a scan of the function's entries is fine
-                    "DELETE FROM entries WHERE func_id=(SELECT func_id FROM segments "
-                    "WHERE seg_id=?) AND loc BETWEEN ? AND ?",
-                    (seg_id, seg_id << 32, (seg_id << 32) | 0xFFFFFFFF)).rowcount
-                row = db.execute("SELECT path FROM segments WHERE seg_id=?",
-                                 (seg_id,)).fetchone()
-                db.execute("DELETE FROM segments WHERE seg_id=?", (seg_id,))
+            rows = [row for seg_id in seg_ids for row in db.execute(
+                "SELECT seg_id, func_id, path FROM segments WHERE seg_id=?", (seg_id,))]
+            for seg_id, func_id, path in rows:
+                n = db.execute("SELECT COUNT(*) FROM entries WHERE func_id=? AND loc "
+                               "BETWEEN ? AND ?", (func_id, seg_id << 32,
+                                                   (seg_id << 32) | 0xFFFFFFFF)).fetchone()[0]
                 log.warning("cache segment %s is %s: its %d entries will be recomputed",
-                            row[0] if row else seg_id, why, n)
-                if row:
-                    _unlink(self.root / row[0])
+                            path, why, n)
+            self._delete_segments(db, rows)
+        for row in rows:
+            _unlink(self.root / row[2])
 
     # ------------------------------------------------------------------- writing
     def ingest(self, func_id: str, run_id: str, records: list,
