@@ -22,7 +22,6 @@ timeout, and records ``timeout`` or ``lost`` for the pset a dead child was runni
 
 from __future__ import annotations
 
-import argparse
 import io
 import mmap
 import os
@@ -591,6 +590,8 @@ def run_slurm(run_dir: str, wave: str, workers: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # here: a driver imports this module for its pool, never main()
+
     parser = argparse.ArgumentParser(prog="python -m pyjoule.worker",
                                      description="Run the tasks of a pyjoule run directory.")
     parser.add_argument("run_dir")
