@@ -8,6 +8,7 @@ import logging
 import os
 import pickle
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -111,7 +112,9 @@ def experiment(func: Callable | None = None, **options: Any):
     progress : bool
         A progress bar (a widget in Jupyter); default ``True`` (``PYJOULE_PROGRESS``).
     capture : bool
-        Keep each pset's stdout/stderr for ``failures``; default ``True``.
+        Keep each pset's stdout/stderr for ``failures``; default ``True``. With
+        ``False``, what the local pool's workers print shows on this process's stdout
+        as they print it.
     dims : dict
         Dimension names of array results, e.g. ``{"trace": ("t",)}``.
     host : str or Host
@@ -145,7 +148,10 @@ class Experiment:
         self._options = _check_options(options)
         self._func = func
         self._signature = _dispatch.Signature(func)
-        self.name = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', func)}"
+        from ._identity import module_label
+
+        self.name = f"{module_label(getattr(func, '__module__', None))}." \
+                    f"{getattr(func, '__qualname__', func)}"
         functools.update_wrapper(self, func)
 
     # -------------------------------------------------------------- options
@@ -205,6 +211,7 @@ class Experiment:
 
     def map(self, space: Any, *, sparse: bool | str = "auto"):
         """Run every pset of ``space`` not already cached; return the ``xarray.Dataset``."""
+        _check_sparse(sparse)
         with self._session() as (store, func_id):
             for _ in range(3):  # again only if damaged cache entries were dropped
                 run = self._run(space, store, func_id)
@@ -228,7 +235,14 @@ class Experiment:
             raise OptionError("submit() needs a cache to keep results in; "
                               "use map() with cache=False")
         store = self._store()
-        return self._run(space, store, self._func_id_for(store))
+        run = self._run(space, store, self._func_id_for(store))
+        if run.id is None and len(run._attached) == 1:  # its psets are that run's
+            run.id = run._attached[0].run_id
+        elif run.id is None and not run._attached:  # all cached: a run, done at once
+            rec = _dispatch.record_cached(store, func_id=run.func_id, name=self.name,
+                                          plan_=run.plan)
+            run.id = rec["run_id"]
+        return run
 
     def _func_id_for(self, store: Store) -> str:
         identity = self._identity()
@@ -269,6 +283,8 @@ class Experiment:
             own = _dispatch.LiveRun(store, _dispatch.launch(
                 store, func=self._func, func_id=func_id, name=self.name, plan_=plan,
                 backend=backend, options=opts, by_value=self._identity().modules), backend)
+            # capture=False: the pool's prints show here, as from a plain function
+            own.relay_output = not opts["capture"] and backend_name == "pool"
         return Run(store, plan, own, [_dispatch.LiveRun(store, r) for r in plan.in_flight],
                    experiment=self, progress=progress and opts["progress"])
 
@@ -299,7 +315,9 @@ class Experiment:
     def clear_cache(self) -> int:
         """Delete this function's cached results (every version); return how many."""
         store = self._store()
-        removed = store.clear(store.function_ids(self.name))
+        # the current version too: identical code elsewhere may have registered it
+        removed = store.clear(sorted({*store.function_ids(self.name),
+                                      self._identity().func_id}))
         log.info("%s: removed %d cached results", self.name, removed)
         return removed
 
@@ -511,11 +529,13 @@ class Run:
 
     def dataset(self, sparse: bool | str = "auto"):
         """The Dataset of what has finished so far."""
+        _check_sparse(sparse)
         self._poll()
         return self._dataset(sparse)[0]
 
     def result(self, sparse: bool | str = "auto"):
         """``wait()``, then ``dataset()``, applying the ``errors`` policy."""
+        _check_sparse(sparse)
         self.wait()
         errors = self._experiment._resolved()["errors"] if self._experiment else "raise"
         return self._apply_errors(self._dataset(sparse)[0], errors)
@@ -573,9 +593,31 @@ class Run:
         func = self._experiment._func if self._experiment else None
         err = _experiment_error(self, func, failures, ds)
         if errors == "warn":
-            warnings.warn(str(err), stacklevel=3)
+            warnings.warn(str(err), stacklevel=_user_stacklevel())
             return ds
         raise err
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside pyjoule, for warnings that point
+    at the user's line (``sweep`` goes through ``map``, ``result`` through ``wait``)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and _is_under(os.path.abspath(frame.f_code.co_filename), here):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _is_under(path: str, folder: str) -> bool:
+    return path.startswith(folder + os.sep)
+
+
+def _check_sparse(sparse: Any) -> None:
+    if sparse is True or sparse is False or (isinstance(sparse, str) and sparse == "auto"):
+        return
+    raise OptionError(f"sparse={sparse!r} is not valid: use True (sparse.COO arrays), "
+                      "False (dense numpy arrays) or 'auto' (dense while the grid is small "
+                      "next to the psets, the default)")
 
 
 def _experiment_error(run: Run, func, failures: list[dict], ds=None) -> ExperimentError:
@@ -651,6 +693,8 @@ def attach(run_id: str, cache: str | os.PathLike | None = None) -> Run:
 def load(func: Experiment, *, sparse: bool | str = "auto"):
     """The Dataset of everything cached for ``func`` (current version); runs nothing."""
     from ._results import dataset_of_all
+
+    _check_sparse(sparse)
 
     if not isinstance(func, Experiment):
         raise OptionError("pj.load takes a function decorated with @pj.experiment")

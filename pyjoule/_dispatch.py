@@ -15,6 +15,7 @@ import logging
 import os
 import pickle
 import shutil
+import sqlite3
 import sys
 import time
 import uuid
@@ -112,8 +113,10 @@ def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
         result.in_flight, missing, newly = _split_in_flight(store, func_id, ids, missing)
         found.update(newly)
     if limit is not None and len(missing) > limit:
-        log.info("PYJOULE_LIMIT=%d: running only %d of %d missing psets",
-                 limit, limit, len(missing))
+        # a warning: a limit left set would otherwise quietly leave holes in results
+        log.warning("limit=%d (PYJOULE_LIMIT or pj.config): running only %d of %d "
+                    "missing psets; the others stay missing from the results", limit,
+                    limit, len(missing))
         missing = missing[:limit]
     result.to_run = missing
     return result
@@ -153,8 +156,12 @@ def report_identity_change(store: Store, name: str, identity) -> None:
     if older and (older[0]["func_id"], identity.func_id) not in _logged_changes:
         _logged_changes.add((older[0]["func_id"], identity.func_id))
         what = describe_change(older[0]["components"], identity.components)
-        log.info("%s: %s since results were last cached; recomputing (older results "
-                 "kept, clear them with .clear_cache())", name, what)
+        if store.has_entries(identity.func_id):  # back to a version cached before
+            log.info("%s: %s since the version used last; this version's cached results "
+                     "are used", name, what)
+        else:
+            log.info("%s: %s since results were last cached; recomputing (older results "
+                     "kept, clear them with .clear_cache())", name, what)
 
 
 # -------------------------------------------------------------------- launch
@@ -260,6 +267,34 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     return rec
 
 
+def record_cached(store: Store, *, func_id: str, name: str, plan_: Plan) -> dict:
+    """Register a submission that had nothing to run (everything cached): it still gets
+    an id, for ``pj.attach`` and ``pj.runs()``, and is done at once. The id depends on
+    the psets only, so re-running a notebook's cell gives the same run, not a new one."""
+    import hashlib
+
+    digest = hashlib.sha256("\0".join([func_id, *plan_.ids]).encode()).hexdigest()
+    run_id = f"cached-{digest[:12]}"
+    existing = store.get_run(run_id)
+    if existing is not None:
+        return existing
+    run_dir = os.path.join(store.root, "runs", run_id)
+    os.makedirs(run_dir, exist_ok=True)
+    atomic_write(os.path.join(run_dir, "request.pkl"),
+                 pickle.dumps((plan_.ids, plan_.psets), protocol=5))
+    now = time.time()
+    rec = dict(run_id=run_id, func_id=func_id, name=name, host="local",
+               backend="inprocess", run_dir=run_dir, state="done", total=len(plan_.ids),
+               cached=len(plan_.found), done=0, failed=0, workers=0, submitted=now,
+               finished=now, job_ids=None, options={"retries": 0, "attempt": 0})
+    try:
+        store.add_run(**rec)
+    except sqlite3.IntegrityError:  # another process registered it just now
+        return store.get_run(run_id) or rec
+    rec["offsets"] = {}
+    return rec
+
+
 def prepare_ssh(host, identity: Callable[[], Any]):
     """The SSH backend for ``host``, with the project of the cwd (or the cwd itself, a
     notebook's folder) synced there; ``identity()`` gives the packages the function
@@ -314,6 +349,9 @@ class LiveRun:
                                                rec.get("options"))
         self.offsets: dict[str, int] = dict(rec.get("offsets") or {})
         self._kwargs: dict[str, dict] | None = None
+        #: echo what the workers print (``capture=False``) on this process's stdout
+        self.relay_output = False
+        self._log_offset = 0
 
     def tasks(self) -> dict[str, dict]:
         if self._kwargs is None:
@@ -330,8 +368,23 @@ class LiveRun:
     def task_ids(self) -> set[str]:
         return set(self.tasks())
 
+    def _relay(self) -> None:
+        """Copy what the workers wrote to the run's log since the last poll to stdout."""
+        try:
+            with open(os.path.join(self.run_dir, "worker.log"), "rb") as fh:
+                fh.seek(self._log_offset)
+                data = fh.read()
+        except OSError:
+            return
+        if data:
+            self._log_offset += len(data)
+            sys.stdout.write(data.decode(errors="replace"))
+            sys.stdout.flush()
+
     def poll(self) -> tuple[int, int]:
         """Ingest records written since the last poll; return (done, failed) counts."""
+        if self.relay_output:
+            self._relay()
         folder = os.path.join(self.run_dir, "results")
         records = []
         try:

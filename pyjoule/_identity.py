@@ -621,12 +621,14 @@ def identify(
     func = _unwrap(func)
     name = getattr(func, "__qualname__", None)
     name = name if isinstance(name, str) else type(func).__qualname__
-    if version is not None:
-        return Identity(_digest("version", name, str(version)), name, {"version": str(version)})
     if project_root is None:
         root = _default_root(os.path.realpath(os.getcwd()))
     else:
         root = os.path.realpath(os.fspath(project_root))
+    if version is not None:  # pinned to the function's full name: two scripts' ``f``
+        full = f"{module_label(getattr(func, '__module__', None), root)}.{name}"
+        return Identity(_digest("version 2", full, str(version)), name,
+                        {"version": str(version)})
     walker = _Walker(getattr(func, "__module__", None), root)
     if isinstance(func, types.FunctionType):
         walker.function(func)
@@ -637,6 +639,57 @@ def identify(
     parts = [f"{label}={value}" for label, value in sorted(walker.components.items())]
     return Identity(_digest("pyjoule identity 1", name, *parts), name, walker.components,
                     tuple(sorted(walker.modules)))
+
+
+# ------------------------------------------------------------------ naming
+
+
+def module_label(module: str | None, root: str | None = None) -> str:
+    """The name results are filed under for functions of ``module``.
+
+    A module's own name; for ``__main__``, where the code is: the module run with
+    ``python -m``, else the script's or notebook's path relative to the project root,
+    dotted and without its suffix (``scripts/run.py`` -> ``scripts.run``), so that two
+    scripts' ``simulate`` are not one function. ``__main__`` when nothing says more
+    (``python -c``, an interactive prompt).
+
+    Examples
+    --------
+    >>> module_label("physics.models")
+    'physics.models'
+    """
+    if module != "__main__":
+        return module if isinstance(module, str) and module else "__main__"
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and isinstance(spec.name, str) and spec.name not in ("", "__main__"):
+        return spec.name.removesuffix(".__main__")
+    space = vars(main) if main is not None else {}
+    path = space.get("__file__")
+    if not isinstance(path, str) or not path:
+        path = _notebook_path(space)
+    if not path:
+        return "__main__"
+    path = os.path.realpath(path)
+    root = root or _default_root(os.path.realpath(os.getcwd()))
+    rel = os.path.relpath(path, root) if _is_under(path, root) else os.path.basename(path)
+    stem = os.path.splitext(rel)[0]
+    return ".".join(part for part in stem.split(os.sep) if part) or "__main__"
+
+
+def _notebook_path(space: Mapping) -> str | None:
+    """The notebook a kernel runs, where the front end says: Jupyter sets
+    ``__session__`` (from ``JPY_SESSION_NAME``), VS Code ``__vsc_ipynb_file__``."""
+    for key in ("__vsc_ipynb_file__", "__session__"):
+        value = space.get(key)
+        if not isinstance(value, str) or not value.endswith(".ipynb"):
+            continue
+        if os.path.isabs(value):
+            return value
+        # relative to the server's root; the kernel runs in the notebook's folder
+        here = os.path.join(os.getcwd(), os.path.basename(value))
+        return here
+    return None
 
 
 # ------------------------------------------------------------ describing changes

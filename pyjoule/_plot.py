@@ -97,7 +97,7 @@ def _check_rest(da, used: list[str]) -> None:
         raise OptionError(
             f"pj.plot: {da.name!r} also varies along {rest}, which are neither plotted "
             f"nor averaged: assign them to hue=, col= or row=, or pick one value first, "
-            f"e.g. ds.sel({rest[0]}=...)")
+            f"e.g. ds.sel({{{rest[0]!r}: ...}})")
 
 
 def _densify(da):

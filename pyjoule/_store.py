@@ -207,6 +207,10 @@ class Store:
         return [{"func_id": r[0], "components": json.loads(r[1]), "last_used": r[2]}
                 for r in rows]
 
+    def has_entries(self, func_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM entries WHERE func_id=? LIMIT 1",
+                               (func_id,)).fetchone() is not None
+
     def function_ids(self, name: str) -> list[str]:
         rows = self.db.execute("SELECT func_id FROM functions WHERE name=?", (name,))
         return [r[0] for r in rows]
@@ -560,6 +564,8 @@ class Store:
         report["files"] = self._stray_files(now, dry_run)
         report["bytes_left"] = self.db.execute(
             "SELECT COALESCE(SUM(nbytes), 0) FROM segments").fetchone()[0]
+        if dry_run:  # nothing went: what would be left
+            report["bytes_left"] -= report["bytes"]
         return report
 
     @staticmethod

@@ -27,8 +27,9 @@ Exit codes:
   2  bad usage, unknown run or function, not a pyjoule cache, other errors
 
 \b
-The cache is --cache DIR, else $PYJOULE_CACHE, else .pyjoule/ in the project
-root (nearest ancestor with pyproject.toml or .git), else ~/.cache/pyjoule."""
+The cache is --cache DIR (before or after the command), else $PYJOULE_CACHE,
+else .pyjoule/ in the project root (nearest ancestor with pyproject.toml or
+.git), else ~/.cache/pyjoule."""
 
 _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _UNITS_B = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -43,12 +44,40 @@ class _Failure(click.ClickException):
         click.echo(f"pyjoule: {self.message}", err=True)
 
 
+def _usage(exc: click.UsageError) -> click.ClickException:
+    """click's usage error as one line: what is wrong, click's suggestion, where the
+    help is. ``pyjoule`` alone still prints the help."""
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        return exc
+    path = exc.ctx.command_path if exc.ctx is not None else "pyjoule"
+    what, hint = " ".join(exc.format_message().split()), ""
+    base = " ".join(exc.message.split())
+    if getattr(exc, "possibilities", None) and base and what.startswith(base):
+        what, hint = base, what[len(base):].strip()  # click's "Did you mean '--cache'?"
+    what = what[:1].lower() + what[1:].rstrip(".")
+    if isinstance(exc, (click.NoSuchOption, click.MissingParameter)) \
+            or hasattr(exc, "command_name"):  # NoSuchCommand, click >= 8.4
+        what += f" for {path!r}"
+    if hint:
+        hint = hint.replace("Did you mean", "did you mean", 1)
+        what += " " + (hint if hint.startswith("(") else f"({hint})")
+    return _Failure(f"{what}; see {path} --help")
+
+
 class _Group(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:  # the group's own options
+            raise _usage(exc) from None
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except BrokenPipeError:  # `pyjoule runs | head`: click ends quietly
             raise
+        except click.UsageError as exc:  # an unknown command, a command's arguments
+            raise _usage(exc) from None
         except (PyjouleError, OSError) as exc:  # OSError: a bad path, a dropped host
             raise _Failure(str(exc).strip() or type(exc).__name__) from None
 
@@ -84,6 +113,32 @@ class Size(click.ParamType):
         return int(float(m.group(1)) * _UNITS_B[m.group(2)])
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value):
+    """--cache and --json go before the command or after it; given twice, the one
+    nearer the end of the command line (the command's own) wins. The value is kept
+    in ``ctx.meta``, which the group and the command share."""
+    key = f"pyjoule.{param.name}"
+    if value:
+        ctx.meta[key] = value
+    return ctx.meta.get(key, value)
+
+
+def _cache_option(f):
+    return click.option("--cache", metavar="DIR", expose_value=False, callback=_remember,
+                        type=click.Path(file_okay=True, dir_okay=True),
+                        help="Cache directory (default: $PYJOULE_CACHE, else the "
+                             "project's .pyjoule/).")(f)
+
+
+def _json_option(help: str = "Print a JSON object instead.", expose_value: bool = True):
+    return click.option("--json", "as_json", is_flag=True, expose_value=expose_value,
+                        callback=_remember, help=help)
+
+
+_group_json = _json_option("Print JSON instead of text (as the command's --json).",
+                           expose_value=False)
+
+
 # ------------------------------------------------------------------ helpers
 def _store(ctx: click.Context):
     """The store of the selected cache; one that is not a cache is an error, and
@@ -91,7 +146,7 @@ def _store(ctx: click.Context):
     from ._config import default_cache_dir
     from ._store import Store, not_a_cache
 
-    path = Path(ctx.obj.get("cache") or default_cache_dir()).expanduser()
+    path = Path(ctx.meta.get("pyjoule.cache") or default_cache_dir()).expanduser()
     why = not_a_cache(path)
     if why:
         raise _Failure(f"{path} is not a pyjoule cache ({why}); pass --cache DIR or set "
@@ -180,26 +235,28 @@ def _run_json(rec: dict) -> dict:
 # ------------------------------------------------------------------ commands
 @click.group("pyjoule", cls=_Group, epilog=EPILOG,
              context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--cache", metavar="DIR", type=click.Path(file_okay=True, dir_okay=True),
-              help="Cache directory (default: $PYJOULE_CACHE, else the project's .pyjoule/).")
-@click.pass_context
-def cli(ctx: click.Context, cache: str | None) -> None:
+@_cache_option
+@_group_json
+def cli() -> None:
     """Inspect and manage pyjoule runs, the result cache and remote hosts.
+
+    --cache and --json go before the command or after it.
 
     \b
     Examples:
       pyjoule runs --last 5
       pyjoule status 20261203-114610-3fa2c1
       pyjoule --cache /scratch/me/.pyjoule cache info --json
+      pyjoule --json runs --cache /scratch/me/.pyjoule
     """
-    ctx.ensure_object(dict)["cache"] = cache
 
 
 @cli.command("runs", epilog=EPILOG)
 @click.option("--function", "function", metavar="NAME",
               help="Only runs of this function (full name, or its last part).")
 @click.option("--last", type=click.IntRange(min=1), metavar="N", help="Only the N newest runs.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of a table.")
+@_json_option("Print a JSON list instead of a table.")
+@_cache_option
 @click.pass_context
 def runs_cmd(ctx, function, last, as_json):
     """Table of the runs in the cache's registry, newest last.
@@ -231,7 +288,8 @@ def runs_cmd(ctx, function, last, as_json):
 
 @cli.command(epilog=EPILOG)
 @click.argument("run_id", metavar="RUN")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@_json_option()
+@_cache_option
 @click.pass_context
 def status(ctx, run_id, as_json):
     """Progress, failures and log paths of one run.
@@ -316,7 +374,8 @@ def _print_status(info: dict) -> None:
 
 @cli.command(epilog=EPILOG)
 @click.argument("run_id", metavar="RUN")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@_json_option()
+@_cache_option
 @click.pass_context
 def cancel(ctx, run_id, as_json):
     """Stop a run's work everywhere; finished results stay cached.
@@ -347,6 +406,8 @@ def cancel(ctx, run_id, as_json):
 
 # --------------------------------------------------------------------- cache
 @cli.group(cls=_Group, epilog=EPILOG)
+@_cache_option
+@_group_json
 def cache():
     """Look into and clean up the result cache.
 
@@ -367,7 +428,8 @@ def _by_name(versions: list[dict]) -> dict[str, list[dict]]:
 
 
 @cache.command(epilog=EPILOG)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@_json_option()
+@_cache_option
 @click.pass_context
 def info(ctx, as_json):
     """Cached results per function: entries, size, versions.
@@ -411,7 +473,8 @@ def info(ctx, as_json):
               help="Keep each function's newest version (the one with the most recent "
                    "entry); delete the others.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@_json_option()
+@_cache_option
 @click.pass_context
 def clear(ctx, function, old_versions, yes, as_json):
     """Delete cached results (all, or of one function).
@@ -463,7 +526,8 @@ def clear(ctx, function, old_versions, yes, as_json):
               help="Then remove the least recently used results until they take at most "
                    "this much (K, M, G, T: powers of 1024: 10G).")
 @click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@_json_option()
+@_cache_option
 @click.pass_context
 def gc(ctx, older_than, max_size, dry_run, as_json):
     """Remove old results and keep the cache under a size.
@@ -485,11 +549,12 @@ def gc(ctx, older_than, max_size, dry_run, as_json):
     click.echo(f"{verb} {report['entries']} results in {report['segments']} segment files "
                f"({_human(report['bytes'])}), {report['runs']} finished runs, "
                f"{report['files']} stray files; results {'would ' if dry_run else ''}"
-               f"take {_human(report['bytes_left'] - (report['bytes'] if dry_run else 0))}")
+               f"take {_human(report['bytes_left'])}")
 
 
 # --------------------------------------------------------------------- hosts
 @cli.group(cls=_Group, epilog=EPILOG)
+@_group_json
 def hosts():
     """Remote hosts.
 
@@ -501,7 +566,7 @@ def hosts():
 
 @hosts.command(epilog=EPILOG)
 @click.argument("host", metavar="ALIAS")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead.")
+@_json_option()
 @click.pass_context
 def check(ctx, host, as_json):
     """Connect to ALIAS and report Python, uv, disk, CPUs and SLURM (exit 1 on a problem).

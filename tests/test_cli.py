@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import pyjoule as pj
-from pyjoule.cli import cli, main
+from pyjoule.cli import _human, cli, main
 
 from conftest import REPO
 
@@ -249,6 +249,105 @@ def test_the_default_cache_follows_pyjoule_cache(study, weird_tmp_path, monkeypa
     assert len(json.loads(result.output)) == 2
 
 
+
+# ------------------------------------------------- options before or after
+CACHE_COMMANDS = [["runs"], ["status", "x"], ["cancel", "x"], ["cache", "info"],
+                  ["cache", "clear", "--yes"], ["cache", "gc", "--older-than", "1d"]]
+
+
+@pytest.mark.parametrize("args", CACHE_COMMANDS, ids=" ".join)
+def test_cache_is_taken_after_the_command_too(weird_tmp_path, args):
+    target = str(weird_tmp_path / "not a cache")
+    one_error_line(invoke(*args, "--cache", target), "is not a pyjoule cache", target)
+    if args[0] == "cache":  # and after the group: `pyjoule cache --cache DIR info`
+        one_error_line(invoke("cache", "--cache", target, *args[1:]),
+                       "is not a pyjoule cache", target)
+
+
+def test_cache_after_the_command_wins_and_finds_the_runs(study, weird_tmp_path, monkeypatch):
+    monkeypatch.setenv("PYJOULE_CACHE", str(weird_tmp_path / "elsewhere"))
+    cache, elsewhere = str(study["cache"]), str(weird_tmp_path / "nothing")
+    for argv in (["runs", "--cache", cache, "--json"], ["runs", "--json", "--cache", cache],
+                 ["--cache", elsewhere, "runs", "--cache", cache, "--json"]):
+        result = invoke(*argv)
+        assert result.exit_code == 0, (argv, result.output)
+        assert [r["id"] for r in json.loads(result.stdout)] == study["ids"]
+    one_error_line(invoke("--cache", cache, "runs", "--cache", elsewhere), elsewhere)
+    info = invoke("cache", "info", "--cache", cache, "--json")
+    assert json.loads(info.stdout)["cache"] == cache
+    assert json.loads(invoke("--cache", elsewhere, "cache", "--cache", cache, "info",
+                             "--json").stdout)["cache"] == cache
+
+
+def test_json_is_taken_before_the_command_too(study):
+    first, second = study["ids"]
+    for before in (["--json"], ["--json", "--cache", str(study["cache"])]):
+        assert [r["id"] for r in json.loads(invoke(*before, "runs").stdout)] == study["ids"]
+        status = invoke(*before, "status", first)
+        assert status.exit_code == 1 and json.loads(status.stdout)["failures"]["count"] == 1
+        cancel = invoke(*before, "cancel", second)
+        assert cancel.exit_code == 0, cancel.output
+        assert json.loads(cancel.stdout)["cancelled"] is False
+        assert json.loads(invoke(*before, "cache", "info").stdout)["total"]["entries"] == 9
+        assert json.loads(invoke(*before, "cache", "gc", "--dry-run").stdout)["dry_run"]
+    assert json.loads(invoke("cache", "--json", "info").stdout)["total"]["entries"] == 9
+    both = invoke("--json", "cancel", second, "--json")
+    assert json.loads(both.stdout)["id"] == second
+    assert not invoke("runs").stdout.lstrip().startswith("[")  # text unless asked
+
+
+def test_every_help_example_parses(study, monkeypatch):
+    monkeypatch.setenv("PYJOULE_CACHE", str(study["cache"]))
+    examples = {tuple(line.split()[1:]) for path, _ in _commands(cli)
+                for line in invoke(*path, "--help").output.splitlines()
+                if line.strip().startswith("pyjoule ")
+                and "hosts" not in line.split()}  # `hosts check` would connect
+    assert len(examples) >= 8
+    for argv in sorted(examples):
+        result = invoke(*argv)
+        if result.exit_code == 2:  # an unknown run, a cache not there: not bad usage
+            line = one_error_line(result)
+            assert "--help" not in line, (argv, line)
+        else:
+            assert result.exit_code in (0, 1), (argv, result.output)
+
+
+# ------------------------------------------------------------ usage errors
+@pytest.mark.parametrize("args,needles", [
+    (["runs", "--cach", "x"], ["no such option '--cach' for 'pyjoule runs'",
+                               "did you mean '--cache'?", "see pyjoule runs --help"]),
+    (["--cahce", "x", "runs"], ["no such option '--cahce' for 'pyjoule'", "'--cache'",
+                                "see pyjoule --help"]),
+    (["cache", "gc", "--older", "1d"], ["no such option '--older'", "'--older-than'",
+                                        "see pyjoule cache gc --help"]),
+    (["status"], ["missing argument 'RUN' for 'pyjoule status'",
+                  "see pyjoule status --help"]),
+    (["stauts", "x"], ["no such command 'stauts'", "did you mean 'status'?",
+                       "see pyjoule --help"]),
+    (["cache", "infoo"], ["no such command 'infoo'", "'info'", "see pyjoule cache --help"]),
+    (["runs", "extra"], ["unexpected extra argument", "see pyjoule runs --help"]),
+    (["cache", "gc", "--max-size", "ten"], ["'--max-size'", "'ten' is not a size",
+                                            "see pyjoule cache gc --help"]),
+    (["--cache", "x"], ["missing command", "see pyjoule --help"]),
+])
+def test_usage_errors_are_one_line_with_a_suggestion_and_exit_2(study, args, needles):
+    result = invoke(*args)
+    one_error_line(result, *needles)
+    assert "Usage:" not in result.output and "Try " not in result.output, result.output
+
+
+def test_usage_errors_of_the_program_are_one_line(study):
+    proc = subprocess.run([sys.executable, "-m", "pyjoule", "runs", "--cach", "x"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("pyjoule: no such option '--cach' for 'pyjoule runs' "
+                           "(did you mean '--cache'?); see pyjoule runs --help\n")
+    for flag in ("--help", "-h"):
+        usage = subprocess.run([sys.executable, "-m", "pyjoule", "runs", flag],
+                               capture_output=True, text=True, timeout=120)
+        assert usage.returncode == 0 and usage.stdout.startswith("Usage: pyjoule runs ")
+
+
 # --------------------------------------------------------------- cache info
 def versions_of_f(version: str, n: int):
     @pj.experiment(workers=0, version=version)
@@ -382,6 +481,24 @@ def test_gc_max_size_removes_the_least_recently_used_first(cache_dir):
     assert again["segments"] == 0 and len(f.table()) == 20
 
 
+
+def test_gc_dry_run_json_reports_what_would_be_left(cache_dir):
+    f = pj.experiment(workers=0)(cube)
+    for lo in (0, 10, 20):  # three segments
+        f.sweep(x=range(lo, lo + 10))
+    total = json.loads(invoke("cache", "info", "--json").output)["total"]["bytes"]
+    limit = total * 2 // 3
+    args = ["cache", "gc", "--max-size", str(limit), "--dry-run"]
+    dry = json.loads(invoke(*args, "--json").output)
+    assert dry["dry_run"] and dry["bytes"] > 0
+    assert dry["bytes_left"] == total - dry["bytes"] <= limit
+    text = invoke(*args).output  # the text of the same dry run says the same
+    assert text.strip().endswith(f"results would take {_human(dry['bytes_left'])}"), text
+    assert len(f.table()) == 30  # nothing removed
+    real = json.loads(invoke("cache", "gc", "--max-size", str(limit), "--json").output)
+    assert (real["bytes"], real["bytes_left"]) == (dry["bytes"], dry["bytes_left"])
+
+
 @pytest.mark.parametrize("args", [["--older-than", "30 days"], ["--older-than", "3"],
                                   ["--max-size", "ten"], ["--max-size", "5X"]])
 def test_gc_bad_values_are_usage_errors(study, args):
@@ -435,4 +552,6 @@ def test_hosts_check_against_the_test_server(sshd, ssh_host, monkeypatch):
     assert result.exit_code == 0 and report["ok"], report["problems"]
     assert report["host"].endswith(f"127.0.0.1:{sshd.port}")
     assert report["facts"]["python"].startswith("3.") and report["rtt_ms"] > 0
+    before = invoke("--json", "hosts", "check", sshd.alias)  # --json before the command
+    assert before.exit_code == 0 and json.loads(before.stdout)["host"] == report["host"]
     one_error_line(invoke("hosts", "check", "nosuchalias-pj"), "unknown host 'nosuchalias-pj'")

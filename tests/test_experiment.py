@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -358,10 +359,12 @@ def test_concurrent_processes_share_a_cache(cache_dir, weird_tmp_path):
     assert check.stdout.strip() == "150"
 
 
-def test_limit_runs_only_the_first_missing_psets(cache_dir, call_log, monkeypatch):
+def test_limit_runs_only_the_first_missing_psets(cache_dir, call_log, monkeypatch, caplog):
     f = pj.experiment(workers=0)(simulate)
     monkeypatch.setenv("PYJOULE_LIMIT", "2")
-    ds = f.sweep(method="A", N=[1, 2, 3, 4])
+    with caplog.at_level("WARNING", logger="pyjoule"):
+        ds = f.sweep(method="A", N=[1, 2, 3, 4])
+    assert "running only 2 of 4 missing psets" in caplog.text  # holes are not silent
     assert len(calls(call_log)) == 2
     assert int(ds.rmse.notnull().sum()) == 2
     monkeypatch.delenv("PYJOULE_LIMIT")
@@ -496,3 +499,121 @@ def test_a_result_key_that_is_also_a_parameter_gets_its_own_name(cache_dir, capl
     assert ds.i.values.tolist() == [1, 2]  # the coordinate
     assert ds.i_result.values.tolist() == [10, 20]
     assert any("i_result" in r.getMessage() for r in caplog.records)
+
+
+def _script(folder, name: str, source: str, env: dict | None = None) -> str:
+    """Run ``folder/name`` as a script (its own ``__main__``); return its stdout."""
+    import subprocess
+    import sys
+    import textwrap
+
+    (folder / name).write_text(textwrap.dedent(source))
+    full_env = {**os.environ, "PYTHONPATH": str(Path(pj.__file__).parents[1]), **(env or {})}
+    proc = subprocess.run([sys.executable, name], cwd=folder, env=full_env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip() + proc.stderr
+
+
+def test_two_scripts_with_one_function_name_keep_their_own_results(cache_dir, weird_tmp_path):
+    (weird_tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
+    body = """
+        import pyjoule as pj
+
+        @pj.experiment(version="v1", workers=0)
+        def simulate(x):
+            return x {op}
+
+        print(simulate.sweep(x=[1, 2, 3]).result.values.tolist())
+        print(simulate.cache_info()["entries"])
+    """
+    assert _script(weird_tmp_path, "a.py", body.format(op="* 2")).startswith("[2, 4, 6]")
+    assert _script(weird_tmp_path, "b.py", body.format(op="+ 100")).startswith("[101, 102, 103]")
+    # another script's f.clear_cache() leaves both alone
+    out = _script(weird_tmp_path, "c.py", """
+        import pyjoule as pj
+
+        @pj.experiment(version="v1", workers=0)
+        def simulate(x):
+            return -x
+
+        print(simulate.clear_cache(), simulate.name)
+    """)
+    assert out.startswith("0 c.simulate")
+    assert _script(weird_tmp_path, "a.py", body.format(op="* 2")).splitlines()[:2] == \
+        ["[2, 4, 6]", "3"]
+
+
+def test_going_back_to_a_cached_version_says_so_and_recomputes_nothing(cache_dir,
+                                                                      weird_tmp_path, call_log):
+    body = """
+        import os, pyjoule as pj
+
+        @pj.experiment(workers=0)
+        def g(a):
+            with open(os.environ["PJ_TEST_CALLS"], "a") as fh:
+                fh.write(f"{{a}}\\n")
+            return a * {factor}
+
+        print(int(g.sweep(a=[1, 2]).result.sum()))
+    """
+    env = {"PYJOULE_LOG_LEVEL": "INFO"}
+    _script(weird_tmp_path, "s.py", body.format(factor=2), env)
+    edited = _script(weird_tmp_path, "s.py", body.format(factor=3), env)
+    assert "recomputing" in edited and len(calls(call_log)) == 4
+    back = _script(weird_tmp_path, "s.py", body.format(factor=2), env)
+    assert back.startswith("6") and len(calls(call_log)) == 4
+    assert "recomputing" not in back and "cached results are used" in back
+
+
+@pytest.mark.parametrize("bad", ["no", "dense", "false", 0, None])
+def test_sparse_must_be_true_false_or_auto(cache_dir, call_log, bad):
+    f = pj.experiment(workers=0)(simulate)
+    with pytest.raises(pj.OptionError, match="sparse=.* is not valid: use True"):
+        f.sweep(method="A", N=[1, 2], sparse=bad)
+    assert calls(call_log) == []  # before anything ran
+    f.sweep(method="A", N=[1, 2])
+    with pytest.raises(pj.OptionError, match="is not valid"):
+        pj.load(f, sparse=bad)
+
+
+def test_errors_warn_points_at_the_users_line(cache_dir):
+    def half(x):
+        if x % 2:
+            raise ValueError("odd")
+        return x
+
+    f = pj.experiment(workers=0, errors="warn")(half)
+    for call in (lambda: f.sweep(x=range(4)), lambda: f.map(pj.grid(x=range(4)))):
+        with pytest.warns(UserWarning, match="2 of 4 psets") as record:
+            call()
+        assert record[0].filename == __file__
+
+
+def test_submit_of_cached_psets_still_gives_a_run_id(cache_dir, call_log):
+    f = pj.experiment(workers=0)(simulate)
+    ds = f.sweep(method="A", N=[1, 2, 3])
+    run = f.submit(pj.grid(method="A", N=[1, 2, 3]))
+    assert isinstance(run.id, str) and run.done() and len(calls(call_log)) == 3
+    assert run.status()["cached"] == 3
+    again = pj.attach(run.id)
+    xr.testing.assert_equal(again.dataset(), ds)
+    assert run.id in set(pj.runs()["id"])
+    assert f.submit(pj.grid(method="A", N=[1, 2, 3])).id == run.id  # not a new run each time
+
+
+def test_capture_false_shows_what_the_workers_print(cache_dir, weird_tmp_path):
+    out = run_script(weird_tmp_path, """
+        import pyjoule as pj
+
+        @pj.experiment(workers=2, capture=False)
+        def noisy(x):
+            print(f"hello from pset {x}")
+            return x
+
+        noisy.sweep(x=range(4))
+        print("map returned")
+    """).stdout.splitlines()
+    assert sorted(line for line in out if line.startswith("hello")) == \
+        [f"hello from pset {x}" for x in range(4)]
+    assert out[-1] == "map returned"  # all of it before map returns

@@ -56,6 +56,7 @@ class PoolBackend(Backend):
             env = dict(os.environ)
             # The worker imports the user's modules the way the caller does.
             env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+            env["PYTHONUNBUFFERED"] = "1"  # prints reach worker.log (and capture=False's echo) at once
             self.proc = local.spawn(argv, log_path=log_path, env=env)
         # Written here too, so a crash before the worker writes its own is still seen.
         with open(os.path.join(run_dir, "worker.pid"), "w") as fh:
