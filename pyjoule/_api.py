@@ -628,7 +628,11 @@ def _experiment_error(run: Run, func, failures: list[dict], ds=None) -> Experime
     by_type = Counter(f.get("error_type") or "?" for f in failures)
     counts = ", ".join(f"{n} x {t}" for t, n in by_type.most_common())
     first = failures[0]
-    name = getattr(func, "__name__", "the function")
+    name = getattr(func, "__name__", None)
+    if name is None:  # an attached run: its registry record has the name
+        recs = [r.rec for r in run._live()]
+        name = (recs[0].get("name") or "the function").rsplit(".", 1)[-1] if recs \
+            else "the function"
     detail = first.get("traceback") or first.get("message") or ""
     msg = (f"{len(failures)} of {len(run.plan.ids)} psets of {name} failed ({counts}). "
            f"First failure, pset {first.get('kwargs')} (reason: {first.get('reason')}):\n"

@@ -59,7 +59,12 @@ def _check(name: str, value: Any) -> str | None:
 _overrides: dict[str, Any] = {}
 
 
-class config:
+class _ConfigType(type):
+    def __repr__(cls) -> str:  # ``pj.config`` at a prompt: what is in force
+        return "pj.config(" + ", ".join(f"{k}={cls.get(k)!r}" for k in _SETTINGS) + ")"
+
+
+class config(metaclass=_ConfigType):
     """Set pyjoule options globally, or for a ``with`` block.
 
     ``pj.config(workers=4)`` sets an option from now on; ``with pj.config(...):``
@@ -102,9 +107,12 @@ class config:
     def __init__(self, **options: Any):
         unknown = sorted(set(options) - set(_SETTINGS))
         if unknown:
-            raise OptionError(
-                f"unknown option(s) {unknown} for pj.config; valid: {sorted(_SETTINGS)}"
-            )
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], list(_SETTINGS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise OptionError(f"unknown option(s) {unknown} for pj.config{hint} "
+                              f"(valid: {', '.join(sorted(_SETTINGS))})")
         for name, value in options.items():
             problem = value is not None and _check(name, value)
             if problem:
@@ -132,24 +140,37 @@ class config:
 
     @staticmethod
     def get(name: str, explicit: Any = None) -> Any:
-        """The value in force for ``name``: ``explicit`` if not None, then the rest."""
-        if explicit is not None:
-            return explicit
-        if name in _overrides:
-            return _overrides[name]
-        env, parse, default = _SETTINGS[name]
-        text = os.environ.get(env)
-        if text is not None and text != "":
-            try:
-                value = parse(text)
-                problem = _check(name, value)
-            except ValueError:
-                problem = _check(name, None) or "valid"
-            if problem:
-                raise OptionError(f"environment variable {env}={text!r} is not valid: "
-                                  f"it must be {problem}; fix or unset it")
-            return value
-        return default
+        """The value in force for ``name``: ``explicit`` if not None, then ``pj.config``,
+        the environment variable, the default. For ``workers`` and ``cache`` the
+        default is what a run would use: this machine's CPUs, the default directory."""
+        value = _configured(name, explicit)
+        if value is None and name == "workers":
+            return default_workers()
+        if value is None and name == "cache":
+            return default_cache_dir()
+        return value
+
+
+def _configured(name: str, explicit: Any = None) -> Any:
+    """What was set for ``name`` (argument, ``pj.config``, environment), else its
+    default from ``_SETTINGS``."""
+    if explicit is not None:
+        return explicit
+    if name in _overrides:
+        return _overrides[name]
+    env, parse, default = _SETTINGS[name]
+    text = os.environ.get(env)
+    if text is not None and text != "":
+        try:
+            value = parse(text)
+            problem = _check(name, value)
+        except ValueError:
+            problem = _check(name, None) or "valid"
+        if problem:
+            raise OptionError(f"environment variable {env}={text!r} is not valid: "
+                              f"it must be {problem}; fix or unset it")
+        return value
+    return default
 
 
 _UNSET = object()
@@ -188,7 +209,7 @@ def user_cache_dir() -> Path:
 
 def default_cache_dir() -> Path:
     """``$PYJOULE_CACHE``, else ``.pyjoule/`` in the project root, else the user cache."""
-    configured = config.get("cache")
+    configured = _configured("cache")
     if configured:
         return Path(configured).expanduser()
     root = project_root()
@@ -196,7 +217,7 @@ def default_cache_dir() -> Path:
 
 
 def default_workers() -> int:
-    configured = config.get("workers")
+    configured = _configured("workers")
     if configured is not None:
         return int(configured)
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import os
+
 import pytest
 
 import pyjoule as pj
@@ -17,7 +19,7 @@ def no_pyjoule_env(monkeypatch):
 
 
 def test_precedence_explicit_over_config_over_environment_over_default(monkeypatch):
-    assert pj.config.get("workers") is None  # the default
+    assert pj.config.get("workers") == len(os.sched_getaffinity(0))  # the default in force
     monkeypatch.setenv("PYJOULE_WORKERS", "3")
     assert pj.config.get("workers") == 3
     with pj.config(workers=5):
@@ -72,10 +74,12 @@ def test_a_bad_environment_variable_is_named_with_what_it_must_be(monkeypatch, e
                                            ({"log_level": "chatty"}, "one of"),
                                            ({"cache": 3}, "directory")])
 def test_a_bad_value_is_refused_and_changes_nothing(options, says):
+    before = {name: pj.config.get(name) for name in _SETTINGS}
     with pytest.raises(pj.OptionError, match=says):
         pj.config(**options)
     name = next(iter(options))
-    assert pj.config.get(name) == _SETTINGS[name][2]
+    assert pj.config.get(name) == _SETTINGS[name][2] or name in ("workers", "cache")
+    assert pj.config.get(name) == before[name]
 
 
 def test_log_level_applies_to_the_pyjoule_logger_and_is_restored():
@@ -102,3 +106,13 @@ def test_limit_from_config_runs_only_the_first_missing_psets(cache_dir, tmp_path
     ds = square.sweep(x=range(10))  # no limit: the other seven, nothing twice
     assert sorted(map(int, calls.read_text().split())) == list(range(10))
     assert ds.result.values.tolist() == [x * x for x in range(10)]
+
+
+def test_the_defaults_in_force_are_shown(tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert pj.config.get("cache") == tmp_path / ".pyjoule"  # where results would go
+    with pj.config(workers=3):
+        assert "workers=3" in repr(pj.config) and "cache=" in repr(pj.config)
+    with pytest.raises(pj.OptionError, match="did you mean 'workers'"):
+        pj.config(worker=3)

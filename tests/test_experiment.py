@@ -436,6 +436,8 @@ def test_result_applies_the_errors_policy(cache_dir):
         run.result()
     assert len(info.value.failures) == 2
     assert int(info.value.dataset.result.notnull().sum()) == 2
+    with pytest.raises(pj.ExperimentError, match="2 of 4 psets of half failed"):
+        pj.attach(run.id).result()  # another process's view names the function too
 
 
 def test_progress_without_a_terminal_logs_lines(caplog):
