@@ -660,7 +660,13 @@ def _refresh_local_runs(store: Store) -> None:
 
 
 def runs(cache: str | os.PathLike | None = None):
-    """A DataFrame of the runs in the cache's registry, newest last."""
+    """A DataFrame of the runs in the cache's registry, newest last.
+
+    Columns: ``id``, ``function``, ``host``, ``backend``, ``state``, the counts
+    ``total``, ``cached``, ``done``, ``failed``, ``submitted`` and ``finished`` (UTC),
+    the scheduler's ``job_ids``, ``func_id`` (the function version) and
+    ``scheduler_queries`` (SLURM: commands sent to the scheduler for the run).
+    """
     import pandas as pd
 
     rows = []
@@ -671,10 +677,11 @@ def runs(cache: str | os.PathLike | None = None):
                      "backend": rec["backend"], "state": rec["state"], "total": rec["total"],
                      "cached": rec["cached"], "done": rec["done"], "failed": rec["failed"],
                      "submitted": pd.to_datetime(rec["submitted"], unit="s", utc=True),
-                     "job_ids": rec["job_ids"],
+                     "finished": pd.to_datetime(rec["finished"], unit="s", utc=True),
+                     "job_ids": rec["job_ids"], "func_id": rec["func_id"],
                      "scheduler_queries": (rec["options"] or {}).get("scheduler_queries")})
     cols = ["id", "function", "host", "backend", "state", "total", "cached", "done",
-            "failed", "submitted", "job_ids", "scheduler_queries"]
+            "failed", "submitted", "finished", "job_ids", "func_id", "scheduler_queries"]
     return pd.DataFrame(rows, columns=cols)
 
 
