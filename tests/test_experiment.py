@@ -600,7 +600,9 @@ def test_submit_of_cached_psets_still_gives_a_run_id(cache_dir, call_log):
     assert run.status()["cached"] == 3
     again = pj.attach(run.id)
     xr.testing.assert_equal(again.dataset(), ds)
-    assert run.id in set(pj.runs()["id"])
+    row = pj.runs().set_index("id").loc[run.id]
+    assert row.func_id == ds.attrs["func_id"] and row.finished >= row.submitted
+    assert row.state == "done" and row.cached == row.total == 3
     assert f.submit(pj.grid(method="A", N=[1, 2, 3])).id == run.id  # not a new run each time
 
 
