@@ -27,6 +27,10 @@ RESERVED = {
     "wrap": "pyjoule writes the job script itself",
     "wait": "pyjoule watches the job instead: use f.map (blocks) or f.submit (returns)",
     "chdir": "the job runs in the project's folder on the cluster",
+    "test-only": "it only checks the script and submits nothing: pyjoule needs the job",
+    "help": "sbatch would print its help and submit nothing",
+    "usage": "sbatch would print its usage and submit nothing",
+    "version": "sbatch would print its version and submit nothing",
 }
 OWN = ("array_parallelism",)
 # squeue states after which a job (or array task) does nothing more
@@ -60,7 +64,10 @@ class Slurm:
     Keys are sbatch's long options, in ``snake_case`` or ``kebab-case``
     (``cpus_per_task=16`` or ``"cpus-per-task": 16``); ``True`` gives a bare flag
     (``exclusive=True`` → ``--exclusive``), ``False``/``None`` leaves the option out.
-    pyjoule's own ``array_parallelism=N`` becomes the array's ``%N`` throttle.
+    pyjoule's own ``array_parallelism=N`` becomes the array's ``%N`` throttle. A name
+    that is no sbatch option of Slurm 20.11 to 24.11 raises ``pj.OptionError`` at
+    once, with the closest one; the first submit checks the names again against the
+    cluster's own ``sbatch --help``.
 
     Parameters
     ----------
@@ -148,6 +155,8 @@ def _normalise(options: Mapping[str, Any]) -> dict[str, str | None]:
         name = key.replace("_", "-")
         if name in RESERVED:
             raise OptionError(f"slurm option {key!r} is set by pyjoule: {RESERVED[name]}")
+        if name not in SBATCH_OPTIONS:
+            raise OptionError(_unknown_option(key, name))
         if value is None or value is False:
             continue
         if value is True:
@@ -165,6 +174,23 @@ def _normalise(options: Mapping[str, Any]) -> dict[str, str | None]:
     return out
 
 
+def _unknown_option(key: str, name: str) -> str:
+    """The message for a well-formed name that is no sbatch option, with the closest
+    valid one spelt like ``key`` (snake_case or kebab-case)."""
+    text = (f"slurm option {key!r} is not an sbatch option "
+            f"(sbatch 20.11-24.11 has no --{name})")
+    where = "see `sbatch --help` or https://slurm.schedmd.com/sbatch.html for the options"
+    names = SBATCH_OPTIONS | set(RESERVED) | {own.replace("_", "-") for own in OWN}
+    close = difflib.get_close_matches(name, sorted(names), n=1)
+    if not close:
+        return f"{text}; {where}"
+    if close[0] in RESERVED:
+        return (f"{text}; --{close[0]} is close, but it is set by pyjoule: "
+                f"{RESERVED[close[0]]}")
+    hint = close[0] if "-" in key else close[0].replace("-", "_")
+    return f"{text}. Did you mean {hint!r}? Or {where}."
+
+
 def parse_help(text: str) -> set[str]:
     """The long options ``sbatch --help`` lists."""
     return set(re.findall(r"(?:^|[\s,])--([a-z][a-z0-9-]*)", text, flags=re.M))
@@ -174,6 +200,36 @@ def parse_help(text: str) -> set[str]:
 UNLISTED = frozenset({"hint", "open-mode", "acctg-freq", "mem-bind", "kill-on-invalid-dep",
                       "wait-all-nodes", "network", "export-file", "get-user-env",
                       "ntasks-per-gpu", "gpus-per-socket", "cpu-freq", "uid", "gid"})
+
+# sbatch's long options in Slurm 20.11 to 24.11 (their union), checked at decoration so a
+# misspelt name fails before anything runs. Sources: the OPTIONS of the 20.11 and 22.05
+# man pages (sbatch.1; 22.05.8 as Debian's slurm-wlm ships it) and 22.05's
+# `sbatch --help`, every name of UNLISTED, and what SchedMD's NEWS lists as added since:
+# --tres-per-task, --extra, --container-id (23.x), --segment, --stepmgr, --resv-ports,
+# --tres-bind (24.05), --oom-kill-step (24.11); --power, gone from later man pages,
+# stays (older clusters take it). Names added in 25.05 and later (--resources,
+# --spread-segments, --consolidate-segments, --mem-update) are not here. A cluster may
+# still lack one of these: the first submit checks against its own `sbatch --help`.
+SBATCH_OPTIONS = frozenset({
+    "account", "acctg-freq", "array", "batch", "bb", "bbf", "begin", "chdir",
+    "cluster-constraint", "clusters", "comment", "constraint", "container",
+    "container-id", "contiguous", "core-spec", "cores-per-socket", "cpu-freq",
+    "cpus-per-gpu", "cpus-per-task", "deadline", "delay-boot", "dependency",
+    "distribution", "error", "exclude", "exclusive", "export", "export-file", "extra",
+    "extra-node-info", "get-user-env", "gid", "gpu-bind", "gpu-freq", "gpus",
+    "gpus-per-node", "gpus-per-socket", "gpus-per-task", "gres", "gres-flags", "help",
+    "hint", "hold", "ignore-pbs", "input", "job-name", "kill-on-invalid-dep",
+    "licenses", "mail-type", "mail-user", "mcs-label", "mem", "mem-bind", "mem-per-cpu",
+    "mem-per-gpu", "mincpus", "network", "nice", "no-kill", "no-requeue", "nodefile",
+    "nodelist", "nodes", "ntasks", "ntasks-per-core", "ntasks-per-gpu",
+    "ntasks-per-node", "ntasks-per-socket", "oom-kill-step", "open-mode", "output",
+    "overcommit", "oversubscribe", "parsable", "partition", "power", "prefer",
+    "priority", "profile", "propagate", "qos", "quiet", "reboot", "requeue",
+    "reservation", "resv-ports", "segment", "signal", "sockets-per-node", "spread-job",
+    "stepmgr", "switches", "test-only", "thread-spec", "threads-per-core", "time",
+    "time-min", "tmp", "tres-bind", "tres-per-task", "uid", "usage", "use-min-nodes",
+    "verbose", "version", "wait", "wait-all-nodes", "wckey", "wrap"
+})
 
 
 def check_options(slurm: Slurm, known: set[str], where: str) -> None:

@@ -333,9 +333,8 @@ def test_a_time_limit_keeps_what_finished_and_retries_only_the_rest(slurm, cache
 
 # -------------------------------------------------------------- bad requests
 def test_a_misspelt_sbatch_option_is_refused_before_anything_is_written(slurm, cache_dir):
-    f = pj.experiment(slurm={"cpus_per_tsk": 2})(square)
     with pytest.raises(pj.OptionError, match="Did you mean 'cpus_per_task'"):
-        f.sweep(x=[1])
+        pj.experiment(slurm={"cpus_per_tsk": 2})(square).sweep(x=[1])  # at decoration
     assert len(pj.runs()) == 0
 
 

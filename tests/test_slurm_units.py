@@ -380,10 +380,86 @@ def test_experiment_validates_slurm_names_at_decoration():
         pj.experiment(slurm={"array_parallelism": 0})(_f)
     with pytest.raises(pj.OptionError, match="dict of sbatch options"):
         pj.experiment(slurm="--time=5")(_f)
-    # a misspelt name is well-formed: only the cluster's own sbatch --help (at submit)
-    # knows it is not an option, so decoration accepts it
-    exp = pj.experiment(slurm={"arary": "x", "cpus_per_tsk": 2})(_f)
-    assert exp._options["slurm"].options == {"arary": "x", "cpus-per-tsk": "2"}
+    # a misspelt name is refused at decoration too, against the built-in list
+    with pytest.raises(pj.OptionError, match="Did you mean 'cpus_per_task'"):
+        pj.experiment(slurm={"cpus_per_tsk": 2})(_f)
+    exp = pj.experiment(slurm={"time": "5", "cpus_per_task": 2})(_f)
+    assert exp._options["slurm"].options == {"time": "5", "cpus-per-task": "2"}
+
+
+# -------------------------------------------- names checked against SBATCH_OPTIONS
+def test_a_typo_in_slurm_raises_at_experiment_decoration():
+    with pytest.raises(pj.OptionError) as err:
+        pj.experiment(slurm={"tiem": "1:00:00"})
+    message = str(err.value)
+    assert "'tiem'" in message and "--tiem" in message
+    assert "Did you mean 'time'?" in message
+    assert "sbatch --help" in message and "https://slurm.schedmd.com/sbatch.html" in message
+    assert isinstance(err.value, TypeError)  # pj.OptionError is a TypeError
+
+
+def test_a_typo_in_pj_slurm_raises_at_once():
+    with pytest.raises(pj.OptionError, match="Did you mean 'time'"):
+        pj.Slurm(tiem="1:00:00")
+    with pytest.raises(pj.OptionError, match="Did you mean 'partition'"):
+        pj.Slurm({"partiton": "debug"}, time="5")
+
+
+@pytest.mark.parametrize("key, hint", [
+    ("cpus-per-tsk", "cpus-per-task"), ("cpus_per_tsk", "cpus_per_task"),
+    ("mem-per-cpus", "mem-per-cpu"), ("mem_per_cpus", "mem_per_cpu"),
+    ("job-nam", "job-name"), ("ntask", "ntasks"), ("memory", "mem"),
+    ("array_paralelism", "array_parallelism"),  # pyjoule's own option
+])
+def test_the_hint_is_spelt_like_the_key(key, hint):
+    with pytest.raises(pj.OptionError) as err:
+        pj.Slurm({key: "1"})
+    message = str(err.value)
+    assert f"Did you mean {hint!r}?" in message and f"--{key.replace('_', '-')}" in message
+    with pytest.raises(pj.OptionError, match=f"Did you mean {hint!r}"):
+        pj.experiment(slurm={key: "1"})
+
+
+@pytest.mark.parametrize("key", ["zzzqqq", "qwertyuiop", "foo_bar_baz"])
+def test_a_name_close_to_nothing_is_refused_without_a_hint(key):
+    with pytest.raises(pj.OptionError) as err:
+        pj.Slurm({key: "1"})
+    message = str(err.value)
+    assert repr(key) in message and "Did you mean" not in message
+    assert "sbatch --help" in message and "https://slurm.schedmd.com/sbatch.html" in message
+    assert "wckey" not in message and len(message) < 300  # no dump of the valid names
+
+
+def test_a_typo_close_to_an_option_pyjoule_sets_says_so():
+    with pytest.raises(pj.OptionError) as err:
+        pj.Slurm(arary="0-3")
+    message = str(err.value)
+    assert "--array is close" in message and "set by pyjoule" in message
+    assert "Did you mean 'array'" not in message
+
+
+@pytest.mark.parametrize("key", [
+    "gpus_per_task", "tres_per_task", "tres-bind", "oom_kill_step", "container_id",
+    "stepmgr", "segment", "resv_ports", "extra", "ntasks_per_gpu", "kill-on-invalid-dep",
+    "wait_all_nodes", "acctg_freq", "mem_bind", "open_mode", "hint", "export_file",
+    "cluster_constraint", "spread_job", "thread_spec", "power", "prefer", "mcs_label",
+])
+def test_valid_but_rarely_used_options_are_accepted(key):
+    name = key.replace("_", "-")
+    assert name in _slurm.SBATCH_OPTIONS
+    assert pj.Slurm({key: "1"}).argv() == [f"--{name}=1"]
+    exp = pj.experiment(slurm={key: True, "time": "5"})(_f)
+    assert exp._options["slurm"].options == {name: None, "time": "5"}
+
+
+def test_the_builtin_list():
+    names = _slurm.SBATCH_OPTIONS
+    assert isinstance(names, frozenset) and len(names) == 110
+    assert all(re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", n) for n in names)
+    assert _slurm.UNLISTED <= names and set(_slurm.RESERVED) <= names
+    assert _slurm.parse_help(SBATCH_HELP["golden"]) <= names  # all of 22.05's --help
+    assert not {"spread-segments", "consolidate-segments", "mem-update"} & names  # 25.x+
+    assert not {"x11", "cpu-bind", "pty", "overlap", "ntasks-per-tres"} & names  # srun's
 
 
 SBATCH_HELP = captured("sbatch-help-22.05.txt", ["sbatch", "--help"])
@@ -393,6 +469,13 @@ def test_the_golden_sbatch_help_is_22_05():
     text = SBATCH_HELP["golden"]
     assert text.startswith("Usage: sbatch [OPTIONS(0)...]")
     assert len(_slurm.parse_help(text)) == 91  # as SLURM 22.05.8 lists them
+
+
+def _unchecked(**options) -> Slurm:
+    """A Slurm with names the decoration check would refuse (what check_options sees
+    from a cluster that lacks an option of the built-in list)."""
+    return Slurm.from_description({"options": {k.replace("_", "-"): v
+                                               for k, v in options.items()}})
 
 
 @sources("sbatch-help")
@@ -412,7 +495,7 @@ def test_parse_help_finds_the_long_options(source):
 def test_check_options_suggests_the_option_meant(source, key, hint):
     known = _slurm.parse_help(pick(SBATCH_HELP, source))
     with pytest.raises(pj.OptionError) as err:
-        _slurm.check_options(pj.Slurm({key: "1"}), known, "cluster")
+        _slurm.check_options(_unchecked(**{key: "1"}), known, "cluster")
     message = str(err.value)
     assert f"Did you mean {hint!r}?" in message
     assert f"--{key.replace('_', '-')}" in message and "sbatch on cluster" in message
@@ -431,9 +514,16 @@ def test_check_options_does_not_suggest_an_option_pyjoule_sets(source):
     # user there without saying so (BUG: it says "Did you mean 'array'?").
     known = _slurm.parse_help(pick(SBATCH_HELP, source))
     with pytest.raises(pj.OptionError) as err:
-        _slurm.check_options(pj.Slurm(arary="0-3"), known, "cluster")
+        _slurm.check_options(_unchecked(arary="0-3"), known, "cluster")
     message = str(err.value)
     assert "Did you mean 'array'?" not in message or "set by pyjoule" in message
+
+
+def test_check_options_still_catches_an_option_the_cluster_lacks():
+    # --tres-per-task is in the built-in list (23.02+) but not in 22.05's sbatch
+    known = _slurm.parse_help(SBATCH_HELP["golden"])
+    with pytest.raises(pj.OptionError, match="sbatch on cluster has no option --tres-per-task"):
+        _slurm.check_options(pj.Slurm(tres_per_task="cpu=2"), known, "cluster")
 
 
 # sbatch 22.05.8 accepts these (checked with `sbatch --test-only` on the test cluster)
