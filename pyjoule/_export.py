@@ -280,6 +280,10 @@ def _decode_dense(var):
     dtype = attrs.pop(_JSON, None)
     if dtype is not None:
         data = _decode_array(data, dtype)
+    if data.dtype == object and data.ndim == 1:  # a label None stays None, not NaN
+        from ._results import _object_index
+
+        data = _object_index(data)
     return xr.Variable(var.dims, data, attrs=_join_attrs(attrs))
 
 

@@ -140,7 +140,7 @@ class Axes:
 
     @classmethod
     def from_columns(cls, columns: dict) -> "Axes":
-        names = [n[2:] for n in columns if n.startswith("p:")]
+        names = [n[2:] for n in first_seen(columns, "p:")]
         n_rows = len(next(iter(columns.values()))[1]) if columns else 0
         return cls(names, {n: axis_from_column(columns["p:" + n]) for n in names}, n_rows)
 
@@ -155,19 +155,45 @@ class Axes:
 _renames_logged: set[tuple[str, str]] = set()
 
 
+def first_seen(columns: dict, prefix: str, priority: np.ndarray | None = None) -> list[str]:
+    """The names of ``columns`` starting with ``prefix``, in first-seen order: by the
+    first row (smallest ``priority``, default the row index) that has a value, ties in
+    the columns' own order. One numpy reduction per column, none per row."""
+    names = [n for n in columns if n.startswith(prefix)]
+    if len(names) < 2:
+        return names
+    lowest = 0 if priority is None or not len(priority) else int(priority.min())
+    first = {}
+    for name in names:
+        col = columns[name]
+        if col[2] is None and col[0] != "cat":  # a value in every row
+            first[name] = lowest
+            continue
+        rows = np.flatnonzero(_columns.present(col))
+        if not len(rows):
+            first[name] = sys.maxsize
+        else:
+            first[name] = int(rows[0] if priority is None else priority[rows].min())
+    return sorted(names, key=first.__getitem__)  # stable: ties keep the columns' order
+
+
 def build_dataset(axes: Axes, cells: np.ndarray, columns: dict, *, n_psets: int,
                   sparse: bool | str = "auto", dims: dict | None = None,
-                  attrs: dict | None = None):
-    """The Dataset of result columns placed at ``cells`` of the ``axes`` grid."""
+                  attrs: dict | None = None, priority: np.ndarray | None = None):
+    """The Dataset of result columns placed at ``cells`` of the ``axes`` grid.
+
+    ``priority`` orders the rows for first-seen order of the data variables (default:
+    the rows' own order). Each cell must hold at most one row (see
+    :func:`drop_collisions`).
+    """
     import xarray as xr
 
     _defer_sparse_import_in_xarray()
     dims = dims or {}
     size = int(np.prod(axes.shape)) if axes.shape else 1
     data_vars = {}
-    for name, col in columns.items():
-        if not name.startswith("v:"):
-            continue
+    for name in first_seen(columns, "v:", priority):
+        col = columns[name]
         var = name[2:]
         if var in axes.labels or var in axes.scalars:  # a parameter's name already
             renamed = f"{var}_result"
@@ -179,8 +205,85 @@ def build_dataset(axes: Axes, cells: np.ndarray, columns: dict, *, n_psets: int,
         data_vars[var] = _variable(var, col, axes, cells, size, n_psets, sparse,
                                    dims.get(var))
     coords: dict[str, Any] = {d: _coord(axes.labels[d]) for d in axes.dims}
-    coords.update({k: v for k, v in axes.scalars.items()})
+    coords.update({k: _scalar_coord(v) for k, v in axes.scalars.items()})
     return xr.Dataset(data_vars, coords=coords, attrs=attrs or {})
+
+
+# ------------------------------------------------------------------ collisions
+def drop_collisions(axes: Axes, cells: np.ndarray, columns: dict,
+                    priority: np.ndarray | None, values_of, where: str):
+    """Keep one row per cell: the first by ``priority`` (default: row order).
+
+    Two psets can share a cell when their values are different psets but equal as
+    coordinate labels (``1`` and ``1.0``, ``True`` and ``1``, arrays whose ``repr`` is
+    abbreviated). A pandas index cannot hold such labels apart (alignment and
+    ``.sel`` need unique labels), so the Dataset keeps the first and one WARNING names
+    the parameter and the values; ``f.table()`` has every pset. ``values_of(i)`` gives
+    the parameter values of row ``i`` (only called for a few colliding rows).
+
+    Returns ``(cells, columns)``, unchanged (the same objects) when nothing collides,
+    which is checked with one ``bincount`` (or one sort for a very sparse grid).
+    """
+    n = len(cells)
+    if n < 2:
+        return cells, columns
+    size = int(np.prod(axes.shape)) if axes.shape else 1
+    if size <= 16 * n + 1024:
+        if int(np.bincount(cells, minlength=size).max()) <= 1:
+            return cells, columns
+    else:
+        ordered = np.sort(cells)
+        if not (ordered[1:] == ordered[:-1]).any():
+            return cells, columns
+    prio = np.arange(n) if priority is None else priority
+    order = np.lexsort((prio, cells))
+    sorted_cells = cells[order]
+    repeat = np.concatenate([[False], sorted_cells[1:] == sorted_cells[:-1]])
+    group_start = np.maximum.accumulate(np.where(repeat, 0, np.arange(n)))
+    losers, winners = order[repeat], order[group_start[repeat]]
+    keep = np.ones(n, bool)
+    keep[losers] = False
+    rows = np.flatnonzero(keep)
+    log.warning("%s", _collision_message(losers, winners, values_of, where))
+    return cells[rows], {name: _columns.take(col, rows) for name, col in columns.items()}
+
+
+def _collision_message(losers, winners, values_of, where: str) -> str:
+    from ._hashing import canonical_bytes
+
+    def same(a: Any, b: Any) -> bool:
+        if a is MISSING or b is MISSING:
+            return a is b
+        try:
+            return canonical_bytes(a) == canonical_bytes(b)
+        except Exception:  # noqa: BLE001 - a value the hashing does not know
+            return type(a) is type(b) and repr(a) == repr(b)
+
+    def show(v: Any) -> str:
+        return "(absent)" if v is MISSING else repr(v)
+
+    pairs: dict[str, list[str]] = {}
+    alike = False
+    for lose, win in zip(losers[:20].tolist(), winners[:20].tolist()):
+        a, b = values_of(win), values_of(lose)
+        differ = [n for n in dict.fromkeys([*a, *b])
+                  if not same(a.get(n, MISSING), b.get(n, MISSING))]
+        alike = alike or not differ
+        for name in differ:
+            text = f"{show(a.get(name, MISSING))} and {show(b.get(name, MISSING))}"
+            if text not in pairs.setdefault(name, []) and len(pairs[name]) < 3:
+                pairs[name].append(text)
+    parts = [f"parameter {name!r}: {', '.join(v)}" for name, v in pairs.items()]
+    if alike:  # a column of ints and floats is stored as floats: 1 and 1.0 read alike
+        parts.append("values stored alike, such as 1 and 1.0 in a column of ints and "
+                     "floats, which the cache keeps as floats")
+    what = "; ".join(parts)
+    n = len(losers)
+    return (f"{where}: {n} result{'s are' if n != 1 else ' is'} not in the Dataset: "
+            f"different psets have values that are equal as coordinate labels ({what}), "
+            f"so they fall on one cell and the Dataset shows the first of them; "
+            f"f.table() has every pset, or make the values consistent (one type per "
+            f"parameter, e.g. all floats)")
 
 
 class _LazySparseModule:
@@ -216,11 +319,11 @@ def _defer_sparse_import_in_xarray() -> None:
         cache["sparse"] = _LazySparseModule(factory)
 
 
-def _coord(labels: list) -> np.ndarray:
-    if all(isinstance(x, str) for x in labels):
-        return np.array(labels, dtype=object)
+def _coord(labels: list):
     arr = np.empty(len(labels), object)
     arr[:] = labels
+    if all(isinstance(x, str) for x in labels):
+        return _object_index(arr)
     bools = [isinstance(x, (bool, np.bool_)) for x in labels]
     numbers = all(isinstance(x, (int, float, np.integer, np.floating)) for x in labels)
     # one numeric dtype only where that loses nothing a user could see: numpy would
@@ -229,6 +332,28 @@ def _coord(labels: list) -> np.ndarray:
         typed = np.array(labels)
         if typed.dtype.kind in "biuf" and typed.shape == (len(labels),):
             return typed
+    return _object_index(arr)
+
+
+def _object_index(arr: np.ndarray):
+    """An object index of exactly these labels: from a bare array, pandas (3) would
+    infer a string dtype for strings next to ``None`` and turn the ``None`` into NaN."""
+    import pandas as pd
+
+    return pd.Index(arr, dtype=object, tupleize_cols=False)
+
+
+_PLAIN_SCALARS = (str, bytes, bool, int, float, complex, np.generic, type(None))
+
+
+def _scalar_coord(label: Any) -> Any:
+    """A one-valued parameter's coordinate: plain scalars as they are, anything else
+    (a tuple from a list or tuple value, ...) in a 0-d object array, which xarray
+    would otherwise read as ``(dims, data)``."""
+    if isinstance(label, _PLAIN_SCALARS):
+        return label
+    arr = np.empty((), object)
+    arr[()] = label
     return arr
 
 
@@ -302,10 +427,9 @@ def build_table(ids: Sequence[str], columns: dict, func_id: str, failures=()):
     import pandas as pd
 
     data: dict[str, Any] = {}
-    for name, col in columns.items():
-        if name[:2] in ("p:", "v:"):
-            key = name[2:] if name[2:] not in data else name
-            data[key] = _table_column(col)
+    for name in first_seen(columns, "p:") + first_seen(columns, "v:"):
+        key = name[2:] if name[2:] not in data else name
+        data[key] = _table_column(columns[name])
     data["_key"] = list(ids)
     data["_func_id"] = func_id
     data["_status"] = "done"
@@ -383,8 +507,10 @@ def dataset_for(store, func_id: str, ids: Sequence[str], psets: Sequence[dict], 
     axes = Axes.from_psets(psets)
     pos = dict(zip(ids, range(len(ids))))
     rows = np.fromiter((pos[p] for p in got_ids), np.int64, len(got_ids))
-    ds = build_dataset(axes, axes.cells(rows), columns, n_psets=len(ids), sparse=sparse,
-                       dims=dims, attrs=attrs)
+    cells, columns = drop_collisions(axes, axes.cells(rows), columns, rows,
+                                     lambda i: psets[rows[i]], "f.map")
+    ds = build_dataset(axes, cells, columns, n_psets=len(ids), sparse=sparse,
+                       dims=dims, attrs=attrs, priority=rows)
     return ds, len(found), len(got_ids)
 
 
@@ -393,7 +519,16 @@ def dataset_of_all(store, func_id: str, *, sparse: bool | str = "auto",
     """The Dataset of everything cached for ``func_id`` (``pj.load``)."""
     got_ids, columns = store.read_all_columns(func_id, with_ids=False)
     axes = Axes.from_columns(columns)
-    return build_dataset(axes, axes.cells(), columns, n_psets=axes.n_rows, sparse=sparse,
+    names = [n for n in columns if n.startswith("p:")]
+
+    def values_of(i: int) -> dict:
+        row = {n[2:]: _columns.to_objects(_columns.take(columns[n], np.array([i])))[0]
+               for n in names}
+        return {k: v for k, v in row.items() if v is not MISSING}
+
+    cells, columns = drop_collisions(axes, axes.cells(), columns, None, values_of,
+                                     "pj.load")
+    return build_dataset(axes, cells, columns, n_psets=axes.n_rows, sparse=sparse,
                          dims=dims, attrs=attrs)
 
 

@@ -751,7 +751,7 @@ def _columns_of(records: list[tuple], params: list[dict], run_id: str, _columns)
 
 def _split_dicts(dicts: list[dict], missing) -> dict[Any, list]:
     """Columns of a list of dicts: one list per key, ``missing`` where a dict lacks it."""
-    shapes = set(map(tuple, dicts))
+    shapes = dict.fromkeys(map(tuple, dicts))  # first-seen order, whatever the hash seed
     if len(shapes) == 1:  # the usual case: every dict has the same keys
         (keys,) = shapes
         return {k: [d[k] for d in dicts] for k in keys}

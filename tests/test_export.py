@@ -91,6 +91,14 @@ def test_mixed_string_number_and_bool_labels_roundtrip(f, weird_tmp_path):
     assert_same(roundtrip(made, weird_tmp_path), made)
 
 
+def test_string_labels_next_to_none_keep_the_none(f, weird_tmp_path):
+    ds = f.map(pj.grid(method="A", lr="auto", seed=[0, 1]) + pj.grid(method="B", seed=[0, 1]))
+    assert ds.lr.values.tolist() == ["auto", None]
+    back = roundtrip(ds, weird_tmp_path)
+    assert back.lr.values.tolist() == ["auto", None]  # pandas would make it NaN
+    assert_same(back, ds)
+
+
 def test_huge_sparse_dataset_is_saved_without_densifying(cache_dir, weird_tmp_path):
     def scan(**p):
         return sum(p.values())
