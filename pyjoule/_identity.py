@@ -687,8 +687,7 @@ def _notebook_path(space: Mapping) -> str | None:
         if os.path.isabs(value):
             return value
         # relative to the server's root; the kernel runs in the notebook's folder
-        here = os.path.join(os.getcwd(), os.path.basename(value))
-        return here
+        return os.path.join(os.getcwd(), os.path.basename(value))
     return None
 
 

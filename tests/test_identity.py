@@ -387,3 +387,42 @@ def test_describe_change_wording():
     code, pinned = {"function simulate": "1"}, {"version": "v1"}
     assert describe_change(pinned, code) == "version pin 'v1' removed"
     assert describe_change(code, pinned) == "version pinned to 'v1'"
+
+
+@pytest.mark.parametrize(("attrs", "expected"), [
+    ({"__file__": "{root}/scripts/run.py"}, "scripts.run"),
+    ({"__file__": "/elsewhere/tool.py"}, "tool"),  # outside the project: its file name
+    ({"__session__": "{root}/nb/study.ipynb"}, "nb.study"),  # JupyterLab, Notebook 7
+    ({"__session__": "nb/study.ipynb"}, "nb.study"),  # relative to the server's root
+    ({"__vsc_ipynb_file__": "{root}/nb/study.ipynb"}, "nb.study"),  # VS Code
+    ({}, "__main__"),  # python -c, a prompt: nothing says more
+])
+def test_functions_of_main_are_named_after_their_file(tmp_path, monkeypatch, attrs, expected):
+    import types as _types
+
+    from pyjoule._identity import module_label
+
+    root = tmp_path / "proj"
+    (root / "nb").mkdir(parents=True)
+    main = _types.ModuleType("__main__")
+    for key, value in attrs.items():
+        setattr(main, key, value.format(root=root))
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.chdir(root / "nb")  # where a kernel runs: the notebook's folder
+    assert module_label("__main__", str(root)) == expected
+    assert module_label("physics.models", str(root)) == "physics.models"
+
+
+def test_python_dash_m_names_functions_after_the_module(monkeypatch):
+    import importlib.machinery
+    import types as _types
+
+    from pyjoule._identity import module_label
+
+    main = _types.ModuleType("__main__")
+    main.__spec__ = importlib.machinery.ModuleSpec("studies.run", None)
+    main.__file__ = "/somewhere/studies/run.py"
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert module_label("__main__") == "studies.run"
+    main.__spec__ = importlib.machinery.ModuleSpec("studies.__main__", None)
+    assert module_label("__main__") == "studies"
