@@ -152,7 +152,9 @@ def report_identity_change(store: Store, name: str, identity) -> None:
     """One INFO line when older versions of this function have cached results."""
     from ._identity import describe_change
 
-    older = store.register_function(identity.func_id, name, identity.components)
+    older, used_before = store.register_function(identity.func_id, name, identity.components)
+    if used_before is not None and older and used_before >= older[0]["last_used"]:
+        return  # the version used last time too: nothing changed since
     if older and (older[0]["func_id"], identity.func_id) not in _logged_changes:
         _logged_changes.add((older[0]["func_id"], identity.func_id))
         what = describe_change(older[0]["components"], identity.components)

@@ -192,10 +192,14 @@ class Store:
             self._local.conn = None
 
     # ----------------------------------------------------------------- functions
-    def register_function(self, func_id: str, name: str, components: dict) -> list[dict]:
-        """Record ``func_id``; return the other versions of ``name`` that have entries."""
+    def register_function(self, func_id: str, name: str,
+                          components: dict) -> tuple[list[dict], float | None]:
+        """Record ``func_id``; return the other versions of ``name`` that have entries
+        (most recently used first) and when ``func_id`` was used before (None: never)."""
         now = time.time()
         with self._tx() as db:
+            row = db.execute("SELECT last_used FROM functions WHERE func_id=?",
+                             (func_id,)).fetchone()
             db.execute("INSERT OR IGNORE INTO functions VALUES (?,?,?,?,?)",
                        (func_id, name, json.dumps(components), now, now))
             db.execute("UPDATE functions SET last_used=? WHERE func_id=?", (now, func_id))
@@ -204,8 +208,9 @@ class Store:
                 "WHERE f.name=? AND f.func_id!=? AND EXISTS "
                 "(SELECT 1 FROM entries e WHERE e.func_id=f.func_id) "
                 "ORDER BY f.last_used DESC", (name, func_id)).fetchall()
-        return [{"func_id": r[0], "components": json.loads(r[1]), "last_used": r[2]}
-                for r in rows]
+        older = [{"func_id": r[0], "components": json.loads(r[1]), "last_used": r[2]}
+                 for r in rows]
+        return older, (row[0] if row else None)
 
     def has_entries(self, func_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM entries WHERE func_id=? LIMIT 1",

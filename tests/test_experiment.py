@@ -566,6 +566,8 @@ def test_going_back_to_a_cached_version_says_so_and_recomputes_nothing(cache_dir
     back = _script(weird_tmp_path, "s.py", body.format(factor=2), env)
     assert back.startswith("6") and len(calls(call_log)) == 4
     assert "recomputing" not in back and "cached results are used" in back
+    same = _script(weird_tmp_path, "s.py", body.format(factor=2), env)
+    assert same.startswith("6") and "since" not in same  # nothing changed since last time
 
 
 @pytest.mark.parametrize("bad", ["no", "dense", "false", 0, None])
