@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -129,8 +132,22 @@ def test_changed_host_key_is_refused_even_with_accept_new(sshd, tmp_path):
         (other.with_suffix(".pub")).read_text().split()[:2]) + "\n")
     cfg = _config(sshd, tmp_path, known_hosts=wrong)
     for accept in (False, True):
-        with pytest.raises(pj.HostKeyError, match="CHANGED.*ssh-keygen -R"):
+        with pytest.raises(pj.HostKeyError, match="CHANGED.*ssh-keygen -R") as info:
             ssh.connect(pj.Host(sshd.alias, ssh_config=cfg, accept_new_host_key=accept))
+    # not the default ~/.ssh/known_hosts: the command must name the file
+    assert f"ssh-keygen -R '[127.0.0.1]:{sshd.port}' -f {wrong}`" in str(info.value)
+
+
+def test_a_malformed_known_hosts_line_names_the_file_and_line(sshd, tmp_path):
+    bad = tmp_path / "known_hosts"
+    name, kind, key = sshd.known_hosts.read_text().split()[:3]
+    bad.write_text(f"# mine\n{name} {kind} {key.replace('AAAA', 'AAAB', 1)}\n")
+    cfg = _config(sshd, tmp_path, known_hosts=bad)
+    with pytest.raises(pj.HostKeyError) as info:
+        ssh.connect(pj.Host(sshd.alias, ssh_config=cfg))
+    text = str(info.value)
+    assert f"{bad}, line 2" in text and "Fix or remove that line" in text
+    assert "\n" not in text
 
 
 def test_wrong_key_fails_fast_with_what_was_tried(sshd, tmp_path):
@@ -149,6 +166,59 @@ def test_refused_port_is_a_clear_error_at_once(sshd, tmp_path):
     with pytest.raises(pj.HostError, match="cannot connect to .*127.0.0.1:1.*refused"):
         ssh.connect(pj.Host("closed", ssh_config=cfg))
     assert time.monotonic() - t0 < 5
+
+
+def _listener(close: bool) -> int:
+    """A local TCP port that accepts connections, then closes each at once or keeps it
+    open without a word (no SSH banner); the port is served until the process ends."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def serve():
+        while True:
+            peer, _ = server.accept()
+            peer.close() if close else held.append(peer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1]
+
+
+def _listener_config(tmp_path, **ports) -> str:
+    path = tmp_path / "listener_config"
+    path.write_text("".join(f"Host {alias}\n  HostName 127.0.0.1\n  Port {port}\n"
+                            f"  ConnectTimeout 1\n" for alias, port in ports.items()))
+    return str(path)
+
+
+def test_a_port_that_never_sends_the_ssh_banner_is_a_host_error(tmp_path):
+    cfg = _listener_config(tmp_path, silent=_listener(close=False))
+    t0 = time.monotonic()
+    with pytest.raises(pj.HostError, match=r"no SSH answer from .* within 1 s .*ConnectTimeout"):
+        ssh.connect(pj.Host("silent", ssh_config=cfg))
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_name_that_does_not_resolve_says_check_hostname(tmp_path):
+    cfg = tmp_path / "config"
+    cfg.write_text("Host gone\n  HostName no-such-host.invalid\n")
+    with pytest.raises(pj.HostError, match=r"'no-such-host.invalid' cannot be resolved "
+                       rf"\(check HostName in {cfg}[,)]"):
+        ssh.connect(pj.Host("gone", ssh_config=cfg))
+
+
+def test_paramiko_tracebacks_stay_off_the_command_line(tmp_path, caplog):
+    cfg = _listener_config(tmp_path, closer=_listener(close=True))
+    env = {**os.environ, "PYJOULE_SSH_CONFIG": cfg}
+    env.pop("PYJOULE_LOG_LEVEL", None)
+    proc = subprocess.run([sys.executable, "-m", "pyjoule", "hosts", "check", "closer"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("pyjoule: ") and proc.stderr.count("\n") == 1, proc.stderr
+    # who configures logging (here pytest's caplog) still gets paramiko's records
+    with pytest.raises(pj.HostError, match="SSH handshake"):
+        ssh.connect(pj.Host("closer", ssh_config=cfg))
+    time.sleep(0.2)  # paramiko logs from its own thread
+    assert any(r.name.startswith("paramiko") for r in caplog.records)
 
 
 def test_proxy_jump_through_the_server_itself(sshd, tmp_path):
@@ -184,6 +254,33 @@ def test_hosts_check_command(sshd, ssh_host, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "round trip" in out and f"127.0.0.1:{sshd.port}" in out
     assert code in (0, 1) and (code == 0) == ("PROBLEM" not in out)
+
+
+def test_a_failing_setup_line_is_named_with_its_exit_code_and_stderr(sshd, tmp_path):
+    from pyjoule._backends.ssh import SSHBackend
+
+    run_dir = tmp_path / "pj-setup-run"
+    run_dir.mkdir()
+    for name in ("payload.pkl", "tasks.pkl"):
+        (run_dir / name).write_bytes(b"")
+    setup = ["export A=1  # a comment", "module load python/3.11", "echo never"]
+    host = pj.Host(sshd.alias, ssh_config=sshd.ssh_config, setup=setup)
+    backend = SSHBackend(host, project="/tmp", python="/bin/false", lib="/tmp")
+    try:
+        with pytest.raises(pj.RemoteCommandError) as info:
+            backend.start(str(run_dir), 1)
+        err = info.value
+        assert err.returncode == 127
+        text = str(err)
+        assert "setup line 2 of 3 failed" in text and "exit code 127" in text
+        assert "module load python/3.11" in text and "not found" in text
+        assert "cannot be loaded" not in text and "@pyjoule" not in text
+        # setup lines that pass leave the pre-flight's failure as it was
+        backend.host = pj.Host(sshd.alias, ssh_config=sshd.ssh_config, setup=setup[:1])
+        with pytest.raises(pj.RemoteCommandError, match="cannot be loaded"):
+            backend.start(str(run_dir), 1)
+    finally:
+        backend.tidy(keep_log=False)
 
 
 PASSWORD = "pj test pw;$(x)"

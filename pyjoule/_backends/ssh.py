@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import time
 
@@ -27,6 +28,7 @@ log = logging.getLogger("pyjoule")
 # Start the worker detached: its own session (setsid), immune to the SSH session's end
 # (nohup, stdin from /dev/null). The user's setup lines (their own shell, e.g.
 # `module load`) run first; everything else arrives as quoted positional arguments.
+# A setup line that fails ends the script (set -e): the EXIT trap then names it.
 _START = """set -e
 run_dir=$1; project=$2; shift 2
 cd "$project"
@@ -90,6 +92,42 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
             sys.exit(0)
         time.sleep(0.05)
 """
+
+
+_SETUP_FAILED = re.compile(r"^@pyjoule-setup-failed (\d+) (\d+)$", re.M)
+
+
+def setup_script(lines) -> str:
+    """The setup lines for ``_START``, each preceded by its number, so that the EXIT
+    trap can tell which one failed (the lines themselves are left untouched)."""
+    if not lines:
+        return ""
+    out = ["trap 'c=$?; [ $c = 0 ] || echo \"@pyjoule-setup-failed $pj_setup $c\" >&2' EXIT"]
+    for i, line in enumerate(lines, 1):
+        out += [f"pj_setup={i}", line]
+    return "\n".join([*out, "trap - EXIT"])
+
+
+def setup_failure(result, lines, where: str):
+    """The error for a start that a setup line failed (None if none did): the line,
+    its exit code and the end of stderr."""
+    from .._errors import RemoteCommandError
+
+    stderr = result.stderr.decode("utf-8", "replace")
+    m = _SETUP_FAILED.search(stderr)
+    if m is None:
+        return None
+    n, code = int(m[1]), int(m[2])
+    stderr = _SETUP_FAILED.sub("", stderr).strip()
+    tail = "\n".join(stderr.splitlines()[-12:])
+    hint = ("; a command not found there, such as `module`, may need the profile "
+            "first: `. /etc/profile`" if code == 127 else "")
+    return RemoteCommandError(
+        f"setup line {n} of {len(lines)} failed on {where} with exit code {code}, so "
+        f"nothing was started there: {lines[n - 1]}\nFix it in pj.Host(setup=[...]); "
+        f"setup lines run in `sh -c`, not a login shell{hint}."
+        + (f"\n--- last lines of stderr ---\n{tail}" if tail else ""),
+        result.command, code, stderr)
 
 
 def append_pulled(folder: str, answer: bytes, where: str) -> dict | None:
@@ -207,7 +245,7 @@ class SSHBackend(Backend):
                 self.python, "-m", "pyjoule.worker", remote, "--workers", str(workers)]
         if task_files:
             argv += ["--tasks", *task_files]
-        script = _START.format(setup="\n".join(self.host.setup))
+        script = _START.format(setup=setup_script(self.host.setup))
         res = self._start_once(conn, ["sh", "-c", script, "sh", remote, self.project, *argv],
                                remote)
         if res is None:  # the connection dropped, but the worker had been started
@@ -216,6 +254,9 @@ class SSHBackend(Backend):
         if res.returncode != 0:
             from .._errors import RemoteCommandError
 
+            failed = setup_failure(res, self.host.setup, str(conn.endpoint))
+            if failed is not None:
+                raise failed
             raise load_failure(res, str(conn.endpoint), "nothing was started there",
                                RemoteCommandError)
         pid = res.text.strip()

@@ -31,6 +31,10 @@ from .hosts import Endpoint, Host, resolve
 from .local import Result
 
 log = logging.getLogger("pyjoule")
+# paramiko logs the errors of its thread with tracebacks; with no logging set up they
+# would reach Python's last-resort stderr handler next to our own error. A NullHandler
+# stops that; records still propagate to the handlers a user configures.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 KEEPALIVE_S = 30
 RECONNECT_DELAYS_S = (0.2, 0.5, 1, 2, 4, 8, 15)  # about 30 s of trying in all
@@ -108,21 +112,30 @@ class Connection:
         import paramiko
 
         ep = self.endpoint
+        known = _load_known_hosts(ep.known_hosts)
         sock = self._dial()
         transport = paramiko.Transport(sock)
-        known = _load_known_hosts(ep.known_hosts)
         entry = known.lookup(ep.key_name)
         if entry:  # ask for the key types we can check, as OpenSSH does
             opts = transport.get_security_options()
             preferred = [t for t in opts.key_types if t in entry.keys()]
             if preferred:
                 opts.key_types = preferred + [t for t in opts.key_types if t not in preferred]
+        # our own timeout below speaks first, not paramiko's banner timeout (15 s)
+        transport.banner_timeout = ep.connect_timeout + 1
         try:
             transport.start_client(timeout=ep.connect_timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
             transport.close()
             raise HostError(f"SSH handshake with {ep} failed: {exc or type(exc).__name__}. "
                             "Is an SSH server listening there?") from exc
+        if not transport.completion_event.is_set():  # start_client returned at timeout
+            transport.close()
+            raise HostError(
+                f"no SSH answer from {ep} within {ep.connect_timeout:g} s (ConnectTimeout): "
+                "it accepted the connection but sent no SSH greeting. Check that the port "
+                "is the SSH server's (not a proxy or another service) and that the host is "
+                f"not overloaded; on a slow link raise ConnectTimeout in {ep.config_path}.")
         try:
             self._verify_host_key(transport.get_remote_server_key(), entry)
             self._authenticate(transport)
@@ -156,6 +169,10 @@ class Connection:
         except socket.timeout as exc:
             raise HostError(f"no answer from {ep} within {ep.connect_timeout:g} s "
                             "(ConnectTimeout): is the host up and the port right?") from exc
+        except socket.gaierror as exc:
+            raise HostError(f"cannot connect to {ep}: the name {ep.hostname!r} cannot be "
+                            f"resolved (check HostName in {ep.config_path}, and the VPN or "
+                            "DNS if the name is right)") from exc
         except OSError as exc:
             raise HostError(f"cannot connect to {ep} ({exc.strerror or exc}): is an SSH "
                             "server running there, and is the port right?") from exc
@@ -170,11 +187,19 @@ class Connection:
         if entry is not None and key.get_name() in entry:
             if entry[key.get_name()] == key:
                 return
+            # ssh-keygen -R edits ~/.ssh/known_hosts unless told another file with -f
+            found = [p for p in ep.known_hosts if os.path.exists(p)
+                     and _load_known_hosts([p]).lookup(name)] or list(ep.known_hosts[:1])
+            default = os.path.expanduser("~/.ssh/known_hosts")
+            fixes = " and ".join(
+                f"`ssh-keygen -R {shlex.quote(name)}"
+                + ("" if os.path.abspath(p) == default else f" -f {shlex.quote(p)}") + "`"
+                for p in found) or f"`ssh-keygen -R {shlex.quote(name)}`"
             raise HostKeyError(
-                f"the host key of {name} has CHANGED since it was recorded in {files} "
-                f"(now {key.get_name()} {key.fingerprint}). This may be a reinstalled host "
-                f"or an attack. If you trust the new key, remove the old one with "
-                f"`ssh-keygen -R '{name}'` and connect again.")
+                f"the host key of {name} has CHANGED since it was recorded in "
+                f"{', '.join(found) or files} (now {key.get_name()} {key.fingerprint}). "
+                f"This may be a reinstalled host or an attack. If you trust the new key, "
+                f"remove the old one with {fixes} and connect again.")
         if ep.strict_host_keys == "yes":
             raise HostKeyError(
                 f"{name} is not in known_hosts ({files}), so its identity cannot be "
@@ -458,7 +483,31 @@ def _load_known_hosts(files: Sequence[str]):
                 keys.load(path)
             except (OSError, paramiko.SSHException) as exc:
                 log.warning("cannot read known_hosts file %s: %s", path, exc)
+            except Exception as exc:  # noqa: BLE001 - a corrupt key: UnicodeDecodeError...
+                # paramiko skips some bad lines, not these; find the line to name it
+                raise HostKeyError(
+                    f"cannot read the known_hosts file {_bad_line(path)}: "
+                    f"{type(exc).__name__}: {exc}. Fix or remove that line, "
+                    "then connect again.") from exc
     return keys
+
+
+def _bad_line(path: str) -> str:
+    """``path, line N`` for the first line paramiko cannot read (else ``path``)."""
+    import paramiko
+
+    with open(path, errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                paramiko.hostkeys.HostKeyEntry.from_line(line, lineno)
+            except paramiko.SSHException:
+                continue
+            except Exception:  # noqa: BLE001 - what made load() fail
+                return f"{path}, line {lineno}"
+    return path
 
 
 # --------------------------------------------------------------- per process
