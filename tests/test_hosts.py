@@ -48,7 +48,9 @@ def test_targets(target, expected):
 @pytest.mark.parametrize("bad", ["", "a b", "me@", "box:port"])
 def test_bad_targets_say_what_is_expected(bad):
     with pytest.raises(pj.OptionError, match="alias or 'user@name:port'"):
-        resolve(pj.Host(bad)) if bad else pj.Host(bad)
+        pj.Host(bad)
+    with pytest.raises(pj.OptionError, match="alias or 'user@name:port'"):
+        pj.experiment(host=bad)(lambda x: x)  # at decoration, before any call
 
 
 def _write(path, text):

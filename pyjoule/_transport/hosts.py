@@ -75,6 +75,7 @@ class Host:
         if not isinstance(self.target, str) or not self.target.strip():
             raise OptionError(f"pj.Host needs an ssh config alias or 'user@name:port', "
                               f"got {self.target!r}")
+        parse_target(self.target)  # a malformed one fails here, at decoration
         if isinstance(self.setup, str):  # one line given as a string: keep it whole
             object.__setattr__(self, "setup", (self.setup,))
         object.__setattr__(self, "setup", tuple(self.setup))
