@@ -456,6 +456,9 @@ class LiveRun:
             return False  # another process following this run started the retry
         attempt += 1
         options["attempt"] = attempt
+        # their records stand for this attempt's until it accounts for them
+        self.store.ingest(self.rec["func_id"], self.run_id,
+                          [dict(f, retried=attempt) for f in failed])
         name = f"retry-{attempt}.pkl"
         tasks = [(f["pset_id"], f.get("kwargs", {})) for f in failed]
         atomic_write(os.path.join(self.run_dir, name), pickle.dumps(tasks, protocol=5))
@@ -486,27 +489,28 @@ class LiveRun:
         if not tasks:
             return 0
         found = self.store.lookup(self.rec["func_id"], list(tasks))
-        reported = {f["pset_id"] for f in self.store.failures(run_id=self.run_id)}
+        reported = {f["pset_id"] for f in self.store.failures(run_id=self.run_id)
+                    if not f.get("retried")}  # an earlier attempt's, retried since
         orphans = [pid for pid in tasks if pid not in found and pid not in reported]
         if not orphans:
             return 0
         from .worker import failure_record
 
-        known = {} if state == "cancelled" else self.backend.orphan_reasons(orphans)
+        known = self.backend.orphan_reasons(orphans)
         recs = []
         for pid in orphans:
             why = known.get(pid)
-            if why is not None:
-                rec = failure_record(pid, _ERROR_TYPES.get(why["reason"], "WorkerLost"),
-                                     why["message"], why["reason"])
-                if why.get("log_path"):
-                    rec["log_path"] = why["log_path"]
-            elif state == "cancelled":
+            if state == "cancelled":
                 rec = failure_record(pid, "Cancelled", "the run was cancelled before this "
                                      "pset finished", "cancelled")
+            elif why is not None:
+                rec = failure_record(pid, _ERROR_TYPES.get(why["reason"], "WorkerLost"),
+                                     why["message"], why["reason"])
             else:
                 rec = failure_record(pid, "WorkerLost", "the worker ended without "
                                      "reporting this pset (killed?)", "lost")
+            if why is not None and why.get("log_path"):
+                rec["log_path"] = why["log_path"]
             rec["kwargs"], rec["run_id"] = tasks[pid], self.run_id
             recs.append(rec)
         self.store.ingest(self.rec["func_id"], self.run_id, recs)

@@ -286,6 +286,20 @@ def test_pyjoule_cancel_in_a_shell_scancels_the_jobs(slurm, cache_dir):
     assert not _active(job_ids)
     row = pj.runs().set_index("id").loc[run.id]
     assert row.state == "cancelled" and 1 <= row.done < 12
+    # the cancelled psets point at the logs of the tasks that had them
+    info = _status_json(run.id)
+    logs = info["logs"]["failure_logs"]
+    assert logs and all(os.path.exists(p) for p in logs)
+    assert {Path(p).name.split("_")[0] for p in logs} == set(job_ids)
+    assert info["failures"]["by_reason"] == {"cancelled": 12 - row.done}
+
+
+def _status_json(run_id: str) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "pyjoule", "status", run_id, "--json"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"})
+    assert proc.returncode == 1, proc.stderr  # it has failed psets
+    return json.loads(proc.stdout)
 
 
 def test_a_controller_restart_mid_run_is_ridden_out(slurm, cache_dir):
@@ -329,6 +343,60 @@ def test_a_time_limit_keeps_what_finished_and_retries_only_the_rest(slurm, cache
     retry_lines = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
     assert retry_lines and f"retrying {len(retried)} pset(s)" in retry_lines[0]
     assert f"timeout: {len(retried)}" in retry_lines[0]
+
+
+def test_after_a_retry_a_failure_tells_of_the_last_attempt(slurm, ssh_host, cache_dir,
+                                                          monkeypatch):
+    """The first attempt loses its worker at once; the retry runs past its time limit
+    (one wait of 60-90 s, for a run here and one over SSH side by side)."""
+    import tempfile
+
+    study = cache_dir.parent / "study"
+    study.mkdir()
+    monkeypatch.chdir(study)  # no project to copy to the host
+    markers = Path(tempfile.mkdtemp(prefix="pj-markers-"))
+    markers.chmod(0o777)  # the host's user writes there too
+
+    def dies_then_overruns(marker):
+        import os
+        import signal
+        import time
+
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            time.sleep(300)  # the retry: past the time limit
+        os.kill(os.getppid(), signal.SIGKILL)  # the first attempt: its worker dies
+        os.kill(os.getpid(), signal.SIGKILL)  # (it would have written a record itself)
+
+    options = dict(slurm={"time": "1", "array_parallelism": 1}, workers=1, batch=1,
+                   retries=1, errors="ignore")
+    runs = [pj.experiment(**options)(dies_then_overruns).submit(
+                pj.grid(marker=[str(markers / "here")])),
+            pj.experiment(host=ssh_host, **options)(dies_then_overruns).submit(
+                pj.grid(marker=[str(markers / "there")]))]
+    try:
+        deadline = time.monotonic() + 240
+        while set(pj.runs().state) != {"done"}:  # both followed, each retried at once
+            assert time.monotonic() < deadline
+            for run in runs:
+                run.wait(timeout=1)
+        for run in runs:
+            _, last = run.job_ids  # the retry's job
+            (failure,) = run.failures.itertuples()
+            assert failure.reason == "timeout"
+            assert f"array task {last}_0 ended TIMEOUT" in failure.message
+            log_path = failure.log.split("(worker log: ")[-1].rstrip(")")
+            assert log_path == str(cache_dir / "runs" / run.id / "logs" / f"{last}_0.out")
+            assert "DUE TO TIME LIMIT" in Path(log_path).read_text()  # a local copy
+            info = _status_json(run.id)
+            assert info["failures"]["first"]["log"] == log_path
+            assert f"{last}_0 ended TIMEOUT" in info["failures"]["first"]["message"]
+            assert info["logs"]["failure_logs"] == [log_path]
+    finally:
+        import shutil
+
+        shutil.rmtree(markers, ignore_errors=True)
 
 
 # -------------------------------------------------------------- bad requests
