@@ -349,7 +349,8 @@ def _print_status(info: dict) -> None:
         f"run       {info['id']}",
         f"function  {info['function']} (version {info['func_id'][:12]})",
         f"where     {info['host']}, {info['backend']} backend"
-        + (f", {info['workers']} workers" if info["workers"] else "")
+        + (f", {info['workers']} worker{'s' if info['workers'] != 1 else ''}"
+           if info["workers"] else "")
         + (f", jobs {' '.join(info['job_ids'])}" if info["job_ids"] else ""),
         f"state     {info['state']}, submitted {info['submitted']}"
         + (f", finished {info['finished']}" if info["finished"] else ""),
