@@ -44,7 +44,7 @@ def plot(ds, var: str, x: str, hue: str | None = None, col: str | None = None,
     -------
     matplotlib.figure.Figure
         The figure (made with ``matplotlib.pyplot``, so ``plt.show()`` shows it; in a
-        notebook, assign it, ``fig = pj.plot(...)``, or it shows twice).
+        notebook it shows once when the cell ends, whether or not it is assigned).
 
     Raises
     ------
@@ -120,6 +120,39 @@ def _positions(labels: np.ndarray) -> tuple[np.ndarray, list | None]:
     return np.arange(len(values), dtype=float), [str(v) for v in values]
 
 
+_FIGURE_CLASS = None
+
+
+def _figure_class():
+    """A matplotlib ``Figure`` that a notebook shows once: pyplot's inline backend
+    shows every figure a cell made when the cell ends, and IPython would show the one
+    ``pj.plot(...)`` returns as the cell's value a second time. Whichever shows it
+    first takes it out of pyplot's figures."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from ._progress import _in_jupyter
+
+    if "inline" not in matplotlib.get_backend() or not _in_jupyter():
+        return Figure  # a script, a terminal, a GUI backend: as matplotlib does
+    global _FIGURE_CLASS
+    if _FIGURE_CLASS is None:
+        import matplotlib.pyplot as plt
+
+        class PlotFigure(Figure):
+            def _ipython_display_(self):
+                from IPython.core.pylabtools import print_figure
+                from IPython.display import display
+
+                display({"image/png": print_figure(self, "png")}, raw=True)
+                # shown: out of pyplot's list, so the cell's end does not show it again
+                if plt.fignum_exists(self.number):
+                    plt.close(self)
+
+        _FIGURE_CLASS = PlotFigure
+    return _FIGURE_CLASS
+
+
 def _draw(ds, var: str, mean, sem, roles: dict, ax):
     import matplotlib.pyplot as plt
 
@@ -130,7 +163,7 @@ def _draw(ds, var: str, mean, sem, roles: dict, ax):
     if ax is None:
         fig, axes = plt.subplots(len(rows), len(cols), squeeze=False, sharex=True,
                                  sharey=True, figsize=(4 * len(cols), 3 * len(rows)),
-                                 layout="constrained")
+                                 layout="constrained", FigureClass=_figure_class())
     else:
         fig, axes = ax.figure, np.array([[ax]])
     xs, ticks = _positions(ds[x].values)

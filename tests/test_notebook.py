@@ -189,6 +189,26 @@ def test_notebook_runs_then_takes_everything_from_the_cache_then_recomputes(
         assert new.shape == old.shape == (2, 5, 4) and (new < old).all()  # MAE < RMSE
 
 
+def test_a_plot_shows_once_whether_it_ends_the_cell_or_not(kernel_env, weird_tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in (
+        "import numpy as np, xarray as xr, pyjoule as pj\n"
+        "ds = xr.Dataset({'y': (('x', 'seed'), np.arange(12.0).reshape(3, 4))},\n"
+        "                coords={'x': [1, 2, 3], 'seed': range(4)})",
+        "pj.plot(ds, 'y', x='x')",  # the cell's value, and a pyplot figure
+        "fig = pj.plot(ds, 'y', x='x')",
+        "fig",  # again, in a later cell
+        "for _ in range(2):\n    pj.plot(ds, 'y', x='x')",
+        "fig.savefig('again.png')",
+    )]
+    path = weird_tmp_path / "plots.ipynb"
+    nbformat.write(nb, path)
+    done = _execute(path)
+    images = [sum("image/png" in o.get("data", {}) for o in c.outputs) for c in done.cells[1:]]
+    assert images == [1, 1, 1, 2, 0]
+    assert (weird_tmp_path / "again.png").stat().st_size > 0
+
+
 # ------------------------------------------------------------- two live kernels
 @contextlib.contextmanager
 def _kernel(cwd: Path):
