@@ -601,15 +601,13 @@ class Run:
 def _user_stacklevel() -> int:
     """The ``stacklevel`` of the first caller outside pyjoule, for warnings that point
     at the user's line (``sweep`` goes through ``map``, ``result`` through ``wait``)."""
+    from ._identity import _is_under
+
     here = os.path.dirname(os.path.abspath(__file__))
     frame, level = sys._getframe(1), 1
     while frame is not None and _is_under(os.path.abspath(frame.f_code.co_filename), here):
         frame, level = frame.f_back, level + 1
     return level
-
-
-def _is_under(path: str, folder: str) -> bool:
-    return path.startswith(folder + os.sep)
 
 
 def _check_sparse(sparse: Any) -> None:
