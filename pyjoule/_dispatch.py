@@ -416,9 +416,13 @@ class LiveRun:
                             interval_s: float | None = None) -> bool:
         """Poll until the worker ended and everything is ingested (True), or time out."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        wait_s = interval_s or 0.02
+        # Each poll costs the workers some CPU, so polls start at 0.1 s (a progress
+        # bar's pace) and grow; a local pool's end wakes the wait at once anyway.
+        wait_s = interval_s or 0.1
         while True:
-            ended = self.backend.wait(0 if deadline is not None and timeout_s == 0 else wait_s)
+            step = wait_s if deadline is None else \
+                max(0.0, min(wait_s, deadline - time.monotonic()))
+            ended = self.backend.wait(step)
             counts = self.poll()
             if progress is not None:
                 progress.update(*counts)

@@ -10,7 +10,8 @@ A run directory holds::
     tasks.pkl          pickle of [(pset_id, kwargs), ...]   (or files named by --tasks)
     results/*.rec      framed records, one append-only file per process
     worker.pid         "<pid> <start time>" of the supervisor
-    exit               exit code of the supervisor, written last (atomically)
+    exit               exit code of the supervisor (atomically), once every task has its
+                       record: its children may still be exiting
     worker.log         the supervisor's and its children's stdout/stderr
 
 The supervisor forks ``--workers`` children. Each child runs the tasks it is handed
@@ -199,8 +200,11 @@ class Supervisor:
     """Fork ``workers`` children and feed them chunks of ``tasks`` until done."""
 
     def __init__(self, run_dir: str, payload: dict, tasks: list, workers: int,
-                 prefix: str = ""):
+                 prefix: str = "", on_done=None):
         self.run_dir, self.payload, self.tasks = run_dir, payload, tasks
+        # called once every task is accounted for (its record on disk), before the
+        # children are stopped and reaped: the caller can ingest while they exit
+        self.on_done = on_done
         self.prefix = prefix  # of its result files: unique per SLURM array task and batch
         self.workers = max(1, min(workers, len(tasks) or 1))
         self.timeout_s = payload.get("timeout_s")
@@ -282,6 +286,11 @@ class Supervisor:
                 else:
                     self._reap(slot)
             self._enforce_timeout()
+            if self.on_done is not None and not self.queue and all(
+                    c.chunk is None for c in self.children.values()):
+                # every child has been told to quit: no record is still to come
+                self.on_done()
+                self.on_done = None
         os.close(self.own_fd)
         return 0
 
@@ -401,8 +410,13 @@ def _atomic_write(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def run(run_dir: str, workers: int, task_files: list[str] | None = None) -> int:
-    """Run every task of ``run_dir`` with ``workers`` processes (0: in this process)."""
+def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
+        done_fd: int | None = None) -> int:
+    """Run every task of ``run_dir`` with ``workers`` processes (0: in this process).
+
+    ``exit`` is written as soon as every task is accounted for, which may be before
+    the children have exited; then one byte goes to ``done_fd`` (a pipe), if given,
+    so that a caller waiting on it can ingest meanwhile."""
     os.makedirs(os.path.join(run_dir, "results"), exist_ok=True)
     pid = os.getpid()
     if workers > 0:
@@ -417,11 +431,23 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None) -> int:
         return code
     code = 1
     supervisor = None
+    exit_path = os.path.join(run_dir, "exit")
+    written = []
+
+    def _done():
+        _atomic_write(exit_path, "0\n")
+        written.append(True)
+        if done_fd is not None:
+            try:
+                os.write(done_fd, b"d")
+            except OSError:  # the caller is gone: nobody to tell
+                pass
+
     try:
         payload, tasks = load_run(run_dir, task_files)
         import threadpoolctl  # noqa: F401 - once here rather than in every child
 
-        supervisor = Supervisor(run_dir, payload, tasks, workers)
+        supervisor = Supervisor(run_dir, payload, tasks, workers, on_done=_done)
 
         def _terminate(signum, _frame):
             raise SystemExit(128 + signum)
@@ -434,7 +460,8 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None) -> int:
     finally:
         if supervisor is not None and supervisor.children:
             supervisor.stop()
-        _atomic_write(os.path.join(run_dir, "exit"), f"{code}\n")
+        if not written:  # else every task is accounted for, and the caller may be tidying
+            _atomic_write(exit_path, f"{code}\n")
     return code
 
 

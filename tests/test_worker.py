@@ -531,3 +531,35 @@ def test_an_exited_but_unreaped_supervisor_counts_as_dead(tmp_path):
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
+
+
+def test_done_byte_comes_once_every_record_is_on_disk(weird_tmp_path):
+    """The caller is told through ``done_fd`` as soon as every pset is accounted for
+    (it ingests while the pool exits); by then each record and ``exit`` are written,
+    and ``exit`` is not rewritten afterwards."""
+    run_dir = weird_tmp_path / "run"
+    ids = make_run(run_dir, crashes, [{"x": i} for i in range(8)])  # lost ones too
+    done_r, done_w = os.pipe()
+    code = ("import sys; from pyjoule import worker; "
+            "sys.exit(worker.run(sys.argv[1], 2, done_fd=int(sys.argv[2])))")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir), str(done_w)],
+                            env=worker_env(), cwd=run_dir, pass_fds=(done_w,),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=_no_core_dumps)
+    os.close(done_w)
+    try:
+        import select
+
+        ready, _, _ = select.select([done_r], [], [], 60)
+        assert ready and os.read(done_r, 1) == b"d"
+        recs = one_per_pset(read_records(run_dir), ids)  # all there, at that moment
+        assert (run_dir / "exit").read_text().strip() == "0"
+        assert not worker.is_alive(str(run_dir))
+        (run_dir / "exit").write_text("tidied\n")  # as if the caller moved on
+        assert proc.wait(30) == 0
+    finally:
+        os.close(done_r)
+        if proc.poll() is None:
+            proc.kill()
+    assert (run_dir / "exit").read_text() == "tidied\n"
+    assert {i for i, pid in enumerate(ids) if recs[pid]["status"] == "failed"} == {1, 3}

@@ -1,12 +1,15 @@
 """A process pool on this machine: the worker program in its own session, so that it
 survives the caller (a restarted notebook kernel can attach to it) and can be stopped
 as one process group. Forked from the caller when that is safe (a single-threaded
-script), else started as ``python -m pyjoule.worker RUN_DIR`` (notebooks)."""
+script), else started as ``python -m pyjoule.worker RUN_DIR`` (notebooks).
+
+A forked supervisor tells the caller, through a pipe, the moment every task is
+accounted for (``exit`` written), so that the caller ingests the last results while
+the pool's processes exit: about 8 ms sooner than waiting for the exit itself."""
 
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
 import time
@@ -16,21 +19,12 @@ from .._transport import local
 from .base import Backend
 
 
-def _wait_for_exit(pid: int, timeout_s: float) -> None:
-    """Sleep until ``pid`` exits or ``timeout_s`` passes, waking at once on exit.
-
-    ``Popen.wait(timeout)`` polls with sleeps of up to 50 ms; a pidfd (Linux 5.3+)
-    becomes readable the moment the process ends, so short runs end without a lag.
-    """
-    try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):  # not Linux, or an old kernel: plain sleep
-        time.sleep(timeout_s)
-        return
-    try:
-        select.select([fd], [], [], timeout_s)
-    finally:
-        os.close(fd)
+def _close(fd: int | None) -> None:
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 class PoolBackend(Backend):
@@ -39,15 +33,25 @@ class PoolBackend(Backend):
     def __init__(self, run_dir: str | None = None):
         self.run_dir = run_dir
         self.proc: subprocess.Popen | local.ForkedChild | None = None
+        self._done: int | None = None  # read end: a byte arrives once all is accounted for
 
     def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
+        if self.proc is not None:  # a retry: the last attempt's supervisor has ended
+            self._reap(self.proc)
         self.run_dir = run_dir
         log_path = os.path.join(run_dir, "worker.log")
         if local.can_fork():
             # The same worker program, forked from this process instead of started
             # afresh: no interpreter start-up and imports (about 70 ms a run).
-            self.proc = local.fork_detached(lambda: worker.run(run_dir, workers, task_files),
-                                            log_path=log_path)
+            _close(self._done)
+            done_r, done_w = os.pipe()
+            try:
+                self.proc = local.fork_detached(
+                    lambda: worker.run(run_dir, workers, task_files, done_fd=done_w),
+                    log_path=log_path)
+            finally:
+                os.close(done_w)
+            self._done = done_r
         else:
             argv = [sys.executable, "-m", "pyjoule.worker", run_dir, "--workers",
                     str(workers)]
@@ -62,23 +66,50 @@ class PoolBackend(Backend):
         with open(os.path.join(run_dir, "worker.pid"), "w") as fh:
             fh.write(f"{self.proc.pid} {worker.process_start_time(self.proc.pid)}\n")
 
-    def alive(self) -> bool:
+    def _exited(self) -> bool:
+        """The supervisor wrote ``exit`` (every task accounted for), or is gone."""
+        if self.run_dir is not None and os.path.exists(os.path.join(self.run_dir, "exit")):
+            return True
         if self.proc is not None:
-            return self.proc.poll() is None
-        return self.run_dir is not None and worker.is_alive(self.run_dir)
+            return self.proc.poll() is not None
+        return self.run_dir is None or not worker.is_alive(self.run_dir)
+
+    def alive(self) -> bool:
+        return not self._exited()
 
     def wait(self, timeout_s: float) -> bool:
         if self.proc is not None:
-            if self.proc.poll() is not None:
+            if self._exited():
                 return True
-            _wait_for_exit(self.proc.pid, timeout_s)
-            return self.proc.poll() is not None
+            fds = [self._done] if self._done is not None else []
+            local.wait_for_exit(self.proc.pid, timeout_s, fds)
+            return self._exited()
         deadline = time.monotonic() + timeout_s
         while self.alive():
             if time.monotonic() >= deadline:
                 return False
             time.sleep(min(0.05, timeout_s))
         return True
+
+    def tidy(self, keep_log: bool) -> None:
+        """Reap the supervisor once it is done: it said so, and is stopping its children
+        (they are idle by then, so this takes a few ms)."""
+        _close(self._done)
+        self._done = None
+        if self.proc is not None and self._exited():
+            self._reap(self.proc)
+
+    @staticmethod
+    def _reap(proc) -> None:
+        if proc.poll() is not None:
+            return
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # stuck stopping its children: stop them all
+            local.kill_group(proc.pid)
+
+    def __del__(self):
+        _close(self._done)
 
     def cancel(self) -> None:
         pid = self._pid()

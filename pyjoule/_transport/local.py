@@ -123,10 +123,33 @@ class ForkedChild:
     def wait(self, timeout: float | None = None) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
-            if deadline is not None and time.monotonic() >= deadline:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
                 raise subprocess.TimeoutExpired(str(self.pid), timeout)
-            time.sleep(0.01)
+            wait_for_exit(self.pid, 0.05 if left is None else min(left, 0.05))
         return self.returncode
+
+
+def wait_for_exit(pid: int, timeout_s: float, fds: Sequence[int] = ()) -> None:
+    """Sleep until ``pid`` exits, one of ``fds`` is readable or ``timeout_s`` passes.
+
+    ``Popen.wait(timeout)`` polls with sleeps of up to 50 ms; a pidfd (Linux 5.3+)
+    becomes readable the moment the process ends, so short runs end without a lag.
+    """
+    import select
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux, an old kernel, or already reaped
+        if fds:
+            select.select(list(fds), [], [], timeout_s)
+        else:
+            time.sleep(timeout_s)
+        return
+    try:
+        select.select([pidfd, *fds], [], [], timeout_s)
+    finally:
+        os.close(pidfd)
 
 
 def can_fork() -> bool:
