@@ -114,14 +114,25 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
-def _limit_threads(threads: int):
-    """Limit BLAS/OpenMP pools: libraries loaded already (threadpoolctl) and those the
-    function loads later (they read these variables when they load)."""
+def thread_controller():
+    """threadpoolctl's view of the thread-pool libraries loaded in this process. Made
+    by a caller before it forks the supervisor, so that the supervisor limits them
+    without scanning the loaded libraries itself: the scan costs 5-15 ms in a process
+    that loaded pandas, and a few ms when repeated in the same process."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _limit_threads(threads: int, controller=None):
+    """Limit BLAS/OpenMP pools: libraries loaded already (threadpoolctl; ``controller``
+    if the caller scanned them) and those the function loads later (they read these
+    variables when they load)."""
     for var in THREAD_VARS:
         os.environ[var] = str(threads)
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=threads)
+    if controller is None:
+        controller = thread_controller()
+    return controller.limit(limits=threads)
 
 
 # ------------------------------------------------------------------- in-process
@@ -200,8 +211,9 @@ class Supervisor:
     """Fork ``workers`` children and feed them chunks of ``tasks`` until done."""
 
     def __init__(self, run_dir: str, payload: dict, tasks: list, workers: int,
-                 prefix: str = "", on_done=None):
+                 prefix: str = "", on_done=None, controller=None):
         self.run_dir, self.payload, self.tasks = run_dir, payload, tasks
+        self.controller = controller  # of :func:`thread_controller`, made by the caller
         # called once every task is accounted for (its record on disk), before the
         # children are stopped and reaped: the caller can ingest while they exit
         self.on_done = on_done
@@ -271,7 +283,7 @@ class Supervisor:
         # Once here, not in every child: they inherit the limits (and the variables
         # for libraries loaded later), and threadpoolctl's scan of the loaded
         # libraries costs 5-15 ms a process, in parallel with the first tasks.
-        _limit_threads(self.payload["threads"])
+        _limit_threads(self.payload["threads"], self.controller)
         gc.freeze()  # children share the loaded function and tasks without copying them
         for slot in range(self.workers):
             if self.queue:
@@ -411,12 +423,13 @@ def _atomic_write(path: str, text: str) -> None:
 
 
 def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
-        done_fd: int | None = None) -> int:
+        done_fd: int | None = None, controller=None) -> int:
     """Run every task of ``run_dir`` with ``workers`` processes (0: in this process).
 
     ``exit`` is written as soon as every task is accounted for, which may be before
     the children have exited; then one byte goes to ``done_fd`` (a pipe), if given,
-    so that a caller waiting on it can ingest meanwhile."""
+    so that a caller waiting on it can ingest meanwhile. ``controller``: the caller's
+    :func:`thread_controller`, when it forked this process."""
     os.makedirs(os.path.join(run_dir, "results"), exist_ok=True)
     pid = os.getpid()
     if workers > 0:
@@ -447,7 +460,8 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
         payload, tasks = load_run(run_dir, task_files)
         import threadpoolctl  # noqa: F401 - once here rather than in every child
 
-        supervisor = Supervisor(run_dir, payload, tasks, workers, on_done=_done)
+        supervisor = Supervisor(run_dir, payload, tasks, workers, on_done=_done,
+                                controller=controller)
 
         def _terminate(signum, _frame):
             raise SystemExit(128 + signum)

@@ -623,3 +623,24 @@ def test_capture_false_shows_what_the_workers_print(cache_dir, weird_tmp_path):
     assert sorted(line for line in out if line.startswith("hello")) == \
         [f"hello from pset {x}" for x in range(4)]
     assert out[-1] == "map returned"  # all of it before map returns
+
+
+def _blas_threads_here(i):
+    from threadpoolctl import threadpool_info
+
+    return max(x["num_threads"] for x in threadpool_info() if x["user_api"] == "blas")
+
+
+def test_threads_limits_blas_in_the_forked_pool_and_leaves_the_caller_alone(cache_dir):
+    """The caller (numpy loaded, its BLAS at its default) forks the pool; ``threads=``
+    holds in every worker process, map after map, and the caller's BLAS is untouched."""
+    import numpy as np  # noqa: F401 - its BLAS is loaded in the caller, then inherited
+
+    default = _blas_threads_here(0)
+    if default < 2:
+        pytest.skip("needs a BLAS that defaults to more than one thread")
+    for threads, offset in ((1, 0), (2, 10), (1, 20)):
+        f = pj.experiment(workers=2, threads=threads, progress=False)(_blas_threads_here)
+        ds = f.map([{"i": offset + k} for k in range(6)])
+        assert set(np.ravel(ds["result"].values)) == {threads}, (threads, ds)
+        assert _blas_threads_here(0) == default

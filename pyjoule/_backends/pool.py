@@ -44,10 +44,12 @@ class PoolBackend(Backend):
             # The same worker program, forked from this process instead of started
             # afresh: no interpreter start-up and imports (about 70 ms a run).
             _close(self._done)
+            controller = worker.thread_controller()  # the child inherits the scan
             done_r, done_w = os.pipe()
             try:
                 self.proc = local.fork_detached(
-                    lambda: worker.run(run_dir, workers, task_files, done_fd=done_w),
+                    lambda: worker.run(run_dir, workers, task_files, done_fd=done_w,
+                                       controller=controller),
                     log_path=log_path)
             finally:
                 os.close(done_w)
