@@ -639,6 +639,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--tasks", nargs="*", default=None,
                         help="task files in RUN_DIR (default: tasks.pkl)")
+    parser.add_argument("--done-fd", type=int, default=None,
+                        help="an inherited pipe to write one byte to once every task "
+                        "is accounted for")
     parser.add_argument("--check", action="store_true",
                         help="only load the function and tasks (a pre-flight check on a "
                         "host: a missing module fails here, with its traceback)")
@@ -656,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.slurm:
         return run_slurm(args.run_dir, args.slurm, args.workers)
-    return run(args.run_dir, args.workers, args.tasks)
+    return run(args.run_dir, args.workers, args.tasks, done_fd=args.done_fd)
 
 
 if __name__ == "__main__":

@@ -540,9 +540,7 @@ def test_done_byte_comes_once_every_record_is_on_disk(weird_tmp_path):
     run_dir = weird_tmp_path / "run"
     ids = make_run(run_dir, crashes, [{"x": i} for i in range(8)])  # lost ones too
     done_r, done_w = os.pipe()
-    code = ("import sys; from pyjoule import worker; "
-            "sys.exit(worker.run(sys.argv[1], 2, done_fd=int(sys.argv[2])))")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(run_dir), str(done_w)],
+    proc = subprocess.Popen(worker_argv(run_dir) + ["--done-fd", str(done_w)],
                             env=worker_env(), cwd=run_dir, pass_fds=(done_w,),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=_no_core_dumps)

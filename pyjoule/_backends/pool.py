@@ -3,7 +3,7 @@ survives the caller (a restarted notebook kernel can attach to it) and can be st
 as one process group. Forked from the caller when that is safe (a single-threaded
 script), else started as ``python -m pyjoule.worker RUN_DIR`` (notebooks).
 
-A forked supervisor tells the caller, through a pipe, the moment every task is
+The supervisor tells the caller, through a pipe, the moment every task is
 accounted for (``exit`` written), so that the caller ingests the last results while
 the pool's processes exit: about 8 ms sooner than waiting for the exit itself."""
 
@@ -40,30 +40,33 @@ class PoolBackend(Backend):
             self._reap(self.proc)
         self.run_dir = run_dir
         log_path = os.path.join(run_dir, "worker.log")
-        if local.can_fork():
-            # The same worker program, forked from this process instead of started
-            # afresh: no interpreter start-up and imports (about 70 ms a run).
-            _close(self._done)
-            controller = worker.thread_controller()  # the child inherits the scan
-            done_r, done_w = os.pipe()
-            try:
+        _close(self._done)
+        done_r, done_w = os.pipe()  # a byte comes through once every pset is accounted for
+        try:
+            if local.can_fork():
+                # The same worker program, forked from this process instead of started
+                # afresh: no interpreter start-up and imports (about 70 ms a run).
+                controller = worker.thread_controller()  # the child inherits the scan
                 self.proc = local.fork_detached(
                     lambda: worker.run(run_dir, workers, task_files, done_fd=done_w,
                                        controller=controller),
                     log_path=log_path)
-            finally:
-                os.close(done_w)
-            self._done = done_r
-        else:
-            argv = [sys.executable, "-m", "pyjoule.worker", run_dir, "--workers",
-                    str(workers)]
-            if task_files:
-                argv += ["--tasks", *task_files]
-            env = dict(os.environ)
-            # The worker imports the user's modules the way the caller does.
-            env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
-            env["PYTHONUNBUFFERED"] = "1"  # prints reach worker.log (and capture=False's echo) at once
-            self.proc = local.spawn(argv, log_path=log_path, env=env)
+            else:
+                argv = [sys.executable, "-m", "pyjoule.worker", run_dir, "--workers",
+                        str(workers), "--done-fd", str(done_w)]
+                if task_files:
+                    argv += ["--tasks", *task_files]
+                env = dict(os.environ)
+                # The worker imports the user's modules the way the caller does.
+                env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+                env["PYTHONUNBUFFERED"] = "1"  # prints reach worker.log (and capture=False's echo) at once
+                self.proc = local.spawn(argv, log_path=log_path, env=env, pass_fds=[done_w])
+        except BaseException:
+            os.close(done_r)
+            raise
+        finally:
+            os.close(done_w)
+        self._done = done_r
         # Written here too, so a crash before the worker writes its own is still seen.
         with open(os.path.join(run_dir, "worker.pid"), "w") as fh:
             fh.write(f"{self.proc.pid} {worker.process_start_time(self.proc.pid)}\n")

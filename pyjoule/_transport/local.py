@@ -45,14 +45,14 @@ def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str |
 
 
 def spawn(argv: Sequence[str], *, log_path: str, env: dict | None = None,
-          cwd: str | None = None) -> subprocess.Popen:
+          cwd: str | None = None, pass_fds: Sequence[int] = ()) -> subprocess.Popen:
     """Start ``argv`` detached in its own session (so its group can be killed, and a
     terminal's Ctrl-C reaches only the driver, which then decides what to stop)."""
     log.debug("spawn: %s", shlex.join(argv))
     with open(log_path, "ab") as out:
         return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                start_new_session=True)
+                                start_new_session=True, pass_fds=tuple(pass_fds))
 
 
 def kill_group(pid: int, grace_s: float = 2.0) -> None:
