@@ -221,6 +221,7 @@ class Experiment:
                     run.cancel()
                     raise
                 ds, n_found, n_read = run._dataset(sparse)
+                run._settle()
                 if n_read == n_found:
                     break
             return run._apply_errors(ds, self._resolved()["errors"])
@@ -465,6 +466,7 @@ class Run:
         for run in self._live():
             if run.rec.get("state") == "running":
                 run.poll_until_finished(timeout_s=0)
+        self._settle()
 
     def status(self) -> dict:
         """Counts: ``total``, ``cached``, ``pending``, ``running``, ``done``, ``failed``."""
@@ -490,6 +492,7 @@ class Run:
     def wait(self, timeout: float | None = None) -> "Run":
         """Block until the run is done (or ``timeout`` seconds passed); return the run."""
         self._wait(timeout=timeout, progress=self._progress)
+        self._settle()
         return self
 
     def _wait(self, timeout: float | None = None, progress: bool = False) -> None:
@@ -515,6 +518,12 @@ class Run:
                     timeout_s=step, progress=bar, interval_s=interval)]
         finally:
             bar.close()
+
+    def _settle(self) -> None:
+        """Reap what the finished runs left exiting (see ``Backend.settle``)."""
+        for run in self._live():
+            if run.rec.get("state") != "running":
+                run.backend.settle()
 
     def _dataset(self, sparse):
         from ._results import dataset_for

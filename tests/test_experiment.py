@@ -478,6 +478,51 @@ def test_worker_is_forked_from_a_script_and_started_afresh_beside_threads(cache_
         thread.join()
 
 
+def _my_children() -> list[tuple[int, str]]:
+    """(pid, state) of this process's children, zombies included."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if int(fields[1]) == os.getpid():
+            out.append((int(entry), fields[0].decode()))
+    return out
+
+
+@pytest.mark.parametrize("start", ["forked", "started afresh"])
+def test_map_wait_and_result_leave_no_process_not_even_a_zombie(cache_dir, start):
+    """The pool's supervisor exits after it said it is done (its exit overlaps with
+    building the Dataset); by the time map, wait or result returns it is reaped."""
+    import threading
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)  # forking is unsafe beside a thread
+    if start == "started afresh":
+        thread.start()
+    try:
+        f = pj.experiment(workers=2, progress=False)(simulate)
+        before = _my_children()
+        ds = f.sweep(method=["EnKF"], N=[1, 2, 3], seed=range(4))
+        assert int(ds.rmse.count()) == 12
+        assert _my_children() == before
+        run = f.submit(pj.grid(method=["PF"], N=[1, 2], seed=range(3)))
+        run.wait()
+        assert _my_children() == before
+        run = f.submit(pj.grid(method=["PF"], N=[5], seed=range(3)))
+        assert int(run.result().rmse.count()) == 3
+        assert _my_children() == before
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join()
+
+
 def test_deleting_the_cache_between_calls_starts_afresh(cache_dir, call_log):
     import shutil
 

@@ -42,6 +42,11 @@ class Backend:
     def tidy(self, keep_log: bool) -> None:
         """Remove what the backend left outside the local run directory."""
 
+    def settle(self) -> None:
+        """Wait for the processes that ended this run to be gone (a local pool's
+        supervisor exits after it said it is done). Called once the caller has what it
+        needs, so that the exit overlaps with building the Dataset."""
+
     def job_ids(self) -> list[str] | None:
         """The scheduler's ids of what this run submitted (None: no scheduler)."""
         return None

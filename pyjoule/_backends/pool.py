@@ -5,7 +5,9 @@ script), else started as ``python -m pyjoule.worker RUN_DIR`` (notebooks).
 
 The supervisor tells the caller, through a pipe, the moment every task is
 accounted for (``exit`` written), so that the caller ingests the last results while
-the pool's processes exit: about 8 ms sooner than waiting for the exit itself."""
+the pool's processes exit: about 8 ms sooner than waiting for the exit itself. The
+supervisor is reaped (:meth:`PoolBackend.settle`) after the Dataset is built, so that
+its exit overlaps with that too (another ~3 ms)."""
 
 from __future__ import annotations
 
@@ -97,10 +99,14 @@ class PoolBackend(Backend):
         return True
 
     def tidy(self, keep_log: bool) -> None:
-        """Reap the supervisor once it is done: it said so, and is stopping its children
-        (they are idle by then, so this takes a few ms)."""
+        """Close the done pipe. The supervisor said it is done and is stopping its
+        children (idle by then): it is reaped in :meth:`settle`, a few ms later."""
         _close(self._done)
         self._done = None
+        if self.proc is not None:
+            self.proc.poll()
+
+    def settle(self) -> None:
         if self.proc is not None and self._exited():
             self._reap(self.proc)
 
@@ -115,6 +121,11 @@ class PoolBackend(Backend):
 
     def __del__(self):
         _close(self._done)
+        if self.proc is not None and self.proc.poll() is None and self._exited():
+            try:  # not settled (an exception on the way): leave no zombie behind
+                self.proc.wait(1)
+            except Exception:  # noqa: BLE001 - never raise from __del__
+                pass
 
     def cancel(self) -> None:
         pid = self._pid()
