@@ -56,11 +56,19 @@ def time_burn(iters, samples=7):
     return times[len(times) // 2]
 
 
-def calibrate_burn(target_s=0.020):
-    """``iters`` such that ``burn(i, iters)`` takes about ``target_s`` here."""
+def calibrate_burn(target_s=0.020, warm_s=1.0):
+    """``iters`` such that ``burn(i, iters)`` takes about ``target_s`` here.
+
+    Spins for ``warm_s`` first: on this VM an idle CPU runs the first ~0.1-0.2 s of
+    work up to 1.7x slower, and a calibration taken then gives tasks far shorter than
+    ``target_s`` (12 instead of 20 ms, seen here), which overstates every peer's fixed
+    costs."""
+    t_end = time.perf_counter() + warm_s
+    while time.perf_counter() < t_end:
+        burn(0, 10_000)
     iters = 50_000
     for _ in range(4):
-        iters = max(1000, int(iters * target_s / time_burn(iters, samples=3)))
+        iters = max(1000, int(iters * target_s / time_burn(iters, samples=5)))
     return iters
 
 
