@@ -413,10 +413,7 @@ def tables(jobs, ctx):
         add(f"`burn(i, iters)` with `iters={ctx.get('iters')}`, calibrated in the driver. Task "
             f"time = median of the driver's timing before ({fmt_t(ctx.get('task_before_s'))}) "
             f"and after the run ({fmt_t(ctx.get('task_after_s'))}) and of one probe per repeat "
-            f"in a fresh process between the other runs ({fmt_stat(probe)}); each timing is "
-            "the mean of `burn` called back to back for 1 s, since this VM's speed switches "
-            "between two levels for 0.5–2 s at a time and a shorter sample catches only one. "
-            f"Ideal = {n} × "
+            f"in a fresh process between the other runs ({fmt_stat(probe)}). Ideal = {n} × "
             f"task / {w} = {fmt_t(ideal)}. Efficiency = ideal / wall (BASELINE.md's "
             "method; the target). The task time drifts on this VM (other tenants, clock), "
             "so a cross-check that needs no calibration: *in-run efficiency* = sum of the "
@@ -851,7 +848,7 @@ def main(argv=None):
         import workloads
 
         ctx["iters"] = workloads.calibrate_burn()
-        ctx["task_before_s"] = workloads.task_time(ctx["iters"])
+        ctx["task_before_s"] = workloads.time_burn(ctx["iters"], samples=11)
         log(f"W2: iters={ctx['iters']}, task {ctx['task_before_s'] * 1e3:.1f} ms")
         for j in runnable:
             if j.workload == "w2":
@@ -908,7 +905,7 @@ def main(argv=None):
                 + (f"{shown:.4f} s" if res.get("ok") and shown is not None
                    else str(res.get("unavailable") or res.get("error"))[:120]))
     if "iters" in ctx:
-        ctx["task_after_s"] = workloads.task_time(ctx["iters"])
+        ctx["task_after_s"] = workloads.time_burn(ctx["iters"], samples=11)
         probes = [r["seconds"] for j in jobs if j.key == ("w2", "probe")
                   for r in j.results if r.get("ok")]
         ctx["task_s"] = statistics.median([ctx["task_before_s"], ctx["task_after_s"], *probes])

@@ -56,22 +56,6 @@ def time_burn(iters, samples=7):
     return times[len(times) // 2]
 
 
-def task_time(iters, window_s=1.0):
-    """Mean wall time of ``burn(0, iters)`` over about ``window_s`` of back-to-back
-    calls, in seconds: W2's task time for the ideal.
-
-    A window, not a median of a few calls: this VM's speed switches between two levels
-    (a task takes ~11 or ~19 ms) for 0.5-2 s at a time, so a 0.2 s sample catches one
-    level, while a 2 s run averages over both."""
-    n, t0 = 0, time.perf_counter()
-    while True:
-        burn(0, iters)
-        n += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= window_s:
-            return elapsed / n
-
-
 def calibrate_burn(target_s=0.020, warm_s=1.0):
     """``iters`` such that ``burn(i, iters)`` takes about ``target_s`` here.
 
