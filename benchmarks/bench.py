@@ -220,6 +220,7 @@ def w2_serial(a):
     res = [burn(i, a.iters) for i in range(a.n)]
     out["seconds"] = pc() - t0
     out["task_sum_s"] = sum(r["t"] for r in res)
+    out["task_cpu_s"] = sum(r["c"] for r in res)
     check_list(res, 0)
     return out
 
@@ -245,6 +246,7 @@ def w2_pool(a):
         res = pool.starmap(burn, args)
     out["seconds"] = pc() - t0
     out["task_sum_s"] = sum(r["t"] for r in res)
+    out["task_cpu_s"] = sum(r["c"] for r in res)
     check_list(res, 0)
     return out
 
@@ -258,6 +260,7 @@ def w2_joblib(a):
     res = Parallel(n_jobs=a.workers)(delayed(burn)(i, a.iters) for i in range(a.n))
     out["seconds"] = pc() - t0
     out["task_sum_s"] = sum(r["t"] for r in res)
+    out["task_cpu_s"] = sum(r["c"] for r in res)
     check_list(res, 0)
     return out
 
@@ -272,6 +275,7 @@ def w2_psweep(a):
     df = ps.run(burn_pset, params, calc_dir=os.path.join(a.cache, "calc"), poolsize=a.workers)
     out["seconds"] = pc() - t0
     out["task_sum_s"] = float(df["t_"].astype(float).sum())
+    out["task_cpu_s"] = float(df["c_"].astype(float).sum())
     check_df(df, a.n)
     return out
 
@@ -287,6 +291,7 @@ def w2_pyjoule(a):
     ds = f.map(space)
     out["seconds"] = pc() - t0
     out["task_sum_s"] = float(ds["t"].sum())
+    out["task_cpu_s"] = float(ds["c"].sum())
     check_ds_i(ds, a.n)
     return out
 

@@ -30,19 +30,21 @@ def noop_pset(pset):
 def burn(i, iters):
     """About ``iters * 0.1`` µs of pure-Python CPU (calibrated to ~20 ms by run.py).
 
-    Also returns ``t``, its own wall time, so that the in-run efficiency (sum of task
-    times / (workers x wall)) can be computed with the tasks' speed under the same load.
+    Also returns ``t``, its own wall time, and ``c``, the CPU time its thread got, so
+    that the in-run efficiencies (sum of task times / (workers x wall)) can be computed
+    with the tasks' speed under the same load. ``c`` leaves out the time the task
+    waited for a CPU (taken by the framework's other processes, say).
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     acc = 0
     for k in range(iters):
         acc = (acc * 31 + k) % 1000003
-    return {"y": 2 * i, "t": time.perf_counter() - t0}
+    return {"y": 2 * i, "t": time.perf_counter() - t0, "c": time.thread_time() - c0}
 
 
 def burn_pset(pset):
     r = burn(pset["i"], pset["iters"])
-    return {"y_": r["y"], "t_": r["t"]}
+    return {"y_": r["y"], "t_": r["t"], "c_": r["c"]}
 
 
 def time_burn(iters, samples=7):
