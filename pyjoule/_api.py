@@ -559,10 +559,11 @@ class Run:
     def _failures(self) -> list[dict]:
         out = {}
         for run in self._live():
+            worker_log = None
             for rec in self._store.failures(run_id=run.run_id):
-                worker_log = os.path.join(run.run_dir, "worker.log")
-                if not rec.get("log_path") and os.path.exists(worker_log):
-                    rec["log_path"] = worker_log  # a SLURM task's own log stays as it is
+                if not rec.get("log_path"):  # a SLURM task's own log stays as it is
+                    worker_log = worker_log or run.backend.worker_log(run.run_dir)
+                    rec["log_path"] = worker_log
                 out[rec["pset_id"]] = rec
         if not out:
             return []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -80,6 +81,7 @@ SLOW = """
         ds = slow.sweep(i=range(16))
         print("finished", int(ds.result.sum()), len(pj.runs()), flush=True)
     except pj.ExperimentError as exc:
+        print("log", exc.failures.log.iloc[0], flush=True)
         print("failed", sorted(set(exc.failures.reason)), int(exc.dataset.result.notnull().sum()),
               flush=True)
 """
@@ -133,6 +135,10 @@ def test_worker_killed_on_the_host_fails_only_what_was_in_flight(remote_project,
     assert words[words.index("failed") + 1:][:1] == ["['lost']"], (out, err)
     kept = int(words[-1])
     assert 0 < kept < 16
+    # the lost psets point at the worker's log, kept on the host
+    log = re.search(r"\(worker log: pjtest:~/(\S+)\)", out)
+    assert log, out
+    assert (sshd.home / log.group(1)).is_file()
     # the next call runs only the failed psets again
     out, err = _start(remote_project, SLOW).communicate(timeout=120)
     assert "finished 1200 2" in out, err

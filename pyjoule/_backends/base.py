@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 def load_failure(result, where: str, not_done: str, error_class):
     """The error for a pre-flight (``worker --check``) that failed on ``where``: the
@@ -41,6 +43,12 @@ class Backend:
 
     def tidy(self, keep_log: bool) -> None:
         """Remove what the backend left outside the local run directory."""
+
+    def worker_log(self, run_dir: str) -> str | None:
+        """Where the worker's own output went, for failures that name no log of their
+        own (a lost or timed-out pset): a path here, or ``host:path`` on a host."""
+        path = os.path.join(run_dir, "worker.log")
+        return path if os.path.exists(path) else None
 
     def settle(self) -> None:
         """Wait for the processes that ended this run to be gone (a local pool's

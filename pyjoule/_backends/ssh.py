@@ -313,6 +313,12 @@ class SSHBackend(Backend):
         self._conn().run(["python3", "-c", _CANCEL, self.remote_dir()], check=False)
         self._pull()
 
+    def worker_log(self, run_dir: str) -> str | None:
+        # kept on the host when a pset failed (see tidy); ~ as in the host's workdir,
+        # which needs no connection here and works as given with ssh or scp
+        return (f"{self.host.target}:{self.host.workdir.rstrip('/')}/runs/"
+                f"{os.path.basename(run_dir)}/worker.log")
+
     def tidy(self, keep_log: bool) -> None:
         remote = self.remote_dir()
         if keep_log:
