@@ -37,8 +37,8 @@ def cache_dir(weird_tmp_path: Path, monkeypatch) -> Path:
     return cache
 
 
-def _worker_pids() -> set[int]:
-    pids = set()
+def processes():
+    """``(pid, ppid, name, state, cmdline)`` of every process, read from /proc."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -48,13 +48,16 @@ def _worker_pids() -> set[int]:
             with open(f"/proc/{entry}/stat", "rb") as fh:
                 stat = fh.read()
             name = stat[stat.index(b"(") + 1:stat.rindex(b")")]
-            state = stat[stat.rindex(b")") + 2:][:1]
+            state, ppid = stat[stat.rindex(b")") + 2:].split()[:2]
         except (OSError, ValueError):
             continue
-        # started workers show in the command line, forked ones by their name
-        if (b"pyjoule.worker" in cmd or name == b"pyjoule-worker") and state != b"Z":
-            pids.add(int(entry))
-    return pids
+        yield int(entry), int(ppid), name, state, cmd
+
+
+def _worker_pids() -> set[int]:
+    # started workers show in the command line, forked ones by their name
+    return {pid for pid, _, name, state, cmd in processes()
+            if (b"pyjoule.worker" in cmd or name == b"pyjoule-worker") and state != b"Z"}
 
 
 @pytest.fixture(autouse=True)

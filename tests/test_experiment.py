@@ -11,7 +11,7 @@ import xarray as xr
 
 import pyjoule as pj
 
-from conftest import run_script
+from conftest import processes, run_script
 
 
 def _log_call(tag: str) -> None:
@@ -478,21 +478,10 @@ def test_worker_is_forked_from_a_script_and_started_afresh_beside_threads(cache_
         thread.join()
 
 
-def _my_children() -> list[tuple[int, str]]:
+def _my_children() -> list[tuple[int, bytes]]:
     """(pid, state) of this process's children, zombies included."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(b")") + 2:].split()
-        if int(fields[1]) == os.getpid():
-            out.append((int(entry), fields[0].decode()))
-    return out
+    return sorted((pid, state) for pid, ppid, _, state, _ in processes()
+                  if ppid == os.getpid())
 
 
 @pytest.mark.parametrize("start", ["forked", "started afresh"])
