@@ -782,8 +782,8 @@ def pyjoule_available():
 
 
 def repeats_of(job, a):
-    """W2's verdict sits within this VM's noise (the same task takes 19 or 31 ms from
-    one second to the next), so W2 gets at least ``W2_REPEATS`` repeats."""
+    """W2's figures sit within this VM's noise (the same task has taken ~11 or ~19 ms
+    from one second to the next), so W2 gets at least ``W2_REPEATS`` repeats."""
     if job.workload == "w2" and not a.quick:
         return max(a.repeats, W2_REPEATS)
     return a.repeats
