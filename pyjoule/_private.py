@@ -202,15 +202,16 @@ def network_filesystem(path: str | os.PathLike, **kw) -> str | None:
 _warned: set[str] = set()
 
 
-def warn_if_network(path: str | os.PathLike) -> None:
+def warn_if_network(path: str | os.PathLike, **kw) -> None:
     """Log one WARNING per cache per process when the cache is on a network file
-    system: SQLite's WAL needs shared memory, which does not work across hosts."""
+    system: SQLite's WAL needs shared memory, which does not work across hosts.
+    ``kw`` goes to ``filesystem_type`` (another mountinfo file, for tests)."""
     key = os.fspath(path)
     if key in _warned:
         return
     _warned.add(key)
     try:
-        kind = network_filesystem(path)
+        kind = network_filesystem(path, **kw)
     except Exception:  # noqa: BLE001 - detection is best effort, never a failure
         kind = None
     if kind:

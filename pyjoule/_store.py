@@ -148,7 +148,9 @@ def not_a_cache(root: str | os.PathLike) -> str | None:
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        return f"its index.sqlite is not pyjoule's: {exc}"
+        return (f"its index.sqlite is damaged or not pyjoule's: {exc}; "
+                f"`pyjoule cache check --repair --cache {path}` moves it aside and "
+                "rebuilds it")
     return None if row else "its index.sqlite has no pyjoule layout version"
 
 
