@@ -119,7 +119,7 @@ def _full(exc: OSError, path: str | os.PathLike) -> OSError:
                       "gc --max-size 10G`) or use a cache elsewhere (cache= or "
                       "PYJOULE_CACHE), then run again: finished results kept in the "
                       "run directories are stored then, nothing else is recomputed")
-    err.errno, err.filename = exc.errno, os.fspath(path)
+    err.errno = exc.errno  # (no filename: it would replace the message in str())
     return err
 
 
