@@ -118,30 +118,41 @@ def check_private(path: str | os.PathLike, what: str, allow_shared: bool | None 
 
 def private_dir(path: str | os.PathLike) -> Path:
     """Create ``path`` (and missing parents) with the private mode, whatever the
-    umask; an existing one of the user's own that others can read is made private.
+    umask (mkdir's mode loses the umask's bits, so chmod after); an existing one of
+    the user's own that others can read is made private (only ever tightened).
     Returns ``path``. Check it with ``check_private`` first: this does not judge."""
     path = Path(path)
     dir_mode = modes()[0]
-    try:
-        os.mkdir(path, dir_mode)
-    except FileNotFoundError:
-        private_dir(path.parent)
-        try:
-            os.mkdir(path, dir_mode)
-        except FileExistsError:
-            pass
-    except FileExistsError:
-        pass
+    created = _mkdir(path, dir_mode)
     try:
         st = os.stat(path)
     except OSError:
         return path
-    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o7777 != dir_mode:
+    mode = stat.S_IMODE(st.st_mode)
+    # a new one gets exactly its mode; an existing one is only ever tightened
+    target = dir_mode if created else (mode & dir_mode) | 0o700
+    if st.st_uid == os.getuid() and target != mode:
         try:
-            os.chmod(path, dir_mode)
+            os.chmod(path, target)
         except OSError:  # e.g. a read-only file system: the check is what matters
             pass
     return path
+
+
+def _mkdir(path: Path, mode: int) -> bool:
+    """mkdir ``path`` (and missing parents, privately); True if this call made it."""
+    try:
+        os.mkdir(path, mode)
+        return True
+    except FileExistsError:
+        return False
+    except FileNotFoundError:
+        private_dir(path.parent)
+    try:
+        os.mkdir(path, mode)
+        return True
+    except FileExistsError:
+        return False
 
 
 def create_private_file(path: str | os.PathLike) -> None:
