@@ -381,3 +381,17 @@ def test_the_real_mount_table_names_a_tmpfs_and_a_local_disk(tmp_path):
             _private.filesystem_type("/proc") == "proc"
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
+
+
+def test_a_new_shared_cache_is_group_writable_and_an_own_private_one_stays_private(
+        tmp_path):
+    own = tmp_path / "own"
+    Store.open(own)
+    with pj.config(shared_cache=True):
+        cache = tmp_path / "group"
+        Store(cache).lookup("f")
+        assert oct(stat.S_IMODE(cache.stat().st_mode)) == "0o2770"
+        assert oct(stat.S_IMODE((cache / "data").stat().st_mode)) == "0o2770"
+        assert oct(stat.S_IMODE((cache / "index.sqlite").stat().st_mode)) == "0o660"
+        Store(own).lookup("f")  # opting in never loosens a private cache
+        assert oct(stat.S_IMODE(own.stat().st_mode)) == "0o700"

@@ -169,7 +169,8 @@ def fork_detached(target: Callable[[], int], *, log_path: str) -> ForkedChild:
     """
     import gc
 
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # store-trust: private
+    # store-trust: the log is private (0600), whatever the umask
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     # Keep the garbage collector off the caller's objects in the child: walking them
     # would copy every page of a large driver (xarray, pandas) into the child.
     gc.freeze()
