@@ -403,24 +403,29 @@ class Store:
         if failed:  # a pset already cached (e.g. by an earlier batch) has not failed
             cached = self.lookup(func_id, list(failed))
             failed = {p: r for p, r in failed.items() if p not in cached}
-        with self._tx() as db:
+        try:
+            with self._tx() as db:
+                if seg is not None:
+                    seg_id = db.execute(
+                        "INSERT INTO segments (func_id, path, n, nbytes, len_a, digest_a, "
+                        "digest_b, created) VALUES (?,?,?,?,?,?,?,?)", seg).lastrowid
+                    base = seg_id << 32
+                    db.executemany("INSERT OR REPLACE INTO entries VALUES (?,?,?)",
+                                   ((func_id, pid, base | i) for i, pid in enumerate(done)))
+                if failed:
+                    db.executemany("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?)",
+                                   ((run_id, pid, func_id, _dumps(rec),
+                                     rec.get("finished")) for pid, rec in failed.items()))
+                if done:
+                    db.executemany("DELETE FROM failures WHERE run_id=? AND pset_id=?",
+                                   ((run_id, pid) for pid in done))
+                if offsets is not None:
+                    db.execute("UPDATE runs SET offsets=? WHERE run_id=?",
+                               (json.dumps(offsets), run_id))
+        except Exception:  # e.g. the index's disk is full: leave no orphan segment
             if seg is not None:
-                seg_id = db.execute(
-                    "INSERT INTO segments (func_id, path, n, nbytes, len_a, digest_a, "
-                    "digest_b, created) VALUES (?,?,?,?,?,?,?,?)", seg).lastrowid
-                base = seg_id << 32
-                db.executemany("INSERT OR REPLACE INTO entries VALUES (?,?,?)",
-                               ((func_id, pid, base | i) for i, pid in enumerate(done)))
-            if failed:
-                db.executemany("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?)",
-                               ((run_id, pid, func_id, _dumps(rec),
-                                 rec.get("finished")) for pid, rec in failed.items()))
-            if done:
-                db.executemany("DELETE FROM failures WHERE run_id=? AND pset_id=?",
-                               ((run_id, pid) for pid in done))
-            if offsets is not None:
-                db.execute("UPDATE runs SET offsets=? WHERE run_id=?",
-                           (json.dumps(offsets), run_id))
+                _unlink(self.root / seg[1])
+            raise
         return len(done), len(failed)
 
     def _write_segment(self, func_id: str, run_id: str, records: list[tuple],
