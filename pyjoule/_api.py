@@ -14,7 +14,7 @@ import time
 import warnings
 from typing import Any, Callable
 
-from . import _dispatch, _space
+from . import _dispatch, _private, _space
 from ._config import apply_log_level_from_env, config, default_cache_dir, default_workers
 from ._display import card, counts_bar, esc
 from ._errors import ExperimentError, OptionError, RunNotFoundError
@@ -196,6 +196,8 @@ class Experiment:
                 value = store.read_values(func_id, run.plan.found).get(pid, _NOTHING)
                 if value is not _NOTHING:
                     return value
+                # a damaged entry, dropped just now: plan again, so it is computed
+                run = self._run([kwargs], store, func_id, progress=False)
             run._wait()
             found = store.lookup(func_id, run.plan.ids)
             if found:
@@ -702,6 +704,7 @@ def attach(run_id: str, cache: str | os.PathLike | None = None) -> Run:
         raise RunNotFoundError(f"no run {run_id!r} in the cache at {store.root} "
                                f"(latest: {known}); pass cache= if it lives elsewhere")
     request = os.path.join(rec["run_dir"], "request.pkl")
+    _private.check_private(rec["run_dir"], "run directory")  # store-trust: pickles are code
     with open(request, "rb") as fh:
         ids, psets = pickle.load(fh)
     plan = _dispatch.Plan(rec["func_id"], psets, ids, {})

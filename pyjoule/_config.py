@@ -32,6 +32,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], Any]] = {
     "poll_interval_s": ("PYJOULE_POLL_INTERVAL", float, None),
     "limit": ("PYJOULE_LIMIT", int, None),
     "ssh_config": ("PYJOULE_SSH_CONFIG", str, None),
+    "shared_cache": ("PYJOULE_SHARED_CACHE", _to_bool, False),
 }
 
 _LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET")
@@ -42,7 +43,7 @@ def _check(name: str, value: Any) -> str | None:
     if name in ("workers", "limit"):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             return "a whole number >= 0"
-    elif name == "progress" and not isinstance(value, bool):
+    elif name in ("progress", "shared_cache") and not isinstance(value, bool):
         return "True or False"
     elif name == "poll_interval_s":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
@@ -95,6 +96,10 @@ class config(metaclass=_ConfigType):
         Run only the first N missing psets of any map (``PYJOULE_LIMIT``).
     ssh_config : str or Path
         The ssh config host aliases are read from (``PYJOULE_SSH_CONFIG``).
+    shared_cache : bool
+        Accept a cache owned by another user of your group, or group-writable
+        (``PYJOULE_SHARED_CACHE``); never world-writable. Anyone who can write to it
+        can run code in your process: only for a group that trusts each other.
 
     Examples
     --------
@@ -194,12 +199,45 @@ def apply_log_level_from_env() -> None:
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path | None:
-    """Nearest ancestor of ``start`` (default: cwd) holding ``pyproject.toml`` or ``.git``."""
+    """Nearest ancestor of ``start`` (default: cwd) holding ``pyproject.toml`` or
+    ``.git`` that is the user's own.
+
+    The search never goes above the home directory (when ``start`` is inside it) and
+    stops at the first folder that is not the user's own or that others can write
+    to (a shared ``/tmp``, a group's directory): a project file planted there by
+    another user must not choose the cache pyjoule unpickles from, nor the folder it
+    syncs to a host. A marker file (or ``.git``) owned by someone else is ignored.
+    """
+    from ._private import problem
+
     here = Path(start or os.getcwd()).resolve()
+    home = _home()
     for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").exists() or (folder / ".git").exists():
-            return folder
+        try:
+            st = folder.stat()
+        except OSError:
+            return None
+        if problem(st) is not None:
+            return None
+        for marker in ("pyproject.toml", ".git"):
+            try:
+                mark = os.lstat(folder / marker)
+            except OSError:
+                continue
+            if problem(mark) is None:
+                return folder
+        if home is not None and folder == home:
+            return None
     return None
+
+
+def _home() -> Path | None:
+    """The user's home directory (resolved), if it exists."""
+    try:
+        home = Path(os.path.expanduser("~")).resolve()
+    except (OSError, RuntimeError):
+        return None
+    return home if home.is_dir() else None
 
 
 def user_cache_dir() -> Path:

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from . import _hashing, _records, _space
+from . import _hashing, _private, _records, _space
 from ._errors import OptionError, SerializationError
 from ._store import Store, atomic_write
 
@@ -230,7 +230,7 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     """Write the run directory, register the run, start the backend."""
     run_id = new_run_id()
     run_dir = os.path.join(store.root, "runs", run_id)
-    os.makedirs(os.path.join(run_dir, "results"))
+    _private.private_dir(os.path.join(run_dir, "results"))  # store-trust: 0700
     payload = {"func": func, "threads": options["threads"], "timeout_s": options["timeout"],
                "capture": options["capture"], "batch": options.get("batch")}
     atomic_write(os.path.join(run_dir, "payload.pkl"), pickle_function(func, payload, by_value))
@@ -281,7 +281,7 @@ def record_cached(store: Store, *, func_id: str, name: str, plan_: Plan) -> dict
     if existing is not None:
         return existing
     run_dir = os.path.join(store.root, "runs", run_id)
-    os.makedirs(run_dir, exist_ok=True)
+    _private.private_dir(run_dir)  # store-trust: 0700
     atomic_write(os.path.join(run_dir, "request.pkl"),
                  pickle.dumps((plan_.ids, plan_.psets), protocol=5))
     now = time.time()
@@ -358,6 +358,7 @@ class LiveRun:
     def tasks(self) -> dict[str, dict]:
         if self._kwargs is None:
             self._kwargs = {}
+            _private.check_private(self.run_dir, "run directory")  # store-trust: pickles
             for name in sorted(os.listdir(self.run_dir)) if os.path.isdir(self.run_dir) else ():
                 if name.startswith("tasks") or name.startswith("retry-"):
                     try:

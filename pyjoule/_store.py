@@ -19,6 +19,7 @@ data is not complete. Any number of processes may share one cache.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from . import _private
 from ._errors import CacheError
 
 log = logging.getLogger("pyjoule")
@@ -66,6 +68,10 @@ CREATE TABLE IF NOT EXISTS runs (
 
 BOOKKEEPING = ("runtime_s", "started", "finished", "host", "run_id")
 
+#: Output kept per stream (stdout, stderr) of a failed pset: its last 1 MiB (of
+#: UTF-8 text). A pset that prints without bound must not grow the index so.
+MAX_OUTPUT_BYTES = 1 << 20
+
 
 def _digest(data: bytes | memoryview) -> str:
     # CRC32 catches the damage a disk or a truncated copy does, 4x faster than a
@@ -74,12 +80,47 @@ def _digest(data: bytes | memoryview) -> str:
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see all of it or nothing."""
+    """Write ``data`` to ``path`` so that readers see all of it or nothing: a private
+    (0600) file under a unique temporary name, then ``os.replace``. On any failure
+    the temporary file is removed; a full disk raises ``CacheError`` naming it."""
     path = os.fspath(path)
-    tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                     _private.modes()[1])
+    except OSError as exc:
+        raise _full(exc, path) from exc
+    try:
+        try:
+            os.fchmod(fd, _private.modes()[1])  # the umask may have taken bits off
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        _unlink(Path(tmp))
+        if isinstance(exc, OSError):
+            raise _full(exc, path) from exc
+        raise
+
+
+DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def _full(exc: OSError, path: str | os.PathLike) -> OSError:
+    """``CacheError`` naming the full file system for ENOSPC/EDQUOT, else ``exc``."""
+    if exc.errno not in DISK_FULL or isinstance(exc, CacheError):
+        return exc
+    what = "is full" if exc.errno == errno.ENOSPC else "is over your disk quota"
+    err = CacheError(f"the file system holding {path} {what} "
+                      f"({os.strerror(exc.errno)}): free some space (e.g. `pyjoule cache "
+                      "gc --max-size 10G`) or use a cache elsewhere (cache= or "
+                      "PYJOULE_CACHE), then run again: finished results kept in the "
+                      "run directories are stored then, nothing else is recomputed")
+    err.errno = exc.errno  # (no filename: it would replace the message in str())
+    return err
 
 
 def not_a_cache(root: str | os.PathLike) -> str | None:
@@ -107,7 +148,9 @@ def not_a_cache(root: str | os.PathLike) -> str | None:
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        return f"its index.sqlite is not pyjoule's: {exc}"
+        return (f"its index.sqlite is damaged or not pyjoule's: {exc}; "
+                f"`pyjoule cache check --repair --cache {path}` moves it aside and "
+                "rebuilds it")
     return None if row else "its index.sqlite has no pyjoule layout version"
 
 
@@ -125,13 +168,16 @@ class Store:
 
     @classmethod
     def open(cls, root: str | os.PathLike) -> "Store":
-        """The store of ``root``, checked writable, shared by every call in this process
-        (one connection, not one per call) until its index is deleted or replaced."""
+        """The store of ``root``, checked to be the user's own and writable, shared by
+        every call in this process (one connection, not one per call) until its
+        index is deleted or replaced."""
         path = Path(root).expanduser().absolute()
         store = _OPEN.get(path)
         if store is None or not store._still_there():
-            store = _OPEN[path] = cls(path)
+            store = cls(path)
             store.check_writable()
+            _private.warn_if_network(path)
+            _OPEN[path] = store
         return store
 
     def _still_there(self) -> bool:
@@ -145,15 +191,34 @@ class Store:
         return f"Store({str(self.root)!r})"
 
     # ------------------------------------------------------------------ plumbing
+    def check_trusted(self) -> None:
+        """Raise ``CacheError`` unless the cache's directories and index are the
+        user's own and nobody else can write them (pyjoule unpickles what is there).
+        A few ``stat`` calls; see ``_private``."""
+        root = self.root
+        for path, what in ((root, "cache directory"), (root / "index.sqlite", "cache index"),
+                           (root / "index.sqlite-wal", "cache index's log"),
+                           (root / "index.sqlite-shm", "cache index's shared memory"),
+                           (root / "data", "cache's data directory"),
+                           (root / "runs", "cache's run directory")):
+            _private.check_private(path, what)
+
     def check_writable(self) -> None:
-        """Create the directory and fail clearly when it cannot be written."""
+        """Check the cache is the user's own, create what is missing (private: 0700
+        directories, a 0600 index), and fail clearly when it cannot be written."""
+        self.check_trusted()
         try:
-            (self.root / "data").mkdir(parents=True, exist_ok=True)
-            (self.root / "runs").mkdir(exist_ok=True)
+            for folder in (self.root, self.root / "data", self.root / "runs"):
+                _private.private_dir(folder)
+            # SQLite gives the index's -wal and -shm files the index's own mode
+            _private.create_private_file(self.root / "index.sqlite")
             probe = self.root / f".probe-{os.getpid()}"
-            probe.write_bytes(b"")
+            _private.create_private_file(probe)
             probe.unlink()
         except OSError as exc:
+            full = _full(exc, self.root)
+            if full is not exc:
+                raise full from None
             raise CacheError(
                 f"cannot write to the cache directory {self.root} ({exc.strerror or exc}); "
                 "pass cache='/a/writable/dir' to @pj.experiment or set PYJOULE_CACHE"
@@ -166,12 +231,13 @@ class Store:
             self.check_writable()
             conn = sqlite3.connect(self.root / "index.sqlite", timeout=60,
                                    isolation_level=None, check_same_thread=False)
-            _enable_wal(conn)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
-                         (str(SCHEMA_VERSION),))
-            found = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+            try:
+                found = self._prepare(conn)
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                if isinstance(exc, sqlite3.OperationalError) and "full" not in str(exc):
+                    raise  # locked, an I/O error: not damage
+                raise self._damaged(exc) from None
             if found != str(SCHEMA_VERSION):
                 conn.close()
                 raise CacheError(
@@ -182,8 +248,30 @@ class Store:
             self._inode = os.stat(self.root / "index.sqlite").st_ino
         return conn
 
+    @staticmethod
+    def _prepare(conn: sqlite3.Connection) -> str:
+        """WAL, the schema; return the layout version the index records."""
+        _enable_wal(conn)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                     (str(SCHEMA_VERSION),))
+        return conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+
+    def _damaged(self, exc: sqlite3.DatabaseError) -> OSError:
+        """The error for an index SQLite cannot use: full disk, or damage (then the
+        fix is ``pyjoule cache check --repair``)."""
+        index = self.root / "index.sqlite"
+        if "full" in str(exc).lower():
+            return _full(OSError(errno.ENOSPC, str(exc)), index)
+        return CacheError(
+            f"the cache index {index} is damaged or not an SQLite database ({exc}); "
+            f"run `pyjoule cache check --repair --cache {self.root}` to move it aside "
+            "and rebuild the index (cached results are then recomputed when asked for), "
+            "or use another cache (cache= or PYJOULE_CACHE)")
+
     def _tx(self):
-        return _Transaction(self.db, self._lock)
+        return _Transaction(self.db, self._lock, self.root / "index.sqlite")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -306,7 +394,8 @@ class Store:
                 failed.pop(rec[0], None)
             elif rec[0] not in done:
                 failed[rec[0]] = rec
-        failed = {p: dict(_records.as_dict(r), kwargs=kwargs.get(p, {}), run_id=run_id)
+        failed = {p: _cap_output(dict(_records.as_dict(r), kwargs=kwargs.get(p, {}),
+                                      run_id=run_id))
                   for p, r in failed.items()}
         rows = list(done.values())
         params = [kwargs.get(p, {}) for p in done]
@@ -314,24 +403,29 @@ class Store:
         if failed:  # a pset already cached (e.g. by an earlier batch) has not failed
             cached = self.lookup(func_id, list(failed))
             failed = {p: r for p, r in failed.items() if p not in cached}
-        with self._tx() as db:
+        try:
+            with self._tx() as db:
+                if seg is not None:
+                    seg_id = db.execute(
+                        "INSERT INTO segments (func_id, path, n, nbytes, len_a, digest_a, "
+                        "digest_b, created) VALUES (?,?,?,?,?,?,?,?)", seg).lastrowid
+                    base = seg_id << 32
+                    db.executemany("INSERT OR REPLACE INTO entries VALUES (?,?,?)",
+                                   ((func_id, pid, base | i) for i, pid in enumerate(done)))
+                if failed:
+                    db.executemany("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?)",
+                                   ((run_id, pid, func_id, _dumps(rec),
+                                     rec.get("finished")) for pid, rec in failed.items()))
+                if done:
+                    db.executemany("DELETE FROM failures WHERE run_id=? AND pset_id=?",
+                                   ((run_id, pid) for pid in done))
+                if offsets is not None:
+                    db.execute("UPDATE runs SET offsets=? WHERE run_id=?",
+                               (json.dumps(offsets), run_id))
+        except Exception:  # e.g. the index's disk is full: leave no orphan segment
             if seg is not None:
-                seg_id = db.execute(
-                    "INSERT INTO segments (func_id, path, n, nbytes, len_a, digest_a, "
-                    "digest_b, created) VALUES (?,?,?,?,?,?,?,?)", seg).lastrowid
-                base = seg_id << 32
-                db.executemany("INSERT OR REPLACE INTO entries VALUES (?,?,?)",
-                               ((func_id, pid, base | i) for i, pid in enumerate(done)))
-            if failed:
-                db.executemany("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?)",
-                               ((run_id, pid, func_id, _dumps(rec),
-                                 rec.get("finished")) for pid, rec in failed.items()))
-            if done:
-                db.executemany("DELETE FROM failures WHERE run_id=? AND pset_id=?",
-                               ((run_id, pid) for pid in done))
-            if offsets is not None:
-                db.execute("UPDATE runs SET offsets=? WHERE run_id=?",
-                           (json.dumps(offsets), run_id))
+                _unlink(self.root / seg[1])
+            raise
         return len(done), len(failed)
 
     def _write_segment(self, func_id: str, run_id: str, records: list[tuple],
@@ -345,7 +439,7 @@ class Store:
         part_b = _dumps({"pset_ids": [r[0] for r in records],
                          "values": [r[2] for r in records]})
         rel = f"data/{func_id}/{uuid.uuid4().hex}.seg"
-        (self.root / "data" / func_id).mkdir(parents=True, exist_ok=True)
+        _private.private_dir(self.root / "data" / func_id)
         blob = _SEG_HEADER.pack(_SEG_MAGIC, len(part_a)) + part_a + part_b
         atomic_write(self.root / rel, blob)
         return (func_id, rel, len(records), len(blob), len(part_a), _digest(part_a),
@@ -764,6 +858,23 @@ def _split_dicts(dicts: list[dict], missing) -> dict[Any, list]:
     return {k: [d.get(k, missing) for d in dicts] for k in keys}
 
 
+def _cap_output(rec: dict, limit: int | None = None) -> dict:
+    """``rec`` with each captured stream cut to its last ``limit`` bytes
+    (``MAX_OUTPUT_BYTES``), after a line saying how much was cut."""
+    limit = MAX_OUTPUT_BYTES if limit is None else limit
+    for key in ("stdout", "stderr"):
+        text = rec.get(key)
+        if not isinstance(text, str) or len(text) <= limit // 4:  # <= limit bytes surely
+            continue
+        data = text.encode("utf-8", "replace")
+        if len(data) <= limit:
+            continue
+        tail = data[-limit:].decode("utf-8", "ignore")
+        rec[key] = (f"[pyjoule: the first {len(data) - limit} bytes of this {key} were "
+                    f"cut; the last {limit} bytes are kept]\n" + tail)
+    return rec
+
+
 def _unlink(path: Path) -> None:
     try:
         path.unlink()
@@ -772,18 +883,40 @@ def _unlink(path: Path) -> None:
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``: one writer at a time, others wait (timeout 60 s)."""
+    """``BEGIN IMMEDIATE`` … ``COMMIT``: one writer at a time, others wait (timeout 60 s).
+    A full disk becomes ``CacheError`` naming the index."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock):
-        self.db, self.lock = db, lock
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, index: Path):
+        self.db, self.lock, self.index = db, lock, index
 
     def __enter__(self) -> sqlite3.Connection:
         self.lock.acquire()
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            self.lock.release()
+            self._raise_if_full(exc)
+            raise
         return self.db
 
-    def __exit__(self, exc_type, *_):
+    def __exit__(self, exc_type, exc, _tb):
         try:
-            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+            if exc_type is not None:
+                if self.db.in_transaction:  # SQLite may have rolled back already
+                    self.db.execute("ROLLBACK")
+            else:
+                try:
+                    self.db.execute("COMMIT")
+                except sqlite3.OperationalError as failed:
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    self._raise_if_full(failed)
+                    raise
         finally:
             self.lock.release()
+        if exc is not None:
+            self._raise_if_full(exc)
+
+    def _raise_if_full(self, exc: BaseException) -> None:
+        if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower():
+            raise _full(OSError(errno.ENOSPC, str(exc)), self.index) from exc

@@ -553,6 +553,68 @@ def gc(ctx, older_than, max_size, dry_run, as_json):
                f"take {_human(report['bytes_left'])}")
 
 
+@cache.command("check", epilog=EPILOG)
+@click.option("--repair", is_flag=True,
+              help="Move damaged parts aside (to <cache>/damaged/<time>/) and rebuild "
+                   "what can be: the index from the segment files; damaged results "
+                   "are dropped and recomputed when asked for.")
+@_json_option()
+@_cache_option
+@click.pass_context
+def check_cache(ctx, repair, as_json):
+    """Verify the index and every cached result's checksums (exit 1 on damage).
+
+    Reports per function. Without --repair nothing is changed.
+
+    \b
+    Examples:
+      pyjoule cache check
+      pyjoule cache check --repair --json
+    """
+    from ._config import default_cache_dir
+    from ._repair import check, require_cache
+
+    root = require_cache(ctx.meta.get("pyjoule.cache") or default_cache_dir())
+    report = check(root, repair=repair)
+    damaged = bool(report["damaged"]["segments"]) or not report["index"]["ok"]
+    if as_json:
+        _dump(report)
+    else:
+        _print_check(report)
+    if damaged and not repair:
+        ctx.exit(1)
+
+
+def _print_check(report: dict) -> None:
+    index = report["index"]
+    click.echo(f"cache {report['cache']}")
+    if index["ok"]:
+        click.echo("index: ok (PRAGMA integrity_check)")
+    else:
+        done = "moved aside and rebuilt from the segment files" if index["rebuilt"] \
+            else "run `pyjoule cache check --repair` to move it aside and rebuild it"
+        click.echo(f"index: DAMAGED ({index['problem']}): {done}")
+    rows = [[_short(f["name"], 40), f["segments"], f["entries"],
+             f["damaged_segments"] or "-", f["damaged_entries"] or "-"]
+            for f in report["functions"]]
+    if rows:
+        click.echo(_table(["function", "segments", "entries", "damaged", "entries lost"],
+                          rows, right={1, 2, 3, 4}))
+    for f in report["functions"]:
+        for problem in f["problems"]:
+            click.echo(f"  {f['name']}: {problem}")
+    n = report["damaged"]["segments"]
+    if n and report["repaired"]:
+        click.echo(f"{n} damaged segment file(s) dropped (their psets are recomputed when "
+                   f"asked for)")
+    elif n:
+        click.echo(f"{n} damaged segment file(s): run `pyjoule cache check --repair`")
+    if report["moved_to"]:
+        click.echo(f"damaged parts moved to {report['moved_to']}")
+    if not n and index["ok"]:
+        click.echo("no damage found")
+
+
 # --------------------------------------------------------------------- hosts
 @cli.group(cls=_Group, epilog=EPILOG)
 @_group_json

@@ -140,7 +140,7 @@ def run_inline(run_dir: str, task_files: list[str] | None = None) -> int:
     """Run every task in this process (``workers=0``): same records, no fork."""
     payload, tasks = load_run(run_dir, task_files)
     path = os.path.join(run_dir, "results", f"inline-{os.getpid()}-{time.time_ns()}.rec")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     saved = {var: os.environ.get(var) for var in THREAD_VARS}
     try:
         with _limit_threads(payload["threads"]):
@@ -168,7 +168,7 @@ def _child(slot: int, shm: mmap.mmap, tasks: list, payload: dict, rfd: int, wfd:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     func, capture = payload["func"], payload["capture"]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     offset = slot * _SLOT.size
     while True:
         msg = _read_exact(rfd, _MSG.size)
@@ -226,7 +226,7 @@ class Supervisor:
         self.children: dict[int, _Child] = {}
         self.spawned = 0
         path = os.path.join(run_dir, "results", f"{prefix}supervisor-{os.getpid()}.rec")
-        self.own_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.own_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
     # chunks shrink as work runs out: guided scheduling
     def _next_chunk(self) -> tuple[int, int] | None:
@@ -417,7 +417,8 @@ def _name_process(name: bytes) -> None:
 
 def _atomic_write(path: str, text: str) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as fh:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # store-trust: private whatever the umask
         fh.write(text)
     os.replace(tmp, path)
 

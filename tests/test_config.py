@@ -48,7 +48,8 @@ def test_every_setting_reads_its_environment_variable(monkeypatch, tmp_path):
               "PYJOULE_LOG_LEVEL": ("info", "log_level", "info"),
               "PYJOULE_POLL_INTERVAL": ("0.25", "poll_interval_s", 0.25),
               "PYJOULE_LIMIT": ("10", "limit", 10),
-              "PYJOULE_SSH_CONFIG": ("/etc/ssh/x", "ssh_config", "/etc/ssh/x")}
+              "PYJOULE_SSH_CONFIG": ("/etc/ssh/x", "ssh_config", "/etc/ssh/x"),
+              "PYJOULE_SHARED_CACHE": ("1", "shared_cache", True)}
     assert {env for env, _, _ in _SETTINGS.values()} == set(values)
     for env, (text, name, expected) in values.items():
         monkeypatch.setenv(env, text)

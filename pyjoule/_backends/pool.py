@@ -70,8 +70,8 @@ class PoolBackend(Backend):
             os.close(done_w)
         self._done = done_r
         # Written here too, so a crash before the worker writes its own is still seen.
-        with open(os.path.join(run_dir, "worker.pid"), "w") as fh:
-            fh.write(f"{self.proc.pid} {worker.process_start_time(self.proc.pid)}\n")
+        worker._atomic_write(os.path.join(run_dir, "worker.pid"),  # store-trust: 0600
+                             f"{self.proc.pid} {worker.process_start_time(self.proc.pid)}\n")
 
     def _exited(self) -> bool:
         """The supervisor wrote ``exit`` (every task accounted for), or is gone."""

@@ -49,7 +49,8 @@ def spawn(argv: Sequence[str], *, log_path: str, env: dict | None = None,
     """Start ``argv`` detached in its own session (so its group can be killed, and a
     terminal's Ctrl-C reaches only the driver, which then decides what to stop)."""
     log.debug("spawn: %s", shlex.join(argv))
-    with open(log_path, "ab") as out:
+    # store-trust: the log is private (0600), whatever the umask
+    with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
         return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                 start_new_session=True, pass_fds=tuple(pass_fds))
@@ -168,7 +169,8 @@ def fork_detached(target: Callable[[], int], *, log_path: str) -> ForkedChild:
     """
     import gc
 
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    # store-trust: the log is private (0600), whatever the umask
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     # Keep the garbage collector off the caller's objects in the child: walking them
     # would copy every page of a large driver (xarray, pandas) into the child.
     gc.freeze()

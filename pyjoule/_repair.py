@@ -1,0 +1,206 @@
+"""``pyjoule cache check``: verify a cache (its index and every segment's checksums) and,
+with ``repair``, move damaged parts aside and rebuild what can be rebuilt.
+
+Damaged parts go to ``<cache>/damaged/<timestamp>/`` (0700), never deleted: the user
+may want to look at them. An index that SQLite cannot read (or whose integrity check
+fails) is moved there and a fresh one is built from the segment files, which carry
+everything an entry needs (the function version is their folder's name, the pset
+ids are in the file); a damaged segment's entries are dropped, so those psets are
+recomputed when asked for again.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sqlite3
+import time
+from pathlib import Path
+
+from . import _private
+from ._errors import CacheError
+from ._store import _SEG_HEADER, _SEG_MAGIC, Store, _digest
+
+
+def index_problem(root: Path) -> str | None:
+    """What is wrong with ``root``'s index (None: SQLite says it is sound)."""
+    index = root / "index.sqlite"
+    try:
+        conn = sqlite3.connect(f"{index.as_uri()}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+        if rows != ["ok"]:
+            return "; ".join(rows[:5])
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='segments'").fetchone():
+            return "it has no pyjoule tables"
+    except sqlite3.Error as exc:
+        return str(exc)
+    finally:
+        conn.close()
+    return None
+
+
+def segment_problem(path: Path, nbytes: int | None = None, len_a: int | None = None,
+                    digests: tuple[str, str] | None = None) -> str | None:
+    """What is wrong with the segment file at ``path`` (None: it is sound). Without
+    the index's figures, only its own framing is checked."""
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if nbytes is not None and len(blob) != nbytes:
+        return f"{len(blob)} bytes where the index says {nbytes}"
+    head = _SEG_HEADER.size
+    if len(blob) < head:
+        return "truncated"
+    magic, found_len_a = _SEG_HEADER.unpack_from(blob)
+    if magic != _SEG_MAGIC or head + found_len_a > len(blob):
+        return "not a segment file"
+    if len_a is not None and found_len_a != len_a:
+        return "its parts have other sizes than the index says"
+    if digests is not None:
+        view = memoryview(blob)
+        if (_digest(view[head:head + found_len_a]), _digest(view[head + found_len_a:])) \
+                != tuple(digests):
+            return "checksum mismatch"
+    return None
+
+
+def _aside(root: Path, stamp: str) -> Path:
+    """The folder damaged parts of this check go to (created 0700 on first use)."""
+    return _private.private_dir(_private.private_dir(root / "damaged") / stamp)
+
+
+def _move(root: Path, path: Path, stamp: str) -> None:
+    target = _aside(root, stamp) / path.relative_to(root).as_posix().replace("/", "__")
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:
+        pass
+
+
+def check(root: str | os.PathLike, repair: bool = False) -> dict:
+    """Verify the cache at ``root``; with ``repair``, fix what can be fixed.
+
+    Returns ``{"cache", "index": {"ok", "problem", "rebuilt"}, "functions": [{"name",
+    "func_id", "segments", "entries", "damaged_segments", "damaged_entries"}],
+    "damaged": {"segments", "entries"}, "repaired", "moved_to"}``.
+    """
+    root = Path(root).expanduser().absolute()
+    store = Store(root)
+    store.check_trusted()
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+    report = {"cache": str(root), "index": {"ok": True, "problem": None, "rebuilt": False},
+              "functions": [], "damaged": {"segments": 0, "entries": 0},
+              "repaired": repair, "moved_to": None}
+    why = index_problem(root)
+    if why is not None:
+        report["index"].update(ok=False, problem=why)
+        if not repair:
+            return report
+        for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+            _move(root, root / name, stamp)
+        report["index"]["rebuilt"] = True
+        _rebuild(store, root, stamp, report)
+    else:
+        _check_segments(store, root, stamp, repair, report)
+    if (root / "damaged" / stamp).exists():
+        report["moved_to"] = str(root / "damaged" / stamp)
+    store.close()
+    return report
+
+
+def _check_segments(store: Store, root: Path, stamp: str, repair: bool, report: dict
+                    ) -> None:
+    """Verify every segment the index names; with ``repair`` drop the damaged ones."""
+    db = store.db
+    names = dict(db.execute("SELECT func_id, name FROM functions"))
+    entries = dict(db.execute("SELECT loc >> 32, COUNT(*) FROM entries GROUP BY 1"))
+    rows = db.execute("SELECT seg_id, func_id, path, nbytes, len_a, digest_a, digest_b "
+                      "FROM segments ORDER BY func_id, seg_id").fetchall()
+    funcs: dict[str, dict] = {}
+    bad = []
+    for seg_id, func_id, rel, nbytes, len_a, digest_a, digest_b in rows:
+        f = funcs.setdefault(func_id, {
+            "name": names.get(func_id, "(unknown)"), "func_id": func_id, "segments": 0,
+            "entries": 0, "damaged_segments": 0, "damaged_entries": 0, "problems": []})
+        f["segments"] += 1
+        f["entries"] += entries.get(seg_id, 0)
+        why = segment_problem(root / rel, nbytes, len_a, (digest_a, digest_b))
+        if why is not None:
+            f["damaged_segments"] += 1
+            f["damaged_entries"] += entries.get(seg_id, 0)
+            f["problems"].append(f"{rel}: {why}")
+            bad.append((seg_id, func_id, rel))
+    report["functions"] = sorted(funcs.values(), key=lambda f: (f["name"], f["func_id"]))
+    report["damaged"] = {"segments": len(bad),
+                         "entries": sum(entries.get(b[0], 0) for b in bad)}
+    if repair and bad:
+        with store._tx() as tx:
+            store._delete_segments(tx, bad)
+        for _, _, rel in bad:
+            _move(root, root / rel, stamp)
+
+
+def _rebuild(store: Store, root: Path, stamp: str, report: dict) -> None:
+    """A fresh index from the segment files (oldest first, so a pset computed again
+    later points at its newest result); unreadable segments are moved aside."""
+    files = []
+    data = root / "data"
+    for folder in sorted(data.iterdir()) if data.is_dir() else ():
+        _private.check_private(folder, "cache's data directory")
+        for path in folder.glob("*.seg"):
+            files.append((path.stat().st_mtime, folder.name, path))
+    files.sort()
+    funcs: dict[str, dict] = {}
+    db = store.db  # creates the fresh index
+    for _, func_id, path in files:
+        f = funcs.setdefault(func_id, {
+            "name": "(unknown)", "func_id": func_id, "segments": 0, "entries": 0,
+            "damaged_segments": 0, "damaged_entries": 0, "problems": []})
+        rel = path.relative_to(root).as_posix()
+        why = segment_problem(path)
+        ids = None
+        if why is None:
+            _private.check_private(path, "cache segment")
+            blob = path.read_bytes()
+            len_a = _SEG_HEADER.unpack_from(blob)[1]
+            head = _SEG_HEADER.size
+            try:
+                ids = pickle.loads(blob[head + len_a:])["pset_ids"]
+            except Exception as exc:  # noqa: BLE001 - a damaged file, whatever it says
+                why = f"unreadable ({type(exc).__name__})"
+        if why is not None:
+            f["damaged_segments"] += 1
+            f["problems"].append(f"{rel}: {why}")
+            report["damaged"]["segments"] += 1
+            _move(root, path, stamp)
+            continue
+        view = memoryview(blob)
+        with store._tx() as tx:
+            seg_id = tx.execute(
+                "INSERT INTO segments (func_id, path, n, nbytes, len_a, digest_a, "
+                "digest_b, created) VALUES (?,?,?,?,?,?,?,?)",
+                (func_id, rel, len(ids), len(blob), len_a,
+                 _digest(view[head:head + len_a]), _digest(view[head + len_a:]),
+                 path.stat().st_mtime)).lastrowid
+            tx.executemany("INSERT OR REPLACE INTO entries VALUES (?,?,?)",
+                           ((func_id, pid, (seg_id << 32) | i) for i, pid in enumerate(ids)))
+        f["segments"] += 1
+    for func_id, f in funcs.items():
+        f["entries"] = db.execute("SELECT COUNT(*) FROM entries WHERE func_id=?",
+                                  (func_id,)).fetchone()[0]
+    report["functions"] = sorted(funcs.values(), key=lambda f: f["func_id"])
+
+
+def require_cache(root: str | os.PathLike) -> Path:
+    """``root`` as a path, if it looks like a cache (a folder with an index file, sound
+    or not); else ``CacheError``."""
+    path = Path(root).expanduser().absolute()
+    if not (path / "index.sqlite").is_file():
+        raise CacheError(f"{path} is not a pyjoule cache (it has no index.sqlite); pass "
+                         "--cache DIR or set PYJOULE_CACHE to the directory your "
+                         "experiments cache in")
+    return path
