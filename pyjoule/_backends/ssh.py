@@ -21,6 +21,8 @@ import re
 import shlex
 import time
 
+from .._errors import HostError
+from ._names import check_result_files
 from .base import Backend, load_failure
 
 log = logging.getLogger("pyjoule")
@@ -29,34 +31,85 @@ log = logging.getLogger("pyjoule")
 # (nohup, stdin from /dev/null). The user's setup lines (their own shell, e.g.
 # `module load`) run first; everything else arrives as quoted positional arguments.
 # A setup line that fails ends the script (set -e): the EXIT trap then names it.
+# pj.Host(env=...) values come on stdin ($3 = send) into host.env (0600, umask 077),
+# or are read from there ($3 = keep: a retry by a process that knows only the names):
+# never in an argv. worker.pid gets the pid and the start time (/proc/<pid>/stat
+# field 22, else ps's lstart), which tell the worker from a process given its pid later.
+RECEIVE_ENV = """case $env_mode in
+  send) cat > "$run_dir/host.env.tmp"; mv -f "$run_dir/host.env.tmp" "$run_dir/host.env" ;;
+  keep) [ -f "$run_dir/host.env" ] || { echo "@pyjoule-no-env" >&2; exit 3; } ;;
+esac
+"""
+ENV_FILE = "host.env"  # in the run directory on the host: export lines, 0600
 _START = """set -e
-run_dir=$1; project=$2; shift 2
+umask 077
+run_dir=$1; project=$2; env_mode=$3; shift 3
+""" + RECEIVE_ENV + """[ "$env_mode" = none ] || . "$run_dir/host.env"
 cd "$project"
 {setup}
-"$@" --check  # pre-flight: the function and its modules load here, or we stop now
+"$@" --check </dev/null  # pre-flight: the function and its modules load here, or stop
 setsid nohup "$@" </dev/null >>"$run_dir/worker.log" 2>&1 &
+pid=$!
+start=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f20)
+if [ -z "$start" ]; then
+  start=$(ps -o lstart= -p "$pid" 2>/dev/null | tr -s ' ' _ | sed 's/^_//;s/_$//')
+  [ -z "$start" ] || start="ps:$start"
+fi
 # written here too, so that a poll before the worker writes its own sees it alive
-echo "$!" > "$run_dir/worker.pid"
-echo $!
+printf '%s %s\\n' "$pid" "$start" > "$run_dir/worker.pid.tmp"
+mv -f "$run_dir/worker.pid.tmp" "$run_dir/worker.pid"
+echo "$pid"
+"""
+
+# The worker of a run directory, if it runs: worker.pid's pid, believed only when its
+# start time is the one recorded (a pid reused by another process has another). A
+# record without a start time (a host where neither /proc nor ps gave one) falls back
+# to the pid alone.
+_WORKER_PID = r"""
+import os, subprocess
+
+
+def started(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return "Z" if fields[0] == "Z" else fields[19]
+    except (OSError, IndexError):
+        pass
+    try:  # no /proc (macOS, BSD)
+        out = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
+    except OSError:
+        return ""
+    return "ps:" + "_".join(out.split()) if out.strip() else ""
+
+
+def worker_pid(run_dir):
+    try:
+        with open(os.path.join(run_dir, "worker.pid")) as fh:
+            text, start = (fh.read().split() + [""])[:2]
+        pid = int(text)
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    now = started(pid)
+    if now == "Z" or (start and now != start):
+        return None
+    return pid
 """
 
 # Pull what was appended to the result files since the given offsets. Standard library
 # only; prints one JSON line, then the new bytes of each file in the order listed.
-_PULL = r"""
-import json, os, sys
+_PULL = _WORKER_PID + r"""
+import json, sys
 run_dir, offsets = sys.argv[1], json.loads(sys.argv[2])
 # alive is asked BEFORE the files are read: a worker found ended has written all
 # it ever will, so this pull has everything
-alive = False
-if not os.path.exists(os.path.join(run_dir, "exit")):
-    try:
-        pid = int(open(os.path.join(run_dir, "worker.pid")).read().split()[0])
-        os.kill(pid, 0)
-        alive = True
-    except (OSError, ValueError, IndexError):
-        alive = False
+alive = not os.path.exists(os.path.join(run_dir, "exit")) and \
+    worker_pid(run_dir) is not None
 folder = os.path.join(run_dir, "results")
-names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+names = sorted(n for n in os.listdir(folder) if n.endswith(".rec")) \
+    if os.path.isdir(folder) else []
 chunks, sizes = [], {}
 for name in names:
     with open(os.path.join(folder, name), "rb") as fh:
@@ -72,12 +125,12 @@ for data in chunks:
 """
 
 # Stop the worker's process group: SIGTERM (the supervisor kills its children and
-# writes its exit code), then SIGKILL what is left after 2 s.
-_CANCEL = r"""
-import os, signal, sys, time
-try:
-    pid = int(open(os.path.join(sys.argv[1], "worker.pid")).read().split()[0])
-except (OSError, ValueError, IndexError):
+# writes its exit code), then SIGKILL what is left after 2 s. Only the run's own
+# worker (pid and start time) is signalled.
+_CANCEL = _WORKER_PID + r"""
+import signal, sys, time
+pid = worker_pid(sys.argv[1])
+if pid is None:
     sys.exit(0)
 for sig in (signal.SIGTERM, signal.SIGKILL):
     try:
@@ -135,17 +188,39 @@ def append_pulled(folder: str, answer: bytes, where: str) -> dict | None:
     their new bytes) to the local copies in ``folder``; return the JSON, or None when
     the answer came back incomplete (the next pull asks again from the same offsets)."""
     head, _, body = answer.partition(b"\n")
-    meta = json.loads(head)
+    try:
+        meta = json.loads(head)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise HostError(f"{where} answered a pull with {head[:200]!r}, not the JSON "
+                        "line pyjoule's script prints: nothing was written")
+    check_result_files(meta.get("files"), where)
     if len(body) != sum(size for _, size in meta["files"]):
         log.warning("incomplete pull from %s; trying again at the next poll", where)
         return None
     pos = 0
     for name, size in meta["files"]:
         if size:
-            with open(os.path.join(folder, name), "ab") as fh:
+            fd = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                         0o600)
+            with os.fdopen(fd, "ab") as fh:
                 fh.write(body[pos:pos + size])
         pos += size
     return meta
+
+
+def put_private(conn, local_dir: str, remote: str, names) -> None:
+    """Copy ``names`` from ``local_dir`` into ``remote`` over SFTP, each file made
+    0600 before a byte is written (the SFTP server would create it 0644)."""
+    sftp = conn.sftp()
+    for name in names:
+        with open(os.path.join(local_dir, name), "rb") as src, \
+                sftp.open(f"{remote}/{name}", "wb") as dst:
+            dst.chmod(0o600)
+            dst.set_pipelined(True)
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
 
 
 _cpus: dict = {}  # endpoint -> CPUs of the host (asked once per process)
@@ -157,12 +232,14 @@ class SSHBackend(Backend):
     cpus = 1
 
     def __init__(self, host, *, project: str, python: str, lib: str,
-                 run_dir: str | None = None):
+                 run_dir: str | None = None, env_names=None):
         from .._transport.hosts import Host
 
         self.host = Host.of(host)
         self.project, self.python, self.lib = project, python, lib
         self.run_dir = run_dir
+        # the names of pj.Host(env=...): a process that follows the run knows only these
+        self.env_names = sorted(env_names if env_names is not None else self.host.env)
         self._alive: bool | None = None
 
     # ------------------------------------------------------------- setting up
@@ -201,14 +278,16 @@ class SSHBackend(Backend):
         return backend
 
     def describe(self) -> dict:
-        """What a later process needs to follow the run (stored in the registry)."""
+        """What a later process needs to follow the run (stored in the registry). Of
+        pj.Host(env=...) only the names: the values stay in memory and in the run's
+        private ``host.env`` on the host."""
         h = self.host
         from .._transport.hosts import default_ssh_config
 
         # the config in use now (PYJOULE_SSH_CONFIG, say), for a process without it
         config_path = h.ssh_config or default_ssh_config()
         return {"ssh": {"target": h.target, "ssh_config": str(config_path),
-                        "workdir": h.workdir, "setup": list(h.setup), "env": h.env,
+                        "workdir": h.workdir, "setup": list(h.setup), "env_names": self.env_names,
                         "project": self.project, "python": self.python, "lib": self.lib}}
 
     @classmethod
@@ -216,10 +295,11 @@ class SSHBackend(Backend):
         from .._transport.hosts import Host
 
         d = description["ssh"]
+        # "env" (with values) is how runs registered before 0.x kept it
         host = Host(d["target"], workdir=d["workdir"], ssh_config=d["ssh_config"] or None,
                     setup=d.get("setup", ()), env=d.get("env", {}))
         return cls(host, project=d["project"], python=d["python"], lib=d["lib"],
-                   run_dir=run_dir)
+                   run_dir=run_dir, env_names=d.get("env_names", sorted(host.env)))
 
     def _conn(self):
         from .._transport import ssh
@@ -235,25 +315,25 @@ class SSHBackend(Backend):
         self.run_dir = run_dir
         conn = self._conn()
         remote = self.remote_dir()
-        conn.run(["mkdir", "-p", f"{remote}/results"])
-        conn.run(["rm", "-f", f"{remote}/exit"])  # a retry's previous exit code
-        sftp = conn.sftp()
-        for name in ["payload.pkl", *(task_files or ["tasks.pkl"])]:
-            sftp.put(os.path.join(run_dir, name), f"{remote}/{name}")
+        # under umask 077: the run directory (and runs/, the workdir if new) is 0700
+        conn.run(["sh", "-c", 'mkdir -p "$1/results" && rm -f "$1/exit"', "sh", remote])
+        put_private(conn, run_dir, remote, ["payload.pkl", *(task_files or ["tasks.pkl"])])
         argv = ["env", f"PYTHONPATH={self.lib}:{self.project}",
-                *(f"{k}={v}" for k, v in self.host.env.items()),
                 self.python, "-m", "pyjoule.worker", remote, "--workers", str(workers)]
         if task_files:
             argv += ["--tasks", *task_files]
-        script = _START.format(setup=setup_script(self.host.setup))
-        res = self._start_once(conn, ["sh", "-c", script, "sh", remote, self.project, *argv],
-                               remote)
+        mode, secrets = self.env_mode()
+        script = _START.replace("{setup}", setup_script(self.host.setup))
+        res = self._start_once(conn, ["sh", "-c", script, "sh", remote, self.project, mode,
+                                      *argv], remote, secrets)
         if res is None:  # the connection dropped, but the worker had been started
             self._alive = True
             return
         if res.returncode != 0:
             from .._errors import RemoteCommandError
 
+            if b"@pyjoule-no-env" in res.stderr:
+                raise self.env_lost(conn, remote)
             failed = setup_failure(res, self.host.setup, str(conn.endpoint))
             if failed is not None:
                 raise failed
@@ -264,14 +344,31 @@ class SSHBackend(Backend):
                   conn.endpoint, pid)
         self._alive = True
 
-    def _start_once(self, conn, argv: list[str], remote: str):
+    def env_mode(self) -> tuple[str, bytes | None]:
+        """How the start gets pj.Host(env=...): ``send`` (the values, as stdin),
+        ``keep`` (only the names are known here: the run's host.env has the values)
+        or ``none``."""
+        from .._transport.ssh import env_input
+
+        if self.host.env:
+            return "send", env_input(self.host.env)
+        return ("keep" if self.env_names else "none"), None
+
+    def env_lost(self, conn, remote: str) -> HostError:
+        return HostError(
+            f"this process knows only the names of pj.Host(env=...) for this run "
+            f"({', '.join(self.env_names)}; the run registry keeps no values), and their "
+            f"values are no longer in {remote}/host.env on {conn.endpoint}. Call again "
+            "with the pj.Host that has them.")
+
+    def _start_once(self, conn, argv: list[str], remote: str, stdin: bytes | None = None):
         """Run the start command. If the connection drops meanwhile, start again only
         when no worker came up (its pid file tells), so it never runs twice. Returns
         the command's result, or None when the worker had started before the drop."""
         from .._transport.ssh import ConnectionLost
 
         try:
-            return conn.run(argv, idempotent=False, check=False)
+            return conn.run(argv, input=stdin, idempotent=False, check=False)
         except ConnectionLost:
             log.info("connection to %s dropped while starting the worker; checking "
                      "whether it started", conn.endpoint)
@@ -280,12 +377,12 @@ class SSHBackend(Backend):
             if conn.run(["cat", f"{remote}/worker.pid"], check=False).text.strip():
                 return None
             time.sleep(0.2)
-        return conn.run(argv, idempotent=False, check=False)
+        return conn.run(argv, input=stdin, idempotent=False, check=False)
 
     def _pull(self) -> None:
         """Append what the host's result files gained to the local copies."""
         folder = os.path.join(self.run_dir, "results")
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
         offsets = {n: os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder)}
         res = self._conn().run(["python3", "-c", _PULL, self.remote_dir(),
                                 json.dumps(offsets)])
