@@ -330,6 +330,10 @@ class SSHBackend(Backend):
             self._alive = True
             return
         if res.returncode != 0:
+            from .._transport.ssh import mask
+
+            # a setup line or an import may have printed a value: errors show ***
+            res.stderr = mask(res.stderr, self.host.env.values())
             from .._errors import RemoteCommandError
 
             if b"@pyjoule-no-env" in res.stderr:
