@@ -387,14 +387,14 @@ def test_a_replaced_host_script_cannot_write_outside_the_run(ssh_host, sshd, tmp
     names of its choosing, as a changed script on it would."""
     from pyjoule import _slurm
     from pyjoule._backends import slurm as slurm_backend
-    from pyjoule._backends import ssh as ssh_backend
+    from pyjoule._backends import _host_scripts
 
     run_dir = tmp_path / "cache" / "runs" / "r1"
     (run_dir / "results").mkdir(parents=True)
     target = tmp_path / "cache" / "evil.rec"
     evil = ("import json, sys\nsys.stdout.buffer.write(json.dumps({'files': "
             "[['../../evil.rec', 4]], 'alive': True}).encode() + b'\\nEVIL')\n")
-    monkeypatch.setattr(ssh_backend, "_PULL", evil)
+    monkeypatch.setattr(_host_scripts, "PULL", evil)
     backend = SSHBackend(ssh_host, project="/", python="python3", lib="/",
                          run_dir=str(run_dir))
     with pytest.raises(pj.HostError, match="pjtest answered .*'../../evil.rec'"):

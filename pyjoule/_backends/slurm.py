@@ -38,7 +38,7 @@ from .._errors import SlurmError
 from .._store import atomic_write
 from ._names import check_probe
 from .base import Backend, load_failure
-from .ssh import ENV_FILE
+from ._host_scripts import ENV_FILE
 
 log = logging.getLogger("pyjoule")
 
@@ -214,7 +214,7 @@ class SlurmBackend(Backend):
         run_id = os.path.basename(run_dir)
         env_file = None
         if self.ssh is not None:
-            env_file = self._prepare_remote(remote, run_dir, files)
+            env_file = self.ssh.send_run(run_dir, ["payload.pkl", *files])
         script = _slurm.render_script(run_id=run_id, wave=wave, run_dir=remote,
                                       project=site["project"], python=site["python"],
                                       pythonpath=site["pythonpath"], workers=workers,
@@ -250,25 +250,6 @@ class SlurmBackend(Backend):
         log.info("run %s: %d psets in %d array task(s) of %d worker(s) (%d batches of %d), "
                  "job(s) %s on %s", run_id, n, packing.n_tasks, workers, packing.n_batches,
                  packing.batch, ", ".join(a["job"] for a in record["arrays"]), self.where)
-
-    def _prepare_remote(self, remote: str, run_dir: str, files: list[str]) -> str | None:
-        """Make the run directory on the host (0700), give it pj.Host(env=...) as its
-        host.env (0600, through stdin) and copy the payload and tasks (0600). Returns
-        the path of host.env for the job script, None when there is no env."""
-        from .ssh import RECEIVE_ENV, put_private
-
-        conn = self.ssh._conn()
-        mode, secrets = self.ssh.env_mode()
-        script = 'set -e\nrun_dir=$1; env_mode=$2\nmkdir -p "$run_dir/results"\n' + RECEIVE_ENV
-        res = conn.run(["sh", "-c", script, "sh", remote, mode], input=secrets, check=False)
-        if res.returncode != 0:
-            if b"@pyjoule-no-env" in res.stderr:
-                raise self.ssh.env_lost(conn, remote)
-            from .._transport.ssh import remote_error
-
-            raise remote_error(conn.endpoint, res, "making the run directory")
-        put_private(conn, run_dir, remote, ["payload.pkl", *files])
-        return None if mode == "none" else f"{remote}/{ENV_FILE}"
 
     def _preflight(self, remote: str, wave: str, files: list[str], batch: int,
                    site: dict) -> None:

@@ -10,6 +10,11 @@ connection or a closed laptop does not stop it. While the run is watched, each
 remote records exactly as local ones, torn tails included. ``cancel`` kills the
 remote process group; ``tidy`` removes the remote run directory once everything is
 ingested (keeping the log when something failed).
+
+The run directory on the host is private (0700, files 0600); the values of
+``pj.Host(env=...)`` go into its ``host.env`` through stdin, and the registry here
+keeps their names only. The scripts run there are in :mod:`._host_scripts`; what
+they answer is checked by :mod:`._names` before it touches a local path.
 """
 
 from __future__ import annotations
@@ -22,137 +27,18 @@ import shlex
 import time
 
 from .._errors import HostError
+from . import _host_scripts as scripts
 from ._names import check_result_files
 from .base import Backend, load_failure
 
 log = logging.getLogger("pyjoule")
 
-# Start the worker detached: its own session (setsid), immune to the SSH session's end
-# (nohup, stdin from /dev/null). The user's setup lines (their own shell, e.g.
-# `module load`) run first; everything else arrives as quoted positional arguments.
-# A setup line that fails ends the script (set -e): the EXIT trap then names it.
-# pj.Host(env=...) values come on stdin ($3 = send) into host.env (0600, umask 077),
-# or are read from there ($3 = keep: a retry by a process that knows only the names):
-# never in an argv. worker.pid gets the pid and the start time (/proc/<pid>/stat
-# field 22, else ps's lstart), which tell the worker from a process given its pid later.
-RECEIVE_ENV = """case $env_mode in
-  send) cat > "$run_dir/host.env.tmp"; mv -f "$run_dir/host.env.tmp" "$run_dir/host.env" ;;
-  keep) [ -f "$run_dir/host.env" ] || { echo "@pyjoule-no-env" >&2; exit 3; } ;;
-esac
-"""
-ENV_FILE = "host.env"  # in the run directory on the host: export lines, 0600
-_START = """set -e
-umask 077
-run_dir=$1; project=$2; env_mode=$3; shift 3
-""" + RECEIVE_ENV + """[ "$env_mode" = none ] || . "$run_dir/host.env"
-cd "$project"
-{setup}
-"$@" --check </dev/null  # pre-flight: the function and its modules load here, or stop
-setsid nohup "$@" </dev/null >>"$run_dir/worker.log" 2>&1 &
-pid=$!
-start=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f20)
-if [ -z "$start" ]; then
-  start=$(ps -o lstart= -p "$pid" 2>/dev/null | tr -s ' ' _ | sed 's/^_//;s/_$//')
-  [ -z "$start" ] || start="ps:$start"
-fi
-# written here too, so that a poll before the worker writes its own sees it alive
-printf '%s %s\\n' "$pid" "$start" > "$run_dir/worker.pid.tmp"
-mv -f "$run_dir/worker.pid.tmp" "$run_dir/worker.pid"
-echo "$pid"
-"""
-
-# The worker of a run directory, if it runs: worker.pid's pid, believed only when its
-# start time is the one recorded (a pid reused by another process has another). A
-# record without a start time (a host where neither /proc nor ps gave one) falls back
-# to the pid alone.
-_WORKER_PID = r"""
-import os, subprocess
-
-
-def started(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return "Z" if fields[0] == "Z" else fields[19]
-    except (OSError, IndexError):
-        pass
-    try:  # no /proc (macOS, BSD)
-        out = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout
-    except OSError:
-        return ""
-    return "ps:" + "_".join(out.split()) if out.strip() else ""
-
-
-def worker_pid(run_dir):
-    try:
-        with open(os.path.join(run_dir, "worker.pid")) as fh:
-            text, start = (fh.read().split() + [""])[:2]
-        pid = int(text)
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    now = started(pid)
-    if now == "Z" or (start and now != start):
-        return None
-    return pid
-"""
-
-# Pull what was appended to the result files since the given offsets. Standard library
-# only; prints one JSON line, then the new bytes of each file in the order listed.
-_PULL = _WORKER_PID + r"""
-import json, sys
-run_dir, offsets = sys.argv[1], json.loads(sys.argv[2])
-# alive is asked BEFORE the files are read: a worker found ended has written all
-# it ever will, so this pull has everything
-alive = not os.path.exists(os.path.join(run_dir, "exit")) and \
-    worker_pid(run_dir) is not None
-folder = os.path.join(run_dir, "results")
-names = sorted(n for n in os.listdir(folder) if n.endswith(".rec")) \
-    if os.path.isdir(folder) else []
-chunks, sizes = [], {}
-for name in names:
-    with open(os.path.join(folder, name), "rb") as fh:
-        fh.seek(offsets.get(name, 0))
-        data = fh.read()
-    chunks.append(data)
-    sizes[name] = len(data)
-out = sys.stdout.buffer
-out.write(json.dumps({"files": [[n, sizes[n]] for n in names], "alive": alive}).encode()
-          + b"\n")
-for data in chunks:
-    out.write(data)
-"""
-
-# Stop the worker's process group: SIGTERM (the supervisor kills its children and
-# writes its exit code), then SIGKILL what is left after 2 s. Only the run's own
-# worker (pid and start time) is signalled.
-_CANCEL = _WORKER_PID + r"""
-import signal, sys, time
-pid = worker_pid(sys.argv[1])
-if pid is None:
-    sys.exit(0)
-for sig in (signal.SIGTERM, signal.SIGKILL):
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        sys.exit(0)
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            sys.exit(0)
-        time.sleep(0.05)
-"""
-
-
 _SETUP_FAILED = re.compile(r"^@pyjoule-setup-failed (\d+) (\d+)$", re.M)
 
 
 def setup_script(lines) -> str:
-    """The setup lines for ``_START``, each preceded by its number, so that the EXIT
-    trap can tell which one failed (the lines themselves are left untouched)."""
+    """The setup lines for ``scripts.START``, each preceded by its number, so that
+    the EXIT trap can tell which one failed (the lines themselves are left untouched)."""
     if not lines:
         return ""
     out = ["trap 'c=$?; [ $c = 0 ] || echo \"@pyjoule-setup-failed $pj_setup $c\" >&2' EXIT"]
@@ -315,29 +201,23 @@ class SSHBackend(Backend):
         self.run_dir = run_dir
         conn = self._conn()
         remote = self.remote_dir()
-        # under umask 077: the run directory (and runs/, the workdir if new) is 0700
-        conn.run(["sh", "-c", 'mkdir -p "$1/results" && rm -f "$1/exit"', "sh", remote])
-        put_private(conn, run_dir, remote, ["payload.pkl", *(task_files or ["tasks.pkl"])])
+        env_file = self.send_run(run_dir, ["payload.pkl", *(task_files or ["tasks.pkl"])])
         argv = ["env", f"PYTHONPATH={self.lib}:{self.project}",
                 self.python, "-m", "pyjoule.worker", remote, "--workers", str(workers)]
         if task_files:
             argv += ["--tasks", *task_files]
-        mode, secrets = self.env_mode()
-        script = _START.replace("{setup}", setup_script(self.host.setup))
-        res = self._start_once(conn, ["sh", "-c", script, "sh", remote, self.project, mode,
-                                      *argv], remote, secrets)
+        script = scripts.START.replace("{setup}", setup_script(self.host.setup))
+        res = self._start_once(conn, ["sh", "-c", script, "sh", remote, self.project,
+                                      "none" if env_file is None else "keep", *argv], remote)
         if res is None:  # the connection dropped, but the worker had been started
             self._alive = True
             return
         if res.returncode != 0:
-            from .._transport.ssh import mask
+            from .._errors import RemoteCommandError
+            from .._transport.shell import mask
 
             # a setup line or an import may have printed a value: errors show ***
             res.stderr = mask(res.stderr, self.host.env.values())
-            from .._errors import RemoteCommandError
-
-            if b"@pyjoule-no-env" in res.stderr:
-                raise self.env_lost(conn, remote)
             failed = setup_failure(res, self.host.setup, str(conn.endpoint))
             if failed is not None:
                 raise failed
@@ -348,31 +228,37 @@ class SSHBackend(Backend):
                   conn.endpoint, pid)
         self._alive = True
 
-    def env_mode(self) -> tuple[str, bytes | None]:
-        """How the start gets pj.Host(env=...): ``send`` (the values, as stdin),
-        ``keep`` (only the names are known here: the run's host.env has the values)
-        or ``none``."""
-        from .._transport.ssh import env_input
+    def send_run(self, run_dir: str, files: list[str]) -> str | None:
+        """Make the run directory on the host (0700), give it pj.Host(env=...) as its
+        host.env (0600, through stdin: a process that knows only the names checks it
+        is there) and copy ``files`` (0600). Returns the path of host.env, None when
+        the run has no env. Two commands and the copies."""
+        from .._transport.shell import env_input
+        from .._transport.ssh import remote_error
 
-        if self.host.env:
-            return "send", env_input(self.host.env)
-        return ("keep" if self.env_names else "none"), None
+        conn, remote = self._conn(), self.remote_dir()
+        mode = "send" if self.host.env else "keep" if self.env_names else "none"
+        res = conn.run(["sh", "-c", scripts.PREPARE, "sh", remote, mode], check=False,
+                       input=env_input(self.host.env) if mode == "send" else None)
+        if res.returncode != 0:
+            if scripts.NO_ENV in res.stderr:
+                raise HostError(
+                    f"this process knows only the names of pj.Host(env=...) for this run "
+                    f"({', '.join(self.env_names)}; the run registry keeps no values), "
+                    f"and their values are no longer in {remote}/{scripts.ENV_FILE} on "
+                    f"{conn.endpoint}. Call again with the pj.Host that has them.")
+            raise remote_error(conn.endpoint, res, "making the run directory")
+        put_private(conn, run_dir, remote, files)
+        return None if mode == "none" else f"{remote}/{scripts.ENV_FILE}"
 
-    def env_lost(self, conn, remote: str) -> HostError:
-        return HostError(
-            f"this process knows only the names of pj.Host(env=...) for this run "
-            f"({', '.join(self.env_names)}; the run registry keeps no values), and their "
-            f"values are no longer in {remote}/host.env on {conn.endpoint}. Call again "
-            "with the pj.Host that has them.")
-
-    def _start_once(self, conn, argv: list[str], remote: str, stdin: bytes | None = None):
+    def _start_once(self, conn, argv: list[str], remote: str):
         """Run the start command. If the connection drops meanwhile, start again only
         when no worker came up (its pid file tells), so it never runs twice. Returns
         the command's result, or None when the worker had started before the drop."""
         from .._transport.ssh import ConnectionLost
 
         try:
-            return conn.run(argv, input=stdin, idempotent=False, check=False)
+            return conn.run(argv, idempotent=False, check=False)
         except ConnectionLost:
             log.info("connection to %s dropped while starting the worker; checking "
                      "whether it started", conn.endpoint)
@@ -381,14 +267,14 @@ class SSHBackend(Backend):
             if conn.run(["cat", f"{remote}/worker.pid"], check=False).text.strip():
                 return None
             time.sleep(0.2)
-        return conn.run(argv, input=stdin, idempotent=False, check=False)
+        return conn.run(argv, idempotent=False, check=False)
 
     def _pull(self) -> None:
         """Append what the host's result files gained to the local copies."""
         folder = os.path.join(self.run_dir, "results")
         os.makedirs(folder, mode=0o700, exist_ok=True)
         offsets = {n: os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder)}
-        res = self._conn().run(["python3", "-c", _PULL, self.remote_dir(),
+        res = self._conn().run(["python3", "-c", scripts.PULL, self.remote_dir(),
                                 json.dumps(offsets)])
         meta = append_pulled(folder, res.stdout, self.host.target)
         if meta is not None:
@@ -411,7 +297,7 @@ class SSHBackend(Backend):
             time.sleep(min(left, 0.25))
 
     def cancel(self) -> None:
-        self._conn().run(["python3", "-c", _CANCEL, self.remote_dir()], check=False)
+        self._conn().run(["python3", "-c", scripts.CANCEL, self.remote_dir()], check=False)
         self._pull()
 
     def worker_log(self, run_dir: str) -> str | None:

@@ -9,7 +9,8 @@ with back-off, by the next call.
 
 Every remote command goes through :meth:`Connection.run`, which takes an argument
 list and quotes each argument (``shlex.join``): no parameter value or path ever
-reaches the remote shell unquoted.
+reaches the remote shell unquoted. Its environment travels on stdin, never in an
+argv, and it runs under ``umask 077`` (:mod:`.shell`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import getpass
 import logging
 import os
-import re
 import select
 import shlex
 import socket
@@ -25,11 +25,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from .._errors import AuthenticationError, HostError, HostKeyError, RemoteCommandError
 from .hosts import Endpoint, Host, resolve
 from .local import Result
+from .shell import build_command, env_input, mask  # noqa: F401 - build_command: tests
 
 log = logging.getLogger("pyjoule")
 # paramiko logs the errors of its thread with tracebacks; with no logging set up they
@@ -448,50 +449,6 @@ class Connection:
                     except Exception:  # noqa: BLE001 - closing a broken connection
                         pass
             self._sftp = self.transport = None
-
-
-UMASK = "umask 077"  # what pyjoule creates on a host is private: 0700 / 0600
-# Reads the environment from stdin (export lines, every value quoted by env_input),
-# then runs the command: values never appear in an argv, which `ps` shows to all.
-_WITH_ENV = 'eval "$(cat)" && exec "$@"'
-
-
-def build_command(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-                  cwd: str | None = None, shown_env: Mapping[str, str] | None = None) -> str:
-    """The shell text for ``argv``: every argument and path quoted, under ``umask 077``.
-
-    With ``env``, the command reads the variables from its stdin (give it
-    :func:`env_input`); ``shown_env`` only names them, values as ``***`` (for logs and
-    errors)."""
-    if isinstance(argv, str):
-        raise TypeError("pass the command as a list of arguments, not a string: "
-                        "each argument is quoted for the remote shell")
-    words = [str(a) for a in argv]
-    if env:
-        words = ["sh", "-c", _WITH_ENV, "sh", *words]
-    elif shown_env:
-        words = ["env", *(f"{k}=***" for k in shown_env), *words]
-    command = shlex.join(words)
-    if cwd:
-        command = f"cd {shlex.quote(cwd)} && {command}"
-    return f"{UMASK} && {command}"
-
-
-def env_input(env: Mapping[str, str]) -> bytes:
-    """The stdin of a command built with ``env``: one quoted export per variable."""
-    for key in env:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            raise ValueError(f"{key!r} is not a valid environment variable name")
-    return "".join(f"export {k}={shlex.quote(str(v))}\n" for k, v in env.items()).encode()
-
-
-def mask(data: bytes, values: Iterable[str]) -> bytes:
-    """``data`` with every occurrence of each value (of 4 characters or more: a shorter
-    one would garble the text and hide little) replaced by ``***``."""
-    for value in sorted((str(v) for v in values), key=len, reverse=True):
-        if len(value) >= 4:
-            data = data.replace(value.encode(), b"***")
-    return data
 
 
 def remote_error(endpoint: Endpoint, result: Result, what: str = "command") -> \
