@@ -264,6 +264,46 @@ def test_a_retry_by_a_process_that_knows_only_the_names_still_has_the_values(
         ssh.close_all()
 
 
+@pytest.mark.slow
+def test_a_slurm_wave_submitted_by_a_process_that_knows_only_the_names_has_the_values(
+        slurm, project, sshd, workdir, tmp_path, monkeypatch):
+    from pyjoule import _slurm
+    from pyjoule._backends.slurm import SlurmBackend
+
+    monkeypatch.setenv("PYJOULE_POLL_INTERVAL", "0.3")
+    secret, token = _secret()
+    host = pj.Host(sshd.alias, ssh_config=sshd.ssh_config, workdir=workdir[0],
+                   env={"PJ_SECRET": secret})
+    first = SlurmBackend(_slurm.Slurm(time="00:05:00"),
+                         ssh=SSHBackend.prepare(host, project))
+    run_dir = tmp_path / "runs" / f"r{uuid.uuid4().hex[:10]}"
+    (run_dir / "results").mkdir(parents=True)
+    out_dir = workdir[1] / "out"
+    _write_run(run_dir, "tasks.pkl", [{"path": str(out_dir / "w0")}])
+    sshd.run(f"mkdir -p {out_dir}")
+    try:
+        with ArgvWatch(token) as watch:
+            first.start(str(run_dir), 1)
+            assert first.wait(120)
+            assert (out_dir / "w0").read_text() == secret
+            description = json.loads(json.dumps(first.describe()))
+            assert token not in json.dumps(description)
+            again = SlurmBackend.from_description(str(run_dir), description)
+            assert again.ssh.host.env == {}
+            _write_run(run_dir, "retry-1.pkl", [{"path": str(out_dir / "w1")}])
+            again.start(str(run_dir), 1, ["retry-1.pkl"])
+            assert again.wait(120)
+        assert (out_dir / "w1").read_text() == secret and watch.seen == []
+        remote = first.remote_dir()
+        modes = sshd.run(f"stat -c '%a %n' {remote}/w0.sh {remote}/w1.sh {remote}/host.env"
+                         f" {remote}").stdout.split("\n")
+        assert [m.split()[0] for m in modes if m] == ["600", "600", "600", "700"], modes
+        assert token not in sshd.run(f"cat {remote}/w0.sh {remote}/w1.sh").stdout
+    finally:
+        first.tidy(keep_log=False)
+        ssh.close_all()
+
+
 # ------------------------------------------------------- 2. names from the host
 BAD_NAMES = ["../evil.rec", "/tmp/evil.rec", "a/b.rec", "..", "x\0.rec", "notes.txt",
              ".hidden.rec", "a..rec/..", ""]
