@@ -413,14 +413,18 @@ SCRIPT = """\
 set -e
 cd {project}
 {setup}export PYTHONPATH={pythonpath}
-{env}exec {python} -m pyjoule.worker {run_dir} --slurm {wave} --workers {workers}
+{env}{env_file}exec {python} -m pyjoule.worker {run_dir} --slurm {wave} --workers {workers}
 """
 
 
 def render_script(*, run_id: str, wave: str, run_dir: str, project: str, python: str,
                   pythonpath: str, workers: int, setup: list[str] | tuple[str, ...] = (),
-                  env: Mapping[str, str] | None = None) -> str:
-    """The job script of one wave: environment, the user's setup lines, the worker."""
+                  env: Mapping[str, str] | None = None, env_file: str | None = None) -> str:
+    """The job script of one wave: environment, the user's setup lines, the worker.
+
+    ``env_file`` (the run's private ``host.env``) is read by the script, so that the
+    values of pj.Host(env=...) are never in it, nor in the registry of a process
+    that resubmits; the script is written 0600 all the same."""
     q = shlex.quote
     def comment(text: str) -> str:  # a line break would end the comment line
         return text.replace("\n", " ").replace("\r", " ")
@@ -430,7 +434,8 @@ def render_script(*, run_id: str, wave: str, run_dir: str, project: str, python:
         run_dir_comment=comment(run_dir),
         run_dir=q(run_dir), project=q(project), python=q(python), pythonpath=q(pythonpath),
         workers=int(workers), setup="".join(f"{line}\n" for line in setup),
-        env="".join(f"export {k}={q(str(v))}\n" for k, v in (env or {}).items()))
+        env="".join(f"export {k}={q(str(v))}\n" for k, v in (env or {}).items()),
+        env_file=f". {q(env_file)}\n" if env_file else "")
 
 
 def parse_job_id(stdout: str) -> str:

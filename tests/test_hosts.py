@@ -8,7 +8,7 @@ import pytest
 
 import pyjoule as pj
 from pyjoule._transport.hosts import parse_target, resolve
-from pyjoule._transport.ssh import build_command
+from pyjoule._transport.ssh import build_command, env_input
 
 NASTY = ["a b", "it's", 'say "hi"', "x;y", "$(touch /tmp/pj-pwned)", "`id`", "new\nline",
          "*", "~", "$HOME", "-n", ""]
@@ -23,10 +23,13 @@ def test_every_argument_survives_a_real_shell_unchanged():
 def test_env_and_cwd_are_quoted_too(tmp_path):
     folder = tmp_path / "dir with 'quote' and ;"
     folder.mkdir()
-    command = build_command(["bash", "-c", 'printf "%s|%s" "$PWD" "$V"'],
-                            env={"V": "$(id) x;y"}, cwd=str(folder))
-    out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=True)
-    assert out.stdout == f"{folder}|$(id) x;y"
+    env = {"V": "$(id) x;y\n'it\"s'"}
+    command = build_command(["bash", "-c", 'printf "%s|%s" "$PWD" "$V"'], env=env,
+                            cwd=str(folder))
+    assert "$(id)" not in command  # values come on stdin, not in the command line
+    out = subprocess.run(["bash", "-c", command], input=env_input(env), capture_output=True,
+                         check=True)
+    assert out.stdout.decode() == f"{folder}|{env['V']}"
 
 
 def test_a_command_string_is_refused():

@@ -108,7 +108,7 @@ def probe(run_dir, job_ids, offsets=None, sacct=False, expected=()):
     chunks = []
     if offsets is not None:
         folder = os.path.join(run_dir, "results")
-        for name in _listdir(folder):
+        for name in [n for n in _listdir(folder) if n.endswith(".rec")]:
             try:
                 with open(os.path.join(folder, name), "rb") as fh:
                     fh.seek(offsets.get(name, 0))

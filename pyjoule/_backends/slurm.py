@@ -36,7 +36,9 @@ from pathlib import Path
 from .. import _slurm
 from .._errors import SlurmError
 from .._store import atomic_write
+from ._names import check_probe
 from .base import Backend, load_failure
+from ._host_scripts import ENV_FILE
 
 log = logging.getLogger("pyjoule")
 
@@ -92,14 +94,21 @@ class SlurmBackend(Backend):
         if self.ssh is None:
             from .._transport import local
 
-            return local.run(argv, cwd=cwd, env=env, timeout=timeout)
+            # what sbatch, the pre-flight and (through SLURM_UMASK) the jobs create
+            # is private, without changing this process's umask
+            return local.run(["sh", "-c", 'umask 077 && exec "$@"', "sh", *argv], cwd=cwd,
+                             env=env, timeout=timeout)
         host = self.ssh.host
         if setup and host.setup:
             script = "\n".join([*host.setup, 'exec "$@"'])
             argv = ["sh", "-c", script, "sh", *argv]
-        full_env = {**host.env, **(env or {})} or None
-        return self.ssh._conn().run(argv, check=False, cwd=cwd, env=full_env,
-                                    timeout=timeout, idempotent=idempotent)
+        if not host.env and self.ssh.env_names and self.run_dir:
+            # a process that knows only the names: the run's host.env has the values
+            argv = ["sh", "-c", '[ ! -f "$1" ] || . "$1"; shift; exec "$@"', "sh",
+                    f"{self.remote_dir()}/{ENV_FILE}", *argv]
+        return self.ssh._conn().run(argv, check=False, cwd=cwd, env=env,
+                                    secret_env=host.env or None, timeout=timeout,
+                                    idempotent=idempotent)
 
     def remote_dir(self) -> str:
         return self.ssh.remote_dir() if self.ssh else self.run_dir
@@ -108,9 +117,11 @@ class SlurmBackend(Backend):
         if self.ssh is None:
             return dict(self.local, setup=[], env={})
         s = self.ssh
+        # the job script reads pj.Host(env=...) from the run's host.env (0600), which
+        # start() writes; the values are never in the script
         return {"python": s.python, "project": s.project,
                 "pythonpath": f"{s.lib}:{s.project}", "setup": list(s.host.setup),
-                "env": dict(s.host.env)}
+                "env": {}}
 
     def facts(self) -> _slurm.ClusterFacts:
         """sbatch's options and the cluster's limits, asked once per process."""
@@ -201,21 +212,22 @@ class SlurmBackend(Backend):
         site = self._site()
         remote = self.remote_dir()
         run_id = os.path.basename(run_dir)
+        env_file = None
+        if self.ssh is not None:
+            env_file = self.ssh.send_run(run_dir, ["payload.pkl", *files])
         script = _slurm.render_script(run_id=run_id, wave=wave, run_dir=remote,
                                       project=site["project"], python=site["python"],
                                       pythonpath=site["pythonpath"], workers=workers,
-                                      setup=site["setup"], env=site["env"])
+                                      setup=site["setup"], env=site["env"],
+                                      env_file=env_file)
         script_path = f"{remote}/{wave}.sh"
         if self.ssh is not None:
-            conn = self.ssh._conn()
-            conn.run(["mkdir", "-p", f"{remote}/results"])
-            sftp = conn.sftp()
-            for name in ["payload.pkl", *files]:
-                sftp.put(os.path.join(run_dir, name), f"{remote}/{name}")
-            with sftp.open(script_path, "w") as fh:
+            with self.ssh._conn().sftp().open(script_path, "w") as fh:
+                fh.chmod(0o600)  # before a byte is in it
                 fh.write(script)
         else:
             atomic_write(script_path, script.encode())
+            os.chmod(script_path, 0o600)
         self._preflight(remote, wave, files, packing.batch, site)
         record = {"wave": wave, "tasks": files, "batch": packing.batch,
                   "n_batches": packing.n_batches, "workers": workers, "arrays": []}
@@ -273,7 +285,7 @@ class SlurmBackend(Backend):
                    "sacct": self.accounting, "expected": pending}
         folder = os.path.join(self.run_dir, "results")
         if self.ssh is not None:
-            os.makedirs(folder, exist_ok=True)
+            os.makedirs(folder, mode=0o700, exist_ok=True)
             request["offsets"] = {n: os.path.getsize(os.path.join(folder, n))
                                   for n in os.listdir(folder)}
             # under the host's setup lines: squeue may need a `module load`
@@ -287,10 +299,12 @@ class SlurmBackend(Backend):
             answer = append_pulled(folder, res.stdout, self.where)
             if answer is None:
                 return
+            check_probe(answer, self.where)
         else:
             from ._slurm_probe import probe
 
             answer, _ = probe(**request)
+            check_probe(answer, self.where)
             # results are read in place here; their growth still counts as activity
             grown = _size_of(folder)
             answer["files"] = [["(all)", grown - self._results_size]]
@@ -435,9 +449,10 @@ class SlurmBackend(Backend):
                 if reason == "lost" and not self.claims.get(wave["wave"]):
                     message += (f". None of them claimed any batch: see their logs in "
                                 f"{self.remote_dir()}/logs on {self.where}. The run "
-                                "directory must be on a file system the compute nodes "
-                                "see (for slurm= without host=, put the cache there: "
-                                "PYJOULE_CACHE)")
+                                "directory must be visible to the compute nodes: see "
+                                "docs/slurm.md (\"Where the run directory lives\") for "
+                                "the layouts that work; keep the cache itself (its "
+                                "SQLite index) on a local disk")
                 out[pid] = {"reason": reason, "message": message, "log_path": None}
                 continue
             state = self.states.get(task, "LOST")
@@ -453,14 +468,16 @@ class SlurmBackend(Backend):
         local_dir = os.path.join(self.run_dir, "logs")
         if self.ssh is None or not tasks:
             return {t: os.path.join(local_dir, f"{t}.out") for t in tasks}
-        os.makedirs(local_dir, exist_ok=True)
+        os.makedirs(local_dir, mode=0o700, exist_ok=True)
         remote = self.remote_dir()
         out = {}
         sftp = self.ssh._conn().sftp()
-        for task in sorted(tasks):
+        for task in sorted(tasks):  # task ids checked by check_probe: plain names
             path = os.path.join(local_dir, f"{task}.out")
             try:
-                sftp.get(f"{remote}/logs/{task}.out", path)
+                with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                          "wb") as fh:
+                    sftp.getfo(f"{remote}/logs/{task}.out", fh)
                 out[task] = path
             except OSError:
                 pass

@@ -10,6 +10,11 @@ connection or a closed laptop does not stop it. While the run is watched, each
 remote records exactly as local ones, torn tails included. ``cancel`` kills the
 remote process group; ``tidy`` removes the remote run directory once everything is
 ingested (keeping the log when something failed).
+
+The run directory on the host is private (0700, files 0600); the values of
+``pj.Host(env=...)`` go into its ``host.env`` through stdin, and the registry here
+keeps their names only. The scripts run there are in :mod:`._host_scripts`; what
+they answer is checked by :mod:`._names` before it touches a local path.
 """
 
 from __future__ import annotations
@@ -21,85 +26,19 @@ import re
 import shlex
 import time
 
+from .._errors import HostError
+from . import _host_scripts as scripts
+from ._names import check_result_files
 from .base import Backend, load_failure
 
 log = logging.getLogger("pyjoule")
-
-# Start the worker detached: its own session (setsid), immune to the SSH session's end
-# (nohup, stdin from /dev/null). The user's setup lines (their own shell, e.g.
-# `module load`) run first; everything else arrives as quoted positional arguments.
-# A setup line that fails ends the script (set -e): the EXIT trap then names it.
-_START = """set -e
-run_dir=$1; project=$2; shift 2
-cd "$project"
-{setup}
-"$@" --check  # pre-flight: the function and its modules load here, or we stop now
-setsid nohup "$@" </dev/null >>"$run_dir/worker.log" 2>&1 &
-# written here too, so that a poll before the worker writes its own sees it alive
-echo "$!" > "$run_dir/worker.pid"
-echo $!
-"""
-
-# Pull what was appended to the result files since the given offsets. Standard library
-# only; prints one JSON line, then the new bytes of each file in the order listed.
-_PULL = r"""
-import json, os, sys
-run_dir, offsets = sys.argv[1], json.loads(sys.argv[2])
-# alive is asked BEFORE the files are read: a worker found ended has written all
-# it ever will, so this pull has everything
-alive = False
-if not os.path.exists(os.path.join(run_dir, "exit")):
-    try:
-        pid = int(open(os.path.join(run_dir, "worker.pid")).read().split()[0])
-        os.kill(pid, 0)
-        alive = True
-    except (OSError, ValueError, IndexError):
-        alive = False
-folder = os.path.join(run_dir, "results")
-names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-chunks, sizes = [], {}
-for name in names:
-    with open(os.path.join(folder, name), "rb") as fh:
-        fh.seek(offsets.get(name, 0))
-        data = fh.read()
-    chunks.append(data)
-    sizes[name] = len(data)
-out = sys.stdout.buffer
-out.write(json.dumps({"files": [[n, sizes[n]] for n in names], "alive": alive}).encode()
-          + b"\n")
-for data in chunks:
-    out.write(data)
-"""
-
-# Stop the worker's process group: SIGTERM (the supervisor kills its children and
-# writes its exit code), then SIGKILL what is left after 2 s.
-_CANCEL = r"""
-import os, signal, sys, time
-try:
-    pid = int(open(os.path.join(sys.argv[1], "worker.pid")).read().split()[0])
-except (OSError, ValueError, IndexError):
-    sys.exit(0)
-for sig in (signal.SIGTERM, signal.SIGKILL):
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        sys.exit(0)
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            sys.exit(0)
-        time.sleep(0.05)
-"""
-
 
 _SETUP_FAILED = re.compile(r"^@pyjoule-setup-failed (\d+) (\d+)$", re.M)
 
 
 def setup_script(lines) -> str:
-    """The setup lines for ``_START``, each preceded by its number, so that the EXIT
-    trap can tell which one failed (the lines themselves are left untouched)."""
+    """The setup lines for ``scripts.START``, each preceded by its number, so that
+    the EXIT trap can tell which one failed (the lines themselves are left untouched)."""
     if not lines:
         return ""
     out = ["trap 'c=$?; [ $c = 0 ] || echo \"@pyjoule-setup-failed $pj_setup $c\" >&2' EXIT"]
@@ -135,17 +74,39 @@ def append_pulled(folder: str, answer: bytes, where: str) -> dict | None:
     their new bytes) to the local copies in ``folder``; return the JSON, or None when
     the answer came back incomplete (the next pull asks again from the same offsets)."""
     head, _, body = answer.partition(b"\n")
-    meta = json.loads(head)
+    try:
+        meta = json.loads(head)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise HostError(f"{where} answered a pull with {head[:200]!r}, not the JSON "
+                        "line pyjoule's script prints: nothing was written")
+    check_result_files(meta.get("files"), where)
     if len(body) != sum(size for _, size in meta["files"]):
         log.warning("incomplete pull from %s; trying again at the next poll", where)
         return None
     pos = 0
     for name, size in meta["files"]:
         if size:
-            with open(os.path.join(folder, name), "ab") as fh:
+            fd = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                         0o600)
+            with os.fdopen(fd, "ab") as fh:
                 fh.write(body[pos:pos + size])
         pos += size
     return meta
+
+
+def put_private(conn, local_dir: str, remote: str, names) -> None:
+    """Copy ``names`` from ``local_dir`` into ``remote`` over SFTP, each file made
+    0600 before a byte is written (the SFTP server would create it 0644)."""
+    sftp = conn.sftp()
+    for name in names:
+        with open(os.path.join(local_dir, name), "rb") as src, \
+                sftp.open(f"{remote}/{name}", "wb") as dst:
+            dst.chmod(0o600)
+            dst.set_pipelined(True)
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
 
 
 _cpus: dict = {}  # endpoint -> CPUs of the host (asked once per process)
@@ -157,12 +118,14 @@ class SSHBackend(Backend):
     cpus = 1
 
     def __init__(self, host, *, project: str, python: str, lib: str,
-                 run_dir: str | None = None):
+                 run_dir: str | None = None, env_names=None):
         from .._transport.hosts import Host
 
         self.host = Host.of(host)
         self.project, self.python, self.lib = project, python, lib
         self.run_dir = run_dir
+        # the names of pj.Host(env=...): a process that follows the run knows only these
+        self.env_names = sorted(env_names if env_names is not None else self.host.env)
         self._alive: bool | None = None
 
     # ------------------------------------------------------------- setting up
@@ -201,14 +164,16 @@ class SSHBackend(Backend):
         return backend
 
     def describe(self) -> dict:
-        """What a later process needs to follow the run (stored in the registry)."""
+        """What a later process needs to follow the run (stored in the registry). Of
+        pj.Host(env=...) only the names: the values stay in memory and in the run's
+        private ``host.env`` on the host."""
         h = self.host
         from .._transport.hosts import default_ssh_config
 
         # the config in use now (PYJOULE_SSH_CONFIG, say), for a process without it
         config_path = h.ssh_config or default_ssh_config()
         return {"ssh": {"target": h.target, "ssh_config": str(config_path),
-                        "workdir": h.workdir, "setup": list(h.setup), "env": h.env,
+                        "workdir": h.workdir, "setup": list(h.setup), "env_names": self.env_names,
                         "project": self.project, "python": self.python, "lib": self.lib}}
 
     @classmethod
@@ -216,10 +181,11 @@ class SSHBackend(Backend):
         from .._transport.hosts import Host
 
         d = description["ssh"]
+        # "env" (with values) is how runs registered before 0.x kept it
         host = Host(d["target"], workdir=d["workdir"], ssh_config=d["ssh_config"] or None,
                     setup=d.get("setup", ()), env=d.get("env", {}))
         return cls(host, project=d["project"], python=d["python"], lib=d["lib"],
-                   run_dir=run_dir)
+                   run_dir=run_dir, env_names=d.get("env_names", sorted(host.env)))
 
     def _conn(self):
         from .._transport import ssh
@@ -235,25 +201,23 @@ class SSHBackend(Backend):
         self.run_dir = run_dir
         conn = self._conn()
         remote = self.remote_dir()
-        conn.run(["mkdir", "-p", f"{remote}/results"])
-        conn.run(["rm", "-f", f"{remote}/exit"])  # a retry's previous exit code
-        sftp = conn.sftp()
-        for name in ["payload.pkl", *(task_files or ["tasks.pkl"])]:
-            sftp.put(os.path.join(run_dir, name), f"{remote}/{name}")
+        env_file = self.send_run(run_dir, ["payload.pkl", *(task_files or ["tasks.pkl"])])
         argv = ["env", f"PYTHONPATH={self.lib}:{self.project}",
-                *(f"{k}={v}" for k, v in self.host.env.items()),
                 self.python, "-m", "pyjoule.worker", remote, "--workers", str(workers)]
         if task_files:
             argv += ["--tasks", *task_files]
-        script = _START.format(setup=setup_script(self.host.setup))
-        res = self._start_once(conn, ["sh", "-c", script, "sh", remote, self.project, *argv],
-                               remote)
+        script = scripts.START.replace("{setup}", setup_script(self.host.setup))
+        res = self._start_once(conn, ["sh", "-c", script, "sh", remote, self.project,
+                                      "none" if env_file is None else "keep", *argv], remote)
         if res is None:  # the connection dropped, but the worker had been started
             self._alive = True
             return
         if res.returncode != 0:
             from .._errors import RemoteCommandError
+            from .._transport.shell import mask
 
+            # a setup line or an import may have printed a value: errors show ***
+            res.stderr = mask(res.stderr, self.host.env.values())
             failed = setup_failure(res, self.host.setup, str(conn.endpoint))
             if failed is not None:
                 raise failed
@@ -263,6 +227,29 @@ class SSHBackend(Backend):
         log.debug("run %s: worker started on %s (pid %s)", os.path.basename(run_dir),
                   conn.endpoint, pid)
         self._alive = True
+
+    def send_run(self, run_dir: str, files: list[str]) -> str | None:
+        """Make the run directory on the host (0700), give it pj.Host(env=...) as its
+        host.env (0600, through stdin: a process that knows only the names checks it
+        is there) and copy ``files`` (0600). Returns the path of host.env, None when
+        the run has no env. Two commands and the copies."""
+        from .._transport.shell import env_input
+        from .._transport.ssh import remote_error
+
+        conn, remote = self._conn(), self.remote_dir()
+        mode = "send" if self.host.env else "keep" if self.env_names else "none"
+        res = conn.run(["sh", "-c", scripts.PREPARE, "sh", remote, mode], check=False,
+                       input=env_input(self.host.env) if mode == "send" else None)
+        if res.returncode != 0:
+            if scripts.NO_ENV in res.stderr:
+                raise HostError(
+                    f"this process knows only the names of pj.Host(env=...) for this run "
+                    f"({', '.join(self.env_names)}; the run registry keeps no values), "
+                    f"and their values are no longer in {remote}/{scripts.ENV_FILE} on "
+                    f"{conn.endpoint}. Call again with the pj.Host that has them.")
+            raise remote_error(conn.endpoint, res, "making the run directory")
+        put_private(conn, run_dir, remote, files)
+        return None if mode == "none" else f"{remote}/{scripts.ENV_FILE}"
 
     def _start_once(self, conn, argv: list[str], remote: str):
         """Run the start command. If the connection drops meanwhile, start again only
@@ -285,9 +272,9 @@ class SSHBackend(Backend):
     def _pull(self) -> None:
         """Append what the host's result files gained to the local copies."""
         folder = os.path.join(self.run_dir, "results")
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
         offsets = {n: os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder)}
-        res = self._conn().run(["python3", "-c", _PULL, self.remote_dir(),
+        res = self._conn().run(["python3", "-c", scripts.PULL, self.remote_dir(),
                                 json.dumps(offsets)])
         meta = append_pulled(folder, res.stdout, self.host.target)
         if meta is not None:
@@ -310,7 +297,7 @@ class SSHBackend(Backend):
             time.sleep(min(left, 0.25))
 
     def cancel(self) -> None:
-        self._conn().run(["python3", "-c", _CANCEL, self.remote_dir()], check=False)
+        self._conn().run(["python3", "-c", scripts.CANCEL, self.remote_dir()], check=False)
         self._pull()
 
     def worker_log(self, run_dir: str) -> str | None:

@@ -90,20 +90,29 @@ def ensure_env(conn, host, root: Path, project_dest: str) -> str:
     argv = [uv, "sync", "--no-install-project", "--python", python, "--quiet"]
     if (Path(root) / "uv.lock").is_file():
         argv.insert(2, "--frozen")  # exactly the lock; without one uv resolves
-    env = {"UV_PROJECT_ENVIRONMENT": venv, "UV_PYTHON_DOWNLOADS": "never", **host.env}
+    env = {"UV_PROJECT_ENVIRONMENT": venv, "UV_PYTHON_DOWNLOADS": "never"}
     log.info("building the environment %s on %s with uv", venv, conn.endpoint)
-    res = conn.run(argv, env=env, cwd=project_dest, check=False, timeout=1800)
+    res = conn.run(argv, env=env, secret_env=host.env, cwd=project_dest, check=False,
+                   timeout=1800)
     if res.returncode != 0:
         raise _python_error(conn, python, res)
     # the worker's own imports, for a project that does not depend on pyjoule
-    _install(conn, uv, venv, worker_requirements(), env)
-    conn.run(["touch", f"{venv}/{READY}"])
+    _install(conn, uv, venv, worker_requirements(), env, host.env)
+    _ready(conn, venv)
     return f"{venv}/bin/python"
 
 
-def _install(conn, uv: str, venv: str, requirements: list[str], env: dict) -> None:
+def _ready(conn, venv: str) -> None:
+    """Mark ``venv`` complete, private first: uv hardlinks files from its cache, and
+    a cache older than pyjoule's ``umask 077`` has them readable by all."""
+    conn.run(["sh", "-c", 'chmod -R go-rwx "$1" && touch "$1/$2"', "sh", venv, READY])
+
+
+def _install(conn, uv: str, venv: str, requirements: list[str], env: dict,
+             secret_env: dict) -> None:
     res = conn.run([uv, "pip", "install", "--quiet", "--python", f"{venv}/bin/python",
-                    *requirements], env=env, check=False, timeout=1800)
+                    *requirements], env=env, secret_env=secret_env, check=False,
+                   timeout=1800)
     if res.returncode != 0:
         from .ssh import remote_error
 
@@ -149,14 +158,15 @@ def ensure_env_for(conn, host, requirements: list[str]) -> str:
     if conn.run(["test", "-f", f"{venv}/{READY}"], check=False).returncode == 0:
         return f"{venv}/bin/python"
     uv = find_uv(conn, host)
-    env = {"UV_PYTHON_DOWNLOADS": "never", **host.env}
+    env = {"UV_PYTHON_DOWNLOADS": "never"}
     log.info("building the environment %s on %s with uv (%s)", venv, conn.endpoint,
              ", ".join(requirements))
-    res = conn.run([uv, "venv", "--quiet", "--python", python, venv], env=env, check=False)
+    res = conn.run([uv, "venv", "--quiet", "--python", python, venv], env=env,
+                   secret_env=host.env, check=False)
     if res.returncode != 0:
         raise _python_error(conn, python, res)
-    _install(conn, uv, venv, requirements, env)
-    conn.run(["touch", f"{venv}/{READY}"])
+    _install(conn, uv, venv, requirements, env, host.env)
+    _ready(conn, venv)
     return f"{venv}/bin/python"
 
 

@@ -44,7 +44,10 @@ class Host:
         Shell lines run before the worker starts (``module load ...``). These are the
         user's own shell; everything pyjoule adds to a command is quoted.
     env : mapping
-        Environment variables for the worker.
+        Environment variables for the worker. The values are kept off disk on this
+        machine (the run registry keeps the names) and out of every command line on
+        the host: they reach it through stdin, into a private (0600) file in the run's
+        directory there, which the worker (and a retry) reads.
     uv : str, optional
         Path of uv on the host (default: found on ``PATH`` or in ``~/.local/bin``).
     install_uv : bool
@@ -84,6 +87,17 @@ class Host:
         for key in self.env:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise OptionError(f"pj.Host env: {key!r} is not a valid variable name")
+
+    def __repr__(self) -> str:
+        """Every field, but the env's values as ``***``: a repr ends up in logs,
+        tracebacks and notebooks, and those values are often tokens."""
+        shown = []
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name == "env":
+                value = {k: "***" for k in value}
+            shown.append(f"{name}={value!r}")
+        return f"Host({', '.join(shown)})"
 
     def __hash__(self) -> int:
         return hash((self.target, self.workdir, self.python, self.setup,

@@ -9,7 +9,8 @@ with back-off, by the next call.
 
 Every remote command goes through :meth:`Connection.run`, which takes an argument
 list and quotes each argument (``shlex.join``): no parameter value or path ever
-reaches the remote shell unquoted.
+reaches the remote shell unquoted. Its environment travels on stdin, never in an
+argv, and it runs under ``umask 077`` (:mod:`.shell`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Mapping, Sequence
 from .._errors import AuthenticationError, HostError, HostKeyError, RemoteCommandError
 from .hosts import Endpoint, Host, resolve
 from .local import Result
+from .shell import build_command, env_input, mask  # noqa: F401 - build_command: tests
 
 log = logging.getLogger("pyjoule")
 # paramiko logs the errors of its thread with tracebacks; with no logging set up they
@@ -314,32 +316,51 @@ class Connection:
     def run(self, argv: Sequence[str], *, input: bytes | None = None,
             timeout: float | None = None, check: bool = True,
             env: Mapping[str, str] | None = None, cwd: str | None = None,
-            idempotent: bool = True) -> Result:
+            idempotent: bool = True, secret_env: Mapping[str, str] | None = None) -> Result:
         """Run ``argv`` on the host; every argument is quoted.
 
-        ``cwd`` and ``env`` are applied with quoted ``cd``/``env``. With ``check``, a
+        ``cwd`` is applied with a quoted ``cd``. ``env`` and ``secret_env`` (the
+        user's ``pj.Host(env=...)``, whose values must not show anywhere) reach the
+        command through its stdin, never its argv (``ps`` on the host shows argv to
+        every user); logs and errors show their names with ``***``, and the values of
+        ``secret_env`` are masked in the stderr an error quotes. Every command runs
+        under ``umask 077``: what it creates on the host is private. With ``check``, a
         non-zero exit raises :class:`RemoteCommandError` showing the command, the exit
         code and the last lines of stderr. If the connection drops meanwhile, an
         ``idempotent`` command is run again once reconnected.
         """
-        command = build_command(argv, env=env, cwd=cwd and self.expand(cwd))
+        full_env = {**(env or {}), **(secret_env or {})}
+        cwd = cwd and self.expand(cwd)
+        command = build_command(argv, env=full_env, cwd=cwd)
+        if full_env:
+            if input is not None:
+                raise ValueError("a command given env= reads it from stdin: it cannot "
+                                 "take input= too")
+            input = env_input(full_env)
+        shown = build_command(argv, cwd=cwd, shown_env=full_env)
         for attempt in (1, 2):
             try:
-                result = self._exec(command, input, timeout)
+                result = self._exec(command, input, timeout, shown)
                 break
             except ConnectionLost:
                 if attempt == 2 or not idempotent:
                     raise
+        if secret_env:
+            result.stderr = mask(result.stderr, secret_env.values())
         if check and result.returncode != 0:
             raise remote_error(self.endpoint, result)
         return result
 
-    def _exec(self, command: str, input: bytes | None, timeout: float | None) -> Result:
+    def _exec(self, command: str, input: bytes | None, timeout: float | None,
+              shown: str | None = None) -> Result:
+        """Run the shell text ``command``; ``shown`` is what logs and errors say of
+        it (the same without the values of its environment)."""
         import paramiko
 
+        shown = shown or command
         self.ensure()
         log.debug("ssh %s: %s", self.endpoint.alias,
-                  command if len(command) < 300 else command[:300] + " ...")
+                  shown if len(shown) < 300 else shown[:300] + " ...")
         try:
             chan = self.transport.open_session(timeout=self.endpoint.connect_timeout)
             chan.exec_command(command)
@@ -379,20 +400,20 @@ class Connection:
                     if wait <= 0:
                         raise RemoteCommandError(
                             f"command on {self.endpoint} timed out after {timeout:g} s: "
-                            f"{command}", command)
+                            f"{shown}", shown)
                     select.select([chan], [], [], min(wait, 1.0))
             code = chan.recv_exit_status() if chan.exit_status_ready() else -1
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self.close()
             raise ConnectionLost(f"connection to {self.endpoint} dropped while running "
-                                 f"{command}: {exc}") from exc
+                                 f"{shown}: {exc}") from exc
         finally:
             chan.close()
         if code == -1:
             self.close()
             raise ConnectionLost(f"connection to {self.endpoint} dropped while running "
-                                 f"{command}")
-        return Result(command, code, b"".join(out), b"".join(err))
+                                 f"{shown}")
+        return Result(shown, code, b"".join(out), b"".join(err))
 
     def sftp(self):
         """The SFTP session on this connection (opened once, reopened after a drop)."""
@@ -428,19 +449,6 @@ class Connection:
                     except Exception:  # noqa: BLE001 - closing a broken connection
                         pass
             self._sftp = self.transport = None
-
-
-def build_command(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-                  cwd: str | None = None) -> str:
-    """The shell text for ``argv``: every argument, path and value quoted."""
-    if isinstance(argv, str):
-        raise TypeError("pass the command as a list of arguments, not a string: "
-                        "each argument is quoted for the remote shell")
-    words = [str(a) for a in argv]
-    if env:
-        words = ["env", *(f"{k}={v}" for k, v in env.items()), *words]
-    command = shlex.join(words)
-    return f"cd {shlex.quote(cwd)} && {command}" if cwd else command
 
 
 def remote_error(endpoint: Endpoint, result: Result, what: str = "command") -> \

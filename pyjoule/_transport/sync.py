@@ -39,12 +39,31 @@ EXCLUDED_FILES = ("*.pyc", "*.pyo", MANIFEST, CONTROL)
 
 # Runs on the host: unpack the tar from stdin into DEST, delete what the client
 # deleted, write the new manifest last (atomically), so an interrupted sync is
-# simply repeated in full next time.
+# simply repeated in full next time. Every member and every deletion must stay
+# inside DEST (real paths, no symlink escapes); what it creates is private (0700 /
+# 0600, keeping only the owner's execute bit of a file).
 _RECEIVER = r"""
 import json, os, sys, tarfile
+os.umask(0o077)
 dest = sys.argv[1]
-os.makedirs(dest, exist_ok=True)
+os.makedirs(dest, mode=0o700, exist_ok=True)
 real = os.path.realpath(dest)
+
+
+def inside(name):
+    # the real folder of name (symlinks resolved) must be DEST or under it; the last
+    # part itself is not followed: deleting a link removes the link, not its target
+    if not name or os.path.isabs(name) or "\0" in name:
+        return None
+    folder, base = os.path.split(os.path.join(dest, name))
+    if base in ("", ".", ".."):
+        return None
+    parent = os.path.realpath(folder)
+    if parent != real and not parent.startswith(real + os.sep):
+        return None
+    return os.path.join(parent, base)
+
+
 with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
     if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: no links, devices, escapes
         tar.extraction_filter = tarfile.data_filter
@@ -56,10 +75,14 @@ with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
         path = os.path.realpath(os.path.join(dest, member.name))
         if not path.startswith(real + os.sep) or not (member.isfile() or member.isdir()):
             sys.exit("refusing tar member %r" % member.name)
+        member.mode = 0o700 if member.isdir() else 0o600 | (member.mode & 0o100)
         tar.extract(member, dest, set_attrs=True)
+bad = [name for name in control["deleted"] if inside(name) is None]
+if bad:
+    sys.exit("refusing to delete %r: not a path inside %s" % (bad[0], dest))
 for name in control["deleted"]:
     try:
-        os.unlink(os.path.join(dest, name))
+        os.unlink(inside(name))
     except FileNotFoundError:
         pass
 tmp = os.path.join(dest, ".pyjoule-manifest.json.tmp")
@@ -67,6 +90,14 @@ with open(tmp, "w") as fh:
     json.dump(control["manifest"], fh)
 os.replace(tmp, os.path.join(dest, ".pyjoule-manifest.json"))
 """
+
+
+def plain_relative(name: str) -> bool:
+    """Whether ``name`` (from a host's manifest) is a relative path with no ``..``,
+    empty or absolute part: the only kind a sync ever deletes."""
+    if not isinstance(name, str) or not name or "\0" in name or name.startswith("/"):
+        return False
+    return all(part not in ("", ".", "..") for part in name.split("/"))
 
 
 @dataclass
@@ -187,8 +218,15 @@ def sync(conn, root: Path, dest: str, exclude: Sequence[str] = ()) -> SyncStats:
         remote = json.loads(res.stdout) if res.returncode == 0 else {}
     except ValueError:
         remote = {}  # damaged: send everything again
-    changed = [n for n, m in local.items() if remote.get(n, [None, None, None])[2] != m[2]]
-    deleted = [n for n in remote if n not in local]
+    if not isinstance(remote, dict):
+        remote = {}
+    changed = [n for n, m in local.items() if _digest(remote.get(n)) != m[2]]
+    strange = [n for n in remote if not plain_relative(n)]
+    if strange:  # the host's manifest names a path outside the project: never delete it
+        log.warning("the manifest on %s in %s lists %d path(s) outside the project "
+                    "(such as %r); ignoring them", conn.endpoint, dest, len(strange),
+                    strange[0])
+    deleted = [n for n in remote if n not in local and plain_relative(n)]
     stats = SyncStats(files=len(local), sent=len(changed), deleted=len(deleted),
                       changed=changed)
     if changed or deleted or res.returncode != 0:
@@ -203,6 +241,11 @@ def sync(conn, root: Path, dest: str, exclude: Sequence[str] = ()) -> SyncStats:
               root, dest, stats.files, stats.sent, stats.bytes_sent, stats.deleted,
               stats.seconds)
     return stats
+
+
+def _digest(entry) -> str | None:
+    """The sha256 of a manifest entry [size, mtime, sha256] (None if malformed)."""
+    return entry[2] if isinstance(entry, list) and len(entry) == 3 else None
 
 
 def _tar(root: Path, names: Sequence[str], control: dict) -> bytes:
