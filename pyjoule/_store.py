@@ -62,10 +62,8 @@ CREATE TABLE IF NOT EXISTS runs (
     run_dir TEXT, state TEXT, total INTEGER, cached INTEGER, done INTEGER,
     failed INTEGER, workers INTEGER, submitted REAL, finished REAL, job_ids TEXT,
     offsets TEXT, options TEXT);
-CREATE TABLE IF NOT EXISTS claims (
-    func_id TEXT, pset_id TEXT, run_id TEXT,
-    PRIMARY KEY (func_id, pset_id)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS claims_run ON claims(run_id);
+CREATE TABLE IF NOT EXISTS claims (func_id TEXT, run_id TEXT, ids BLOB);
+CREATE INDEX IF NOT EXISTS claims_func ON claims(func_id);
 """
 
 BOOKKEEPING = ("runtime_s", "started", "finished", "host", "run_id")
