@@ -680,7 +680,7 @@ class Store:
                              (run_id,)).fetchone()
             if row is None or row[1] is not None:
                 return None
-            options = json.loads(row[2]) if row[2] else {}
+            options = (json.loads(row[2]) if row[2] else None) or {}
             previous = row[0]
             if previous == "finishing" and not _claims.process_alive(options.get("finisher")):
                 previous = options.get("finishing_from", "running")
