@@ -260,20 +260,23 @@ class Experiment:
             else "inprocess" if opts["workers"] == 0 else "pool"
         # planning claims the psets to run for a new run (nothing is run twice): it
         # must be launched or abandoned
-        plan = _dispatch.plan(store, func_id, self._signature, space, config.get("limit"),
-                              run={"name": self.name, "backend": backend_name,
-                                   "host": getattr(opts["host"], "target", "local")})
-        own = None
-        if plan.to_run:
-            try:
+        plan = own = None
+        try:
+            plan = _dispatch.plan(store, func_id, self._signature, space,
+                                  config.get("limit"),
+                                  run={"name": self.name, "backend": backend_name,
+                                       "host": getattr(opts["host"], "target", "local")})
+            if plan.to_run:
                 backend = self._backend(backend_name, opts, plan)
                 own = _dispatch.LiveRun(store, _dispatch.launch(
                     store, func=self._func, func_id=func_id, name=self.name, plan_=plan,
                     backend=backend, options=opts, by_value=self._identity().modules),
                     backend)
-            except BaseException:
+        except BaseException:
+            if plan is not None:
                 _dispatch.abandon(store, plan)  # a no-op once the backend started
-                raise
+            raise
+        if own is not None:
             # capture=False: the pool's prints show here, as from a plain function
             own.relay_output = not opts["capture"] and backend_name == "pool"
         return Run(store, plan, own, [_dispatch.LiveRun(store, r) for r in plan.in_flight],

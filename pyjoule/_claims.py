@@ -175,8 +175,10 @@ def abandon(store, run_id: str) -> None:
     import shutil
 
     with store._tx() as db:
+        if db.execute("DELETE FROM runs WHERE run_id=? AND state='starting'",
+                      (run_id,)).rowcount == 0:
+            return  # it started after all (or was settled): its claims are its own
         db.execute("DELETE FROM claims WHERE run_id=?", (run_id,))
-        db.execute("DELETE FROM runs WHERE run_id=? AND state='starting'", (run_id,))
     shutil.rmtree(store.root / "runs" / run_id, ignore_errors=True)
 
 

@@ -121,9 +121,14 @@ def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
     missing = [i for i, pid in enumerate(ids) if pid not in found]
     result = Plan(func_id, psets, ids, found)
     if store is not None and missing:
-        result.run_id, result.in_flight, missing, newly = _claims.claim(
-            store, func_id, ids, missing, run or {"name": "", "backend": "pool",
-                                                  "host": "local"}, limit)
+        try:  # a Ctrl-C just after the claim committed must not leave it behind
+            with sigint_deferred():
+                result.run_id, result.in_flight, missing, newly = _claims.claim(
+                    store, func_id, ids, missing, run or {"name": "", "backend": "pool",
+                                                          "host": "local"}, limit)
+        except KeyboardInterrupt:
+            abandon(store, result)
+            raise
         found.update(newly)
         if result.in_flight:
             log.info("attaching to %d run(s) already computing some of these psets",
