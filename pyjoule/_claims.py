@@ -90,11 +90,14 @@ _CHUNK = 1 << 20  # ids per claims row
 
 
 def claim(store, func_id: str, ids: list[str], missing: list[int], run: dict | None,
-          limit: int | None = None) -> tuple[str | None, list[dict], list[int], dict]:
+          limit: int | None = None, registered: dict | None = None,
+          ) -> tuple[str | None, list[dict], list[int], dict]:
     """Claim the psets ``missing`` (indices into ``ids``) that nobody has, for a new
     run registered ``starting`` (``run``: its registry fields; None: claim nothing).
 
-    Returns ``(run_id, runs to attach to, indices claimed, newly cached)``. Claims of
+    Returns ``(run_id, runs to attach to, indices claimed, newly cached)``; the run id
+    also goes into ``registered`` as soon as it is written (for the caller to
+    abandon it should an exception cut this short after the commit). Claims of
     runs that are not known alive are judged outside the transaction (that may mean
     asking a host or the scheduler), dead runs finished, and the claim tried again.
     """
@@ -119,6 +122,8 @@ def claim(store, func_id: str, ids: list[str], missing: list[int], run: dict | N
                 run_id = None
                 if mine and run is not None:
                     run_id = _register(db, store, func_id, [ids[i] for i in mine], run)
+                    if registered is not None:  # for the caller, should this be cut short
+                        registered["run_id"] = run_id
                 attach = [live[r] for r in dict.fromkeys(owners.values())]
                 return run_id, attach, mine, newly
         for run_id in unjudged:
@@ -266,3 +271,38 @@ def settle_transient(store) -> int:
         db.execute("DELETE FROM claims WHERE run_id NOT IN (SELECT run_id FROM runs WHERE "
                    "finished IS NULL AND state IN (?,?,?,?))", ACTIVE)
     return settled
+
+
+class StartingBackend:
+    """The backend of a run another process is still starting (see LiveRun)."""
+
+    name = "starting"
+    ended = False
+    queries = None
+
+    def alive(self) -> bool:
+        return not self.ended
+
+    def wait(self, timeout_s: float) -> bool:
+        return self.ended
+
+    def cancel(self) -> None:
+        pass
+
+    def settle(self) -> None:
+        pass
+
+    def tidy(self, keep_log: bool) -> None:
+        pass
+
+    def job_ids(self) -> None:
+        return None
+
+    def running_slots(self) -> int:
+        return 0
+
+    def worker_log(self, run_dir: str) -> None:
+        return None
+
+    def orphan_reasons(self, pset_ids: list[str]) -> dict:
+        return {}

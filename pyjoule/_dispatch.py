@@ -9,23 +9,20 @@ the cache and, once the worker has ended, accounts for every pset it was given.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import inspect
 import logging
 import os
 import pickle
 import shutil
-import signal
 import sqlite3
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from . import _claims, _hashing, _records, _space, _unfinished
+from . import _claims, _hashing, _interrupt, _records, _space, _unfinished
 from ._errors import OptionError, SerializationError
 from ._store import Store, atomic_write
 
@@ -121,13 +118,14 @@ def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
     missing = [i for i, pid in enumerate(ids) if pid not in found]
     result = Plan(func_id, psets, ids, found)
     if store is not None and missing:
-        try:  # a Ctrl-C just after the claim committed must not leave it behind
-            with sigint_deferred():
-                result.run_id, result.in_flight, missing, newly = _claims.claim(
-                    store, func_id, ids, missing, run or {"name": "", "backend": "pool",
-                                                          "host": "local"}, limit)
-        except KeyboardInterrupt:
-            abandon(store, result)
+        registered: dict = {}
+        try:
+            result.run_id, result.in_flight, missing, newly = _claims.claim(
+                store, func_id, ids, missing, run or {"name": "", "backend": "pool",
+                                                      "host": "local"}, limit, registered)
+        except BaseException:  # e.g. a Ctrl-C just after the claim was committed
+            if registered:
+                _claims.abandon(store, registered["run_id"])
             raise
         found.update(newly)
         if result.in_flight:
@@ -370,7 +368,7 @@ class LiveRun:
         self._starting = backend is None and rec.get("state") == "starting"
         if self._starting:
             self.rec = dict(rec, state="running")
-            self.backend = _Starting()
+            self.backend = _claims.StartingBackend()
         else:
             self.backend = backend or make_backend(rec["backend"], self.run_dir,
                                                    rec.get("options"))
@@ -547,15 +545,16 @@ class LiveRun:
         orphans = [pid for pid in tasks if pid not in found and pid not in reported]
         if not orphans:
             return 0
+        known = self.backend.orphan_reasons(orphans)
         if state == "cancelled":  # one row for them all, however many (_unfinished)
+            logs = {p: why["log_path"] for p, why in known.items() if why.get("log_path")}
             key, record = _unfinished.encode(
                 "cancelled", "the run was cancelled before this pset finished",
-                list(tasks), orphans, self._task_files)
+                list(tasks), orphans, self._task_files, logs)
             self.store.add_unfinished(self.run_id, self.rec["func_id"], key, record)
             return len(orphans)
         from .worker import failure_record
 
-        known = self.backend.orphan_reasons(orphans)
         recs = []
         for pid in orphans:
             why = known.get(pid)
@@ -626,67 +625,12 @@ class LiveRun:
         """Stop the run's work, ingest what finished, record the rest as cancelled.
         A Ctrl-C meanwhile waits until that is through (then raises): a run is
         never left half-finished by an impatient second Ctrl-C."""
-        with sigint_deferred():
+        with _interrupt.sigint_deferred():
             self.rec["state"] = "cancelled"
             _claims.mark_cancelled(self.store, self.run_id)
             self.backend.cancel()
             self.poll()
             self.finish("cancelled")
-
-
-class _Starting:
-    """The backend of a run another process is still starting (see LiveRun)."""
-
-    name = "starting"
-    ended = False
-    queries = None
-
-    def alive(self) -> bool:
-        return not self.ended
-
-    def wait(self, timeout_s: float) -> bool:
-        return self.ended
-
-    def cancel(self) -> None:
-        pass
-
-    def settle(self) -> None:
-        pass
-
-    def tidy(self, keep_log: bool) -> None:
-        pass
-
-    def job_ids(self) -> None:
-        return None
-
-    def running_slots(self) -> int:
-        return 0
-
-    def worker_log(self, run_dir: str) -> None:
-        return None
-
-    def orphan_reasons(self, pset_ids: list[str]) -> dict:
-        return {}
-
-
-@contextlib.contextmanager
-def sigint_deferred():
-    """Hold a Ctrl-C (SIGINT) until the block is through, then deliver it. Only in
-    the main thread (elsewhere Python delivers no SIGINT anyway)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list = []
-    previous = signal.signal(signal.SIGINT, lambda *sig: caught.append(sig))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        if callable(previous):
-            previous(*caught[0])
-        elif previous != signal.SIG_IGN:
-            raise KeyboardInterrupt
 
 
 def _tidy(run_dir: str, keep_log: bool, keep_tasks: bool = False) -> None:

@@ -44,22 +44,30 @@ def read_tasks(run_dir: str, names: list[str] | None = None) -> dict[str, dict]:
 
 
 def encode(reason: str, message: str, order: list[str], unfinished: Iterable[str],
-           files: list[str] | None) -> tuple[str, dict]:
+           files: list[str] | None, logs: dict[str, str] | None = None,
+           ) -> tuple[str, dict]:
     """The failure row ``(pset_id key, record)`` for the psets ``unfinished`` of a
     run whose tasks, read from ``files``, are ``order``; with ``files=None`` (no task
-    files) the ids themselves are kept."""
+    files) the ids themselves are kept. ``logs``: the log that had a pset, where the
+    backend knows (a SLURM array task's), kept as an index into the distinct ones."""
     import numpy as np
 
     left = set(unfinished)
     record = {"reason": reason, "error_type": ERROR_TYPES.get(reason, "WorkerLost"),
               "message": message, "finished": time.time(), "n": len(left),
               "files": files, "host": os.uname().nodename, "pid": os.getpid()}
+    chosen = [p for p in order if p in left]
     if files is None:
-        record["ids"] = zlib.compress("\n".join(p for p in order if p in left).encode())
+        record["ids"] = zlib.compress("\n".join(chosen).encode())
     else:
         index = np.fromiter((i for i, p in enumerate(order) if p in left), np.int64)
         deltas = np.diff(index, prepend=0).astype(np.uint32)
         record["index"] = zlib.compress(deltas.tobytes())
+    if logs:
+        paths = sorted(set(logs.values()))
+        number = {path: i + 1 for i, path in enumerate(paths)}  # 0: none
+        which = np.fromiter((number.get(logs.get(p), 0) for p in chosen), np.uint32)
+        record["logs"], record["log_index"] = paths, zlib.compress(which.tobytes())
     return MARK + reason, record
 
 
@@ -85,4 +93,11 @@ def expand(record: dict, run_id: str, run_dir: str | None) -> list[dict]:
             "pid": record.get("pid"), "stdout": "", "stderr": "",
             "error_type": record["error_type"], "message": record["message"],
             "traceback": "", "reason": record["reason"], "run_id": run_id}
-    return [dict(base, pset_id=p, kwargs=tasks.get(p, {})) for p in ids]
+    out = [dict(base, pset_id=p, kwargs=tasks.get(p, {})) for p in ids]
+    if record.get("logs"):
+        paths = [None, *record["logs"]]
+        which = np.frombuffer(zlib.decompress(record["log_index"]), np.uint32).tolist()
+        for rec, i in zip(out, which):
+            if i:
+                rec["log_path"] = paths[i]
+    return out
