@@ -41,6 +41,11 @@ def me() -> dict:
     return {"host": _HOST, "pid": pid, "start": process_start_time(pid)}
 
 
+def here(proc: dict) -> bool:
+    """Whether the recorded process is (or was) on this machine."""
+    return proc.get("host") == _HOST
+
+
 def process_alive(proc: dict | None) -> bool:
     """Whether the recorded process still runs. Unknown (no record, another host's
     process) counts as alive: a run is taken for dead only on evidence."""

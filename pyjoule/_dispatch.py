@@ -271,7 +271,7 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
             rec["job_ids"] = fields["job_ids"] = backend.job_ids()
             store.update_run(run_id, **fields)
             registered = True
-    except BaseException:
+    except BaseException as exc:
         if not started:  # nothing started: leave nothing behind either
             try:
                 backend.tidy(keep_log=False)
@@ -280,6 +280,9 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
             abandon(store, plan_)
         elif not registered:  # started (and computing on): others must see it running
             store.update_run(run_id, **fields)
+        elif backend.name == "inprocess" and isinstance(exc, KeyboardInterrupt):
+            # Ctrl-C in the function itself: cancelled, as a pool's map would be
+            LiveRun(store, dict(rec, offsets={}), backend).cancel()
         raise
     rec["offsets"] = {}
     return rec

@@ -209,3 +209,63 @@ def test_cache_gc_finishes_a_run_a_crash_left_finishing(cache_dir, weird_tmp_pat
     with _db(cache_dir) as db:
         assert db.execute("SELECT state, done FROM runs").fetchall() == [("done", 10)]
         assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+
+
+def test_pyjoule_cancel_stops_an_in_process_run_of_another_process(cache_dir,
+                                                                  weird_tmp_path):
+    proc = _start(weird_tmp_path, """
+        import sys, time, pyjoule as pj
+
+        @pj.experiment(workers=0, progress=False)
+        def nap(i):
+            time.sleep(0.05)
+            return i
+
+        print("ready", flush=True)
+        try:
+            nap.sweep(i=range(2000))
+            print("finished", flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(130)
+    """)
+    assert proc.stdout.readline().strip() == "ready"
+    _computing(cache_dir)
+    (run_dir,) = (cache_dir / "runs").iterdir()
+    cancel = subprocess.run([sys.executable, "-m", "pyjoule", "cancel", run_dir.name],
+                            cwd=weird_tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            capture_output=True, text=True, timeout=120)
+    assert cancel.returncode == 0, cancel.stderr
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in out, err
+    with _db(cache_dir) as db:
+        (state, done, failed), = db.execute("SELECT state, done, failed FROM runs")
+        assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+    assert state == "cancelled" and 0 < done < 2000 and done + failed == 2000
+
+
+def test_ctrl_c_in_an_in_process_map_cancels_its_run(cache_dir, weird_tmp_path):
+    proc = _start(weird_tmp_path, """
+        import sys, time, pyjoule as pj
+
+        @pj.experiment(workers=0, progress=False)
+        def nap(i):
+            time.sleep(0.05)
+            return i
+
+        print("ready", flush=True)
+        try:
+            nap.sweep(i=range(2000))
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(130)
+    """)
+    assert proc.stdout.readline().strip() == "ready"
+    _computing(cache_dir)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    with _db(cache_dir) as db:
+        (state, done, failed), = db.execute("SELECT state, done, failed FROM runs")
+        assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+    assert state == "cancelled" and 0 < done < 2000 and done + failed == 2000

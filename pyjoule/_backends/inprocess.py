@@ -43,4 +43,18 @@ class InProcessBackend(Backend):
         return True
 
     def cancel(self) -> None:
-        pass  # it runs in its driver's main thread: only that process can stop it
+        """From another process (``pyjoule cancel``): the run computes in its driver's
+        main thread, so interrupt the driver (checked by pid and start time) as a
+        Ctrl-C would, and wait for it to stop; its psets stay claimed until then."""
+        import signal
+
+        from .._claims import here, process_alive
+
+        if not self.driver or not here(self.driver) or self.driver["pid"] == os.getpid():
+            return
+        if self.alive() and process_alive(self.driver):
+            try:
+                os.kill(int(self.driver["pid"]), signal.SIGINT)
+            except OSError:
+                return
+            self.wait(30)
