@@ -25,9 +25,11 @@ from conftest import REPO, run_script
 SCRIPT = """
     import os, sys, time, pyjoule as pj
 
-    WORKERS = int(os.environ["WORKERS"])
+    OPTIONS = {"workers": int(os.environ["WORKERS"])}
+    if os.environ.get("BACKEND") == "slurm":
+        OPTIONS["slurm"] = {"time": "5"}
 
-    @pj.experiment(workers=WORKERS, progress=False)
+    @pj.experiment(progress=False, **OPTIONS)
     def k(i):
         time.sleep(float(os.environ.get("NAP", "0.02")))
         fd = os.open(os.environ["SIDE"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -55,7 +57,7 @@ SCRIPT = """
 
 
 def _race(folder: Path, jobs: list[tuple[str, int, int]], workers: int = 1,
-          nap: float = 0.02, timeout: float = 180) -> collections.Counter:
+          nap: float = 0.02, timeout: float = 180, backend: str = "") -> collections.Counter:
     """Start one process per ``(mode, start, stop)`` together; return how often each
     pset ran, after checking every process got its full Dataset."""
     script = folder / "race.py"
@@ -64,7 +66,7 @@ def _race(folder: Path, jobs: list[tuple[str, int, int]], workers: int = 1,
     barrier.mkdir(exist_ok=True)
     side = folder / "side.txt"
     env = dict(os.environ, PYTHONPATH=str(REPO), WORKERS=str(workers), NAP=str(nap),
-               SIDE=str(side), BARRIER=str(barrier))
+               SIDE=str(side), BARRIER=str(barrier), BACKEND=backend)
     procs = [subprocess.Popen([sys.executable, str(script), mode, str(a), str(b)],
                               cwd=folder, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
@@ -164,3 +166,19 @@ def test_a_killed_driver_and_pool_have_their_claims_taken_over(cache_dir, weird_
         assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
         states = sorted(r[0] for r in db.execute("SELECT state FROM runs"))
     assert states == ["done", "done"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("repeat", range(3))
+def test_two_processes_on_slurm_submit_one_array(slurm, cache_dir, weird_tmp_path,
+                                                 monkeypatch, repeat):
+    # on SLURM a duplicate run would be a duplicate array job
+    monkeypatch.setenv("PYJOULE_POLL_INTERVAL", "0.3")
+    ran = _race(weird_tmp_path, [("map", 0, 12), ("submit", 0, 12)], backend="slurm")
+    assert ran == collections.Counter(range(12))
+    runs = run_script(weird_tmp_path, """
+        import pyjoule as pj
+        runs = pj.runs()
+        print(len(runs), len(runs.job_ids[0]))
+    """)
+    assert runs.stdout.split() == ["1", "1"]
