@@ -197,7 +197,12 @@ def is_live(store, rec: dict) -> bool:
     """Whether a run may still compute or finish its psets (see the module doc)."""
     state, options = rec.get("state"), rec.get("options") or {}
     if state == "starting":
-        return process_alive(options.get("driver"))
+        if process_alive(options.get("driver")):
+            return True
+        rec = _promote_if_started(store, rec)
+        if rec is None or rec.get("state") == "starting":
+            return False
+        return is_live(store, rec)
     if state == "finishing":
         return process_alive(options.get("finisher"))
     if state in ("running", "cancelled") and rec.get("finished") is None:
@@ -212,6 +217,17 @@ def is_live(store, rec: dict) -> bool:
     return False  # ended: its claims are stale
 
 
+def _promote_if_started(store, rec: dict) -> dict | None:
+    """A ``starting`` run whose driver died just after it started the pool (its pid
+    file is there) is a running run: mark it so, and return its record anew."""
+    if not os.path.exists(os.path.join(rec["run_dir"], "worker.pid")):
+        return rec
+    with store._tx() as db:
+        db.execute("UPDATE runs SET state='running' WHERE run_id=? AND state='starting'",
+                   (rec["run_id"],))
+    return store.get_run(rec["run_id"])
+
+
 def settle(store, run_id: str, rec: dict | None = None) -> None:
     """Finish a dead run (ingest what it computed, record the rest as lost) and
     release its claims; a run already ended only loses its stale claims."""
@@ -224,13 +240,19 @@ def settle(store, run_id: str, rec: dict | None = None) -> None:
     log.info("run %s (%s) is dead: finishing it, its unfinished psets are free again",
              run_id, rec["state"])
     if rec["state"] == "starting":
-        _settle_starting(store, rec)
-    elif rec["state"] == "finishing":
+        rec = _promote_if_started(store, rec)
+        if rec is None:
+            return
+        if rec["state"] == "starting":
+            _settle_starting(store, rec)
+            return
+    if rec["state"] in ("running", "cancelled"):
+        LiveRun(store, rec).poll_until_finished(timeout_s=0)
+        return
+    if rec["state"] == "finishing":
         run = LiveRun(store, rec)
         run.poll()  # what it computed, before the rest is recorded as lost
         run.finish()
-    else:
-        LiveRun(store, rec).poll_until_finished(timeout_s=0)
 
 
 def _settle_starting(store, rec: dict) -> None:
