@@ -230,7 +230,7 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     mark the run ``running``. On any failure the claim is released (nothing was
     started, nothing is left behind)."""
     run_id = plan_.run_id
-    if run_id is None:  # a plan without a store: claim now (no other process can see)
+    if run_id is None:  # plan() claims the psets; without a store it cannot
         raise ValueError("launch() needs a plan made with a store (it claims the psets)")
     run_dir = os.path.join(store.root, "runs", run_id)
     tasks = [(plan_.ids[i], plan_.psets[i]) for i in plan_.to_run]

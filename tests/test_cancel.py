@@ -49,7 +49,10 @@ READ_BACK = f"""
 
     (run_id,) = pj.runs().id
     frame = pj.attach(run_id).failures
-    print(len(frame), sorted(set(frame.reason)), len(tiny.table()))
+    store = tiny._store()
+    of_function = store.failures(func_id=tiny._func_id_for(store))
+    print(len(frame), sorted(set(frame.reason)), len(tiny.table()), len(of_function),
+          store.count_failures(run_id))
 """
 
 
@@ -102,7 +105,7 @@ def test_ctrl_c_on_a_huge_map_writes_one_row_and_lists_every_cancelled_pset(
     # was 118 MB: 200,000 pickled failures (the packed claims are 3 MB, freed again)
     assert _index_bytes(cache_dir) < 16_000_000
     listed = run_script(weird_tmp_path, READ_BACK).stdout.split()
-    assert listed == [str(failed), "['cancelled']", str(done)]
+    assert listed == [str(failed), "['cancelled']", str(done), str(failed), str(failed)]
 
 
 @pytest.mark.parametrize("delay", [0.05, 0.3, 0.8])
