@@ -257,11 +257,37 @@ class Experiment:
 
     def _run(self, space: Any, store: Store, func_id: str, progress: bool = True) -> "Run":
         opts = self._resolved()
-        plan = _dispatch.plan(store, func_id, self._signature, space, config.get("limit"))
-        own = None
         slurm = self._options.get("slurm")
-        if plan.to_run and slurm is not None:
-            backend_name = "slurm"
+        backend_name = "slurm" if slurm is not None else "ssh" if opts["host"] is not None \
+            else "inprocess" if opts["workers"] == 0 else "pool"
+        # planning claims the psets to run for a new run (nothing is run twice): it
+        # must be launched or abandoned
+        plan = own = None
+        try:
+            plan = _dispatch.plan(store, func_id, self._signature, space,
+                                  config.get("limit"),
+                                  run={"name": self.name, "backend": backend_name,
+                                       "host": getattr(opts["host"], "target", "local")})
+            if plan.to_run:
+                backend = self._backend(backend_name, opts, plan)
+                own = _dispatch.LiveRun(store, _dispatch.launch(
+                    store, func=self._func, func_id=func_id, name=self.name, plan_=plan,
+                    backend=backend, options=opts, by_value=self._identity().modules),
+                    backend)
+        except BaseException:
+            if plan is not None:
+                _dispatch.abandon(store, plan)  # a no-op once the backend started
+            raise
+        if own is not None:
+            # capture=False: the pool's prints show here, as from a plain function
+            own.relay_output = not opts["capture"] and backend_name == "pool"
+        return Run(store, plan, own, [_dispatch.LiveRun(store, r) for r in plan.in_flight],
+                   experiment=self, progress=progress and opts["progress"])
+
+    def _backend(self, backend_name: str, opts: dict, plan):
+        """The backend for the claimed psets ``plan.to_run``; sets ``opts["workers"]``."""
+        if backend_name == "slurm":
+            slurm = self._options["slurm"]
             workers = self._options.get("workers") or slurm.cpus_per_task or 1
             if slurm.cpus_per_task is None and workers > 1:  # allocate what the pool uses
                 from ._slurm import Slurm
@@ -271,25 +297,16 @@ class Experiment:
             backend = _dispatch.prepare_slurm(opts["host"], slurm, self._identity,
                                               opts["batch"])
             opts["workers"] = workers
-        elif plan.to_run and opts["host"] is not None:
-            backend_name = "ssh"
+        elif backend_name == "ssh":
             backend = _dispatch.prepare_ssh(opts["host"], self._identity)
             if self._options.get("workers") is None:  # the host's CPUs, not ours
                 opts["workers"] = backend.cpus
             opts["workers"] = max(1, min(opts["workers"], len(plan.to_run)))
-        elif plan.to_run:
-            backend_name = "inprocess" if opts["workers"] == 0 else "pool"
+        else:
             backend = _dispatch.make_backend(backend_name)
             opts["workers"] = max(1, min(opts["workers"], len(plan.to_run))) \
                 if backend_name == "pool" else 0
-        if plan.to_run:
-            own = _dispatch.LiveRun(store, _dispatch.launch(
-                store, func=self._func, func_id=func_id, name=self.name, plan_=plan,
-                backend=backend, options=opts, by_value=self._identity().modules), backend)
-            # capture=False: the pool's prints show here, as from a plain function
-            own.relay_output = not opts["capture"] and backend_name == "pool"
-        return Run(store, plan, own, [_dispatch.LiveRun(store, r) for r in plan.in_flight],
-                   experiment=self, progress=progress and opts["progress"])
+        return backend
 
     # -------------------------------------------------------------- the cache
     def table(self, space: Any = None):

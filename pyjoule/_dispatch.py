@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from . import _hashing, _private, _records, _space
+from . import _claims, _hashing, _interrupt, _private, _records, _space, _unfinished
 from ._errors import OptionError, SerializationError
 from ._store import Store, atomic_write
 
@@ -92,11 +92,19 @@ class Plan:
     found: dict[str, tuple]  # cached: pset_id -> (seg_id, row)
     in_flight: list[dict] = field(default_factory=list)  # run records to attach to
     to_run: list[int] = field(default_factory=list)  # indices into psets
+    run_id: str | None = None  # the run registered (``starting``) for ``to_run``
 
 
 def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
-         limit: int | None = None) -> Plan:
-    """Normalise, hash and split ``space`` (fast: 1,000,000 psets in seconds)."""
+         limit: int | None = None, run: dict | None = None) -> Plan:
+    """Normalise, hash and split ``space`` (fast: 1,000,000 psets in seconds).
+
+    With a store, the psets to run are claimed, in the same transaction, for a new
+    run registered ``starting`` (``Plan.run_id``; ``run``: its registry fields), and
+    psets other live runs have claimed are left to them (``in_flight``): follow the
+    plan with :func:`launch`, or :func:`abandon` it. A plan that finds everything
+    cached writes nothing.
+    """
     psets = signature.normalise(_space.as_psets(space))
     ids = _hashing.pset_ids(psets)
     first = dict(zip(ids, range(len(ids))))  # later duplicates overwrite ...
@@ -110,10 +118,20 @@ def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
     missing = [i for i, pid in enumerate(ids) if pid not in found]
     result = Plan(func_id, psets, ids, found)
     if store is not None and missing:
-        result.in_flight, missing, newly = _split_in_flight(store, func_id, ids, missing)
+        registered: dict = {}
+        try:
+            result.run_id, result.in_flight, missing, newly = _claims.claim(
+                store, func_id, ids, missing, run or {"name": "", "backend": "pool",
+                                                      "host": "local"}, limit, registered)
+        except BaseException:  # e.g. a Ctrl-C just after the claim was committed
+            if registered:
+                _claims.abandon(store, registered["run_id"])
+            raise
         found.update(newly)
-    if limit is not None and len(missing) > limit:
-        # a warning: a limit left set would otherwise quietly leave holes in results
+        if result.in_flight:
+            log.info("attaching to %d run(s) already computing some of these psets",
+                     len(result.in_flight))
+    elif limit is not None and len(missing) > limit:
         log.warning("limit=%d (PYJOULE_LIMIT or pj.config): running only %d of %d "
                     "missing psets; the others stay missing from the results", limit,
                     limit, len(missing))
@@ -122,30 +140,11 @@ def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
     return result
 
 
-def _split_in_flight(store: Store, func_id: str, ids: list[str], missing: list[int]):
-    """Attach to live runs that already have some of ``missing``; finish dead ones."""
-    attach = []
-    for rec in store.list_runs(func_id=func_id, state="running"):
-        run = LiveRun(store, rec)
-        # ingest what a run that ended unwatched left behind; if it is retried now, it
-        # is live again and gets attached to below
-        if not run.backend.alive() and run.poll_until_finished(timeout_s=0):
-            continue
-        theirs = run.task_ids()
-        mine = [i for i in missing if ids[i] in theirs]
-        if mine:
-            attach.append(rec)
-            taken = set(mine)
-            missing = [i for i in missing if i not in taken]
-    if attach:
-        log.info("attaching to %d run(s) already computing some of these psets",
-                 len(attach))
-    newly: dict[str, int] = {}
-    if missing:
-        # the cache may have grown while we looked (a run finished meanwhile)
-        newly = store.lookup(func_id, [ids[i] for i in missing])
-        missing = [i for i in missing if ids[i] not in newly]
-    return attach, missing, newly
+def abandon(store: Store, plan_: Plan) -> None:
+    """Release what ``plan_`` claimed, when its run will not be started after all."""
+    if plan_.run_id is not None:
+        _claims.abandon(store, plan_.run_id)
+        plan_.run_id = None
 
 
 def report_identity_change(store: Store, name: str, identity) -> None:
@@ -227,18 +226,14 @@ def _unpicklable_global(func: Callable) -> str | None:
 def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan,
            backend, options: dict, request: bool = True,
            by_value: Sequence[str] = ()) -> dict:
-    """Write the run directory, register the run, start the backend."""
-    run_id = new_run_id()
+    """Write the run directory of the run ``plan_`` claimed, start the backend, and
+    mark the run ``running``. On any failure the claim is released (nothing was
+    started, nothing is left behind)."""
+    run_id = plan_.run_id
+    if run_id is None:  # plan() claims the psets; without a store it cannot
+        raise ValueError("launch() needs a plan made with a store (it claims the psets)")
     run_dir = os.path.join(store.root, "runs", run_id)
-    _private.private_dir(os.path.join(run_dir, "results"))  # store-trust: 0700
-    payload = {"func": func, "threads": options["threads"], "timeout_s": options["timeout"],
-               "capture": options["capture"], "batch": options.get("batch")}
-    atomic_write(os.path.join(run_dir, "payload.pkl"), pickle_function(func, payload, by_value))
     tasks = [(plan_.ids[i], plan_.psets[i]) for i in plan_.to_run]
-    atomic_write(os.path.join(run_dir, "tasks.pkl"), pickle.dumps(tasks, protocol=5))
-    if request:
-        atomic_write(os.path.join(run_dir, "request.pkl"),
-                     pickle.dumps((plan_.ids, plan_.psets), protocol=5))
     host = options.get("host")
     rec = dict(run_id=run_id, func_id=func_id, name=name,
                host=getattr(host, "target", host) or "local",
@@ -246,25 +241,49 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
                total=len(plan_.ids), cached=len(plan_.found), done=0, failed=0,
                workers=options["workers"], submitted=time.time(), finished=None,
                job_ids=None, options={"retries": options["retries"], "attempt": 0,
-                                      **backend.describe()})
+                                      "driver": _claims.me(), **backend.describe()})
     log.debug("run %s: %d psets to run, %d cached", run_id, len(tasks), len(plan_.found))
-    if backend.name == "inprocess":  # runs to the end inside start(): register first
-        store.add_run(**rec)
-        backend.start(run_dir, options["workers"])
-    else:
-        # Started before it is registered, so that whoever finds it in the registry
-        # also finds its pid file (else it would take the run for dead and finish it).
-        try:
+    started = registered = False
+    fields = {k: v for k, v in rec.items() if k not in ("run_id", "func_id")}
+    try:
+        _private.private_dir(os.path.join(run_dir, "results"))
+        payload = {"func": func, "threads": options["threads"],
+                   "timeout_s": options["timeout"], "capture": options["capture"],
+                   "batch": options.get("batch")}
+        atomic_write(os.path.join(run_dir, "payload.pkl"),
+                     pickle_function(func, payload, by_value))
+        atomic_write(os.path.join(run_dir, "tasks.pkl"), pickle.dumps(tasks, protocol=5))
+        if request:
+            atomic_write(os.path.join(run_dir, "request.pkl"),
+                         pickle.dumps((plan_.ids, plan_.psets), protocol=5))
+        if backend.name == "inprocess":
+            # Runs to the end inside start(): running (alive while this process lives
+            # and has not written ``exit``) before it starts.
+            store.update_run(run_id, **fields)
+            started = registered = True
             backend.start(run_dir, options["workers"])
-        except BaseException:  # nothing started: leave nothing behind either
+        else:
+            # Marked running once started, so that whoever finds it running also
+            # finds its pid file (else it would take the run for dead and finish it);
+            # until then others see it ``starting``, alive while this process is.
+            backend.start(run_dir, options["workers"])
+            started = True
+            rec["job_ids"] = fields["job_ids"] = backend.job_ids()
+            store.update_run(run_id, **fields)
+            registered = True
+    except BaseException as exc:
+        if not started:  # nothing started: leave nothing behind either
             try:
                 backend.tidy(keep_log=False)
             except Exception:  # noqa: BLE001 - the start's error is the one to see
                 pass
-            shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-        rec["job_ids"] = backend.job_ids()
-        store.add_run(**rec)
+            abandon(store, plan_)
+        elif not registered:  # started (and computing on): others must see it running
+            store.update_run(run_id, **fields)
+        elif backend.name == "inprocess" and isinstance(exc, KeyboardInterrupt):
+            # Ctrl-C in the function itself: cancelled, as a pool's map would be
+            LiveRun(store, dict(rec, offsets={}), backend).cancel()
+        raise
     rec["offsets"] = {}
     return rec
 
@@ -330,7 +349,7 @@ def make_backend(backend_name: str, run_dir: str | None = None,
     if backend_name == "inprocess":
         from ._backends.inprocess import InProcessBackend
 
-        return InProcessBackend()
+        return InProcessBackend(run_dir, (options or {}).get("driver"))
     if backend_name == "ssh":
         from ._backends.ssh import SSHBackend
 
@@ -347,26 +366,53 @@ class LiveRun:
     def __init__(self, store: Store, rec: dict, backend=None):
         self.store, self.rec = store, rec
         self.run_id, self.run_dir = rec["run_id"], rec["run_dir"]
-        self.backend = backend or make_backend(rec["backend"], self.run_dir,
-                                               rec.get("options"))
+        # another process is starting it: followed as running, its backend known
+        # once it runs (see _await_start)
+        self._starting = backend is None and rec.get("state") == "starting"
+        if self._starting:
+            self.rec = dict(rec, state="running")
+            self.backend = _claims.StartingBackend()
+        else:
+            self.backend = backend or make_backend(rec["backend"], self.run_dir,
+                                                   rec.get("options"))
         self.offsets: dict[str, int] = dict(rec.get("offsets") or {})
         self._kwargs: dict[str, dict] | None = None
+        self._task_files: list[str] = []
         #: echo what the workers print (``capture=False``) on this process's stdout
         self.relay_output = False
         self._log_offset = 0
 
     def tasks(self) -> dict[str, dict]:
         if self._kwargs is None:
-            self._kwargs = {}
-            _private.check_private(self.run_dir, "run directory")  # store-trust: pickles
-            for name in sorted(os.listdir(self.run_dir)) if os.path.isdir(self.run_dir) else ():
-                if name.startswith("tasks") or name.startswith("retry-"):
-                    try:
-                        with open(os.path.join(self.run_dir, name), "rb") as fh:
-                            self._kwargs.update(pickle.load(fh))
-                    except FileNotFoundError:  # another process finished the run
-                        pass
+            _private.check_private(self.run_dir, "run directory")  # its pickles are code
+            self._task_files = _unfinished.task_files(self.run_dir)
+            self._kwargs = _unfinished.read_tasks(self.run_dir, self._task_files)
         return self._kwargs
+
+    def _await_start(self, timeout_s: float) -> bool:
+        """For a run another process is starting: True once it runs (its backend is
+        known now) or has ended (its driver died before starting it); False after
+        ``timeout_s``. Its psets are never taken over while that driver lives."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            current = self.store.get_run(self.run_id) or {"state": "done", "finished": 0}
+            if current["state"] == "starting" and not _claims.is_live(self.store, current):
+                _claims.settle(self.store, self.run_id, current)
+                continue
+            if current["state"] != "starting":
+                self._starting = False
+                self.rec.update((k, v) for k, v in current.items() if k != "offsets")
+                if current.get("finished") is not None and not os.path.exists(
+                        os.path.join(self.run_dir, "tasks.pkl")):
+                    self.backend.ended = True  # never started: nothing to follow
+                else:
+                    self.backend = make_backend(current["backend"], self.run_dir,
+                                                current.get("options"))
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(0.05, left))
 
     def task_ids(self) -> set[str]:
         return set(self.tasks())
@@ -423,6 +469,10 @@ class LiveRun:
         while True:
             step = wait_s if deadline is None else \
                 max(0.0, min(wait_s, deadline - time.monotonic()))
+            if self._starting and not self._await_start(step):
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                continue
             ended = self.backend.wait(step)
             counts = self.poll()
             if progress is not None:
@@ -499,16 +549,20 @@ class LiveRun:
         orphans = [pid for pid in tasks if pid not in found and pid not in reported]
         if not orphans:
             return 0
+        known = self.backend.orphan_reasons(orphans)
+        if state == "cancelled":  # one row for them all, however many (_unfinished)
+            logs = {p: why["log_path"] for p, why in known.items() if why.get("log_path")}
+            key, record = _unfinished.encode(
+                "cancelled", "the run was cancelled before this pset finished",
+                list(tasks), orphans, self._task_files, logs)
+            self.store.add_unfinished(self.run_id, self.rec["func_id"], key, record)
+            return len(orphans)
         from .worker import failure_record
 
-        known = self.backend.orphan_reasons(orphans)
         recs = []
         for pid in orphans:
             why = known.get(pid)
-            if state == "cancelled":
-                rec = failure_record(pid, "Cancelled", "the run was cancelled before this "
-                                     "pset finished", "cancelled")
-            elif why is not None:
+            if why is not None:
                 rec = failure_record(pid, _ERROR_TYPES.get(why["reason"], "WorkerLost"),
                                      why["message"], why["reason"])
             else:
@@ -533,23 +587,29 @@ class LiveRun:
             self.rec.update(state=current.get("state", "done"),
                             failed=current.get("failed", 0))
             return
-        if state is None:
-            state = "cancelled" if "cancelled" in (previous, self.rec.get("state")) \
-                else "done"
-        self._record_orphans(state)
-        failed = len(self.store.failures(run_id=self.run_id))
-        fields = {}
-        queries = getattr(self.backend, "queries", None)
-        if queries is not None:
-            options = dict(self.rec.get("options") or {})
-            options["scheduler_queries"] = options.get("scheduler_queries", 0) + queries
-            self.rec["options"] = fields["options"] = options
-            log.info("run %s: %d scheduler queries from this process", self.run_id,
-                     queries)
-        self.store.update_run(self.run_id, state=state, finished=time.time(), failed=failed,
-                              **fields)
+        try:
+            if state is None:
+                state = "cancelled" if "cancelled" in (previous, self.rec.get("state")) \
+                    else "done"
+            self._record_orphans(state)
+            failed = self.store.count_failures(self.run_id)
+            fields = {}
+            queries = getattr(self.backend, "queries", None)
+            if queries is not None:
+                options = dict(self.store.get_run(self.run_id)["options"] or {})
+                options["scheduler_queries"] = options.get("scheduler_queries", 0) + queries
+                self.rec["options"] = fields["options"] = options
+                log.info("run %s: %d scheduler queries from this process", self.run_id,
+                         queries)
+            # ended and its claims released in one step: never ended yet claimed
+            _claims.release(self.store, self.run_id, state=state, finished=time.time(),
+                            failed=failed, **fields)
+        except BaseException:  # never left ``finishing``: back to where it was
+            self.store.unclaim_finish(self.run_id, previous)
+            raise
         self.rec.update(state=state, failed=failed)
-        _tidy(self.run_dir, keep_log=bool(failed))
+        # a cancelled run's task files say which psets its one failure row stands for
+        _tidy(self.run_dir, keep_log=bool(failed), keep_tasks=state == "cancelled")
         try:
             self.backend.tidy(keep_log=bool(failed))
         except Exception as exc:  # noqa: BLE001 - everything is ingested: only litter
@@ -566,16 +626,22 @@ class LiveRun:
             time.sleep(0.02)
 
     def cancel(self) -> None:
-        self.rec["state"] = "cancelled"
-        self.store.update_run(self.run_id, state="cancelled")
-        self.backend.cancel()
-        self.poll()
-        self.finish("cancelled")
+        """Stop the run's work, ingest what finished, record the rest as cancelled.
+        A Ctrl-C meanwhile waits until that is through (then raises): a run is
+        never left half-finished by an impatient second Ctrl-C."""
+        with _interrupt.sigint_deferred():
+            self.rec["state"] = "cancelled"
+            _claims.mark_cancelled(self.store, self.run_id)
+            self.backend.cancel()
+            self.poll()
+            self.finish("cancelled")
 
 
-def _tidy(run_dir: str, keep_log: bool) -> None:
-    """Remove what is ingested; keep the request (for ``dataset()``) and failure logs."""
-    names = [n for n in os.listdir(run_dir) if n.startswith(("tasks", "retry-"))]
+def _tidy(run_dir: str, keep_log: bool, keep_tasks: bool = False) -> None:
+    """Remove what is ingested; keep the request (for ``dataset()``), failure logs and,
+    if asked, the task files."""
+    names = [] if keep_tasks else [n for n in os.listdir(run_dir)
+                                   if n.startswith(("tasks", "retry-"))]
     for name in ["payload.pkl", "results", *names]:
         path = os.path.join(run_dir, name)
         if os.path.isdir(path):

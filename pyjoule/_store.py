@@ -3,7 +3,7 @@ registry in the same database.
 
 Layout of a cache directory (see ``docs/layout.md``)::
 
-    index.sqlite            entries, segments, functions, failures, runs
+    index.sqlite            entries, segments, functions, failures, runs, claims
     data/<func_id>/<n>.seg  results, one segment per ingested batch of records
     runs/<run_id>/          a run's work directory (payload, tasks, result records)
 
@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS runs (
     run_dir TEXT, state TEXT, total INTEGER, cached INTEGER, done INTEGER,
     failed INTEGER, workers INTEGER, submitted REAL, finished REAL, job_ids TEXT,
     offsets TEXT, options TEXT);
+CREATE TABLE IF NOT EXISTS claims (func_id TEXT, run_id TEXT, ids BLOB);
+CREATE INDEX IF NOT EXISTS claims_func ON claims(func_id);
 """
 
 BOOKKEEPING = ("runtime_s", "started", "finished", "host", "run_id")
@@ -543,17 +545,53 @@ class Store:
 
     # ------------------------------------------------------------------ failures
     def count_failures(self, run_id: str) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM failures WHERE run_id=?",
-                               (run_id,)).fetchone()[0]
+        """Failed psets of the run (a cancelled run's one row counts for each pset)."""
+        from . import _unfinished
+
+        n = self.db.execute("SELECT COUNT(*) FROM failures WHERE run_id=? AND "
+                            "substr(pset_id, 1, 1) != ?", (run_id, _unfinished.MARK)
+                            ).fetchone()[0]
+        for (blob,) in self.db.execute("SELECT record FROM failures WHERE run_id=? AND "
+                                       "substr(pset_id, 1, 1) = ?",
+                                       (run_id, _unfinished.MARK)):
+            n += pickle.loads(blob)["n"]
+        return n
 
     def failures(self, run_id: str | None = None, func_id: str | None = None) -> list[dict]:
+        """Failure records of a run (or of a function's psets not cached), a run's
+        row of unfinished psets expanded to one record each (see ``_unfinished``)."""
+        from . import _unfinished
+
         if run_id is not None:
-            rows = self.db.execute("SELECT record FROM failures WHERE run_id=?", (run_id,))
+            rows = self.db.execute("SELECT run_id, pset_id, record FROM failures "
+                                   "WHERE run_id=?", (run_id,)).fetchall()
         else:
             rows = self.db.execute(
-                "SELECT record FROM failures WHERE func_id=? AND pset_id NOT IN "
-                "(SELECT pset_id FROM entries WHERE func_id=?)", (func_id, func_id))
-        return [pickle.loads(r[0]) for r in rows]
+                "SELECT run_id, pset_id, record FROM failures WHERE func_id=? AND pset_id "
+                "NOT IN (SELECT pset_id FROM entries WHERE func_id=?)",
+                (func_id, func_id)).fetchall()
+        out, marked = [], []
+        for rid, pid, blob in rows:
+            if pid.startswith(_unfinished.MARK):
+                marked.append((rid, pickle.loads(blob)))
+            else:
+                out.append(pickle.loads(blob))
+        for rid, record in marked:
+            row = self.db.execute("SELECT run_dir FROM runs WHERE run_id=?",
+                                  (rid,)).fetchone()
+            more = _unfinished.expand(record, rid, row[0] if row else None)
+            if run_id is None and more:  # those computed since are no failures
+                cached = self.lookup(func_id, [r["pset_id"] for r in more])
+                more = [r for r in more if r["pset_id"] not in cached]
+            out.extend(more)
+        return out
+
+    def add_unfinished(self, run_id: str, func_id: str, key: str, record: dict) -> None:
+        """Store a run's one row of unfinished psets (``_unfinished.encode``)."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?)",
+                       (run_id, key, func_id, pickle.dumps(record, protocol=5),
+                        record["finished"]))
 
     # -------------------------------------------------------------- maintenance
     def info(self, func_ids: Sequence[str]) -> dict:
@@ -621,9 +659,13 @@ class Store:
         >>> Store(tempfile.mkdtemp()).gc(older_than_s=30 * 86400)["entries"]
         0
         """
+        from . import _claims
+
         now = time.time() if now is None else now
         report = {"segments": 0, "entries": 0, "bytes": 0, "runs": 0, "files": 0,
-                  "dry_run": dry_run}
+                  "runs_settled": 0, "dry_run": dry_run}
+        if not dry_run:  # runs a crash left starting/running/finishing
+            report["runs_settled"] = _claims.settle_transient(self)
         with self._tx() as db:
             live = dict(db.execute("SELECT loc >> 32, COUNT(*) FROM entries GROUP BY 1"))
             rows = db.execute(
@@ -647,7 +689,8 @@ class Store:
             report["entries"] = sum(live.get(r[0], 0) for r in doomed)
             report["bytes"] = sum(r[3] for r in doomed)
             old_runs = [] if cutoff is None else [r[0] for r in db.execute(
-                "SELECT run_id FROM runs WHERE state NOT IN ('running', 'finishing') "
+                "SELECT run_id FROM runs WHERE state NOT IN ('starting', 'running', "
+                "'finishing') "
                 "AND COALESCE(finished, submitted) < ?", (cutoff,))]
             report["runs"] = len(old_runs)
             if not dry_run:
@@ -655,6 +698,7 @@ class Store:
                 for run_id in old_runs:
                     db.execute("DELETE FROM runs WHERE run_id=?", (run_id,))
                     db.execute("DELETE FROM failures WHERE run_id=?", (run_id,))
+                    db.execute("DELETE FROM claims WHERE run_id=?", (run_id,))
         if not dry_run:
             for r in doomed:
                 _unlink(self.root / r[2])
@@ -720,14 +764,32 @@ class Store:
 
     def claim_finish(self, run_id: str) -> str | None:
         """Mark the run ``finishing`` if it is still running (or cancelled but not
-        finished); return its previous state, or None when another process has it."""
+        finished, or left ``finishing`` by a process that died); return the state it
+        is finished from, or None when another (live) process has it. The finisher
+        is recorded, so that others can tell a dead one from a slow one."""
+        from . import _claims
+
         with self._tx() as db:
-            row = db.execute("SELECT state, finished FROM runs WHERE run_id=?",
+            row = db.execute("SELECT state, finished, options FROM runs WHERE run_id=?",
                              (run_id,)).fetchone()
-            if row is None or row[0] not in ("running", "cancelled") or row[1] is not None:
+            if row is None or row[1] is not None:
                 return None
-            db.execute("UPDATE runs SET state='finishing' WHERE run_id=?", (run_id,))
-            return row[0]
+            options = (json.loads(row[2]) if row[2] else None) or {}
+            previous = row[0]
+            if previous == "finishing" and not _claims.process_alive(options.get("finisher")):
+                previous = options.get("finishing_from", "running")
+            if previous not in ("running", "cancelled"):
+                return None
+            options.update(finisher=_claims.me(), finishing_from=previous)
+            db.execute("UPDATE runs SET state='finishing', options=? WHERE run_id=?",
+                       (json.dumps(options), run_id))
+            return previous
+
+    def unclaim_finish(self, run_id: str, previous: str) -> None:
+        """Put a run back in the state it was finished from (the finish failed)."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET state=? WHERE run_id=? AND state='finishing'",
+                       (previous, run_id))
 
     def claim_attempt(self, run_id: str, attempt: int) -> bool:
         """Record that ``attempt`` of a running run starts, if no other process has

@@ -536,7 +536,9 @@ def gc(ctx, older_than, max_size, dry_run, as_json):
     An entry's age is the time since its batch was stored or its function version
     was last used, whichever is later. Results no entry points at any more (the
     pset was recomputed) are always removed. Removed results are recomputed when
-    asked for again, also those of runs in flight.
+    asked for again, also those of runs in flight. Runs on this machine that a
+    crash left starting, running or finishing (their processes are gone) are
+    finished first, and their psets freed.
 
     \b
     Example:
@@ -551,6 +553,9 @@ def gc(ctx, older_than, max_size, dry_run, as_json):
                f"({_human(report['bytes'])}), {report['runs']} finished runs, "
                f"{report['files']} stray files; results {'would ' if dry_run else ''}"
                f"take {_human(report['bytes_left'])}")
+    if report.get("runs_settled"):
+        click.echo(f"finished {report['runs_settled']} runs a crash had left starting, "
+                   "running or finishing (their psets are free to run again)")
 
 
 @cache.command("check", epilog=EPILOG)

@@ -2,22 +2,59 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 from .. import worker
 from .base import Backend
 
 
 class InProcessBackend(Backend):
+    """Runs every task inside :meth:`start`. To another process following the run,
+    it is alive while the driver (``{"host", "pid", "start"}``, from the registry)
+    lives and has not written ``exit``: never taken for dead while it computes."""
+
     name = "inprocess"
+
+    def __init__(self, run_dir: str | None = None, driver: dict | None = None):
+        self.run_dir, self.driver = run_dir, driver
 
     def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
         # Runs to completion here: breakpoints in the function stop in this process.
+        self.run_dir = run_dir
         worker.run(run_dir, 0, task_files)
 
     def alive(self) -> bool:
-        return False
+        from .._claims import process_alive
+
+        if self.run_dir is None or not self.driver:
+            return False
+        if os.path.exists(os.path.join(self.run_dir, "exit")):
+            return False
+        return process_alive(self.driver)
 
     def wait(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.alive():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(0.05, left))
         return True
 
     def cancel(self) -> None:
-        pass
+        """From another process (``pyjoule cancel``): the run computes in its driver's
+        main thread, so interrupt the driver (checked by pid and start time) as a
+        Ctrl-C would, and wait for it to stop; its psets stay claimed until then."""
+        import signal
+
+        from .._claims import here, process_alive
+
+        if not self.driver or not here(self.driver) or self.driver["pid"] == os.getpid():
+            return
+        if self.alive() and process_alive(self.driver):
+            try:
+                os.kill(int(self.driver["pid"]), signal.SIGINT)
+            except OSError:
+                return
+            self.wait(30)
