@@ -324,8 +324,18 @@ def prepare_ssh(host, identity: Callable[[], Any]):
     from ._config import project_root
     from ._transport.env import requirements_from
 
-    return SSHBackend.prepare(host, project_root() or os.getcwd(),
-                              lambda: requirements_from(identity().components))
+    root = project_root()
+    if root is None:  # a notebook's folder: synced only if it is the user's alone
+        root = os.getcwd()
+        why = _private.problem(os.stat(root))
+        if why is not None:  # e.g. /tmp: others' files would be imported on the host
+            from ._errors import HostError
+
+            raise HostError(
+                f"pyjoule will not copy {root} to the host: {why}, so files another user "
+                "put there would run there as your code. Work from a folder of your own "
+                "(ideally with a pyproject.toml), not a shared one.")
+    return SSHBackend.prepare(host, root, lambda: requirements_from(identity().components))
 
 
 def prepare_slurm(host, slurm, identity: Callable[[], Any], batch: int | None):

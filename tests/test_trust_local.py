@@ -395,3 +395,17 @@ def test_a_new_shared_cache_is_group_writable_and_an_own_private_one_stays_priva
         assert oct(stat.S_IMODE((cache / "index.sqlite").stat().st_mode)) == "0o660"
         Store(own).lookup("f")  # opting in never loosens a private cache
         assert oct(stat.S_IMODE(own.stat().st_mode)) == "0o700"
+
+
+def test_a_shared_working_directory_is_never_synced_to_a_host(tmp_path, monkeypatch):
+    """With no project of the user's above it, the working directory itself would be
+    synced (a notebook's folder): never a folder others can write to, like /tmp."""
+    import pyjoule as pj
+    from pyjoule import _dispatch
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    monkeypatch.chdir(shared)
+    with pytest.raises(pj.HostError, match="will not copy .*writable by every user"):
+        _dispatch.prepare_ssh("nobody@127.0.0.1:1", lambda: None)
