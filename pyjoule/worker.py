@@ -499,7 +499,7 @@ def makedirs_private(path: str) -> None:
 def _atomic_write(path: str, text: str) -> None:
     """Write ``path`` (0600) so readers see all of it or nothing; the temporary file
     has a unique name (several processes write ``exit``) and is removed on failure."""
-    tmp = f"{path}.{os.getpid()}.{time.time_ns()}.tmp"
+    tmp = f"{path}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
     try:
         try:

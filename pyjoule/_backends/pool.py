@@ -162,7 +162,8 @@ class PoolBackend(Backend):
     def cancel(self) -> None:
         leader = self._leader()
         if leader:
-            local.kill_group(*leader)
+            pid, start = leader
+            local.kill_group(pid, start=start)
         if self.proc is not None:
             try:
                 self.proc.wait(5)
