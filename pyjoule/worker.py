@@ -13,6 +13,7 @@ A run directory holds::
     exit               exit code of the supervisor (atomically), once every task has its
                        record: its children may still be exiting
     worker.log         the supervisor's and its children's stdout/stderr
+    children.pids      "<pid> <start time>" of each child forked (leader of its group)
 
 Everything it creates is private (files 0600, directories 0700), whatever the umask.
 
@@ -269,6 +270,7 @@ class Supervisor:
         self.queue: deque[tuple[int, int]] = deque([(0, len(tasks))] if tasks else [])
         self.children: dict[int, _Child] = {}
         self.spawned = 0
+        self.noted_fd: int | None = None  # children.pids, opened at the first spawn
         path = os.path.join(run_dir, "results", f"{prefix}supervisor-{os.getpid()}.rec")
         self.own_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
 
@@ -320,7 +322,16 @@ class Supervisor:
         os.close(down_r)
         os.close(up_w)
         self.children[slot] = _Child(pid, down_w, up_r)
+        self._note(pid)
         self._feed(slot)
+
+    def _note(self, pid: int) -> None:
+        """Record a child's pid and start time: if this supervisor is killed outright,
+        whoever finishes the run kills what the child's group left (:func:`kill_orphans`)."""
+        if self.noted_fd is None:
+            self.noted_fd = os.open(os.path.join(self.run_dir, CHILDREN),
+                                    os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
+        os.write(self.noted_fd, f"{pid} {_platform.process_start_time(pid)}\n".encode())
 
     def _feed(self, slot: int) -> None:
         child = self.children[slot]
@@ -372,6 +383,8 @@ class Supervisor:
                 self.on_done()
                 self.on_done = None
         os.close(self.own_fd)
+        if self.noted_fd is not None:
+            os.close(self.noted_fd)
         return 0
 
     def _slot_of(self, child: _Child) -> int | None:
@@ -426,6 +439,40 @@ class Supervisor:
     def stop(self) -> None:
         for child in self.children.values():
             _kill_child(child.pid)
+
+
+CHILDREN = "children.pids"
+
+
+def kill_orphans(run_dir: str) -> int:
+    """SIGKILL the process groups of a run's children that outlived their supervisor.
+
+    A supervisor killed outright (``kill -9``) takes its children with it
+    (``die_with_parent``), but not what they forked (a ``multiprocessing.Pool``). A
+    recorded pid now naming a process with another start time is someone else's and
+    is left alone; a group whose leader is gone keeps its id until it is empty, so
+    that id still names only it. Returns how many groups were signalled."""
+    try:
+        with open(os.path.join(run_dir, CHILDREN)) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return 0
+    signalled = 0
+    for line in lines:
+        try:
+            pid_text, start = (line.split() + [""])[:2]
+            pid = int(pid_text)
+        except ValueError:
+            continue
+        now = _platform.process_start_time(pid)
+        if pid <= 1 or (now and start and now != start):
+            continue
+        try:
+            os.killpg(pid, signal.SIGKILL)
+            signalled += 1
+        except (ProcessLookupError, PermissionError):
+            pass
+    return signalled
 
 
 def _finished_chunk(fd: int) -> bool:

@@ -255,6 +255,11 @@ SUPERVISOR_SCRIPT = """
 
     @pj.experiment(workers=2, progress=False, errors="ignore")
     def slow(i):
+        if i < 2:  # a helper that outlives the pset, in the worker's process group
+            import subprocess
+            helper = subprocess.Popen(["sleep", "1000"])
+            with open(COUNT + ".helpers", "a") as fh:
+                fh.write(f"{{helper.pid}}\\n")
         time.sleep(0.1)
         fd = os.open(COUNT, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.write(fd, f"{{i}}\\n".encode())
@@ -299,6 +304,10 @@ def test_kill_9_of_the_supervisor_keeps_what_finished(cache_dir, tmp_path):
             proc.wait()
         wait_until(lambda: not any(running(p) for p in children + [pid]),
                    "the supervisor's children to die with it")
+        helpers = pids_in(Path(f"{count}.helpers"))
+        assert len(helpers) == 2
+        wait_until(lambda: not any(running(p) for p in helpers),
+                   "the helpers the children left to be killed")
         cached = eval(start_script(folder, source, dict(env, ONLY_TABLE="1"))
                       .communicate(timeout=120)[0])
         assert 0 < len(cached) < 60

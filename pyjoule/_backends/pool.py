@@ -15,6 +15,7 @@ and removes that cache's directory."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -23,6 +24,8 @@ import time
 from .. import worker
 from .._transport import local
 from .base import Backend
+
+log = logging.getLogger("pyjoule")
 
 
 _THROWAWAY: set[str] = set()  # roots of this process's cache=False caches
@@ -137,6 +140,14 @@ class PoolBackend(Backend):
         self._done = None
         if self.proc is not None:
             self.proc.poll()
+        if self.run_dir is not None:
+            # a supervisor killed outright leaves what its children forked: stop it
+            if worker.kill_orphans(self.run_dir):
+                log.debug("run dir %s: killed what its worker processes left", self.run_dir)
+            try:
+                os.unlink(os.path.join(self.run_dir, worker.CHILDREN))
+            except OSError:
+                pass
 
     def settle(self) -> None:
         if self.proc is not None and self._exited():
