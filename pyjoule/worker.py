@@ -376,7 +376,7 @@ class Supervisor:
                     self._reap(slot)
             self._enforce_timeout()
             if self.parent is not None and _platform.parent_died(self.parent):
-                raise SystemExit(128 + signal.SIGTERM)  # no PDEATHSIG here: see run()
+                os.kill(os.getpid(), PARENT_DIED)  # where no PDEATHSIG does it: see run()
             if self.on_done is not None and not self.queue and all(
                     c.chunk is None for c in self.children.values()):
                 # every child has been told to quit: no record is still to come
@@ -437,11 +437,21 @@ class Supervisor:
             self._spawn(slot)
 
     def stop(self) -> None:
+        """Kill every child with its group, and reap them: once this returns, none of
+        them writes anything more (the caller may remove the run directory)."""
         for child in self.children.values():
             _kill_child(child.pid)
+        for child in self.children.values():
+            try:
+                os.waitpid(child.pid, 0)
+            except ChildProcessError:
+                pass
 
 
 CHILDREN = "children.pids"
+# Sent to a supervisor whose caller died (a cache=False run): SIGTERM means cancel.
+# Its own session has no terminal, so no other SIGHUP reaches it.
+PARENT_DIED = signal.SIGHUP
 
 
 def kill_orphans(run_dir: str) -> int:
@@ -508,6 +518,17 @@ def _exit_text(status: int) -> str:
 # ------------------------------------------------------------------------- main
 process_start_time = _platform.process_start_time  # callers and tests know them here
 is_zombie = _platform.is_zombie
+
+
+def _remove_tree(path: str) -> None:
+    """Remove ``path``; again if a process still exiting wrote into it meanwhile."""
+    import shutil
+
+    for _ in range(5):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            return
+        time.sleep(0.1)
 
 
 def read_pid(run_dir: str) -> tuple[int, str] | None:
@@ -591,6 +612,7 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
     supervisor = None
     exit_path = os.path.join(run_dir, "exit")
     written = []
+    orphaned = []  # the caller (``parent``) died
 
     def _done():
         _atomic_write(exit_path, "0\n")
@@ -609,12 +631,18 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
                                 controller=controller)
 
         def _terminate(signum, _frame):
+            for sig in (signal.SIGTERM, PARENT_DIED):  # once: a second signal (each of a
+                signal.signal(sig, signal.SIG_IGN)  # dying caller's threads sends one)
+                # must not cut the clean-up short
+            if signum == PARENT_DIED:
+                orphaned.append(True)
             raise SystemExit(128 + signum)
 
         signal.signal(signal.SIGTERM, _terminate)
-        if parent is not None:  # SIGTERM when it dies (else the supervisor's loop sees it)
+        if parent is not None:  # a signal of its own when it dies (or the loop notices)
+            signal.signal(PARENT_DIED, _terminate)
             supervisor.parent = parent
-            _platform.die_with_parent(signal.SIGTERM, parent, watch=False)
+            _platform.die_with_parent(PARENT_DIED, parent, watch=False)
         code = supervisor.run()
     except SystemExit as exc:
         code = int(exc.code or 1)
@@ -622,10 +650,8 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
     finally:
         if supervisor is not None and supervisor.children:
             supervisor.stop()
-        if parent is not None and orphan_dir and _platform.parent_died(parent):
-            import shutil  # the caller is gone: nobody is left to read or remove it
-
-            shutil.rmtree(orphan_dir, ignore_errors=True)
+        if orphaned and orphan_dir:
+            _remove_tree(orphan_dir)  # the caller is gone: nobody else will
         elif not written:  # else every task is accounted for, and the caller may be tidying
             _atomic_write(exit_path, f"{code}\n")
     return code

@@ -84,6 +84,14 @@ def sleeper():
     proc.wait()
 
 
+def _tree(folder: Path) -> str:
+    """What is in ``folder``, and the worker logs there (for failure messages)."""
+    lines = [str(p.relative_to(folder)) for p in sorted(folder.rglob("*"))]
+    for log in folder.rglob("worker.log"):
+        lines.append(f"{log}:\n{log.read_text()}")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------ _platform, and its fallbacks
 def test_start_time_tells_a_live_process_from_a_reused_pid(platform_mode, sleeper):
     start = _platform.process_start_time(sleeper.pid)
@@ -365,9 +373,14 @@ def test_ctrl_c_during_a_single_call_stops_its_worker(cache_dir, tmp_path):
 
 # ----------------------------------- 5. cache=False: a killed driver leaves nothing
 NOCACHE_SCRIPT = """
-    import os, time, pyjoule as pj
+    import os, threading, time, pyjoule as pj
 
     PIDS = {pids!r}
+    if {spawn}:  # a thread: forking is unsafe, the pool is started as python -m ...
+        threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+    if {fallback}:  # the forked pool inherits it: no PR_SET_PDEATHSIG, no pidfd
+        from pyjoule import _platform
+        _platform.LINUX = False
 
     @pj.experiment(workers=2, progress=False, cache=False)
     def slow(i):
@@ -381,27 +394,33 @@ NOCACHE_SCRIPT = """
 """
 
 
-@pytest.mark.parametrize("attempt", range(3))
-def test_kill_9_of_a_cache_false_driver_leaves_no_pool_and_no_dir(tmp_path, attempt):
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    pids = tmp_path / "pids"
-    proc = start_script(tmp_path, NOCACHE_SCRIPT.format(pids=str(pids)),
-                        {"TMPDIR": str(temp)})
-    try:
-        wait_until(lambda: len(pids_in(pids)) >= 2, "the pool to start")
-        (nocache,) = glob.glob(str(temp / "pyjoule-nocache-*"))
-        assert stat.S_IMODE(os.stat(nocache).st_mode) == 0o700
-        supervisor = wait_until(lambda: _supervisor_of(Path(nocache)), "its supervisor")[0]
-        proc.kill()
-        proc.wait()
-        wait_until(lambda: not any(running(p) for p in pids_in(pids) + [supervisor]),
-                   "the pool to die with its driver")
-        wait_until(lambda: not glob.glob(str(temp / "pyjoule-nocache-*")),
-                   "the nocache directory to be removed")
-    finally:
-        proc.kill()
-        proc.wait()
+@pytest.mark.parametrize("start", ["forked", "spawned", "forked-fallback"])
+def test_kill_9_of_a_cache_false_driver_leaves_no_pool_and_no_dir(tmp_path, start):
+    for attempt in range(3):
+        folder = tmp_path / str(attempt)
+        temp = folder / "tmp"
+        temp.mkdir(parents=True)
+        pids = folder / "pids"
+        source = NOCACHE_SCRIPT.format(pids=str(pids), spawn=start == "spawned",
+                                       fallback=start == "forked-fallback")
+        proc = start_script(folder, source, {"TMPDIR": str(temp)})
+        try:
+            wait_until(lambda: len(pids_in(pids)) >= 2, "the pool to start")
+            (nocache,) = glob.glob(str(temp / "pyjoule-nocache-*"))
+            assert stat.S_IMODE(os.stat(nocache).st_mode) == 0o700
+            supervisor = wait_until(lambda: _supervisor_of(Path(nocache)),
+                                    "its supervisor")[0]
+            spawned = b"--parent" in Path(f"/proc/{supervisor}/cmdline").read_bytes()
+            assert spawned == (start == "spawned")
+            proc.kill()
+            proc.wait()
+            wait_until(lambda: not any(running(p) for p in pids_in(pids) + [supervisor]),
+                       "the pool to die with its driver")
+            wait_until(lambda: not glob.glob(str(temp / "pyjoule-nocache-*")),
+                       f"the nocache directory to be removed: {_tree(temp)}")
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 def test_a_cache_false_call_removes_stale_nocache_dirs_of_dead_owners(tmp_path,
