@@ -185,8 +185,8 @@ def _write(fd: int, data: bytes) -> None:
 # --------------------------------------------------------------------- children
 def _child(slot: int, shm: mmap.mmap, tasks: list, payload: dict, rfd: int, wfd: int,
            path: str) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # not the supervisor's
+        signal.signal(sig, signal.SIG_DFL)
     func, capture = payload["func"], payload["capture"]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
     offset = slot * _SLOT.size

@@ -255,11 +255,38 @@ def test_a_pset_that_closes_its_output_harms_no_sibling(cache_dir, capture):
         assert ds.result.values.tolist() == list(range(12))
 
 
+def test_a_forked_detached_child_never_unwinds_into_the_caller(tmp_path):
+    """Whatever fails in it (its output closed, then an exception), the child of
+    ``fork_detached`` ends with ``os._exit``: it never returns into this code."""
+    me = os.getpid()
+    marker = tmp_path / "unwound"
+
+    def target():
+        sys.stdout.close()
+        sys.stderr.close()
+        os.close(1)
+        os.close(2)
+        raise RuntimeError("and then this")
+
+    try:
+        child = local.fork_detached(target, log_path=str(tmp_path / "log"))
+    finally:
+        if os.getpid() != me:  # the child came back here: say so, and stop
+            marker.write_text("unwound")
+            os._exit(0)
+    assert child.wait(WAIT_S) == 1
+    assert not marker.exists()
+    assert stat.S_IMODE((tmp_path / "log").stat().st_mode) == 0o600
+
+
 # ------------------------------- 3. kill -9 of the supervisor: nothing finished lost
 SUPERVISOR_SCRIPT = """
     import os, time, pyjoule as pj
 
     COUNT = {count!r}
+    if {fallback}:  # the forked pool inherits it: its children watch their parent
+        from pyjoule import _platform
+        _platform.LINUX = False
 
     @pj.experiment(workers=2, progress=False, errors="ignore")
     def slow(i):
@@ -290,14 +317,15 @@ def _supervisor_of(cache: Path) -> tuple[int, str]:
     return None
 
 
-def test_kill_9_of_the_supervisor_keeps_what_finished(cache_dir, tmp_path):
+@pytest.mark.parametrize("mode", ["linux", "fallback"])
+def test_kill_9_of_the_supervisor_keeps_what_finished(cache_dir, tmp_path, mode):
     for attempt in range(3):
         folder = tmp_path / f"attempt{attempt}"
         folder.mkdir()
         cache = folder / "cache"
         count = folder / "count"
         env = {"PYJOULE_CACHE": str(cache)}
-        source = SUPERVISOR_SCRIPT.format(count=str(count))
+        source = SUPERVISOR_SCRIPT.format(count=str(count), fallback=mode == "fallback")
         proc = start_script(folder, source, env)
         try:
             pid, start = wait_until(lambda: _supervisor_of(cache), "the supervisor")
