@@ -7,10 +7,7 @@ import functools
 import logging
 import os
 import pickle
-import shutil
-import stat
 import sys
-import tempfile
 import time
 import warnings
 from typing import Any, Callable
@@ -384,12 +381,8 @@ class Experiment:
 _NOTHING = object()
 
 class _Session:
-    """The store and function id for one call; a throw-away cache for ``cache=False``.
-
-    The throw-away cache is a private (0700) ``pyjoule-nocache-*`` directory with an
-    ``owner`` file (this process's pid and start time). Its pool dies with this process
-    and removes it; if that fails too (the pool was killed as well), the next
-    ``cache=False`` call removes directories whose owner is dead."""
+    """The store and function id for one call; a throw-away cache for ``cache=False``
+    (see :mod:`._nocache`: its pool dies with this process and removes it)."""
 
     def __init__(self, exp: Experiment):
         self.exp = exp
@@ -397,12 +390,9 @@ class _Session:
 
     def __enter__(self):
         if self.exp._options.get("cache") is False:
-            from ._backends import pool
+            from . import _nocache
 
-            _remove_stale_throwaways()
-            self.tmp = tempfile.mkdtemp(prefix=_NOCACHE_PREFIX)  # 0700
-            _write_owner(self.tmp)
-            pool.throwaway(self.tmp)
+            self.tmp = _nocache.create()
             store = Store(self.tmp)
         else:
             store = self.exp._store()
@@ -411,50 +401,10 @@ class _Session:
 
     def __exit__(self, *exc):
         if self.tmp is not None:
-            from ._backends import pool
+            from . import _nocache
 
             self.store.close()
-            pool.throwaway(self.tmp, add=False)
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-_NOCACHE_PREFIX = "pyjoule-nocache-"
-
-
-def _write_owner(folder: str) -> None:
-    from ._platform import process_start_time
-
-    pid = os.getpid()
-    fd = os.open(os.path.join(folder, "owner"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"{pid} {process_start_time(pid)}\n")
-
-
-def _remove_stale_throwaways() -> None:
-    """Remove this user's ``pyjoule-nocache-*`` directories whose owner process is dead
-    (a driver killed with ``kill -9`` whose pool was killed too). Only real directories
-    of this user with an ``owner`` file are candidates; never another user's."""
-    from ._platform import is_running
-
-    root = tempfile.gettempdir()
-    try:
-        names = [n for n in os.listdir(root) if n.startswith(_NOCACHE_PREFIX)]
-    except OSError:
-        return
-    for name in names:
-        path = os.path.join(root, name)
-        try:
-            st = os.lstat(path)
-            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-                continue
-            with open(os.path.join(path, "owner")) as fh:
-                pid_text, start = (fh.read().split() + [""])[:2]
-            pid = int(pid_text)
-        except (OSError, ValueError):  # being created just now, or not ours
-            continue
-        if pid != os.getpid() and not is_running(pid, start):
-            log.debug("removing %s: its owner, process %d, is gone", path, pid)
-            shutil.rmtree(path, ignore_errors=True)
+            _nocache.remove(self.tmp)
 
 
 # --------------------------------------------------------------------- runs
