@@ -7,9 +7,7 @@ import functools
 import logging
 import os
 import pickle
-import shutil
 import sys
-import tempfile
 import time
 import warnings
 from typing import Any, Callable
@@ -198,7 +196,11 @@ class Experiment:
                     return value
                 # a damaged entry, dropped just now: plan again, so it is computed
                 run = self._run([kwargs], store, func_id, progress=False)
-            run._wait()
+            try:
+                run._wait()
+            except KeyboardInterrupt:  # Ctrl-C: stop its worker, as map does
+                run.cancel()
+                raise
             found = store.lookup(func_id, run.plan.ids)
             if found:
                 value = store.read_values(func_id, found).get(run.plan.ids[0], _NOTHING)
@@ -398,7 +400,8 @@ class Experiment:
 _NOTHING = object()
 
 class _Session:
-    """The store and function id for one call; a throw-away cache for ``cache=False``."""
+    """The store and function id for one call; a throw-away cache for ``cache=False``
+    (see :mod:`._nocache`: its pool dies with this process and removes it)."""
 
     def __init__(self, exp: Experiment):
         self.exp = exp
@@ -406,7 +409,9 @@ class _Session:
 
     def __enter__(self):
         if self.exp._options.get("cache") is False:
-            self.tmp = tempfile.mkdtemp(prefix="pyjoule-nocache-")
+            from . import _nocache
+
+            self.tmp = _nocache.create()
             store = Store(self.tmp)
         else:
             store = self.exp._store()
@@ -415,8 +420,10 @@ class _Session:
 
     def __exit__(self, *exc):
         if self.tmp is not None:
+            from . import _nocache
+
             self.store.close()
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            _nocache.remove(self.tmp)
 
 
 # --------------------------------------------------------------------- runs

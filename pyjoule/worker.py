@@ -13,12 +13,21 @@ A run directory holds::
     exit               exit code of the supervisor (atomically), once every task has its
                        record: its children may still be exiting
     worker.log         the supervisor's and its children's stdout/stderr
+    children.pids      "<pid> <start time>" of each child forked (leader of its group)
+
+Everything it creates is private (files 0600, directories 0700), whatever the umask.
 
 The supervisor forks ``--workers`` children. Each child runs the tasks it is handed
 and appends one record per finished pset to its own file, so a crash loses only the
 pset in flight. The supervisor hands out chunks (large first, smaller near the end,
 so a slow core does not hold up the finish), kills a child whose pset exceeds the
 timeout, and records ``timeout`` or ``lost`` for the pset a dead child was running.
+
+Each child leads its own process group, so that what the function forks (a
+``multiprocessing.Pool``, a ``subprocess``) goes with it when it is killed or ends;
+the supervisor learns of a child's death from the kernel (a pidfd, or ``waitid``), not
+from its pipe, which a grandchild may hold open. Children die with the supervisor
+(``_platform.die_with_parent``); every record they finished is already on disk.
 """
 
 from __future__ import annotations
@@ -36,11 +45,12 @@ import time
 import traceback
 from collections import deque
 
-from . import _records
+from . import _platform, _records
 
 _SLOT = struct.Struct("<qd")  # index of the task being run (-1: idle), its start time
 _MSG = struct.Struct("<qq")  # chunk handed to a child: [start, stop); stop < 0 = quit
 _HOST = socket.gethostname()
+_FILE_MODE, _DIR_MODE = 0o600, 0o700  # results and logs are private data
 
 
 # --------------------------------------------------------------------------- tasks
@@ -64,8 +74,7 @@ def execute(func, pset_id: str, kwargs: dict, capture: bool) -> bytes:
         if capture:
             sys.stdout, sys.stderr = saved
     record = (pset_id, status, value, time.perf_counter() - t0, started, time.time(), _HOST,
-              os.getpid(), out.getvalue() if out is not None else "",
-              err.getvalue() if err is not None else "", error)
+              os.getpid(), _captured(out), _captured(err), error)
     try:
         return _records.frame(record)
     except Exception:  # noqa: BLE001 - e.g. an instance of a class sent by value
@@ -76,6 +85,17 @@ def execute(func, pset_id: str, kwargs: dict, capture: bool) -> bytes:
         error = _describe(exc, "exception")
         error["message"] = f"the return value could not be pickled: {error['message']}"
         return _records.frame(record[:1] + ("failed", None) + record[3:-1] + (error,))
+
+
+def _captured(stream: io.StringIO | None) -> str:
+    """What the pset printed to ``stream``; "" if not captured, a note if the function
+    closed it (a closed StringIO has forgotten its text)."""
+    if stream is None:
+        return ""
+    try:
+        return stream.getvalue()
+    except ValueError:
+        return "[pyjoule: the function closed this stream; its output is lost]\n"
 
 
 def _describe(exc: BaseException, reason: str) -> dict:
@@ -140,7 +160,7 @@ def run_inline(run_dir: str, task_files: list[str] | None = None) -> int:
     """Run every task in this process (``workers=0``): same records, no fork."""
     payload, tasks = load_run(run_dir, task_files)
     path = os.path.join(run_dir, "results", f"inline-{os.getpid()}-{time.time_ns()}.rec")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
     saved = {var: os.environ.get(var) for var in THREAD_VARS}
     try:
         with _limit_threads(payload["threads"]):
@@ -165,10 +185,10 @@ def _write(fd: int, data: bytes) -> None:
 # --------------------------------------------------------------------- children
 def _child(slot: int, shm: mmap.mmap, tasks: list, payload: dict, rfd: int, wfd: int,
            path: str) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # not the supervisor's
+        signal.signal(sig, signal.SIG_DFL)
     func, capture = payload["func"], payload["capture"]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
     offset = slot * _SLOT.size
     while True:
         msg = _read_exact(rfd, _MSG.size)
@@ -199,24 +219,49 @@ def _read_exact(fd: int, n: int) -> bytes:
 
 
 class _Child:
-    __slots__ = ("pid", "to_child", "from_child", "chunk", "killed_for")
+    __slots__ = ("pid", "to_child", "from_child", "pidfd", "chunk", "killed_for")
 
     def __init__(self, pid, to_child, from_child):
         self.pid, self.to_child, self.from_child = pid, to_child, from_child
+        self.pidfd = _platform.pidfd(pid)  # readable once it exits (None: not Linux)
         self.chunk: tuple[int, int] | None = None
         self.killed_for: str | None = None
+
+    def exited(self) -> bool:
+        """Whether it has exited; it stays unreaped (its pid, the group's id, is held)."""
+        try:
+            return os.waitid(os.P_PID, self.pid,
+                             os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+
+
+def _end_forked(code: int) -> None:
+    """End a forked process: flush what it printed if that still works, then
+    ``os._exit`` whatever happens (the function may have closed ``sys.stdout`` or
+    fd 1), so that it never unwinds into the code of the process it was forked from."""
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001 - closed, None, a broken pipe...
+                pass
+    finally:
+        os._exit(code)
 
 
 class Supervisor:
     """Fork ``workers`` children and feed them chunks of ``tasks`` until done."""
 
     def __init__(self, run_dir: str, payload: dict, tasks: list, workers: int,
-                 prefix: str = "", on_done=None, controller=None):
+                 prefix: str = "", on_done=None, controller=None,
+                 parent: int | None = None):
         self.run_dir, self.payload, self.tasks = run_dir, payload, tasks
         self.controller = controller  # of :func:`thread_controller`, made by the caller
         # called once every task is accounted for (its record on disk), before the
         # children are stopped and reaped: the caller can ingest while they exit
         self.on_done = on_done
+        self.parent = parent  # stop when this process (our parent) dies
         self.prefix = prefix  # of its result files: unique per SLURM array task and batch
         self.workers = max(1, min(workers, len(tasks) or 1))
         self.timeout_s = payload.get("timeout_s")
@@ -225,8 +270,9 @@ class Supervisor:
         self.queue: deque[tuple[int, int]] = deque([(0, len(tasks))] if tasks else [])
         self.children: dict[int, _Child] = {}
         self.spawned = 0
+        self.noted_fd: int | None = None  # children.pids, opened at the first spawn
         path = os.path.join(run_dir, "results", f"{prefix}supervisor-{os.getpid()}.rec")
-        self.own_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.own_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
 
     # chunks shrink as work runs out: guided scheduling
     def _next_chunk(self) -> tuple[int, int] | None:
@@ -246,27 +292,46 @@ class Supervisor:
         path = os.path.join(self.run_dir, "results",
                             f"{self.prefix}w{os.getpid()}-{self.spawned}.rec")
         _SLOT.pack_into(self.shm, slot * _SLOT.size, -1, 0.0)
+        me = os.getpid()
         pid = os.fork()
-        if pid == 0:  # child
-            code = 0
+        if pid == 0:  # child: never returns
+            code = 1
             try:
+                os.setpgid(0, 0)  # its own group: what it forks is killed with it
+                _platform.die_with_parent(signal.SIGKILL, me)
                 os.close(down_w)
                 os.close(up_r)
                 for other in self.children.values():
                     os.close(other.to_child)
                     os.close(other.from_child)
+                    if other.pidfd is not None:
+                        os.close(other.pidfd)
                 _child(slot, self.shm, self.tasks, self.payload, down_r, up_w, path)
+                code = 0
             except BaseException:  # noqa: BLE001
-                traceback.print_exc()
-                code = 1
+                try:
+                    traceback.print_exc()
+                except BaseException:  # noqa: BLE001 - stderr closed by the function
+                    pass
             finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
+                _end_forked(code)
+        try:
+            os.setpgid(pid, pid)  # also here: whichever runs first, the group exists
+        except OSError:  # it has set it itself, or died already
+            pass
         os.close(down_r)
         os.close(up_w)
         self.children[slot] = _Child(pid, down_w, up_r)
+        self._note(pid)
         self._feed(slot)
+
+    def _note(self, pid: int) -> None:
+        """Record a child's pid and start time: if this supervisor is killed outright,
+        whoever finishes the run kills what the child's group left (:func:`kill_orphans`)."""
+        if self.noted_fd is None:
+            self.noted_fd = os.open(os.path.join(self.run_dir, CHILDREN),
+                                    os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
+        os.write(self.noted_fd, f"{pid} {_platform.process_start_time(pid)}\n".encode())
 
     def _feed(self, slot: int) -> None:
         child = self.children[slot]
@@ -275,7 +340,7 @@ class Supervisor:
         try:
             os.write(child.to_child, _MSG.pack(start, stop))
         except BrokenPipeError:
-            pass  # it died; the EOF on its pipe tells us
+            pass  # it died; its reaping tells us
 
     def run(self) -> int:
         import gc
@@ -289,26 +354,48 @@ class Supervisor:
             if self.queue:
                 self._spawn(slot)
         while self.children:
-            by_fd = {c.from_child: s for s, c in self.children.items()}
+            by_fd = {}
+            for child in self.children.values():
+                by_fd[child.from_child] = child
+                if child.pidfd is not None:
+                    by_fd[child.pidfd] = child
             ready, _, _ = select.select(list(by_fd), [], [], self._wait_s())
             for fd in ready:
-                slot = by_fd[fd]
+                child = by_fd[fd]
+                slot = self._slot_of(child)
+                if slot is None or fd != child.from_child:
+                    continue  # reaped already in this round, or its pidfd: see below
                 if os.read(fd, 1):
                     self._feed(slot)
-                else:
+                else:  # EOF: it is exiting
+                    self._reap(slot)
+            # A child's death, from the kernel: its pipe may be held open by what the
+            # function forked, so an EOF may never come.
+            for slot, child in list(self.children.items()):
+                if child.exited():
                     self._reap(slot)
             self._enforce_timeout()
+            if self.parent is not None and _platform.parent_died(self.parent):
+                os.kill(os.getpid(), PARENT_DIED)  # where no PDEATHSIG does it: see run()
             if self.on_done is not None and not self.queue and all(
                     c.chunk is None for c in self.children.values()):
                 # every child has been told to quit: no record is still to come
                 self.on_done()
                 self.on_done = None
         os.close(self.own_fd)
+        if self.noted_fd is not None:
+            os.close(self.noted_fd)
         return 0
+
+    def _slot_of(self, child: _Child) -> int | None:
+        for slot, c in self.children.items():
+            if c is child:
+                return slot
+        return None
 
     def _wait_s(self) -> float:
         if not self.timeout_s:
-            return 1.0
+            return 1.0 if _platform.LINUX else 0.1  # without pidfds, deaths are polled
         return max(0.01, min(1.0, self.timeout_s / 20))
 
     def _enforce_timeout(self) -> None:
@@ -319,13 +406,17 @@ class Supervisor:
             index, started = _SLOT.unpack_from(self.shm, slot * _SLOT.size)
             if index >= 0 and now - started > self.timeout_s and not child.killed_for:
                 child.killed_for = "timeout"
-                _kill(child.pid)
+                _kill_child(child.pid)
 
     def _reap(self, slot: int) -> None:
         child = self.children.pop(slot)
+        if child.chunk is not None and _finished_chunk(child.from_child):
+            child.chunk = None  # it said "k" before it died: nothing of it is missing
+        _kill_child(child.pid)  # what it forked dies with it
         _, status = os.waitpid(child.pid, 0)
-        os.close(child.to_child)
-        os.close(child.from_child)
+        for fd in (child.to_child, child.from_child, child.pidfd):
+            if fd is not None:
+                os.close(fd)
         index, started = _SLOT.unpack_from(self.shm, slot * _SLOT.size)
         if child.chunk is not None and index >= 0:
             pset_id = self.tasks[index][0]
@@ -346,15 +437,70 @@ class Supervisor:
             self._spawn(slot)
 
     def stop(self) -> None:
+        """Kill every child with its group, and reap them: once this returns, none of
+        them writes anything more (the caller may remove the run directory)."""
         for child in self.children.values():
-            _kill(child.pid)
+            _kill_child(child.pid)
+        for child in self.children.values():
+            try:
+                os.waitpid(child.pid, 0)
+            except ChildProcessError:
+                pass
 
 
-def _kill(pid: int) -> None:
+CHILDREN = "children.pids"
+# Sent to a supervisor whose caller died (a cache=False run): SIGTERM means cancel.
+# Its own session has no terminal, so no other SIGHUP reaches it.
+PARENT_DIED = signal.SIGHUP
+
+
+def kill_orphans(run_dir: str) -> int:
+    """SIGKILL the process groups of a run's children that outlived their supervisor.
+
+    A supervisor killed outright (``kill -9``) takes its children with it
+    (``die_with_parent``), but not what they forked (a ``multiprocessing.Pool``). A
+    recorded pid now naming a process with another start time is someone else's and
+    is left alone; a group whose leader is gone keeps its id until it is empty, so
+    that id still names only it. Returns how many groups were signalled."""
     try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        with open(os.path.join(run_dir, CHILDREN)) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return 0
+    signalled = 0
+    for line in lines:
+        try:
+            pid_text, start = (line.split() + [""])[:2]
+            pid = int(pid_text)
+        except ValueError:
+            continue
+        now = _platform.process_start_time(pid)
+        if pid <= 1 or (now and start and now != start):
+            continue
+        try:
+            os.killpg(pid, signal.SIGKILL)
+            signalled += 1
+        except (ProcessLookupError, PermissionError):
+            pass
+    return signalled
+
+
+def _finished_chunk(fd: int) -> bool:
+    """Whether a dead child's pipe still holds its "chunk finished" byte."""
+    try:
+        os.set_blocking(fd, False)
+        return b"k" in os.read(fd, 16)
+    except OSError:  # nothing there (EAGAIN), or closed
+        return False
+
+
+def _kill_child(pid: int) -> None:
+    """SIGKILL a child and its process group (what the function forked)."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _exit_text(status: int) -> str:
@@ -370,71 +516,90 @@ def _exit_text(status: int) -> str:
 
 
 # ------------------------------------------------------------------------- main
-def process_start_time(pid: int) -> str:
-    """Start time of ``pid`` in clock ticks (tells a live process from a reused pid)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
+process_start_time = _platform.process_start_time  # callers and tests know them here
+is_zombie = _platform.is_zombie
 
 
-def is_zombie(pid: int) -> bool:
-    """Whether ``pid`` has exited but not been reaped by its parent (Linux)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
+def _remove_tree(path: str) -> None:
+    """Remove ``path``; again if a process still exiting wrote into it meanwhile."""
+    import shutil
+
+    for _ in range(5):
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path):
+            return
+        time.sleep(0.1)
 
 
-def is_alive(run_dir: str) -> bool:
-    """Whether the supervisor of ``run_dir`` still runs (and has not written ``exit``)."""
-    if os.path.exists(os.path.join(run_dir, "exit")):
-        return False
+def read_pid(run_dir: str) -> tuple[int, str] | None:
+    """The supervisor's ``(pid, start time)`` from ``worker.pid``; None if unreadable."""
     try:
         with open(os.path.join(run_dir, "worker.pid")) as fh:
             pid_text, start = (fh.read().split() + [""])[:2]
-        pid = int(pid_text)
-        os.kill(pid, 0)
+        return int(pid_text), start
     except (OSError, ValueError):
-        return False
-    if is_zombie(pid):  # dead; its parent (another process of the user's) reaps it later
-        return False
-    return not start or process_start_time(pid) in (start, "")
+        return None
 
 
-def _name_process(name: bytes) -> None:
-    """Set the name ``ps``/``top`` show (Linux), so users can tell workers apart;
-    the pool's children inherit it."""
+def is_alive(run_dir: str) -> bool:
+    """Whether the supervisor of ``run_dir`` still runs (and has not written ``exit``):
+    its pid, with the start time recorded next to it (a reused pid is not it)."""
+    if os.path.exists(os.path.join(run_dir, "exit")):
+        return False
+    recorded = read_pid(run_dir)
+    return recorded is not None and _platform.is_running(*recorded)
+
+
+def makedirs_private(path: str) -> None:
+    """``os.makedirs`` with every directory it creates 0700 (``mode`` of makedirs
+    applies to the last one only)."""
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    if parent and parent != path:
+        makedirs_private(parent)
     try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(15, name, 0, 0, 0)  # PR_SET_NAME
-    except (OSError, AttributeError):
+        os.mkdir(path, _DIR_MODE)
+    except FileExistsError:
         pass
 
 
 def _atomic_write(path: str, text: str) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
-        os.fchmod(fh.fileno(), 0o600)  # store-trust: private whatever the umask
-        fh.write(text)
-    os.replace(tmp, path)
+    """Write ``path`` (0600) so readers see all of it or nothing; the temporary file
+    has a unique name (several processes write ``exit``) and is removed on failure."""
+    tmp = f"{path}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+    try:
+        try:
+            _write(fd, text.encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
-        done_fd: int | None = None, controller=None) -> int:
+        done_fd: int | None = None, controller=None, parent: int | None = None,
+        orphan_dir: str | None = None) -> int:
     """Run every task of ``run_dir`` with ``workers`` processes (0: in this process).
 
     ``exit`` is written as soon as every task is accounted for, which may be before
     the children have exited; then one byte goes to ``done_fd`` (a pipe), if given,
     so that a caller waiting on it can ingest meanwhile. ``controller``: the caller's
-    :func:`thread_controller`, when it forked this process."""
-    os.makedirs(os.path.join(run_dir, "results"), exist_ok=True)
+    :func:`thread_controller`, when it forked this process.
+
+    ``parent``: the pid of the caller, to die with (a ``cache=False`` run: nobody
+    else could use its results); ``orphan_dir``: a directory (the throw-away cache)
+    to remove when it died."""
+    makedirs_private(os.path.join(run_dir, "results"))
     pid = os.getpid()
     if workers > 0:
-        _name_process(b"pyjoule-worker")
+        _platform.set_process_name(b"pyjoule-worker")
     _atomic_write(os.path.join(run_dir, "worker.pid"), f"{pid} {process_start_time(pid)}\n")
     if workers <= 0:
         code = 1
@@ -447,6 +612,7 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
     supervisor = None
     exit_path = os.path.join(run_dir, "exit")
     written = []
+    orphaned = []  # the caller (``parent``) died
 
     def _done():
         _atomic_write(exit_path, "0\n")
@@ -465,9 +631,18 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
                                 controller=controller)
 
         def _terminate(signum, _frame):
+            for sig in (signal.SIGTERM, PARENT_DIED):  # once: a second signal (each of a
+                signal.signal(sig, signal.SIG_IGN)  # dying caller's threads sends one)
+                # must not cut the clean-up short
+            if signum == PARENT_DIED:
+                orphaned.append(True)
             raise SystemExit(128 + signum)
 
         signal.signal(signal.SIGTERM, _terminate)
+        if parent is not None:  # a signal of its own when it dies (or the loop notices)
+            signal.signal(PARENT_DIED, _terminate)
+            supervisor.parent = parent
+            _platform.die_with_parent(PARENT_DIED, parent, watch=False)
         code = supervisor.run()
     except SystemExit as exc:
         code = int(exc.code or 1)
@@ -475,7 +650,9 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
     finally:
         if supervisor is not None and supervisor.children:
             supervisor.stop()
-        if not written:  # else every task is accounted for, and the caller may be tidying
+        if orphaned and orphan_dir:
+            _remove_tree(orphan_dir)  # the caller is gone: nobody else will
+        elif not written:  # else every task is accounted for, and the caller may be tidying
             _atomic_write(exit_path, f"{code}\n")
     return code
 
@@ -504,12 +681,13 @@ def make_queue(run_dir: str, wave: str, task_files: list[str], batch: int) -> in
     n = sum(len(tasks) for tasks in _task_lists(run_dir, task_files))
     folder = os.path.join(run_dir, "queue", wave)
     for sub in ("pending", "claimed"):
-        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+        makedirs_private(os.path.join(folder, sub))
     for sub in ("ends", "logs", "results"):
-        os.makedirs(os.path.join(run_dir, sub), exist_ok=True)
+        makedirs_private(os.path.join(run_dir, sub))
     n_batches = -(-n // batch)
     for b in range(n_batches):
-        open(os.path.join(folder, "pending", f"{b:06d}"), "w").close()
+        os.close(os.open(os.path.join(folder, "pending", f"{b:06d}"),
+                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE))
     _atomic_write(os.path.join(folder, "meta.json"),
                   json.dumps({"tasks": task_files, "batch": batch, "n": n}))
     return n_batches
@@ -593,7 +771,7 @@ def run_slurm(run_dir: str, wave: str, workers: int) -> int:
     payload, tasks = load_run(run_dir, meta["tasks"])
     size = int(meta["batch"])
     end = job_end_time()
-    _name_process(b"pyjoule-worker")
+    _platform.set_process_name(b"pyjoule-worker")
     code, why, batches, longest = 1, "error", 0, 0.0
     supervisor = None
 
@@ -643,6 +821,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--done-fd", type=int, default=None,
                         help="an inherited pipe to write one byte to once every task "
                         "is accounted for")
+    parser.add_argument("--parent", type=int, default=None,
+                        help="the pid of the caller: stop when it dies")
+    parser.add_argument("--orphan-dir", default=None,
+                        help="with --parent: a directory to remove when the caller died")
     parser.add_argument("--check", action="store_true",
                         help="only load the function and tasks (a pre-flight check on a "
                         "host: a missing module fails here, with its traceback)")
@@ -660,7 +842,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.slurm:
         return run_slurm(args.run_dir, args.slurm, args.workers)
-    return run(args.run_dir, args.workers, args.tasks, done_fd=args.done_fd)
+    return run(args.run_dir, args.workers, args.tasks, done_fd=args.done_fd,
+               parent=args.parent, orphan_dir=args.orphan_dir)
 
 
 if __name__ == "__main__":

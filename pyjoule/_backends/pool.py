@@ -7,10 +7,15 @@ The supervisor tells the caller, through a pipe, the moment every task is
 accounted for (``exit`` written), so that the caller ingests the last results while
 the pool's processes exit: about 8 ms sooner than waiting for the exit itself. The
 supervisor is reaped (:meth:`PoolBackend.settle`) after the Dataset is built, so that
-its exit overlaps with that too (another ~3 ms)."""
+its exit overlaps with that too (another ~3 ms).
+
+A run of a throw-away cache (``cache=False``, see :func:`throwaway`) is the
+exception: nobody else could use its results, so its supervisor dies with the caller
+and removes that cache's directory."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -19,6 +24,29 @@ import time
 from .. import worker
 from .._transport import local
 from .base import Backend
+
+log = logging.getLogger("pyjoule")
+
+
+_THROWAWAY: set[str] = set()  # roots of this process's cache=False caches
+
+
+def throwaway(root: str, add: bool = True) -> None:
+    """Register (or, with ``add=False``, forget) ``root`` as a throw-away cache of this
+    process: pools of runs under it die with this process and remove it."""
+    root = os.path.abspath(root)
+    if add:
+        _THROWAWAY.add(root)
+    else:
+        _THROWAWAY.discard(root)
+
+
+def _throwaway_root(run_dir: str) -> str | None:
+    path = os.path.abspath(run_dir)
+    for root in _THROWAWAY:
+        if path.startswith(root + os.sep):
+            return root
+    return None
 
 
 def _close(fd: int | None) -> None:
@@ -35,6 +63,7 @@ class PoolBackend(Backend):
     def __init__(self, run_dir: str | None = None):
         self.run_dir = run_dir
         self.proc: subprocess.Popen | local.ForkedChild | None = None
+        self._start_time = ""  # of self.proc: its pid is signalled only while it matches
         self._done: int | None = None  # read end: a byte arrives once all is accounted for
 
     def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
@@ -44,6 +73,8 @@ class PoolBackend(Backend):
         log_path = os.path.join(run_dir, "worker.log")
         _close(self._done)
         done_r, done_w = os.pipe()  # a byte comes through once every pset is accounted for
+        orphan_dir = _throwaway_root(run_dir)
+        parent = os.getpid() if orphan_dir else None
         try:
             if local.can_fork():
                 # The same worker program, forked from this process instead of started
@@ -51,13 +82,16 @@ class PoolBackend(Backend):
                 controller = worker.thread_controller()  # the child inherits the scan
                 self.proc = local.fork_detached(
                     lambda: worker.run(run_dir, workers, task_files, done_fd=done_w,
-                                       controller=controller),
+                                       controller=controller, parent=parent,
+                                       orphan_dir=orphan_dir),
                     log_path=log_path)
             else:
                 argv = [sys.executable, "-m", "pyjoule.worker", run_dir, "--workers",
                         str(workers), "--done-fd", str(done_w)]
                 if task_files:
                     argv += ["--tasks", *task_files]
+                if parent is not None:
+                    argv += ["--parent", str(parent), "--orphan-dir", orphan_dir]
                 env = dict(os.environ)
                 # The worker imports the user's modules the way the caller does.
                 env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
@@ -70,8 +104,9 @@ class PoolBackend(Backend):
             os.close(done_w)
         self._done = done_r
         # Written here too, so a crash before the worker writes its own is still seen.
-        worker._atomic_write(os.path.join(run_dir, "worker.pid"),  # store-trust: 0600
-                             f"{self.proc.pid} {worker.process_start_time(self.proc.pid)}\n")
+        self._start_time = worker.process_start_time(self.proc.pid)
+        worker._atomic_write(os.path.join(run_dir, "worker.pid"),
+                             f"{self.proc.pid} {self._start_time}\n")
 
     def _exited(self) -> bool:
         """The supervisor wrote ``exit`` (every task accounted for), or is gone."""
@@ -105,6 +140,14 @@ class PoolBackend(Backend):
         self._done = None
         if self.proc is not None:
             self.proc.poll()
+        if self.run_dir is not None:
+            # a supervisor killed outright leaves what its children forked: stop it
+            if worker.kill_orphans(self.run_dir):
+                log.debug("run dir %s: killed what its worker processes left", self.run_dir)
+            try:
+                os.unlink(os.path.join(self.run_dir, worker.CHILDREN))
+            except OSError:
+                pass
 
     def settle(self) -> None:
         if self.proc is not None and self._exited():
@@ -117,7 +160,7 @@ class PoolBackend(Backend):
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:  # stuck stopping its children: stop them all
-            local.kill_group(proc.pid)
+            local.kill_group(proc.pid)  # not reaped yet: the pid is still its
 
     def __del__(self):
         _close(self._done)
@@ -128,19 +171,20 @@ class PoolBackend(Backend):
                 pass
 
     def cancel(self) -> None:
-        pid = self._pid()
-        if pid:
-            local.kill_group(pid)
+        leader = self._leader()
+        if leader:
+            pid, start = leader
+            local.kill_group(pid, start=start)
         if self.proc is not None:
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 pass
 
-    def _pid(self) -> int | None:
+    def _leader(self) -> tuple[int, str] | None:
+        """The supervisor's pid and start time: never a pid alone (it may be reused)."""
         if self.proc is not None:
-            return self.proc.pid
+            return self.proc.pid, self._start_time
         if self.run_dir and worker.is_alive(self.run_dir):
-            with open(os.path.join(self.run_dir, "worker.pid")) as fh:
-                return int(fh.read().split()[0])
+            return worker.read_pid(self.run_dir)
         return None

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
+from .. import _platform
+
 log = logging.getLogger("pyjoule")
 
 
@@ -49,15 +51,26 @@ def spawn(argv: Sequence[str], *, log_path: str, env: dict | None = None,
     """Start ``argv`` detached in its own session (so its group can be killed, and a
     terminal's Ctrl-C reaches only the driver, which then decides what to stop)."""
     log.debug("spawn: %s", shlex.join(argv))
-    # store-trust: the log is private (0600), whatever the umask
-    with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
-        return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out,
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # private
+    try:
+        return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=fd,
                                 stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                 start_new_session=True, pass_fds=tuple(pass_fds))
+    finally:
+        os.close(fd)
 
 
-def kill_group(pid: int, grace_s: float = 2.0) -> None:
-    """SIGTERM the process group led by ``pid``, then SIGKILL what is left."""
+def kill_group(pid: int, grace_s: float = 2.0, start: str = "") -> None:
+    """SIGTERM the process group led by ``pid``, then SIGKILL what is left.
+
+    ``start``: the leader's recorded start time. If a process with that pid runs but
+    started at another time, the pid was reused by an unrelated process: nothing is
+    signalled. (A leader that is gone leaves its group id to its group: the id is not
+    reused while the group lives.)"""
+    if start and not _same_leader(pid, start):
+        log.debug("kill_group: pid %d is no longer the process recorded (start %s)",
+                  pid, start)
+        return
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pid, sig)
@@ -66,34 +79,15 @@ def kill_group(pid: int, grace_s: float = 2.0) -> None:
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
             _reap(pid)
-            if not _group_alive(pid):
+            if not _platform.group_alive(pid):
                 return
             time.sleep(0.02)
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of group ``pgid`` still runs. Zombies do not count: the
-    leader of a run cancelled from another process stays one until its own parent
-    reaps it, and waiting for that would only wait out the grace periods."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    try:
-        entries = os.listdir("/proc")
-    except OSError:  # not Linux: the group exists, so assume it runs
-        return True
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
+def _same_leader(pid: int, start: str) -> bool:
+    """False if ``pid`` now names a process that started at another time than ``start``."""
+    now = _platform.process_start_time(pid)
+    return not now or now == start
 
 
 def _reap(pid: int) -> None:
@@ -131,26 +125,7 @@ class ForkedChild:
         return self.returncode
 
 
-def wait_for_exit(pid: int, timeout_s: float, fds: Sequence[int] = ()) -> None:
-    """Sleep until ``pid`` exits, one of ``fds`` is readable or ``timeout_s`` passes.
-
-    ``Popen.wait(timeout)`` polls with sleeps of up to 50 ms; a pidfd (Linux 5.3+)
-    becomes readable the moment the process ends, so short runs end without a lag.
-    """
-    import select
-
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):  # not Linux, an old kernel, or already reaped
-        if fds:
-            select.select(list(fds), [], [], timeout_s)
-        else:
-            time.sleep(timeout_s)
-        return
-    try:
-        select.select([pidfd, *fds], [], [], timeout_s)
-    finally:
-        os.close(pidfd)
+wait_for_exit = _platform.wait_for_exit  # wakes the moment the process ends (a pidfd)
 
 
 def can_fork() -> bool:
@@ -165,11 +140,11 @@ def fork_detached(target: Callable[[], int], *, log_path: str) -> ForkedChild:
     """Run ``target()`` in a forked child in its own session, output to ``log_path``.
 
     Saves starting a new interpreter (about 70 ms): the child already has everything
-    imported. Use only when :func:`can_fork`.
+    imported. Use only when :func:`can_fork`. The child ends with ``os._exit`` whatever
+    happens in it: it never unwinds into the caller's code.
     """
     import gc
 
-    # store-trust: the log is private (0600), whatever the umask
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     # Keep the garbage collector off the caller's objects in the child: walking them
     # would copy every page of a large driver (xarray, pandas) into the child.
@@ -190,15 +165,21 @@ def fork_detached(target: Callable[[], int], *, log_path: str) -> ForkedChild:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = target()
         except BaseException:  # noqa: BLE001 - the child must end here, whatever happens
-            import traceback
+            try:
+                import traceback
 
-            traceback.print_exc()
+                traceback.print_exc()
+            except BaseException:  # noqa: BLE001 - stderr is closed
+                pass
         finally:
             try:
-                sys.stdout.flush()
-                sys.stderr.flush()
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except BaseException:  # noqa: BLE001 - closed, or None
+                        pass
             finally:
-                os._exit(code)
+                os._exit(code if isinstance(code, int) else 1)
     os.close(log_fd)
     log.debug("forked worker %d", pid)
     return ForkedChild(pid)

@@ -1,0 +1,208 @@
+"""The one module that makes Linux-only calls (/proc, prctl, pidfd), each with a
+portable fallback, so that the client may be a Mac.
+
+``LINUX`` says whether the Linux probes are used; tests switch it off to check that
+the fallbacks keep the behaviour. psutil, when a fallback uses it, is imported lazily
+and only there: the worker's import closure stays the standard library. Other modules
+may add a function here, with its fallback and a test that forces the fallback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+LINUX = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
+
+_PR_SET_NAME = 15
+_PR_SET_PDEATHSIG = 1
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of ``/proc/<pid>/stat`` after the command name (field 3 on), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _psutil_process(pid: int):
+    """psutil's view of ``pid``, or None (no such process, or no psutil)."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        return psutil.Process(pid)
+    except (psutil.Error, ValueError):
+        return None
+
+
+# ------------------------------------------------------------------ processes
+def process_start_time(pid: int) -> str:
+    """When ``pid`` started, as text: tells a live process from a reused pid. "" when
+    unknown (no such process, or neither /proc nor psutil). Compare only values read
+    on the same machine: the Linux and psutil forms differ."""
+    if LINUX:
+        fields = _stat_fields(pid)
+        return fields[19] if fields and len(fields) > 19 else ""  # field 22: starttime
+    proc = _psutil_process(pid)
+    if proc is None:
+        return ""
+    try:
+        return f"{proc.create_time():.2f}"
+    except Exception:  # noqa: BLE001 - psutil.Error: gone meanwhile, or denied
+        return ""
+
+
+def is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but not been reaped by its parent."""
+    if LINUX:
+        fields = _stat_fields(pid)
+        return bool(fields) and fields[0] == "Z"
+    proc = _psutil_process(pid)
+    if proc is None:
+        return False
+    try:
+        return proc.status() == "zombie"
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def is_running(pid: int, start: str = "") -> bool:
+    """Whether ``pid`` runs (not a zombie) and, if ``start`` is given, is the process
+    that started then, not a later one that got its pid."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: certainly not ours
+        return False
+    if is_zombie(pid):
+        return False
+    return not start or process_start_time(pid) in (start, "")
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs. Zombies do not count: a group
+    leader cancelled from another process stays one until its own parent reaps it."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    if LINUX:
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            return True
+        for entry in entries:
+            if entry.isdigit():
+                fields = _stat_fields(int(entry))
+                if fields and len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+                    return True
+        return False
+    try:
+        import psutil
+    except ImportError:  # the group exists: assume it runs
+        return True
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != "zombie":
+                return True
+        except (OSError, psutil.Error):
+            continue
+    return False
+
+
+# ------------------------------------------------------------------- waiting
+def pidfd(pid: int) -> int | None:
+    """A file descriptor that becomes readable when ``pid`` exits (Linux 5.3+), or None."""
+    if not LINUX:
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # an old kernel or Python, or already reaped
+        return None
+
+
+def wait_for_exit(pid: int, timeout_s: float, fds=()) -> None:
+    """Sleep until ``pid`` exits, one of ``fds`` is readable or ``timeout_s`` passes.
+
+    A pidfd wakes the moment the process ends; elsewhere this checks in steps of
+    20 ms whether ``pid`` is still running."""
+    import select
+
+    fd = pidfd(pid)
+    if fd is not None:
+        try:
+            select.select([fd, *fds], [], [], timeout_s)
+        finally:
+            os.close(fd)
+        return
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not is_running(pid):
+            return
+        step = min(0.02, left)
+        if fds:
+            if select.select(list(fds), [], [], step)[0]:
+                return
+        else:
+            time.sleep(step)
+
+
+# ------------------------------------------------------------ this process
+def set_process_name(name: bytes) -> None:
+    """Set the name ``ps``/``top`` show (Linux; elsewhere nothing), so users can tell
+    workers apart; children inherit it."""
+    if not LINUX:
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(_PR_SET_NAME, name, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def die_with_parent(sig: int, parent: int, *, watch: bool = True) -> bool:
+    """Have ``sig`` sent to this process when ``parent`` (its parent now) dies.
+
+    Linux: PR_SET_PDEATHSIG (the kernel sends it; True). Elsewhere, with ``watch``, a
+    daemon thread checks ``os.getppid()`` twice a second and sends ``sig`` itself
+    (False); without ``watch`` the caller checks :func:`parent_died` in its own loop
+    (a process that forks later should not have threads). If ``parent`` has died
+    already, ``sig`` is sent at once."""
+    armed = False
+    if LINUX:
+        try:
+            import ctypes
+
+            armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig, 0, 0,
+                                                             0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if parent_died(parent):  # it died before the call took effect
+        os.kill(os.getpid(), sig)
+        return armed
+    if not armed and watch:
+        import threading
+
+        def _watch():
+            while not parent_died(parent):
+                time.sleep(0.5)
+            os.kill(os.getpid(), sig)
+
+        threading.Thread(target=_watch, name="pyjoule-parent-watch", daemon=True).start()
+    return armed
+
+
+def parent_died(parent: int) -> bool:
+    """Whether this process's parent is no longer ``parent`` (it died; init or a
+    subreaper adopted this process)."""
+    return os.getppid() != parent
