@@ -4,16 +4,9 @@ The same code runs every batch everywhere: in the driver (``workers=0``), as a l
 subprocess, on an SSH host and in a SLURM array task. Its import closure is the
 standard library, cloudpickle, threadpoolctl and pyjoule's own small modules.
 
-A run directory holds::
-
-    payload.pkl        cloudpickle of {"func", "threads", "timeout_s", "capture", "batch"}
-    tasks.pkl          pickle of [(pset_id, kwargs), ...]   (or files named by --tasks)
-    results/*.rec      framed records, one append-only file per process
-    worker.pid         "<pid> <start time>" of the supervisor
-    exit               exit code of the supervisor (atomically), once every task has its
-                       record: its children may still be exiting
-    worker.log         the supervisor's and its children's stdout/stderr
-    children.pids      "<pid> <start time>" of each child forked (leader of its group)
+Its run directory (payload, tasks, results, ``worker.pid``, ``exit``,
+``worker.log``, ``children.pids``) is described, named and written by
+:mod:`._rundir`; SLURM array tasks are :mod:`._slurm_task`.
 
 Everything it creates is private (files 0600, directories 0700), whatever the umask.
 
@@ -35,7 +28,6 @@ from __future__ import annotations
 import io
 import mmap
 import os
-import pickle
 import select
 import signal
 import socket
@@ -46,11 +38,11 @@ import traceback
 from collections import deque
 
 from . import _platform, _records
+from ._rundir import RunDir, open_append, write_all
 
 _SLOT = struct.Struct("<qd")  # index of the task being run (-1: idle), its start time
 _MSG = struct.Struct("<qq")  # chunk handed to a child: [start, stop); stop < 0 = quit
 _HOST = socket.gethostname()
-_FILE_MODE, _DIR_MODE = 0o600, 0o700  # results and logs are private data
 
 
 # --------------------------------------------------------------------------- tasks
@@ -121,13 +113,8 @@ def failure_record(pset_id: str, error_type: str, message: str, reason: str,
 
 
 def load_run(run_dir: str, task_files: list[str] | None = None):
-    with open(os.path.join(run_dir, "payload.pkl"), "rb") as fh:
-        payload = pickle.load(fh)  # cloudpickle output loads with plain pickle
-    tasks: list = []
-    for name in task_files or ["tasks.pkl"]:
-        with open(os.path.join(run_dir, name), "rb") as fh:
-            tasks.extend(pickle.load(fh))
-    return payload, tasks
+    """The payload and tasks of ``run_dir`` (checked to be the user's own first)."""
+    return RunDir(run_dir).load(task_files)
 
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -158,9 +145,9 @@ def _limit_threads(threads: int, controller=None):
 # ------------------------------------------------------------------- in-process
 def run_inline(run_dir: str, task_files: list[str] | None = None) -> int:
     """Run every task in this process (``workers=0``): same records, no fork."""
-    payload, tasks = load_run(run_dir, task_files)
-    path = os.path.join(run_dir, "results", f"inline-{os.getpid()}-{time.time_ns()}.rec")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
+    rd = RunDir(run_dir)
+    payload, tasks = rd.load(task_files)
+    fd = open_append(rd.result_file(f"inline-{os.getpid()}-{time.time_ns()}"))
     saved = {var: os.environ.get(var) for var in THREAD_VARS}
     try:
         with _limit_threads(payload["threads"]):
@@ -176,10 +163,7 @@ def run_inline(run_dir: str, task_files: list[str] | None = None) -> int:
     return 0
 
 
-def _write(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+_write = write_all
 
 
 # --------------------------------------------------------------------- children
@@ -188,7 +172,7 @@ def _child(slot: int, shm: mmap.mmap, tasks: list, payload: dict, rfd: int, wfd:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # not the supervisor's
         signal.signal(sig, signal.SIG_DFL)
     func, capture = payload["func"], payload["capture"]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
+    fd = open_append(path)
     offset = slot * _SLOT.size
     while True:
         msg = _read_exact(rfd, _MSG.size)
@@ -257,6 +241,7 @@ class Supervisor:
                  prefix: str = "", on_done=None, controller=None,
                  parent: int | None = None):
         self.run_dir, self.payload, self.tasks = run_dir, payload, tasks
+        self.rd = RunDir(run_dir)
         self.controller = controller  # of :func:`thread_controller`, made by the caller
         # called once every task is accounted for (its record on disk), before the
         # children are stopped and reaped: the caller can ingest while they exit
@@ -271,8 +256,7 @@ class Supervisor:
         self.children: dict[int, _Child] = {}
         self.spawned = 0
         self.noted_fd: int | None = None  # children.pids, opened at the first spawn
-        path = os.path.join(run_dir, "results", f"{prefix}supervisor-{os.getpid()}.rec")
-        self.own_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
+        self.own_fd = open_append(self.rd.result_file(f"{prefix}supervisor-{os.getpid()}"))
 
     # chunks shrink as work runs out: guided scheduling
     def _next_chunk(self) -> tuple[int, int] | None:
@@ -289,8 +273,7 @@ class Supervisor:
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
         self.spawned += 1
-        path = os.path.join(self.run_dir, "results",
-                            f"{self.prefix}w{os.getpid()}-{self.spawned}.rec")
+        path = self.rd.result_file(f"{self.prefix}w{os.getpid()}-{self.spawned}")
         _SLOT.pack_into(self.shm, slot * _SLOT.size, -1, 0.0)
         me = os.getpid()
         pid = os.fork()
@@ -327,11 +310,9 @@ class Supervisor:
 
     def _note(self, pid: int) -> None:
         """Record a child's pid and start time: if this supervisor is killed outright,
-        whoever finishes the run kills what the child's group left (:func:`kill_orphans`)."""
-        if self.noted_fd is None:
-            self.noted_fd = os.open(os.path.join(self.run_dir, CHILDREN),
-                                    os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
-        os.write(self.noted_fd, f"{pid} {_platform.process_start_time(pid)}\n".encode())
+        whoever finishes the run kills what the child's group left
+        (:meth:`RunDir.kill_orphans`)."""
+        self.noted_fd = self.rd.note_child(self.noted_fd, pid)
 
     def _feed(self, slot: int) -> None:
         child = self.children[slot]
@@ -448,41 +429,9 @@ class Supervisor:
                 pass
 
 
-CHILDREN = "children.pids"
 # Sent to a supervisor whose caller died (a cache=False run): SIGTERM means cancel.
 # Its own session has no terminal, so no other SIGHUP reaches it.
 PARENT_DIED = signal.SIGHUP
-
-
-def kill_orphans(run_dir: str) -> int:
-    """SIGKILL the process groups of a run's children that outlived their supervisor.
-
-    A supervisor killed outright (``kill -9``) takes its children with it
-    (``die_with_parent``), but not what they forked (a ``multiprocessing.Pool``). A
-    recorded pid now naming a process with another start time is someone else's and
-    is left alone; a group whose leader is gone keeps its id until it is empty, so
-    that id still names only it. Returns how many groups were signalled."""
-    try:
-        with open(os.path.join(run_dir, CHILDREN)) as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return 0
-    signalled = 0
-    for line in lines:
-        try:
-            pid_text, start = (line.split() + [""])[:2]
-            pid = int(pid_text)
-        except ValueError:
-            continue
-        now = _platform.process_start_time(pid)
-        if pid <= 1 or (now and start and now != start):
-            continue
-        try:
-            os.killpg(pid, signal.SIGKILL)
-            signalled += 1
-        except (ProcessLookupError, PermissionError):
-            pass
-    return signalled
 
 
 def _finished_chunk(fd: int) -> bool:
@@ -531,58 +480,6 @@ def _remove_tree(path: str) -> None:
         time.sleep(0.1)
 
 
-def read_pid(run_dir: str) -> tuple[int, str] | None:
-    """The supervisor's ``(pid, start time)`` from ``worker.pid``; None if unreadable."""
-    try:
-        with open(os.path.join(run_dir, "worker.pid")) as fh:
-            pid_text, start = (fh.read().split() + [""])[:2]
-        return int(pid_text), start
-    except (OSError, ValueError):
-        return None
-
-
-def is_alive(run_dir: str) -> bool:
-    """Whether the supervisor of ``run_dir`` still runs (and has not written ``exit``):
-    its pid, with the start time recorded next to it (a reused pid is not it)."""
-    if os.path.exists(os.path.join(run_dir, "exit")):
-        return False
-    recorded = read_pid(run_dir)
-    return recorded is not None and _platform.is_running(*recorded)
-
-
-def makedirs_private(path: str) -> None:
-    """``os.makedirs`` with every directory it creates 0700 (``mode`` of makedirs
-    applies to the last one only)."""
-    if os.path.isdir(path):
-        return
-    parent = os.path.dirname(path)
-    if parent and parent != path:
-        makedirs_private(parent)
-    try:
-        os.mkdir(path, _DIR_MODE)
-    except FileExistsError:
-        pass
-
-
-def _atomic_write(path: str, text: str) -> None:
-    """Write ``path`` (0600) so readers see all of it or nothing; the temporary file
-    has a unique name (several processes write ``exit``) and is removed on failure."""
-    tmp = f"{path}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
-    try:
-        try:
-            _write(fd, text.encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
         done_fd: int | None = None, controller=None, parent: int | None = None,
         orphan_dir: str | None = None) -> int:
@@ -596,26 +493,24 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
     ``parent``: the pid of the caller, to die with (a ``cache=False`` run: nobody
     else could use its results); ``orphan_dir``: a directory (the throw-away cache)
     to remove when it died."""
-    makedirs_private(os.path.join(run_dir, "results"))
-    pid = os.getpid()
+    rd = RunDir(run_dir).make()
     if workers > 0:
         _platform.set_process_name(b"pyjoule-worker")
-    _atomic_write(os.path.join(run_dir, "worker.pid"), f"{pid} {process_start_time(pid)}\n")
+    rd.write_pid(os.getpid())
     if workers <= 0:
         code = 1
         try:
             code = run_inline(run_dir, task_files)
         finally:
-            _atomic_write(os.path.join(run_dir, "exit"), f"{code}\n")
+            rd.write_exit(code)
         return code
     code = 1
     supervisor = None
-    exit_path = os.path.join(run_dir, "exit")
     written = []
     orphaned = []  # the caller (``parent``) died
 
     def _done():
-        _atomic_write(exit_path, "0\n")
+        rd.write_exit(0)
         written.append(True)
         if done_fd is not None:
             try:
@@ -624,7 +519,7 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
                 pass
 
     try:
-        payload, tasks = load_run(run_dir, task_files)
+        payload, tasks = rd.load(task_files)
         import threadpoolctl  # noqa: F401 - once here rather than in every child
 
         supervisor = Supervisor(run_dir, payload, tasks, workers, on_done=_done,
@@ -653,159 +548,7 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
         if orphaned and orphan_dir:
             _remove_tree(orphan_dir)  # the caller is gone: nobody else will
         elif not written:  # else every task is accounted for, and the caller may be tidying
-            _atomic_write(exit_path, f"{code}\n")
-    return code
-
-
-# ----------------------------------------------------------------- SLURM tasks
-# A SLURM run directory also holds, per wave of array jobs (w0, then w1... for
-# retries):
-#
-#     queue/<wave>/meta.json       {"tasks": [task files], "batch": psets per batch}
-#     queue/<wave>/pending/<b>     one empty file per batch not yet claimed
-#     queue/<wave>/claimed/<b>.<array job>_<task>   claimed by that array task
-#     ends/<array job>_<task>      "<exit code> <why>" of a task's worker, written last
-#     logs/<array job>_<task>.out  the task's stdout/stderr (sbatch --output)
-#
-# Array tasks claim batches by renaming them (atomic on one file system, NFS too),
-# so a fast task takes more of them and the stragglers do not hold up the end.
-
-END_MARGIN_S = 10.0  # do not claim a batch with less time left than this ...
-END_MARGIN_FACTOR = 1.5  # ... or than this many times the longest batch so far
-
-
-def make_queue(run_dir: str, wave: str, task_files: list[str], batch: int) -> int:
-    """Write the claimable batches of ``wave``; return how many there are."""
-    import json
-
-    n = sum(len(tasks) for tasks in _task_lists(run_dir, task_files))
-    folder = os.path.join(run_dir, "queue", wave)
-    for sub in ("pending", "claimed"):
-        makedirs_private(os.path.join(folder, sub))
-    for sub in ("ends", "logs", "results"):
-        makedirs_private(os.path.join(run_dir, sub))
-    n_batches = -(-n // batch)
-    for b in range(n_batches):
-        os.close(os.open(os.path.join(folder, "pending", f"{b:06d}"),
-                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE))
-    _atomic_write(os.path.join(folder, "meta.json"),
-                  json.dumps({"tasks": task_files, "batch": batch, "n": n}))
-    return n_batches
-
-
-def _task_lists(run_dir: str, task_files: list[str]):
-    for name in task_files:
-        with open(os.path.join(run_dir, name), "rb") as fh:
-            yield pickle.load(fh)
-
-
-def claim(folder: str, me: str) -> int | None:
-    """Claim the next pending batch of a wave's queue for ``me``; None when empty."""
-    pending = os.path.join(folder, "pending")
-    while True:
-        try:
-            names = sorted(os.listdir(pending))
-        except FileNotFoundError:
-            return None
-        if not names:
-            return None
-        for name in names:
-            try:
-                os.rename(os.path.join(pending, name),
-                          os.path.join(folder, "claimed", f"{name}.{me}"))
-                return int(name)
-            except FileNotFoundError:  # another task was quicker: try the next one
-                continue
-
-
-def array_task_id() -> str:
-    """``<array job id>_<task id>`` of this SLURM array task (or the plain job id)."""
-    env = os.environ
-    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
-        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
-    return env.get("SLURM_JOB_ID") or f"local{os.getpid()}"
-
-
-def job_end_time() -> float | None:
-    """When SLURM will end this job (``SLURM_JOB_END_TIME``, else asking ``squeue``
-    for the time left); None when unlimited or unknown."""
-    import subprocess
-
-    if os.environ.get("SLURM_JOB_END_TIME", "").isdigit():
-        return float(os.environ["SLURM_JOB_END_TIME"])
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job:
-        return None
-    try:
-        left = subprocess.run(["squeue", "-h", "-j", job, "-o", "%L"], capture_output=True,
-                              text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    seconds = _duration_s(left)
-    return None if seconds is None else time.time() + seconds
-
-
-def _duration_s(text: str) -> float | None:
-    """Seconds in a SLURM time (squeue's ``%L``: ``[D-]HH:MM:SS``, ``MM:SS``); None if
-    unlimited or unknown."""
-    from ._slurm import parse_duration
-
-    return parse_duration(text)
-
-
-def run_slurm(run_dir: str, wave: str, workers: int) -> int:
-    """One SLURM array task: claim batches of ``wave`` and run each with ``workers``
-    processes, until the queue is empty or the job's end is too near for another.
-
-    SLURM sends SIGTERM before it kills a task at its time limit (or on scancel): the
-    children stop at once (every finished pset is on disk already), and the exit file
-    says so. The psets left unfinished are accounted for by the dispatcher, from the
-    task's state in the scheduler.
-    """
-    import json
-
-    me = array_task_id()
-    folder = os.path.join(run_dir, "queue", wave)
-    with open(os.path.join(folder, "meta.json")) as fh:
-        meta = json.load(fh)
-    payload, tasks = load_run(run_dir, meta["tasks"])
-    size = int(meta["batch"])
-    end = job_end_time()
-    _platform.set_process_name(b"pyjoule-worker")
-    code, why, batches, longest = 1, "error", 0, 0.0
-    supervisor = None
-
-    def _terminate(signum, _frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        while True:
-            if batches and end is not None:
-                left = end - time.time()
-                if left < max(END_MARGIN_S, END_MARGIN_FACTOR * longest):
-                    print(f"pyjoule: {left:.0f} s left of this job's time, less than a "
-                          f"batch takes ({longest:.0f} s): claiming no more", flush=True)
-                    code, why = 0, "time"
-                    break
-            b = claim(folder, me)
-            if b is None:
-                code, why = 0, "done"
-                break
-            t0 = time.monotonic()
-            supervisor = Supervisor(run_dir, payload, tasks[b * size:(b + 1) * size],
-                                    workers, prefix=f"{me}-b{b}-")
-            supervisor.run()
-            supervisor = None
-            batches += 1
-            longest = max(longest, time.monotonic() - t0)
-    except SystemExit as exc:
-        code, why = int(exc.code or 1), "terminated"
-        print(f"pyjoule: stopped by signal {code - 128} (time limit or scancel)", flush=True)
-    finally:
-        if supervisor is not None:
-            supervisor.stop()
-        _atomic_write(os.path.join(run_dir, "ends", me), f"{code} {why} {batches}\n")
+            rd.write_exit(code)
     return code
 
 
@@ -837,10 +580,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         load_run(args.run_dir, args.tasks)
         if args.make_queue:
-            print(make_queue(args.run_dir, args.make_queue, args.tasks or ["tasks.pkl"],
+            from ._rundir import TASKS
+            from ._slurm_task import make_queue
+
+            print(make_queue(args.run_dir, args.make_queue, args.tasks or [TASKS],
                              args.batch))
         return 0
     if args.slurm:
+        from ._slurm_task import run_slurm
+
         return run_slurm(args.run_dir, args.slurm, args.workers)
     return run(args.run_dir, args.workers, args.tasks, done_fd=args.done_fd,
                parent=args.parent, orphan_dir=args.orphan_dir)
