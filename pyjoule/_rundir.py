@@ -205,9 +205,9 @@ class RunDir:
         return self.join(wave + SCRIPT_SUFFIX)
 
     # creating
-    def make(self) -> "RunDir":
-        """The directory and its ``results/``, private."""
-        makedirs_private(self.results)
+    def make(self, results: bool = True) -> "RunDir":
+        """The directory (and its ``results/``), private."""
+        makedirs_private(self.results if results else self.path)
         return self
 
     def write(self, name: str, data: bytes) -> str:
@@ -215,15 +215,6 @@ class RunDir:
         path = self.join(name)
         atomic_write(path, data, _private.modes()[1])
         return path
-
-    def write_pickle(self, name: str, obj) -> str:
-        return self.write(name, pickle.dumps(obj, protocol=5))
-
-    def write_retry(self, attempt: int, tasks: list) -> str:
-        """A retry's task file; returns its name."""
-        name = RETRY.format(attempt)
-        self.write_pickle(name, tasks)
-        return name
 
     # reading the pickles: code, so checked first
     def check(self) -> None:
