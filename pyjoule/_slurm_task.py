@@ -20,8 +20,8 @@ import os
 import signal
 import time
 
-from . import _platform
-from ._rundir import CLAIMED, PENDING, META, RunDir, atomic_write, makedirs_private
+from . import _platform, _rundir
+from ._rundir import RunDir, atomic_write, makedirs_private
 
 END_MARGIN_S = 10.0  # do not claim a batch with less time left than this ...
 END_MARGIN_FACTOR = 1.5  # ... or than this many times the longest batch so far
@@ -33,15 +33,15 @@ def make_queue(run_dir: str, wave: str, task_files: list[str], batch: int) -> in
 
     rd = RunDir(run_dir)
     n = sum(len(rd.task_list([name])) for name in task_files)
-    for sub in (PENDING, CLAIMED):
+    for sub in (_rundir.PENDING, _rundir.CLAIMED):
         makedirs_private(rd.queue(wave, sub))
     for folder in (rd.ends, rd.logs, rd.results):
         makedirs_private(folder)
     n_batches = -(-n // batch)
     for b in range(n_batches):
-        os.close(os.open(rd.queue(wave, PENDING, f"{b:06d}"),
+        os.close(os.open(rd.queue(wave, _rundir.PENDING, f"{b:06d}"),
                          os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-    atomic_write(rd.queue(wave, META),
+    atomic_write(rd.queue(wave, _rundir.META),
                  json.dumps({"tasks": task_files, "batch": batch, "n": n}).encode())
     return n_batches
 
@@ -49,7 +49,7 @@ def make_queue(run_dir: str, wave: str, task_files: list[str], batch: int) -> in
 def claim(folder: str, me: str) -> int | None:
     """Claim the next pending batch of a wave's queue (``folder``) for ``me``; None
     when empty."""
-    pending = os.path.join(folder, PENDING)
+    pending = os.path.join(folder, _rundir.PENDING)
     while True:
         try:
             names = sorted(os.listdir(pending))
@@ -60,7 +60,7 @@ def claim(folder: str, me: str) -> int | None:
         for name in names:
             try:
                 os.rename(os.path.join(pending, name),
-                          os.path.join(folder, CLAIMED, f"{name}.{me}"))
+                          os.path.join(folder, _rundir.CLAIMED, f"{name}.{me}"))
                 return int(name)
             except FileNotFoundError:  # another task was quicker: try the next one
                 continue
@@ -117,7 +117,7 @@ def run_slurm(run_dir: str, wave: str, workers: int) -> int:
     me = array_task_id()
     rd = RunDir(run_dir)
     folder = rd.queue(wave)
-    with open(rd.queue(wave, META)) as fh:
+    with open(rd.queue(wave, _rundir.META)) as fh:
         meta = json.load(fh)
     payload, tasks = rd.load(meta["tasks"])
     size = int(meta["batch"])
