@@ -152,7 +152,7 @@ def run_inline(run_dir: str, task_files: list[str] | None = None) -> int:
     try:
         with _limit_threads(payload["threads"]):
             for pset_id, kwargs in tasks:
-                _write(fd, execute(payload["func"], pset_id, kwargs, payload["capture"]))
+                write_all(fd, execute(payload["func"], pset_id, kwargs, payload["capture"]))
     finally:
         os.close(fd)
         for var, value in saved.items():  # this is the caller's process: restore
@@ -163,7 +163,7 @@ def run_inline(run_dir: str, task_files: list[str] | None = None) -> int:
     return 0
 
 
-_write = write_all
+
 
 
 # --------------------------------------------------------------------- children
@@ -186,7 +186,7 @@ def _child(slot: int, shm: mmap.mmap, tasks: list, payload: dict, rfd: int, wfd:
             pset_id, kwargs = tasks[i]
             # The record is on disk before the slot moves on: a kill between the two
             # at worst reports a finished pset as lost too, and "done" wins on ingest.
-            _write(fd, execute(func, pset_id, kwargs, capture))
+            write_all(fd, execute(func, pset_id, kwargs, capture))
         _SLOT.pack_into(shm, offset, -1, 0.0)
         os.write(wfd, b"k")
     os.close(fd)

@@ -266,6 +266,8 @@ def test_the_slurm_probe_sent_to_a_host_uses_rundirs_names(tmp_path, names):
     assert _slurm_task.make_queue(rd.path, "w0", [_rundir.TASKS], 1) == 3
     assert _slurm_task.claim(rd.queue("w0"), "7_0") == 0
     _rundir.atomic_write(rd.end_file("7_0"), b"0 done 1\n")
+    # an end file being written (atomic_write's temporary) is not an end, nor a bad name
+    Path(rd.end_file("7_1") + f".123.abcdef{_rundir.TMP_SUFFIX}").write_text("0 done")
     Path(rd.log_file("7_1")).write_text("slurmstepd: CANCELLED\n")
     with open(rd.result_file("7_0-b0-w1-1"), "wb") as fh:
         fh.write(b"xyz")

@@ -20,7 +20,7 @@ import sys
 
 if __package__:  # imported; sent as `python3 -c`, the names come first in the source
     from .._rundir import CLAIMED, ENDS, LOG_SUFFIX, LOGS, PENDING, QUEUE, RESULT_SUFFIX, \
-        RESULTS
+        RESULTS, TMP_SUFFIX
 
 LOG_TAIL = 4096  # bytes of a task's log read to find how slurmstepd ended it
 
@@ -92,6 +92,8 @@ def probe(run_dir, job_ids, offsets=None, sacct=False, expected=()):
               "logs": {}, "files": []}
     ends_dir = os.path.join(run_dir, ENDS)
     for name in _listdir(ends_dir):
+        if name.endswith(TMP_SUFFIX):  # being written (atomically): not an end yet
+            continue
         try:
             with open(os.path.join(ends_dir, name)) as fh:
                 answer["ends"][name] = fh.read().strip()
