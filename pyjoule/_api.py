@@ -6,13 +6,12 @@ import difflib
 import functools
 import logging
 import os
-import pickle
 import sys
 import time
 import warnings
 from typing import Any, Callable
 
-from . import _dispatch, _private, _space
+from . import _dispatch, _space
 from ._config import apply_log_level_from_env, config, default_cache_dir, default_workers
 from ._display import card, counts_bar, esc
 from ._errors import ExperimentError, OptionError, RunNotFoundError
@@ -727,10 +726,9 @@ def attach(run_id: str, cache: str | os.PathLike | None = None) -> Run:
         known = [r["run_id"] for r in store.list_runs()][-5:]
         raise RunNotFoundError(f"no run {run_id!r} in the cache at {store.root} "
                                f"(latest: {known}); pass cache= if it lives elsewhere")
-    request = os.path.join(rec["run_dir"], "request.pkl")
-    _private.check_private(rec["run_dir"], "run directory")  # store-trust: pickles are code
-    with open(request, "rb") as fh:
-        ids, psets = pickle.load(fh)
+    from ._rundir import RunDir
+
+    ids, psets = RunDir(rec["run_dir"]).read_request()  # checked first: pickles are code
     plan = _dispatch.Plan(rec["func_id"], psets, ids, {})
     run = Run(store, plan, _dispatch.LiveRun(store, rec), [])
     return run

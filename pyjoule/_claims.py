@@ -35,7 +35,7 @@ ACTIVE = ("starting", "running", "finishing", "cancelled")
 # ----------------------------------------------------------------- processes
 def me() -> dict:
     """This process, as recorded for a run it starts or finishes."""
-    from .worker import process_start_time  # moves to _platform (worker-faults helper)
+    from ._platform import process_start_time
 
     pid = os.getpid()
     return {"host": _HOST, "pid": pid, "start": process_start_time(pid)}
@@ -51,7 +51,7 @@ def process_alive(proc: dict | None) -> bool:
     process) counts as alive: a run is taken for dead only on evidence."""
     if not proc or proc.get("host") != _HOST or not proc.get("pid"):
         return True
-    from .worker import is_zombie, process_start_time
+    from ._platform import is_zombie, process_start_time
 
     pid = int(proc["pid"])
     try:
@@ -220,7 +220,9 @@ def is_live(store, rec: dict) -> bool:
 def _promote_if_started(store, rec: dict) -> dict | None:
     """A ``starting`` run whose driver died just after it started the pool (its pid
     file is there) is a running run: mark it so, and return its record anew."""
-    if not os.path.exists(os.path.join(rec["run_dir"], "worker.pid")):
+    from ._rundir import RunDir
+
+    if not RunDir(rec["run_dir"]).has_pid():
         return rec
     with store._tx() as db:
         db.execute("UPDATE runs SET state='running' WHERE run_id=? AND state='starting'",

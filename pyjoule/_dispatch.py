@@ -14,7 +14,6 @@ import inspect
 import logging
 import os
 import pickle
-import shutil
 import sqlite3
 import sys
 import time
@@ -24,7 +23,8 @@ from typing import Any, Callable, Sequence
 
 from . import _claims, _hashing, _interrupt, _private, _records, _space, _unfinished
 from ._errors import OptionError, SerializationError
-from ._store import Store, atomic_write
+from ._rundir import PAYLOAD, REQUEST, RETRY, TASKS, RunDir
+from ._store import Store
 
 log = logging.getLogger("pyjoule")
 
@@ -246,16 +246,14 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     started = registered = False
     fields = {k: v for k, v in rec.items() if k not in ("run_id", "func_id")}
     try:
-        _private.private_dir(os.path.join(run_dir, "results"))
+        rd = RunDir(run_dir).make()
         payload = {"func": func, "threads": options["threads"],
                    "timeout_s": options["timeout"], "capture": options["capture"],
                    "batch": options.get("batch")}
-        atomic_write(os.path.join(run_dir, "payload.pkl"),
-                     pickle_function(func, payload, by_value))
-        atomic_write(os.path.join(run_dir, "tasks.pkl"), pickle.dumps(tasks, protocol=5))
+        _write(rd, PAYLOAD, pickle_function(func, payload, by_value))
+        _write(rd, TASKS, tasks)
         if request:
-            atomic_write(os.path.join(run_dir, "request.pkl"),
-                         pickle.dumps((plan_.ids, plan_.psets), protocol=5))
+            _write(rd, REQUEST, (plan_.ids, plan_.psets))
         if backend.name == "inprocess":
             # Runs to the end inside start(): running (alive while this process lives
             # and has not written ``exit``) before it starts.
@@ -300,9 +298,7 @@ def record_cached(store: Store, *, func_id: str, name: str, plan_: Plan) -> dict
     if existing is not None:
         return existing
     run_dir = os.path.join(store.root, "runs", run_id)
-    _private.private_dir(run_dir)  # store-trust: 0700
-    atomic_write(os.path.join(run_dir, "request.pkl"),
-                 pickle.dumps((plan_.ids, plan_.psets), protocol=5))
+    _write(RunDir(run_dir).make(results=False), REQUEST, (plan_.ids, plan_.psets))
     now = time.time()
     rec = dict(run_id=run_id, func_id=func_id, name=name, host="local",
                backend="inprocess", run_dir=run_dir, state="done", total=len(plan_.ids),
@@ -385,6 +381,7 @@ class LiveRun:
         else:
             self.backend = backend or make_backend(rec["backend"], self.run_dir,
                                                    rec.get("options"))
+        self.rd = RunDir(self.run_dir)
         self.offsets: dict[str, int] = dict(rec.get("offsets") or {})
         self._kwargs: dict[str, dict] | None = None
         self._task_files: list[str] = []
@@ -394,9 +391,9 @@ class LiveRun:
 
     def tasks(self) -> dict[str, dict]:
         if self._kwargs is None:
-            _private.check_private(self.run_dir, "run directory")  # its pickles are code
-            self._task_files = _unfinished.task_files(self.run_dir)
-            self._kwargs = _unfinished.read_tasks(self.run_dir, self._task_files)
+            self.rd.check()  # its pickles are code: before anything is listed or loaded
+            self._task_files = self.rd.task_files()
+            self._kwargs = self.rd.read_tasks(self._task_files)
         return self._kwargs
 
     def _await_start(self, timeout_s: float) -> bool:
@@ -412,8 +409,7 @@ class LiveRun:
             if current["state"] != "starting":
                 self._starting = False
                 self.rec.update((k, v) for k, v in current.items() if k != "offsets")
-                if current.get("finished") is not None and not os.path.exists(
-                        os.path.join(self.run_dir, "tasks.pkl")):
+                if current.get("finished") is not None and not self.rd.has_tasks():
                     self.backend.ended = True  # never started: nothing to follow
                 else:
                     self.backend = make_backend(current["backend"], self.run_dir,
@@ -430,7 +426,7 @@ class LiveRun:
     def _relay(self) -> None:
         """Copy what the workers wrote to the run's log since the last poll to stdout."""
         try:
-            with open(os.path.join(self.run_dir, "worker.log"), "rb") as fh:
+            with open(self.rd.log, "rb") as fh:
                 fh.seek(self._log_offset)
                 data = fh.read()
         except OSError:
@@ -444,11 +440,10 @@ class LiveRun:
         """Ingest records written since the last poll; return (done, failed) counts."""
         if self.relay_output:
             self._relay()
-        folder = os.path.join(self.run_dir, "results")
+        folder = self.rd.results
         records = []
-        try:
-            names = sorted(os.listdir(folder))
-        except FileNotFoundError:
+        names = self.rd.result_names()
+        if names is None:
             return 0, 0
         offsets = dict(self.offsets)
         for name in names:
@@ -524,19 +519,15 @@ class LiveRun:
         # their records stand for this attempt's until it accounts for them
         self.store.ingest(self.rec["func_id"], self.run_id,
                           [dict(f, retried=attempt) for f in failed])
-        name = f"retry-{attempt}.pkl"
         tasks = [(f["pset_id"], f.get("kwargs", {})) for f in failed]
-        atomic_write(os.path.join(self.run_dir, name), pickle.dumps(tasks, protocol=5))
+        name = _write(self.rd, RETRY.format(attempt), tasks)
         self._kwargs = None
         from collections import Counter
 
         why = ", ".join(f"{r}: {n}" for r, n in Counter(f["reason"] for f in failed).items())
         log.info("run %s: retrying %d pset(s) that failed for infrastructure reasons "
                  "(%s; attempt %d of %d)", self.run_id, len(tasks), why, attempt, retries)
-        try:  # the last attempt's exit code would tell other processes it has ended
-            os.unlink(os.path.join(self.run_dir, "exit"))
-        except FileNotFoundError:
-            pass
+        self.rd.clear_exit()  # the last attempt's would tell others it has ended
         self.backend.start(self.run_dir, self.rec.get("workers") or 1, [name])
         job_ids = self.backend.job_ids()
         if job_ids is not None:
@@ -619,7 +610,7 @@ class LiveRun:
             raise
         self.rec.update(state=state, failed=failed)
         # a cancelled run's task files say which psets its one failure row stands for
-        _tidy(self.run_dir, keep_log=bool(failed), keep_tasks=state == "cancelled")
+        self.rd.tidy(keep_log=bool(failed), keep_tasks=state == "cancelled")
         try:
             self.backend.tidy(keep_log=bool(failed))
         except Exception as exc:  # noqa: BLE001 - everything is ingested: only litter
@@ -647,22 +638,16 @@ class LiveRun:
             self.finish("cancelled")
 
 
-def _tidy(run_dir: str, keep_log: bool, keep_tasks: bool = False) -> None:
-    """Remove what is ingested; keep the request (for ``dataset()``), failure logs and,
-    if asked, the task files."""
-    names = [] if keep_tasks else [n for n in os.listdir(run_dir)
-                                   if n.startswith(("tasks", "retry-"))]
-    for name in ["payload.pkl", "results", *names]:
-        path = os.path.join(run_dir, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-    if not keep_log:
-        for name in ("worker.log",):
-            path = os.path.join(run_dir, name)
-            if os.path.exists(path) and os.path.getsize(path) == 0:
-                os.unlink(path)
+def _write(rd: RunDir, name: str, data) -> str:
+    """Write the file ``name`` of ``rd`` (``data``: bytes, or an object to pickle);
+    returns ``name``. A full disk is a ``CacheError`` naming the file, as the store's
+    own writes are."""
+    from ._store import _full
+
+    if not isinstance(data, bytes):
+        data = pickle.dumps(data, protocol=5)
+    try:
+        rd.write(name, data)
+    except OSError as exc:
+        raise _full(exc, rd.join(name)) from exc
+    return name

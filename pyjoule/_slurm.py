@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ._errors import OptionError
+from ._rundir import LOG_SUFFIX
 
 # sbatch options pyjoule sets itself; a user value would break the run
 RESERVED = {
@@ -395,7 +396,7 @@ def sbatch_argv(slurm: Slurm, *, array_spec: str, log_dir: str, job_name: str,
                 script: str) -> list[str]:
     """The sbatch command line (a list: every word reaches sbatch as it is)."""
     argv = ["sbatch", "--parsable", f"--array={array_spec}",
-            f"--output={_pattern_path(log_dir)}/%A_%a.out"]
+            f"--output={_pattern_path(log_dir)}/%A_%a{LOG_SUFFIX}"]
     if "job-name" not in slurm.options:
         argv.append(f"--job-name={job_name}")
     return [*argv, *slurm.argv(), script]
@@ -409,7 +410,7 @@ SCRIPT = """\
 #!/bin/bash
 # pyjoule array task: run {run_id}, wave {wave}. Written by pyjoule; do not edit.
 # Each task claims batches of psets from {queue} and runs them with {workers}
-# worker processes; results go to {run_dir_comment}/results as they finish.
+# worker processes; results go to {results_comment} as they finish.
 set -e
 cd {project}
 {setup}export PYTHONPATH={pythonpath}
@@ -425,13 +426,17 @@ def render_script(*, run_id: str, wave: str, run_dir: str, project: str, python:
     ``env_file`` (the run's private ``host.env``) is read by the script, so that the
     values of pj.Host(env=...) are never in it, nor in the registry of a process
     that resubmits; the script is written 0600 all the same."""
+    from ._rundir import RunDir
+
     q = shlex.quote
+    rd = RunDir(run_dir)
+
     def comment(text: str) -> str:  # a line break would end the comment line
         return text.replace("\n", " ").replace("\r", " ")
 
     return SCRIPT.format(
-        run_id=comment(run_id), wave=comment(wave), queue=comment(f"{run_dir}/queue/{wave}"),
-        run_dir_comment=comment(run_dir),
+        run_id=comment(run_id), wave=comment(wave), queue=comment(rd.queue(wave)),
+        results_comment=comment(rd.results),
         run_dir=q(run_dir), project=q(project), python=q(python), pythonpath=q(pythonpath),
         workers=int(workers), setup="".join(f"{line}\n" for line in setup),
         env="".join(f"export {k}={q(str(v))}\n" for k, v in (env or {}).items()),

@@ -34,7 +34,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from . import _private
+from . import _private, _rundir
 from ._errors import CacheError
 
 log = logging.getLogger("pyjoule")
@@ -82,30 +82,13 @@ def _digest(data: bytes | memoryview) -> str:
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see all of it or nothing: a private
-    (0600) file under a unique temporary name, then ``os.replace``. On any failure
-    the temporary file is removed; a full disk raises ``CacheError`` naming it."""
-    path = os.fspath(path)
-    tmp = f"{path}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+    """Write ``data`` to ``path`` so that readers see all of it or nothing
+    (:func:`._rundir.atomic_write`: the one copy, private, its temporary file removed
+    on any failure); a full disk raises ``CacheError`` naming it."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                     _private.modes()[1])
+        _rundir.atomic_write(path, data, _private.modes()[1])
     except OSError as exc:
-        raise _full(exc, path) from exc
-    try:
-        try:
-            os.fchmod(fd, _private.modes()[1])  # the umask may have taken bits off
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        _unlink(Path(tmp))
-        if isinstance(exc, OSError):
-            raise _full(exc, path) from exc
-        raise
+        raise _full(exc, os.fspath(path)) from exc
 
 
 DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})

@@ -17,30 +17,22 @@ import time
 import zlib
 from typing import Iterable
 
+from ._rundir import RunDir
+
 #: how a failure row's ``pset_id`` marks a run's one row of unfinished psets
 MARK = "*"
 ERROR_TYPES = {"cancelled": "Cancelled", "lost": "WorkerLost"}
 
 
 def task_files(run_dir: str) -> list[str]:
-    """The run's task files, in the order their psets are read."""
-    try:
-        names = sorted(os.listdir(run_dir))
-    except OSError:
-        return []
-    return [n for n in names if n.startswith(("tasks", "retry-")) and n.endswith(".pkl")]
+    """The run's task files, in the order their psets are read (:class:`RunDir`)."""
+    return RunDir(run_dir).task_files()
 
 
 def read_tasks(run_dir: str, names: list[str] | None = None) -> dict[str, dict]:
-    """``{pset_id: kwargs}`` of the run's task files (missing files are skipped)."""
-    out: dict[str, dict] = {}
-    for name in task_files(run_dir) if names is None else names:
-        try:
-            with open(os.path.join(run_dir, name), "rb") as fh:
-                out.update(pickle.load(fh))
-        except FileNotFoundError:  # another process finished the run and tidied
-            pass
-    return out
+    """``{pset_id: kwargs}`` of the run's task files (missing files are skipped), read
+    once the run directory is found to be the user's own (:class:`RunDir`)."""
+    return RunDir(run_dir).read_tasks(names)
 
 
 def encode(reason: str, message: str, order: list[str], unfinished: Iterable[str],

@@ -306,7 +306,9 @@ def status(ctx, run_id, as_json):
 
     store = _store(ctx)
     rec = _find_run(store, run_id)
-    if os.path.exists(os.path.join(rec["run_dir"], "request.pkl")):
+    from ._rundir import RunDir
+
+    if RunDir(rec["run_dir"]).has_request():
         run = attach(rec["run_id"], store.root)
         counts, failures = run.status(), run._failures()
         rec = store.get_run(rec["run_id"]) or rec  # the poll may have moved it on
@@ -326,7 +328,9 @@ def status(ctx, run_id, as_json):
 def _status_info(rec: dict, counts: dict, failures: list[dict]) -> dict:
     failures = sorted(failures, key=lambda f: f.get("finished") or 0)
     first = failures[0] if failures else None
-    worker_log = os.path.join(rec["run_dir"], "worker.log")
+    from ._rundir import RunDir
+
+    worker_log = RunDir(rec["run_dir"]).log
     logs = {"run_dir": rec["run_dir"],
             "worker_log": worker_log if os.path.exists(worker_log) else None,
             "failure_logs": sorted({f["log_path"] for f in failures

@@ -4,18 +4,12 @@ The same code runs every batch everywhere: in the driver (``workers=0``), as a l
 subprocess, on an SSH host and in a SLURM array task. Its import closure is the
 standard library, cloudpickle, threadpoolctl and pyjoule's own small modules.
 
-A run directory holds::
-
-    payload.pkl        cloudpickle of {"func", "threads", "timeout_s", "capture", "batch"}
-    tasks.pkl          pickle of [(pset_id, kwargs), ...]   (or files named by --tasks)
-    results/*.rec      framed records, one append-only file per process
-    worker.pid         "<pid> <start time>" of the supervisor
-    exit               exit code of the supervisor (atomically), once every task has its
-                       record: its children may still be exiting
-    worker.log         the supervisor's and its children's stdout/stderr
-    children.pids      "<pid> <start time>" of each child forked (leader of its group)
+Its run directory (payload, tasks, results, ``worker.pid``, ``exit``,
+``worker.log``, ``children.pids``) is described, named and written by
+:mod:`._rundir`; SLURM array tasks are :mod:`._slurm_task`.
 
 Everything it creates is private (files 0600, directories 0700), whatever the umask.
+What it does with one pset is :mod:`._execute`; its process pool, :mod:`._supervisor`.
 
 The supervisor forks ``--workers`` children. Each child runs the tasks it is handed
 and appends one record per finished pset to its own file, so a crash loses only the
@@ -32,140 +26,34 @@ from its pipe, which a grandchild may hold open. Children die with the superviso
 
 from __future__ import annotations
 
-import io
-import mmap
 import os
-import pickle
-import select
 import signal
-import socket
-import struct
 import sys
 import time
-import traceback
-from collections import deque
 
-from . import _platform, _records
-
-_SLOT = struct.Struct("<qd")  # index of the task being run (-1: idle), its start time
-_MSG = struct.Struct("<qq")  # chunk handed to a child: [start, stop); stop < 0 = quit
-_HOST = socket.gethostname()
-_FILE_MODE, _DIR_MODE = 0o600, 0o700  # results and logs are private data
-
-
-# --------------------------------------------------------------------------- tasks
-def execute(func, pset_id: str, kwargs: dict, capture: bool) -> bytes:
-    """Run one pset and return its framed record (success or failure alike)."""
-    started = time.time()
-    t0 = time.perf_counter()
-    out = err = None
-    status, value, error = "done", None, None
-    if capture:  # plain assignment: contextlib's redirect costs more than a no-op pset
-        out, err = io.StringIO(), io.StringIO()
-        saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = out, err
-    try:
-        value = func(**kwargs)
-    except KeyboardInterrupt:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - failures are data, SystemExit too
-        status, error = "failed", _describe(exc, "exception")
-    finally:
-        if capture:
-            sys.stdout, sys.stderr = saved
-    record = (pset_id, status, value, time.perf_counter() - t0, started, time.time(), _HOST,
-              os.getpid(), _captured(out), _captured(err), error)
-    try:
-        return _records.frame(record)
-    except Exception:  # noqa: BLE001 - e.g. an instance of a class sent by value
-        pass
-    try:
-        return _records.frame(record, by_value=True)
-    except Exception as exc:  # noqa: BLE001 - a return value that cannot be pickled
-        error = _describe(exc, "exception")
-        error["message"] = f"the return value could not be pickled: {error['message']}"
-        return _records.frame(record[:1] + ("failed", None) + record[3:-1] + (error,))
-
-
-def _captured(stream: io.StringIO | None) -> str:
-    """What the pset printed to ``stream``; "" if not captured, a note if the function
-    closed it (a closed StringIO has forgotten its text)."""
-    if stream is None:
-        return ""
-    try:
-        return stream.getvalue()
-    except ValueError:
-        return "[pyjoule: the function closed this stream; its output is lost]\n"
-
-
-def _describe(exc: BaseException, reason: str) -> dict:
-    return {
-        "error_type": type(exc).__name__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-        "reason": reason,
-    }
-
-
-def failure_record(pset_id: str, error_type: str, message: str, reason: str,
-                   started: float | None = None) -> dict:
-    """A record for a pset that no child could report on (timeout, lost worker)."""
-    now = time.time()
-    return {
-        "pset_id": pset_id, "status": "failed", "value": None,
-        "runtime_s": (now - started) if started else None,
-        "started": started, "finished": now, "host": _HOST, "pid": os.getpid(),
-        "stdout": "", "stderr": "", "error_type": error_type, "message": message,
-        "traceback": "", "reason": reason,
-    }
+from . import _platform
+from ._execute import (THREAD_VARS, _limit_threads, execute,  # noqa: F401 - known here
+                       failure_record, thread_controller)
+from ._rundir import RunDir, open_append, write_all
+from ._supervisor import PARENT_DIED, Supervisor
 
 
 def load_run(run_dir: str, task_files: list[str] | None = None):
-    with open(os.path.join(run_dir, "payload.pkl"), "rb") as fh:
-        payload = pickle.load(fh)  # cloudpickle output loads with plain pickle
-    tasks: list = []
-    for name in task_files or ["tasks.pkl"]:
-        with open(os.path.join(run_dir, name), "rb") as fh:
-            tasks.extend(pickle.load(fh))
-    return payload, tasks
-
-
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS", "BLIS_NUM_THREADS")
-
-
-def thread_controller():
-    """threadpoolctl's view of the thread-pool libraries loaded in this process. Made
-    by a caller before it forks the supervisor, so that the supervisor limits them
-    without scanning the loaded libraries itself: the scan costs 5-15 ms in a process
-    that loaded pandas, and a few ms when repeated in the same process."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def _limit_threads(threads: int, controller=None):
-    """Limit BLAS/OpenMP pools: libraries loaded already (threadpoolctl; ``controller``
-    if the caller scanned them) and those the function loads later (they read these
-    variables when they load)."""
-    for var in THREAD_VARS:
-        os.environ[var] = str(threads)
-    if controller is None:
-        controller = thread_controller()
-    return controller.limit(limits=threads)
+    """The payload and tasks of ``run_dir`` (checked to be the user's own first)."""
+    return RunDir(run_dir).load(task_files)
 
 
 # ------------------------------------------------------------------- in-process
 def run_inline(run_dir: str, task_files: list[str] | None = None) -> int:
     """Run every task in this process (``workers=0``): same records, no fork."""
-    payload, tasks = load_run(run_dir, task_files)
-    path = os.path.join(run_dir, "results", f"inline-{os.getpid()}-{time.time_ns()}.rec")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
+    rd = RunDir(run_dir)
+    payload, tasks = rd.load(task_files)
+    fd = open_append(rd.result_file(f"inline-{os.getpid()}-{time.time_ns()}"))
     saved = {var: os.environ.get(var) for var in THREAD_VARS}
     try:
         with _limit_threads(payload["threads"]):
             for pset_id, kwargs in tasks:
-                _write(fd, execute(payload["func"], pset_id, kwargs, payload["capture"]))
+                write_all(fd, execute(payload["func"], pset_id, kwargs, payload["capture"]))
     finally:
         os.close(fd)
         for var, value in saved.items():  # this is the caller's process: restore
@@ -176,343 +64,7 @@ def run_inline(run_dir: str, task_files: list[str] | None = None) -> int:
     return 0
 
 
-def _write(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
-
-# --------------------------------------------------------------------- children
-def _child(slot: int, shm: mmap.mmap, tasks: list, payload: dict, rfd: int, wfd: int,
-           path: str) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # not the supervisor's
-        signal.signal(sig, signal.SIG_DFL)
-    func, capture = payload["func"], payload["capture"]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
-    offset = slot * _SLOT.size
-    while True:
-        msg = _read_exact(rfd, _MSG.size)
-        if not msg:
-            break
-        start, stop = _MSG.unpack(msg)
-        if stop < 0:
-            break
-        for i in range(start, stop):
-            _SLOT.pack_into(shm, offset, i, time.time())
-            pset_id, kwargs = tasks[i]
-            # The record is on disk before the slot moves on: a kill between the two
-            # at worst reports a finished pset as lost too, and "done" wins on ingest.
-            _write(fd, execute(func, pset_id, kwargs, capture))
-        _SLOT.pack_into(shm, offset, -1, 0.0)
-        os.write(wfd, b"k")
-    os.close(fd)
-
-
-def _read_exact(fd: int, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
-        if not chunk:
-            return b""
-        buf += chunk
-    return buf
-
-
-class _Child:
-    __slots__ = ("pid", "to_child", "from_child", "pidfd", "chunk", "killed_for")
-
-    def __init__(self, pid, to_child, from_child):
-        self.pid, self.to_child, self.from_child = pid, to_child, from_child
-        self.pidfd = _platform.pidfd(pid)  # readable once it exits (None: not Linux)
-        self.chunk: tuple[int, int] | None = None
-        self.killed_for: str | None = None
-
-    def exited(self) -> bool:
-        """Whether it has exited; it stays unreaped (its pid, the group's id, is held)."""
-        try:
-            return os.waitid(os.P_PID, self.pid,
-                             os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-        except ChildProcessError:
-            return True
-
-
-def _end_forked(code: int) -> None:
-    """End a forked process: flush what it printed if that still works, then
-    ``os._exit`` whatever happens (the function may have closed ``sys.stdout`` or
-    fd 1), so that it never unwinds into the code of the process it was forked from."""
-    try:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except BaseException:  # noqa: BLE001 - closed, None, a broken pipe...
-                pass
-    finally:
-        os._exit(code)
-
-
-class Supervisor:
-    """Fork ``workers`` children and feed them chunks of ``tasks`` until done."""
-
-    def __init__(self, run_dir: str, payload: dict, tasks: list, workers: int,
-                 prefix: str = "", on_done=None, controller=None,
-                 parent: int | None = None):
-        self.run_dir, self.payload, self.tasks = run_dir, payload, tasks
-        self.controller = controller  # of :func:`thread_controller`, made by the caller
-        # called once every task is accounted for (its record on disk), before the
-        # children are stopped and reaped: the caller can ingest while they exit
-        self.on_done = on_done
-        self.parent = parent  # stop when this process (our parent) dies
-        self.prefix = prefix  # of its result files: unique per SLURM array task and batch
-        self.workers = max(1, min(workers, len(tasks) or 1))
-        self.timeout_s = payload.get("timeout_s")
-        self.max_chunk = payload.get("batch") or 2000
-        self.shm = mmap.mmap(-1, _SLOT.size * self.workers)
-        self.queue: deque[tuple[int, int]] = deque([(0, len(tasks))] if tasks else [])
-        self.children: dict[int, _Child] = {}
-        self.spawned = 0
-        self.noted_fd: int | None = None  # children.pids, opened at the first spawn
-        path = os.path.join(run_dir, "results", f"{prefix}supervisor-{os.getpid()}.rec")
-        self.own_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
-
-    # chunks shrink as work runs out: guided scheduling
-    def _next_chunk(self) -> tuple[int, int] | None:
-        if not self.queue:
-            return None
-        start, stop = self.queue.popleft()
-        remaining = sum(b - a for a, b in self.queue) + (stop - start)
-        size = max(1, min(stop - start, remaining // (3 * self.workers), self.max_chunk))
-        if start + size < stop:
-            self.queue.appendleft((start + size, stop))
-        return start, start + size
-
-    def _spawn(self, slot: int) -> None:
-        down_r, down_w = os.pipe()
-        up_r, up_w = os.pipe()
-        self.spawned += 1
-        path = os.path.join(self.run_dir, "results",
-                            f"{self.prefix}w{os.getpid()}-{self.spawned}.rec")
-        _SLOT.pack_into(self.shm, slot * _SLOT.size, -1, 0.0)
-        me = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # child: never returns
-            code = 1
-            try:
-                os.setpgid(0, 0)  # its own group: what it forks is killed with it
-                _platform.die_with_parent(signal.SIGKILL, me)
-                os.close(down_w)
-                os.close(up_r)
-                for other in self.children.values():
-                    os.close(other.to_child)
-                    os.close(other.from_child)
-                    if other.pidfd is not None:
-                        os.close(other.pidfd)
-                _child(slot, self.shm, self.tasks, self.payload, down_r, up_w, path)
-                code = 0
-            except BaseException:  # noqa: BLE001
-                try:
-                    traceback.print_exc()
-                except BaseException:  # noqa: BLE001 - stderr closed by the function
-                    pass
-            finally:
-                _end_forked(code)
-        try:
-            os.setpgid(pid, pid)  # also here: whichever runs first, the group exists
-        except OSError:  # it has set it itself, or died already
-            pass
-        os.close(down_r)
-        os.close(up_w)
-        self.children[slot] = _Child(pid, down_w, up_r)
-        self._note(pid)
-        self._feed(slot)
-
-    def _note(self, pid: int) -> None:
-        """Record a child's pid and start time: if this supervisor is killed outright,
-        whoever finishes the run kills what the child's group left (:func:`kill_orphans`)."""
-        if self.noted_fd is None:
-            self.noted_fd = os.open(os.path.join(self.run_dir, CHILDREN),
-                                    os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
-        os.write(self.noted_fd, f"{pid} {_platform.process_start_time(pid)}\n".encode())
-
-    def _feed(self, slot: int) -> None:
-        child = self.children[slot]
-        child.chunk = self._next_chunk()
-        start, stop = child.chunk if child.chunk else (0, -1)
-        try:
-            os.write(child.to_child, _MSG.pack(start, stop))
-        except BrokenPipeError:
-            pass  # it died; its reaping tells us
-
-    def run(self) -> int:
-        import gc
-
-        # Once here, not in every child: they inherit the limits (and the variables
-        # for libraries loaded later), and threadpoolctl's scan of the loaded
-        # libraries costs 5-15 ms a process, in parallel with the first tasks.
-        _limit_threads(self.payload["threads"], self.controller)
-        gc.freeze()  # children share the loaded function and tasks without copying them
-        for slot in range(self.workers):
-            if self.queue:
-                self._spawn(slot)
-        while self.children:
-            by_fd = {}
-            for child in self.children.values():
-                by_fd[child.from_child] = child
-                if child.pidfd is not None:
-                    by_fd[child.pidfd] = child
-            ready, _, _ = select.select(list(by_fd), [], [], self._wait_s())
-            for fd in ready:
-                child = by_fd[fd]
-                slot = self._slot_of(child)
-                if slot is None or fd != child.from_child:
-                    continue  # reaped already in this round, or its pidfd: see below
-                if os.read(fd, 1):
-                    self._feed(slot)
-                else:  # EOF: it is exiting
-                    self._reap(slot)
-            # A child's death, from the kernel: its pipe may be held open by what the
-            # function forked, so an EOF may never come.
-            for slot, child in list(self.children.items()):
-                if child.exited():
-                    self._reap(slot)
-            self._enforce_timeout()
-            if self.parent is not None and _platform.parent_died(self.parent):
-                os.kill(os.getpid(), PARENT_DIED)  # where no PDEATHSIG does it: see run()
-            if self.on_done is not None and not self.queue and all(
-                    c.chunk is None for c in self.children.values()):
-                # every child has been told to quit: no record is still to come
-                self.on_done()
-                self.on_done = None
-        os.close(self.own_fd)
-        if self.noted_fd is not None:
-            os.close(self.noted_fd)
-        return 0
-
-    def _slot_of(self, child: _Child) -> int | None:
-        for slot, c in self.children.items():
-            if c is child:
-                return slot
-        return None
-
-    def _wait_s(self) -> float:
-        if not self.timeout_s:
-            return 1.0 if _platform.LINUX else 0.1  # without pidfds, deaths are polled
-        return max(0.01, min(1.0, self.timeout_s / 20))
-
-    def _enforce_timeout(self) -> None:
-        if not self.timeout_s:
-            return
-        now = time.time()
-        for slot, child in self.children.items():
-            index, started = _SLOT.unpack_from(self.shm, slot * _SLOT.size)
-            if index >= 0 and now - started > self.timeout_s and not child.killed_for:
-                child.killed_for = "timeout"
-                _kill_child(child.pid)
-
-    def _reap(self, slot: int) -> None:
-        child = self.children.pop(slot)
-        if child.chunk is not None and _finished_chunk(child.from_child):
-            child.chunk = None  # it said "k" before it died: nothing of it is missing
-        _kill_child(child.pid)  # what it forked dies with it
-        _, status = os.waitpid(child.pid, 0)
-        for fd in (child.to_child, child.from_child, child.pidfd):
-            if fd is not None:
-                os.close(fd)
-        index, started = _SLOT.unpack_from(self.shm, slot * _SLOT.size)
-        if child.chunk is not None and index >= 0:
-            pset_id = self.tasks[index][0]
-            if child.killed_for == "timeout":
-                rec = failure_record(pset_id, "TimeoutError",
-                                     f"pset exceeded timeout={self.timeout_s}s; its worker "
-                                     "process was killed and replaced", "timeout", started)
-            else:
-                rec = failure_record(pset_id, "WorkerLost",
-                                     f"the worker process died ({_exit_text(status)}) while "
-                                     "running this pset", "lost", started)
-            _records.append(self.own_fd, rec)
-            if index + 1 < child.chunk[1]:
-                self.queue.appendleft((index + 1, child.chunk[1]))
-        elif child.chunk is not None:
-            self.queue.appendleft(child.chunk)  # died before starting its chunk
-        if self.queue:
-            self._spawn(slot)
-
-    def stop(self) -> None:
-        """Kill every child with its group, and reap them: once this returns, none of
-        them writes anything more (the caller may remove the run directory)."""
-        for child in self.children.values():
-            _kill_child(child.pid)
-        for child in self.children.values():
-            try:
-                os.waitpid(child.pid, 0)
-            except ChildProcessError:
-                pass
-
-
-CHILDREN = "children.pids"
-# Sent to a supervisor whose caller died (a cache=False run): SIGTERM means cancel.
-# Its own session has no terminal, so no other SIGHUP reaches it.
-PARENT_DIED = signal.SIGHUP
-
-
-def kill_orphans(run_dir: str) -> int:
-    """SIGKILL the process groups of a run's children that outlived their supervisor.
-
-    A supervisor killed outright (``kill -9``) takes its children with it
-    (``die_with_parent``), but not what they forked (a ``multiprocessing.Pool``). A
-    recorded pid now naming a process with another start time is someone else's and
-    is left alone; a group whose leader is gone keeps its id until it is empty, so
-    that id still names only it. Returns how many groups were signalled."""
-    try:
-        with open(os.path.join(run_dir, CHILDREN)) as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return 0
-    signalled = 0
-    for line in lines:
-        try:
-            pid_text, start = (line.split() + [""])[:2]
-            pid = int(pid_text)
-        except ValueError:
-            continue
-        now = _platform.process_start_time(pid)
-        if pid <= 1 or (now and start and now != start):
-            continue
-        try:
-            os.killpg(pid, signal.SIGKILL)
-            signalled += 1
-        except (ProcessLookupError, PermissionError):
-            pass
-    return signalled
-
-
-def _finished_chunk(fd: int) -> bool:
-    """Whether a dead child's pipe still holds its "chunk finished" byte."""
-    try:
-        os.set_blocking(fd, False)
-        return b"k" in os.read(fd, 16)
-    except OSError:  # nothing there (EAGAIN), or closed
-        return False
-
-
-def _kill_child(pid: int) -> None:
-    """SIGKILL a child and its process group (what the function forked)."""
-    for kill in (os.killpg, os.kill):
-        try:
-            kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _exit_text(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = str(sig)
-        hint = " - out of memory?" if sig == signal.SIGKILL else ""
-        return f"killed by {name}{hint}"
-    return f"exit code {os.WEXITSTATUS(status)}"
 
 
 # ------------------------------------------------------------------------- main
@@ -531,58 +83,6 @@ def _remove_tree(path: str) -> None:
         time.sleep(0.1)
 
 
-def read_pid(run_dir: str) -> tuple[int, str] | None:
-    """The supervisor's ``(pid, start time)`` from ``worker.pid``; None if unreadable."""
-    try:
-        with open(os.path.join(run_dir, "worker.pid")) as fh:
-            pid_text, start = (fh.read().split() + [""])[:2]
-        return int(pid_text), start
-    except (OSError, ValueError):
-        return None
-
-
-def is_alive(run_dir: str) -> bool:
-    """Whether the supervisor of ``run_dir`` still runs (and has not written ``exit``):
-    its pid, with the start time recorded next to it (a reused pid is not it)."""
-    if os.path.exists(os.path.join(run_dir, "exit")):
-        return False
-    recorded = read_pid(run_dir)
-    return recorded is not None and _platform.is_running(*recorded)
-
-
-def makedirs_private(path: str) -> None:
-    """``os.makedirs`` with every directory it creates 0700 (``mode`` of makedirs
-    applies to the last one only)."""
-    if os.path.isdir(path):
-        return
-    parent = os.path.dirname(path)
-    if parent and parent != path:
-        makedirs_private(parent)
-    try:
-        os.mkdir(path, _DIR_MODE)
-    except FileExistsError:
-        pass
-
-
-def _atomic_write(path: str, text: str) -> None:
-    """Write ``path`` (0600) so readers see all of it or nothing; the temporary file
-    has a unique name (several processes write ``exit``) and is removed on failure."""
-    tmp = f"{path}.{os.getpid()}.{os.urandom(6).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
-    try:
-        try:
-            _write(fd, text.encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
         done_fd: int | None = None, controller=None, parent: int | None = None,
         orphan_dir: str | None = None) -> int:
@@ -596,26 +96,24 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
     ``parent``: the pid of the caller, to die with (a ``cache=False`` run: nobody
     else could use its results); ``orphan_dir``: a directory (the throw-away cache)
     to remove when it died."""
-    makedirs_private(os.path.join(run_dir, "results"))
-    pid = os.getpid()
+    rd = RunDir(run_dir).make()
     if workers > 0:
         _platform.set_process_name(b"pyjoule-worker")
-    _atomic_write(os.path.join(run_dir, "worker.pid"), f"{pid} {process_start_time(pid)}\n")
+    rd.write_pid(os.getpid())
     if workers <= 0:
         code = 1
         try:
             code = run_inline(run_dir, task_files)
         finally:
-            _atomic_write(os.path.join(run_dir, "exit"), f"{code}\n")
+            rd.write_exit(code)
         return code
     code = 1
     supervisor = None
-    exit_path = os.path.join(run_dir, "exit")
     written = []
     orphaned = []  # the caller (``parent``) died
 
     def _done():
-        _atomic_write(exit_path, "0\n")
+        rd.write_exit(0)
         written.append(True)
         if done_fd is not None:
             try:
@@ -624,7 +122,7 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
                 pass
 
     try:
-        payload, tasks = load_run(run_dir, task_files)
+        payload, tasks = rd.load(task_files)
         import threadpoolctl  # noqa: F401 - once here rather than in every child
 
         supervisor = Supervisor(run_dir, payload, tasks, workers, on_done=_done,
@@ -653,159 +151,7 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
         if orphaned and orphan_dir:
             _remove_tree(orphan_dir)  # the caller is gone: nobody else will
         elif not written:  # else every task is accounted for, and the caller may be tidying
-            _atomic_write(exit_path, f"{code}\n")
-    return code
-
-
-# ----------------------------------------------------------------- SLURM tasks
-# A SLURM run directory also holds, per wave of array jobs (w0, then w1... for
-# retries):
-#
-#     queue/<wave>/meta.json       {"tasks": [task files], "batch": psets per batch}
-#     queue/<wave>/pending/<b>     one empty file per batch not yet claimed
-#     queue/<wave>/claimed/<b>.<array job>_<task>   claimed by that array task
-#     ends/<array job>_<task>      "<exit code> <why>" of a task's worker, written last
-#     logs/<array job>_<task>.out  the task's stdout/stderr (sbatch --output)
-#
-# Array tasks claim batches by renaming them (atomic on one file system, NFS too),
-# so a fast task takes more of them and the stragglers do not hold up the end.
-
-END_MARGIN_S = 10.0  # do not claim a batch with less time left than this ...
-END_MARGIN_FACTOR = 1.5  # ... or than this many times the longest batch so far
-
-
-def make_queue(run_dir: str, wave: str, task_files: list[str], batch: int) -> int:
-    """Write the claimable batches of ``wave``; return how many there are."""
-    import json
-
-    n = sum(len(tasks) for tasks in _task_lists(run_dir, task_files))
-    folder = os.path.join(run_dir, "queue", wave)
-    for sub in ("pending", "claimed"):
-        makedirs_private(os.path.join(folder, sub))
-    for sub in ("ends", "logs", "results"):
-        makedirs_private(os.path.join(run_dir, sub))
-    n_batches = -(-n // batch)
-    for b in range(n_batches):
-        os.close(os.open(os.path.join(folder, "pending", f"{b:06d}"),
-                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _FILE_MODE))
-    _atomic_write(os.path.join(folder, "meta.json"),
-                  json.dumps({"tasks": task_files, "batch": batch, "n": n}))
-    return n_batches
-
-
-def _task_lists(run_dir: str, task_files: list[str]):
-    for name in task_files:
-        with open(os.path.join(run_dir, name), "rb") as fh:
-            yield pickle.load(fh)
-
-
-def claim(folder: str, me: str) -> int | None:
-    """Claim the next pending batch of a wave's queue for ``me``; None when empty."""
-    pending = os.path.join(folder, "pending")
-    while True:
-        try:
-            names = sorted(os.listdir(pending))
-        except FileNotFoundError:
-            return None
-        if not names:
-            return None
-        for name in names:
-            try:
-                os.rename(os.path.join(pending, name),
-                          os.path.join(folder, "claimed", f"{name}.{me}"))
-                return int(name)
-            except FileNotFoundError:  # another task was quicker: try the next one
-                continue
-
-
-def array_task_id() -> str:
-    """``<array job id>_<task id>`` of this SLURM array task (or the plain job id)."""
-    env = os.environ
-    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
-        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
-    return env.get("SLURM_JOB_ID") or f"local{os.getpid()}"
-
-
-def job_end_time() -> float | None:
-    """When SLURM will end this job (``SLURM_JOB_END_TIME``, else asking ``squeue``
-    for the time left); None when unlimited or unknown."""
-    import subprocess
-
-    if os.environ.get("SLURM_JOB_END_TIME", "").isdigit():
-        return float(os.environ["SLURM_JOB_END_TIME"])
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job:
-        return None
-    try:
-        left = subprocess.run(["squeue", "-h", "-j", job, "-o", "%L"], capture_output=True,
-                              text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    seconds = _duration_s(left)
-    return None if seconds is None else time.time() + seconds
-
-
-def _duration_s(text: str) -> float | None:
-    """Seconds in a SLURM time (squeue's ``%L``: ``[D-]HH:MM:SS``, ``MM:SS``); None if
-    unlimited or unknown."""
-    from ._slurm import parse_duration
-
-    return parse_duration(text)
-
-
-def run_slurm(run_dir: str, wave: str, workers: int) -> int:
-    """One SLURM array task: claim batches of ``wave`` and run each with ``workers``
-    processes, until the queue is empty or the job's end is too near for another.
-
-    SLURM sends SIGTERM before it kills a task at its time limit (or on scancel): the
-    children stop at once (every finished pset is on disk already), and the exit file
-    says so. The psets left unfinished are accounted for by the dispatcher, from the
-    task's state in the scheduler.
-    """
-    import json
-
-    me = array_task_id()
-    folder = os.path.join(run_dir, "queue", wave)
-    with open(os.path.join(folder, "meta.json")) as fh:
-        meta = json.load(fh)
-    payload, tasks = load_run(run_dir, meta["tasks"])
-    size = int(meta["batch"])
-    end = job_end_time()
-    _platform.set_process_name(b"pyjoule-worker")
-    code, why, batches, longest = 1, "error", 0, 0.0
-    supervisor = None
-
-    def _terminate(signum, _frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        while True:
-            if batches and end is not None:
-                left = end - time.time()
-                if left < max(END_MARGIN_S, END_MARGIN_FACTOR * longest):
-                    print(f"pyjoule: {left:.0f} s left of this job's time, less than a "
-                          f"batch takes ({longest:.0f} s): claiming no more", flush=True)
-                    code, why = 0, "time"
-                    break
-            b = claim(folder, me)
-            if b is None:
-                code, why = 0, "done"
-                break
-            t0 = time.monotonic()
-            supervisor = Supervisor(run_dir, payload, tasks[b * size:(b + 1) * size],
-                                    workers, prefix=f"{me}-b{b}-")
-            supervisor.run()
-            supervisor = None
-            batches += 1
-            longest = max(longest, time.monotonic() - t0)
-    except SystemExit as exc:
-        code, why = int(exc.code or 1), "terminated"
-        print(f"pyjoule: stopped by signal {code - 128} (time limit or scancel)", flush=True)
-    finally:
-        if supervisor is not None:
-            supervisor.stop()
-        _atomic_write(os.path.join(run_dir, "ends", me), f"{code} {why} {batches}\n")
+            rd.write_exit(code)
     return code
 
 
@@ -837,10 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         load_run(args.run_dir, args.tasks)
         if args.make_queue:
-            print(make_queue(args.run_dir, args.make_queue, args.tasks or ["tasks.pkl"],
+            from ._rundir import TASKS
+            from ._slurm_task import make_queue
+
+            print(make_queue(args.run_dir, args.make_queue, args.tasks or [TASKS],
                              args.batch))
         return 0
     if args.slurm:
+        from ._slurm_task import run_slurm
+
         return run_slurm(args.run_dir, args.slurm, args.workers)
     return run(args.run_dir, args.workers, args.tasks, done_fd=args.done_fd,
                parent=args.parent, orphan_dir=args.orphan_dir)

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 import pyjoule as pj
-from pyjoule import _platform, worker
+from pyjoule import _platform, _rundir, _slurm_task, worker
+from pyjoule._rundir import RunDir
 from pyjoule._backends.pool import PoolBackend
 from pyjoule._transport import local
 
@@ -311,7 +312,7 @@ SUPERVISOR_SCRIPT = """
 
 def _supervisor_of(cache: Path) -> tuple[int, str]:
     for path in glob.glob(str(cache / "runs" / "*" / "worker.pid")):
-        found = worker.read_pid(os.path.dirname(path))
+        found = RunDir(os.path.dirname(path)).read_pid()
         if found and found[1]:
             return found
     return None
@@ -493,12 +494,12 @@ def test_a_reused_pid_is_neither_believed_alive_nor_killed(platform_mode, tmp_pa
     run_dir.mkdir()
     start = _platform.process_start_time(sleeper.pid)
     (run_dir / "worker.pid").write_text(f"{sleeper.pid} {start}1\n")  # another process's
-    assert not worker.is_alive(str(run_dir))
+    assert not RunDir(str(run_dir)).is_alive()
     PoolBackend(str(run_dir)).cancel()
     local.kill_group(sleeper.pid, grace_s=0.2, start=start + "1")
     assert sleeper.poll() is None and running(sleeper.pid), "an unrelated process was killed"
     (run_dir / "worker.pid").write_text(f"{sleeper.pid} {start}\n")  # it, this time
-    assert worker.is_alive(str(run_dir))
+    assert RunDir(str(run_dir)).is_alive()
     PoolBackend(str(run_dir)).cancel()
     wait_until(lambda: not running(sleeper.pid), "the recorded process to be stopped")
 
@@ -521,13 +522,13 @@ def test_files_of_a_run_are_private_whatever_the_umask(cache_dir, tmp_path):
         assert stat.S_IMODE((run_dir / "exit").stat().st_mode) == 0o600
 
         made = tmp_path / "made" / "run"
-        worker.makedirs_private(str(made / "results"))
+        _rundir.makedirs_private(str(made / "results"))
         for folder in (made.parent, made, made / "results"):
             assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
         import pickle
 
         (made / "tasks.pkl").write_bytes(pickle.dumps([("a", {}), ("b", {})]))
-        assert worker.make_queue(str(made), "w0", ["tasks.pkl"], 1) == 2
+        assert _slurm_task.make_queue(str(made), "w0", ["tasks.pkl"], 1) == 2
         for path in made.rglob("*"):
             if path.name != "tasks.pkl":
                 want = 0o700 if path.is_dir() else 0o600
@@ -543,7 +544,7 @@ def test_records_are_private(tmp_path):
     old = os.umask(0o022)
     try:
         run_dir = tmp_path / "run"
-        worker.makedirs_private(str(run_dir))
+        _rundir.makedirs_private(str(run_dir))
         (run_dir / "payload.pkl").write_bytes(cloudpickle.dumps(
             {"func": abs, "threads": 1, "timeout_s": None, "capture": True}))
         (run_dir / "tasks.pkl").write_bytes(pickle.dumps([("a", {"x": -1})]))
@@ -564,7 +565,7 @@ def test_atomic_write_leaves_no_temporary_file_and_never_collides(tmp_path):
     target = tmp_path / "a-directory"
     target.mkdir()
     with pytest.raises(OSError):
-        worker._atomic_write(str(target), "x")  # replacing a directory fails
+        _rundir.atomic_write(str(target), b"x")  # replacing a directory fails
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-directory"]
 
     path = str(tmp_path / "exit")
@@ -573,7 +574,7 @@ def test_atomic_write_leaves_no_temporary_file_and_never_collides(tmp_path):
     def write_many():
         try:
             for i in range(300):
-                worker._atomic_write(path, f"{i}\n")
+                _rundir.atomic_write(path, f"{i}\n".encode())
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
 

@@ -50,9 +50,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pyjoule as pj
-from pyjoule import _slurm, worker
+from pyjoule import _slurm, _slurm_task
 from pyjoule._backends import _slurm_probe
-from pyjoule._backends.slurm import BACKOFF, FIRST_INTERVAL_S, MAX_INTERVAL_S, SlurmBackend
+from pyjoule._backends.slurm import BACKOFF, FIRST_INTERVAL_S, MAX_INTERVAL_S, SlurmBackend, \
+    _probe_source
 from pyjoule._slurm import ClusterFacts, Slurm
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -576,31 +577,31 @@ SQUEUE_TIME_LEFT = [("59:58", 3598.0), ("1:00:00", 3600.0), ("23:59:59", 86399.0
 
 @pytest.mark.parametrize("text, seconds", SQUEUE_TIME_LEFT)
 def test_worker_duration_of_squeue_time_left(text, seconds):
-    assert worker._duration_s(text) == seconds
+    assert _slurm_task._duration_s(text) == seconds
     assert _slurm.parse_duration(text) == seconds  # the two agree
 
 
 @pytest.mark.parametrize("text", NOT_DURATIONS)
 def test_worker_duration_of_what_is_no_time(text):
-    assert worker._duration_s(text) is None
+    assert _slurm_task._duration_s(text) is None
 
 
 @pytest.mark.parametrize("text, seconds", DURATIONS)
 def test_worker_duration_never_misreads_a_slurm_time(text, seconds):
     # BUG for "5", "1-02", "1-02:30": _duration_s reads plain minutes as seconds
     # and D-HH[:MM] as [MM:]SS. Either the right number or None, never a wrong one.
-    assert worker._duration_s(text) in (seconds, None)
+    assert _slurm_task._duration_s(text) in (seconds, None)
 
 
 def test_array_task_id(monkeypatch):
     for var in ("SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_ID"):
         monkeypatch.delenv(var, raising=False)
-    assert worker.array_task_id() == f"local{os.getpid()}"
+    assert _slurm_task.array_task_id() == f"local{os.getpid()}"
     monkeypatch.setenv("SLURM_JOB_ID", "905")
-    assert worker.array_task_id() == "905"
+    assert _slurm_task.array_task_id() == "905"
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "900")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "5")
-    assert worker.array_task_id() == "900_5"  # the array's id, not the task's own job id
+    assert _slurm_task.array_task_id() == "900_5"  # the array's id, not the task's own job id
 
 
 # ========================================================= 4. what the cluster says
@@ -806,7 +807,7 @@ def test_make_queue(weird_tmp_path):
     run_dir = weird_tmp_path / "run"
     write_tasks(run_dir, 7)
     write_tasks(run_dir, 4, "retry.pkl", "r")
-    assert worker.make_queue(str(run_dir), "w0", ["tasks.pkl", "retry.pkl"], 3) == 4
+    assert _slurm_task.make_queue(str(run_dir), "w0", ["tasks.pkl", "retry.pkl"], 3) == 4
     queue = run_dir / "queue" / "w0"
     assert sorted(os.listdir(queue / "pending")) == ["000000", "000001", "000002", "000003"]
     assert os.listdir(queue / "claimed") == []
@@ -818,20 +819,20 @@ def test_make_queue(weird_tmp_path):
 def test_claim_takes_batches_in_order_then_none(weird_tmp_path):
     run_dir = weird_tmp_path / "run"
     write_tasks(run_dir, 5)
-    worker.make_queue(str(run_dir), "w0", ["tasks.pkl"], 2)
+    _slurm_task.make_queue(str(run_dir), "w0", ["tasks.pkl"], 2)
     folder = str(run_dir / "queue" / "w0")
-    assert [worker.claim(folder, "9_0"), worker.claim(folder, "9_1"),
-            worker.claim(folder, "9_0")] == [0, 1, 2]
-    assert worker.claim(folder, "9_0") is None
+    assert [_slurm_task.claim(folder, "9_0"), _slurm_task.claim(folder, "9_1"),
+            _slurm_task.claim(folder, "9_0")] == [0, 1, 2]
+    assert _slurm_task.claim(folder, "9_0") is None
     assert sorted(os.listdir(os.path.join(folder, "claimed"))) == \
         ["000000.9_0", "000001.9_1", "000002.9_0"]
-    assert worker.claim(str(run_dir / "queue" / "w9"), "9_0") is None  # no such wave
+    assert _slurm_task.claim(str(run_dir / "queue" / "w9"), "9_0") is None  # no such wave
 
 
 def _claim_all(folder: str, me: str, start, out) -> None:
     start.wait()
     got = []
-    while (b := worker.claim(folder, me)) is not None:
+    while (b := _slurm_task.claim(folder, me)) is not None:
         got.append(b)
     out.put((me, got))
 
@@ -839,7 +840,7 @@ def _claim_all(folder: str, me: str, start, out) -> None:
 def test_concurrent_claimers_take_each_batch_exactly_once(weird_tmp_path):
     run_dir = weird_tmp_path / "run"
     write_tasks(run_dir, 500)
-    assert worker.make_queue(str(run_dir), "w0", ["tasks.pkl"], 1) == 500
+    assert _slurm_task.make_queue(str(run_dir), "w0", ["tasks.pkl"], 1) == 500
     folder = str(run_dir / "queue" / "w0")
     ctx = multiprocessing.get_context("fork")
     start, out = ctx.Barrier(4), ctx.Queue()
@@ -1181,7 +1182,7 @@ echo '200_0|COMPLETED|None'
 """)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     b = backend(run_dir, wave(count=2), wave("w1", job="200", count=1))
-    worker.make_queue(str(run_dir), "w0", ["tasks.pkl"], 2)
+    _slurm_task.make_queue(str(run_dir), "w0", ["tasks.pkl"], 2)
     assert b.alive()
     assert calls.read_text().splitlines() == ["-h -r -t all -j 100,200 -o %i|%T|%r"]
     assert b.states == {"100_0": "RUNNING", "100_1": "PENDING", "200_0": "COMPLETED"}
@@ -1244,7 +1245,7 @@ def test_probe_of_an_empty_run_dir(tmp_path):
 def test_probe_main_prints_a_json_line_then_the_bytes(weird_tmp_path):
     run_dir = weird_tmp_path / "run"
     make_probe_dir(run_dir)
-    source = Path(_slurm_probe.__file__).read_text()
+    source = _probe_source()  # what is sent: the run directory's names, then the probe
     request = {"run_dir": str(run_dir), "job_ids": [], "offsets": {"a.rec": 8},
                "expected": ["200_0"]}
     python3 = shutil.which("python3") or sys.executable

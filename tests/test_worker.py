@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 
 from pyjoule import _records, worker
+from pyjoule import _slurm_task as slurm_task
+from pyjoule._rundir import RunDir
 
 REPO = Path(__file__).resolve().parent.parent
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -319,7 +321,7 @@ def test_crashed_worker_processes_are_reported_lost(weird_tmp_path):
     for i in (0, 2, 4, 5, 6, 7):
         assert recs[ids[i]]["status"] == "done" and recs[ids[i]]["value"] == i
     assert (run_dir / "exit").read_text().strip() == "0"
-    assert worker.is_alive(str(run_dir)) is False
+    assert RunDir(str(run_dir)).is_alive() is False
 
 
 def test_exit_file_and_is_alive(weird_tmp_path):
@@ -330,14 +332,14 @@ def test_exit_file_and_is_alive(weird_tmp_path):
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 20
-        while not worker.is_alive(str(run_dir)):  # running: pid file written, no exit
+        while not RunDir(str(run_dir)).is_alive():  # running: pid file written, no exit
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
         assert not (run_dir / "exit").exists()
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
-    assert worker.is_alive(str(run_dir)) is False  # dead, even without an exit file
+    assert RunDir(str(run_dir)).is_alive() is False  # dead, even without an exit file
 
 
 def test_empty_task_list_exits_zero(weird_tmp_path):
@@ -346,7 +348,7 @@ def test_empty_task_list_exits_zero(weird_tmp_path):
     run_worker(run_dir)
     assert read_records(run_dir) == []
     assert (run_dir / "exit").read_text().strip() == "0"
-    assert worker.is_alive(str(run_dir)) is False
+    assert RunDir(str(run_dir)).is_alive() is False
 
 
 @pytest.mark.parametrize("target", ["group", "supervisor"])
@@ -385,7 +387,7 @@ def test_sigterm_ends_supervisor_and_children_keeping_records(weird_tmp_path, ta
             pass
         proc.wait(10)
     assert proc.returncode != 0
-    assert worker.is_alive(str(run_dir)) is False
+    assert RunDir(str(run_dir)).is_alive() is False
     recs = read_records(run_dir)
     values = {r["pset_id"]: r["value"] for r in recs if r["status"] == "done"}
     assert values == {ids[0]: 0, ids[1]: 1}
@@ -477,7 +479,7 @@ def _slurm_task(run_dir: Path, env: dict, workers: int = 1) -> subprocess.Popen:
 def test_array_tasks_share_the_batches_of_a_queue_each_pset_once(weird_tmp_path):
     run_dir = weird_tmp_path / "run"
     ids = make_run(run_dir, double, [{"x": i} for i in range(40)])
-    assert worker.make_queue(str(run_dir), "w0", ["tasks.pkl"], 3) == 14
+    assert slurm_task.make_queue(str(run_dir), "w0", ["tasks.pkl"], 3) == 14
     procs = [_slurm_task(run_dir, _slurm_env("77", t)) for t in range(3)]
     assert [p.wait(60) for p in procs] == [0, 0, 0]
     recs = one_per_pset(read_records(run_dir), ids)
@@ -494,9 +496,9 @@ def test_array_tasks_share_the_batches_of_a_queue_each_pset_once(weird_tmp_path)
 def test_an_array_task_claims_no_batch_it_has_no_time_left_for(weird_tmp_path):
     run_dir = weird_tmp_path / "run"
     make_run(run_dir, short_nap, [{"x": i} for i in range(6)])
-    worker.make_queue(str(run_dir), "w0", ["tasks.pkl"], 2)
+    slurm_task.make_queue(str(run_dir), "w0", ["tasks.pkl"], 2)
     # less time left than the margin: it runs the first batch (always), then stops
-    end = str(int(time.time() + worker.END_MARGIN_S))
+    end = str(int(time.time() + slurm_task.END_MARGIN_S))
     proc = _slurm_task(run_dir, _slurm_env("78", 0, SLURM_JOB_END_TIME=end))
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "claiming no more" in out
@@ -508,7 +510,7 @@ def test_an_array_task_claims_no_batch_it_has_no_time_left_for(weird_tmp_path):
 def test_sigterm_to_an_array_task_keeps_its_records_and_says_so(weird_tmp_path):
     run_dir = weird_tmp_path / "run"
     make_run(run_dir, short_nap, [{"x": i} for i in range(40)])
-    worker.make_queue(str(run_dir), "w0", ["tasks.pkl"], 40)
+    slurm_task.make_queue(str(run_dir), "w0", ["tasks.pkl"], 40)
     proc = _slurm_task(run_dir, _slurm_env("79", 0), workers=2)
     deadline = time.monotonic() + 30
     while len(read_records(run_dir)) < 3:
@@ -538,7 +540,7 @@ def test_an_exited_but_unreaped_supervisor_counts_as_dead(tmp_path):
             time.sleep(0.01)
         assert worker.is_zombie(pid)
         (tmp_path / "worker.pid").write_text(f"{pid} {worker.process_start_time(pid)}")
-        assert not worker.is_alive(str(tmp_path))
+        assert not RunDir(str(tmp_path)).is_alive()
         assert not _group_alive(pid)
         kill_group(pid, grace_s=30)  # returns at once: nothing of the group runs
         assert not worker.is_zombie(pid)  # and it reaped its own child
@@ -568,7 +570,7 @@ def test_done_byte_comes_once_every_record_is_on_disk(weird_tmp_path):
         assert ready and os.read(done_r, 1) == b"d"
         recs = one_per_pset(read_records(run_dir), ids)  # all there, at that moment
         assert (run_dir / "exit").read_text().strip() == "0"
-        assert not worker.is_alive(str(run_dir))
+        assert not RunDir(str(run_dir)).is_alive()
         (run_dir / "exit").write_text("tidied\n")  # as if the caller moved on
         assert proc.wait(30) == 0
     finally:

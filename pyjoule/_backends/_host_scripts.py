@@ -1,6 +1,7 @@
 """The scripts pyjoule runs in a run directory on a host, over SSH (each sent as the
 text of one command: nothing of pyjoule's needs to be installed there to start, poll
-or stop a run), and the file names they share with the worker.
+or stop a run). They spell no name of the run directory: each ``@NAME@`` is filled
+in from :mod:`.._rundir` (``_rundir.fill``), the names the worker uses.
 
 Everything here runs under ``umask 077`` (the transport prefixes every command with
 it): the run directory and what the worker writes into it are private to the user.
@@ -8,20 +9,22 @@ The host is trusted to compute, not to choose names on the client: what these
 scripts answer is checked by :mod:`._names` before it touches a local path.
 """
 
-ENV_FILE = "host.env"  # in the run directory on the host: export lines, 0600
+from .._rundir import fill
+
 # Make the run directory (0700: umask 077) and give it pj.Host(env=...): $2 = "send"
 # (the values are on stdin: written to host.env, 0600), "keep" (a process that knows
 # only the names: host.env must be there already) or "none". A retry's previous exit
 # code goes.
-PREPARE = """set -e
+PREPARE = fill("""set -e
 run_dir=$1; env_mode=$2
-mkdir -p "$run_dir/results"
-rm -f "$run_dir/exit"
+mkdir -p "$run_dir/@RESULTS@"
+rm -f "$run_dir/@EXIT@"
 case $env_mode in
-  send) cat > "$run_dir/host.env.tmp"; mv -f "$run_dir/host.env.tmp" "$run_dir/host.env" ;;
-  keep) [ -f "$run_dir/host.env" ] || { echo "@pyjoule-no-env" >&2; exit 3; } ;;
+  send) cat > "$run_dir/@HOST_ENV@@TMP_SUFFIX@"
+        mv -f "$run_dir/@HOST_ENV@@TMP_SUFFIX@" "$run_dir/@HOST_ENV@" ;;
+  keep) [ -f "$run_dir/@HOST_ENV@" ] || { echo "@pyjoule-no-env" >&2; exit 3; } ;;
 esac
-"""
+""")
 NO_ENV = b"@pyjoule-no-env"
 
 
@@ -32,14 +35,14 @@ NO_ENV = b"@pyjoule-no-env"
 # pj.Host(env=...) values are read from host.env ($3 = keep; PREPARE wrote it): never
 # in an argv. worker.pid gets the pid and the start time (/proc/<pid>/stat field 22,
 # else ps's lstart), which tell the worker from a process given its pid later.
-START = """set -e
+START = fill("""set -e
 umask 077
 run_dir=$1; project=$2; env_mode=$3; shift 3
-[ "$env_mode" = none ] || . "$run_dir/host.env"
+[ "$env_mode" = none ] || . "$run_dir/@HOST_ENV@"
 cd "$project"
 {setup}
 "$@" --check </dev/null  # pre-flight: the function and its modules load here, or stop
-setsid nohup "$@" </dev/null >>"$run_dir/worker.log" 2>&1 &
+setsid nohup "$@" </dev/null >>"$run_dir/@LOG@" 2>&1 &
 pid=$!
 start=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f20)
 if [ -z "$start" ]; then
@@ -47,16 +50,16 @@ if [ -z "$start" ]; then
   [ -z "$start" ] || start="ps:$start"
 fi
 # written here too, so that a poll before the worker writes its own sees it alive
-printf '%s %s\\n' "$pid" "$start" > "$run_dir/worker.pid.tmp"
-mv -f "$run_dir/worker.pid.tmp" "$run_dir/worker.pid"
+printf '%s %s\\n' "$pid" "$start" > "$run_dir/@PID@@TMP_SUFFIX@"
+mv -f "$run_dir/@PID@@TMP_SUFFIX@" "$run_dir/@PID@"
 echo "$pid"
-"""
+""")
 
 # The worker of a run directory, if it runs: worker.pid's pid, believed only when its
 # start time is the one recorded (a pid reused by another process has another). A
 # record without a start time (a host where neither /proc nor ps gave one) falls back
 # to the pid alone.
-WORKER_PID = r"""
+WORKER_PID = fill(r"""
 import os, subprocess
 
 
@@ -77,7 +80,7 @@ def started(pid):
 
 def worker_pid(run_dir):
     try:
-        with open(os.path.join(run_dir, "worker.pid")) as fh:
+        with open(os.path.join(run_dir, "@PID@")) as fh:
             text, start = (fh.read().split() + [""])[:2]
         pid = int(text)
         os.kill(pid, 0)
@@ -87,19 +90,19 @@ def worker_pid(run_dir):
     if now == "Z" or (start and now != start):
         return None
     return pid
-"""
+""")
 
 # Pull what was appended to the result files since the given offsets. Standard library
 # only; prints one JSON line, then the new bytes of each file in the order listed.
-PULL = WORKER_PID + r"""
+PULL = WORKER_PID + fill(r"""
 import json, sys
 run_dir, offsets = sys.argv[1], json.loads(sys.argv[2])
 # alive is asked BEFORE the files are read: a worker found ended has written all
 # it ever will, so this pull has everything
-alive = not os.path.exists(os.path.join(run_dir, "exit")) and \
+alive = not os.path.exists(os.path.join(run_dir, "@EXIT@")) and \
     worker_pid(run_dir) is not None
-folder = os.path.join(run_dir, "results")
-names = sorted(n for n in os.listdir(folder) if n.endswith(".rec")) \
+folder = os.path.join(run_dir, "@RESULTS@")
+names = sorted(n for n in os.listdir(folder) if n.endswith("@RESULT_SUFFIX@")) \
     if os.path.isdir(folder) else []
 chunks, sizes = [], {}
 for name in names:
@@ -113,7 +116,7 @@ out.write(json.dumps({"files": [[n, sizes[n]] for n in names], "alive": alive}).
           + b"\n")
 for data in chunks:
     out.write(data)
-"""
+""")
 
 # Stop the worker's process group: SIGTERM (the supervisor kills its children and
 # writes its exit code), then SIGKILL what is left after 2 s. Only the run's own

@@ -12,10 +12,11 @@ from __future__ import annotations
 import re
 
 from .._errors import HostError
+from .._rundir import RESULT_SUFFIX
 
 # result files of the worker: inline-<pid>-<ns>.rec, [<task>-b<n>-]supervisor-<pid>.rec,
 # [<task>-b<n>-]w<pid>-<n>.rec (letters, digits, _ - and single dots; .rec)
-RESULT_NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.rec")
+RESULT_NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*" + re.escape(RESULT_SUFFIX))
 TASK_ID = re.compile(r"[0-9]+_[0-9]+")  # array job _ task, as squeue -r prints it
 CLAIM_NAME = re.compile(r"[0-9]+\.[0-9]+_[0-9]+")  # <batch>.<task id>
 WAVE = re.compile(r"w[0-9]+")

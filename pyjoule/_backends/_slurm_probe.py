@@ -3,7 +3,9 @@ array task, the batches claimed and left, the tasks' exit files, and (for a clie
 over SSH) the bytes the result files gained since the given offsets.
 
 Standard library only, and self-contained: over SSH its source is sent as
-``python3 -c`` (one command per poll), locally :func:`probe` is called in-process.
+``python3 -c`` (one command per poll), preceded by the run directory's names
+(``_rundir.names_source``); locally :func:`probe` is called in-process and imports
+them. It spells no name of the run directory itself.
 The scheduler is asked *before* the files are read, so a look that finds every task
 ended has every record they wrote.
 
@@ -15,6 +17,10 @@ import json
 import os
 import subprocess
 import sys
+
+if __package__:  # imported; sent as `python3 -c`, the names come first in the source
+    from .._rundir import CLAIMED, ENDS, LOG_SUFFIX, LOGS, PENDING, QUEUE, RESULT_SUFFIX, \
+        RESULTS, TMP_SUFFIX
 
 LOG_TAIL = 4096  # bytes of a task's log read to find how slurmstepd ended it
 
@@ -84,17 +90,19 @@ def probe(run_dir, job_ids, offsets=None, sacct=False, expected=()):
     states, error = _squeue(job_ids) if job_ids else ({}, "")
     answer = {"squeue": states, "error": error, "claimed": {}, "pending": {}, "ends": {},
               "logs": {}, "files": []}
-    ends_dir = os.path.join(run_dir, "ends")
+    ends_dir = os.path.join(run_dir, ENDS)
     for name in _listdir(ends_dir):
+        if name.endswith(TMP_SUFFIX):  # being written (atomically): not an end yet
+            continue
         try:
             with open(os.path.join(ends_dir, name)) as fh:
                 answer["ends"][name] = fh.read().strip()
         except OSError:
             pass
-    queue = os.path.join(run_dir, "queue")
+    queue = os.path.join(run_dir, QUEUE)
     for wave in _listdir(queue):
-        answer["pending"][wave] = len(_listdir(os.path.join(queue, wave, "pending")))
-        answer["claimed"][wave] = _listdir(os.path.join(queue, wave, "claimed"))
+        answer["pending"][wave] = len(_listdir(os.path.join(queue, wave, PENDING)))
+        answer["claimed"][wave] = _listdir(os.path.join(queue, wave, CLAIMED))
     if states is not None:
         # forgotten by squeue: a good exit file settles it; else sacct, else the log
         missing = [t for t in expected if t not in states
@@ -104,11 +112,11 @@ def probe(run_dir, job_ids, offsets=None, sacct=False, expected=()):
             answer["sacct"] = {t: found[t] for t in missing if t in found}
             missing = [t for t in missing if t not in found]
         for task in missing:
-            answer["logs"][task] = _log_tail(os.path.join(run_dir, "logs", task + ".out"))
+            answer["logs"][task] = _log_tail(os.path.join(run_dir, LOGS, task + LOG_SUFFIX))
     chunks = []
     if offsets is not None:
-        folder = os.path.join(run_dir, "results")
-        for name in [n for n in _listdir(folder) if n.endswith(".rec")]:
+        folder = os.path.join(run_dir, RESULTS)
+        for name in [n for n in _listdir(folder) if n.endswith(RESULT_SUFFIX)]:
             try:
                 with open(os.path.join(folder, name), "rb") as fh:
                     fh.seek(offsets.get(name, 0))

@@ -47,7 +47,9 @@ class Backend:
     def worker_log(self, run_dir: str) -> str | None:
         """Where the worker's own output went, for failures that name no log of their
         own (a lost or timed-out pset): a path here, or ``host:path`` on a host."""
-        path = os.path.join(run_dir, "worker.log")
+        from .._rundir import RunDir
+
+        path = RunDir(run_dir).log
         return path if os.path.exists(path) else None
 
     def settle(self) -> None:

@@ -6,6 +6,7 @@ import os
 import time
 
 from .. import worker
+from .._rundir import RunDir
 from .base import Backend
 
 
@@ -29,7 +30,7 @@ class InProcessBackend(Backend):
 
         if self.run_dir is None or not self.driver:
             return False
-        if os.path.exists(os.path.join(self.run_dir, "exit")):
+        if RunDir(self.run_dir).exited():
             return False
         return process_alive(self.driver)
 

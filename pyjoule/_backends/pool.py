@@ -21,7 +21,8 @@ import subprocess
 import sys
 import time
 
-from .. import worker
+from .. import _private, worker
+from .._rundir import RunDir
 from .._transport import local
 from .base import Backend
 
@@ -70,7 +71,7 @@ class PoolBackend(Backend):
         if self.proc is not None:  # a retry: the last attempt's supervisor has ended
             self._reap(self.proc)
         self.run_dir = run_dir
-        log_path = os.path.join(run_dir, "worker.log")
+        log_path = RunDir(run_dir).log
         _close(self._done)
         done_r, done_w = os.pipe()  # a byte comes through once every pset is accounted for
         orphan_dir = _throwaway_root(run_dir)
@@ -96,6 +97,8 @@ class PoolBackend(Backend):
                 # The worker imports the user's modules the way the caller does.
                 env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
                 env["PYTHONUNBUFFERED"] = "1"  # prints reach worker.log (and capture=False's echo) at once
+                if _private.shared():  # the worker checks the run directory as the caller does
+                    env["PYJOULE_SHARED_CACHE"] = "1"
                 self.proc = local.spawn(argv, log_path=log_path, env=env, pass_fds=[done_w])
         except BaseException:
             os.close(done_r)
@@ -105,16 +108,15 @@ class PoolBackend(Backend):
         self._done = done_r
         # Written here too, so a crash before the worker writes its own is still seen.
         self._start_time = worker.process_start_time(self.proc.pid)
-        worker._atomic_write(os.path.join(run_dir, "worker.pid"),
-                             f"{self.proc.pid} {self._start_time}\n")
+        RunDir(run_dir).write_pid(self.proc.pid, self._start_time)
 
     def _exited(self) -> bool:
         """The supervisor wrote ``exit`` (every task accounted for), or is gone."""
-        if self.run_dir is not None and os.path.exists(os.path.join(self.run_dir, "exit")):
+        if self.run_dir is not None and RunDir(self.run_dir).exited():
             return True
         if self.proc is not None:
             return self.proc.poll() is not None
-        return self.run_dir is None or not worker.is_alive(self.run_dir)
+        return self.run_dir is None or not RunDir(self.run_dir).is_alive()
 
     def alive(self) -> bool:
         return not self._exited()
@@ -142,12 +144,10 @@ class PoolBackend(Backend):
             self.proc.poll()
         if self.run_dir is not None:
             # a supervisor killed outright leaves what its children forked: stop it
-            if worker.kill_orphans(self.run_dir):
+            rd = RunDir(self.run_dir)
+            if rd.kill_orphans():
                 log.debug("run dir %s: killed what its worker processes left", self.run_dir)
-            try:
-                os.unlink(os.path.join(self.run_dir, worker.CHILDREN))
-            except OSError:
-                pass
+            rd.forget_children()
 
     def settle(self) -> None:
         if self.proc is not None and self._exited():
@@ -185,6 +185,4 @@ class PoolBackend(Backend):
         """The supervisor's pid and start time: never a pid alone (it may be reused)."""
         if self.proc is not None:
             return self.proc.pid, self._start_time
-        if self.run_dir and worker.is_alive(self.run_dir):
-            return worker.read_pid(self.run_dir)
-        return None
+        return RunDir(self.run_dir).leader() if self.run_dir else None

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import shlex
 import sys
 import time
@@ -35,10 +34,11 @@ from pathlib import Path
 
 from .. import _slurm
 from .._errors import SlurmError
+from .. import _rundir
+from .._rundir import ENDS, HOST_ENV, LOGS, PAYLOAD, QUEUE, TASKS, RunDir
 from .._store import atomic_write
 from ._names import check_probe
 from .base import Backend, load_failure
-from ._host_scripts import ENV_FILE
 
 log = logging.getLogger("pyjoule")
 
@@ -53,7 +53,8 @@ echo {_SEP}; sinfo -h -o '%P|%C'
 
 
 def _probe_source() -> str:
-    return (Path(__file__).parent / "_slurm_probe.py").read_text()
+    """What is sent as ``python3 -c``: the run directory's names, then the probe."""
+    return _rundir.names_source() + (Path(__file__).parent / "_slurm_probe.py").read_text()
 
 
 class SlurmBackend(Backend):
@@ -105,7 +106,7 @@ class SlurmBackend(Backend):
         if not host.env and self.ssh.env_names and self.run_dir:
             # a process that knows only the names: the run's host.env has the values
             argv = ["sh", "-c", '[ ! -f "$1" ] || . "$1"; shift; exec "$@"', "sh",
-                    f"{self.remote_dir()}/{ENV_FILE}", *argv]
+                    f"{self.remote_dir()}/{HOST_ENV}", *argv]
         return self.ssh._conn().run(argv, check=False, cwd=cwd, env=env,
                                     secret_env=host.env or None, timeout=timeout,
                                     idempotent=idempotent)
@@ -168,7 +169,7 @@ class SlurmBackend(Backend):
         return backend
 
     def _state_path(self) -> str:
-        return os.path.join(self.run_dir, "slurm.json")
+        return RunDir(self.run_dir).slurm_state
 
     def _load(self) -> None:
         try:
@@ -197,11 +198,8 @@ class SlurmBackend(Backend):
             self.ssh.run_dir = run_dir
         if not self.waves:
             self._load()
-        files = list(task_files or ["tasks.pkl"])
-        n = 0
-        for name in files:
-            with open(os.path.join(run_dir, name), "rb") as fh:
-                n += len(pickle.load(fh))
+        files = list(task_files or [TASKS])
+        n = len(RunDir(run_dir).task_list(files))
         facts = self.facts()
         self.check()
         self.accounting = facts.accounting
@@ -214,13 +212,13 @@ class SlurmBackend(Backend):
         run_id = os.path.basename(run_dir)
         env_file = None
         if self.ssh is not None:
-            env_file = self.ssh.send_run(run_dir, ["payload.pkl", *files])
+            env_file = self.ssh.send_run(run_dir, [PAYLOAD, *files])
         script = _slurm.render_script(run_id=run_id, wave=wave, run_dir=remote,
                                       project=site["project"], python=site["python"],
                                       pythonpath=site["pythonpath"], workers=workers,
                                       setup=site["setup"], env=site["env"],
                                       env_file=env_file)
-        script_path = f"{remote}/{wave}.sh"
+        script_path = RunDir(remote).script(wave)
         if self.ssh is not None:
             with self.ssh._conn().sftp().open(script_path, "w") as fh:
                 fh.chmod(0o600)  # before a byte is in it
@@ -236,7 +234,7 @@ class SlurmBackend(Backend):
                 argv = _slurm.sbatch_argv(
                     self.slurm, array_spec=packing.array_spec(count,
                                                               self.slurm.array_parallelism),
-                    log_dir=f"{remote}/logs", job_name=_job_name(run_id), script=script_path)
+                    log_dir=RunDir(remote).logs, job_name=_job_name(run_id), script=script_path)
                 job = self._sbatch(argv, site)
                 record["arrays"].append({"job": job, "offset": offset, "count": count})
         except BaseException:
@@ -283,20 +281,17 @@ class SlurmBackend(Backend):
                    _slurm.FINAL_STATES | {"LOST"}]
         request = {"run_dir": self.remote_dir(), "job_ids": self.job_ids(),
                    "sacct": self.accounting, "expected": pending}
-        folder = os.path.join(self.run_dir, "results")
+        rd = RunDir(self.run_dir)
+        folder = rd.results
         if self.ssh is not None:
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            request["offsets"] = {n: os.path.getsize(os.path.join(folder, n))
-                                  for n in os.listdir(folder)}
+            request["offsets"] = rd.offsets()
             # under the host's setup lines: squeue may need a `module load`
             res = self._run(["python3", "-c", _probe_source(), json.dumps(request)],
                             setup=True, idempotent=True)  # it only reads
             if res.returncode != 0:
                 self._trouble(res.stderr.decode("utf-8", "replace").strip())
                 return
-            from .ssh import append_pulled
-
-            answer = append_pulled(folder, res.stdout, self.where)
+            answer = rd.append_pulled(res.stdout, self.where)
             if answer is None:
                 return
             check_probe(answer, self.where)
@@ -419,12 +414,12 @@ class SlurmBackend(Backend):
             self._load()
         wanted = set(pset_ids)
         where: dict[str, tuple[dict, int]] = {}
+        rd = RunDir(self.run_dir)
         for wave in self.waves:
             pos = 0
             for name in wave["tasks"]:
                 try:
-                    with open(os.path.join(self.run_dir, name), "rb") as fh:
-                        tasks = pickle.load(fh)
+                    tasks = rd.task_list([name])
                 except FileNotFoundError:
                     continue
                 for pid, _ in tasks:
@@ -448,7 +443,7 @@ class SlurmBackend(Backend):
                            f"tasks ended ({_describe_states(states)})")
                 if reason == "lost" and not self.claims.get(wave["wave"]):
                     message += (f". None of them claimed any batch: see their logs in "
-                                f"{self.remote_dir()}/logs on {self.where}. The run "
+                                f"{RunDir(self.remote_dir()).logs} on {self.where}. The run "
                                 "directory must be visible to the compute nodes: see "
                                 "docs/slurm.md (\"Where the run directory lives\") for "
                                 "the layouts that work; keep the cache itself (its "
@@ -465,19 +460,19 @@ class SlurmBackend(Backend):
 
     def _fetch_logs(self, tasks: set[str]) -> dict[str, str]:
         """Local paths of the logs of ``tasks`` (copied from the host over SSH)."""
-        local_dir = os.path.join(self.run_dir, "logs")
+        local = RunDir(self.run_dir)
         if self.ssh is None or not tasks:
-            return {t: os.path.join(local_dir, f"{t}.out") for t in tasks}
-        os.makedirs(local_dir, mode=0o700, exist_ok=True)
-        remote = self.remote_dir()
+            return {t: local.log_file(t) for t in tasks}
+        _rundir.makedirs_private(local.logs)
+        remote = RunDir(self.remote_dir())
         out = {}
         sftp = self.ssh._conn().sftp()
         for task in sorted(tasks):  # task ids checked by check_probe: plain names
-            path = os.path.join(local_dir, f"{task}.out")
+            path = local.log_file(task)
             try:
                 with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
                           "wb") as fh:
-                    sftp.getfo(f"{remote}/logs/{task}.out", fh)
+                    sftp.getfo(remote.log_file(task), fh)
                 out[task] = path
             except OSError:
                 pass
@@ -489,19 +484,19 @@ class SlurmBackend(Backend):
         remote = self.remote_dir()
         if self.ssh is not None:
             if keep_log:
-                argv = ["sh", "-c", 'cd "$1" && find . -mindepth 1 -maxdepth 1 ! -name logs '
-                        "-exec rm -rf {} +", "sh", remote]
+                argv = ["sh", "-c", 'cd "$1" && find . -mindepth 1 -maxdepth 1 ! -name "$2" '
+                        "-exec rm -rf {} +", "sh", remote, LOGS]
             else:
                 argv = ["rm", "-rf", remote]
             self.ssh._conn().run(argv, check=False)
             return
         import shutil
 
-        for name in ("queue", "ends", *([] if keep_log else ["logs"])):
+        for name in (QUEUE, ENDS, *([] if keep_log else [LOGS])):
             shutil.rmtree(os.path.join(remote, name), ignore_errors=True)
         for w in self.waves:
             try:
-                os.unlink(os.path.join(remote, f"{w['wave']}.sh"))
+                os.unlink(RunDir(remote).script(w["wave"]))
             except FileNotFoundError:
                 pass
 

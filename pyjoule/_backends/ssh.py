@@ -27,8 +27,8 @@ import shlex
 import time
 
 from .._errors import HostError
+from .._rundir import HOST_ENV, LOG, PAYLOAD, PID, TASKS, RunDir
 from . import _host_scripts as scripts
-from ._names import check_result_files
 from .base import Backend, load_failure
 
 log = logging.getLogger("pyjoule")
@@ -70,30 +70,9 @@ def setup_failure(result, lines, where: str):
 
 
 def append_pulled(folder: str, answer: bytes, where: str) -> dict | None:
-    """Append the bytes of a pull (a JSON line listing ``files`` as [name, size], then
-    their new bytes) to the local copies in ``folder``; return the JSON, or None when
-    the answer came back incomplete (the next pull asks again from the same offsets)."""
-    head, _, body = answer.partition(b"\n")
-    try:
-        meta = json.loads(head)
-    except ValueError:
-        meta = None
-    if not isinstance(meta, dict):
-        raise HostError(f"{where} answered a pull with {head[:200]!r}, not the JSON "
-                        "line pyjoule's script prints: nothing was written")
-    check_result_files(meta.get("files"), where)
-    if len(body) != sum(size for _, size in meta["files"]):
-        log.warning("incomplete pull from %s; trying again at the next poll", where)
-        return None
-    pos = 0
-    for name, size in meta["files"]:
-        if size:
-            fd = os.open(os.path.join(folder, name), os.O_WRONLY | os.O_APPEND | os.O_CREAT,
-                         0o600)
-            with os.fdopen(fd, "ab") as fh:
-                fh.write(body[pos:pos + size])
-        pos += size
-    return meta
+    """Append a pull's bytes to the result files in ``folder`` (a run directory's
+    ``results``): :meth:`RunDir.append_pulled`, which checks every name first."""
+    return RunDir(os.path.dirname(os.path.abspath(folder))).append_pulled(answer, where)
 
 
 def put_private(conn, local_dir: str, remote: str, names) -> None:
@@ -201,7 +180,7 @@ class SSHBackend(Backend):
         self.run_dir = run_dir
         conn = self._conn()
         remote = self.remote_dir()
-        env_file = self.send_run(run_dir, ["payload.pkl", *(task_files or ["tasks.pkl"])])
+        env_file = self.send_run(run_dir, [PAYLOAD, *(task_files or [TASKS])])
         argv = ["env", f"PYTHONPATH={self.lib}:{self.project}",
                 self.python, "-m", "pyjoule.worker", remote, "--workers", str(workers)]
         if task_files:
@@ -245,11 +224,11 @@ class SSHBackend(Backend):
                 raise HostError(
                     f"this process knows only the names of pj.Host(env=...) for this run "
                     f"({', '.join(self.env_names)}; the run registry keeps no values), "
-                    f"and their values are no longer in {remote}/{scripts.ENV_FILE} on "
+                    f"and their values are no longer in {remote}/{HOST_ENV} on "
                     f"{conn.endpoint}. Call again with the pj.Host that has them.")
             raise remote_error(conn.endpoint, res, "making the run directory")
         put_private(conn, run_dir, remote, files)
-        return None if mode == "none" else f"{remote}/{scripts.ENV_FILE}"
+        return None if mode == "none" else f"{remote}/{HOST_ENV}"
 
     def _start_once(self, conn, argv: list[str], remote: str):
         """Run the start command. If the connection drops meanwhile, start again only
@@ -264,19 +243,17 @@ class SSHBackend(Backend):
                      "whether it started", conn.endpoint)
         deadline = time.monotonic() + 5  # a started worker writes its pid at once
         while time.monotonic() < deadline:
-            if conn.run(["cat", f"{remote}/worker.pid"], check=False).text.strip():
+            if conn.run(["cat", f"{remote}/{PID}"], check=False).text.strip():
                 return None
             time.sleep(0.2)
         return conn.run(argv, idempotent=False, check=False)
 
     def _pull(self) -> None:
         """Append what the host's result files gained to the local copies."""
-        folder = os.path.join(self.run_dir, "results")
-        os.makedirs(folder, mode=0o700, exist_ok=True)
-        offsets = {n: os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder)}
+        rd = RunDir(self.run_dir)
         res = self._conn().run(["python3", "-c", scripts.PULL, self.remote_dir(),
-                                json.dumps(offsets)])
-        meta = append_pulled(folder, res.stdout, self.host.target)
+                                json.dumps(rd.offsets())])
+        meta = rd.append_pulled(res.stdout, self.host.target)
         if meta is not None:
             self._alive = bool(meta["alive"])
 
@@ -304,13 +281,13 @@ class SSHBackend(Backend):
         # kept on the host when a pset failed (see tidy); ~ as in the host's workdir,
         # which needs no connection here and works as given with ssh or scp
         return (f"{self.host.target}:{self.host.workdir.rstrip('/')}/runs/"
-                f"{os.path.basename(run_dir)}/worker.log")
+                f"{os.path.basename(run_dir)}/{LOG}")
 
     def tidy(self, keep_log: bool) -> None:
         remote = self.remote_dir()
         if keep_log:
-            argv = ["sh", "-c", 'cd "$1" && find . -mindepth 1 ! -name worker.log -delete',
-                    "sh", remote]
+            argv = ["sh", "-c", 'cd "$1" && find . -mindepth 1 ! -name "$2" -delete',
+                    "sh", remote, LOG]
         else:
             argv = ["rm", "-rf", remote]
         self._conn().run(argv, check=False)
