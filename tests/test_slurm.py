@@ -240,7 +240,12 @@ def _done_count(db: Path) -> int:
     if not db.exists():
         return 0
     with sqlite3.connect(db, timeout=30) as conn:
-        return conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        try:
+            return conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        except sqlite3.OperationalError as exc:  # created, its tables not yet
+            if "no such table" not in str(exc):
+                raise
+            return 0
 
 
 def test_a_killed_client_loses_nothing_and_a_new_process_attaches(slurm, cache_dir):
