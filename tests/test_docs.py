@@ -120,3 +120,25 @@ def test_the_python_examples_of_a_page_run(page, tmp_path):
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+MARKER = re.compile(r"<!-- (pending|replaced-by):(§\d) -->|<!-- /(pending|replaced) -->")
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md")))
+def test_pending_blocks_are_closed_and_not_nested(page):
+    """Text about features still being built sits in ``<!-- pending:§N -->`` ...
+    ``<!-- /pending -->``, and text those features make untrue in ``<!--
+    replaced-by:§N -->`` ... ``<!-- /replaced -->``, so that whoever merges §N can
+    keep or drop each block by its markers alone: each must open, close, not nest."""
+    open_kind = None
+    for n, line in enumerate((DOCS / page).read_text().splitlines(), 1):
+        for m in MARKER.finditer(line):
+            opening, closing = m.group(1), m.group(3)
+            if opening:
+                assert open_kind is None, f"{page}:{n}: {m.group(0)} inside another block"
+                open_kind = "pending" if opening == "pending" else "replaced"
+            else:
+                assert open_kind == closing, f"{page}:{n}: {m.group(0)} closes no block"
+                open_kind = None
+    assert open_kind is None, f"{page}: a {open_kind} block is never closed"
