@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import socket
+import subprocess
+import tempfile
 
 from .._errors import HostError
 from .hosts import Endpoint
 
 log = logging.getLogger("pyjoule")
+_proxies: dict[int, tuple] = {}  # id(socket) -> (ProxyCommand process, its stderr)
 
 
 def prefer_key_types(transport, plain, cas) -> None:
@@ -31,37 +33,64 @@ def prefer_key_types(transport, plain, cas) -> None:
         opts.key_types = wanted + [t for t in opts.key_types if t not in wanted]
 
 
-def proxy_command(ep: Endpoint):
-    """A ProxyCommand as the connection's socket (paramiko.ProxyCommand)."""
-    import paramiko
-
+def proxy_command(ep: Endpoint) -> socket.socket:
+    """The connection's socket for a ProxyCommand: one end of a socket pair, the
+    other the command's stdin and stdout, run by ``/bin/sh -c "exec ..."`` as ssh
+    does. Not paramiko.ProxyCommand: it splits the command without a shell (no
+    pipes, no quoting as ssh_config allows) and never sees its EOF (a command that
+    exits at once leaves the handshake waiting for ConnectTimeout). Its stderr
+    goes to an unlinked private file: shown when the connection fails, and never a
+    full pipe that would stop the command while it works."""
+    ours, theirs = socket.socketpair()
+    err = tempfile.TemporaryFile()  # created 0600 by tempfile
     try:
-        proxy = paramiko.ProxyCommand(ep.proxy_command)
-    except (OSError, ValueError) as exc:
+        process = subprocess.Popen(["/bin/sh", "-c", f"exec {ep.proxy_command}"],
+                                   stdin=theirs, stdout=theirs, stderr=err,
+                                   start_new_session=True)
+    except OSError as exc:
+        ours.close()
+        err.close()
         raise HostError(f"cannot start the ProxyCommand of {ep.alias} "
                         f"({ep.proxy_command}): {exc}. Fix it in {ep.config_path}.") from exc
-    proxy.settimeout(ep.connect_timeout)
-    return proxy
+    finally:
+        theirs.close()
+    _proxies[id(ours)] = (process, err)
+    return ours
 
 
 def proxy_stderr(sock) -> str | None:
-    """What a ProxyCommand that failed wrote to stderr (None: not a ProxyCommand)."""
-    process = getattr(sock, "process", None)
-    if process is None:
+    """What the ProxyCommand of ``sock`` wrote to stderr, with its exit code once
+    it ended (None: ``sock`` is not a ProxyCommand's)."""
+    found = _proxies.get(id(sock))
+    if found is None:
         return None
+    process, err = found
     try:
         process.wait(timeout=2)
-    except Exception:  # noqa: BLE001 - still running: read what is there
+    except subprocess.TimeoutExpired:
         pass
-    chunks = []
-    while select.select([process.stderr], [], [], 0.2)[0]:
-        data = os.read(process.stderr.fileno(), 1 << 16)
-        if not data:
-            break
-        chunks.append(data)
-    text = b"".join(chunks).decode("utf-8", "replace").strip()
+    err.seek(0)
+    text = err.read(1 << 16).decode("utf-8", "replace").strip()
     code = process.poll()
     return (text + (f" (exit code {code})" if code is not None else "")).strip()
+
+
+def close_proxy(sock) -> None:
+    """Close ``sock`` and end its ProxyCommand (when it has one)."""
+    if sock is None:
+        return
+    found = _proxies.pop(id(sock), None)
+    sock.close()
+    if found is not None:
+        process, err = found
+        err.close()
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def agent(path: str | None):

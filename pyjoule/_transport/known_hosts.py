@@ -150,8 +150,10 @@ def verify(ep, target: str, key, entries, plain, cas) -> None:
     if is_certificate(key) and cas:
         how = check_certificate(
             key, name, ep.host_key_alias or ep.hostname, entries, cas)
-        log.debug("host key of %s: %s", name, how)
-        return
+        if how:
+            log.debug("host key of %s: %s", name, how)
+            return
+        # signed by a CA not on a line for it: the key itself may still be known
     same_type = [e for e in plain if e.key.get_name() == key.get_name()]
     if any(e.key.asbytes() == key.asbytes() for e in plain):
         return
@@ -159,8 +161,13 @@ def verify(ep, target: str, key, entries, plain, cas) -> None:
     if same_type:
         _changed(ep, key, same_type)
     if ep.strict_host_keys == "yes":
-        ca = (f"; the @cert-authority line(s) for it ({', '.join(e.path for e in cas)})"
-              " did not help: the host presented no certificate") if cas else ""
+        ca = ""
+        if cas and is_certificate(key):
+            ca = ("; its host certificate is signed by a CA that is not on an "
+                  f"@cert-authority line for it ({', '.join(e.path for e in cas)})")
+        elif cas:
+            ca = (f"; the @cert-authority line(s) for it ({', '.join(e.path for e in cas)})"
+                  " did not help: the host presented no certificate")
         raise HostKeyError(
             f"{name} is not in known_hosts ({files}){ca}, so its identity cannot be "
             f"checked. Connect once with `ssh {ep.alias}` and accept the key "
@@ -237,21 +244,21 @@ def parse_certificate(blob: bytes) -> Certificate:
 
 
 def check_certificate(key, name: str, principal: str, entries: list[Entry],
-                      cas: list[Entry]) -> str:
+                      cas: list[Entry]) -> str | None:
     """Check the host certificate ``key`` presented by ``name`` against the CA
-    lines ``cas``; returns a description of the CA, raises HostKeyError."""
+    lines ``cas``: a description of the CA when it is good, None when it is signed
+    by none of them (OpenSSH then tries the plain key), HostKeyError when bad."""
     import paramiko
 
     cert = parse_certificate(key.public_blob.key_blob)
     ca_type = paramiko.Message(cert.ca_blob).get_text()
     ca = paramiko.PKey.from_type_string(ca_type, cert.ca_blob)
     line = next((e for e in cas if e.key.asbytes() == ca.asbytes()), None)
-    where = ", ".join(sorted({e.path for e in cas}))
     if line is None:
-        raise HostKeyError(
-            f"{name} presented a host certificate signed by a CA ({ca.get_name()} "
-            f"{ca.fingerprint}) that is not on its @cert-authority line in {where}. "
-            "Ask the administrators which CA signs this host's certificate.")
+        log.info("%s presented a host certificate signed by a CA (%s %s) on none of its "
+                 "@cert-authority lines; checking its plain key", name, ca.get_name(),
+                 ca.fingerprint)
+        return None
     check_revoked(entries, name, ca, "certificate authority")
     problem = None
     now = time.time()

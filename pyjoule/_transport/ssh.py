@@ -111,18 +111,11 @@ class Connection(Authenticating):
         try:
             transport.start_client(timeout=ep.connect_timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            proxy_err = dial.proxy_stderr(sock)
-            transport.close()
-            if proxy_err is not None:
-                raise HostError(
-                    f"the ProxyCommand of {ep.alias} ({ep.proxy_command}) gave no SSH "
-                    f"connection to {ep}: {exc or type(exc).__name__}; its stderr: "
-                    f"{proxy_err or '(empty)'}. Check the ProxyCommand in "
-                    f"{ep.config_path}: `ssh {ep.alias}` must work.") from exc
+            self._proxy_failed(sock, transport, exc)
             raise HostError(f"SSH handshake with {ep} failed: {exc or type(exc).__name__}. "
                             "Is an SSH server listening there?") from exc
         if not transport.completion_event.is_set():  # start_client returned at timeout
-            transport.close()
+            self._proxy_failed(sock, transport, "no SSH greeting")
             raise HostError(
                 f"no SSH answer from {ep} within {ep.connect_timeout:g} s (ConnectTimeout): "
                 "it accepted the connection but sent no SSH greeting. Check that the port "
@@ -134,11 +127,26 @@ class Connection(Authenticating):
             self._authenticate(transport)
         except BaseException:
             transport.close()
+            dial.close_proxy(sock)
             raise
         transport.set_keepalive(ep.server_alive_interval or KEEPALIVE_S)
         self.transport, self.sock, self._sftp, self._home = transport, sock, None, None
         self.connects += 1
         log.debug("connected to %s", ep)
+
+    def _proxy_failed(self, sock, transport, why) -> None:
+        """Close a connection whose handshake failed; when it came through a
+        ProxyCommand, raise the error that shows the command's stderr."""
+        ep = self.endpoint
+        stderr = dial.proxy_stderr(sock)
+        transport.close()
+        dial.close_proxy(sock)
+        if stderr is not None:
+            raise HostError(
+                f"the ProxyCommand of {ep.alias} ({ep.proxy_command}) gave no SSH "
+                f"connection to {ep} ({why or type(why).__name__}); its stderr: "
+                f"{stderr or '(empty)'}. Check the ProxyCommand in {ep.config_path}: "
+                f"`ssh {ep.alias}` must work.")
 
     def _dial(self):
         ep = self.endpoint
@@ -312,6 +320,8 @@ class Connection(Authenticating):
                     except Exception:  # noqa: BLE001 - closing a broken connection
                         pass
             self._sftp = self.transport = None
+            dial.close_proxy(self.sock)
+            self.sock = None
 
 
 def remote_error(endpoint: Endpoint, result: Result, what: str = "command") -> \
