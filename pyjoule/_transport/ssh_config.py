@@ -80,22 +80,34 @@ def effective(alias: str, config: Path, user: str | None, port: int | None,
 
 
 # --------------------------------------------------------------- ssh -G
-def _ssh_g(ssh: str, alias: str, config: str | None, user, port) -> dict[str, list[str]]:
+def _start(ssh: str, alias: str, config: str | None, user, port):
     argv = [ssh, "-G"] + (["-F", config] if config else [])
     argv += (["-l", user] if user else []) + (["-p", str(port)] if port else [])
     argv += ["--", alias]
     try:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    except OSError as exc:
         raise HostError(f"cannot read the ssh config with `{' '.join(argv)}`: {exc}") \
             from exc
+
+
+def _read(proc, alias: str) -> dict[str, list[str]]:
+    """The options ``ssh -G`` printed (lower-case keyword -> values)."""
+    shown = " ".join(proc.args)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired as exc:
+        proc.kill()
+        proc.communicate()
+        raise HostError(f"`{shown}` did not answer within 30 s (a Match exec that "
+                        "hangs?)") from exc
     if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip()
-        raise HostError(f"ssh cannot read the config for {alias!r} (`{' '.join(argv)}` "
-                        f"failed): {err}. Fix the line it names and try again.")
+        err = err.decode(errors="replace").strip()
+        raise HostError(f"ssh cannot read the config for {alias!r} (`{shown}` failed): "
+                        f"{err}. Fix the line it names and try again.")
     options: dict[str, list[str]] = {}
-    for line in proc.stdout.decode(errors="replace").splitlines():
+    for line in out.decode(errors="replace").splitlines():
         word, _, value = line.partition(" ")
         if not word:
             continue
@@ -110,11 +122,18 @@ def _ssh_g(ssh: str, alias: str, config: str | None, user, port) -> dict[str, li
 
 
 def _from_ssh(ssh, alias, config: Path, user, port, default_config) -> dict:
-    options = _ssh_g(ssh, alias, None if default_config else str(config), user, port)
     system = "/etc/ssh/ssh_config"
-    # the baseline: the same lookup without the user's own config
+    # the baseline: the same lookup without the user's own config (both run at once)
     base_config = system if default_config and os.path.exists(system) else os.devnull
-    baseline = _ssh_g(ssh, alias, base_config, user, port)
+    procs = [_start(ssh, alias, None if default_config else str(config), user, port),
+             _start(ssh, alias, base_config, user, port)]
+    try:
+        options, baseline = _read(procs[0], alias), _read(procs[1], alias)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     _warn_unsupported(alias, config, {k: v for k, v in options.items()
                                       if k in UNSUPPORTED and baseline.get(k) != v})
     return options
