@@ -188,6 +188,16 @@ def test_hashed_known_hosts_and_accept_new_from_the_config(sshd, tmp_path):
         ssh.connect(pj.Host("pjnew", ssh_config=cfg2))
 
 
+def test_accept_new_never_writes_the_global_known_hosts(sshd, tmp_path):
+    glob = _write(tmp_path / "ssh_known_hosts", "")
+    block = _base(sshd, "pjglob", "/dev/null").replace(
+        "GlobalKnownHostsFile /dev/null", f"GlobalKnownHostsFile {glob}")
+    cfg = _write(tmp_path / "config", block + f"  Port {sshd.port}\n"
+                 "  StrictHostKeyChecking accept-new\n")
+    assert ssh.connect(pj.Host("pjglob", ssh_config=cfg)).run(["true"]).returncode == 0
+    assert glob.read_text() == ""
+
+
 def test_a_revoked_host_key_is_refused(sshd, tmp_path):
     kind, key = _key_of(sshd)
     known = _write(tmp_path / "known_hosts", f"[127.0.0.1]:{sshd.port} {kind} {key}\n"

@@ -142,6 +142,7 @@ class Endpoint:
     identity_agent: str | None = None  # a socket path; None: $SSH_AUTH_SOCK
     server_alive_interval: int = 0
     hash_known_hosts: bool = False
+    record_to: str | None = None  # where a newly accepted key goes (UserKnownHostsFile)
 
     @property
     def key_name(self) -> str:
@@ -189,8 +190,10 @@ def resolve(host: Host, check_dns: bool = True) -> Endpoint:
         return os.path.expanduser(ssh_config.expand_tokens(
             text, hostname=hostname, port=port, user=user, alias=name))
 
-    files = [path(f) for f in opts.get("userknownhostsfile", []) +
-             opts.get("globalknownhostsfile", []) if f.lower() not in ("/dev/null", "none")]
+    user_files = [path(f) for f in opts.get("userknownhostsfile", [])
+                  if f.lower() not in ("/dev/null", "none")]
+    files = user_files + [path(f) for f in opts.get("globalknownhostsfile", [])
+                          if f.lower() not in ("/dev/null", "none")]
     strict = one("stricthostkeychecking", "ask").lower()
     strict = {"no": "no", "off": "no", "false": "no",
               "accept-new": "accept-new"}.get(strict, "yes")
@@ -218,7 +221,8 @@ def resolve(host: Host, check_dns: bool = True) -> Endpoint:
                                                user=user, alias=name)
         if proxy and proxy.lower() != "none" else None,
         certificate_files=tuple(path(f) for f in opts.get("certificatefile", [])),
-        identity_agent=path(agent) if agent and agent.lower() not in
+        record_to=user_files[0] if user_files else None,
+        identity_agent=os.path.expandvars(path(agent)) if agent and agent.lower() not in
         ("none", "ssh_auth_sock", "$ssh_auth_sock") else None,
         server_alive_interval=int(one("serveraliveinterval", "0") or 0),
         hash_known_hosts=one("hashknownhosts", "no").lower() in ("yes", "true"),

@@ -173,8 +173,11 @@ def verify(ep, target: str, key, entries, plain, cas) -> None:
             f"checked. Connect once with `ssh {ep.alias}` and accept the key "
             f"(fingerprint {key.get_name()} {key.fingerprint}), or pass "
             f"pj.Host({target!r}, accept_new_host_key=True).")
-    path = ep.known_hosts[0] if ep.known_hosts else os.path.expanduser(
-        "~/.ssh/known_hosts")
+    path = ep.record_to
+    if path is None:  # UserKnownHostsFile /dev/null: accepted, recorded nowhere
+        log.warning("accepted the host key of %s (%s %s) for this connection only: "
+                    "UserKnownHostsFile is /dev/null", name, key.get_name(), key.fingerprint)
+        return
     record(path, name, key, ep.hash_known_hosts)
     log.warning("recorded the new host key of %s (%s %s) in %s", name, key.get_name(),
                 key.fingerprint, path)
