@@ -3,9 +3,11 @@
 :func:`connect` returns the process's :class:`Connection` for a host, opening it on
 first use: one TCP socket (``TCP_NODELAY`` set: without it every command waits ~40 ms
 for a delayed ACK), one paramiko ``Transport``, every command and the SFTP session
-multiplexed as channels on it. Host keys are checked against known_hosts, with the
-error saying how to fix an unknown or changed key. A dropped connection is reopened,
-with back-off, by the next call.
+multiplexed as channels on it (or a ProxyJump channel, or a ProxyCommand: :mod:`.dial`).
+The host is resolved as ``ssh`` resolves it (:mod:`.ssh_config`), its key or
+certificate checked against known_hosts as OpenSSH does (:mod:`.known_hosts`), the
+login done by :mod:`.auth`. A dropped connection is reopened, with back-off, by the
+next call.
 
 Every remote command goes through :meth:`Connection.run`, which takes an argument
 list and quotes each argument (``shlex.join``): no parameter value or path ever
