@@ -69,12 +69,16 @@ def host_matches(patterns: str, name: str) -> bool:
 
 def _glob(pattern: str, name: str) -> bool:
     """OpenSSH's patterns: only ``*`` and ``?`` are special (``[`` is literal)."""
+    if "*" not in pattern and "?" not in pattern:  # most lines: no regex to build
+        return pattern == name
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.fullmatch(regex, name) is not None
 
 
-def load(files) -> list[Entry]:
-    """The usable entries of ``files`` in order; missing files are skipped."""
+def load(files, name: str | None = None) -> list[Entry]:
+    """The usable entries of ``files`` in order (only those for ``name`` when given:
+    a cluster's global file may hold thousands of lines, and only the matching
+    ones' keys are decoded); missing files are skipped."""
     entries: list[Entry] = []
     for path in files:
         try:
@@ -86,13 +90,13 @@ def load(files) -> list[Entry]:
             log.warning("cannot read known_hosts file %s: %s", path, exc)
             continue
         for lineno, raw in enumerate(lines, 1):
-            entry = _parse(raw, path, lineno)
+            entry = _parse(raw, path, lineno, name)
             if entry is not None:
                 entries.append(entry)
     return entries
 
 
-def _parse(raw: bytes, path: str, lineno: int) -> Entry | None:
+def _parse(raw: bytes, path: str, lineno: int, name: str | None) -> Entry | None:
     import paramiko
 
     line = raw.decode("utf-8", "replace").strip()
@@ -108,6 +112,8 @@ def _parse(raw: bytes, path: str, lineno: int) -> Entry | None:
         if len(fields) < 3:
             raise ValueError("expected: [marker] hosts key-type base64-key [comment]")
         patterns, key_type, blob = fields[:3]
+        if name is not None and not host_matches(patterns, name):
+            return None
         data = base64.b64decode(blob, validate=True)
         key = paramiko.PKey.from_type_string(key_type, data)
     except paramiko.UnknownKeyType:  # a valid key paramiko cannot use (sk-..., dss)

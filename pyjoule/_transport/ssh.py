@@ -103,7 +103,7 @@ class Connection(Authenticating):
         import paramiko
 
         ep = self.endpoint
-        entries = known_hosts.load(ep.known_hosts)
+        entries = known_hosts.load(ep.known_hosts, ep.key_name)
         plain, cas = known_hosts.for_host(entries, ep.key_name)
         sock = self._dial()
         transport = paramiko.Transport(sock)
