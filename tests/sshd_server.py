@@ -427,6 +427,46 @@ def _describe(server: SshServer) -> str:
     return "\n".join(lines + [f"note: {note}" for note in server.notes])
 
 
+# ------------------------------------------------------- a server with a host CA
+@dataclass
+class CaServer:
+    """A second server whose host key is certified by a host CA, and which trusts a
+    user CA: ``host_ca.pub`` goes on an ``@cert-authority`` line, keys signed by
+    ``user_ca`` log in as ``pjhost`` without being in authorized_keys."""
+
+    server: SshServer
+    host_ca_pub: Path
+    user_ca: Path
+
+    def sign_user_key(self, pub: Path, validity: str = "-5m:+1d") -> Path:
+        """``<key>-cert.pub`` for ``pub``, signed by the user CA for pjhost."""
+        _run("ssh-keygen", "-q", "-s", str(self.user_ca), "-I", "pj-test-user", "-n", USER,
+             "-V", validity, str(pub))
+        return pub.with_name(pub.name[:-len(".pub")] + "-cert.pub")
+
+
+def ensure_ca_server(state: Path, port: int) -> CaServer:
+    """The CA server of ``state`` on ``port`` (when free), set up and started as
+    needed. Its host certificate names 127.0.0.1 and ``pjca``."""
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with locked(state / "ca-lock"):
+        host_key = state / "ssh_host_ed25519_key"
+        for key in ("host_ca", "user_ca", "ssh_host_ed25519_key"):
+            if not (state / key).exists():
+                (state / f"{key}.pub").unlink(missing_ok=True)
+                _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"pj-test-{key}",
+                     "-f", str(state / key))
+        cert = state / "ssh_host_ed25519_key-cert.pub"
+        if not cert.exists():
+            _run("ssh-keygen", "-q", "-s", str(state / "host_ca"), "-h", "-I", "pj-test-host",
+                 "-n", f"{HOST},pjca", "-V", "-5m:+520w", f"{host_key}.pub")
+        if not (state / "port").exists():
+            _write(state / "port", f"{port}\n", 0o644)
+    server = ensure_server(state, {"HostCertificate": str(cert),
+                                   "TrustedUserCAKeys": str(state / "user_ca.pub")})
+    return CaServer(server, state / "host_ca.pub", state / "user_ca")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["start", "stop", "status"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,29 @@ def test_host_options_are_checked():
         pj.Host.of(42)
     assert pj.Host("box", setup="module load python").setup == ("module load python",)
     assert pj.Host.of("box") == pj.Host("box")
+
+
+@pytest.mark.parametrize("openssh", [True, False], ids=["ssh -G", "paramiko fallback"])
+def test_tokens_and_paths_as_ssh_expands_them(tmp_path, monkeypatch, openssh):
+    monkeypatch.setenv("PJ_AGENT_DIR", "/run/agents")
+    if not openssh:
+        monkeypatch.setenv("PATH", str(tmp_path))  # no ssh there
+    cfg = _write(tmp_path / "config",
+                 "Host tok\n  HostName box.example.org\n  User alice\n  Port 2022\n"
+                 "  IdentityFile ~/.ssh/id_%r@%h\n  CertificateFile %d/certs/%n-cert.pub\n"
+                 "  IdentityAgent ${PJ_AGENT_DIR}/sock\n"
+                 "  ProxyCommand nc -X connect -x proxy:3128 %h %p # %r %n %%\n"
+                 "  ServerAliveInterval 15\n  ConnectTimeout 3\n  HostKeyAlias tok-key\n"
+                 "  UserKnownHostsFile ~/kh1 /dev/null\n  GlobalKnownHostsFile /etc/kh\n"
+                 "  StrictHostKeyChecking accept-new\n  HashKnownHosts yes\n")
+    ep = resolve(pj.Host("tok", ssh_config=cfg))
+    home = str(Path("~").expanduser())
+    assert ep.identity_files == (f"{home}/.ssh/id_alice@box.example.org",)
+    assert ep.certificate_files == (f"{home}/certs/tok-cert.pub",)
+    assert ep.identity_agent == "/run/agents/sock" and ep.use_agent
+    assert ep.proxy_command == ("nc -X connect -x proxy:3128 box.example.org 2022 "
+                                "# alice tok %")
+    assert (ep.server_alive_interval, ep.connect_timeout) == (15, 3.0)
+    assert ep.key_name == "tok-key" and ep.strict_host_keys == "accept-new"
+    assert ep.known_hosts == (f"{home}/kh1", "/etc/kh") and ep.record_to == f"{home}/kh1"
+    assert ep.hash_known_hosts

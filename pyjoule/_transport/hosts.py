@@ -2,13 +2,12 @@
 ``~/.ssh/config`` into the endpoint a connection dials.
 
 Nothing here opens a connection; :mod:`._transport.ssh` does. Importing this module
-loads no paramiko (``import pyjoule`` stays light); the ssh config is parsed with
-paramiko's parser, imported when a host is first resolved.
+loads no paramiko (``import pyjoule`` stays light); the ssh config is read as ``ssh``
+reads it by :mod:`.ssh_config`, when a host is first resolved.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import socket
@@ -138,6 +137,12 @@ class Endpoint:
     connect_timeout: float
     batch_mode: bool
     config_path: str
+    proxy_command: str | None = None
+    certificate_files: tuple[str, ...] = ()
+    identity_agent: str | None = None  # a socket path; None: $SSH_AUTH_SOCK
+    server_alive_interval: int = 0
+    hash_known_hosts: bool = False
+    record_to: str | None = None  # where a newly accepted key goes (UserKnownHostsFile)
 
     @property
     def key_name(self) -> str:
@@ -163,72 +168,67 @@ def parse_target(target: str) -> tuple[str | None, str, int | None]:
     return m["user"], m["host"].strip("[]"), port
 
 
-def read_ssh_config(path: Path):
-    """paramiko's SSHConfig of ``path`` with ``Include`` lines expanded in place
-    (paramiko's parser does not know ``Include``)."""
-    import paramiko
-
-    text = _expand_includes(path, depth=0) if path.exists() else ""
-    return paramiko.SSHConfig.from_text(text)
-
-
-def _expand_includes(path: Path, depth: int) -> str:
-    if depth > 16:
-        raise HostError(f"ssh config: Include nested too deeply at {path}")
-    out = []
-    for line in path.read_text().splitlines():
-        words = line.strip().split(None, 1)
-        if len(words) == 2 and words[0].lower() == "include":
-            for pattern in words[1].split():
-                pattern = os.path.expanduser(pattern)
-                if not os.path.isabs(pattern):  # relative to ~/.ssh, as OpenSSH does
-                    pattern = os.path.join(os.path.expanduser("~/.ssh"), pattern)
-                for name in sorted(glob.glob(pattern)):
-                    out.append(_expand_includes(Path(name), depth + 1))
-        else:
-            out.append(line)
-    return "\n".join(out)
-
-
 def resolve(host: Host, check_dns: bool = True) -> Endpoint:
-    """The endpoint for ``host``: its target read against the ssh config."""
+    """The endpoint for ``host``: its target read against the ssh config as ``ssh``
+    reads it (:mod:`.ssh_config`)."""
+    from . import ssh_config
+
     config_path = Path(host.ssh_config).expanduser() if host.ssh_config \
         else default_ssh_config()
     user, name, port = parse_target(host.target)
-    try:
-        options = read_ssh_config(config_path).lookup(name)
-    except Exception as exc:  # noqa: BLE001 - paramiko's parse errors vary
-        if isinstance(exc, HostError):
-            raise
-        raise HostError(f"cannot read the ssh config {config_path}: {exc}") from exc
-    hostname = options.get("hostname", name)
-    known = options.get("userknownhostsfile", "~/.ssh/known_hosts ~/.ssh/known_hosts2")
-    global_known = options.get("globalknownhostsfile", "/etc/ssh/ssh_known_hosts")
-    files = [os.path.expanduser(f) for f in f"{known} {global_known}".split()
-             if f != "/dev/null"]
-    identity = tuple(os.path.expanduser(f) for f in options.get("identityfile", []))
-    jump = options.get("proxyjump", "")
-    strict = options.get("stricthostkeychecking", "yes").lower()
-    strict = {"no": "no", "off": "no", "accept-new": "accept-new"}.get(strict, "yes")
+    default = config_path == Path("~/.ssh/config").expanduser()
+    opts = ssh_config.effective(name, config_path, user, port, default)
+
+    def one(key: str, fallback: str = "") -> str:
+        return (opts.get(key) or [fallback])[0]
+
+    hostname = one("hostname", name)
+    port = int(one("port", "22"))
+    user = one("user") or _local_user()
+
+    def path(text: str) -> str:
+        return os.path.expanduser(ssh_config.expand_tokens(
+            text, hostname=hostname, port=port, user=user, alias=name))
+
+    user_files = [path(f) for f in opts.get("userknownhostsfile", [])
+                  if f.lower() not in ("/dev/null", "none")]
+    files = user_files + [path(f) for f in opts.get("globalknownhostsfile", [])
+                          if f.lower() not in ("/dev/null", "none")]
+    strict = one("stricthostkeychecking", "ask").lower()
+    strict = {"no": "no", "off": "no", "false": "no",
+              "accept-new": "accept-new"}.get(strict, "yes")
     if host.accept_new_host_key and strict == "yes":
         strict = "accept-new"
+    jump = one("proxyjump")
+    proxy = one("proxycommand")
+    agent = one("identityagent")
+    timeout = one("connecttimeout", "none")
+    alias_key = one("hostkeyalias")
     endpoint = Endpoint(
-        alias=name, hostname=hostname,
-        port=port or int(options.get("port", 22)),
-        user=user or options.get("user") or _local_user(),
-        identity_files=identity,
-        identities_only=options.get("identitiesonly", "no").lower() == "yes",
-        use_agent=options.get("identityagent", "").lower() != "none",
+        alias=name, hostname=hostname, port=port, user=user,
+        identity_files=tuple(path(f) for f in opts.get("identityfile", [])),
+        identities_only=one("identitiesonly", "no").lower() in ("yes", "true"),
+        use_agent=agent.lower() != "none",
         known_hosts=tuple(files),
-        host_key_alias=options.get("hostkeyalias"),
+        host_key_alias=alias_key if alias_key.lower() not in ("", "none") else None,
         strict_host_keys=strict,
         proxy_jump=tuple(j for j in jump.split(",") if j and jump.lower() != "none"),
-        connect_timeout=float(options.get("connecttimeout", host.connect_timeout)),
-        batch_mode=options.get("batchmode", "no").lower() == "yes",
+        connect_timeout=float(timeout) if timeout.lower() != "none"
+        else host.connect_timeout,
+        batch_mode=one("batchmode", "no").lower() in ("yes", "true"),
         config_path=str(config_path),
+        proxy_command=ssh_config.expand_tokens(proxy, hostname=hostname, port=port,
+                                               user=user, alias=name)
+        if proxy and proxy.lower() != "none" else None,
+        certificate_files=tuple(path(f) for f in opts.get("certificatefile", [])),
+        record_to=user_files[0] if user_files else None,
+        identity_agent=os.path.expandvars(path(agent)) if agent and agent.lower() not in
+        ("none", "ssh_auth_sock", "$ssh_auth_sock") else None,
+        server_alive_interval=int(one("serveraliveinterval", "0") or 0),
+        hash_known_hosts=one("hashknownhosts", "no").lower() in ("yes", "true"),
     )
     if check_dns and hostname == name and not endpoint.proxy_jump \
-            and not _resolvable(hostname):
+            and not endpoint.proxy_command and not _resolvable(hostname):
         raise HostError(
             f"unknown host {name!r}: no 'Host {name}' entry in {config_path} and no "
             f"such DNS name. Add it to the ssh config (HostName, User, Port, "

@@ -1,0 +1,130 @@
+"""``pj.Host(...).check()``: connect and report what pyjoule needs of a host
+(round trip, Python, uv, disk, CPUs, SLURM), each problem with what to do."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+from .hosts import Host
+from .ssh import Connection, connect, remote_error
+
+# ------------------------------------------------------------------- check
+_CHECK_SCRIPT = r"""
+import json, os, shutil, subprocess, sys
+workdir = os.path.expanduser(sys.argv[1])
+probe = workdir
+while not os.path.exists(probe):
+    probe = os.path.dirname(probe) or "/"
+uv = sys.argv[2] or shutil.which("uv") or os.path.expanduser("~/.local/bin/uv")
+uv_version = None
+if os.path.exists(uv):
+    try:
+        uv_version = subprocess.run([uv, "--version"], capture_output=True, text=True,
+                                    timeout=20).stdout.strip()
+    except Exception:
+        uv_version = None
+try:
+    cpus = len(os.sched_getaffinity(0))
+except AttributeError:
+    cpus = os.cpu_count()
+print(json.dumps({
+    "python": "%d.%d.%d" % sys.version_info[:3], "executable": sys.executable,
+    "uv": uv if uv_version else None, "uv_version": uv_version,
+    "free_bytes": shutil.disk_usage(probe).free, "workdir": workdir,
+    "cpus": cpus, "sbatch": shutil.which("sbatch"),
+}))
+"""
+
+
+@dataclass
+class HostReport:
+    """What :meth:`Host.check` found; ``problems`` each say what to do."""
+
+    host: str
+    rtt_ms: float
+    facts: dict
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        f = self.facts
+        free = f.get("free_bytes")
+        lines = [
+            f"host        {self.host}",
+            f"round trip  {self.rtt_ms:.1f} ms (median of 5 commands on one connection)",
+            f"python      {f.get('python') or '-'} ({f.get('executable') or 'not found'})",
+            f"uv          {f.get('uv_version') or 'not found'}"
+            + (f" ({f['uv']})" if f.get("uv") else ""),
+            f"workdir     {f.get('workdir', '-')}"
+            + (f", {free / 2**30:.1f} GiB free" if free is not None else ""),
+            f"cpus        {f.get('cpus', '-')}",
+            f"slurm       {f.get('sbatch') or 'no sbatch on PATH'}",
+        ]
+        if f.get("slurm_limits"):
+            lines.append(f"            {f['slurm_limits']}")
+        lines += [f"PROBLEM     {p}" for p in self.problems] or ["ok"]
+        return "\n".join(lines)
+
+
+def check_host(host: Host | str, min_free_bytes: int = 1 << 30) -> HostReport:
+    """Connect to ``host`` and report what pyjoule needs of it."""
+    host = Host.of(host)
+    conn = connect(host)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        conn.run(["true"])
+        times.append((time.perf_counter() - t0) * 1000)
+    rtt = sorted(times)[2]
+    problems: list[str] = []
+    want = host.python or "%d.%d" % sys.version_info[:2]
+    result = conn.run(["python3", "-c", _CHECK_SCRIPT, host.workdir, host.uv or ""],
+                      check=False, timeout=60)
+    facts: dict = {}
+    if result.returncode == 127:
+        problems.append(f"no python3 on the host's PATH: install Python {want} there "
+                        "(or load it in pj.Host(setup=[...]))")
+    elif result.returncode != 0:
+        problems.append(str(remote_error(conn.endpoint, result, "the host check")))
+    else:
+        import json
+
+        facts = json.loads(result.stdout.decode().strip().splitlines()[-1])
+        have = ".".join(facts["python"].split(".")[:2])
+        if have != want:
+            problems.append(
+                f"python3 on the host is {facts['python']}, the client runs {want}: "
+                f"cloudpickle needs the same minor version. Install Python {want} "
+                f"there; uv can provide it (uv python install {want}).")
+        if not facts.get("uv_version"):
+            fix = ("pyjoule installs it into ~/.local/bin on first use" if host.install_uv
+                   else "install it (pip install --user uv) or pass pj.Host(uv=PATH)")
+            problems.append(f"uv not found on the host: {fix}")
+        if facts.get("sbatch"):
+            facts["slurm_limits"] = _slurm_limits(conn)
+        if facts.get("free_bytes", min_free_bytes) < min_free_bytes:
+            problems.append(f"only {facts['free_bytes'] / 2**20:.0f} MiB free in "
+                            f"{facts['workdir']}: free space or set pj.Host(workdir=...)")
+    return HostReport(str(conn.endpoint), rtt, facts, problems)
+
+
+def _slurm_limits(conn: Connection) -> str:
+    """One line on the host's SLURM: version, array and job limits, partitions."""
+    from .._slurm import parse_facts
+
+    res = conn.run(["sh", "-c", "sbatch --version; echo @@; scontrol show config; echo @@; "
+                    "sinfo -h -o '%P|%C'"], check=False, timeout=60)
+    parts = res.text.split("@@\n")
+    if res.returncode != 0 or len(parts) != 3:
+        return "(scontrol/sinfo did not answer: is the controller up?)"
+    facts = parse_facts("", parts[1], parts[2])
+    partitions = ", ".join(f"{name}{'*' if name == facts.default_partition else ''} "
+                           f"({cpus} CPUs)" for name, cpus in facts.partitions.items())
+    return (f"{parts[0].strip()}; MaxArraySize {facts.max_array_size}, MaxJobCount "
+            f"{facts.max_job_count}; accounting {'yes' if facts.accounting else 'no'}; "
+            f"partitions {partitions or '-'}")
