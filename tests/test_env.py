@@ -68,7 +68,7 @@ def test_uv_missing_where_configured_is_a_clear_error(ssh_host, tiny_project):
 
 
 def test_project_without_a_lock_or_pyproject_is_refused(tmp_path):
-    with pytest.raises(pj.HostError, match="neither uv.lock nor pyproject.toml"):
+    with pytest.raises(pj.HostError, match="no uv.lock, pyproject.toml, requirements.txt or environment.yml"):
         env.env_key(tmp_path, "3.11")
 
 

@@ -249,10 +249,15 @@ def _digest(entry) -> str | None:
 
 
 def _tar(root: Path, names: Sequence[str], control: dict) -> bytes:
+    return tar_files([(os.path.join(root, name), name) for name in names], control)
+
+
+def tar_files(files: Sequence[tuple[str, str]], control: dict) -> bytes:
+    """The receiver's input: ``files`` as (path here, name there), then ``control``."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name in names:
-            tar.add(os.path.join(root, name), arcname=name, recursive=False)
+        for path, name in files:
+            tar.add(path, arcname=name, recursive=False)
         data = json.dumps(control).encode()
         info = tarfile.TarInfo(CONTROL)
         info.size = len(data)
