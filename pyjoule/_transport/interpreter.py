@@ -67,7 +67,7 @@ def search_command(setup_lines, minor: str, uv: str | None) -> list[str]:
 
 def install_command(uv: str, minor: str) -> list[str]:
     """``uv python install`` of ``minor`` (a mirror reaches it through the env)."""
-    return [uv, "python", "install", "--quiet", minor]
+    return [uv, "python", "install", minor]
 
 
 def parse_found(text: str) -> tuple[str, str] | None:
