@@ -70,8 +70,11 @@ def test_the_search_runs_the_setup_lines_first_in_the_same_shell():
     script = argv[2]
     assert script.index("module load python/3.11") < script.index('"python$minor"') \
         < script.index("python find")
-    assert interpreter.install_command("/u/uv", "3.11") == \
+    assert interpreter.install_command((), "/u/uv", "3.11") == \
         ["/u/uv", "python", "install", "3.11"]
+    argv = interpreter.install_command(["export UV_PYTHON_INSTALL_MIRROR=x"], "/u/uv", "3.11")
+    assert argv[:2] == ["sh", "-c"] and argv[-4:] == ["/u/uv", "python", "install", "3.11"]
+    assert "export UV_PYTHON_INSTALL_MIRROR=x" in argv[2] and 'exec "$@"' in argv[2]
     assert interpreter.parse_found("noise\n@pyjoule-python uv /a b/python\n") == \
         ("uv", "/a b/python")
     assert interpreter.parse_found("@pyjoule-python path\n") is None

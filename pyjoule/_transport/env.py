@@ -105,7 +105,9 @@ def _interpreter(conn, host, uv: str | None) -> str:
     """The interpreter an environment is built from: ``pj.Host(python=PATH)`` as
     given, else the one :func:`.interpreter.find_python` finds."""
     if interpreter.is_path(host.python):
-        return conn.expand(host.python)
+        python = conn.expand(host.python)
+        _check_minor(conn, host, python, f"pj.Host(python={host.python!r})")
+        return python
     return interpreter.find_python(conn, host, python_minor(host), uv)
 
 
@@ -137,21 +139,23 @@ def ensure_env(conn, host, root: Path, project_dest: str) -> str:
         argv = [uv, "sync", "--no-install-project", "--python", base, "--quiet"]
         if spec.file == "uv.lock":
             argv.insert(2, "--frozen")  # exactly the lock; without one uv resolves
-        res = conn.run(argv, env={**env, "UV_PROJECT_ENVIRONMENT": venv},
+        res = conn.run(interpreter.with_setup(host.setup, argv),
+                       env={**env, "UV_PROJECT_ENVIRONMENT": venv},
                        secret_env=host.env, cwd=project_dest, check=False, timeout=1800)
         if res.returncode != 0:
             raise _python_error(conn, python_minor(host), res)
     else:  # requirements.txt: a venv, then uv pip install -r (relative to the project)
         _venv(conn, host, uv, base, venv, env)
-        _install(conn, uv, venv, ["-r", spec.file], env, host.env, cwd=project_dest)
+        _install(conn, host, uv, venv, ["-r", spec.file], env, cwd=project_dest)
     # the worker's own imports, for a project that does not depend on pyjoule
-    _install(conn, uv, venv, worker_requirements(), env, host.env)
+    _install(conn, host, uv, venv, worker_requirements(), env)
     _ready(conn, venv)
     return python
 
 
 def _venv(conn, host, uv: str, base: str, venv: str, env: dict) -> None:
-    res = conn.run([uv, "venv", "--quiet", "--clear", "--python", base, venv], env=env,
+    argv = [uv, "venv", "--quiet", "--clear", "--python", base, venv]
+    res = conn.run(interpreter.with_setup(host.setup, argv), env=env,
                    secret_env=host.env, check=False)
     if res.returncode != 0:
         raise _python_error(conn, python_minor(host), res)
@@ -172,15 +176,20 @@ def _build_conda(conn, host, spec, prefix: str, project_dest: str) -> None:
              tool, spec.file)
     conn.run(["rm", "-rf", prefix])  # a half-built one from an interrupted build
     argv = envkinds.conda_create_command(tool, prefix, f"{project_dest}/{spec.file}")
-    res = conn.run(argv, secret_env=host.env, cwd=project_dest, check=False, timeout=3600)
+    res = conn.run(interpreter.with_setup(host.setup, argv), secret_env=host.env,
+                   cwd=project_dest, check=False, timeout=3600)
     if res.returncode != 0:
         raise remote_error(conn.endpoint, res, f"building the environment of {spec.file}")
-    _check_minor(conn, f"{prefix}/bin/python", python_minor(host), spec.file)
+    _check_minor(conn, host, f"{prefix}/bin/python", spec.file)
     _ready(conn, prefix)
 
 
-def _check_minor(conn, python: str, minor: str, what: str) -> None:
-    res = conn.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+def _check_minor(conn, host, python: str, what: str) -> None:
+    """``python`` runs on the host (after the setup lines) and is of the minor version
+    the client needs."""
+    minor = python_minor(host)
+    argv = [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+    res = conn.run(interpreter.with_setup(host.setup, argv), secret_env=host.env,
                    check=False)
     got = res.text.strip()
     if res.returncode != 0 or got != minor:
@@ -198,11 +207,12 @@ def _ready(conn, venv: str) -> None:
     conn.run(["sh", "-c", 'chmod -R go-rwx "$1" && touch "$1/$2"', "sh", venv, READY])
 
 
-def _install(conn, uv: str, venv: str, requirements: list[str], env: dict,
-             secret_env: dict, cwd: str | None = None) -> None:
-    res = conn.run([uv, "pip", "install", "--quiet", "--python", f"{venv}/bin/python",
-                    *requirements], env=env, secret_env=secret_env, cwd=cwd, check=False,
-                   timeout=1800)
+def _install(conn, host, uv: str, venv: str, requirements: list[str], env: dict,
+             cwd: str | None = None) -> None:
+    argv = [uv, "pip", "install", "--quiet", "--python", f"{venv}/bin/python",
+            *requirements]
+    res = conn.run(interpreter.with_setup(host.setup, argv), env=env,
+                   secret_env=host.env, cwd=cwd, check=False, timeout=1800)
     if res.returncode != 0:
         from .ssh import remote_error
 
@@ -258,7 +268,7 @@ def ensure_env_for(conn, host, requirements: list[str]) -> str:
     log.info("building the environment %s on %s with uv (%s, %s)", venv, conn.endpoint,
              base, ", ".join(requirements))
     _venv(conn, host, uv, base, venv, env)
-    _install(conn, uv, venv, requirements, env, host.env)
+    _install(conn, host, uv, venv, requirements, env)
     _ready(conn, venv)
     return f"{venv}/bin/python"
 
@@ -266,7 +276,7 @@ def ensure_env_for(conn, host, requirements: list[str]) -> str:
 def _python_error(conn, python: str, res):
     stderr = res.stderr.decode("utf-8", "replace")
     if "No interpreter found" in stderr:
-        return interpreter.no_python_error(conn.endpoint, python, None,
+        return interpreter.no_python_error(conn.endpoint, python,
                                            "uv found none:\n" + stderr[-1500:])
     from .ssh import remote_error
 
@@ -319,14 +329,13 @@ def ensure_vendor(conn, host, python: str) -> str:
 
 def _check_existing(conn, host, python: str) -> None:
     """``python`` runs on the host and is of the client's minor version."""
-    res = conn.run(["sh", "-c", 'test -x "$1" || { echo missing; exit 0; }; '
-                    '"$1" -c "import sys; print(\'%d.%d\' % sys.version_info[:2])"',
-                    "sh", python], secret_env=host.env, check=False)
-    if res.text.strip() == "missing":
+    res = conn.run(["test", "-x", python], check=False)
+    if res.returncode != 0:
         raise HostError(f"pj.Host(python={host.python!r}): {python} is not an executable "
                         f"file on {conn.endpoint}. Give the full path of the environment's "
                         "interpreter there (e.g. /home/you/env/bin/python).")
-    _check_minor(conn, python, python_minor(host), f"pj.Host(python={host.python!r})")
+    _check_minor(conn, host, python, f"pj.Host(python={host.python!r})"
+                 if host.environment == "existing" else "the environment")
 
 
 def _vendor_files() -> list[tuple[str, str]]:

@@ -65,9 +65,22 @@ def search_command(setup_lines, minor: str, uv: str | None) -> list[str]:
     return ["sh", "-c", script, "sh", minor, uv or ""]
 
 
-def install_command(uv: str, minor: str) -> list[str]:
-    """``uv python install`` of ``minor`` (a mirror reaches it through the env)."""
-    return [uv, "python", "install", minor]
+def with_setup(setup_lines, argv: list[str]) -> list[str]:
+    """``argv`` run after the setup lines, in the same shell: a build must see what
+    ``module load`` sets (a module's Python may need its ``LD_LIBRARY_PATH`` to run,
+    a mirror may be exported there). Without setup lines, ``argv`` itself."""
+    if not setup_lines:
+        return list(argv)
+    from .._backends.ssh import setup_script
+
+    script = "\n".join(["set -e", setup_script(tuple(setup_lines)), 'exec "$@"'])
+    return ["sh", "-c", script, "sh", *argv]
+
+
+def install_command(setup_lines, uv: str, minor: str) -> list[str]:
+    """``uv python install`` of ``minor`` after the setup lines (a mirror reaches it
+    through the environment: ``pj.Host(env=...)``, the host's own, or a setup line)."""
+    return with_setup(setup_lines, [uv, "python", "install", minor])
 
 
 def parse_found(text: str) -> tuple[str, str] | None:
@@ -86,18 +99,18 @@ def find_python(conn, host, minor: str, uv: str | None) -> str:
     if found is not None:
         return found
     if uv is None:
-        raise no_python_error(conn.endpoint, minor, host, "uv is not available to install one")
+        raise no_python_error(conn.endpoint, minor, "uv is not available to install one")
     log.info("no Python %s on %s: installing one with uv python install%s", minor,
              conn.endpoint, f" (from {MIRROR})" if MIRROR in host.env else "")
-    res = conn.run(install_command(uv, minor), secret_env=host.env, check=False,
+    res = conn.run(install_command(host.setup, uv, minor), secret_env=host.env, check=False,
                    timeout=1800)
     if res.returncode != 0:
         stderr = res.stderr.decode("utf-8", "replace").strip()
-        raise no_python_error(conn.endpoint, minor, host,
+        raise no_python_error(conn.endpoint, minor,
                               "uv python install failed:\n" + stderr[-1500:])
     found = _search(conn, host, minor, uv)
     if found is None:
-        raise no_python_error(conn.endpoint, minor, host,
+        raise no_python_error(conn.endpoint, minor,
                               "uv python install succeeded but uv cannot find it")
     return found
 
@@ -124,7 +137,7 @@ def _search(conn, host, minor: str, uv: str | None) -> str | None:
     return found[1]
 
 
-def no_python_error(endpoint, minor: str, host, why: str) -> HostError:
+def no_python_error(endpoint, minor: str, why: str) -> HostError:
     client = client_minor()
     versions = (f"the client runs {client}: cloudpickle needs the same minor version "
                 "on both sides" if minor == client else
