@@ -197,8 +197,8 @@ def _check_minor(conn, host, python: str, what: str) -> None:
             f"{python} on {conn.endpoint} (from {what}) "
             + (f"runs Python {got}" if res.returncode == 0 else "does not run")
             + f", and the client runs {minor}: cloudpickle needs the same minor version "
-            f"on both sides. Use Python {minor} there (pin python={minor} in {what}, or "
-            "another interpreter).")
+            f"on both sides. Use a Python {minor} there (for {what}: an interpreter or "
+            f"a python={minor} pin of that minor), or run the client with {got or 'it'}.")
 
 
 def _ready(conn, venv: str) -> None:
