@@ -135,26 +135,77 @@ def ensure_env(conn, host, root: Path, project_dest: str) -> str:
     env = {"UV_PYTHON_DOWNLOADS": "never"}
     log.info("building the environment %s on %s with uv (%s, %s)", venv, conn.endpoint,
              spec.file, base)
-    if spec.kind == envkinds.UV_PROJECT:
-        argv = [uv, "sync", "--no-install-project", "--python", base, "--quiet"]
-        if spec.file == "uv.lock":
-            argv.insert(2, "--frozen")  # exactly the lock; without one uv resolves
-        res = conn.run(interpreter.with_setup(host.setup, argv),
-                       env={**env, "UV_PROJECT_ENVIRONMENT": venv},
-                       secret_env=host.env, cwd=project_dest, check=False, timeout=1800)
-        if res.returncode != 0:
-            raise _python_error(conn, python_minor(host), res)
-    else:  # requirements.txt: a venv, then uv pip install -r (relative to the project)
-        _venv(conn, host, uv, base, venv, env)
-        _install(conn, host, uv, venv, ["-r", spec.file], env, cwd=project_dest)
-    # the worker's own imports, for a project that does not depend on pyjoule
-    _install(conn, host, uv, venv, worker_requirements(), env)
-    _ready(conn, venv)
+    tmp = _building(venv)
+    try:
+        if spec.kind == envkinds.UV_PROJECT:
+            argv = [uv, "sync", "--no-install-project", "--python", base, "--quiet"]
+            if spec.file == "uv.lock":
+                argv.insert(2, "--frozen")  # exactly the lock; without one uv resolves
+            res = conn.run(interpreter.with_setup(host.setup, argv),
+                           env={**env, "UV_PROJECT_ENVIRONMENT": tmp},
+                           secret_env=host.env, cwd=project_dest, check=False, timeout=1800)
+            if res.returncode != 0:
+                raise _python_error(conn, python_minor(host), res)
+        else:  # requirements.txt: a venv, then uv pip install -r (relative to the project)
+            _venv(conn, host, uv, base, tmp, env)
+            _install(conn, host, uv, tmp, ["-r", spec.file], env, cwd=project_dest)
+        # the worker's own imports, for a project that does not depend on pyjoule
+        _install(conn, host, uv, tmp, worker_requirements(), env)
+    except BaseException:
+        _drop(conn, tmp)
+        raise
+    _publish(conn, tmp, venv)
     return python
 
 
+def _building(venv: str) -> str:
+    """A fresh folder beside ``venv`` to build in: two processes building the same
+    environment at once each build their own, and the first to finish publishes it."""
+    import uuid
+
+    return f"{venv}.building-{uuid.uuid4().hex[:12]}"
+
+
+def _drop(conn, tmp: str) -> None:
+    """Remove a build that failed (best effort: the connection may be what failed)."""
+    try:
+        conn.run(["rm", "-rf", tmp], check=False)
+    except Exception:  # noqa: BLE001 - the build's own error is the one to show
+        log.debug("could not remove %s on %s", tmp, conn.endpoint)
+
+
+# Publish a built environment: private, marked ready, then renamed into place in one
+# step, so an environment's folder only ever appears complete. If another process
+# published it first, this build is dropped; a folder there without the marker (an
+# interrupted build of an older pyjoule) is replaced.
+_PUBLISH = r"""
+import os, shutil, subprocess, sys
+tmp, venv, ready = sys.argv[1:4]
+subprocess.run(["chmod", "-R", "go-rwx", tmp], check=True)
+open(os.path.join(tmp, ready), "w").close()
+for attempt in range(2):
+    try:
+        os.rename(tmp, venv)
+        break
+    except OSError:
+        if os.path.isfile(os.path.join(venv, ready)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            break
+        shutil.rmtree(venv, ignore_errors=True)
+else:
+    sys.exit("cannot put the environment in place at %s" % venv)
+"""
+
+
+def _publish(conn, tmp: str, venv: str) -> None:
+    """Mark ``tmp`` complete (private first: uv hardlinks files from its cache, and a
+    cache older than pyjoule's ``umask 077`` has them readable by all), then move it
+    to ``venv`` unless another process did so first."""
+    conn.run(["python3", "-c", _PUBLISH, tmp, venv, READY])
+
+
 def _venv(conn, host, uv: str, base: str, venv: str, env: dict) -> None:
-    argv = [uv, "venv", "--quiet", "--clear", "--python", base, venv]
+    argv = [uv, "venv", "--quiet", "--python", base, venv]
     res = conn.run(interpreter.with_setup(host.setup, argv), env=env,
                    secret_env=host.env, check=False)
     if res.returncode != 0:
@@ -267,9 +318,14 @@ def ensure_env_for(conn, host, requirements: list[str]) -> str:
     base = _interpreter(conn, host, uv)
     log.info("building the environment %s on %s with uv (%s, %s)", venv, conn.endpoint,
              base, ", ".join(requirements))
-    _venv(conn, host, uv, base, venv, env)
-    _install(conn, host, uv, venv, requirements, env)
-    _ready(conn, venv)
+    tmp = _building(venv)
+    try:
+        _venv(conn, host, uv, base, tmp, env)
+        _install(conn, host, uv, tmp, requirements, env)
+    except BaseException:
+        _drop(conn, tmp)
+        raise
+    _publish(conn, tmp, venv)
     return f"{venv}/bin/python"
 
 
