@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -101,3 +102,138 @@ def test_each_project_has_its_own_folder_on_the_host(project, tmp_path):
     assert here.startswith("/w/projects/proj_ect-") and "'" not in here
     assert sync.project_dir("/w", project) == here
     assert sync.project_dir("/w", tmp_path / "proj ect") != here
+
+
+@pytest.fixture
+def linked(tmp_path):
+    """A git project with a tracked file link, a tracked folder link, an absolute
+    link inside, and a link (file and folder) to outside the project."""
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "shared.txt").write_text("from outside\n")
+    (outside / "sub" / "table.csv").write_text("a,b\n1,2\n")
+    root = tmp_path / "linked"
+    (root / "docs").mkdir(parents=True)
+    (root / "data" / "v1").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'linked'\n")
+    (root / "docs" / "README.md").write_text("the readme\n")
+    (root / "data" / "v1" / "x.txt").write_text("seven\n")
+    os.symlink("docs/README.md", root / "README.md")
+    os.symlink("data/v1", root / "current")  # a folder link inside
+    os.symlink(root / "docs" / "README.md", root / "docs" / "abs.md")  # absolute, inside
+    os.symlink(outside / "shared.txt", root / "shared.txt")
+    os.symlink(outside / "sub", root / "ext")  # a folder link leading out
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
+    return root
+
+
+LINKED = {"README.md", "current", "data/v1/x.txt", "docs/README.md", "docs/abs.md",
+          "ext/table.csv", "pyproject.toml", "shared.txt"}
+
+
+def test_links_are_listed_kept_or_followed(linked):
+    assert set(sync.list_files(linked)) == LINKED
+    assert sync.link_text(linked, "README.md") == "docs/README.md"
+    assert sync.link_text(linked, "current") == "data/v1"
+    assert sync.link_text(linked, "docs/abs.md") == "README.md"  # made relative
+    assert sync.link_text(linked, "shared.txt") is None  # out: sent as the file
+    shutil.move(linked / ".git", linked / "not-git")  # the walk finds the same
+    assert set(sync.list_files(linked, exclude=["not-git"])) == LINKED
+
+
+def test_links_synced_work_on_the_host(ssh_host, linked, caplog):
+    conn = ssh.connect(ssh_host)
+    dest = conn.expand("~/pj-sync-test/linked")
+    conn.run(["rm", "-rf", dest])
+    with caplog.at_level("INFO", logger="pyjoule"):
+        sync.sync(conn, linked, dest)
+    assert "shared.txt is a link out of the project" in caplog.text
+    script = ("import os, sys\nd = sys.argv[1]\n"
+              "for n in ['README.md', 'current', 'docs/abs.md', 'shared.txt', 'ext']:\n"
+              "    p = os.path.join(d, n)\n"
+              "    print(n, os.readlink(p) if os.path.islink(p) else 'no-link')\n"
+              "print(open(os.path.join(d, 'README.md')).read().strip())\n"
+              "print(open(os.path.join(d, 'current/x.txt')).read().strip())\n"
+              "print(open(os.path.join(d, 'shared.txt')).read().strip())\n"
+              "print(open(os.path.join(d, 'ext/table.csv')).read().split()[1])\n")
+    out = conn.run(["python3", "-c", script, dest]).text.splitlines()
+    assert out == ["README.md docs/README.md", "current data/v1", "docs/abs.md README.md",
+                   "shared.txt no-link", "ext no-link", "the readme", "seven",
+                   "from outside", "1,2"]
+    # a link retargeted and one replaced by a file: the host follows, nothing written
+    # through the old link
+    os.unlink(linked / "README.md")
+    (linked / "README.md").write_text("now a file\n")
+    os.unlink(linked / "current")
+    (linked / "data" / "v2").mkdir()
+    (linked / "data" / "v2" / "x.txt").write_text("eight\n")
+    os.symlink("data/v2", linked / "current")
+    step = sync.sync(conn, linked, dest)
+    assert sorted(step.changed) == ["README.md", "current", "data/v2/x.txt"]
+    out = conn.run(["sh", "-c", 'cat "$1/README.md" "$1/docs/README.md" "$1/current/x.txt"',
+                    "sh", dest]).text.splitlines()
+    assert out == ["now a file", "the readme", "eight"]
+    again = sync.sync(conn, linked, dest)
+    assert (again.sent, again.deleted) == (0, 0)
+
+
+def _receive(conn, dest, members) -> str:
+    """Feed the receiver a hand-made tar: (name, link target or None, data)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = json.dumps({"deleted": [], "manifest": {}}).encode()
+        info = tarfile.TarInfo(sync.CONTROL)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        for name, link, body in members:
+            info = tarfile.TarInfo(name)
+            if link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            else:
+                info.size = len(body)
+                tar.addfile(info, io.BytesIO(body))
+    res = conn.run(["python3", "-c", sync._RECEIVER, dest], input=buf.getvalue(),
+                   check=False)
+    return res.stderr.decode()
+
+
+@pytest.mark.parametrize("members", [
+    [("out", "/tmp", b""), ("out/pj-escape", None, b"x")],  # absolute link, then through
+    [("out", "../..", b""), ("out/pj-escape", None, b"x")],  # relative, leading out
+    [("a", "b", b""), ("b", "../../../tmp", b""), ("a/pj-escape", None, b"x")],  # chain
+    [("../pj-escape", None, b"x")],
+])
+def test_the_receiver_stays_in_the_project_with_links(ssh_host, members):
+    conn = ssh.connect(ssh_host)
+    dest = conn.expand("~/pj-sync-test/confined")
+    conn.run(["rm", "-rf", dest, "/tmp/pj-escape", conn.expand("~/pj-sync-test/pj-escape")])
+    err = _receive(conn, dest, members)
+    assert "refusing" in err
+    leaked = conn.run(["sh", "-c", 'ls "$@" 2>/dev/null; true', "sh", "/tmp/pj-escape",
+                       conn.expand("~/pj-sync-test/pj-escape")]).text
+    assert leaked == ""
+    # and no link leading out is left in the project for a later write to follow
+    script = ("import os, sys\nd = os.path.realpath(sys.argv[1])\n"
+              "for f, ds, fs in os.walk(d):\n"
+              "    for n in ds + fs:\n"
+              "        r = os.path.realpath(os.path.join(f, n))\n"
+              "        if not r.startswith(d + os.sep): print(n, r)\n")
+    assert conn.run(["python3", "-c", script, dest]).text == ""
+
+
+def test_a_link_already_on_the_host_is_replaced_not_written_through(ssh_host):
+    conn = ssh.connect(ssh_host)
+    dest = conn.expand("~/pj-sync-test/replaced")
+    victim = conn.expand("~/pj-sync-test/victim.txt")
+    conn.run(["rm", "-rf", dest])
+    conn.run(["sh", "-c", 'mkdir -p "$1" && echo keep > "$2" && ln -s "$2" "$1/f.txt"',
+              "sh", dest, victim])
+    assert _receive(conn, dest, [("f.txt", None, b"new\n")]) == ""
+    out = conn.run(["sh", "-c", 'cat "$1"; cat "$2/f.txt"; test -L "$2/f.txt" || echo file',
+                    "sh", victim, dest]).text.split()
+    assert out == ["keep", "new", "file"]

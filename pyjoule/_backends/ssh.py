@@ -113,8 +113,10 @@ class SSHBackend(Backend):
         """Connect, sync the project at ``root``, make sure of its environment and of
         pyjoule on the host; a warm call runs three short commands.
 
-        ``root`` without ``uv.lock`` or ``pyproject.toml`` (a notebook's folder) gets
-        an environment of ``requirements()`` instead (called only then).
+        ``root`` without a spec file (:mod:`.._transport.envkinds`; a notebook's
+        folder) gets an environment of ``requirements()`` instead (called only then).
+        With ``pj.Host(environment="existing")`` no environment is built: the given
+        interpreter is used with pyjoule, cloudpickle and threadpoolctl on PYTHONPATH.
         """
         from .._errors import HostError
         from .._transport import env, ssh, sync
@@ -123,19 +125,23 @@ class SSHBackend(Backend):
         host = Host.of(host)
         conn = ssh.connect(host)
         project = sync.project_dir(conn.expand(host.workdir), root)
-        if env.has_project_file(root):
-            sync.sync(conn, root, project, exclude=host.exclude)
+        spec = env.has_project_file(root)
+        if not spec and len(sync.list_files(root, host.exclude)) > MAX_LOOSE_FILES:
+            raise HostError(
+                f"{root} is not a project (no pyproject.toml or .git above it) and "
+                f"holds more than {MAX_LOOSE_FILES} files: pyjoule will not copy all of "
+                "them to the host. Add a pyproject.toml to the folder of your code.")
+        sync.sync(conn, root, project, exclude=host.exclude)
+        if host.environment == "existing":
+            python = env.ensure_existing(conn, host)
+        elif spec:
             python = env.ensure_env(conn, host, root, project)
         else:
-            if len(sync.list_files(root, host.exclude)) > MAX_LOOSE_FILES:
-                raise HostError(
-                    f"{root} is not a project (no pyproject.toml or .git above it) and "
-                    f"holds more than {MAX_LOOSE_FILES} files: pyjoule will not copy all of "
-                    "them to the host. Add a pyproject.toml to the folder of your code.")
-            sync.sync(conn, root, project, exclude=host.exclude)
             python = env.ensure_env_for(conn, host, requirements() if requirements
                                         else list(env.WORKER_REQUIREMENTS))
         lib = env.ensure_pyjoule(conn, host)
+        if env.needs_vendor(host, root):  # pyjoule's lib, then the worker's imports
+            lib = f"{lib}:{env.ensure_vendor(conn, host, python)}"
         backend = cls(host, project=project, python=python, lib=lib)
         if conn.endpoint not in _cpus:
             _cpus[conn.endpoint] = int(conn.run(["nproc"]).text.strip() or 1)

@@ -37,11 +37,25 @@ class Host:
     workdir : str
         Where pyjoule keeps projects, environments and runs on the host.
     python : str, optional
-        The Python version to use there (default: the client's ``major.minor``;
-        cloudpickle needs the same minor version on both sides).
+        The Python there: a version (``"3.11"``; default: the client's
+        ``major.minor``, which cloudpickle needs on both sides) or the path of an
+        interpreter on the host (``"/opt/envs/sim/bin/python"``). For a version, the
+        first interpreter of it found after the ``setup`` lines, on ``PATH`` as
+        ``python3.X``, or among uv's Pythons is used; failing those, uv installs one
+        (``uv python install``: set ``UV_PYTHON_INSTALL_MIRROR`` in ``env`` where
+        GitHub is blocked).
+    environment : {"auto", "existing"}
+        ``"auto"``: pyjoule builds an environment from the project's ``uv.lock`` /
+        ``pyproject.toml``, ``requirements.txt`` or ``environment.yml`` (with the
+        host's conda, mamba or micromamba), keyed by that file and the Python minor,
+        once. ``"existing"``: use the interpreter ``python`` names as it is, with no
+        uv at all (pyjoule, cloudpickle and threadpoolctl are added on
+        ``PYTHONPATH``); a package the function needs that it lacks is reported
+        before any work is queued.
     setup : sequence of str
-        Shell lines run before the worker starts (``module load ...``). These are the
-        user's own shell; everything pyjoule adds to a command is quoted.
+        Shell lines run before the worker starts (``module load ...``), and before
+        pyjoule looks for a Python or conda there. These are the user's own shell;
+        everything pyjoule adds to a command is quoted.
     env : mapping
         Environment variables for the worker. The values are kept off disk on this
         machine (the run registry keeps the names) and out of every command line on
@@ -72,6 +86,7 @@ class Host:
     accept_new_host_key: bool = False
     ssh_config: str | os.PathLike | None = None
     connect_timeout: float = 10.0
+    environment: str = "auto"
 
     def __post_init__(self):
         if not isinstance(self.target, str) or not self.target.strip():
@@ -86,6 +101,7 @@ class Host:
         for key in self.env:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise OptionError(f"pj.Host env: {key!r} is not a valid variable name")
+        _check_python(self.python, self.environment)
 
     def __repr__(self) -> str:
         """Every field, but the env's values as ``***``: a repr ends up in logs,
@@ -99,7 +115,7 @@ class Host:
         return f"Host({', '.join(shown)})"
 
     def __hash__(self) -> int:
-        return hash((self.target, self.workdir, self.python, self.setup,
+        return hash((self.target, self.workdir, self.python, self.environment, self.setup,
                      tuple(sorted(self.env.items())), self.uv, self.ssh_config))
 
     @classmethod
@@ -117,6 +133,28 @@ class Host:
         from .ssh import check_host
 
         return check_host(self)
+
+
+ENVIRONMENTS = ("auto", "existing")
+
+
+def _check_python(python, environment) -> None:
+    """``python`` is a version ``3.X`` or an interpreter's path; ``environment`` one of
+    :data:`ENVIRONMENTS`, ``"existing"`` only with a path."""
+    if environment not in ENVIRONMENTS:
+        raise OptionError(f"pj.Host(environment={environment!r}): expected 'auto' (pyjoule "
+                          "builds the project's environment) or 'existing' (with "
+                          "python='/path/on/host/bin/python': use that one as it is)")
+    is_path = isinstance(python, str) and ("/" in python or python.startswith("~"))
+    if python is not None and not is_path and not (
+            isinstance(python, str) and re.fullmatch(r"\d+\.\d+", python)):
+        raise OptionError(f"pj.Host(python={python!r}): expected a version such as '3.11' "
+                          "or the path of an interpreter on the host")
+    if environment == "existing" and not is_path:
+        raise OptionError(
+            "pj.Host(environment='existing') uses an interpreter already on the host as "
+            "it is: name it with python='/path/on/host/bin/python' (e.g. the bin/python "
+            "of your venv or conda environment there)")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,12 @@ what it last received beside the files. A sync reads that manifest (one command)
 then sends the changed files and the list of deleted ones in ONE tar stream to a small
 Python program on the host, which unpacks it, removes the deleted files and writes
 the new manifest atomically (a second command). A no-op sync is one round trip.
+
+Symbolic links (tracked in git or met by the walk) are sent so that they work on the
+host: a link to a file or folder inside the project stays a link (its target made
+relative, so an absolute one works there too); a link leading out of the project is
+sent as the file (or the folder's files) it points to, with a note in the log. The
+receiver keeps every link, member and deletion confined to the project's folder.
 """
 
 from __future__ import annotations
@@ -38,53 +44,86 @@ EXCLUDED_DIRS = {".git", ".hg", ".svn", "__pycache__", ".pyjoule", ".venv", "ven
 EXCLUDED_FILES = ("*.pyc", "*.pyo", MANIFEST, CONTROL)
 
 # Runs on the host: unpack the tar from stdin into DEST, delete what the client
-# deleted, write the new manifest last (atomically), so an interrupted sync is
-# simply repeated in full next time. Every member and every deletion must stay
-# inside DEST (real paths, no symlink escapes); what it creates is private (0700 /
-# 0600, keeping only the owner's execute bit of a file).
+# deleted (the control member comes first), write the new manifest last (atomically),
+# so an interrupted sync is simply repeated in full next time. Every member, link
+# target and deletion must stay inside DEST: a member's folder is resolved (links
+# followed) and must be DEST or under it; a link's target, resolved from there, too;
+# a member never writes through a link that is already there (the link is replaced).
+# What it creates is private (0700 / 0600, keeping only the owner's execute bit).
 _RECEIVER = r"""
-import json, os, sys, tarfile
+import json, os, shutil, sys, tarfile
 os.umask(0o077)
 dest = sys.argv[1]
 os.makedirs(dest, mode=0o700, exist_ok=True)
 real = os.path.realpath(dest)
 
 
-def inside(name):
-    # the real folder of name (symlinks resolved) must be DEST or under it; the last
-    # part itself is not followed: deleting a link removes the link, not its target
-    if not name or os.path.isabs(name) or "\0" in name:
-        return None
-    folder, base = os.path.split(os.path.join(dest, name))
-    if base in ("", ".", ".."):
-        return None
-    parent = os.path.realpath(folder)
-    if parent != real and not parent.startswith(real + os.sep):
-        return None
-    return os.path.join(parent, base)
+def within(path):
+    return path == real or path.startswith(real + os.sep)
 
 
+def inside(name, make=False):
+    # the path for name whose folder, links resolved, is DEST or under it (None if
+    # not); the last part is not followed: deleting a link removes the link. With
+    # make, missing folders are made one at a time, each checked before it is made.
+    parts = name.split("/") if name and "\0" not in name else [""]
+    if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        return None
+    folder = dest
+    for part in parts[:-1]:
+        folder = os.path.join(folder, part)
+        if not within(os.path.realpath(folder)):
+            return None
+        if make and not os.path.lexists(folder):
+            os.mkdir(folder, 0o700)
+    return os.path.join(os.path.realpath(folder), parts[-1])
+
+
+def clear(path):
+    # what is at path goes (a link: the link itself), so nothing writes through it
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def delete(names):
+    bad = [name for name in names if inside(name) is None]
+    if bad:
+        sys.exit("refusing to delete %r: not a path inside %s" % (bad[0], dest))
+    for name in names:
+        try:
+            os.unlink(inside(name))
+        except (FileNotFoundError, IsADirectoryError):
+            pass
+
+
+control = None
 with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
-    if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: no links, devices, escapes
-        tar.extraction_filter = tarfile.data_filter
-    control = None
     for member in tar:
         if member.name == ".pyjoule-sync.json":
             control = json.load(tar.extractfile(member))
+            delete(control["deleted"])
             continue
-        path = os.path.realpath(os.path.join(dest, member.name))
-        if not path.startswith(real + os.sep) or not (member.isfile() or member.isdir()):
+        path = inside(member.name, make=True)
+        if path is None:
+            sys.exit("refusing tar member %r: not inside %s" % (member.name, dest))
+        if member.issym():
+            target = os.path.realpath(os.path.join(os.path.dirname(path), member.linkname))
+            if os.path.isabs(member.linkname) or not within(target):
+                sys.exit("refusing link %r -> %r: it leads out of %s"
+                         % (member.name, member.linkname, dest))
+            clear(path)
+            os.symlink(member.linkname, path)
+            continue
+        if not member.isfile():
             sys.exit("refusing tar member %r" % member.name)
-        member.mode = 0o700 if member.isdir() else 0o600 | (member.mode & 0o100)
-        tar.extract(member, dest, set_attrs=True)
-bad = [name for name in control["deleted"] if inside(name) is None]
-if bad:
-    sys.exit("refusing to delete %r: not a path inside %s" % (bad[0], dest))
-for name in control["deleted"]:
-    try:
-        os.unlink(inside(name))
-    except FileNotFoundError:
-        pass
+        clear(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                     0o600 | (member.mode & 0o100))
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(tar.extractfile(member), out)
+        os.utime(path, (member.mtime, member.mtime))
 tmp = os.path.join(dest, ".pyjoule-manifest.json.tmp")
 with open(tmp, "w") as fh:
     json.dump(control["manifest"], fh)
@@ -139,20 +178,68 @@ def _git_files(root: Path) -> list[str] | None:
     if proc.returncode != 0:
         return None
     names = [n for n in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if n]
-    return [n for n in names if os.path.isfile(root / n)]  # deleted but still indexed
+    out = []
+    for name in names:  # deleted but still indexed: left out
+        path = os.path.join(root, name)
+        if os.path.islink(path) and os.path.isdir(path):
+            out += _dir_link(root, name)
+        elif os.path.isfile(path):
+            out.append(name)
+    return out
 
 
-def _walk(root: Path) -> list[str]:
+def _walk(root: Path, links: bool = True) -> list[str]:
+    """Files under ``root`` (relative posix paths), links to files included; a link
+    to a folder is listed as itself (:func:`_dir_link`), or, with ``links`` False
+    (inside such a folder), left out."""
     out = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in EXCLUDED_DIRS
-                   and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg"))]
         rel = os.path.relpath(folder, root)
-        for name in files:
-            path = name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
-            if os.path.isfile(os.path.join(folder, name)):
-                out.append(path)
+        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        kept = []
+        for d in dirs:
+            if d in EXCLUDED_DIRS or os.path.exists(os.path.join(folder, d, "pyvenv.cfg")):
+                continue
+            if os.path.islink(os.path.join(folder, d)):  # os.walk does not enter it
+                if links:
+                    out += _dir_link(root, prefix + d)
+                continue
+            kept.append(d)
+        dirs[:] = kept
+        out += [prefix + name for name in files if os.path.isfile(os.path.join(folder, name))]
     return out
+
+
+def _dir_link(root: Path, name: str) -> list[str]:
+    """A link to a folder: itself when it stays a link on the host, else the files of
+    the folder it points to, under its name (their own folder links left out)."""
+    if link_text(root, name) is not None:
+        return [name]
+    target = os.path.realpath(os.path.join(root, name))
+    if target == os.path.realpath(root) or \
+            os.path.realpath(root).startswith(target + os.sep):
+        log.warning("%s/%s points to the project itself or above it: not synced",
+                    root, name)
+        return []
+    return [f"{name}/{n}" for n in _walk(Path(target), links=False)]
+
+
+def link_text(root: Path, name: str) -> str | None:
+    """The target to give the link ``name`` on the host (relative to its folder), or
+    None when it is not a link to keep: not a link, or leading out of the project or
+    into what is excluded (then the file or folder it points to is sent instead)."""
+    path = os.path.join(root, name)
+    if not os.path.islink(path):
+        return None
+    base = os.path.realpath(root)
+    target = os.path.realpath(path)
+    if not target.startswith(base + os.sep) or not os.path.exists(target):
+        return None
+    rel = os.path.relpath(target, base).replace(os.sep, "/")
+    if _excluded(rel + ("/-" if os.path.isdir(target) else ""), ()):
+        return None
+    folder = os.path.join(base, os.path.dirname(name))  # as the host will have it
+    return os.path.relpath(target, folder).replace(os.sep, "/")
 
 
 def _excluded(name: str, patterns: Iterable[str]) -> bool:
@@ -181,6 +268,10 @@ def manifest(root: Path, names: Sequence[str]) -> dict[str, list]:
     out = {}
     for name in names:
         path = os.path.join(root, name)
+        text = link_text(root, name)
+        if text is not None:  # a link kept as a link: its target is what it holds
+            out[name] = [0, 0, f"symlink:{text}"]
+            continue
         st = os.stat(path)
         known = _hashes.get(path)
         if known and known[0] == st.st_size and known[1] == st.st_mtime_ns:
@@ -249,12 +340,38 @@ def _digest(entry) -> str | None:
 
 
 def _tar(root: Path, names: Sequence[str], control: dict) -> bytes:
+    """The receiver's input for ``names`` of ``root``: a link kept as a link, any
+    other name as the file it is or points to (a note for a link leading out)."""
+    files = []
+    for name in names:
+        path = os.path.join(root, name)
+        text = link_text(root, name)
+        if text is None and os.path.islink(path):
+            log.info("%s is a link out of the project (or into what is not synced): "
+                     "sending the file it points to, %s", path, os.path.realpath(path))
+        files.append((path, name, text))
+    return tar_files(files, control)
+
+
+def tar_files(files: Sequence[tuple], control: dict) -> bytes:
+    """The receiver's input: ``control`` first (deletions happen before anything is
+    written), then ``files`` as (path here, name there[, link target to keep])."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for name in names:
-            tar.add(os.path.join(root, name), arcname=name, recursive=False)
         data = json.dumps(control).encode()
         info = tarfile.TarInfo(CONTROL)
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
+        for path, name, *link in files:
+            if link and link[0] is not None:
+                info = tarfile.TarInfo(name)
+                info.type, info.linkname = tarfile.SYMTYPE, link[0]
+                tar.addfile(info)
+                continue
+            st = os.stat(path)  # through a link: the file it points to
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime = st.st_size, int(st.st_mtime)
+            info.mode = st.st_mode & 0o777
+            with open(path, "rb") as fh:
+                tar.addfile(info, fh)
     return buf.getvalue()
