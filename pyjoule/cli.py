@@ -638,22 +638,36 @@ def hosts():
 
 @hosts.command(epilog=EPILOG)
 @click.argument("host", metavar="ALIAS")
+@click.option("--setup", "setup", multiple=True, metavar="LINE",
+              help="A shell line run first, as pj.Host(setup=...) (repeatable).")
+@click.option("--workdir", default=None, help="As pj.Host(workdir=...).")
+@click.option("--python", "python", default=None,
+              help="As pj.Host(python=...): a version, or a path on the host.")
+@click.option("--existing", is_flag=True,
+              help="As pj.Host(environment='existing'): use --python as it is.")
 @_json_option()
 @click.pass_context
-def check(ctx, host, as_json):
+def check(ctx, host, setup, workdir, python, existing, as_json):
     """Connect to ALIAS and report Python, uv, disk, CPUs and SLURM (exit 1 on a problem).
 
     ALIAS is an ~/.ssh/config alias ($PYJOULE_SSH_CONFIG picks another file) or
-    user@name:port.
+    user@name:port. The Python is looked for as a run looks for it: after the
+    --setup lines, on PATH, then by uv.
 
     \b
-    Example:
+    Examples:
       pyjoule hosts check cluster --json
+      pyjoule hosts check cluster --setup "module load python/3.11"
     """
     from ._transport import ssh
+    from ._transport.hosts import Host
 
+    options = {"setup": setup, "python": python,
+               "environment": "existing" if existing else "auto"}
+    if workdir:
+        options["workdir"] = workdir
     try:
-        report = ssh.check_host(host)
+        report = ssh.check_host(Host(host, **options))
     finally:
         ssh.close_all()
     if as_json:

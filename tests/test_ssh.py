@@ -247,7 +247,25 @@ def test_host_check_reports_what_pyjoule_needs(sshd, ssh_host):
     # a Python the host does not have is a problem that names both versions
     wrong = pj.Host(ssh_host.target, ssh_config=ssh_host.ssh_config, python="3.2")
     problems = " ".join(ssh.check_host(wrong).problems)
-    assert "the client runs 3.2" in problems and report.facts["python"] in problems
+    assert "no Python 3.2" in problems and "Ways out" in problems
+    assert report.facts["python"] in problems  # what python3 there is
+
+
+def test_host_check_runs_the_setup_lines_first(sshd, ssh_host, tmp_path):
+    """hosts check finds the Python a run would use: one only a setup line puts on
+    PATH is reported, and a failing setup line is a problem, not "ok"."""
+    folder = "/tmp/pj-check-setup-python"
+    sshd.run(f"rm -rf {folder} && mkdir -p {folder} && ln -s "
+             f"$(command -v python3.11 || command -v python3) {folder}/python3.11 && "
+             f"chmod -R a+rx {folder}")
+    good = pj.Host(ssh_host.target, ssh_config=ssh_host.ssh_config,
+                   setup=[f"export PATH={folder}:$PATH"])
+    report = ssh.check_host(good)
+    assert report.facts["executable"].startswith(folder), str(report)
+    bad = pj.Host(ssh_host.target, ssh_config=ssh_host.ssh_config,
+                  setup=["module load python/3.11"])
+    problems = " ".join(ssh.check_host(bad).problems)
+    assert "module load python/3.11" in problems and "127" in problems, problems
 
 
 def test_hosts_check_command(sshd, ssh_host, monkeypatch, capsys):

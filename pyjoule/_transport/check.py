@@ -7,6 +7,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from .._errors import PyjouleError
 from .hosts import Host
 from .ssh import Connection, connect, remote_error
 
@@ -57,9 +58,11 @@ class HostReport:
         lines = [
             f"host        {self.host}",
             f"round trip  {self.rtt_ms:.1f} ms (median of 5 commands on one connection)",
-            f"python      {f.get('python') or '-'} ({f.get('executable') or 'not found'})",
+            f"python      {f.get('python') or '-'} ({f.get('executable') or 'not found'}"
+            + (f"; {f['python_wanted']} wanted)" if f.get("python_wanted") else ")"),
             f"uv          {f.get('uv_version') or 'not found'}"
-            + (f" ({f['uv']})" if f.get("uv") else ""),
+            + (f" ({f['uv']})" if f.get("uv") else "")
+            + (f": {f['uv_note']}" if f.get("uv_note") else ""),
             f"workdir     {f.get('workdir', '-')}"
             + (f", {free / 2**30:.1f} GiB free" if free is not None else ""),
             f"cpus        {f.get('cpus', '-')}",
@@ -72,7 +75,13 @@ class HostReport:
 
 
 def check_host(host: Host | str, min_free_bytes: int = 1 << 30) -> HostReport:
-    """Connect to ``host`` and report what pyjoule needs of it."""
+    """Connect to ``host`` and report what pyjoule needs of it, found the way a run
+    finds it: the Python after the ``setup`` lines, on PATH or by uv (or the
+    ``environment="existing"`` interpreter as given); a failing setup line, a missing
+    Python or a missing uv that pyjoule may not install are problems."""
+    from . import interpreter
+    from .env import python_minor
+
     host = Host.of(host)
     conn = connect(host)
     times = []
@@ -82,35 +91,65 @@ def check_host(host: Host | str, min_free_bytes: int = 1 << 30) -> HostReport:
         times.append((time.perf_counter() - t0) * 1000)
     rtt = sorted(times)[2]
     problems: list[str] = []
-    want = host.python or "%d.%d" % sys.version_info[:2]
-    result = conn.run(["python3", "-c", _CHECK_SCRIPT, host.workdir, host.uv or ""],
-                      check=False, timeout=60)
-    facts: dict = {}
-    if result.returncode == 127:
-        problems.append(f"no python3 on the host's PATH: install Python {want} there "
-                        "(or load it in pj.Host(setup=[...]))")
-    elif result.returncode != 0:
+    want = python_minor(host)
+    existing = host.environment == "existing"
+    python = None
+    try:
+        if interpreter.is_path(host.python):
+            python = conn.expand(host.python)
+        else:
+            uv = _uv_path(conn, host)
+            python = interpreter._search(conn, host, want, uv)
+    except PyjouleError as exc:  # a failing setup line: named with its exit code
+        problems.append(str(exc))
+    runner = python or "python3"
+    result = conn.run(interpreter.with_setup(host.setup, [runner, "-c", _CHECK_SCRIPT,
+                                                          host.workdir, host.uv or ""]),
+                      secret_env=host.env, check=False, timeout=60)
+    facts: dict = {"python_wanted": want}
+    if result.returncode == 127 and not problems:
+        problems.append(str(interpreter.no_python_error(
+            conn.endpoint, want, "no python3 runs there either")))
+    elif result.returncode != 0 and not problems:
         problems.append(str(remote_error(conn.endpoint, result, "the host check")))
-    else:
+    elif result.returncode == 0:
         import json
 
-        facts = json.loads(result.stdout.decode().strip().splitlines()[-1])
+        facts.update(json.loads(result.stdout.decode().strip().splitlines()[-1]))
         have = ".".join(facts["python"].split(".")[:2])
-        if have != want:
+        if python is None:
+            how = ("pyjoule will try `uv python install` on first use (it needs "
+                   "github.com or UV_PYTHON_INSTALL_MIRROR)" if facts.get("uv_version")
+                   or host.install_uv else "and uv may not be installed to fetch one")
+            problems.append(str(interpreter.no_python_error(
+                conn.endpoint, want, f"python3 there is {facts['python']}; {how}")))
+        elif have != want:
             problems.append(
-                f"python3 on the host is {facts['python']}, the client runs {want}: "
-                f"cloudpickle needs the same minor version. Install Python {want} "
-                f"there; uv can provide it (uv python install {want}).")
-        if not facts.get("uv_version"):
-            fix = ("pyjoule installs it into ~/.local/bin on first use" if host.install_uv
-                   else "install it (pip install --user uv) or pass pj.Host(uv=PATH)")
-            problems.append(f"uv not found on the host: {fix}")
+                f"{python} on the host is Python {facts['python']}, the client runs "
+                f"{want}: cloudpickle needs the same minor version. Give "
+                f"pj.Host(python=...) an interpreter of {want}.")
+        if not facts.get("uv_version") and not existing:
+            if host.install_uv:
+                facts["uv_note"] = "pyjoule installs it into ~/.local/bin on first use"
+            else:
+                problems.append("uv not found on the host and pj.Host(install_uv=False): "
+                                "install it (pip install --user uv) or pass pj.Host(uv=PATH)")
         if facts.get("sbatch"):
             facts["slurm_limits"] = _slurm_limits(conn)
         if facts.get("free_bytes", min_free_bytes) < min_free_bytes:
             problems.append(f"only {facts['free_bytes'] / 2**20:.0f} MiB free in "
                             f"{facts['workdir']}: free space or set pj.Host(workdir=...)")
     return HostReport(str(conn.endpoint), rtt, facts, problems)
+
+
+def _uv_path(conn, host) -> str | None:
+    """uv's path on the host, without installing it (None when missing)."""
+    from .env import _FIND_UV
+
+    candidates = [host.uv] if host.uv else ["uv", conn.expand("~/.local/bin/uv")]
+    res = conn.run(["sh", "-c", _FIND_UV, "sh", *candidates], check=False)
+    return res.text.strip().splitlines()[-1] if res.returncode == 0 and res.text.strip() \
+        else None
 
 
 def _slurm_limits(conn: Connection) -> str:
