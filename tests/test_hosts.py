@@ -33,6 +33,17 @@ def test_env_and_cwd_are_quoted_too(tmp_path):
     assert out.stdout.decode() == f"{folder}|{env['V']}"
 
 
+def test_shown_commands_mask_only_the_secret_values():
+    """Logs and errors show pj.Host(env=...) values as *** but pyjoule's own settings
+    in clear, so a failed build can be rerun by hand."""
+    shown = build_command(["uv", "sync"], shown_env={"UV_PYTHON_DOWNLOADS": "never",
+                                                     "TOKEN": "s3cret-value"},
+                          secret=["TOKEN"])
+    assert "UV_PYTHON_DOWNLOADS=never" in shown and "TOKEN=***" in shown
+    assert "s3cret" not in shown
+    assert "V=***" in build_command(["true"], shown_env={"V": "x"})  # default: all hidden
+
+
 def test_a_command_string_is_refused():
     with pytest.raises(TypeError, match="list of arguments"):
         build_command("rm -rf ~")

@@ -21,12 +21,14 @@ _WITH_ENV = 'eval "$(cat)" && exec "$@"'
 
 
 def build_command(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-                  cwd: str | None = None, shown_env: Mapping[str, str] | None = None) -> str:
+                  cwd: str | None = None, shown_env: Mapping[str, str] | None = None,
+                  secret: Iterable[str] | None = None) -> str:
     """The shell text for ``argv``: every argument and path quoted, under ``umask 077``.
 
     With ``env``, the command reads the variables from its stdin (give it
-    :func:`env_input`); ``shown_env`` only names them, values as ``***`` (for logs and
-    errors)."""
+    :func:`env_input`); ``shown_env`` is for logs and errors: the variables named in
+    ``secret`` (default: all) show ``***`` for their values, pyjoule's own settings
+    (``UV_PROJECT_ENVIRONMENT`` and the like) show theirs, so the command can be rerun."""
     if isinstance(argv, str):
         raise TypeError("pass the command as a list of arguments, not a string: "
                         "each argument is quoted for the remote shell")
@@ -34,7 +36,9 @@ def build_command(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
     if env:
         words = ["sh", "-c", _WITH_ENV, "sh", *words]
     elif shown_env:
-        words = ["env", *(f"{k}=***" for k in shown_env), *words]
+        hidden = set(shown_env) if secret is None else set(secret)
+        words = ["env", *(f"{k}=***" if k in hidden else f"{k}={v}"
+                          for k, v in shown_env.items()), *words]
     command = shlex.join(words)
     if cwd:
         command = f"cd {shlex.quote(cwd)} && {command}"

@@ -210,7 +210,7 @@ class Connection(Authenticating):
                 raise ValueError("a command given env= reads it from stdin: it cannot "
                                  "take input= too")
             input = env_input(full_env)
-        shown = build_command(argv, cwd=cwd, shown_env=full_env)
+        shown = build_command(argv, cwd=cwd, shown_env=full_env, secret=secret_env or ())
         for attempt in (1, 2):
             try:
                 result = self._exec(command, input, timeout, shown)
