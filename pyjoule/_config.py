@@ -30,6 +30,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], Any]] = {
     "progress": ("PYJOULE_PROGRESS", _to_bool, True),
     "log_level": ("PYJOULE_LOG_LEVEL", str, None),
     "poll_interval_s": ("PYJOULE_POLL_INTERVAL", float, None),
+    "progress_interval_s": ("PYJOULE_PROGRESS_INTERVAL", float, 30.0),
     "limit": ("PYJOULE_LIMIT", int, None),
     "ssh_config": ("PYJOULE_SSH_CONFIG", str, None),
     "shared_cache": ("PYJOULE_SHARED_CACHE", _to_bool, False),
@@ -45,7 +46,7 @@ def _check(name: str, value: Any) -> str | None:
             return "a whole number >= 0"
     elif name in ("progress", "shared_cache") and not isinstance(value, bool):
         return "True or False"
-    elif name == "poll_interval_s":
+    elif name in ("poll_interval_s", "progress_interval_s"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             return "a number of seconds > 0"
     elif name == "log_level" and (not isinstance(value, str) or value.upper() not in _LEVELS):
@@ -92,6 +93,9 @@ class config(metaclass=_ConfigType):
         Level of the ``pyjoule`` logger (``PYJOULE_LOG_LEVEL``).
     poll_interval_s : float
         Fixed interval between result polls (``PYJOULE_POLL_INTERVAL``).
+    progress_interval_s : float
+        Seconds between progress lines where there is no terminal or notebook
+        (``PYJOULE_PROGRESS_INTERVAL``, default 30).
     limit : int
         Run only the first N missing psets of any map (``PYJOULE_LIMIT``).
     ssh_config : str or Path
