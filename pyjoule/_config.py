@@ -203,7 +203,8 @@ def apply_log_level_from_env() -> None:
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path | None:
-    """Nearest ancestor of ``start`` (default: cwd) holding ``pyproject.toml`` or
+    """Nearest ancestor of ``start`` (default: the folder of the script or notebook
+    being run, else the cwd: see ``_project``) holding ``pyproject.toml`` or
     ``.git`` that is the user's own.
 
     The search never goes above the home directory (when ``start`` is inside it) and
@@ -214,7 +215,11 @@ def project_root(start: str | os.PathLike | None = None) -> Path | None:
     """
     from ._private import problem
 
-    here = Path(start or os.getcwd()).resolve()
+    if start is None:
+        from ._project import code_folder
+
+        start = code_folder()
+    here = Path(start).resolve()
     home = _home()
     for folder in (here, *here.parents):
         try:
@@ -249,13 +254,31 @@ def user_cache_dir() -> Path:
     return Path(base) / "pyjoule"
 
 
-def default_cache_dir() -> Path:
-    """``$PYJOULE_CACHE``, else ``.pyjoule/`` in the project root, else the user cache."""
+def default_cache_dir(func: Callable | None = None, *, start: str | None = None) -> Path:
+    """``$PYJOULE_CACHE``, else ``.pyjoule/`` in the project root, else the user cache.
+
+    The project is the one of ``func``'s file (without ``func``: of the script or
+    notebook being run, else the cwd's; ``start``: of that folder), so a script's
+    cache does not depend on the folder it is started from."""
+    return cache_choice(func, start=start)[0]
+
+
+def cache_choice(func: Callable | None = None, *,
+                 start: str | None = None) -> tuple[Path, str]:
+    """The default cache (see :func:`default_cache_dir`) and why it is that one, in
+    words for ``pyjoule runs`` and ``pj.runs()``."""
     configured = _configured("cache")
     if configured:
-        return Path(configured).expanduser()
-    root = project_root()
-    return root / ".pyjoule" if root is not None else user_cache_dir()
+        source = "pj.config(cache=...)" if "cache" in _overrides else "PYJOULE_CACHE"
+        return Path(configured).expanduser(), f"set by {source}"
+    if start is None:
+        from ._project import code_folder
+
+        start = code_folder(func)
+    root = project_root(start)
+    if root is not None:
+        return root / ".pyjoule", f"the project {root}"
+    return user_cache_dir(), f"the user cache: {start} is in no project of yours"
 
 
 def default_workers() -> int:

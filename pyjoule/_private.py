@@ -155,6 +155,25 @@ def _mkdir(path: Path, mode: int) -> bool:
         return False
 
 
+IGNORE_ALL = "# written by pyjoule: a cache is not for version control\n*\n"
+
+
+def write_ignore_file(folder: str | os.PathLike) -> None:
+    """Write ``.gitignore`` containing ``*`` into the cache ``folder``, so that
+    ``git add .`` in a project never commits its ``.pyjoule/`` cache. Only when there
+    is none: a user's own file (or a deliberate empty one) is never overwritten."""
+    try:
+        fd = os.open(os.path.join(folder, ".gitignore"),
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL, modes()[1])
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, modes()[1])
+        os.write(fd, IGNORE_ALL.encode())
+    finally:
+        os.close(fd)
+
+
 def create_private_file(path: str | os.PathLike) -> None:
     """Create ``path`` empty with the private file mode if it does not exist (so that
     a program creating it later, like SQLite, gets it with that mode)."""
