@@ -111,7 +111,7 @@ class Progress:
         """Write a progress line to stderr (the bar's place), never failing the run."""
         elapsed = time.monotonic() - self._started
         rate = (self.done + self.failed) / elapsed if elapsed > 0 else 0.0
-        text = self.line(f", {rate:.3g} psets/s{suffix}")
+        text = self.line(f"{suffix}, {rate:.3g} psets/s")
         try:
             sys.stderr.write(text + "\n")
             sys.stderr.flush()
