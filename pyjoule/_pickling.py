@@ -23,15 +23,26 @@ def _reduce_code(code: types.CodeType):
     return marshal.loads, (marshal.dumps(code),)
 
 
+_PICKLER = None
+
+
+def _pickler():
+    """cloudpickle's Pickler with code objects sent by marshal (made once)."""
+    global _PICKLER
+    if _PICKLER is None:
+        import cloudpickle
+
+        class _Pickler(cloudpickle.Pickler):
+            dispatch_table = ChainMap({types.CodeType: _reduce_code},
+                                      getattr(cloudpickle.Pickler, "dispatch_table",
+                                              copyreg.dispatch_table))
+
+        _PICKLER = _Pickler
+    return _PICKLER
+
+
 def dumps(obj, protocol: int = 5) -> bytes:
     """``cloudpickle.dumps(obj)``, keeping code objects' file names and lines."""
-    import cloudpickle
-
-    class _Pickler(cloudpickle.Pickler):
-        dispatch_table = ChainMap({types.CodeType: _reduce_code},
-                                  getattr(cloudpickle.Pickler, "dispatch_table",
-                                          copyreg.dispatch_table))
-
     with io.BytesIO() as buf:
-        _Pickler(buf, protocol=protocol).dump(obj)
+        _pickler()(buf, protocol=protocol).dump(obj)
         return buf.getvalue()

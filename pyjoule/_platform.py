@@ -47,6 +47,18 @@ def _psutil_process(pid: int):
         return None
 
 
+def _ps_state(pid: int) -> str:
+    """The process state letter(s) ``ps`` gives for ``pid`` ("" if none, or no ps)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip()
+
+
 # ------------------------------------------------------------------ processes
 def process_start_time(pid: int) -> str:
     """When ``pid`` started, as text: tells a live process from a reused pid. "" when
@@ -69,6 +81,10 @@ def is_zombie(pid: int) -> bool:
     if LINUX:
         fields = _stat_fields(pid)
         return bool(fields) and fields[0] == "Z"
+    try:
+        import psutil  # noqa: F401
+    except ImportError:  # e.g. a worker on a host without it: ask ps (slow, rare)
+        return _ps_state(pid).startswith("Z")
     proc = _psutil_process(pid)
     if proc is None:
         return False

@@ -143,6 +143,19 @@ def test_child_exited_leaves_the_child_unreaped(platform_mode):
     assert _platform.child_exited(proc.pid)  # reaped: gone
 
 
+def test_without_psutil_a_zombie_child_is_still_seen_to_have_exited(monkeypatch):
+    monkeypatch.setattr(_platform, "LINUX", False)
+    monkeypatch.setitem(sys.modules, "psutil", None)  # import psutil fails: ps answers
+    proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        assert not _platform.child_exited(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        wait_until(lambda: _platform.child_exited(proc.pid), "ps to see the zombie")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_file_system_type_agrees_with_the_portable_fallback(monkeypatch, tmp_path):
     linux = _platform.filesystem_type(tmp_path)
     root = _platform.filesystem_type("/")
