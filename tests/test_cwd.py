@@ -136,3 +136,31 @@ def test_a_missing_gitignore_is_written_again_but_a_users_is_never_replaced(tmp_
     _OPEN.clear()
     Store.open(cache)
     assert ignore.read_text() == "index.sqlite\n"
+
+
+def test_a_notebooks_functions_belong_to_the_notebooks_project_whatever_the_cwd(
+        project, tmp_path):
+    # a kernel's __main__ has no __file__; VS Code names the notebook in the namespace
+    notebook = project / "notebooks" / "analysis.ipynb"
+    notebook.parent.mkdir()
+    notebook.write_text("{}")
+    code = textwrap.dedent(f"""
+        import json
+        __vsc_ipynb_file__ = {str(notebook)!r}
+        import pyjoule as pj
+
+        @pj.experiment(workers=0)
+        def area(r):
+            return 3 * r * r
+
+        area.sweep(r=[1, 2])
+        print(json.dumps({{"name": area.name, "cache": pj.runs().attrs["cache"]}}))
+    """)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=_clean_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen == {"name": "notebooks.analysis.area", "cache": str(project / ".pyjoule")}
+    assert not (elsewhere / ".pyjoule").exists()
