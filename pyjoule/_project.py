@@ -50,6 +50,9 @@ def main_path() -> str | None:
     file says nothing about the user's project."""
     main = sys.modules.get("__main__")
     space = vars(main) if main is not None else {}
+    spec = space.get("__spec__")
+    if getattr(spec, "name", "").partition(".")[0] == "pyjoule":  # python -m pyjoule
+        return None
     path = space.get("__file__")
     if isinstance(path, str) and path:
         path = os.path.realpath(path)
