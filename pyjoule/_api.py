@@ -146,8 +146,11 @@ class Experiment:
         self._func = func
         self._signature = _dispatch.Signature(func)
         from ._identity import module_label
+        from ._project import identity_root
 
-        self.name = f"{module_label(getattr(func, '__module__', None))}." \
+        module = getattr(func, '__module__', None)  # a script's name: from its project
+        root = identity_root(func) if module == "__main__" else None
+        self.name = f"{module_label(module, root)}." \
                     f"{getattr(func, '__qualname__', func)}"
         functools.update_wrapper(self, func)
 
@@ -173,7 +176,7 @@ class Experiment:
         cache = self._options.get("cache")
         if cache is False:
             raise AssertionError("no store for cache=False")  # _Session makes a temporary one
-        return Store.open(cache if cache is not None else default_cache_dir())
+        return Store.open(cache if cache is not None else default_cache_dir(self._func))
 
     def _identity(self):
         from ._identity import identify
@@ -366,7 +369,8 @@ class Experiment:
         try:
             from pathlib import Path
 
-            root = Path(cache if cache is not None else default_cache_dir()).expanduser()
+            root = Path(cache if cache is not None
+                        else default_cache_dir(self._func)).expanduser()
             out["cache"] = str(root.absolute())
             if not (root / "index.sqlite").exists():
                 out["cached"] = "nothing yet"
@@ -680,6 +684,16 @@ def _registry(cache: str | os.PathLike | None) -> Store:
     return Store.open(cache if cache is not None else default_cache_dir())
 
 
+def _registry_and_reason(cache: str | os.PathLike | None) -> tuple[Store, str]:
+    """The registry's store, and in words why that cache (see ``cache_choice``)."""
+    from ._config import cache_choice
+
+    if cache is not None:
+        return Store.open(cache), "passed as cache="
+    path, reason = cache_choice()
+    return Store.open(path), reason
+
+
 def _refresh_local_runs(store: Store) -> None:
     """Ingest what this machine's running runs have written, so the counts are current
     and a run whose process is gone (a kernel shut down mid-run) is finished. Remote
@@ -699,11 +713,16 @@ def runs(cache: str | os.PathLike | None = None):
     ``total``, ``cached``, ``done``, ``failed``, ``submitted`` and ``finished`` (UTC),
     the scheduler's ``job_ids``, ``func_id`` (the function version) and
     ``scheduler_queries`` (SLURM: commands sent to the scheduler for the run).
+    ``attrs["cache"]`` names the cache listed (the project of the script or notebook
+    being run, else of the cwd), ``attrs["cache_reason"]`` why; the repr starts with
+    both.
     """
     import pandas as pd
 
+    from ._runsframe import runs_frame
+
     rows = []
-    store = _registry(cache)
+    store, reason = _registry_and_reason(cache)
     _refresh_local_runs(store)
     for rec in store.list_runs():
         rows.append({"id": rec["run_id"], "function": rec["name"], "host": rec["host"],
@@ -715,7 +734,7 @@ def runs(cache: str | os.PathLike | None = None):
                      "scheduler_queries": (rec["options"] or {}).get("scheduler_queries")})
     cols = ["id", "function", "host", "backend", "state", "total", "cached", "done",
             "failed", "submitted", "finished", "job_ids", "func_id", "scheduler_queries"]
-    return pd.DataFrame(rows, columns=cols)
+    return runs_frame(rows, cols, str(store.root), reason)
 
 
 def attach(run_id: str, cache: str | os.PathLike | None = None) -> Run:

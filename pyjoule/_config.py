@@ -30,6 +30,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], Any]] = {
     "progress": ("PYJOULE_PROGRESS", _to_bool, True),
     "log_level": ("PYJOULE_LOG_LEVEL", str, None),
     "poll_interval_s": ("PYJOULE_POLL_INTERVAL", float, None),
+    "progress_interval_s": ("PYJOULE_PROGRESS_INTERVAL", float, 30.0),
     "limit": ("PYJOULE_LIMIT", int, None),
     "ssh_config": ("PYJOULE_SSH_CONFIG", str, None),
     "shared_cache": ("PYJOULE_SHARED_CACHE", _to_bool, False),
@@ -45,7 +46,7 @@ def _check(name: str, value: Any) -> str | None:
             return "a whole number >= 0"
     elif name in ("progress", "shared_cache") and not isinstance(value, bool):
         return "True or False"
-    elif name == "poll_interval_s":
+    elif name in ("poll_interval_s", "progress_interval_s"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             return "a number of seconds > 0"
     elif name == "log_level" and (not isinstance(value, str) or value.upper() not in _LEVELS):
@@ -92,6 +93,9 @@ class config(metaclass=_ConfigType):
         Level of the ``pyjoule`` logger (``PYJOULE_LOG_LEVEL``).
     poll_interval_s : float
         Fixed interval between result polls (``PYJOULE_POLL_INTERVAL``).
+    progress_interval_s : float
+        Seconds between progress lines where there is no terminal or notebook
+        (``PYJOULE_PROGRESS_INTERVAL``, default 30).
     limit : int
         Run only the first N missing psets of any map (``PYJOULE_LIMIT``).
     ssh_config : str or Path
@@ -199,7 +203,8 @@ def apply_log_level_from_env() -> None:
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path | None:
-    """Nearest ancestor of ``start`` (default: cwd) holding ``pyproject.toml`` or
+    """Nearest ancestor of ``start`` (default: the folder of the script or notebook
+    being run, else the cwd: see ``_project``) holding ``pyproject.toml`` or
     ``.git`` that is the user's own.
 
     The search never goes above the home directory (when ``start`` is inside it) and
@@ -210,7 +215,11 @@ def project_root(start: str | os.PathLike | None = None) -> Path | None:
     """
     from ._private import problem
 
-    here = Path(start or os.getcwd()).resolve()
+    if start is None:
+        from ._project import code_folder
+
+        start = code_folder()
+    here = Path(start).resolve()
     home = _home()
     for folder in (here, *here.parents):
         try:
@@ -245,13 +254,31 @@ def user_cache_dir() -> Path:
     return Path(base) / "pyjoule"
 
 
-def default_cache_dir() -> Path:
-    """``$PYJOULE_CACHE``, else ``.pyjoule/`` in the project root, else the user cache."""
+def default_cache_dir(func: Callable | None = None, *, start: str | None = None) -> Path:
+    """``$PYJOULE_CACHE``, else ``.pyjoule/`` in the project root, else the user cache.
+
+    The project is the one of ``func``'s file (without ``func``: of the script or
+    notebook being run, else the cwd's; ``start``: of that folder), so a script's
+    cache does not depend on the folder it is started from."""
+    return cache_choice(func, start=start)[0]
+
+
+def cache_choice(func: Callable | None = None, *,
+                 start: str | None = None) -> tuple[Path, str]:
+    """The default cache (see :func:`default_cache_dir`) and why it is that one, in
+    words for ``pyjoule runs`` and ``pj.runs()``."""
     configured = _configured("cache")
     if configured:
-        return Path(configured).expanduser()
-    root = project_root()
-    return root / ".pyjoule" if root is not None else user_cache_dir()
+        source = "pj.config(cache=...)" if "cache" in _overrides else "PYJOULE_CACHE"
+        return Path(configured).expanduser(), f"set by {source}"
+    if start is None:
+        from ._project import code_folder
+
+        start = code_folder(func)
+    root = project_root(start)
+    if root is not None:
+        return root / ".pyjoule", f"the project {root}"
+    return user_cache_dir(), f"the user cache: {start} is in no project of yours"
 
 
 def default_workers() -> int:

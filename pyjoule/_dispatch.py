@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from . import _claims, _hashing, _interrupt, _private, _records, _space, _unfinished
+from . import _claims, _hashing, _interrupt, _pickling, _private, _records, _space, _unfinished
 from ._errors import OptionError, SerializationError
 from ._rundir import PAYLOAD, REQUEST, RETRY, TASKS, RunDir
 from ._store import Store
@@ -187,7 +187,7 @@ def pickle_function(func: Callable, payload: dict, by_value: Sequence[str] = ())
                 continue
             cloudpickle.register_pickle_by_value(module)
             registered.append(module)
-        return cloudpickle.dumps(payload, protocol=5)
+        return _pickling.dumps(payload, protocol=5)  # code keeps its file names
     except Exception as exc:  # noqa: BLE001 - any pickling failure gets explained
         culprit = _unpicklable_global(func)
         where = f": the global {culprit!r} it uses cannot be pickled" if culprit else ""

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ._project import identity_root, notebook_path
+
 __all__ = ["Identity", "describe_change", "identify"]
 
 _SCALARS = (type(None), bool, int, float, complex, str, bytes)
@@ -288,16 +290,6 @@ def _function_locals(func: types.FunctionType, refs: list) -> list[str]:
 
 
 # ----------------------------------------------------------------- whose code
-
-
-@functools.lru_cache(maxsize=16)
-def _default_root(cwd: str) -> str:
-    here = cwd
-    while not any(os.path.exists(os.path.join(here, m)) for m in ("pyproject.toml", ".git")):
-        if os.path.dirname(here) == here:
-            return cwd
-        here = os.path.dirname(here)
-    return here
 
 
 def _is_under(path: str, directory: str) -> bool:
@@ -601,8 +593,10 @@ def identify(
     version : str, optional
         Pins the identity to ``(name, version)``; the code is not looked at.
     project_root : str or path-like, optional
-        Default: the nearest ancestor of the cwd holding ``pyproject.toml`` or
-        ``.git``, else the cwd.
+        Default: the project of the function's file (nearest ancestor holding
+        ``pyproject.toml`` or ``.git`` that is the user's own), else that file's
+        folder; for a notebook's function, the notebook's folder. Never the cwd,
+        unless no file says where the code is (``python -c``).
 
     Returns
     -------
@@ -621,8 +615,8 @@ def identify(
     func = _unwrap(func)
     name = getattr(func, "__qualname__", None)
     name = name if isinstance(name, str) else type(func).__qualname__
-    if project_root is None:
-        root = _default_root(os.path.realpath(os.getcwd()))
+    if project_root is None:  # the project of the function's file, not of the cwd
+        root = identity_root(func)
     else:
         root = os.path.realpath(os.fspath(project_root))
     if version is not None:  # pinned to the function's full name: two scripts' ``f``
@@ -667,28 +661,14 @@ def module_label(module: str | None, root: str | None = None) -> str:
     space = vars(main) if main is not None else {}
     path = space.get("__file__")
     if not isinstance(path, str) or not path:
-        path = _notebook_path(space)
+        path = notebook_path(space)
     if not path:
         return "__main__"
     path = os.path.realpath(path)
-    root = root or _default_root(os.path.realpath(os.getcwd()))
+    root = root or identity_root()
     rel = os.path.relpath(path, root) if _is_under(path, root) else os.path.basename(path)
     stem = os.path.splitext(rel)[0]
     return ".".join(part for part in stem.split(os.sep) if part) or "__main__"
-
-
-def _notebook_path(space: Mapping) -> str | None:
-    """The notebook a kernel runs, where the front end says: Jupyter sets
-    ``__session__`` (from ``JPY_SESSION_NAME``), VS Code ``__vsc_ipynb_file__``."""
-    for key in ("__vsc_ipynb_file__", "__session__"):
-        value = space.get(key)
-        if not isinstance(value, str) or not value.endswith(".ipynb"):
-            continue
-        if os.path.isabs(value):
-            return value
-        # relative to the server's root; the kernel runs in the notebook's folder
-        return os.path.join(os.getcwd(), os.path.basename(value))
-    return None
 
 
 # ------------------------------------------------------------ describing changes

@@ -2,9 +2,14 @@
 portable fallback, so that the client may be a Mac.
 
 ``LINUX`` says whether the Linux probes are used; tests switch it off to check that
-the fallbacks keep the behaviour. psutil, when a fallback uses it, is imported lazily
-and only there: the worker's import closure stays the standard library. Other modules
-may add a function here, with its fallback and a test that forces the fallback.
+the fallbacks keep the behaviour. ``PYJOULE_PORTABLE_ONLY=1`` in the environment
+switches it off in a whole process and its workers: a test switch (CI runs the
+local-engine tests a second time with it, so the paths a Mac takes are tested on
+every commit), not a setting for users. psutil, when a fallback uses it, is imported
+lazily and only there: the worker's import closure stays the standard library. Other
+modules may add a function here, with its fallback and a test that forces the
+fallback. Windows is not supported (fork, process groups, POSIX signals):
+:func:`require_posix` says so clearly.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ import os
 import sys
 import time
 
-LINUX = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
+PORTABLE_ONLY = os.environ.get("PYJOULE_PORTABLE_ONLY", "") not in ("", "0")
+LINUX = sys.platform.startswith("linux") and os.path.isdir("/proc/self") \
+    and not PORTABLE_ONLY
 
 _PR_SET_NAME = 15
 _PR_SET_PDEATHSIG = 1
@@ -40,6 +47,18 @@ def _psutil_process(pid: int):
         return None
 
 
+def _ps_state(pid: int) -> str:
+    """The process state letter(s) ``ps`` gives for ``pid`` ("" if none, or no ps)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip()
+
+
 # ------------------------------------------------------------------ processes
 def process_start_time(pid: int) -> str:
     """When ``pid`` started, as text: tells a live process from a reused pid. "" when
@@ -62,6 +81,10 @@ def is_zombie(pid: int) -> bool:
     if LINUX:
         fields = _stat_fields(pid)
         return bool(fields) and fields[0] == "Z"
+    try:
+        import psutil  # noqa: F401
+    except ImportError:  # e.g. a worker on a host without it: ask ps (slow, rare)
+        return _ps_state(pid).startswith("Z")
     proc = _psutil_process(pid)
     if proc is None:
         return False
@@ -116,6 +139,20 @@ def group_alive(pgid: int) -> bool:
         except (OSError, psutil.Error):
             continue
     return False
+
+
+def child_exited(pid: int) -> bool:
+    """Whether this process's child ``pid`` has exited, leaving it unreaped (its pid,
+    and the id of the process group it leads, stay held until the caller reaps it).
+
+    Linux: ``waitid(WNOWAIT)``. Elsewhere (macOS has no ``os.waitid``): the child is
+    a zombie, or gone."""
+    if LINUX and hasattr(os, "waitid"):
+        try:
+            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+    return not is_running(pid)
 
 
 # ------------------------------------------------------------------- waiting
@@ -206,3 +243,69 @@ def parent_died(parent: int) -> bool:
     """Whether this process's parent is no longer ``parent`` (it died; init or a
     subreaper adopted this process)."""
     return os.getppid() != parent
+
+
+# ---------------------------------------------------------------- file systems
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+def _mounts(mountinfo: str | os.PathLike | None) -> list[tuple[str, str]] | None:
+    """(mount point, file system type) of every mount, in mount order; None when
+    unknown. Linux: ``/proc/self/mountinfo`` (or the file ``mountinfo``); elsewhere
+    psutil's partitions."""
+    if mountinfo is not None or LINUX:
+        try:
+            with open(mountinfo or "/proc/self/mountinfo", encoding="utf-8",
+                      errors="replace") as fh:
+                lines = fh.read().splitlines()
+        except OSError:
+            return None
+        mounts = []
+        for line in lines:
+            fields = line.split()
+            if "-" not in fields or len(fields) < 5:
+                continue
+            after = fields[fields.index("-") + 1:]
+            if after:
+                mounts.append((_unescape(fields[4]), after[0]))
+        return mounts
+    try:
+        import psutil
+
+        return [(p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
+    except Exception:  # noqa: BLE001 - no psutil, or a system it cannot read
+        return None
+
+
+def filesystem_type(path: str | os.PathLike,
+                    mountinfo: str | os.PathLike | None = None) -> str | None:
+    """The type of the file system ``path`` is on ("ext4", "nfs4", "apfs", ...), from
+    the longest mount point that is a prefix of its real path; None when unknown."""
+    mounts = _mounts(mountinfo)
+    if mounts is None:
+        return None
+    real = os.path.realpath(path)
+    best, kind = -1, None
+    for point, fstype in mounts:
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= best:  # later mounts over the same point win
+            best, kind = len(point), fstype
+    return kind
+
+
+# ------------------------------------------------------------------ support
+def require_posix() -> None:
+    """Raise a clear ``PyjouleError`` on Windows, where the local engine cannot work
+    (it forks, runs workers as process groups and signals them)."""
+    if os.name == "nt" or sys.platform.startswith(("win32", "cygwin")):
+        from ._errors import PyjouleError
+
+        raise PyjouleError(
+            "Windows is not supported: pyjoule's local engine needs fork, process "
+            "groups and POSIX signals. Use WSL (Windows Subsystem for Linux: install "
+            "Python and pyjoule inside it and run your scripts there), or run on a "
+            "Linux or macOS machine; remote hosts and SLURM clusters are Linux anyway.")

@@ -32,12 +32,13 @@ SHARED_DIR_MODE = 0o2770  # with shared_cache: the group shares; setgid keeps th
 SHARED_FILE_MODE = 0o660
 
 # file system types on which SQLite's WAL (shared memory between processes) does not
-# work across hosts (Linux /proc/self/mountinfo names)
+# work across hosts (names as Linux's mount table and macOS's mount give them)
 NETWORK_FS = frozenset({
     "nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "lustre", "gpfs", "fuse.sshfs",
     "sshfs", "ceph", "fuse.ceph", "glusterfs", "fuse.glusterfs", "beegfs", "afs",
     "panfs", "9p", "fuse.s3fs", "fuse.rclone", "davfs", "fuse.davfs2", "ncpfs",
-    "coda", "ocfs2", "gfs2", "pvfs2", "orangefs", "fuse.juicefs", "fuse.gcsfuse"})
+    "coda", "ocfs2", "gfs2", "pvfs2", "orangefs", "fuse.juicefs", "fuse.gcsfuse",
+    "afpfs", "webdav", "macfuse", "osxfuse"})
 
 
 def shared() -> bool:
@@ -155,6 +156,25 @@ def _mkdir(path: Path, mode: int) -> bool:
         return False
 
 
+IGNORE_ALL = "# written by pyjoule: a cache is not for version control\n*\n"
+
+
+def write_ignore_file(folder: str | os.PathLike) -> None:
+    """Write ``.gitignore`` containing ``*`` into the cache ``folder``, so that
+    ``git add .`` in a project never commits its ``.pyjoule/`` cache. Only when there
+    is none: a user's own file (or a deliberate empty one) is never overwritten."""
+    try:
+        fd = os.open(os.path.join(folder, ".gitignore"),
+                     os.O_WRONLY | os.O_CREAT | os.O_EXCL, modes()[1])
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, modes()[1])
+        os.write(fd, IGNORE_ALL.encode())
+    finally:
+        os.close(fd)
+
+
 def create_private_file(path: str | os.PathLike) -> None:
     """Create ``path`` empty with the private file mode if it does not exist (so that
     a program creating it later, like SQLite, gets it with that mode)."""
@@ -169,37 +189,13 @@ def create_private_file(path: str | os.PathLike) -> None:
 
 
 # ------------------------------------------------------------ network file systems
-def _unescape(field: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes."""
-    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        field = field.replace(code, char)
-    return field
-
-
 def filesystem_type(path: str | os.PathLike,
-                    mountinfo: str | os.PathLike = "/proc/self/mountinfo") -> str | None:
-    """The type of the file system ``path`` is on ("ext4", "nfs4", ...), from the
-    longest mount point that is a prefix of its real path; None when unknown (no
-    ``mountinfo``: macOS and other systems, or an unreadable one)."""
-    try:
-        with open(mountinfo, encoding="utf-8", errors="replace") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return None
-    real = os.path.realpath(path)
-    best, kind = -1, None
-    for line in lines:
-        fields = line.split()
-        if "-" not in fields or len(fields) < 5:
-            continue
-        point = _unescape(fields[4])
-        after = fields[fields.index("-") + 1:]
-        if not after:
-            continue
-        inside = real == point or real.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= best:  # later mounts over the same point win
-            best, kind = len(point), after[0]
-    return kind
+                    mountinfo: str | os.PathLike | None = None) -> str | None:
+    """The type of the file system ``path`` is on ("ext4", "nfs4", ...), None when
+    unknown; ``mountinfo`` reads another Linux mount table (tests). See ``_platform``."""
+    from . import _platform
+
+    return _platform.filesystem_type(path, mountinfo)
 
 
 def network_filesystem(path: str | os.PathLike, **kw) -> str | None:

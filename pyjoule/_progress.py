@@ -5,8 +5,12 @@ Where the bar goes depends on who is watching:
 - a Jupyter kernel: a tqdm widget (``tqdm.notebook``, which needs ipywidgets: the
   ``notebook`` extra); without ipywidgets, the text bar, quietly (tqdm would warn);
 - a terminal (stderr is a tty): tqdm's text bar on stderr;
-- nobody (batch jobs, CI logs, a pipe): an INFO log line every ``log_every_s``
-  seconds and one when the work ends, so nobody's log fills with carriage returns.
+- nobody (batch jobs, CI logs, a pipe): a plain line on stderr every
+  ``progress_interval_s`` seconds (30 by default) and one when the work ends, with
+  done/failed/cached/total and the rate, so a batch log shows the work moving and
+  nobody's log fills with carriage returns. Like the bar these lines are progress,
+  not log records: they need no ``PYJOULE_LOG_LEVEL``, and ``progress=False`` hides
+  them.
 """
 
 from __future__ import annotations
@@ -63,25 +67,28 @@ class Progress:
 
     Examples
     --------
-    Without a terminal or a notebook it logs instead of drawing:
+    Without a terminal or a notebook it writes lines to stderr instead of drawing:
 
-    >>> import logging
-    >>> logging.getLogger("pyjoule").setLevel("INFO")
-    >>> bar = Progress(4, cached=1, label="demo", log_every_s=0)
+    >>> bar = Progress(4, cached=1, label="demo", log_every_s=3600, enabled=False)
     >>> bar.update(done=2, failed=1)
     >>> bar.close()
     >>> bar.done, bar.failed, bar.cached
     (2, 1, 1)
-    >>> logging.getLogger("pyjoule").setLevel(logging.NOTSET)
+    >>> bar.line()
+    'demo: 4/4 psets (done 2, failed 1, cached 1)'
     """
 
     def __init__(self, total: int, cached: int = 0, *, enabled: bool = True,
-                 label: str = "pyjoule", log_every_s: float = 10.0):
+                 label: str = "pyjoule", log_every_s: float | None = None):
         self.total, self.cached = total, cached
         self.done = self.failed = 0
         self.label = label
         self._bar = None
         self._started = self._last_log = time.monotonic()
+        if log_every_s is None:
+            from ._config import config
+
+            log_every_s = config.get("progress_interval_s")
         self._log_every_s = log_every_s
         self.enabled = enabled and total > cached
         if self.enabled and _interactive():
@@ -95,19 +102,31 @@ class Progress:
             self._bar.set_postfix_str(
                 f"done={self.done} failed={self.failed} cached={self.cached}", refresh=False)
 
+    def line(self, suffix: str = "") -> str:
+        """The progress line: counts out of the total, then ``suffix``."""
+        return (f"{self.label}: {self.cached + self.done + self.failed}/{self.total} psets "
+                f"(done {self.done}, failed {self.failed}, cached {self.cached}){suffix}")
+
     def _log(self, suffix: str = "") -> None:
-        log.info("%s: %d/%d psets (done %d, failed %d, cached %d)%s", self.label,
-                 self.cached + self.done + self.failed, self.total, self.done,
-                 self.failed, self.cached, suffix)
+        """Write a progress line to stderr (the bar's place), never failing the run."""
+        elapsed = time.monotonic() - self._started
+        rate = (self.done + self.failed) / elapsed if elapsed > 0 else 0.0
+        text = self.line(f"{suffix}, {rate:.3g} psets/s")
+        try:
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):  # no stderr, or a closed one
+            log.info("%s", text)
 
     def update(self, done: int = 0, failed: int = 0) -> None:
-        if not (done or failed):
-            return
+        """Count what finished; called at every poll (also with nothing new), so that
+        a batch log gets its line on time while long psets run."""
         self.done += done
         self.failed += failed
         if self._bar is not None:
-            self._postfix()
-            self._bar.update(done + failed)
+            if done or failed:
+                self._postfix()
+                self._bar.update(done + failed)
         elif self.enabled and time.monotonic() - self._last_log >= self._log_every_s:
             self._last_log = time.monotonic()
             self._log()

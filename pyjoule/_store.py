@@ -195,6 +195,7 @@ class Store:
         try:
             for folder in (self.root, self.root / "data", self.root / "runs"):
                 _private.private_dir(folder)
+            _private.write_ignore_file(self.root)  # git add . leaves the cache out
             # SQLite gives the index's -wal and -shm files the index's own mode
             _private.create_private_file(self.root / "index.sqlite")
             probe = self.root / f".probe-{os.getpid()}"

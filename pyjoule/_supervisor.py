@@ -79,11 +79,7 @@ class _Child:
 
     def exited(self) -> bool:
         """Whether it has exited; it stays unreaped (its pid, the group's id, is held)."""
-        try:
-            return os.waitid(os.P_PID, self.pid,
-                             os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-        except ChildProcessError:
-            return True
+        return _platform.child_exited(self.pid)
 
 
 def _end_forked(code: int) -> None:

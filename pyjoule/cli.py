@@ -140,13 +140,20 @@ _group_json = _json_option("Print JSON instead of text (as the command's --json)
 
 
 # ------------------------------------------------------------------ helpers
+def _default_cache() -> tuple[Path, str]:
+    """The cache a command uses without --cache: the cwd's project's (the command has
+    no code of the user's to find a project from), and why, in words."""
+    from ._config import cache_choice
+
+    return cache_choice(start=os.getcwd())
+
+
 def _store(ctx: click.Context):
     """The store of the selected cache; one that is not a cache is an error, and
     nothing gets created there."""
-    from ._config import default_cache_dir
     from ._store import Store, not_a_cache
 
-    path = Path(ctx.meta.get("pyjoule.cache") or default_cache_dir()).expanduser()
+    path = Path(ctx.meta.get("pyjoule.cache") or _default_cache()[0]).expanduser()
     why = not_a_cache(path)
     if why:
         raise _Failure(f"{path} is not a pyjoule cache ({why}); pass --cache DIR or set "
@@ -279,6 +286,8 @@ def runs_cmd(ctx, function, last, as_json):
         return _dump([_run_json(r) for r in recs])
     if not recs:
         return click.echo(f"no runs in the cache at {store.root}")
+    why = "--cache" if ctx.meta.get("pyjoule.cache") else _default_cache()[1]
+    click.echo(f"cache {store.root} ({why})")
     rows = [[r["run_id"], _short(r["name"] or "?"), _short(f"{r['host']}/{r['backend']}", 24),
              r["state"], r["total"], r["cached"], r["done"], r["failed"],
              _when(r["submitted"])] for r in recs]
@@ -580,10 +589,9 @@ def check_cache(ctx, repair, as_json):
       pyjoule cache check
       pyjoule cache check --repair --json
     """
-    from ._config import default_cache_dir
     from ._repair import check, require_cache
 
-    root = require_cache(ctx.meta.get("pyjoule.cache") or default_cache_dir())
+    root = require_cache(ctx.meta.get("pyjoule.cache") or _default_cache()[0])
     report = check(root, repair=repair)
     damaged = bool(report["damaged"]["segments"]) or not report["index"]["ok"]
     if as_json:

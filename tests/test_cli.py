@@ -87,7 +87,8 @@ def test_every_command_has_help_with_an_example_and_its_options(path, command):
 def test_runs_table_and_json(study):
     result = invoke("runs")
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    header, *lines = result.output.splitlines()
+    assert header == f"cache {study['cache']} (set by PYJOULE_CACHE)"  # which cache
     assert lines[0].split()[:5] == ["id", "function", "where", "state", "total"]
     assert all(len(line) <= 120 for line in lines)
     first, second = study["ids"]

@@ -47,6 +47,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch, tmp_path):
               "PYJOULE_PROGRESS": ("off", "progress", False),
               "PYJOULE_LOG_LEVEL": ("info", "log_level", "info"),
               "PYJOULE_POLL_INTERVAL": ("0.25", "poll_interval_s", 0.25),
+              "PYJOULE_PROGRESS_INTERVAL": ("5", "progress_interval_s", 5.0),
               "PYJOULE_LIMIT": ("10", "limit", 10),
               "PYJOULE_SSH_CONFIG": ("/etc/ssh/x", "ssh_config", "/etc/ssh/x"),
               "PYJOULE_SHARED_CACHE": ("1", "shared_cache", True)}
@@ -61,6 +62,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch, tmp_path):
 @pytest.mark.parametrize("env, text", [("PYJOULE_WORKERS", "many"),
                                        ("PYJOULE_WORKERS", "-1"),
                                        ("PYJOULE_POLL_INTERVAL", "0"),
+                                       ("PYJOULE_PROGRESS_INTERVAL", "-1"),
                                        ("PYJOULE_LOG_LEVEL", "loud")])
 def test_a_bad_environment_variable_is_named_with_what_it_must_be(monkeypatch, env, text):
     monkeypatch.setenv(env, text)

@@ -58,6 +58,32 @@ def test_captured_output_is_in_the_failure_log(cache_dir):
     assert "about to fail 1" in run.failures["log"].iloc[0]
 
 
+def test_traceback_names_the_script_file_and_line(cache_dir, weird_tmp_path):
+    # a script's functions are pickled by value: cloudpickle 3.1.3 renames their code
+    # "<dynamic-code>"; the traceback must still name the file, the line and the source
+    out = run_script(weird_tmp_path, """
+        import cloudpickle
+        import pyjoule as pj
+
+        def helper(x):
+            return 1 / x  # the failing line
+
+        @pj.experiment(workers=1, errors="ignore")
+        def divide(x):
+            return helper(x)
+
+        run = divide.submit([{"x": 0}])
+        run.wait(60)
+        print("CLOUDPICKLE", cloudpickle.__version__)
+        print(run.failures["traceback"].iloc[0])
+    """)
+    script = str(weird_tmp_path / "script.py")
+    assert "<dynamic-code>" not in out.stdout, out.stdout
+    assert f'File "{script}", line 6, in helper' in out.stdout, out.stdout
+    assert f'File "{script}", line 10, in divide' in out.stdout, out.stdout
+    assert "return 1 / x  # the failing line" in out.stdout, out.stdout
+
+
 def test_failed_psets_run_again_on_the_next_call(cache_dir, tmp_path):
     marker = tmp_path / "fixed"
 

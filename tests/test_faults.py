@@ -130,6 +130,79 @@ def test_zombies_and_groups(platform_mode):
     assert not _platform.group_alive(proc.pid)
 
 
+def test_child_exited_leaves_the_child_unreaped(platform_mode):
+    proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        assert not _platform.child_exited(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        wait_until(lambda: _platform.child_exited(proc.pid), "the killed child to be seen")
+        assert _platform.child_exited(proc.pid)  # asking twice: still unreaped
+        assert os.waitpid(proc.pid, os.WNOHANG)[0] == proc.pid  # the caller reaps it
+    finally:
+        proc.returncode = -9
+    assert _platform.child_exited(proc.pid)  # reaped: gone
+
+
+def test_without_psutil_a_zombie_child_is_still_seen_to_have_exited(monkeypatch):
+    monkeypatch.setattr(_platform, "LINUX", False)
+    monkeypatch.setitem(sys.modules, "psutil", None)  # import psutil fails: ps answers
+    proc = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        assert not _platform.child_exited(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        wait_until(lambda: _platform.child_exited(proc.pid), "ps to see the zombie")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_file_system_type_agrees_with_the_portable_fallback(monkeypatch, tmp_path):
+    linux = _platform.filesystem_type(tmp_path)
+    root = _platform.filesystem_type("/")
+    assert linux and root
+    monkeypatch.setattr(_platform, "LINUX", False)  # psutil's partitions, as on a Mac
+    assert _platform.filesystem_type(tmp_path) == linux
+    assert _platform.filesystem_type("/") == root
+
+
+def test_windows_gets_a_clear_error_naming_wsl(monkeypatch):
+    _platform.require_posix()  # here: nothing to say
+    for platform, os_name in (("win32", "nt"), ("cygwin", "posix"), ("linux", "nt")):
+        with monkeypatch.context() as m:
+            m.setattr(sys, "platform", platform)
+            m.setattr(os, "name", os_name)
+            with pytest.raises(pj.PyjouleError) as info:
+                _platform.require_posix()
+        assert "Windows is not supported" in str(info.value), platform
+        assert "WSL" in str(info.value)
+
+
+def test_importing_the_pool_on_windows_is_that_error_not_a_traceback(tmp_path):
+    code = textwrap.dedent("""
+        import sys
+        import pyjoule as pj
+        sys.platform = "win32"
+        try:
+            from pyjoule._backends import pool
+        except pj.PyjouleError as exc:
+            print("CLEAR:", exc)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("CLEAR: Windows is not supported"), proc.stdout
+
+
+def test_portable_only_switches_the_linux_paths_off_in_the_process_and_its_workers(tmp_path):
+    code = "from pyjoule import _platform; print(_platform.LINUX, _platform.PORTABLE_ONLY)"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for value, expected in (("1", "False True"), ("0", "True False"), ("", "True False")):
+        env["PYJOULE_PORTABLE_ONLY"] = value
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=60, check=True).stdout.strip()
+        assert out == expected, (value, out)
+
+
 def test_wait_for_exit_wakes_when_the_process_ends(platform_mode):
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
     t0 = time.monotonic()

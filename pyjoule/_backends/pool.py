@@ -21,10 +21,14 @@ import subprocess
 import sys
 import time
 
-from .. import _private, worker
-from .._rundir import RunDir
-from .._transport import local
-from .base import Backend
+from .. import _platform
+
+_platform.require_posix()  # Windows: a clear error, not a failure deep in a fork
+
+from .. import _private, worker  # noqa: E402
+from .._rundir import RunDir  # noqa: E402
+from .._transport import local  # noqa: E402
+from .base import Backend  # noqa: E402
 
 log = logging.getLogger("pyjoule")
 
