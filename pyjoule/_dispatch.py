@@ -313,16 +313,17 @@ def record_cached(store: Store, *, func_id: str, name: str, plan_: Plan) -> dict
 
 
 def prepare_ssh(host, identity: Callable[[], Any]):
-    """The SSH backend for ``host``, with the project of the cwd (or the cwd itself, a
-    notebook's folder) synced there; ``identity()`` gives the packages the function
-    uses, for a folder with no project of its own."""
+    """The SSH backend for ``host``, with the project of the running code (or, with
+    no project, the folder of the script or notebook) synced there, wherever the
+    process was started from; ``identity()`` gives the packages the function uses,
+    for a folder with no project of its own."""
+    from . import _project
     from ._backends.ssh import SSHBackend
-    from ._config import project_root
     from ._transport.env import requirements_from
 
-    root = project_root()
-    if root is None:  # a notebook's folder: synced only if it is the user's alone
-        root = os.getcwd()
+    root = _project.project_of()
+    if root is None:  # a script's or notebook's folder: synced only if the user's alone
+        root = _project.code_folder()
         why = _private.problem(os.stat(root))
         if why is not None:  # e.g. /tmp: others' files would be imported on the host
             from ._errors import HostError

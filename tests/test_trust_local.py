@@ -397,15 +397,23 @@ def test_a_new_shared_cache_is_group_writable_and_an_own_private_one_stays_priva
         assert oct(stat.S_IMODE(own.stat().st_mode)) == "0o700"
 
 
-def test_a_shared_working_directory_is_never_synced_to_a_host(tmp_path, monkeypatch):
-    """With no project of the user's above it, the working directory itself would be
-    synced (a notebook's folder): never a folder others can write to, like /tmp."""
-    import pyjoule as pj
-    from pyjoule import _dispatch
+def test_a_shared_script_folder_is_never_synced_to_a_host(tmp_path):
+    """With no project of the user's above it, the script's (or notebook's) own folder
+    would be synced: never a folder others can write to, like /tmp."""
+    from conftest import REPO
 
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o1777)
-    monkeypatch.chdir(shared)
-    with pytest.raises(pj.HostError, match="will not copy .*writable by every user"):
-        _dispatch.prepare_ssh("nobody@127.0.0.1:1", lambda: None)
+    script = shared / "study.py"
+    script.write_text(
+        "import pyjoule as pj\n"
+        "from pyjoule import _dispatch\n"
+        "try:\n"
+        "    _dispatch.prepare_ssh('nobody@127.0.0.1:1', lambda: None)\n"
+        "except pj.HostError as exc:\n"
+        "    print(exc)\n")
+    out = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert f"will not copy {shared} to the host" in out.stdout, out.stdout + out.stderr
+    assert "writable by every user" in out.stdout
