@@ -75,19 +75,6 @@ def append_pulled(folder: str, answer: bytes, where: str) -> dict | None:
     return RunDir(os.path.dirname(os.path.abspath(folder))).append_pulled(answer, where)
 
 
-def put_private(conn, local_dir: str, remote: str, names) -> None:
-    """Copy ``names`` from ``local_dir`` into ``remote`` over SFTP, each file made
-    0600 before a byte is written (the SFTP server would create it 0644)."""
-    sftp = conn.sftp()
-    for name in names:
-        with open(os.path.join(local_dir, name), "rb") as src, \
-                sftp.open(f"{remote}/{name}", "wb") as dst:
-            dst.chmod(0o600)
-            dst.set_pipelined(True)
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
-
-
 _cpus: dict = {}  # endpoint -> CPUs of the host (asked once per process)
 MAX_LOOSE_FILES = 2000  # a folder that is not a project: more means "not this one"
 
@@ -106,6 +93,7 @@ class SSHBackend(Backend):
         # the names of pj.Host(env=...): a process that follows the run knows only these
         self.env_names = sorted(env_names if env_names is not None else self.host.env)
         self._alive: bool | None = None
+        self._stream = None  # the start command, streaming the results back
 
     # ------------------------------------------------------------- setting up
     @classmethod
@@ -176,18 +164,49 @@ class SSHBackend(Backend):
         return f"{conn.expand(self.host.workdir)}/runs/{os.path.basename(self.run_dir)}"
 
     # ----------------------------------------------------------------- running
+    def _env_mode(self) -> str:
+        return "send" if self.host.env else "keep" if self.env_names else "none"
+
+    def _files_input(self, run_dir: str, files: list[str], mode: str) -> bytes:
+        """The stdin of ``scripts.RECEIVE``: host.env (mode "send": the values only
+        here) and ``files`` of the local run directory, each made 0600 there."""
+        from .._transport.shell import env_input
+
+        parts = []
+        if mode == "send":
+            parts.append((HOST_ENV, env_input(self.host.env)))
+        for name in files:
+            with open(os.path.join(run_dir, name), "rb") as fh:
+                parts.append((name, fh.read()))
+        head = json.dumps({"env": mode, "files": [[n, len(d)] for n, d in parts]}).encode()
+        return b"%012d" % len(head) + head + b"".join(d for _, d in parts)
+
+    def _no_env(self, remote: str, endpoint) -> HostError:
+        return HostError(
+            f"this process knows only the names of pj.Host(env=...) for this run "
+            f"({', '.join(self.env_names)}; the run registry keeps no values), "
+            f"and their values are no longer in {remote}/{HOST_ENV} on "
+            f"{endpoint}. Call again with the pj.Host that has them.")
+
     def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
+        """Send the run's files, start the worker and begin streaming its results
+        back: one command, whose output then carries the results (see ``wait``)."""
+        self._end_stream()  # a previous attempt's
         self.run_dir = run_dir
         conn = self._conn()
         remote = self.remote_dir()
-        env_file = self.send_run(run_dir, [PAYLOAD, *(task_files or [TASKS])])
+        mode = self._env_mode()
+        stdin = self._files_input(run_dir, [PAYLOAD, *(task_files or [TASKS])], mode)
         argv = ["env", f"PYTHONPATH={self.lib}:{self.project}",
                 self.python, "-m", "pyjoule.worker", remote, "--workers", str(workers)]
         if task_files:
             argv += ["--tasks", *task_files]
         script = scripts.START.replace("{setup}", setup_script(self.host.setup))
-        res = self._start_once(conn, ["sh", "-c", script, "sh", remote, self.project,
-                                      "none" if env_file is None else "keep", *argv], remote)
+        res = self._start_once(conn, ["sh", "-c", script, "sh", scripts.RECEIVE,
+                                      scripts.FOLLOW, json.dumps(RunDir(run_dir).offsets()),
+                                      remote, self.project,
+                                      "none" if mode == "none" else "keep", *argv],
+                               remote, stdin)
         if res is None:  # the connection dropped, but the worker had been started
             self._alive = True
             return
@@ -195,6 +214,8 @@ class SSHBackend(Backend):
             from .._errors import RemoteCommandError
             from .._transport.shell import mask
 
+            if scripts.NO_ENV in res.stderr:
+                raise self._no_env(remote, conn.endpoint)
             # a setup line or an import may have printed a value: errors show ***
             res.stderr = mask(res.stderr, self.host.env.values())
             failed = setup_failure(res, self.host.setup, str(conn.endpoint))
@@ -202,51 +223,63 @@ class SSHBackend(Backend):
                 raise failed
             raise load_failure(res, str(conn.endpoint), "nothing was started there",
                                RemoteCommandError)
-        pid = res.text.strip()
         log.debug("run %s: worker started on %s (pid %s)", os.path.basename(run_dir),
-                  conn.endpoint, pid)
+                  conn.endpoint, res.text.strip())
         self._alive = True
 
     def send_run(self, run_dir: str, files: list[str]) -> str | None:
         """Make the run directory on the host (0700), give it pj.Host(env=...) as its
         host.env (0600, through stdin: a process that knows only the names checks it
         is there) and copy ``files`` (0600). Returns the path of host.env, None when
-        the run has no env. Two commands and the copies."""
-        from .._transport.shell import env_input
+        the run has no env. One command, the files on its stdin."""
         from .._transport.ssh import remote_error
 
         conn, remote = self._conn(), self.remote_dir()
-        mode = "send" if self.host.env else "keep" if self.env_names else "none"
-        res = conn.run(["sh", "-c", scripts.PREPARE, "sh", remote, mode], check=False,
-                       input=env_input(self.host.env) if mode == "send" else None)
+        mode = self._env_mode()
+        res = conn.run(["python3", "-c", scripts.RECEIVE, remote], check=False,
+                       input=self._files_input(run_dir, files, mode))
         if res.returncode != 0:
             if scripts.NO_ENV in res.stderr:
-                raise HostError(
-                    f"this process knows only the names of pj.Host(env=...) for this run "
-                    f"({', '.join(self.env_names)}; the run registry keeps no values), "
-                    f"and their values are no longer in {remote}/{HOST_ENV} on "
-                    f"{conn.endpoint}. Call again with the pj.Host that has them.")
+                raise self._no_env(remote, conn.endpoint)
             raise remote_error(conn.endpoint, res, "making the run directory")
-        put_private(conn, run_dir, remote, files)
         return None if mode == "none" else f"{remote}/{HOST_ENV}"
 
-    def _start_once(self, conn, argv: list[str], remote: str):
-        """Run the start command. If the connection drops meanwhile, start again only
-        when no worker came up (its pid file tells), so it never runs twice. Returns
-        the command's result, or None when the worker had started before the drop."""
+    def _start_once(self, conn, argv: list[str], remote: str, stdin: bytes):
+        """Run the start command until it says it started the worker (its stream then
+        stays open: ``self._stream``). If the connection drops meanwhile, start again
+        only when no worker came up (its pid file tells), so it never runs twice.
+        Returns a Result (returncode 0 and the pid once started), or None when the
+        worker had started before the drop."""
+        from .._transport.local import Result
         from .._transport.ssh import ConnectionLost
 
-        try:
-            return conn.run(argv, idempotent=False, check=False)
-        except ConnectionLost:
-            log.info("connection to %s dropped while starting the worker; checking "
-                     "whether it started", conn.endpoint)
-        deadline = time.monotonic() + 5  # a started worker writes its pid at once
-        while time.monotonic() < deadline:
-            if conn.run(["cat", f"{remote}/{PID}"], check=False).text.strip():
-                return None
-            time.sleep(0.2)
-        return conn.run(argv, idempotent=False, check=False)
+        for attempt in (1, 2):
+            try:
+                stream = conn.stream(argv, input=stdin)
+                while True:
+                    line = stream.line(3600)
+                    if line is None:
+                        code, out, err = stream.finish()
+                        stream.close()
+                        if code == -1:
+                            conn.close()
+                            raise ConnectionLost(f"connection to {conn.endpoint} dropped "
+                                                 "while starting the worker")
+                        return Result("start", code or 1, out, err)
+                    if line.startswith(b"@pyjoule-started "):
+                        self._stream = stream
+                        return Result("start", 0, line.split()[1], b"")
+            except ConnectionLost:
+                if attempt == 2:
+                    raise
+                log.info("connection to %s dropped while starting the worker; checking "
+                         "whether it started", conn.endpoint)
+            deadline = time.monotonic() + 5  # a started worker writes its pid at once
+            while time.monotonic() < deadline:
+                if conn.run(["cat", f"{remote}/{PID}"], check=False).text.strip():
+                    return None
+                time.sleep(0.2)
+        return None  # not reached
 
     def _pull(self) -> None:
         """Append what the host's result files gained to the local copies."""
@@ -257,13 +290,53 @@ class SSHBackend(Backend):
         if meta is not None:
             self._alive = bool(meta["alive"])
 
+    def _read_stream(self, timeout_s: float) -> bool:
+        """Apply the frames the start command streams back, for up to ``timeout_s``
+        (returning at the first that arrives); False when the stream is gone (then
+        polling takes over)."""
+        stream, rd = self._stream, RunDir(self.run_dir)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            line = stream.line(max(0.0, deadline - time.monotonic()))
+            if line is None:
+                if stream.chan.eof_received or stream.chan.closed:
+                    stream.close()
+                    self._stream = None
+                    return False
+                return True
+            if not line.startswith(b"@pyjoule-frame "):
+                continue
+            n = int(line.split()[1])
+            frame = stream.exact(n, 60)
+            if frame is None:
+                stream.close()
+                self._stream = None
+                return False
+            meta = rd.append_pulled(frame, self.host.target)
+            if meta is not None:
+                self._alive = bool(meta["alive"])
+            if not self._alive or not stream.buf:
+                return True
+
     def alive(self) -> bool:
+        if self._stream is not None and self._read_stream(0):
+            return bool(self._alive)
         if self._alive is None or self._alive:
             self._pull()
         return bool(self._alive)
 
     def wait(self, timeout_s: float) -> bool:
+        """Whether the worker ended within ``timeout_s``: its results streamed back
+        by the start command as they are written, else (a process following a run it
+        did not start, a dropped stream) pulled every 0.25 s."""
         deadline = time.monotonic() + timeout_s
+        while self._stream is not None:
+            if not self._read_stream(max(0.0, deadline - time.monotonic())):
+                break  # the stream is gone: poll
+            if not self._alive:
+                return True
+            if time.monotonic() >= deadline:
+                return False
         while True:
             self._pull()
             if not self._alive:
@@ -272,6 +345,13 @@ class SSHBackend(Backend):
             if left <= 0:
                 return False
             time.sleep(min(left, 0.25))
+
+    def _end_stream(self, word: bytes = b"\n") -> None:
+        """Let go of the start command: ``word`` tells it what to tidy (nothing by
+        default); its answer is not waited for."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.say(word)
 
     def cancel(self) -> None:
         self._conn().run(["python3", "-c", scripts.CANCEL, self.remote_dir()], check=False)
@@ -284,6 +364,11 @@ class SSHBackend(Backend):
                 f"{os.path.basename(run_dir)}/{LOG}")
 
     def tidy(self, keep_log: bool) -> None:
+        if self._stream is not None and self._alive is False:
+            # the start command waits for this word after its last frame: no new command
+            self._end_stream(b"keep-log\n" if keep_log else b"all\n")
+            return
+        self._end_stream()
         remote = self.remote_dir()
         if keep_log:
             argv = ["sh", "-c", 'cd "$1" && find . -mindepth 1 ! -name "$2" -delete',
