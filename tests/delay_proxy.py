@@ -30,6 +30,7 @@ class DelayProxy:
         self.target, self.delay_s, self.port = target, delay_s, port
         self.turns = 0
         self.connections = 0
+        self.trace: list | None = None  # a list: (time, "c"/"s", bytes) of each chunk
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._open: list[socket.socket] = []
@@ -101,6 +102,8 @@ class DelayProxy:
                     self.turns += 1
                 if data:
                     state["last"] = way
+                    if self.trace is not None:
+                        self.trace.append((time.monotonic(), way, len(data)))
             pending.put((time.monotonic() + self.delay_s, data))
             if not data:
                 return

@@ -13,6 +13,35 @@ from .._rundir import fill
 
 
 
+# Everything a dispatch needs to know of the host, in one command: its home and CPUs,
+# the sync manifests at the given paths (their text, or null) and whether the given
+# ready markers exist. A path starting with "~/" is under the home.
+CHECK = r"""
+import json, os, sys
+home, ask = os.path.expanduser("~"), json.loads(sys.argv[1])
+
+
+def path(p):
+    return home + p[1:] if p.startswith("~/") else p
+
+
+def text(p):
+    try:
+        with open(path(p)) as fh:
+            return fh.read()
+    except (OSError, ValueError):
+        return None
+
+
+try:
+    cpus = len(os.sched_getaffinity(0))
+except AttributeError:  # macOS, BSD
+    cpus = os.cpu_count() or 1
+print(json.dumps({"home": home, "cpus": cpus,
+                  "manifests": [text(p) for p in ask["manifests"]],
+                  "markers": [os.path.isfile(path(p)) for p in ask["markers"]]}))
+"""
+
 # Receive a run's files on stdin, in the one command that starts the run: a 12-digit
 # length, a JSON header {"env": mode, "files": [[name, size], ...]}, then the bytes
 # of each file. Makes the run directory (0700), writes each file 0600 (atomically,

@@ -75,7 +75,42 @@ def append_pulled(folder: str, answer: bytes, where: str) -> dict | None:
     return RunDir(os.path.dirname(os.path.abspath(folder))).append_pulled(answer, where)
 
 
-_cpus: dict = {}  # endpoint -> CPUs of the host (asked once per process)
+def check_host(conn, host, root, requirements=None) -> dict:
+    """Ask the host, in one command, for its home and CPUs, the manifests of the
+    project's and pyjoule's synced copies (handed to :func:`sync.expect`: the syncs
+    then read nothing) and whether the environment is ready. Returns {"cpus",
+    "ready", "python"}; the answer is checked before anything uses it."""
+    import pyjoule
+
+    from .._transport import env, sync
+
+    # "~/..." until the home is known: the check expands it there
+    workdir = host.workdir.rstrip("/") if conn._home is None else conn.expand(host.workdir)
+    project = sync.project_dir(workdir, root)
+    lib = f"{workdir}/lib/pyjoule-{pyjoule.__version__}/pyjoule"  # as env.ensure_pyjoule
+    marker, python = env.ready_marker(host, root, workdir, requirements)
+    ask = {"manifests": [f"{project}/{sync.MANIFEST}", f"{lib}/{sync.MANIFEST}"],
+           "markers": [marker]}
+    res = conn.run(["python3", "-c", scripts.CHECK, json.dumps(ask)])
+    try:
+        ans = json.loads(res.stdout)
+        home, cpus = ans["home"], ans["cpus"]
+        manifests, ready = ans["manifests"], ans["markers"][0]
+        if not (isinstance(home, str) and home.startswith("/") and isinstance(cpus, int)
+                and cpus >= 1 and isinstance(ready, bool) and len(manifests) == 2
+                and all(m is None or isinstance(m, str) for m in manifests)):
+            raise ValueError(home)
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise HostError(f"{conn.endpoint} answered pyjoule's check with "
+                        f"{res.stdout[:200]!r}, not the JSON its script prints: is "
+                        "python3 on the host's PATH the standard one?") from None
+    if conn._home is None:
+        conn._home = home
+    sync.expect(conn, conn.expand(project), manifests[0])
+    sync.expect(conn, conn.expand(lib), manifests[1])
+    return {"cpus": cpus, "ready": ready, "python": conn.expand(python)}
+
+
 MAX_LOOSE_FILES = 2000  # a folder that is not a project: more means "not this one"
 
 
@@ -99,7 +134,7 @@ class SSHBackend(Backend):
     @classmethod
     def prepare(cls, host, root, requirements=None) -> "SSHBackend":
         """Connect, sync the project at ``root``, make sure of its environment and of
-        pyjoule on the host; a warm call runs three short commands.
+        pyjoule on the host; a warm call runs one short command (:func:`check_host`).
 
         ``root`` without ``uv.lock`` or ``pyproject.toml`` (a notebook's folder) gets
         an environment of ``requirements()`` instead (called only then).
@@ -110,24 +145,26 @@ class SSHBackend(Backend):
 
         host = Host.of(host)
         conn = ssh.connect(host)
-        project = sync.project_dir(conn.expand(host.workdir), root)
-        if env.has_project_file(root):
-            sync.sync(conn, root, project, exclude=host.exclude)
-            python = env.ensure_env(conn, host, root, project)
-        else:
+        reqs = None
+        if not env.has_project_file(root):
             if len(sync.list_files(root, host.exclude)) > MAX_LOOSE_FILES:
                 raise HostError(
                     f"{root} is not a project (no pyproject.toml or .git above it) and "
                     f"holds more than {MAX_LOOSE_FILES} files: pyjoule will not copy all of "
                     "them to the host. Add a pyproject.toml to the folder of your code.")
-            sync.sync(conn, root, project, exclude=host.exclude)
-            python = env.ensure_env_for(conn, host, requirements() if requirements
-                                        else list(env.WORKER_REQUIREMENTS))
+            reqs = requirements() if requirements else list(env.WORKER_REQUIREMENTS)
+        known = check_host(conn, host, root, reqs)  # one command for all the checks
+        project = sync.project_dir(conn.expand(host.workdir), root)
+        sync.sync(conn, root, project, exclude=host.exclude)
+        if known["ready"]:
+            python = known["python"]
+        elif reqs is None:
+            python = env.ensure_env(conn, host, root, project)
+        else:
+            python = env.ensure_env_for(conn, host, reqs)
         lib = env.ensure_pyjoule(conn, host)
         backend = cls(host, project=project, python=python, lib=lib)
-        if conn.endpoint not in _cpus:
-            _cpus[conn.endpoint] = int(conn.run(["nproc"]).text.strip() or 1)
-        backend.cpus = _cpus[conn.endpoint]
+        backend.cpus = known["cpus"]
         return backend
 
     def describe(self) -> dict:

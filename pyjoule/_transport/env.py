@@ -191,3 +191,17 @@ def ensure_pyjoule(conn, host) -> str:
     lib = f"{conn.expand(host.workdir)}/lib/pyjoule-{pyjoule.__version__}"
     sync.sync(conn, package, f"{lib}/pyjoule")
     return lib
+
+
+def ready_marker(host, root: Path, workdir: str, requirements=None) -> tuple[str, str]:
+    """(ready marker, Python) of the environment :func:`ensure_env` (or, given
+    ``requirements``, :func:`ensure_env_for`) makes for ``root`` under ``workdir``:
+    a host command that finds the marker may skip both (one round trip for all the
+    checks of a warm dispatch, see ``SSHBackend.prepare``)."""
+    python = python_minor(host)
+    if requirements is None:
+        venv = f"{workdir}/envs/{env_key(root, python)}"
+    else:
+        digest = hashlib.sha256("\n".join([python, *requirements]).encode()).hexdigest()
+        venv = f"{workdir}/envs/py{python}-req-{digest[:16]}"
+    return f"{venv}/{READY}", f"{venv}/bin/python"
