@@ -68,7 +68,7 @@ def study(folder: Path, rtt_ms: float, warm: int, slurm: bool = False) -> dict:
     script.write_text(textwrap.dedent(STUDY))
     env = dict(os.environ, PYTHONPATH=str(REPO), PYJOULE_CACHE=str(folder / ".pyjoule"))
     proc = subprocess.run([sys.executable, str(script), str(REPO / "tests"), str(rtt_ms),
-                           str(folder / f"proxy-{time.time_ns()}"), str(warm),
+                           str(folder.parent / f"proxy-{time.time_ns()}"), str(warm),
                            "slurm" if slurm else "ssh"],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:

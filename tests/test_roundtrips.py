@@ -26,7 +26,7 @@ STUDY = """
 
     server = ensure_server()
     proxy = DelayProxy(("127.0.0.1", server.port), delay_s=0.01).start()
-    os.environ["PYJOULE_SSH_CONFIG"] = str(proxy.ssh_config(server, "proxy"))
+    os.environ["PYJOULE_SSH_CONFIG"] = str(proxy.ssh_config(server, os.environ["PROXY"]))
     import pyjoule as pj
 
     @pj.experiment(host=pj.Host("pjslow", workdir=WORKDIR), workers=2, progress=False)
@@ -61,10 +61,13 @@ def slow_project(tmp_path, sshd, monkeypatch):
 
 
 def _turns(root, workdir, step) -> list[int]:
-    source = STUDY.replace("WORKDIR", repr(workdir)).replace("STEP", str(step))
+    # the same script each time: a changed file would be synced (three turns more)
+    source = STUDY.replace("WORKDIR", repr(workdir)).replace("STEP", 'int(os.environ["STEP"])')
     tests = Path(__file__).resolve().parent
     path = os.pathsep.join([str(tests.parent), str(tests), str(root)])
-    out = run_script(root, source, timeout=300, env={"PYTHONPATH": path}).stdout
+    out = run_script(root, source, timeout=300, env={"PYTHONPATH": path,
+                                                            "STEP": str(step),
+                                                            "PROXY": str(root.parent / "proxy")}).stdout
     return json.loads(out.split("TURNS", 1)[1])
 
 
