@@ -75,6 +75,18 @@ def append_pulled(folder: str, answer: bytes, where: str) -> dict | None:
     return RunDir(os.path.dirname(os.path.abspath(folder))).append_pulled(answer, where)
 
 
+_tidying: dict = {}  # run id -> a start command told to tidy, not yet through
+
+
+def _settle(run_dir: str | None) -> None:
+    """Wait until a tidy sent to the start command of ``run_dir`` is through: a new
+    start there must not meet a removal still under way."""
+    stream = _tidying.pop(os.path.basename(run_dir), None) if run_dir else None
+    if stream is not None:
+        stream.finish(timeout=30)
+        stream.close()
+
+
 def check_host(conn, host, root, requirements=None) -> dict:
     """Ask the host, in one command, for its home and CPUs, the manifests of the
     project's and pyjoule's synced copies (handed to :func:`sync.expect`: the syncs
@@ -207,11 +219,12 @@ class SSHBackend(Backend):
     def _files_input(self, run_dir: str, files: list[str], mode: str) -> bytes:
         """The stdin of ``scripts.RECEIVE``: host.env (mode "send": the values only
         here) and ``files`` of the local run directory, each made 0600 there."""
+        from .. import _rundir
         from .._transport.shell import env_input
 
         parts = []
-        if mode == "send":
-            parts.append((HOST_ENV, env_input(self.host.env)))
+        if mode == "send":  # the name as the host's scripts spell it: _rundir's now
+            parts.append((_rundir.HOST_ENV, env_input(self.host.env)))
         for name in files:
             with open(os.path.join(run_dir, name), "rb") as fh:
                 parts.append((name, fh.read()))
@@ -230,6 +243,7 @@ class SSHBackend(Backend):
         back: one command, whose output then carries the results (see ``wait``)."""
         self._end_stream()  # a previous attempt's
         self.run_dir = run_dir
+        _settle(run_dir)
         conn = self._conn()
         remote = self.remote_dir()
         mode = self._env_mode()
@@ -271,6 +285,7 @@ class SSHBackend(Backend):
         the run has no env. One command, the files on its stdin."""
         from .._transport.ssh import remote_error
 
+        _settle(run_dir)
         conn, remote = self._conn(), self.remote_dir()
         mode = self._env_mode()
         res = conn.run(["python3", "-c", scripts.RECEIVE, remote], check=False,
@@ -385,10 +400,13 @@ class SSHBackend(Backend):
 
     def _end_stream(self, word: bytes = b"\n") -> None:
         """Let go of the start command: ``word`` tells it what to tidy (nothing by
-        default); its answer is not waited for."""
+        default). Its answer is not waited for here; a later command on the same run
+        directory waits for it first (:func:`_settle`)."""
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.say(word)
+            if word.strip() and self.run_dir:
+                _tidying[os.path.basename(self.run_dir)] = stream
 
     def cancel(self) -> None:
         self._conn().run(["python3", "-c", scripts.CANCEL, self.remote_dir()], check=False)
@@ -406,6 +424,7 @@ class SSHBackend(Backend):
             self._end_stream(b"keep-log\n" if keep_log else b"all\n")
             return
         self._end_stream()
+        _settle(self.run_dir)
         remote = self.remote_dir()
         if keep_log:
             argv = ["sh", "-c", 'cd "$1" && find . -mindepth 1 ! -name "$2" -delete',
