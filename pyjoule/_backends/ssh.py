@@ -216,7 +216,8 @@ class SSHBackend(Backend):
     def _env_mode(self) -> str:
         return "send" if self.host.env else "keep" if self.env_names else "none"
 
-    def _files_input(self, run_dir: str, files: list[str], mode: str) -> bytes:
+    def _files_input(self, run_dir: str, files: list[str], mode: str,
+                     extra=()) -> bytes:
         """The stdin of ``scripts.RECEIVE``: host.env (mode "send": the values only
         here) and ``files`` of the local run directory, each made 0600 there."""
         from .. import _rundir
@@ -228,6 +229,7 @@ class SSHBackend(Backend):
         for name in files:
             with open(os.path.join(run_dir, name), "rb") as fh:
                 parts.append((name, fh.read()))
+        parts += list(extra)  # (name, bytes) made here, such as a SLURM job script
         head = json.dumps({"env": mode, "files": [[n, len(d)] for n, d in parts]}).encode()
         return b"%012d" % len(head) + head + b"".join(d for _, d in parts)
 
@@ -278,23 +280,27 @@ class SSHBackend(Backend):
                   conn.endpoint, res.text.strip())
         self._alive = True
 
-    def send_run(self, run_dir: str, files: list[str]) -> str | None:
+    def env_file(self) -> str | None:
+        """Where the run's host.env is on the host (None: the run has no env)."""
+        return None if self._env_mode() == "none" else f"{self.remote_dir()}/{HOST_ENV}"
+
+    def send_run(self, run_dir: str, files: list[str], extra=()) -> str | None:
         """Make the run directory on the host (0700), give it pj.Host(env=...) as its
         host.env (0600, through stdin: a process that knows only the names checks it
-        is there) and copy ``files`` (0600). Returns the path of host.env, None when
-        the run has no env. One command, the files on its stdin."""
+        is there) and copy ``files`` (0600), and ``extra`` ((name, bytes) pairs).
+        Returns :meth:`env_file`. One command, the files on its stdin."""
         from .._transport.ssh import remote_error
 
         _settle(run_dir)
         conn, remote = self._conn(), self.remote_dir()
         mode = self._env_mode()
         res = conn.run(["python3", "-c", scripts.RECEIVE, remote], check=False,
-                       input=self._files_input(run_dir, files, mode))
+                       input=self._files_input(run_dir, files, mode, extra))
         if res.returncode != 0:
             if scripts.NO_ENV in res.stderr:
                 raise self._no_env(remote, conn.endpoint)
             raise remote_error(conn.endpoint, res, "making the run directory")
-        return None if mode == "none" else f"{remote}/{HOST_ENV}"
+        return self.env_file()
 
     def _start_once(self, conn, argv: list[str], remote: str, stdin: bytes):
         """Run the start command until it says it started the worker (its stream then
@@ -345,7 +351,17 @@ class SSHBackend(Backend):
     def _read_stream(self, timeout_s: float) -> bool:
         """Apply the frames the start command streams back, for up to ``timeout_s``
         (returning at the first that arrives); False when the stream is gone (then
-        polling takes over)."""
+        polling takes over, from the local copies' sizes: a frame is applied whole or
+        not at all). Interrupted (Ctrl-C) mid-frame, the stream is dropped likewise."""
+        try:
+            return self._read_frames(timeout_s)
+        except BaseException:
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                stream.close()
+            raise
+
+    def _read_frames(self, timeout_s: float) -> bool:
         stream, rd = self._stream, RunDir(self.run_dir)
         deadline = time.monotonic() + timeout_s
         while True:
