@@ -1,15 +1,18 @@
 """The worker's process pool on a host over SSH, detached from the connection.
 
-The local run directory stays the run's record (payload, tasks, request). ``start``
-copies the payload and task files to ``<workdir>/runs/<run id>/`` on the host (SFTP),
-loads them once there (``--check``: a missing module fails at once, with the remote
-traceback) and starts ``python -m pyjoule.worker`` under ``setsid nohup``, so a dropped
-connection or a closed laptop does not stop it. While the run is watched, each
-``wait`` pulls the bytes appended to the host's result files since the last pull
-(one command) and appends them to the local copies, so :class:`LiveRun` ingests
-remote records exactly as local ones, torn tails included. ``cancel`` kills the
-remote process group; ``tidy`` removes the remote run directory once everything is
-ingested (keeping the log when something failed).
+The local run directory stays the run's record (payload, tasks, request). A host is
+20-100 ms away, so every step is counted in round trips (issue #14): ``prepare``
+asks everything it must know in one command (:mod:`._check`); ``start`` is ONE
+command whose stdin carries the payload and task files and ``host.env`` (written
+0600 into ``<workdir>/runs/<run id>/``), which loads them once there (``--check``:
+a missing module fails at once, with the remote traceback), starts ``python -m
+pyjoule.worker`` under ``setsid nohup`` (a dropped connection or a closed laptop does
+not stop it), and then streams the bytes appended to the host's result files back
+as they are written. ``wait`` appends them to the local copies, so :class:`LiveRun`
+ingests remote records exactly as local ones, torn tails included. ``tidy`` is one
+word on that command's stdin. A process following a run it did not start (or whose
+stream dropped) pulls instead, one command per look. ``cancel`` kills the remote
+process group.
 
 The run directory on the host is private (0700, files 0600); the values of
 ``pj.Host(env=...)`` go into its ``host.env`` through stdin, and the registry here
@@ -29,6 +32,7 @@ import time
 from .._errors import HostError
 from .._rundir import HOST_ENV, LOG, PAYLOAD, PID, TASKS, RunDir
 from . import _host_scripts as scripts
+from ._check import check_host
 from .base import Backend, load_failure
 
 log = logging.getLogger("pyjoule")
@@ -85,42 +89,6 @@ def _settle(run_dir: str | None) -> None:
     if stream is not None:
         stream.finish(timeout=30)
         stream.close()
-
-
-def check_host(conn, host, root, requirements=None) -> dict:
-    """Ask the host, in one command, for its home and CPUs, the manifests of the
-    project's and pyjoule's synced copies (handed to :func:`sync.expect`: the syncs
-    then read nothing) and whether the environment is ready. Returns {"cpus",
-    "ready", "python"}; the answer is checked before anything uses it."""
-    import pyjoule
-
-    from .._transport import env, sync
-
-    # "~/..." until the home is known: the check expands it there
-    workdir = host.workdir.rstrip("/") if conn._home is None else conn.expand(host.workdir)
-    project = sync.project_dir(workdir, root)
-    lib = f"{workdir}/lib/pyjoule-{pyjoule.__version__}/pyjoule"  # as env.ensure_pyjoule
-    marker, python = env.ready_marker(host, root, workdir, requirements)
-    ask = {"manifests": [f"{project}/{sync.MANIFEST}", f"{lib}/{sync.MANIFEST}"],
-           "markers": [marker]}
-    res = conn.run(["python3", "-c", scripts.CHECK, json.dumps(ask)])
-    try:
-        ans = json.loads(res.stdout)
-        home, cpus = ans["home"], ans["cpus"]
-        manifests, ready = ans["manifests"], ans["markers"][0]
-        if not (isinstance(home, str) and home.startswith("/") and isinstance(cpus, int)
-                and cpus >= 1 and isinstance(ready, bool) and len(manifests) == 2
-                and all(m is None or isinstance(m, str) for m in manifests)):
-            raise ValueError(home)
-    except (ValueError, KeyError, TypeError, IndexError):
-        raise HostError(f"{conn.endpoint} answered pyjoule's check with "
-                        f"{res.stdout[:200]!r}, not the JSON its script prints: is "
-                        "python3 on the host's PATH the standard one?") from None
-    if conn._home is None:
-        conn._home = home
-    sync.expect(conn, conn.expand(project), manifests[0])
-    sync.expect(conn, conn.expand(lib), manifests[1])
-    return {"cpus": cpus, "ready": ready, "python": conn.expand(python)}
 
 
 MAX_LOOSE_FILES = 2000  # a folder that is not a project: more means "not this one"
