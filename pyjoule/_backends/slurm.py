@@ -218,10 +218,11 @@ class SlurmBackend(Backend):
                                       setup=site["setup"], env=site["env"],
                                       env_file=env_file)
         script_path = RunDir(remote).script(wave)
+        sending = None
         if self.ssh is not None:
-            # the job script (0600) travels with the run's files: one command
-            self.ssh.send_run(run_dir, [PAYLOAD, *files],
-                              extra=[(os.path.basename(script_path), script.encode())])
+            # the job script (0600) travels with the run's files, on the stdin of the
+            # pre-flight's command
+            sending = ([PAYLOAD, *files], [(os.path.basename(script_path), script.encode())])
         else:
             atomic_write(script_path, script.encode())
             os.chmod(script_path, 0o600)
@@ -233,7 +234,8 @@ class SlurmBackend(Backend):
             for offset, count in packing.arrays]
         # over SSH the first sbatch runs in the pre-flight's command (one round trip)
         first = self._preflight(remote, wave, files, packing.batch, site,
-                                then=sbatches[0][2] if self.ssh is not None else None)
+                                then=sbatches[0][2] if self.ssh is not None else None,
+                                sending=sending)
         try:
             for offset, count, argv in sbatches:
                 job = self._sbatch(argv, site, done=first)
@@ -252,11 +254,12 @@ class SlurmBackend(Backend):
                  packing.batch, ", ".join(a["job"] for a in record["arrays"]), self.where)
 
     def _preflight(self, remote: str, wave: str, files: list[str], batch: int,
-                   site: dict, then: list[str] | None = None):
+                   site: dict, then: list[str] | None = None, sending=None):
         """Load the function where the jobs will (an import error shows now, not after
         the queue wait) and write the wave's queue of batches. With ``then`` (an
         sbatch argv), run it in the same command once the pre-flight passed, and
-        return its result."""
+        return its result; over SSH, that command first receives the run's files
+        (``sending``: names and (name, bytes) pairs, see ``SSHBackend.run_with_files``)."""
         argv = [site["python"], "-m", "pyjoule.worker", remote, "--check", "--tasks", *files,
                 "--make-queue", wave, "--batch", str(batch)]
         if then is None:
@@ -265,7 +268,11 @@ class SlurmBackend(Backend):
         else:  # every word quoted by shlex.join; PYTHONPATH is no secret
             script = (f"{shlex.join(['env', 'PYTHONPATH=' + site['pythonpath'], *argv])} "
                       f"|| exit $?\necho {_SBATCH_NEXT}\nexec {shlex.join(then)}")
-            res = self._run(["sh", "-c", script], setup=True, cwd=site["project"])
+            if sending is not None:
+                res = self.ssh.run_with_files(self.run_dir, *sending, script,
+                                              site["project"])
+            else:
+                res = self._run(["sh", "-c", script], setup=True, cwd=site["project"])
             head, mark, rest = res.stdout.partition(_SBATCH_NEXT.encode() + b"\n")
             if mark:
                 res.stdout = rest
