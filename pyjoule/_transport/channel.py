@@ -76,8 +76,9 @@ class Stream:
                 return None
             if b"\n" not in self.buf and time.monotonic() >= deadline:
                 return None
-        line, _, rest = bytes(self.buf).partition(b"\n")
-        self.buf = bytearray(rest)
+        end = self.buf.index(b"\n")
+        line = bytes(self.buf[:end])
+        del self.buf[:end + 1]
         return line
 
     def exact(self, n: int, timeout: float) -> bytes | None:
@@ -87,7 +88,8 @@ class Stream:
                 return None
             if len(self.buf) < n and time.monotonic() >= deadline:
                 return None
-        data, self.buf = bytes(self.buf[:n]), self.buf[n:]
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
         return data
 
     def finish(self, timeout: float = 30) -> tuple[int, bytes, bytes]:
