@@ -22,6 +22,7 @@ import pytest
 import pyjoule as pj
 from pyjoule import _platform, _rundir, _slurm_task
 from pyjoule._backends import _host_scripts
+from pyjoule._backends.ssh import SSHBackend
 from pyjoule._rundir import RunDir
 
 from conftest import REPO
@@ -217,17 +218,32 @@ def test_the_host_scripts_use_rundirs_names(tmp_path, names):
     remote = tmp_path / "host-run"
     local = RunDir(tmp_path / "local-run").make()
     rd = RunDir(remote)
-    # PREPARE: the directory, results/, host.env from stdin (private)
-    done = sh(_host_scripts.PREPARE, str(remote), "send", stdin=b"export PJ_X=1\n")
+    # RECEIVE: the directory, results/, host.env and the files from stdin (private)
+    Path(local.path, _rundir.PAYLOAD).write_bytes(b"payload")
+    stdin = SSHBackend(pj.Host("h", env={"PJ_X": "1"}), project="p", python="py",
+                       lib="l")._files_input(local.path, [_rundir.PAYLOAD], "send")
+    done = subprocess.run([PYTHON3, "-I", "-c", _host_scripts.RECEIVE, str(remote)],
+                          input=stdin, capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert os.path.isdir(rd.results) and mode_of(rd.path) == 0o700
     assert Path(rd.host_env).read_text() == "export PJ_X=1\n" and mode_of(rd.host_env) == 0o600
-    # START: worker.pid (pid and start time, as RunDir reads them) and worker.log
+    assert Path(rd.path, _rundir.PAYLOAD).read_bytes() == b"payload"
+    assert mode_of(os.path.join(rd.path, _rundir.PAYLOAD)) == 0o600
+    # START: the files again, worker.pid (pid and start time, as RunDir reads them) and
+    # worker.log, then FOLLOW streams the results back until a word on stdin
     script = _host_scripts.START.replace("{setup}", "")
     command = ["sh", "-c", '[ "$1" = --check ] || { echo "env $PJ_X"; exec sleep 60; }', "sh"]
-    done = sh(script, str(remote), str(tmp_path), "keep", *command)
-    assert done.returncode == 0, done.stderr
-    pid = int(done.stdout.decode().strip())
+    start = subprocess.Popen(
+        ["sh", "-c", "umask 077\n" + script, "sh", _host_scripts.RECEIVE,
+         _host_scripts.FOLLOW, "{}", str(remote), str(tmp_path), "keep", *command],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    start.stdin.write(SSHBackend(pj.Host("h"), project="p", python="py", lib="l",
+                                 env_names=["PJ_X"])._files_input(
+                                     local.path, [_rundir.PAYLOAD], "keep"))
+    start.stdin.flush()
+    line = start.stdout.readline().decode()
+    assert line.startswith("@pyjoule-started "), (line, start.stderr.read(2000))
+    pid = int(line.split()[1])
     try:
         assert rd.read_pid() == (pid, _platform.process_start_time(pid))
         assert rd.is_alive()
@@ -252,6 +268,12 @@ def test_the_host_scripts_use_rundirs_names(tmp_path, names):
         except ProcessLookupError:
             pass
     assert "env 1" in Path(rd.log).read_text()
+    rd.write_exit(0)
+    # FOLLOW: a last frame saying the worker ended, then "all" removes the run directory
+    out, _ = start.communicate(b"all\n", timeout=60)
+    assert b'"alive": false' in out.rsplit(b"@pyjoule-frame ", 1)[1]
+    assert not os.path.exists(rd.path)
+    os.makedirs(rd.results)
     rd.write_exit(0)
     answer = subprocess.run([PYTHON3, "-I", "-c", _host_scripts.PULL, rd.path,
                              json.dumps(local.offsets())], capture_output=True).stdout

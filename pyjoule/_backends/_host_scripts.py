@@ -11,33 +11,95 @@ scripts answer is checked by :mod:`._names` before it touches a local path.
 
 from .._rundir import fill
 
-# Make the run directory (0700: umask 077) and give it pj.Host(env=...): $2 = "send"
-# (the values are on stdin: written to host.env, 0600), "keep" (a process that knows
-# only the names: host.env must be there already) or "none". A retry's previous exit
-# code goes.
-PREPARE = fill("""set -e
-run_dir=$1; env_mode=$2
-mkdir -p "$run_dir/@RESULTS@"
-rm -f "$run_dir/@EXIT@"
-case $env_mode in
-  send) cat > "$run_dir/@HOST_ENV@@TMP_SUFFIX@"
-        mv -f "$run_dir/@HOST_ENV@@TMP_SUFFIX@" "$run_dir/@HOST_ENV@" ;;
-  keep) [ -f "$run_dir/@HOST_ENV@" ] || { echo "@pyjoule-no-env" >&2; exit 3; } ;;
-esac
+
+
+# Everything a dispatch needs to know of the host, in one command: its home and CPUs,
+# the sync manifests at the given paths (their text, or null) and whether the given
+# ready markers exist. A path starting with "~/" is under the home.
+CHECK = r"""
+import json, os, sys
+home, ask = os.path.expanduser("~"), json.loads(sys.argv[1])
+
+
+def path(p):
+    return home + p[1:] if p.startswith("~/") else p
+
+
+def text(p):
+    try:
+        with open(path(p)) as fh:
+            return fh.read()
+    except (OSError, ValueError):
+        return None
+
+
+try:
+    cpus = len(os.sched_getaffinity(0))
+except AttributeError:  # macOS, BSD
+    cpus = os.cpu_count() or 1
+print(json.dumps({"home": home, "cpus": cpus,
+                  "manifests": [text(p) for p in ask["manifests"]],
+                  "markers": [os.path.isfile(path(p)) for p in ask["markers"]]}))
+"""
+
+# Receive a run's files on stdin, in the one command that starts the run: a 12-digit
+# length, a JSON header {"env": mode, "files": [[name, size], ...]}, then the bytes
+# of each file. Makes the run directory (0700), writes each file 0600 (atomically,
+# host.env first: pj.Host(env=...) arrives only this way, never in an argv), and
+# checks, for env "keep" (a process that knows only the names), that host.env is
+# there already. A retry's previous exit code goes. Reads exactly what was sent
+# (os.read): the rest of stdin is left to the command. Names are the client's
+# constants: one with a "/" or a leading "." is refused.
+RECEIVE = fill(r"""
+import json, os, sys
+os.umask(0o077)
+run_dir = sys.argv[1]
+
+
+def read(n):
+    out = bytearray()
+    while len(out) < n:
+        got = os.read(0, n - len(out))
+        if not got:
+            sys.exit("pyjoule: the run's files arrived incomplete")
+        out += got
+    return bytes(out)
+
+
+head = json.loads(read(int(read(12))))
+os.makedirs(os.path.join(run_dir, "@RESULTS@"), mode=0o700, exist_ok=True)
+try:
+    os.unlink(os.path.join(run_dir, "@EXIT@"))
+except FileNotFoundError:
+    pass
+for name, size in head["files"]:
+    if "/" in name or name.startswith(".") or not name:
+        sys.exit("pyjoule: refusing the file name %r" % name)
+    path = os.path.join(run_dir, name)
+    data = read(size)
+    fd = os.open(path + "@TMP_SUFFIX@", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(path + "@TMP_SUFFIX@", path)
+if head["env"] == "keep" and not os.path.isfile(os.path.join(run_dir, "@HOST_ENV@")):
+    sys.stderr.write("@pyjoule-no-env\n")
+    sys.exit(3)
 """)
 NO_ENV = b"@pyjoule-no-env"
 
-
-# Start the worker detached: its own session (setsid), immune to the SSH session's end
-# (nohup, stdin from /dev/null). The user's setup lines (their own shell, e.g.
-# `module load`) run first; everything else arrives as quoted positional arguments.
-# A setup line that fails ends the script (set -e): the EXIT trap then names it.
-# pj.Host(env=...) values are read from host.env ($3 = keep; PREPARE wrote it): never
-# in an argv. worker.pid gets the pid and the start time (/proc/<pid>/stat field 22,
-# else ps's lstart), which tell the worker from a process given its pid later.
+# Receive the files (RECEIVE, $1) and start the worker detached: its own session
+# (setsid), immune to the SSH session's end (nohup, stdin from /dev/null). The user's
+# setup lines (their own shell, e.g. `module load`) run first; everything else arrives
+# as quoted positional arguments. A setup line that fails ends the script (set -e):
+# the EXIT trap then names it. pj.Host(env=...) values are read from host.env (never
+# in an argv). worker.pid gets the pid and the start time (/proc/<pid>/stat field
+# 22, else ps's lstart), which tell the worker from a process given its pid later.
+# Then "@pyjoule-started <pid>" and, in the same command, FOLLOW ($2, from the offsets $3): the run's
+# results streamed back as they are written, and the tidying asked for at the end.
 START = fill("""set -e
 umask 077
-run_dir=$1; project=$2; env_mode=$3; shift 3
+receive=$1; follow=$2; offsets=$3; run_dir=$4; project=$5; env_mode=$6; shift 6
+python3 -c "$receive" "$run_dir"
 [ "$env_mode" = none ] || . "$run_dir/@HOST_ENV@"
 cd "$project"
 {setup}
@@ -52,7 +114,8 @@ fi
 # written here too, so that a poll before the worker writes its own sees it alive
 printf '%s %s\\n' "$pid" "$start" > "$run_dir/@PID@@TMP_SUFFIX@"
 mv -f "$run_dir/@PID@@TMP_SUFFIX@" "$run_dir/@PID@"
-echo "$pid"
+echo "@pyjoule-started $pid"
+exec python3 -c "$follow" "$run_dir" "$offsets"
 """)
 
 # The worker of a run directory, if it runs: worker.pid's pid, believed only when its
@@ -92,30 +155,64 @@ def worker_pid(run_dir):
     return pid
 """)
 
-# Pull what was appended to the result files since the given offsets. Standard library
-# only; prints one JSON line, then the new bytes of each file in the order listed.
-PULL = WORKER_PID + fill(r"""
+# What was appended to the result files since the given offsets: one JSON line, then
+# the new bytes of each file in the order listed. Standard library only.
+_PULL_FUNC = fill(r"""
 import json, sys
-run_dir, offsets = sys.argv[1], json.loads(sys.argv[2])
-# alive is asked BEFORE the files are read: a worker found ended has written all
-# it ever will, so this pull has everything
-alive = not os.path.exists(os.path.join(run_dir, "@EXIT@")) and \
-    worker_pid(run_dir) is not None
-folder = os.path.join(run_dir, "@RESULTS@")
-names = sorted(n for n in os.listdir(folder) if n.endswith("@RESULT_SUFFIX@")) \
-    if os.path.isdir(folder) else []
-chunks, sizes = [], {}
-for name in names:
-    with open(os.path.join(folder, name), "rb") as fh:
-        fh.seek(offsets.get(name, 0))
-        data = fh.read()
-    chunks.append(data)
-    sizes[name] = len(data)
-out = sys.stdout.buffer
-out.write(json.dumps({"files": [[n, sizes[n]] for n in names], "alive": alive}).encode()
-          + b"\n")
-for data in chunks:
-    out.write(data)
+
+
+def pull(run_dir, offsets):
+    # alive is asked BEFORE the files are read: a worker found ended has written all
+    # it ever will, so this pull has everything
+    alive = not os.path.exists(os.path.join(run_dir, "@EXIT@")) and \
+        worker_pid(run_dir) is not None
+    folder = os.path.join(run_dir, "@RESULTS@")
+    names = sorted(n for n in os.listdir(folder) if n.endswith("@RESULT_SUFFIX@")) \
+        if os.path.isdir(folder) else []
+    chunks, sizes = [], {}
+    for name in names:
+        with open(os.path.join(folder, name), "rb") as fh:
+            fh.seek(offsets.get(name, 0))
+            data = fh.read()
+        chunks.append(data)
+        sizes[name] = len(data)
+        offsets[name] = offsets.get(name, 0) + len(data)
+    head = json.dumps({"files": [[n, sizes[n]] for n in names], "alive": alive})
+    return alive, head.encode() + b"\n" + b"".join(chunks)
+""")
+
+# One pull (a process following a run it did not start, or after a dropped stream).
+PULL = WORKER_PID + _PULL_FUNC + r"""
+sys.stdout.buffer.write(pull(sys.argv[1], json.loads(sys.argv[2]))[1])
+"""
+
+# Stream a run's results back as they are written: a frame ("@pyjoule-frame <n>", then
+# a pull's n bytes) whenever the result files grew or the worker ended, looking every
+# 20 ms while results come, less often while none do; the last frame says the worker
+# ended. Then one line on stdin says what to tidy: "all" removes the run directory,
+# "keep-log" all of it but the log; anything else (the client went away) nothing.
+FOLLOW = WORKER_PID + _PULL_FUNC + fill(r"""
+import shutil, time
+run_dir, offsets, pause, out = sys.argv[1], json.loads(sys.argv[2]), 0.02, sys.stdout.buffer
+while True:
+    alive, frame = pull(run_dir, offsets)
+    if not alive or len(frame) > frame.index(b"\n") + 1:
+        out.write(b"@pyjoule-frame %d\n" % len(frame) + frame)
+        out.flush()
+        pause = 0.02
+    if not alive:
+        break
+    time.sleep(pause)
+    pause = min(pause * 1.5, 0.25)
+word = sys.stdin.readline().strip()
+if word == "all":
+    shutil.rmtree(run_dir, ignore_errors=True)
+elif word == "keep-log":
+    for name in os.listdir(run_dir):
+        if name != "@LOG@":
+            path = os.path.join(run_dir, name)
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) \
+                else os.unlink(path)
 """)
 
 # Stop the worker's process group: SIGTERM (the supervisor kills its children and

@@ -46,6 +46,7 @@ FIRST_INTERVAL_S, MAX_INTERVAL_S, BACKOFF = 2.0, 60.0, 1.5
 CANCEL_WAIT_S = 30.0  # for scancelled tasks to end (KillWait is 30 s by default)
 _facts: dict[str, _slurm.ClusterFacts] = {}  # per submit site, asked once per process
 _SEP = "@@pyjoule@@"
+_SBATCH_NEXT = "@@pyjoule-sbatch@@"  # the pre-flight passed: sbatch's output follows
 _FACTS = f"""sbatch --help || exit 127
 echo {_SEP}; scontrol show config
 echo {_SEP}; sinfo -h -o '%P|%C'
@@ -210,32 +211,35 @@ class SlurmBackend(Backend):
         site = self._site()
         remote = self.remote_dir()
         run_id = os.path.basename(run_dir)
-        env_file = None
-        if self.ssh is not None:
-            env_file = self.ssh.send_run(run_dir, [PAYLOAD, *files])
+        env_file = self.ssh.env_file() if self.ssh is not None else None
         script = _slurm.render_script(run_id=run_id, wave=wave, run_dir=remote,
                                       project=site["project"], python=site["python"],
                                       pythonpath=site["pythonpath"], workers=workers,
                                       setup=site["setup"], env=site["env"],
                                       env_file=env_file)
         script_path = RunDir(remote).script(wave)
+        sending = None
         if self.ssh is not None:
-            with self.ssh._conn().sftp().open(script_path, "w") as fh:
-                fh.chmod(0o600)  # before a byte is in it
-                fh.write(script)
+            # the job script (0600) travels with the run's files, on the stdin of the
+            # pre-flight's command
+            sending = ([PAYLOAD, *files], [(os.path.basename(script_path), script.encode())])
         else:
             atomic_write(script_path, script.encode())
             os.chmod(script_path, 0o600)
-        self._preflight(remote, wave, files, packing.batch, site)
         record = {"wave": wave, "tasks": files, "batch": packing.batch,
                   "n_batches": packing.n_batches, "workers": workers, "arrays": []}
+        sbatches = [(offset, count, _slurm.sbatch_argv(
+            self.slurm, array_spec=packing.array_spec(count, self.slurm.array_parallelism),
+            log_dir=RunDir(remote).logs, job_name=_job_name(run_id), script=script_path))
+            for offset, count in packing.arrays]
+        # over SSH the first sbatch runs in the pre-flight's command (one round trip)
+        first = self._preflight(remote, wave, files, packing.batch, site,
+                                then=sbatches[0][2] if self.ssh is not None else None,
+                                sending=sending)
         try:
-            for offset, count in packing.arrays:
-                argv = _slurm.sbatch_argv(
-                    self.slurm, array_spec=packing.array_spec(count,
-                                                              self.slurm.array_parallelism),
-                    log_dir=RunDir(remote).logs, job_name=_job_name(run_id), script=script_path)
-                job = self._sbatch(argv, site)
+            for offset, count, argv in sbatches:
+                job = self._sbatch(argv, site, done=first)
+                first = None
                 record["arrays"].append({"job": job, "offset": offset, "count": count})
         except BaseException:
             submitted = [a["job"] for a in record["arrays"]]
@@ -250,18 +254,36 @@ class SlurmBackend(Backend):
                  packing.batch, ", ".join(a["job"] for a in record["arrays"]), self.where)
 
     def _preflight(self, remote: str, wave: str, files: list[str], batch: int,
-                   site: dict) -> None:
+                   site: dict, then: list[str] | None = None, sending=None):
         """Load the function where the jobs will (an import error shows now, not after
-        the queue wait) and write the wave's queue of batches."""
+        the queue wait) and write the wave's queue of batches. With ``then`` (an
+        sbatch argv), run it in the same command once the pre-flight passed, and
+        return its result; over SSH, that command first receives the run's files
+        (``sending``: names and (name, bytes) pairs, see ``SSHBackend.run_with_files``)."""
         argv = [site["python"], "-m", "pyjoule.worker", remote, "--check", "--tasks", *files,
                 "--make-queue", wave, "--batch", str(batch)]
-        res = self._run(argv, setup=True, cwd=site["project"],
-                        env={"PYTHONPATH": site["pythonpath"]})
-        if res.returncode != 0:
+        if then is None:
+            res = self._run(argv, setup=True, cwd=site["project"],
+                            env={"PYTHONPATH": site["pythonpath"]})
+        else:  # every word quoted by shlex.join; PYTHONPATH is no secret
+            script = (f"{shlex.join(['env', 'PYTHONPATH=' + site['pythonpath'], *argv])} "
+                      f"|| exit $?\necho {_SBATCH_NEXT}\nexec {shlex.join(then)}")
+            if sending is not None:
+                res = self.ssh.run_with_files(self.run_dir, *sending, script,
+                                              site["project"])
+            else:
+                res = self._run(["sh", "-c", script], setup=True, cwd=site["project"])
+            head, mark, rest = res.stdout.partition(_SBATCH_NEXT.encode() + b"\n")
+            if mark:
+                res.stdout = rest
+                return res
+        if res.returncode != 0 or then is not None:
             raise load_failure(res, self.where, "nothing was submitted", SlurmError)
+        return None
 
-    def _sbatch(self, argv: list[str], site: dict) -> str:
-        res = self._run(argv, setup=True, cwd=site["project"])
+    def _sbatch(self, argv: list[str], site: dict, done=None) -> str:
+        """Submit ``argv``; ``done``: its result already (run with the pre-flight)."""
+        res = done if done is not None else self._run(argv, setup=True, cwd=site["project"])
         self.queries += 1
         stderr = res.stderr.decode("utf-8", "replace").strip()
         if res.returncode != 0:

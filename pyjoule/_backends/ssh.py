@@ -1,15 +1,18 @@
 """The worker's process pool on a host over SSH, detached from the connection.
 
-The local run directory stays the run's record (payload, tasks, request). ``start``
-copies the payload and task files to ``<workdir>/runs/<run id>/`` on the host (SFTP),
-loads them once there (``--check``: a missing module fails at once, with the remote
-traceback) and starts ``python -m pyjoule.worker`` under ``setsid nohup``, so a dropped
-connection or a closed laptop does not stop it. While the run is watched, each
-``wait`` pulls the bytes appended to the host's result files since the last pull
-(one command) and appends them to the local copies, so :class:`LiveRun` ingests
-remote records exactly as local ones, torn tails included. ``cancel`` kills the
-remote process group; ``tidy`` removes the remote run directory once everything is
-ingested (keeping the log when something failed).
+The local run directory stays the run's record (payload, tasks, request). A host is
+20-100 ms away, so every step is counted in round trips (issue #14): ``prepare``
+asks everything it must know in one command (:mod:`._check`); ``start`` is ONE
+command whose stdin carries the payload and task files and ``host.env`` (written
+0600 into ``<workdir>/runs/<run id>/``), which loads them once there (``--check``:
+a missing module fails at once, with the remote traceback), starts ``python -m
+pyjoule.worker`` under ``setsid nohup`` (a dropped connection or a closed laptop does
+not stop it), and then streams the bytes appended to the host's result files back
+as they are written. ``wait`` appends them to the local copies, so :class:`LiveRun`
+ingests remote records exactly as local ones, torn tails included. ``tidy`` is one
+word on that command's stdin. A process following a run it did not start (or whose
+stream dropped) pulls instead, one command per look. ``cancel`` kills the remote
+process group.
 
 The run directory on the host is private (0700, files 0600); the values of
 ``pj.Host(env=...)`` go into its ``host.env`` through stdin, and the registry here
@@ -29,6 +32,7 @@ import time
 from .._errors import HostError
 from .._rundir import HOST_ENV, LOG, PAYLOAD, PID, TASKS, RunDir
 from . import _host_scripts as scripts
+from ._check import check_host
 from .base import Backend, load_failure
 
 log = logging.getLogger("pyjoule")
@@ -75,20 +79,18 @@ def append_pulled(folder: str, answer: bytes, where: str) -> dict | None:
     return RunDir(os.path.dirname(os.path.abspath(folder))).append_pulled(answer, where)
 
 
-def put_private(conn, local_dir: str, remote: str, names) -> None:
-    """Copy ``names`` from ``local_dir`` into ``remote`` over SFTP, each file made
-    0600 before a byte is written (the SFTP server would create it 0644)."""
-    sftp = conn.sftp()
-    for name in names:
-        with open(os.path.join(local_dir, name), "rb") as src, \
-                sftp.open(f"{remote}/{name}", "wb") as dst:
-            dst.chmod(0o600)
-            dst.set_pipelined(True)
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
+_tidying: dict = {}  # run id -> a start command told to tidy, not yet through
 
 
-_cpus: dict = {}  # endpoint -> CPUs of the host (asked once per process)
+def _settle(run_dir: str | None) -> None:
+    """Wait until a tidy sent to the start command of ``run_dir`` is through: a new
+    start there must not meet a removal still under way."""
+    stream = _tidying.pop(os.path.basename(run_dir), None) if run_dir else None
+    if stream is not None:
+        stream.finish(timeout=30)
+        stream.close()
+
+
 MAX_LOOSE_FILES = 2000  # a folder that is not a project: more means "not this one"
 
 
@@ -106,12 +108,13 @@ class SSHBackend(Backend):
         # the names of pj.Host(env=...): a process that follows the run knows only these
         self.env_names = sorted(env_names if env_names is not None else self.host.env)
         self._alive: bool | None = None
+        self._stream = None  # the start command, streaming the results back
 
     # ------------------------------------------------------------- setting up
     @classmethod
     def prepare(cls, host, root, requirements=None) -> "SSHBackend":
         """Connect, sync the project at ``root``, make sure of its environment and of
-        pyjoule on the host; a warm call runs three short commands.
+        pyjoule on the host; a warm call runs one short command (:func:`check_host`).
 
         ``root`` without a spec file (:mod:`.._transport.envkinds`; a notebook's
         folder) gets an environment of ``requirements()`` instead (called only then).
@@ -124,28 +127,34 @@ class SSHBackend(Backend):
 
         host = Host.of(host)
         conn = ssh.connect(host)
-        project = sync.project_dir(conn.expand(host.workdir), root)
         spec = env.has_project_file(root)
-        if not spec and len(sync.list_files(root, host.exclude)) > MAX_LOOSE_FILES:
-            raise HostError(
-                f"{root} is not a project (no pyproject.toml or .git above it) and "
-                f"holds more than {MAX_LOOSE_FILES} files: pyjoule will not copy all of "
-                "them to the host. Add a pyproject.toml to the folder of your code.")
+        reqs = None
+        if not spec:
+            if len(sync.list_files(root, host.exclude)) > MAX_LOOSE_FILES:
+                raise HostError(
+                    f"{root} is not a project (no pyproject.toml or .git above it) and "
+                    f"holds more than {MAX_LOOSE_FILES} files: pyjoule will not copy all of "
+                    "them to the host. Add a pyproject.toml to the folder of your code.")
+            if host.environment != "existing":
+                reqs = requirements() if requirements else list(env.WORKER_REQUIREMENTS)
+        known = check_host(conn, host, root, reqs)  # one command for all the checks
+        project = sync.project_dir(conn.expand(host.workdir), root)
         sync.sync(conn, root, project, exclude=host.exclude)
-        if host.environment == "existing":
+        if known["ready"]:
+            python = known["python"]
+        elif host.environment == "existing":
             python = env.ensure_existing(conn, host)
-        elif spec:
+        elif reqs is None:
             python = env.ensure_env(conn, host, root, project)
         else:
-            python = env.ensure_env_for(conn, host, requirements() if requirements
-                                        else list(env.WORKER_REQUIREMENTS))
+            python = env.ensure_env_for(conn, host, reqs)
         lib = env.ensure_pyjoule(conn, host)
         if env.needs_vendor(host, root):  # pyjoule's lib, then the worker's imports
-            lib = f"{lib}:{env.ensure_vendor(conn, host, python)}"
+            vendor = (env.vendor_dir(conn, host) if known["ready"]
+                      else env.ensure_vendor(conn, host, python))
+            lib = f"{lib}:{vendor}"
         backend = cls(host, project=project, python=python, lib=lib)
-        if conn.endpoint not in _cpus:
-            _cpus[conn.endpoint] = int(conn.run(["nproc"]).text.strip() or 1)
-        backend.cpus = _cpus[conn.endpoint]
+        backend.cpus = known["cpus"]
         return backend
 
     def describe(self) -> dict:
@@ -182,18 +191,53 @@ class SSHBackend(Backend):
         return f"{conn.expand(self.host.workdir)}/runs/{os.path.basename(self.run_dir)}"
 
     # ----------------------------------------------------------------- running
+    def _env_mode(self) -> str:
+        return "send" if self.host.env else "keep" if self.env_names else "none"
+
+    def _files_input(self, run_dir: str, files: list[str], mode: str,
+                     extra=()) -> bytes:
+        """The stdin of ``scripts.RECEIVE``: host.env (mode "send": the values only
+        here) and ``files`` of the local run directory, each made 0600 there."""
+        from .. import _rundir
+        from .._transport.shell import env_input
+
+        parts = []
+        if mode == "send":  # the name as the host's scripts spell it: _rundir's now
+            parts.append((_rundir.HOST_ENV, env_input(self.host.env)))
+        for name in files:
+            with open(os.path.join(run_dir, name), "rb") as fh:
+                parts.append((name, fh.read()))
+        parts += list(extra)  # (name, bytes) made here, such as a SLURM job script
+        head = json.dumps({"env": mode, "files": [[n, len(d)] for n, d in parts]}).encode()
+        return b"%012d" % len(head) + head + b"".join(d for _, d in parts)
+
+    def _no_env(self, remote: str, endpoint) -> HostError:
+        return HostError(
+            f"this process knows only the names of pj.Host(env=...) for this run "
+            f"({', '.join(self.env_names)}; the run registry keeps no values), "
+            f"and their values are no longer in {remote}/{HOST_ENV} on "
+            f"{endpoint}. Call again with the pj.Host that has them.")
+
     def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
+        """Send the run's files, start the worker and begin streaming its results
+        back: one command, whose output then carries the results (see ``wait``)."""
+        self._end_stream()  # a previous attempt's
         self.run_dir = run_dir
+        _settle(run_dir)
         conn = self._conn()
         remote = self.remote_dir()
-        env_file = self.send_run(run_dir, [PAYLOAD, *(task_files or [TASKS])])
+        mode = self._env_mode()
+        stdin = self._files_input(run_dir, [PAYLOAD, *(task_files or [TASKS])], mode)
         argv = ["env", f"PYTHONPATH={self.lib}:{self.project}",
                 self.python, "-m", "pyjoule.worker", remote, "--workers", str(workers)]
         if task_files:
             argv += ["--tasks", *task_files]
         script = scripts.START.replace("{setup}", setup_script(self.host.setup))
-        res = self._start_once(conn, ["sh", "-c", script, "sh", remote, self.project,
-                                      "none" if env_file is None else "keep", *argv], remote)
+        res = self._start_once(conn, ["sh", "-c", script, "sh", scripts.RECEIVE,
+                                      scripts.FOLLOW, json.dumps(RunDir(run_dir).offsets()),
+                                      remote, self.project,
+                                      "none" if mode == "none" else "keep", *argv],
+                               remote, stdin)
         if res is None:  # the connection dropped, but the worker had been started
             self._alive = True
             return
@@ -201,6 +245,8 @@ class SSHBackend(Backend):
             from .._errors import RemoteCommandError
             from .._transport.shell import mask
 
+            if scripts.NO_ENV in res.stderr:
+                raise self._no_env(remote, conn.endpoint)
             # a setup line or an import may have printed a value: errors show ***
             res.stderr = mask(res.stderr, self.host.env.values())
             failed = setup_failure(res, self.host.setup, str(conn.endpoint))
@@ -208,51 +254,90 @@ class SSHBackend(Backend):
                 raise failed
             raise load_failure(res, str(conn.endpoint), "nothing was started there",
                                RemoteCommandError)
-        pid = res.text.strip()
         log.debug("run %s: worker started on %s (pid %s)", os.path.basename(run_dir),
-                  conn.endpoint, pid)
+                  conn.endpoint, res.text.strip())
         self._alive = True
 
-    def send_run(self, run_dir: str, files: list[str]) -> str | None:
+    def env_file(self) -> str | None:
+        """Where the run's host.env is on the host (None: the run has no env)."""
+        return None if self._env_mode() == "none" else f"{self.remote_dir()}/{HOST_ENV}"
+
+    def send_run(self, run_dir: str, files: list[str], extra=()) -> str | None:
         """Make the run directory on the host (0700), give it pj.Host(env=...) as its
         host.env (0600, through stdin: a process that knows only the names checks it
-        is there) and copy ``files`` (0600). Returns the path of host.env, None when
-        the run has no env. Two commands and the copies."""
-        from .._transport.shell import env_input
+        is there) and copy ``files`` (0600), and ``extra`` ((name, bytes) pairs).
+        Returns :meth:`env_file`. One command, the files on its stdin."""
         from .._transport.ssh import remote_error
 
+        _settle(run_dir)
         conn, remote = self._conn(), self.remote_dir()
-        mode = "send" if self.host.env else "keep" if self.env_names else "none"
-        res = conn.run(["sh", "-c", scripts.PREPARE, "sh", remote, mode], check=False,
-                       input=env_input(self.host.env) if mode == "send" else None)
+        mode = self._env_mode()
+        res = conn.run(["python3", "-c", scripts.RECEIVE, remote], check=False,
+                       input=self._files_input(run_dir, files, mode, extra))
         if res.returncode != 0:
             if scripts.NO_ENV in res.stderr:
-                raise HostError(
-                    f"this process knows only the names of pj.Host(env=...) for this run "
-                    f"({', '.join(self.env_names)}; the run registry keeps no values), "
-                    f"and their values are no longer in {remote}/{HOST_ENV} on "
-                    f"{conn.endpoint}. Call again with the pj.Host that has them.")
+                raise self._no_env(remote, conn.endpoint)
             raise remote_error(conn.endpoint, res, "making the run directory")
-        put_private(conn, run_dir, remote, files)
-        return None if mode == "none" else f"{remote}/{HOST_ENV}"
+        return self.env_file()
 
-    def _start_once(self, conn, argv: list[str], remote: str):
-        """Run the start command. If the connection drops meanwhile, start again only
-        when no worker came up (its pid file tells), so it never runs twice. Returns
-        the command's result, or None when the worker had started before the drop."""
+    def run_with_files(self, run_dir: str, files: list[str], extra, script: str,
+                       cwd: str):
+        """One command: receive the run's files as :meth:`send_run` does, read
+        host.env, run the setup lines in ``cwd``, then the shell text ``script``
+        (SLURM's pre-flight and sbatch). Returns its result (stderr masked)."""
+        from .. import _rundir
+        from .._transport.shell import mask
+
+        _settle(run_dir)
+        conn, remote, mode = self._conn(), self.remote_dir(), self._env_mode()
+        text = "\n".join([
+            'python3 -c "$1" "$2" || exit $?',
+            f'[ "$3" = none ] || . "$2/{_rundir.HOST_ENV}"', 'cd "$4" || exit $?',
+            *self.host.setup, script])
+        res = conn.run(["sh", "-c", text, "sh", scripts.RECEIVE, remote, mode, cwd],
+                       input=self._files_input(run_dir, files, mode, extra), check=False,
+                       idempotent=False)
+        res.stderr = mask(res.stderr, self.host.env.values())
+        if res.returncode != 0 and scripts.NO_ENV in res.stderr:
+            raise self._no_env(remote, conn.endpoint)
+        return res
+
+    def _start_once(self, conn, argv: list[str], remote: str, stdin: bytes):
+        """Run the start command until it says it started the worker (its stream then
+        stays open: ``self._stream``). If the connection drops meanwhile, start again
+        only when no worker came up (its pid file tells), so it never runs twice.
+        Returns a Result (returncode 0 and the pid once started), or None when the
+        worker had started before the drop."""
+        from .._transport.local import Result
         from .._transport.ssh import ConnectionLost
 
-        try:
-            return conn.run(argv, idempotent=False, check=False)
-        except ConnectionLost:
-            log.info("connection to %s dropped while starting the worker; checking "
-                     "whether it started", conn.endpoint)
-        deadline = time.monotonic() + 5  # a started worker writes its pid at once
-        while time.monotonic() < deadline:
-            if conn.run(["cat", f"{remote}/{PID}"], check=False).text.strip():
-                return None
-            time.sleep(0.2)
-        return conn.run(argv, idempotent=False, check=False)
+        for attempt in (1, 2):
+            try:
+                stream = conn.stream(argv, input=stdin)
+                while True:
+                    line = stream.line(3600)
+                    if line is None:
+                        code, out, err = stream.finish()
+                        stream.close()
+                        if code == -1:
+                            conn.close()
+                            raise ConnectionLost(f"connection to {conn.endpoint} dropped "
+                                                 "while starting the worker")
+                        return Result("start", code or 1, out, err)
+                    if line.startswith(b"@pyjoule-started "):
+                        self._stream = stream
+                        return Result("start", 0, line.split()[1], b"")
+            except ConnectionLost:
+                if attempt == 2:
+                    raise
+                log.info("connection to %s dropped while starting the worker; checking "
+                         "whether it started", conn.endpoint)
+            deadline = time.monotonic() + 5  # a started worker writes its pid at once
+            while time.monotonic() < deadline:
+                if conn.run(["cat", f"{remote}/{PID}"], check=False).text.strip():
+                    return None
+                time.sleep(0.2)
+        return None  # not reached
 
     def _pull(self) -> None:
         """Append what the host's result files gained to the local copies."""
@@ -263,13 +348,63 @@ class SSHBackend(Backend):
         if meta is not None:
             self._alive = bool(meta["alive"])
 
+    def _read_stream(self, timeout_s: float) -> bool:
+        """Apply the frames the start command streams back, for up to ``timeout_s``
+        (returning at the first that arrives); False when the stream is gone (then
+        polling takes over, from the local copies' sizes: a frame is applied whole or
+        not at all). Interrupted (Ctrl-C) mid-frame, the stream is dropped likewise."""
+        try:
+            return self._read_frames(timeout_s)
+        except BaseException:
+            stream, self._stream = self._stream, None
+            if stream is not None:
+                stream.close()
+            raise
+
+    def _read_frames(self, timeout_s: float) -> bool:
+        stream, rd = self._stream, RunDir(self.run_dir)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            line = stream.line(max(0.0, deadline - time.monotonic()))
+            if line is None:
+                if stream.chan.eof_received or stream.chan.closed:
+                    stream.close()
+                    self._stream = None
+                    return False
+                return True
+            if not line.startswith(b"@pyjoule-frame "):
+                continue
+            n = int(line.split()[1])
+            frame = stream.exact(n, 60)
+            if frame is None:
+                stream.close()
+                self._stream = None
+                return False
+            meta = rd.append_pulled(frame, self.host.target)
+            if meta is not None:
+                self._alive = bool(meta["alive"])
+            if not self._alive or not stream.buf:
+                return True
+
     def alive(self) -> bool:
+        if self._stream is not None and self._read_stream(0):
+            return bool(self._alive)
         if self._alive is None or self._alive:
             self._pull()
         return bool(self._alive)
 
     def wait(self, timeout_s: float) -> bool:
+        """Whether the worker ended within ``timeout_s``: its results streamed back
+        by the start command as they are written, else (a process following a run it
+        did not start, a dropped stream) pulled every 0.25 s."""
         deadline = time.monotonic() + timeout_s
+        while self._stream is not None:
+            if not self._read_stream(max(0.0, deadline - time.monotonic())):
+                break  # the stream is gone: poll
+            if not self._alive:
+                return True
+            if time.monotonic() >= deadline:
+                return False
         while True:
             self._pull()
             if not self._alive:
@@ -278,6 +413,16 @@ class SSHBackend(Backend):
             if left <= 0:
                 return False
             time.sleep(min(left, 0.25))
+
+    def _end_stream(self, word: bytes = b"\n") -> None:
+        """Let go of the start command: ``word`` tells it what to tidy (nothing by
+        default). Its answer is not waited for here; a later command on the same run
+        directory waits for it first (:func:`_settle`)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.say(word)
+            if word.strip() and self.run_dir:
+                _tidying[os.path.basename(self.run_dir)] = stream
 
     def cancel(self) -> None:
         self._conn().run(["python3", "-c", scripts.CANCEL, self.remote_dir()], check=False)
@@ -290,6 +435,12 @@ class SSHBackend(Backend):
                 f"{os.path.basename(run_dir)}/{LOG}")
 
     def tidy(self, keep_log: bool) -> None:
+        if self._stream is not None and self._alive is False:
+            # the start command waits for this word after its last frame: no new command
+            self._end_stream(b"keep-log\n" if keep_log else b"all\n")
+            return
+        self._end_stream()
+        _settle(self.run_dir)
         remote = self.remote_dir()
         if keep_log:
             argv = ["sh", "-c", 'cd "$1" && find . -mindepth 1 ! -name "$2" -delete',

@@ -6,8 +6,8 @@ spec file (:mod:`.envkinds`: ``uv.lock``/``pyproject.toml`` built with ``uv sync
 with the host's conda) and the Python minor version; for a folder with no spec (a
 notebook's), the pinned distributions the function uses instead. The interpreter it
 is built from is found by :mod:`.interpreter`. It is built only when no environment
-of that key is ready; a warm dispatch runs one ``test`` of :func:`ready_marker` and
-no uv at all. pyjoule itself is not installed from an index: its package directory
+of that key is ready; a warm dispatch finds every marker of :func:`expected` in
+the one command of its host check (``_backends/_check.py``) and runs no uv at all. pyjoule itself is not installed from an index: its package directory
 is synced (incrementally, like the project) to ``<workdir>/lib/pyjoule-<version>/``
 and put on the worker's ``PYTHONPATH``, so the host runs exactly the client's pyjoule.
 
@@ -302,9 +302,12 @@ def requirements_from(components: dict) -> list[str]:
 
 def env_dir_for(conn, host, requirements: list[str]) -> str:
     """Where the environment of exactly ``requirements`` lives on the host."""
-    python = python_minor(host)
+    return _req_path(conn.expand(host.workdir), python_minor(host), requirements)
+
+
+def _req_path(workdir: str, python: str, requirements: list[str]) -> str:
     digest = hashlib.sha256("\n".join([python, *requirements]).encode()).hexdigest()
-    return f"{conn.expand(host.workdir)}/envs/py{python}-req-{digest[:16]}"
+    return f"{workdir}/envs/py{python}-req-{digest[:16]}"
 
 
 def ensure_env_for(conn, host, requirements: list[str]) -> str:
@@ -353,9 +356,13 @@ def ensure_pyjoule(conn, host) -> str:
 def vendor_dir(conn, host) -> str:
     """``lib/vendor-<hash>``: the client's cloudpickle and threadpoolctl, for an
     interpreter whose environment pyjoule did not build (keyed by their versions)."""
+    return _vendor_path(conn.expand(host.workdir))
+
+
+def _vendor_path(workdir: str) -> str:
     versions = ",".join(worker_requirements())
     digest = hashlib.sha256(versions.encode()).hexdigest()[:16]
-    return f"{conn.expand(host.workdir)}/lib/vendor-{digest}"
+    return f"{workdir}/lib/vendor-{digest}"
 
 
 def vendor_marker(vendor: str, python: str) -> str:
@@ -410,3 +417,27 @@ def ensure_existing(conn, host) -> str:
     """``pj.Host(python=PATH, environment="existing")``: the interpreter as given, no
     uv at all; its minor version is checked once (with the vendor folder's marker)."""
     return conn.expand(host.python)
+
+
+# ------------------------------------------------- what a warm dispatch checks
+def expected(host, root: Path, workdir: str, requirements=None,
+             expand=lambda path: path) -> tuple[list[str], str]:
+    """(ready markers, Python) of the environment that :func:`ensure_env`,
+    :func:`ensure_env_for` (given ``requirements``) or :func:`ensure_existing` gives
+    ``root`` under ``workdir``, with the vendor folder's marker where the worker's
+    imports come from ``lib/``: a host command that finds every marker may skip them
+    all (one round trip for all the checks of a warm dispatch: ``SSHBackend.prepare``).
+    ``expand`` turns ``~/`` into the host's home when it is known (else a marker
+    is simply not found, and the ensure functions run)."""
+    if host.environment == "existing":
+        python = expand(host.python)
+        return [vendor_marker(_vendor_path(workdir), python)], python
+    python = python_minor(host)
+    if requirements is None:
+        venv = f"{workdir}/envs/{env_key(root, python)}"
+    else:
+        venv = _req_path(workdir, python, requirements)
+    markers = [ready_marker(venv)]
+    if needs_vendor(host, root):
+        markers.append(vendor_marker(_vendor_path(workdir), f"{venv}/bin/python"))
+    return markers, f"{venv}/bin/python"

@@ -29,6 +29,7 @@ from .._errors import AuthenticationError, HostError, HostKeyError, RemoteComman
 from . import dial, known_hosts
 from .auth import Authenticating, interactive  # noqa: F401 - interactive: callers
 from .hosts import Endpoint, Host, resolve
+from .channel import exec_nowait
 from .local import Result
 from .shell import build_command, env_input, mask  # noqa: F401 - build_command: tests
 
@@ -236,7 +237,7 @@ class Connection(Authenticating):
                   shown if len(shown) < 300 else shown[:300] + " ...")
         try:
             chan = self.transport.open_session(timeout=self.endpoint.connect_timeout)
-            chan.exec_command(command)
+            exec_nowait(chan, command)  # with its stdin: one round trip, not two
         except (paramiko.SSHException, EOFError, OSError) as exc:
             self.close()
             raise ConnectionLost(f"connection to {self.endpoint} dropped: {exc}") from exc
@@ -287,6 +288,28 @@ class Connection(Authenticating):
             raise ConnectionLost(f"connection to {self.endpoint} dropped while running "
                                  f"{shown}")
         return Result(shown, code, b"".join(out), b"".join(err))
+
+    def stream(self, argv: Sequence[str], *, input: bytes | None = None):
+        """Start ``argv`` (quoted, under ``umask 077``), send ``input`` and return its
+        :class:`.channel.Stream`: stdout is read as it comes, stdin stays open."""
+        import paramiko
+
+        from .channel import Stream
+
+        shown = build_command(argv)
+        self.ensure()
+        log.debug("ssh %s (stream): %s", self.endpoint.alias,
+                  shown if len(shown) < 300 else shown[:300] + " ...")
+        try:
+            chan = self.transport.open_session(timeout=self.endpoint.connect_timeout)
+            exec_nowait(chan, shown)
+            if input:
+                chan.sendall(input)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            self.close()
+            raise ConnectionLost(f"connection to {self.endpoint} dropped: {exc}") from exc
+        self.commands += 1
+        return Stream(chan)
 
     def sftp(self):
         """The SFTP session on this connection (opened once, reopened after a drop)."""

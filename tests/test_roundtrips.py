@@ -1,0 +1,104 @@
+"""Round trips of remote sweeps, counted by tests/delay_proxy.py (issue #14 §4).
+
+Latency costs one RTT per turn of the conversation, whatever the machine's speed, so
+these tests count turns (a client send answered by the server), never seconds: at
+most 12 for the first sweep of a process (connect, authenticate, one check of sync,
+environment and pyjoule, start, results streamed back) and at most 5 for a warm one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import run_script
+
+STUDY = """
+    import json, os, sys, time
+    from delay_proxy import DelayProxy
+    from sshd_server import ensure_server
+
+    server = ensure_server()
+    proxy = DelayProxy(("127.0.0.1", server.port), delay_s=0.01).start()
+    os.environ["PYJOULE_SSH_CONFIG"] = str(proxy.ssh_config(server, os.environ["PROXY"]))
+    import pyjoule as pj
+
+    @pj.experiment(host=pj.Host("pjslow", workdir=WORKDIR), workers=2, progress=False)
+    def triv(i):
+        return i * 2
+
+    rows = []
+    for k in range(3):
+        proxy.reset()
+        ds = triv.sweep(i=range(STEP + 100 * k, STEP + 100 * k + 100))
+        assert int(ds.result.sum()) == 2 * sum(range(STEP + 100 * k, STEP + 100 * k + 100))
+        rows.append(proxy.turns)
+    print("TURNS", json.dumps(rows))
+"""
+
+
+@pytest.fixture
+def slow_project(tmp_path, sshd, monkeypatch):
+    from sshd_server import _local_uv
+
+    root = tmp_path / "rtt"
+    root.mkdir()
+    (root / "pyproject.toml").write_text(
+        "[project]\nname = 'rtt'\nversion = '0'\nrequires-python = '>=3.10'\n"
+        "dependencies = ['cloudpickle>=3', 'threadpoolctl>=3.1']\n")
+    subprocess.run([str(_local_uv()), "lock", "--quiet"], cwd=root, check=True)
+    monkeypatch.setenv("PYJOULE_CACHE", str(root / ".pyjoule"))
+    monkeypatch.setenv("PYJOULE_PROGRESS", "0")
+    workdir = f"~/rtt-{uuid.uuid4().hex[:8]}"  # its own lib/ and envs/: no other test's
+    yield root, workdir
+    sshd.run(f"rm -rf {workdir}", check=False)
+
+
+def _turns(root, workdir, step) -> list[int]:
+    # the same script each time: a changed file would be synced (three turns more)
+    source = STUDY.replace("WORKDIR", repr(workdir)).replace("STEP", 'int(os.environ["STEP"])')
+    tests = Path(__file__).resolve().parent
+    path = os.pathsep.join([str(tests.parent), str(tests), str(root)])
+    out = run_script(root, source, timeout=300, env={"PYTHONPATH": path,
+                                                            "STEP": str(step),
+                                                            "PROXY": str(root.parent / "proxy")}).stdout
+    return json.loads(out.split("TURNS", 1)[1])
+
+
+def test_first_and_warm_sweeps_take_few_round_trips(slow_project):
+    root, workdir = slow_project
+    # the first process ever: syncs, builds the environment, copies pyjoule
+    _turns(root, workdir, 0)
+    # a new process, everything on the host already: as a user's next session
+    first, *warm = _turns(root, workdir, 10_000)
+    assert first <= 12, f"first sweep of a process: {first} round trips (warm: {warm})"
+    assert max(warm) <= 5, f"warm sweeps: {warm} round trips"
+
+
+def test_the_proxy_counts_turns_not_bytes(sshd):
+    """One command on an open connection is two turns (channel open; exec and its
+    output), however much it prints: the count tracks latency, not volume."""
+    import pyjoule as pj
+    from delay_proxy import DelayProxy
+    from pyjoule._transport import ssh
+
+    with DelayProxy(("127.0.0.1", sshd.port), delay_s=0.005) as proxy:
+        config = proxy.ssh_config(sshd, f"/tmp/pyjoule-rtt-{uuid.uuid4().hex[:8]}")
+        conn = ssh.connect(pj.Host("pjslow", ssh_config=config))
+        try:
+            counts = []
+            for argv in (["true"], ["head", "-c", "300000", "/dev/zero"]):
+                proxy.reset()
+                conn.run(argv)
+                time.sleep(0.05)  # the channel's close, answered
+                counts.append(proxy.turns)
+        finally:
+            ssh.close_all()
+    assert counts[0] == 2, counts
+    assert counts[1] <= 3, counts  # a window adjust may turn it once more
