@@ -286,14 +286,30 @@ def test_explicit_cache_directory_and_env_var(tmp_path, monkeypatch):
     assert (tmp_path / "explicit" / "index.sqlite").exists()
 
 
-def test_default_cache_is_in_the_project_root(tmp_path, monkeypatch):
+def test_default_cache_is_in_the_project_root_of_the_functions_file(tmp_path, monkeypatch):
+    """The cache goes to the project of the file that defines the function, whatever
+    the working directory (which here is another folder altogether)."""
+    import importlib
+    import sys
+
     monkeypatch.delenv("PYJOULE_CACHE", raising=False)
-    (tmp_path / "pyproject.toml").write_text("")
-    (tmp_path / "sub").mkdir()
-    monkeypatch.chdir(tmp_path / "sub")
-    f = pj.experiment(workers=0, progress=False)(simulate)
-    f(method="A", N=1)
-    assert (tmp_path / ".pyjoule" / "index.sqlite").exists()
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    (project / "sub" / "pj_cache_root_study.py").write_text(
+        "def twice(x):\n    return 2 * x\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.syspath_prepend(str(project / "sub"))
+    module = importlib.import_module("pj_cache_root_study")
+    try:
+        f = pj.experiment(workers=0, progress=False)(module.twice)
+        assert f(x=2) == 4
+    finally:
+        sys.modules.pop("pj_cache_root_study", None)
+    assert (project / ".pyjoule" / "index.sqlite").exists()
+    assert not (elsewhere / ".pyjoule").exists()
 
 
 def test_submit_returns_a_run_that_survives_the_process(cache_dir, weird_tmp_path):
@@ -440,19 +456,17 @@ def test_result_applies_the_errors_policy(cache_dir):
         pj.attach(run.id).result()  # another process's view names the function too
 
 
-def test_progress_without_a_terminal_logs_lines(caplog):
+def test_progress_without_a_terminal_writes_lines(capsys):
     from pyjoule._progress import Progress
 
-    with caplog.at_level("INFO", logger="pyjoule"):
-        bar = Progress(10, cached=2, enabled=True, label="demo", log_every_s=0)
-        bar.update(done=3, failed=1)
-        bar.close()
-    assert "demo: 6/10 psets (done 3, failed 1, cached 2)" in caplog.text
-    with caplog.at_level("INFO", logger="pyjoule"):
-        caplog.clear()
-        quiet = Progress(10, enabled=False, log_every_s=0)
-        quiet.update(done=5)
-    assert caplog.text == ""
+    bar = Progress(10, cached=2, enabled=True, label="demo", log_every_s=0)
+    bar.update(done=3, failed=1)
+    bar.close()
+    assert "demo: 6/10 psets (done 3, failed 1, cached 2)" in capsys.readouterr().err
+    quiet = Progress(10, enabled=False, log_every_s=0)
+    quiet.update(done=5)
+    quiet.close()
+    assert capsys.readouterr().err == ""
 
 
 def _supervisor_cmdline(i):

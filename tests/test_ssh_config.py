@@ -144,6 +144,10 @@ def test_without_openssh_paramiko_reads_the_config_and_says_what_it_cannot(
            "  ProxyCommand nc %h %p\n  ControlMaster auto\n")
     cfg = _write(tmp_path / "config", f"Include {tmp_path}/inc.conf\n")
     caplog.set_level(logging.WARNING, "pyjoule")
+    from pyjoule._transport import ssh_config
+
+    # said once per process: as in a fresh one (another test may have seen it said)
+    monkeypatch.setattr(ssh_config, "_warned_fallback", False)
     ep = resolve(pj.Host("f", ssh_config=cfg))
     assert (ep.hostname, ep.port, ep.proxy_command) == ("127.0.0.6", 2202, "nc 127.0.0.6 2202")
     assert "no OpenSSH client" in caplog.text and "Match exec" in caplog.text
