@@ -18,9 +18,18 @@ import time
 
 
 def exec_nowait(chan, command: str) -> None:
-    """Send ``exec command`` on ``chan`` without waiting for the server's yes."""
+    """Send ``exec command`` on ``chan`` without waiting for the server's yes.
+
+    This uses paramiko's internal ``Transport._send_user_message`` (what its own
+    ``exec_command`` sends with); a paramiko without it gets the plain
+    ``exec_command``: correct, one round trip slower."""
     from paramiko.common import cMSG_CHANNEL_REQUEST
     from paramiko.message import Message
+
+    send = getattr(chan.transport, "_send_user_message", None)
+    if send is None:
+        chan.exec_command(command)
+        return
 
     m = Message()
     m.add_byte(cMSG_CHANNEL_REQUEST)
@@ -28,7 +37,7 @@ def exec_nowait(chan, command: str) -> None:
     m.add_string("exec")
     m.add_boolean(False)
     m.add_string(command)
-    chan.transport._send_user_message(m)
+    send(m)
 
 
 class Stream:
