@@ -118,3 +118,43 @@ def test_slurm_over_ssh_first_and_warm_sweeps_take_few_round_trips(slow_project,
     first, *warm = _turns(root, workdir, 10_000, options)
     assert first <= 12, f"first SLURM sweep of a process: {first} round trips (warm: {warm})"
     assert max(warm) <= 5, f"warm SLURM sweeps: {warm} round trips"
+
+
+def test_slurm_follower_killed_mid_run_looks_take_over(slurm, sshd, tmp_path, monkeypatch):
+    """The submit command follows the run; if it dies (here: killed on the host), the
+    client looks at the run instead, from the sizes it has: every pset once."""
+    import threading
+
+    import pyjoule as pj
+
+    monkeypatch.setenv("PYJOULE_CACHE", str(tmp_path / ".pyjoule"))
+    monkeypatch.chdir(tmp_path)
+    tag = f"rttkill-{uuid.uuid4().hex[:8]}"
+    killed = []
+
+    def kill_the_follower():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            pattern = f"^python3 -c .*--follow.*{tag}"  # not the sh that starts it
+            out = sshd.run(f"pkill -KILL -u pjhost -f -- '{pattern}' && echo k",
+                           check=False).stdout
+            killed.extend(out.split())
+            time.sleep(0.1)
+
+    def slow(i):
+        import time
+
+        time.sleep(0.3)
+        return i
+
+    f = pj.experiment(host=pj.Host("pjtest", workdir=f"~/{tag}"), workers=2, batch=4,
+                      slurm={"time": "00:05:00"}, progress=False)(slow)
+    killer = threading.Thread(target=kill_the_follower)
+    killer.start()
+    try:
+        ds = f.sweep(i=range(16))
+    finally:
+        killer.join()
+        sshd.run(f"rm -rf ~/{tag}", check=False)
+    assert killed, "the follower was never seen on the host"
+    assert sorted(ds.result.values.tolist()) == list(range(16))

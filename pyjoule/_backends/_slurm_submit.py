@@ -77,10 +77,10 @@ def submit(ssh, run_dir: str, files: list[str], extra, text: str, cwd: str,
                     f"connection to {conn.endpoint} dropped while submitting run "
                     f"{os.path.basename(run_dir)}: it may have been submitted; it is not "
                     "submitted again (see `squeue --me` there)")
-            res, stream = Result("submit", code, b"".join(lines) + out, err), None
+            res, stream = Result(text, code, b"".join(lines) + out, err), None
             break
         if line == FOLLOWING:
-            res = Result("submit", 0, b"".join(lines), bytes(stream.err))
+            res = Result(text, 0, b"".join(lines), bytes(stream.err))
             break
         lines.append(line + b"\n")
     res.stderr = mask(res.stderr, ssh.host.env.values())

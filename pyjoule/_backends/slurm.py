@@ -13,6 +13,10 @@ The worker and its files are the ones every backend uses; what SLURM adds:
   array task (one ``squeue``; ``sacct`` only for tasks squeue has forgotten, when the
   cluster has accounting), the claims and exit files, and over SSH the bytes the result
   files gained. Looks back off from 2 s to 60 s (``PYJOULE_POLL_INTERVAL`` fixes it).
+  Over SSH the command that submitted a wave stays on and makes these looks on the
+  host, sending what changed (:mod:`._slurm_submit`): a sweep then costs no command
+  per look; a process following a run it did not submit, or whose stream dropped,
+  looks with a command each time.
 * When every task has ended, the psets no record speaks of get a reason from the
   state of the task that had claimed them (``timeout``, ``cancelled``,
   ``out_of_memory``, ``node_failure``, ``preempted``, else ``lost``); LiveRun's
