@@ -126,6 +126,7 @@ def test_slurm_follower_killed_mid_run_looks_take_over(slurm, sshd, tmp_path, mo
     import threading
 
     import pyjoule as pj
+    from pyjoule._transport import ssh
 
     monkeypatch.setenv("PYJOULE_CACHE", str(tmp_path / ".pyjoule"))
     monkeypatch.chdir(tmp_path)
@@ -147,7 +148,8 @@ def test_slurm_follower_killed_mid_run_looks_take_over(slurm, sshd, tmp_path, mo
         time.sleep(0.3)
         return i
 
-    f = pj.experiment(host=pj.Host("pjtest", workdir=f"~/{tag}"), workers=2, batch=4,
+    f = pj.experiment(host=pj.Host(sshd.alias, ssh_config=sshd.ssh_config,
+                                      workdir=f"~/{tag}"), workers=2, batch=4,
                       slurm={"time": "00:05:00"}, progress=False)(slow)
     killer = threading.Thread(target=kill_the_follower)
     killer.start()
@@ -155,6 +157,7 @@ def test_slurm_follower_killed_mid_run_looks_take_over(slurm, sshd, tmp_path, mo
         ds = f.sweep(i=range(16))
     finally:
         killer.join()
+        ssh.close_all()
         sshd.run(f"rm -rf ~/{tag}", check=False)
     assert killed, "the follower was never seen on the host"
     assert sorted(ds.result.values.tolist()) == list(range(16))
