@@ -11,12 +11,22 @@ ended has every record they wrote.
 
 The answer is one JSON line, followed (when offsets were given) by the new bytes of
 each result file in the order the JSON lists them.
+
+Over SSH the submit command ends in :func:`follow` (``--follow``): the same looks,
+made on the host, each answer sent as a frame when something changed, so a sweep
+needs no command per look. The files are looked at often (20 ms while results come,
+up to 250 ms); the scheduler right after the submit, then backing off from 0.5 s to
+30 s, and again at once when a task's exit file appears. One line on stdin ends it
+and says what to tidy.
 """
 
 import json
 import os
+import select
+import shutil
 import subprocess
 import sys
+import time
 
 if __package__:  # imported; sent as `python3 -c`, the names come first in the source
     from .._rundir import CLAIMED, ENDS, LOG_SUFFIX, LOGS, PENDING, QUEUE, RESULT_SUFFIX, \
@@ -80,14 +90,18 @@ def _log_tail(path):
         return None
 
 
-def probe(run_dir, job_ids, offsets=None, sacct=False, expected=()):
+def probe(run_dir, job_ids, offsets=None, sacct=False, expected=(), known=None):
     """The run's state as a dict (and the new result bytes, when ``offsets`` is a dict).
 
     ``expected`` lists the task ids (``job_task``) the caller knows of; for those the
     scheduler no longer shows, the exit file, ``sacct`` (when there is accounting) and
-    the end of the task's log are consulted.
+    the end of the task's log are consulted. ``known``: a previous answer whose
+    scheduler part is repeated instead of asking again (only the files are read).
     """
-    states, error = _squeue(job_ids) if job_ids else ({}, "")
+    if known is not None:
+        states, error = known["squeue"], known["error"]
+    else:
+        states, error = _squeue(job_ids) if job_ids else ({}, "")
     answer = {"squeue": states, "error": error, "claimed": {}, "pending": {}, "ends": {},
               "logs": {}, "files": []}
     ends_dir = os.path.join(run_dir, ENDS)
@@ -103,7 +117,11 @@ def probe(run_dir, job_ids, offsets=None, sacct=False, expected=()):
     for wave in _listdir(queue):
         answer["pending"][wave] = len(_listdir(os.path.join(queue, wave, PENDING)))
         answer["claimed"][wave] = _listdir(os.path.join(queue, wave, CLAIMED))
-    if states is not None:
+    if known is not None:
+        answer["logs"] = known["logs"]
+        if "sacct" in known:
+            answer["sacct"] = known["sacct"]
+    elif states is not None:
         # forgotten by squeue: a good exit file settles it; else sacct, else the log
         missing = [t for t in expected if t not in states
                    and (answer["ends"].get(t) or "1").split()[0] != "0"]
@@ -128,7 +146,70 @@ def probe(run_dir, job_ids, offsets=None, sacct=False, expected=()):
     return answer, chunks
 
 
+FIRST_S, MAX_S, BACKOFF = 0.5, 30.0, 1.5  # between scheduler looks while following
+
+
+def _frame(answer, chunks):
+    body = json.dumps(answer).encode() + b"\n" + b"".join(chunks)
+    return b"@pyjoule-frame %d\n" % len(body) + body
+
+
+def _tidy(run_dir, word):
+    """``all``: the run directory goes; ``keep-logs``: all of it but the tasks' logs;
+    anything else (the client went away, or sent a new wave): nothing."""
+    if word == "all":
+        shutil.rmtree(run_dir, ignore_errors=True)
+    elif word == "keep-logs":
+        for name in os.listdir(run_dir):
+            if name != LOGS:
+                path = os.path.join(run_dir, name)
+                shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) \
+                    else os.unlink(path)
+
+
+def follow(request, submitted):
+    """Look at the run until a line arrives on stdin, sending each answer that says
+    something new (states, claims, ends, result bytes) as a frame; the first look is
+    right after the submit. ``submitted``: what ``sbatch --parsable`` printed."""
+    run_dir, offsets = request["run_dir"], dict(request.get("offsets") or {})
+    job = submitted.strip().splitlines()[-1].split(";")[0].strip()
+    job_ids = [*request["job_ids"], job]
+    expected = [*request["expected"], *("%s_%d" % (job, i) for i in range(request["count"]))]
+    out, known, shown, gap, next_ask, ends = sys.stdout.buffer, None, None, FIRST_S, 0.0, {}
+    pause = 0.02
+    while True:
+        now = time.monotonic()
+        ask = known is None or now >= next_ask
+        answer, chunks = probe(run_dir, job_ids, offsets, request.get("sacct", False),
+                               expected, None if ask else known)
+        if ask:
+            known = answer
+        grown = any(size for _, size in answer["files"])
+        state = json.dumps({k: v for k, v in answer.items() if k != "files"},
+                           sort_keys=True)
+        if grown or state != shown:
+            answer["asked"] = ask
+            out.write(_frame(answer, chunks))
+            out.flush()
+            for name, size in answer["files"]:
+                offsets[name] = offsets.get(name, 0) + size
+            if state != shown and shown is not None:
+                gap = FIRST_S  # work is moving: look at the scheduler often again
+            shown = state
+        if answer["ends"] != ends:  # a task ended: the scheduler will say so soon
+            ends, next_ask = answer["ends"], now
+        elif ask:
+            next_ask, gap = now + gap, min(MAX_S, gap * BACKOFF)
+        pause = 0.02 if grown else min(0.25, pause * 1.5)
+        if select.select([sys.stdin], [], [], pause)[0]:
+            _tidy(run_dir, sys.stdin.readline().strip())
+            return
+
+
 def main(argv):
+    if argv[1] == "--follow":
+        follow(json.loads(argv[2]), argv[3])
+        return
     request = json.loads(argv[1])
     answer, chunks = probe(request["run_dir"], request["job_ids"], request.get("offsets"),
                            request.get("sacct", False), request.get("expected", ()))

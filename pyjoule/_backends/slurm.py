@@ -13,6 +13,10 @@ The worker and its files are the ones every backend uses; what SLURM adds:
   array task (one ``squeue``; ``sacct`` only for tasks squeue has forgotten, when the
   cluster has accounting), the claims and exit files, and over SSH the bytes the result
   files gained. Looks back off from 2 s to 60 s (``PYJOULE_POLL_INTERVAL`` fixes it).
+  Over SSH the command that submitted a wave stays on and makes these looks on the
+  host, sending what changed (:mod:`._slurm_submit`): a sweep then costs no command
+  per look; a process following a run it did not submit, or whose stream dropped,
+  looks with a command each time.
 * When every task has ended, the psets no record speaks of get a reason from the
   state of the task that had claimed them (``timeout``, ``cancelled``,
   ``out_of_memory``, ``node_failure``, ``preempted``, else ``lost``); LiveRun's
@@ -38,6 +42,7 @@ from .. import _rundir
 from .._rundir import ENDS, HOST_ENV, LOGS, PAYLOAD, QUEUE, TASKS, RunDir
 from .._store import atomic_write
 from ._names import check_probe
+from . import _slurm_submit
 from .base import Backend, load_failure
 
 log = logging.getLogger("pyjoule")
@@ -46,7 +51,6 @@ FIRST_INTERVAL_S, MAX_INTERVAL_S, BACKOFF = 2.0, 60.0, 1.5
 CANCEL_WAIT_S = 30.0  # for scancelled tasks to end (KillWait is 30 s by default)
 _facts: dict[str, _slurm.ClusterFacts] = {}  # per submit site, asked once per process
 _SEP = "@@pyjoule@@"
-_SBATCH_NEXT = "@@pyjoule-sbatch@@"  # the pre-flight passed: sbatch's output follows
 _FACTS = f"""sbatch --help || exit 127
 echo {_SEP}; scontrol show config
 echo {_SEP}; sinfo -h -o '%P|%C'
@@ -82,6 +86,7 @@ class SlurmBackend(Backend):
         self._interval = FIRST_INTERVAL_S
         self._warned: set[str] = set()
         self._error_since: float | None = None
+        self._stream = None  # over SSH: the submit command, following the run
 
     # ------------------------------------------------------------ where it runs
     @property
@@ -194,6 +199,7 @@ class SlurmBackend(Backend):
 
     # ---------------------------------------------------------------- submit
     def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
+        self._end_stream()  # a previous wave's follower: no tidying yet
         self.run_dir = run_dir
         if self.ssh is not None:
             self.ssh.run_dir = run_dir
@@ -232,16 +238,24 @@ class SlurmBackend(Backend):
             self.slurm, array_spec=packing.array_spec(count, self.slurm.array_parallelism),
             log_dir=RunDir(remote).logs, job_name=_job_name(run_id), script=script_path))
             for offset, count in packing.arrays]
-        # over SSH the first sbatch runs in the pre-flight's command (one round trip)
+        # over SSH the first sbatch runs in the pre-flight's command (one round trip),
+        # which then follows the run when the wave is one array
+        follow = None
+        if self.ssh is not None and len(sbatches) == 1:
+            follow = {"run_dir": remote, "job_ids": self.job_ids(), "count": sbatches[0][1],
+                      "sacct": self.accounting, "offsets": RunDir(run_dir).offsets(),
+                      "expected": [t for t in self._task_ids() if self.states.get(t)
+                                   not in _slurm.FINAL_STATES | {"LOST"}]}
         first = self._preflight(remote, wave, files, packing.batch, site,
                                 then=sbatches[0][2] if self.ssh is not None else None,
-                                sending=sending)
+                                sending=sending, follow=follow)
         try:
             for offset, count, argv in sbatches:
                 job = self._sbatch(argv, site, done=first)
                 first = None
                 record["arrays"].append({"job": job, "offset": offset, "count": count})
         except BaseException:
+            self._end_stream(close=True)
             submitted = [a["job"] for a in record["arrays"]]
             if submitted:  # all of it or nothing: an array alone would be a stray
                 self._run(["scancel", *submitted], setup=True)
@@ -254,26 +268,30 @@ class SlurmBackend(Backend):
                  packing.batch, ", ".join(a["job"] for a in record["arrays"]), self.where)
 
     def _preflight(self, remote: str, wave: str, files: list[str], batch: int,
-                   site: dict, then: list[str] | None = None, sending=None):
+                   site: dict, then: list[str] | None = None, sending=None,
+                   follow: dict | None = None):
         """Load the function where the jobs will (an import error shows now, not after
         the queue wait) and write the wave's queue of batches. With ``then`` (an
         sbatch argv), run it in the same command once the pre-flight passed, and
         return its result; over SSH, that command first receives the run's files
-        (``sending``: names and (name, bytes) pairs, see ``SSHBackend.run_with_files``)."""
+        (``sending``: names and (name, bytes) pairs) and, given a ``follow`` request,
+        then follows the run (see :mod:`._slurm_submit`)."""
         argv = [site["python"], "-m", "pyjoule.worker", remote, "--check", "--tasks", *files,
                 "--make-queue", wave, "--batch", str(batch)]
         if then is None:
             res = self._run(argv, setup=True, cwd=site["project"],
                             env={"PYTHONPATH": site["pythonpath"]})
         else:  # every word quoted by shlex.join; PYTHONPATH is no secret
-            script = (f"{shlex.join(['env', 'PYTHONPATH=' + site['pythonpath'], *argv])} "
-                      f"|| exit $?\necho {_SBATCH_NEXT}\nexec {shlex.join(then)}")
+            script = _slurm_submit.script(argv, site["pythonpath"], then,
+                                          follow is not None)
             if sending is not None:
-                res = self.ssh.run_with_files(self.run_dir, *sending, script,
-                                              site["project"])
+                res, self._stream = _slurm_submit.submit(
+                    self.ssh, self.run_dir, *sending, script, site["project"],
+                    follow=follow and (_probe_source(), follow))
             else:
                 res = self._run(["sh", "-c", script], setup=True, cwd=site["project"])
-            head, mark, rest = res.stdout.partition(_SBATCH_NEXT.encode() + b"\n")
+            head, mark, rest = res.stdout.partition(_slurm_submit.SBATCH_NEXT.encode()
+                                                    + b"\n")
             if mark:
                 res.stdout = rest
                 return res
@@ -313,21 +331,61 @@ class SlurmBackend(Backend):
             if res.returncode != 0:
                 self._trouble(res.stderr.decode("utf-8", "replace").strip())
                 return
-            answer = rd.append_pulled(res.stdout, self.where)
-            if answer is None:
-                return
-            check_probe(answer, self.where)
-        else:
-            from ._slurm_probe import probe
+            self._apply(res.stdout, pending)
+            return
+        from ._slurm_probe import probe
 
-            answer, _ = probe(**request)
-            check_probe(answer, self.where)
-            # results are read in place here; their growth still counts as activity
-            grown = _size_of(folder)
-            answer["files"] = [["(all)", grown - self._results_size]]
-            self._results_size = grown
+        answer, _ = probe(**request)
+        check_probe(answer, self.where)
+        # results are read in place here; their growth still counts as activity
+        grown = _size_of(folder)
+        answer["files"] = [["(all)", grown - self._results_size]]
+        self._results_size = grown
         self.queries += 1 + bool(answer.get("sacct") is not None)
         self._update(answer, pending)
+
+    def _apply(self, output: bytes, pending: list[str] | None = None) -> None:
+        """Take in one answer of the host's probe (a look's output or a follower's
+        frame): the result bytes appended to the local copies, then the states."""
+        if pending is None:
+            pending = [t for t in self._task_ids() if self.states.get(t) not in
+                       _slurm.FINAL_STATES | {"LOST"}]
+        answer = RunDir(self.run_dir).append_pulled(output, self.where)
+        if answer is None:
+            return
+        check_probe(answer, self.where)
+        if answer.get("asked", True):
+            self.queries += 1 + bool(answer.get("sacct") is not None)
+        self._update(answer, pending)
+
+    def _follow(self, timeout_s: float) -> bool:
+        """Take in what the follower sent within ``timeout_s``; False once its stream
+        is gone (looks take over, from the local copies' sizes: a frame is taken in
+        whole or not at all)."""
+        try:
+            for frame in _slurm_submit.frames(self._stream, timeout_s):
+                if frame is None:
+                    self._end_stream(close=True)
+                    return False
+                self._apply(frame)
+        except BaseException:
+            self._end_stream(close=True)
+            raise
+        return True
+
+    def _end_stream(self, word: bytes = b"\n", close: bool = False) -> None:
+        """Let go of the follower: ``word`` says what it tidies (nothing by default);
+        its answer is waited for by the next command on this run directory."""
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        if close:
+            stream.close()
+            return
+        stream.say(word)
+        from .ssh import _tidying
+
+        _tidying[os.path.basename(self.run_dir)] = stream
 
     def _trouble(self, error: str) -> None:
         """The scheduler could not be asked (controller restarting, network): the run
@@ -395,12 +453,25 @@ class SlurmBackend(Backend):
         self._next_look = time.monotonic() + self._interval
 
     def alive(self) -> bool:
+        if self._stream is not None and self._follow(0):
+            return not self._ended
         if self._ended is None:
             self._look()
         return not self._ended
 
     def wait(self, timeout_s: float) -> bool:
+        """Whether every array task ended within ``timeout_s``: told by the follower
+        as it happens, else (a process following a run it did not submit, a dropped
+        stream) asked by a look, paced as the looks back off."""
         deadline = time.monotonic() + timeout_s
+        while self._stream is not None:
+            if not self._follow(max(0.0, deadline - time.monotonic())):
+                self._next_look = 0.0
+                break
+            if self._ended:
+                return True
+            if time.monotonic() >= deadline:
+                return False
         while True:
             now = time.monotonic()
             if now >= self._next_look or self._ended is None:
@@ -418,6 +489,7 @@ class SlurmBackend(Backend):
                    if s == "RUNNING")
 
     def cancel(self) -> None:
+        self._end_stream()
         jobs = self.job_ids()
         if jobs:
             self._run(["scancel", *jobs], setup=True)
@@ -503,6 +575,11 @@ class SlurmBackend(Backend):
     def tidy(self, keep_log: bool) -> None:
         """Remove the queue, exit files and job scripts (and the logs, unless a pset
         failed: run.failures points at them)."""
+        if self._stream is not None and self._ended:
+            # the follower waits for this word: no new command
+            self._end_stream(b"keep-logs\n" if keep_log else b"all\n")
+            return
+        self._end_stream()
         remote = self.remote_dir()
         if self.ssh is not None:
             if keep_log:

@@ -280,28 +280,6 @@ class SSHBackend(Backend):
             raise remote_error(conn.endpoint, res, "making the run directory")
         return self.env_file()
 
-    def run_with_files(self, run_dir: str, files: list[str], extra, script: str,
-                       cwd: str):
-        """One command: receive the run's files as :meth:`send_run` does, read
-        host.env, run the setup lines in ``cwd``, then the shell text ``script``
-        (SLURM's pre-flight and sbatch). Returns its result (stderr masked)."""
-        from .. import _rundir
-        from .._transport.shell import mask
-
-        _settle(run_dir)
-        conn, remote, mode = self._conn(), self.remote_dir(), self._env_mode()
-        text = "\n".join([
-            'python3 -c "$1" "$2" || exit $?',
-            f'[ "$3" = none ] || . "$2/{_rundir.HOST_ENV}"', 'cd "$4" || exit $?',
-            *self.host.setup, script])
-        res = conn.run(["sh", "-c", text, "sh", scripts.RECEIVE, remote, mode, cwd],
-                       input=self._files_input(run_dir, files, mode, extra), check=False,
-                       idempotent=False)
-        res.stderr = mask(res.stderr, self.host.env.values())
-        if res.returncode != 0 and scripts.NO_ENV in res.stderr:
-            raise self._no_env(remote, conn.endpoint)
-        return res
-
     def _start_once(self, conn, argv: list[str], remote: str, stdin: bytes):
         """Run the start command until it says it started the worker (its stream then
         stays open: ``self._stream``). If the connection drops meanwhile, start again
