@@ -275,7 +275,10 @@ def runs_cmd(ctx, function, last, as_json):
     Example:
       pyjoule runs --function simulate --last 3
     """
+    from ._api import _refresh_local_runs
+
     store = _store(ctx)
+    _refresh_local_runs(store)  # as pj.runs(): runs in flight on this machine, read now
     recs = store.list_runs()
     if function:
         name = _match_function(store, function, {r["name"] for r in recs})
@@ -303,87 +306,23 @@ def runs_cmd(ctx, function, last, as_json):
 def status(ctx, run_id, as_json):
     """Progress, failures and log paths of one run.
 
-    Exits with 1 when the run has failed psets (cancelled ones included).
-
-    RUN is a run id, or a prefix of one that only one run has.
+    RUN is a run id, or a prefix of one that only one run has. A run in flight is
+    read first, so its counts are current.
 
     \b
     Example:
       pyjoule status 20261203-114610-3fa2c1
     """
-    from ._api import attach
+    from . import _cli_status
 
     store = _store(ctx)
-    rec = _find_run(store, run_id)
-    from ._rundir import RunDir
-
-    if RunDir(rec["run_dir"]).has_request():
-        run = attach(rec["run_id"], store.root)
-        counts, failures = run.status(), run._failures()
-        rec = store.get_run(rec["run_id"]) or rec  # the poll may have moved it on
-    else:  # its folder was removed by hand: what the registry says is all there is
-        counts = {"total": rec["total"], "cached": rec["cached"], "pending": 0,
-                  "running": 0, "done": rec["done"], "failed": rec["failed"]}
-        failures = store.failures(run_id=rec["run_id"])
-    info = _status_info(rec, counts, failures)
+    rec, counts, failures = _cli_status.gather(store, _find_run(store, run_id))
+    info = _cli_status.info(_run_json(rec), counts, failures, rec["run_dir"])
     if as_json:
         _dump(info)
     else:
-        _print_status(info)
-    if failures:
-        ctx.exit(1)
-
-
-def _status_info(rec: dict, counts: dict, failures: list[dict]) -> dict:
-    failures = sorted(failures, key=lambda f: f.get("finished") or 0)
-    first = failures[0] if failures else None
-    from ._rundir import RunDir
-
-    worker_log = RunDir(rec["run_dir"]).log
-    logs = {"run_dir": rec["run_dir"],
-            "worker_log": worker_log if os.path.exists(worker_log) else None,
-            "failure_logs": sorted({f["log_path"] for f in failures
-                                    if f.get("log_path") and f["log_path"] != worker_log})}
-    summary = {"count": len(failures),
-               "by_error_type": dict(Counter(f.get("error_type") or "?" for f in failures)
-                                     .most_common()),
-               "by_reason": dict(Counter(f.get("reason") or "?" for f in failures)
-                                 .most_common()),
-               "first": None if first is None else {
-                   "pset": first.get("kwargs"), "error_type": first.get("error_type"),
-                   "reason": first.get("reason"), "message": first.get("message"),
-                   "log": first.get("log_path")}}
-    return {**_run_json(rec), "counts": counts, "failures": summary, "logs": logs}
-
-
-def _print_status(info: dict) -> None:
-    c, f = info["counts"], info["failures"]
-    lines = [
-        f"run       {info['id']}",
-        f"function  {info['function']} (version {info['func_id'][:12]})",
-        f"where     {info['host']}, {info['backend']} backend"
-        + (f", {info['workers']} worker{'s' if info['workers'] != 1 else ''}"
-           if info["workers"] else "")
-        + (f", jobs {' '.join(info['job_ids'])}" if info["job_ids"] else ""),
-        f"state     {info['state']}, submitted {info['submitted']}"
-        + (f", finished {info['finished']}" if info["finished"] else ""),
-        f"psets     {c['total']} total: {c['cached']} cached, {c['pending']} pending, "
-        f"{c['running']} running, {c['done']} done, {c['failed']} failed",
-    ]
-    if f["count"]:
-        types = ", ".join(f"{n} x {t}" for t, n in f["by_error_type"].items())
-        reasons = ", ".join(f"{r} {n}" for r, n in f["by_reason"].items())
-        first = f["first"]
-        message = (first["message"] or "").strip().splitlines() or [""]
-        lines += [f"failures  {f['count']}: {types} (reasons: {reasons})",
-                  f"          first: pset {first['pset']}: {first['error_type']}: "
-                  f"{message[-1]}"]
-    logs = info["logs"]
-    lines.append(f"logs      run dir     {logs['run_dir']}")
-    if logs["worker_log"]:
-        lines.append(f"          worker log  {logs['worker_log']}")
-    lines += [f"          task log    {p}" for p in logs["failure_logs"]]
-    click.echo("\n".join(lines))
+        _cli_status.show(info)
+    ctx.exit(_cli_status.exit_code(info))
 
 
 @cli.command(epilog=EPILOG)
