@@ -581,4 +581,6 @@ def test_hosts_check_against_the_test_server(sshd, ssh_host, monkeypatch):
     assert report["facts"]["python"].startswith("3.") and report["rtt_ms"] > 0
     before = invoke("--json", "hosts", "check", sshd.alias)  # --json before the command
     assert before.exit_code == 0 and json.loads(before.stdout)["host"] == report["host"]
-    one_error_line(invoke("hosts", "check", "nosuchalias-pj"), "unknown host 'nosuchalias-pj'")
+    unknown = invoke("hosts", "check", "nosuchalias-pj")  # a problem found: exit 1
+    assert unknown.exit_code == 1 and unknown.stdout == ""
+    assert unknown.stderr.startswith("pyjoule: unknown host 'nosuchalias-pj'")
