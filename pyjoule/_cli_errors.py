@@ -44,9 +44,12 @@ def from_exception(exc: BaseException, exit_code: int | None = None) -> Failure:
 
 def usage(exc: click.UsageError) -> click.ClickException:
     """click's usage error as one line: what is wrong, click's suggestion, where the
-    help is. ``pyjoule`` alone still prints the help."""
+    help is. ``pyjoule`` alone still prints the help (not under --json)."""
     if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
-        return exc
+        if not _json:
+            return exc
+        path = exc.ctx.command_path if exc.ctx is not None else "pyjoule"
+        return Failure(f"missing command; see {path} --help", kind="UsageError")
     path = exc.ctx.command_path if exc.ctx is not None else "pyjoule"
     what, hint = " ".join(exc.format_message().split()), ""
     base = " ".join(exc.message.split())

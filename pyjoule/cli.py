@@ -451,7 +451,7 @@ def clear(ctx, function, old_versions, yes, as_json):
         if not sys.stdin.isatty():
             raise _Failure(f"not deleting {what} without confirmation: stdin is not a "
                            "terminal, pass --yes", kind="UsageError")
-        click.confirm(f"Delete {what}?", abort=True)
+        click.confirm(f"Delete {what}?", abort=True, err=True)  # stdout: the result only
     store.clear([v["func_id"] for v in doomed])
     if as_json:
         return _dump({"entries": entries, "bytes": size, "functions": dict(names)})

@@ -102,6 +102,9 @@ def test_with_json_every_error_is_json_on_stdout_and_text_on_stderr(
             assert error == {"error": error["error"], "type": kind}, where
             assert result.stderr == text.stderr == f"pyjoule: {error['error']}\n", where
     assert len(pj.experiment(workers=0)(cube).table()) == 3  # nothing was cleared
+    group = invoke("--json", "cache")  # a group alone: its help as text, an error in JSON
+    assert group.exit_code == 2 and json.loads(group.stdout) == {
+        "error": "missing command; see pyjoule cache --help", "type": "UsageError"}
 
 
 def test_errors_are_json_from_the_program_too(two_runs):
@@ -190,3 +193,30 @@ def test_bash_completes_run_ids_with_the_documented_script(two_runs):
         source = subprocess.run([PROGRAM], capture_output=True, text=True, timeout=120,
                                 env=dict(os.environ, _PYJOULE_COMPLETE=f"{shell}_source"))
         assert source.returncode == 0 and marker in source.stdout, source.stderr
+
+
+def test_a_declined_confirmation_exits_1_and_keeps_stdout_json(two_runs):
+    """`cache clear` on a terminal asks (on stderr); "n" deletes nothing, exit 1."""
+    import pty
+
+    for extra, json_out in (([], False), (["--json"], True)):
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([PROGRAM, "cache", "clear", *extra], stdin=slave,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        os.close(slave)
+        asked = b""
+        while not asked.endswith(b"[y/N]: "):
+            chunk = os.read(proc.stderr.fileno(), 1024)
+            assert chunk, asked
+            asked += chunk
+        os.write(master, b"n\n")
+        out, err = proc.communicate(timeout=120)
+        os.close(master)
+        assert proc.returncode == 1, err
+        assert asked.startswith(b"Delete 5 cached results") and b"aborted" in err
+        if json_out:
+            assert json.loads(out) == {"error": "aborted: nothing was changed",
+                                       "type": "Abort"}
+        else:
+            assert out == b""
+    assert len(pj.experiment(workers=0)(cube).table()) == 3
