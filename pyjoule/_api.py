@@ -441,6 +441,8 @@ class Run:
         self._progress = progress
         self.id = own.run_id if own else None
         self.func_id = plan.func_id
+        #: psets found cached when the run was submitted (pj.attach: from the registry)
+        self._cached = len(plan.found)
 
     def _summary(self) -> dict:
         """What the reprs show (polls the run once); never raises."""
@@ -500,7 +502,7 @@ class Run:
     def status(self) -> dict:
         """Counts: ``total``, ``cached``, ``pending``, ``running``, ``done``, ``failed``."""
         self._poll()
-        total, cached = len(self.plan.ids), len(self.plan.found)
+        total, cached = len(self.plan.ids), self._cached
         done = len(self._store.lookup(self.func_id, self.plan.ids)) - cached
         failed = len(self._failures())
         remaining = max(0, total - cached - done - failed)
@@ -530,7 +532,7 @@ class Run:
         live = [r for r in self._live() if r.rec.get("state") == "running"]
         if not live:
             return
-        bar = Progress(len(self.plan.ids), len(self.plan.found),
+        bar = Progress(len(self.plan.ids), self._cached,
                        enabled=progress and self._progress,
                        label=getattr(self._experiment, "__name__", "pyjoule"))
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -750,6 +752,7 @@ def attach(run_id: str, cache: str | os.PathLike | None = None) -> Run:
     ids, psets = RunDir(rec["run_dir"]).read_request()  # checked first: pickles are code
     plan = _dispatch.Plan(rec["func_id"], psets, ids, {})
     run = Run(store, plan, _dispatch.LiveRun(store, rec), [])
+    run._cached = rec["cached"]  # which psets were cached is not kept, their number is
     return run
 
 

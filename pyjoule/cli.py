@@ -1,8 +1,8 @@
 """The ``pyjoule`` command (also ``python -m pyjoule``): runs, the cache, hosts.
 
 The commands only parse, call the library and format; what they do to a cache lives
-in ``pyjoule._store``. Expected errors (an unknown run, a directory that is not a cache,
-an unreachable host) print one line ``pyjoule: ...`` and exit with code 2.
+in ``pyjoule._store``. Expected errors (an unknown run, a directory that is not a cache)
+print one line ``pyjoule: ...`` and exit with code 2 (see ``pyjoule._cli_errors``).
 """
 
 from __future__ import annotations
@@ -17,69 +17,40 @@ from pathlib import Path
 
 import click
 
+from . import __version__, _cli_complete
+from ._cli_errors import Failure, Group, from_exception
 from ._errors import PyjouleError
 
-EPILOG = """\b
-Exit codes:
-  0  success
-  1  the command ran and found a problem: a host check failed,
-     the run has failed (or cancelled) psets, a confirmation was declined
-  2  bad usage, unknown run or function, not a pyjoule cache, other errors
-
-\b
+_CACHE_NOTE = """\b
 The cache is --cache DIR (before or after the command), else $PYJOULE_CACHE,
 else .pyjoule/ in the project root (nearest ancestor with pyproject.toml or
 .git), else ~/.cache/pyjoule."""
+_NO_CACHE = "not a pyjoule cache"
+
+
+def _epilog(two: str, one: str = "", zero: str = "success", cache: bool = True) -> str:
+    """The help's last paragraphs: the exit codes this command gives, and which cache
+    it reads if it reads one. Each argument is one line or several, as printed."""
+    def code(n: int, text: str) -> list[str]:
+        first, *more = text.splitlines()
+        return [f"  {n}  {first}", *(f"     {line}" for line in more)]
+
+    lines = ["\b", "Exit codes:", *code(0, zero), *(code(1, one) if one else []),
+             *code(2, two)]
+    return "\n".join(lines) + ("\n\n" + _CACHE_NOTE if cache else "")
+
+
+EPILOG = _epilog(
+    one="the command ran and found a problem: a run with failed or\n"
+        "cancelled psets, damage in the cache, a host that failed its\n"
+        "check or cannot be reached, a confirmation answered no",
+    two=f"bad usage, an unknown run or function, {_NO_CACHE},\nother errors")
 
 _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _UNITS_B = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
-class _Failure(click.ClickException):
-    """An expected error: one line on stderr, exit code 2, no traceback."""
-
-    exit_code = 2
-
-    def show(self, file=None) -> None:
-        click.echo(f"pyjoule: {self.message}", err=True)
-
-
-def _usage(exc: click.UsageError) -> click.ClickException:
-    """click's usage error as one line: what is wrong, click's suggestion, where the
-    help is. ``pyjoule`` alone still prints the help."""
-    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
-        return exc
-    path = exc.ctx.command_path if exc.ctx is not None else "pyjoule"
-    what, hint = " ".join(exc.format_message().split()), ""
-    base = " ".join(exc.message.split())
-    if getattr(exc, "possibilities", None) and base and what.startswith(base):
-        what, hint = base, what[len(base):].strip()  # click's "Did you mean '--cache'?"
-    what = what[:1].lower() + what[1:].rstrip(".")
-    if isinstance(exc, (click.NoSuchOption, click.MissingParameter)) \
-            or hasattr(exc, "command_name"):  # NoSuchCommand, click >= 8.4
-        what += f" for {path!r}"
-    if hint:
-        hint = hint.replace("Did you mean", "did you mean", 1)
-        what += " " + (hint if hint.startswith("(") else f"({hint})")
-    return _Failure(f"{what}; see {path} --help")
-
-
-class _Group(click.Group):
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:  # the group's own options
-            raise _usage(exc) from None
-
-    def invoke(self, ctx: click.Context):
-        try:
-            return super().invoke(ctx)
-        except BrokenPipeError:  # `pyjoule runs | head`: click ends quietly
-            raise
-        except click.UsageError as exc:  # an unknown command, a command's arguments
-            raise _usage(exc) from None
-        except (PyjouleError, OSError) as exc:  # OSError: a bad path, a dropped host
-            raise _Failure(str(exc).strip() or type(exc).__name__) from None
+_Failure, _Group = Failure, Group  # the names the commands use
 
 
 # ---------------------------------------------------------------- parameters
@@ -157,7 +128,8 @@ def _store(ctx: click.Context):
     why = not_a_cache(path)
     if why:
         raise _Failure(f"{path} is not a pyjoule cache ({why}); pass --cache DIR or set "
-                       "PYJOULE_CACHE to the directory your experiments cache in")
+                       "PYJOULE_CACHE to the directory your experiments cache in",
+                       kind="CacheError")
     return Store.open(path)
 
 
@@ -208,9 +180,9 @@ def _match_function(store, name: str, extra: set[str] = frozenset()) -> str:
         return found[0]
     if found:
         raise _Failure(f"{name!r} matches several functions ({', '.join(found)}): "
-                       "give the full name")
+                       "give the full name", kind="FunctionNotFoundError")
     raise _Failure(f"no function {name!r} in the cache at {store.root}; known: "
-                   f"{', '.join(sorted(known)) or '(none)'}")
+                   f"{', '.join(sorted(known)) or '(none)'}", kind="FunctionNotFoundError")
 
 
 def _find_run(store, run_id: str) -> dict:
@@ -224,10 +196,12 @@ def _find_run(store, run_id: str) -> dict:
         return found[0]
     if found:
         raise _Failure(f"run id prefix {run_id!r} matches {len(found)} runs "
-                       f"({', '.join(r['run_id'] for r in found[:5])}, ...): give more of it")
+                       f"({', '.join(r['run_id'] for r in found[:5])}, ...): give more of it",
+                       kind="RunNotFoundError")
     latest = ", ".join(r["run_id"] for r in runs[-3:]) or "none"
     raise _Failure(f"no run {run_id!r} in the cache at {store.root} (latest: {latest}); "
-                   "`pyjoule runs` lists them, --cache DIR selects another cache")
+                   "`pyjoule runs` lists them, --cache DIR selects another cache",
+                   kind="RunNotFoundError")
 
 
 def _run_json(rec: dict) -> dict:
@@ -242,6 +216,8 @@ def _run_json(rec: dict) -> dict:
 # ------------------------------------------------------------------ commands
 @click.group("pyjoule", cls=_Group, epilog=EPILOG,
              context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="pyjoule",
+                      message="%(prog)s %(version)s", help="Print the version and exit.")
 @_cache_option
 @_group_json
 def cli() -> None:
@@ -258,8 +234,9 @@ def cli() -> None:
     """
 
 
-@cli.command("runs", epilog=EPILOG)
+@cli.command("runs", epilog=_epilog(f"bad usage, an unknown --function, {_NO_CACHE}"))
 @click.option("--function", "function", metavar="NAME",
+              shell_complete=_cli_complete.functions,
               help="Only runs of this function (full name, or its last part).")
 @click.option("--last", type=click.IntRange(min=1), metavar="N", help="Only the N newest runs.")
 @_json_option("Print a JSON list instead of a table.")
@@ -268,14 +245,18 @@ def cli() -> None:
 def runs_cmd(ctx, function, last, as_json):
     """Table of the runs in the cache's registry, newest last.
 
-    Counts of a run in flight are as of the last poll by a process following it;
-    `pyjoule status RUN` polls.
+    Runs in flight on this machine's pool are read first; those on a remote host
+    or SLURM show their counts as of the last poll by a process following them
+    (`pyjoule status RUN` reads them now).
 
     \b
     Example:
       pyjoule runs --function simulate --last 3
     """
+    from ._api import _refresh_local_runs
+
     store = _store(ctx)
+    _refresh_local_runs(store)  # as pj.runs(): runs in flight on this machine, read now
     recs = store.list_runs()
     if function:
         name = _match_function(store, function, {r["name"] for r in recs})
@@ -295,99 +276,39 @@ def runs_cmd(ctx, function, last, as_json):
                        "failed", "submitted"], rows, right={4, 5, 6, 7}))
 
 
-@cli.command(epilog=EPILOG)
-@click.argument("run_id", metavar="RUN")
+@cli.command(epilog=_epilog(
+    f"bad usage, an unknown run, {_NO_CACHE}",
+    one="the run has failed psets (a cancel's unfinished ones count),\nor was cancelled",
+    zero="the run has no failed pset: done, or in flight with none so far"))
+@click.argument("run_id", metavar="RUN", shell_complete=_cli_complete.run_ids)
 @_json_option()
 @_cache_option
 @click.pass_context
 def status(ctx, run_id, as_json):
     """Progress, failures and log paths of one run.
 
-    Exits with 1 when the run has failed psets (cancelled ones included).
-
-    RUN is a run id, or a prefix of one that only one run has.
+    RUN is a run id, or a prefix of one that only one run has. A run in flight is
+    read first, so its counts are current.
 
     \b
     Example:
       pyjoule status 20261203-114610-3fa2c1
     """
-    from ._api import attach
+    from . import _cli_status
 
     store = _store(ctx)
-    rec = _find_run(store, run_id)
-    from ._rundir import RunDir
-
-    if RunDir(rec["run_dir"]).has_request():
-        run = attach(rec["run_id"], store.root)
-        counts, failures = run.status(), run._failures()
-        rec = store.get_run(rec["run_id"]) or rec  # the poll may have moved it on
-    else:  # its folder was removed by hand: what the registry says is all there is
-        counts = {"total": rec["total"], "cached": rec["cached"], "pending": 0,
-                  "running": 0, "done": rec["done"], "failed": rec["failed"]}
-        failures = store.failures(run_id=rec["run_id"])
-    info = _status_info(rec, counts, failures)
+    rec, counts, failures = _cli_status.gather(store, _find_run(store, run_id))
+    info = _cli_status.info(_run_json(rec), counts, failures, rec["run_dir"])
     if as_json:
         _dump(info)
     else:
-        _print_status(info)
-    if failures:
-        ctx.exit(1)
+        _cli_status.show(info)
+    ctx.exit(_cli_status.exit_code(info))
 
 
-def _status_info(rec: dict, counts: dict, failures: list[dict]) -> dict:
-    failures = sorted(failures, key=lambda f: f.get("finished") or 0)
-    first = failures[0] if failures else None
-    from ._rundir import RunDir
-
-    worker_log = RunDir(rec["run_dir"]).log
-    logs = {"run_dir": rec["run_dir"],
-            "worker_log": worker_log if os.path.exists(worker_log) else None,
-            "failure_logs": sorted({f["log_path"] for f in failures
-                                    if f.get("log_path") and f["log_path"] != worker_log})}
-    summary = {"count": len(failures),
-               "by_error_type": dict(Counter(f.get("error_type") or "?" for f in failures)
-                                     .most_common()),
-               "by_reason": dict(Counter(f.get("reason") or "?" for f in failures)
-                                 .most_common()),
-               "first": None if first is None else {
-                   "pset": first.get("kwargs"), "error_type": first.get("error_type"),
-                   "reason": first.get("reason"), "message": first.get("message"),
-                   "log": first.get("log_path")}}
-    return {**_run_json(rec), "counts": counts, "failures": summary, "logs": logs}
-
-
-def _print_status(info: dict) -> None:
-    c, f = info["counts"], info["failures"]
-    lines = [
-        f"run       {info['id']}",
-        f"function  {info['function']} (version {info['func_id'][:12]})",
-        f"where     {info['host']}, {info['backend']} backend"
-        + (f", {info['workers']} worker{'s' if info['workers'] != 1 else ''}"
-           if info["workers"] else "")
-        + (f", jobs {' '.join(info['job_ids'])}" if info["job_ids"] else ""),
-        f"state     {info['state']}, submitted {info['submitted']}"
-        + (f", finished {info['finished']}" if info["finished"] else ""),
-        f"psets     {c['total']} total: {c['cached']} cached, {c['pending']} pending, "
-        f"{c['running']} running, {c['done']} done, {c['failed']} failed",
-    ]
-    if f["count"]:
-        types = ", ".join(f"{n} x {t}" for t, n in f["by_error_type"].items())
-        reasons = ", ".join(f"{r} {n}" for r, n in f["by_reason"].items())
-        first = f["first"]
-        message = (first["message"] or "").strip().splitlines() or [""]
-        lines += [f"failures  {f['count']}: {types} (reasons: {reasons})",
-                  f"          first: pset {first['pset']}: {first['error_type']}: "
-                  f"{message[-1]}"]
-    logs = info["logs"]
-    lines.append(f"logs      run dir     {logs['run_dir']}")
-    if logs["worker_log"]:
-        lines.append(f"          worker log  {logs['worker_log']}")
-    lines += [f"          task log    {p}" for p in logs["failure_logs"]]
-    click.echo("\n".join(lines))
-
-
-@cli.command(epilog=EPILOG)
-@click.argument("run_id", metavar="RUN")
+@cli.command(epilog=_epilog(f"bad usage, an unknown run, {_NO_CACHE}",
+                            zero="cancelled, or the run had already ended"))
+@click.argument("run_id", metavar="RUN", shell_complete=_cli_complete.run_ids)
 @_json_option()
 @_cache_option
 @click.pass_context
@@ -419,7 +340,9 @@ def cancel(ctx, run_id, as_json):
 
 
 # --------------------------------------------------------------------- cache
-@cli.group(cls=_Group, epilog=EPILOG)
+@cli.group(cls=_Group, epilog=_epilog(
+    f"bad usage, an unknown function, {_NO_CACHE}",
+    one="`cache check` found damage, `cache clear` was not confirmed"))
 @_cache_option
 @_group_json
 def cache():
@@ -441,7 +364,7 @@ def _by_name(versions: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-@cache.command(epilog=EPILOG)
+@cache.command(epilog=_epilog(f"bad usage, {_NO_CACHE}"))
 @_json_option()
 @_cache_option
 @click.pass_context
@@ -481,8 +404,11 @@ def info(ctx, as_json):
                       right={1, 2, 3}))
 
 
-@cache.command(epilog=EPILOG)
-@click.argument("function", metavar="[FUNC]", required=False)
+@cache.command(epilog=_epilog(
+    f"bad usage, an unknown function, {_NO_CACHE},\nno terminal to ask on and no --yes",
+    one="the confirmation was answered no", zero="removed, or nothing to remove"))
+@click.argument("function", metavar="[FUNC]", required=False,
+                shell_complete=_cli_complete.functions)
 @click.option("--old-versions", is_flag=True,
               help="Keep each function's newest version (the one with the most recent "
                    "entry); delete the others.")
@@ -524,15 +450,16 @@ def clear(ctx, function, old_versions, yes, as_json):
     if not yes:
         if not sys.stdin.isatty():
             raise _Failure(f"not deleting {what} without confirmation: stdin is not a "
-                           "terminal, pass --yes")
-        click.confirm(f"Delete {what}?", abort=True)
+                           "terminal, pass --yes", kind="UsageError")
+        click.confirm(f"Delete {what}?", abort=True, err=True)  # stdout: the result only
     store.clear([v["func_id"] for v in doomed])
     if as_json:
         return _dump({"entries": entries, "bytes": size, "functions": dict(names)})
     click.echo(f"removed {what}: " + ", ".join(f"{n} ({k})" for n, k in names.items()))
 
 
-@cache.command(epilog=EPILOG)
+@cache.command(epilog=_epilog(
+    f"bad usage (a bad --older-than or --max-size), {_NO_CACHE}"))
 @click.option("--older-than", type=Duration(), metavar="DURATION",
               help="Remove results not created or used for this long, and finished runs "
                    "that old (units s, m, h, d, w: 30d).")
@@ -571,7 +498,9 @@ def gc(ctx, older_than, max_size, dry_run, as_json):
                    "running or finishing (their psets are free to run again)")
 
 
-@cache.command("check", epilog=EPILOG)
+@cache.command("check", epilog=_epilog(
+    f"bad usage, {_NO_CACHE}", one="damage found (and not repaired: no --repair)",
+    zero="no damage found, or --repair repaired it"))
 @click.option("--repair", is_flag=True,
               help="Move damaged parts aside (to <cache>/damaged/<time>/) and rebuild "
                    "what can be: the index from the segment files; damaged results "
@@ -633,7 +562,12 @@ def _print_check(report: dict) -> None:
 
 
 # --------------------------------------------------------------------- hosts
-@cli.group(cls=_Group, epilog=EPILOG)
+_HOSTS_EPILOG = _epilog("bad usage (an unknown option, a bad option value)",
+                        one="a check failed (its PROBLEM line says what to do),\n"
+                            "or the host is unknown or cannot be reached",
+                        zero="every check passed", cache=False)
+
+@cli.group(cls=_Group, epilog=_HOSTS_EPILOG)
 @_group_json
 def hosts():
     """Remote hosts.
@@ -644,7 +578,7 @@ def hosts():
     """
 
 
-@hosts.command(epilog=EPILOG)
+@hosts.command(epilog=_HOSTS_EPILOG)
 @click.argument("host", metavar="ALIAS")
 @click.option("--setup", "setup", multiple=True, metavar="LINE",
               help="A shell line run first, as pj.Host(setup=...) (repeatable).")
@@ -674,8 +608,11 @@ def check(ctx, host, setup, workdir, python, existing, as_json):
                "environment": "existing" if existing else "auto"}
     if workdir:
         options["workdir"] = workdir
+    target = Host(host, **options)  # bad options: a usage error (exit 2)
     try:
-        report = ssh.check_host(Host(host, **options))
+        report = ssh.check_host(target)
+    except (PyjouleError, OSError) as exc:  # unknown, unreachable, refused: a problem
+        raise from_exception(exc, exit_code=1) from None
     finally:
         ssh.close_all()
     if as_json:

@@ -142,6 +142,23 @@ def test_status_shows_counts_failures_and_logs(study):
     assert second in clean.output and "4 total" in clean.output
 
 
+def test_status_json_is_one_set_of_counts_for_an_all_cached_run(cache_dir):
+    f = pj.experiment(workers=0)(cube)
+    f.sweep(x=range(5))
+    run = f.submit(pj.grid(x=range(5)))  # everything cached: a run done at once
+    assert run.id.startswith("cached-")
+    result = invoke("status", run.id, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["counts"] == {"total": 5, "cached": 5, "pending": 0, "running": 0,
+                              "done": 0, "failed": 0}
+    assert {k: info[k] for k in ("total", "cached", "done", "failed")} == \
+        {k: info["counts"][k] for k in ("total", "cached", "done", "failed")}
+    listed = json.loads(invoke("runs", "--json").stdout)[-1]
+    assert (listed["cached"], listed["done"]) == (5, 0)
+    assert pj.attach(run.id).status() == info["counts"]  # the library says the same
+
+
 def test_unknown_run_id_is_one_line_and_exit_2(study):
     for command in ("status", "cancel"):
         one_error_line(invoke(command, "nosuchrun"), "no run 'nosuchrun'", study["ids"][-1])
@@ -166,10 +183,11 @@ import pyjoule as pj
 
 @pj.experiment(workers=2)
 def slow(x):
-    time.sleep(0.5)
+    time.sleep(0.5 if x >= 0 else 0)
     return x
 
-run = slow.submit(pj.grid(x=range(40)))
+slow.sweep(x=[-1, -2])  # cached when the run is submitted
+run = slow.submit(pj.grid(x=[-1, -2, *range(38)]))
 print(run.id, flush=True)
 run.wait()
 print("waited", flush=True)
@@ -198,7 +216,8 @@ def test_cancel_stops_a_run_started_by_another_process(cache_dir, weird_tmp_path
         assert running.exit_code == 0, running.output
         counts = json.loads(running.stdout)["counts"]
         assert counts["total"] == 40 and counts["pending"] + counts["running"] > 0
-        assert counts["pending"] + counts["running"] + counts["done"] == 40
+        assert counts["cached"] == 2
+        assert counts["pending"] + counts["running"] + counts["done"] == 38
 
         cancel = subprocess.run([sys.executable, "-m", "pyjoule", "cancel", run_id],
                                 env=env, capture_output=True, text=True, timeout=120)
@@ -212,14 +231,21 @@ def test_cancel_stops_a_run_started_by_another_process(cache_dir, weird_tmp_path
             owner.wait()
 
     rec = store.get_run(run_id)
-    assert rec["state"] == "cancelled"
-    assert 2 <= rec["done"] < 40 and rec["done"] + rec["failed"] == 40
-    assert len(store.lookup(rec["func_id"])) == rec["done"]  # finished results kept
+    assert rec["state"] == "cancelled" and rec["cached"] == 2
+    assert 2 <= rec["done"] < 38 and rec["done"] + rec["failed"] == 38
+    assert len(store.lookup(rec["func_id"])) == rec["done"] + 2  # finished results kept
     reasons = {f["reason"] for f in store.failures(run_id=run_id)}
     assert reasons == {"cancelled"}
     assert not os.path.exists(f"/proc/{worker_pid}")  # the supervisor is gone (reaped)
-    info = json.loads(invoke("status", run_id, "--json").output)
+    status = invoke("status", run_id, "--json")
+    assert status.exit_code == 1, status.output  # cancelled: as `status --help` says
+    info = json.loads(status.stdout)
     assert info["state"] == "cancelled" and info["counts"]["running"] == 0
+    listed = [r for r in json.loads(invoke("runs", "--json").stdout) if r["id"] == run_id]
+    counts = {k: rec[k] for k in ("total", "cached", "done", "failed")}
+    assert {k: listed[0][k] for k in counts} == counts  # `runs` and `status` agree
+    assert {k: info[k] for k in counts} == counts == {k: info["counts"][k] for k in counts}
+    assert info["failures"]["count"] == rec["failed"]
 
 
 # -------------------------------------------------------------- not a cache
@@ -555,4 +581,6 @@ def test_hosts_check_against_the_test_server(sshd, ssh_host, monkeypatch):
     assert report["facts"]["python"].startswith("3.") and report["rtt_ms"] > 0
     before = invoke("--json", "hosts", "check", sshd.alias)  # --json before the command
     assert before.exit_code == 0 and json.loads(before.stdout)["host"] == report["host"]
-    one_error_line(invoke("hosts", "check", "nosuchalias-pj"), "unknown host 'nosuchalias-pj'")
+    unknown = invoke("hosts", "check", "nosuchalias-pj")  # a problem found: exit 1
+    assert unknown.exit_code == 1 and unknown.stdout == ""
+    assert unknown.stderr.startswith("pyjoule: unknown host 'nosuchalias-pj'")
