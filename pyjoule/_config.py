@@ -324,7 +324,9 @@ def cache_choice(func: Callable | None = None, *,
         start = code_folder(func)
     root = project_root(start)
     configured, where = layered("cache", root)
-    if configured:
+    if configured:  # as the listings have always named them
+        where = {"pj.config(...)": "pj.config(cache=...)",
+                 "environment variable PYJOULE_CACHE": "PYJOULE_CACHE"}.get(where, where)
         return Path(configured).expanduser(), f"set by {where}"
     return default_location(start, root)
 
