@@ -73,7 +73,7 @@ class Experiment(OptionsMethod):
     def _store(self, resolved: Resolved | None = None) -> Store:
         cache = (resolved or self._resolved()).cache
         if cache is False:
-            raise OptionError(f"{self.__name__} has no cache (cache=False, set by "
+            raise OptionError(f"{self.name} has no cache (cache=False, set by "
                               f"{self._resolved().sources['cache']}): nothing is kept, so "
                               "there is nothing to read; give it a cache directory")
         return Store.open(cache)
@@ -270,8 +270,8 @@ class Experiment(OptionsMethod):
             elif key == "slurm":
                 value = ", ".join(f"{k}={v}" for k, v in value.options.items()) or "defaults"
             shown[key] = value
-        out = {"name": self.name, "options": shown, "func_id": "?", "cache": "?",
-               "cached": "?"}
+        out: dict[str, Any] = {"name": self.name, "options": shown, "func_id": "?",
+                               "cache": "?", "cached": "?"}
         try:
             out["func_id"] = self._identity().func_id
         except Exception as exc:  # noqa: BLE001 - a repr reports, it does not raise
@@ -554,7 +554,8 @@ def _user_stacklevel() -> int:
     from ._identity import _is_under
 
     here = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
+    frame: Any = sys._getframe(1)
+    level = 1
     while frame is not None and _is_under(os.path.abspath(frame.f_code.co_filename), here):
         frame, level = frame.f_back, level + 1
     return level

@@ -21,7 +21,7 @@ def _to_bool(text: str) -> bool:
     return text.strip().lower() not in ("", "0", "false", "no", "off")
 
 
-def _to_cache(text: str):
+def _to_cache(text: str) -> "str | bool":
     return False if text.strip().lower() in ("0", "false", "off", "no") else text
 
 
@@ -64,7 +64,7 @@ _overrides: dict[str, Any] = {}
 
 class _ConfigType(type):
     def __repr__(cls) -> str:  # ``pj.config`` at a prompt: what is in force
-        return "pj.config(" + ", ".join(f"{k}={cls.get(k)!r}" for k in _SETTINGS) + ")"
+        return "pj.config(" + ", ".join(f"{k}={config.get(k)!r}" for k in _SETTINGS) + ")"
 
 
 class config(metaclass=_ConfigType):
@@ -252,7 +252,7 @@ def apply_log_level_from_env() -> None:
         _apply_log_level(config.get("log_level"))
 
 
-def project_root(start: str | os.PathLike | None = None) -> Path | None:
+def project_root(start: str | os.PathLike[str] | None = None) -> Path | None:
     """Nearest ancestor of ``start`` (default: the folder of the script or notebook
     being run, else the cwd: see ``_project``) holding ``pyproject.toml`` or
     ``.git`` that is the user's own.
@@ -304,7 +304,7 @@ def user_cache_dir() -> Path:
     return Path(base) / "pyjoule"
 
 
-def default_cache_dir(func: Callable | None = None, *, start: str | None = None) -> Path:
+def default_cache_dir(func: Callable[..., Any] | None = None, *, start: str | None = None) -> Path:
     """``$PYJOULE_CACHE``, else ``.pyjoule/`` in the project root, else the user cache.
 
     The project is the one of ``func``'s file (without ``func``: of the script or
@@ -313,7 +313,7 @@ def default_cache_dir(func: Callable | None = None, *, start: str | None = None)
     return cache_choice(func, start=start)[0]
 
 
-def cache_choice(func: Callable | None = None, *,
+def cache_choice(func: Callable[..., Any] | None = None, *,
                  start: str | None = None) -> tuple[Path, str]:
     """The cache (see :func:`default_cache_dir`) and why it is that one, in words for
     ``pyjoule runs`` and ``pj.runs()``. A cache set to ``False`` (no cache) is an

@@ -20,7 +20,7 @@ import dataclasses
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 from ._errors import OptionError
 
@@ -211,7 +211,7 @@ class Resolved:
     workers_given: int | None  # from f.options/decorator: ssh and SLURM default otherwise
     batch: int | None
     threads: int
-    cache: Path | bool         # a directory, or False: no cache
+    cache: Path | Literal[False]  # a directory, or False: no cache
     version: str | None
     retries: int
     errors: str
@@ -235,7 +235,7 @@ _DEFAULTS: dict[str, Any] = {"host": None, "slurm": None, "batch": None, "thread
                              "dims": None, "ignore": ()}
 
 
-def resolve(func: Callable, decorated: Options, call: Options) -> Resolved:
+def resolve(func: Callable[..., Any], decorated: Options, call: Options) -> Resolved:
     """The options in force for ``func``: ``call`` > ``decorated`` > ``pj.config`` >
     environment > the project's ``pyproject.toml`` > defaults."""
     from . import _config

@@ -65,7 +65,7 @@ def _read(path: str) -> dict[str, Any]:
     try:
         import tomllib
     except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+        import tomli as tomllib  # Python 3.10 only
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
