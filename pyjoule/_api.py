@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import logging
@@ -67,7 +68,11 @@ class Experiment(OptionsMethod):
         return self._call.over(self._decorated).given()
 
     def _resolved(self) -> Resolved:
-        """Every option in force now (see ``_options.resolve``)."""
+        """Every option in force now (see ``_options.resolve``): within a call, what
+        its ``_Session`` resolved once."""
+        current = _IN_SESSION.get()
+        if current is not None and current[0] is self:
+            return current[1]
         return resolve(self._func, self._decorated, self._call)
 
     def _store(self, resolved: Resolved | None = None) -> Store:
@@ -313,6 +318,10 @@ class Experiment(OptionsMethod):
 
 _NOTHING = object()
 
+# the options a call (``_Session``) resolved, for the code it runs: resolved once
+_IN_SESSION: contextvars.ContextVar[tuple[Experiment, Resolved] | None] = \
+    contextvars.ContextVar("pyjoule_options", default=None)
+
 class _Session:
     """The store and function id for one call; a throw-away cache for ``cache=False``
     (see :mod:`._nocache`: its pool dies with this process and removes it)."""
@@ -322,17 +331,21 @@ class _Session:
         self.tmp: str | None = None
 
     def __enter__(self):
-        if self.exp._resolved().cache is False:
+        resolved = self.exp._resolved()
+        if resolved.cache is False:
             from . import _nocache
 
             self.tmp = _nocache.create()
             store = Store(self.tmp)
         else:
-            store = self.exp._store()
+            store = self.exp._store(resolved)
         self.store = store
-        return store, self.exp._func_id_for(store)
+        func_id = self.exp._func_id_for(store)
+        self.token = _IN_SESSION.set((self.exp, resolved))  # for the call's _run
+        return store, func_id
 
     def __exit__(self, *exc):
+        _IN_SESSION.reset(self.token)
         if self.tmp is not None:
             from . import _nocache
 

@@ -107,9 +107,19 @@ class config(metaclass=_ConfigType):
         Accept a cache owned by another user of your group, or group-writable
         (``PYJOULE_SHARED_CACHE``); never world-writable. Anyone who can write to it
         can run code in your process: only for a group that trusts each other.
-    host, threads, retries, errors, timeout, capture
-        Defaults for the experiment options of the same names (see
-        ``pj.experiment``), where neither ``f.options`` nor the decorator says.
+    host : str or Host
+        Default host of every experiment (see ``pj.experiment`` for this option and
+        the five below), where neither ``f.options`` nor the decorator says.
+    threads : int
+        Default BLAS/OpenMP threads per worker process.
+    retries : int
+        Default re-runs of psets that failed for infrastructure reasons.
+    errors : {"raise", "warn", "ignore"}
+        Default of what ``map`` does when some psets failed.
+    timeout : float
+        Default seconds per pset.
+    capture : bool
+        Default of keeping each pset's stdout/stderr.
 
     Examples
     --------
@@ -200,9 +210,11 @@ def _layered(name: str, root: Any = _PROJECT) -> tuple[Any, str]:
     return value, where
 
 
-def layered(name: str, root: Any = _PROJECT) -> tuple[Any, str]:
+def layered(name: str, root: Any = _PROJECT,
+            project: tuple[dict[str, Any], str] | None = None) -> tuple[Any, str]:
     """Like :func:`_layered`, but ``(UNSET, "unset")`` where no layer sets ``name``
-    (``root``: the project folder, None for none; default: the running code's)."""
+    (``root``: the project folder, None for none; default: the running code's;
+    ``project``: its settings, already read by ``_pyproject.settings``)."""
     from ._options import UNSET
 
     if name in _overrides:
@@ -220,13 +232,15 @@ def layered(name: str, root: Any = _PROJECT) -> tuple[Any, str]:
                               f"it must be {problem}; fix or unset it")
         return value, f"environment variable {env}"
     if name in PROJECT_KEYS:
-        from ._pyproject import settings
+        if project is None:
+            from ._pyproject import settings
 
-        if root is _PROJECT:
-            from ._project import code_folder
+            if root is _PROJECT:
+                from ._project import code_folder
 
-            root = project_root(code_folder())
-        table, label = settings(root)
+                root = project_root(code_folder())
+            project = settings(root)
+        table, label = project
         if name in table:
             return table[name], label
     return UNSET, "unset"
@@ -290,13 +304,23 @@ def project_root(start: str | os.PathLike[str] | None = None) -> Path | None:
     return None
 
 
+_homes: dict[str, Path] = {}
+
+
 def _home() -> Path | None:
-    """The user's home directory (resolved), if it exists."""
+    """The user's home directory (resolved), if it exists (kept per ``$HOME``: it is
+    looked for on every call of an experiment)."""
+    text = os.path.expanduser("~")
+    if text in _homes:
+        return _homes[text]
     try:
-        home = Path(os.path.expanduser("~")).resolve()
+        home = Path(text).resolve()
     except (OSError, RuntimeError):
         return None
-    return home if home.is_dir() else None
+    if not home.is_dir():
+        return None
+    _homes[text] = home
+    return home
 
 
 def user_cache_dir() -> Path:

@@ -125,6 +125,8 @@ def experiment(func: Callable[..., Any] | None = None, *,  # noqa: E302
     ignore : list of str
         Names of arguments that do not change the result (``verbose``, an output
         folder): passed to the function, left out of the cache key.
+    **not_an_option
+        None: any other name raises ``pj.OptionError`` (and is a type error).
 
     Returns
     -------
@@ -205,6 +207,9 @@ class OptionsMethod:
             Keep each pset's stdout/stderr.
         dims : dict
             Dimension names of array results, e.g. ``{"trace": ("t",)}``.
+        **not_an_option
+            None: ``version``, ``ignore`` or any other name raises
+            ``pj.OptionError``.
 
         Returns
         -------

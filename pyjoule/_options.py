@@ -240,8 +240,10 @@ def resolve(func: Callable[..., Any], decorated: Options, call: Options) -> Reso
     environment > the project's ``pyproject.toml`` > defaults."""
     from . import _config
     from ._project import code_folder
+    from ._pyproject import settings
 
     root = _config.project_root(code_folder(func))
+    project = settings(root)  # read once for every option
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for name in NAMES:
@@ -251,7 +253,7 @@ def resolve(func: Callable[..., Any], decorated: Options, call: Options) -> Reso
                 value, source = getattr(layer, name), label
                 break
         if value is UNSET and name in GLOBAL:
-            value, source = _config.layered(name, root)  # (UNSET, ...) if none
+            value, source = _config.layered(name, root, project)  # (UNSET, ...) if none
         if value is UNSET or value is None and name not in NONE_IS_VALUE:
             value, source = _DEFAULTS.get(name), "default"
         values[name], sources[name] = value, source

@@ -31,7 +31,7 @@ def settings(root: Path | None) -> tuple[dict[str, Any], str]:
     at ``root``; ``({}, "")`` when there is no project, no file or no table."""
     if root is None:
         return {}, ""
-    path = str(Path(root) / "pyproject.toml")
+    path = os.path.join(root, "pyproject.toml")
     try:
         st = os.stat(path)  # a symbolic link is judged by what it names
     except OSError:
