@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Sequence, TypeVar, overload
 
-from ._options import IDENTITY, NAMES, UNSET, Options, unknown
+from ._options import IDENTITY, NAMES, UNSET, Errors, Options, unknown
 
 if TYPE_CHECKING:
     from ._api import Experiment
@@ -48,7 +48,7 @@ def experiment(func: Callable[..., Any], *, host: str | Host | None = ...,
                slurm: Mapping[str, Any] | Slurm | None = ..., workers: int = ...,
                batch: int = ..., threads: int = ...,
                cache: str | os.PathLike[str] | bool = ..., version: str = ...,
-               retries: int = ..., errors: str = ..., timeout: float | None = ...,
+               retries: int = ..., errors: Errors = ..., timeout: float | None = ...,
                progress: bool = ..., capture: bool = ..., dims: dict[str, Any] = ...,
                ignore: Sequence[str] = ...) -> Experiment: ...
 @overload
@@ -56,7 +56,7 @@ def experiment(func: None = None, *, host: str | Host | None = ...,
                slurm: Mapping[str, Any] | Slurm | None = ..., workers: int = ...,
                batch: int = ..., threads: int = ...,
                cache: str | os.PathLike[str] | bool = ..., version: str = ...,
-               retries: int = ..., errors: str = ..., timeout: float | None = ...,
+               retries: int = ..., errors: Errors = ..., timeout: float | None = ...,
                progress: bool = ..., capture: bool = ..., dims: dict[str, Any] = ...,
                ignore: Sequence[str] = ...) -> Callable[[Callable[..., Any]], Experiment]:
     ...
@@ -65,7 +65,7 @@ def experiment(func: Callable[..., Any] | None = None, *,  # noqa: E302
                slurm: Mapping[str, Any] | Slurm | None = UNSET,
                workers: int = UNSET, batch: int = UNSET, threads: int = UNSET,
                cache: str | os.PathLike[str] | bool = UNSET, version: str = UNSET,
-               retries: int = UNSET, errors: str = UNSET, timeout: float | None = UNSET,
+               retries: int = UNSET, errors: Errors = UNSET, timeout: float | None = UNSET,
                progress: bool = UNSET, capture: bool = UNSET,
                dims: dict[str, Any] = UNSET, ignore: Sequence[str] = UNSET,
                **not_an_option: NoReturn) -> Any:
@@ -164,7 +164,7 @@ class OptionsMethod:
                 slurm: Mapping[str, Any] | Slurm | None = UNSET,
                 workers: int = UNSET, batch: int = UNSET, threads: int = UNSET,
                 cache: str | os.PathLike[str] | bool = UNSET, retries: int = UNSET,
-                errors: str = UNSET, timeout: float | None = UNSET,
+                errors: Errors = UNSET, timeout: float | None = UNSET,
                 progress: bool = UNSET, capture: bool = UNSET,
                 dims: dict[str, Any] = UNSET, **not_an_option: NoReturn) -> _E:
         """The same experiment (same function, identity and cache entries) with

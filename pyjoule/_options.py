@@ -49,6 +49,7 @@ class _Unset:
 UNSET: Any = _Unset()
 
 ERRORS = ("raise", "warn", "ignore")
+Errors = Literal["raise", "warn", "ignore"]  # what map does when psets failed
 
 # options for which an explicit None is a value (this machine, no scheduler, no time
 # limit) that stops the search; for the others None means "not set here"

@@ -49,6 +49,7 @@ pj.experiment(progress="yes")  # E: call-overload
 simulate.options(version="2")  # E: arg-type
 pj.experiment(wrokers=2)  # E: call-overload
 bare.options(retry=1)  # E: arg-type
+pj.experiment(errors="explode")  # E: call-overload
 '''
 
 
