@@ -71,7 +71,7 @@ __all__ = [
 _PUBLIC_NOT_STARRED = ("open",)
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'pyjoule' has no attribute {name!r}")
@@ -80,12 +80,13 @@ def __getattr__(name):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__) | set(_PUBLIC_NOT_STARRED))
 
 
 if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from ._api import Experiment, Run, attach, experiment, load, runs
+    from ._api import Experiment, Run, attach, load, runs
+    from ._decorator import experiment
     from ._analysis import best, stats
     from ._plot import plot
     from ._config import config

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
+import contextvars
+import copy
 import functools
 import logging
 import os
@@ -12,7 +13,9 @@ import warnings
 from typing import Any, Callable
 
 from . import _dispatch, _space
-from ._config import apply_log_level_from_env, config, default_cache_dir, default_workers
+from ._config import apply_log_level_from_env, config, default_cache_dir
+from ._decorator import OptionsMethod, experiment
+from ._options import NAMES, Options, Resolved, resolve
 from ._display import card, counts_bar, esc
 from ._errors import ExperimentError, OptionError, RunNotFoundError
 from ._store import Store
@@ -20,131 +23,25 @@ from ._store import Store
 log = logging.getLogger("pyjoule")
 apply_log_level_from_env()
 
-OPTIONS = ("host", "slurm", "workers", "batch", "threads", "cache", "version", "retries",
-           "errors", "timeout", "progress", "capture", "dims")
-_ERRORS = ("raise", "warn", "ignore")
+OPTIONS = NAMES  # every option's name, in the order of the decorator's signature
 
 
-def _check_options(options: dict) -> dict:
-    for key in options:
-        if key not in OPTIONS:
-            close = difflib.get_close_matches(key, OPTIONS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise OptionError(f"unknown option {key!r} for @pj.experiment.{hint} "
-                              f"Valid options: {', '.join(OPTIONS)}.")
-    if options.get("slurm") is not None:
-        from ._slurm import Slurm
-
-        options["slurm"] = Slurm.of(options["slurm"])
-    if options.get("host") is not None:
-        from ._transport.hosts import Host
-
-        options["host"] = Host.of(options["host"])
-    _check(options, "workers", lambda v: isinstance(v, int) and v >= 0, "an int >= 0")
-    _check(options, "threads", lambda v: isinstance(v, int) and v >= 1, "an int >= 1")
-    _check(options, "retries", lambda v: isinstance(v, int) and v >= 0, "an int >= 0")
-    _check(options, "batch", lambda v: isinstance(v, int) and v >= 1, "an int >= 1")
-    _check(options, "timeout", lambda v: isinstance(v, (int, float)) and v > 0,
-           "a number of seconds > 0")
-    _check(options, "errors", lambda v: v in _ERRORS, f"one of {_ERRORS}")
-    _check(options, "version", lambda v: isinstance(v, str), "a string")
-    _check(options, "dims", lambda v: isinstance(v, dict), 'a dict like {"trace": ("t",)}')
-    _check(options, "cache", lambda v: v is False or isinstance(v, (str, os.PathLike)),
-           "a directory path or False")
-    return options
-
-
-def _check(options: dict, key: str, ok: Callable[[Any], bool], what: str) -> None:
-    if options.get(key) is not None and not ok(options[key]):
-        raise OptionError(f"option {key}={options[key]!r} is not valid: expected {what}")
-
-
-def experiment(func: Callable | None = None, **options: Any):
-    """Turn a function into an experiment that sweeps, caches and returns Datasets.
-
-    Use it bare (``@pj.experiment``) or with options
-    (``@pj.experiment(workers=4, timeout=60)``). Every option is keyword-only and
-    optional; an unknown one raises ``pj.OptionError`` with a "did you mean".
-
-    Parameters
-    ----------
-    func : callable, optional
-        The function, when used bare. Its keyword arguments are the parameters that
-        psets set; it returns a dict (one Dataset variable per key) or any value.
-    **options
-        The options below.
-
-    Returns
-    -------
-    Experiment
-        Calls like ``func``, and has ``map``, ``sweep``, ``submit``, ``table``, ...
-
-    Other Parameters
-    ----------------
-    workers : int
-        Worker processes (per array task under ``slurm=``); default the CPUs
-        available (``PYJOULE_WORKERS``), the host's CPUs with ``host=``,
-        ``cpus_per_task`` with ``slurm=``. ``0`` runs in the calling process.
-    threads : int
-        BLAS/OpenMP threads per worker process; default 1.
-    batch : int
-        Most psets a worker process takes at once; under ``slurm=``, psets per
-        batch of an array task. Default: chosen automatically.
-    timeout : float
-        Seconds per pset; a pset running longer fails with reason ``timeout`` and
-        its worker process is replaced.
-    retries : int
-        Re-runs of psets that failed for infrastructure reasons (``timeout``,
-        ``lost``; under SLURM also ``node_failure``, ``out_of_memory``,
-        ``preempted``); default 0.
-    errors : {"raise", "warn", "ignore"}
-        What ``map`` does when some psets failed; default ``"raise"``
-        (``pj.ExperimentError``).
-    cache : str, Path or False
-        Cache directory; default ``$PYJOULE_CACHE``, else ``.pyjoule/`` in the
-        project root, else ``~/.cache/pyjoule``. ``False``: compute, keep nothing.
-    version : str
-        Pins the function's identity: code edits no longer invalidate its results;
-        change the string to invalidate them.
-    progress : bool
-        A progress bar (a widget in Jupyter); default ``True`` (``PYJOULE_PROGRESS``).
-    capture : bool
-        Keep each pset's stdout/stderr for ``failures``; default ``True``. With
-        ``False``, what the local pool's workers print shows on this process's stdout
-        as they print it.
-    dims : dict
-        Dimension names of array results, e.g. ``{"trace": ("t",)}``.
-    host : str or Host
-        Run on this host over SSH: an ``~/.ssh/config`` alias, ``user@name:port``
-        or a ``pj.Host``.
-    slurm : dict or Slurm
-        Run as SLURM array jobs with these sbatch options (on ``host``, or with
-        this machine's ``sbatch``); see ``pj.Slurm``.
-
-    Examples
-    --------
-    >>> import pyjoule as pj
-    >>> @pj.experiment(cache=False, progress=False, workers=0)
-    ... def square(x):
-    ...     return x * x
-    >>> float(square.sweep(x=[1, 2, 3]).result.sum())
-    14.0
-    """
-    _check_options(options)
-    if func is None:
-        return lambda f: Experiment(f, **options)
-    if not callable(func):
-        raise OptionError("@pj.experiment decorates a function; pass options as keywords")
-    return Experiment(func, **options)
-
-
-class Experiment:
+class Experiment(OptionsMethod):
     """A function with sweeping and caching attached (what ``@pj.experiment`` returns)."""
 
     def __init__(self, func: Callable, **options: Any):
-        self._options = _check_options(options)
+        self._init(func, Options.of("@pj.experiment", options))
+
+    @classmethod
+    def _of(cls, func: Callable, options: Options) -> "Experiment":
+        new = cls.__new__(cls)
+        new._init(func, options)
+        return new
+
+    def _init(self, func: Callable, options: Options) -> None:
+        self._decorated, self._call = options, Options()
         self._func = func
-        self._signature = _dispatch.Signature(func)
+        self._signature = _dispatch.Signature(func, ignore=options.ignore or ())
         from ._identity import module_label
         from ._project import identity_root
 
@@ -154,34 +51,43 @@ class Experiment:
                     f"{getattr(func, '__qualname__', func)}"
         functools.update_wrapper(self, func)
 
+    def _with_call_options(self, call: Options) -> "Experiment":
+        new = copy.copy(self)  # same function, signature, name: same identity and keys
+        new._call = call
+        return new
+
     # -------------------------------------------------------------- options
     @property
     def func(self) -> Callable:
         """The plain, undecorated function."""
         return self._func
 
-    def _resolved(self) -> dict:
-        o = self._options
-        return {
-            "host": o.get("host"), "workers": default_workers() if o.get("workers") is None
-            else o["workers"],
-            "threads": o.get("threads") or 1, "timeout": o.get("timeout"),
-            "batch": o.get("batch"),
-            "capture": True if o.get("capture") is None else o["capture"],
-            "retries": o.get("retries") or 0, "errors": o.get("errors") or "raise",
-            "progress": config.get("progress", o.get("progress")),
-        }
+    @property
+    def _options(self) -> dict:
+        """The options the decorator and ``f.options`` set, by name."""
+        return self._call.over(self._decorated).given()
 
-    def _store(self) -> Store:
-        cache = self._options.get("cache")
+    def _resolved(self) -> Resolved:
+        """Every option in force now (see ``_options.resolve``): within a call, what
+        its ``_Session`` resolved once."""
+        current = _IN_SESSION.get()
+        if current is not None and current[0] is self:
+            return current[1]
+        return resolve(self._func, self._decorated, self._call)
+
+    def _store(self, resolved: Resolved | None = None) -> Store:
+        cache = (resolved or self._resolved()).cache
         if cache is False:
-            raise AssertionError("no store for cache=False")  # _Session makes a temporary one
-        return Store.open(cache if cache is not None else default_cache_dir(self._func))
+            raise OptionError(f"{self.name} has no cache (cache=False, set by "
+                              f"{self._resolved().sources['cache']}): nothing is kept, so "
+                              "there is nothing to read; give it a cache directory")
+        return Store.open(cache)
 
     def _identity(self):
         from ._identity import identify
 
-        return identify(self._func, version=self._options.get("version"))
+        return identify(self._func, version=self._call.over(self._decorated).version
+                        or None)
 
     # ------------------------------------------------------------ execution
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -230,7 +136,7 @@ class Experiment:
                 run._settle()
                 if n_read == n_found:
                     break
-            return run._apply_errors(ds, self._resolved()["errors"])
+            return run._apply_errors(ds, self._resolved().errors)
 
     def sweep(self, *, sparse: bool | str = "auto", **axes: Any):
         """``f.map(pj.grid(**axes))``."""
@@ -238,11 +144,12 @@ class Experiment:
 
     def submit(self, space: Any) -> "Run":
         """Start the work and return a ``pj.Run`` at once."""
-        if self._options.get("cache") is False:
-            raise OptionError("submit() needs a cache to keep results in; "
-                              "use map() with cache=False")
-        store = self._store()
-        run = self._run(space, store, self._func_id_for(store))
+        resolved = self._resolved()
+        if resolved.cache is False:
+            raise OptionError("submit() needs a cache to keep results in; use map() with "
+                              f"cache=False (set by {resolved.sources['cache']})")
+        store = self._store(resolved)
+        run = self._run(space, store, self._func_id_for(store), resolved=resolved)
         if run.id is None and len(run._attached) == 1:  # its psets are that run's
             run.id = run._attached[0].run_id
         elif run.id is None and not run._attached:  # all cached: a run, done at once
@@ -259,11 +166,13 @@ class Experiment:
     def _session(self):
         return _Session(self)
 
-    def _run(self, space: Any, store: Store, func_id: str, progress: bool = True) -> "Run":
-        opts = self._resolved()
-        slurm = self._options.get("slurm")
-        backend_name = "slurm" if slurm is not None else "ssh" if opts["host"] is not None \
-            else "inprocess" if opts["workers"] == 0 else "pool"
+    def _run(self, space: Any, store: Store, func_id: str, progress: bool = True,
+             resolved: Resolved | None = None) -> "Run":
+        resolved = resolved or self._resolved()
+        opts = resolved.launch_options()
+        backend_name = "slurm" if resolved.slurm is not None \
+            else "ssh" if resolved.host is not None \
+            else "inprocess" if resolved.workers == 0 else "pool"
         # planning claims the psets to run for a new run (nothing is run twice): it
         # must be launched or abandoned
         plan = own = None
@@ -273,7 +182,7 @@ class Experiment:
                                   run={"name": self.name, "backend": backend_name,
                                        "host": getattr(opts["host"], "target", "local")})
             if plan.to_run:
-                backend = self._backend(backend_name, opts, plan)
+                backend = self._backend(backend_name, resolved, opts, plan)
                 own = _dispatch.LiveRun(store, _dispatch.launch(
                     store, func=self._func, func_id=func_id, name=self.name, plan_=plan,
                     backend=backend, options=opts, by_value=self._identity().modules),
@@ -288,11 +197,13 @@ class Experiment:
         return Run(store, plan, own, [_dispatch.LiveRun(store, r) for r in plan.in_flight],
                    experiment=self, progress=progress and opts["progress"])
 
-    def _backend(self, backend_name: str, opts: dict, plan):
-        """The backend for the claimed psets ``plan.to_run``; sets ``opts["workers"]``."""
+    def _backend(self, backend_name: str, resolved: Resolved, opts: dict, plan):
+        """The backend for the claimed psets ``plan.to_run``; sets ``opts["workers"]``
+        (on a host or under SLURM only ``f.options``/the decorator choose it: the
+        global settings are this machine's)."""
         if backend_name == "slurm":
-            slurm = self._options["slurm"]
-            workers = self._options.get("workers") or slurm.cpus_per_task or 1
+            slurm = resolved.slurm
+            workers = resolved.workers_given or slurm.cpus_per_task or 1
             if slurm.cpus_per_task is None and workers > 1:  # allocate what the pool uses
                 from ._slurm import Slurm
 
@@ -303,7 +214,7 @@ class Experiment:
             opts["workers"] = workers
         elif backend_name == "ssh":
             backend = _dispatch.prepare_ssh(opts["host"], self._identity)
-            if self._options.get("workers") is None:  # the host's CPUs, not ours
+            if resolved.workers_given is None:  # the host's CPUs, not ours
                 opts["workers"] = backend.cpus
             opts["workers"] = max(1, min(opts["workers"], len(plan.to_run)))
         else:
@@ -326,7 +237,12 @@ class Experiment:
         return table_for(store, func_id, ids)
 
     def cache_info(self) -> dict:
-        """Entries and bytes cached for this function (current version and all)."""
+        """Entries and bytes cached for this function (current version and all); all
+        zero, with ``cache`` None, for an experiment with no cache (``cache=False``)."""
+        if self._resolved().cache is False:
+            return {"func_id": self._identity().func_id, "cache": None, "entries": 0,
+                    "bytes": 0, "versions": 0, "entries_all_versions": 0,
+                    "bytes_all_versions": 0}
         store = self._store()
         func_id = self._func_id_for(store)
         versions = store.function_ids(self.name)
@@ -337,7 +253,10 @@ class Experiment:
                 "bytes_all_versions": everything["bytes"]}
 
     def clear_cache(self) -> int:
-        """Delete this function's cached results (every version); return how many."""
+        """Delete this function's cached results (every version); return how many (0
+        with no cache: ``cache=False``)."""
+        if self._resolved().cache is False:
+            return 0
         store = self._store()
         # the current version too: identical code elsewhere may have registered it
         removed = store.clear(sorted({*store.function_ids(self.name),
@@ -356,21 +275,18 @@ class Experiment:
             elif key == "slurm":
                 value = ", ".join(f"{k}={v}" for k, v in value.options.items()) or "defaults"
             shown[key] = value
-        out = {"name": self.name, "options": shown, "func_id": "?", "cache": "?",
-               "cached": "?"}
+        out: dict[str, Any] = {"name": self.name, "options": shown, "func_id": "?",
+                               "cache": "?", "cached": "?"}
         try:
             out["func_id"] = self._identity().func_id
         except Exception as exc:  # noqa: BLE001 - a repr reports, it does not raise
             out["func_id"] = f"unavailable ({type(exc).__name__})"
-        cache = self._options.get("cache")
-        if cache is False:
-            out["cache"], out["cached"] = "off (cache=False)", "nothing (cache=False)"
-            return out
         try:
-            from pathlib import Path
-
-            root = Path(cache if cache is not None
-                        else default_cache_dir(self._func)).expanduser()
+            cache = self._resolved().cache
+            if cache is False:
+                out["cache"], out["cached"] = "off (cache=False)", "nothing (cache=False)"
+                return out
+            root = cache
             out["cache"] = str(root.absolute())
             if not (root / "index.sqlite").exists():
                 out["cached"] = "nothing yet"
@@ -402,6 +318,10 @@ class Experiment:
 
 _NOTHING = object()
 
+# the options a call (``_Session``) resolved, for the code it runs: resolved once
+_IN_SESSION: contextvars.ContextVar[tuple[Experiment, Resolved] | None] = \
+    contextvars.ContextVar("pyjoule_options", default=None)
+
 class _Session:
     """The store and function id for one call; a throw-away cache for ``cache=False``
     (see :mod:`._nocache`: its pool dies with this process and removes it)."""
@@ -411,17 +331,21 @@ class _Session:
         self.tmp: str | None = None
 
     def __enter__(self):
-        if self.exp._options.get("cache") is False:
+        resolved = self.exp._resolved()
+        if resolved.cache is False:
             from . import _nocache
 
             self.tmp = _nocache.create()
             store = Store(self.tmp)
         else:
-            store = self.exp._store()
+            store = self.exp._store(resolved)
         self.store = store
-        return store, self.exp._func_id_for(store)
+        func_id = self.exp._func_id_for(store)
+        self.token = _IN_SESSION.set((self.exp, resolved))  # for the call's _run
+        return store, func_id
 
     def __exit__(self, *exc):
+        _IN_SESSION.reset(self.token)
         if self.tmp is not None:
             from . import _nocache
 
@@ -458,7 +382,7 @@ class Run:
             state = "running"
         else:
             state = (self._own.rec if self._own else recs[0]).get("state") or "?"
-        host = getattr(exp, "_options", {}).get("host") if exp is not None else None
+        host = exp._options.get("host") if exp is not None else None
         hosts = {r.get("host") or "local" for r in recs} or {getattr(host, "target", "local")}
         try:
             job_ids = self.job_ids
@@ -577,7 +501,7 @@ class Run:
         """``wait()``, then ``dataset()``, applying the ``errors`` policy."""
         _check_sparse(sparse)
         self.wait()
-        errors = self._experiment._resolved()["errors"] if self._experiment else "raise"
+        errors = self._experiment._resolved().errors if self._experiment else "raise"
         return self._apply_errors(self._dataset(sparse)[0], errors)
 
     def table(self):
@@ -645,7 +569,8 @@ def _user_stacklevel() -> int:
     from ._identity import _is_under
 
     here = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
+    frame: Any = sys._getframe(1)
+    level = 1
     while frame is not None and _is_under(os.path.abspath(frame.f_code.co_filename), here):
         frame, level = frame.f_back, level + 1
     return level

@@ -1,6 +1,8 @@
 """Configuration: one module, one precedence order.
 
-explicit argument > ``pj.config(...)`` > ``PYJOULE_*`` environment variable > default.
+explicit argument > ``pj.config(...)`` > ``PYJOULE_*`` environment variable >
+``[tool.pyjoule]`` in the project's ``pyproject.toml`` (see ``_pyproject``) > default.
+An experiment's own options come first (see ``_options.resolve``).
 
 Every environment variable pyjoule reads is listed in ``_SETTINGS`` (and in
 ``docs/configuration.md``).
@@ -19,12 +21,12 @@ def _to_bool(text: str) -> bool:
     return text.strip().lower() not in ("", "0", "false", "no", "off")
 
 
-def _to_cache(text: str):
+def _to_cache(text: str) -> "str | bool":
     return False if text.strip().lower() in ("0", "false", "off", "no") else text
 
 
-# name -> (environment variable, parser, default)
-_SETTINGS: dict[str, tuple[str, Callable[[str], Any], Any]] = {
+# name -> (environment variable or None, parser, default)
+_SETTINGS: dict[str, tuple[str | None, Callable[[str], Any], Any]] = {
     "cache": ("PYJOULE_CACHE", _to_cache, None),
     "workers": ("PYJOULE_WORKERS", int, None),
     "progress": ("PYJOULE_PROGRESS", _to_bool, True),
@@ -34,28 +36,27 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], Any]] = {
     "limit": ("PYJOULE_LIMIT", int, None),
     "ssh_config": ("PYJOULE_SSH_CONFIG", str, None),
     "shared_cache": ("PYJOULE_SHARED_CACHE", _to_bool, False),
+    # defaults for every experiment's options of the same names (no variable)
+    "host": (None, str, None),
+    "threads": (None, int, 1),
+    "retries": (None, int, 0),
+    "errors": (None, str, "raise"),
+    "timeout": (None, float, None),
+    "capture": (None, _to_bool, True),
 }
 
-_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET")
+# what [tool.pyjoule] in a project's pyproject.toml may set: not limit (a debugging
+# aid of one session), shared_cache (trust is the user's, not a file's), log_level and
+# poll_interval_s (read too often to look for the file each time)
+PROJECT_KEYS = ("cache", "workers", "progress", "host", "threads", "retries", "errors",
+                "timeout", "capture", "progress_interval_s", "ssh_config")
 
 
 def _check(name: str, value: Any) -> str | None:
     """Why ``value`` is not valid for setting ``name`` (None if it is)."""
-    if name in ("workers", "limit"):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            return "a whole number >= 0"
-    elif name in ("progress", "shared_cache") and not isinstance(value, bool):
-        return "True or False"
-    elif name in ("poll_interval_s", "progress_interval_s"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            return "a number of seconds > 0"
-    elif name == "log_level" and (not isinstance(value, str) or value.upper() not in _LEVELS):
-        return f"one of {', '.join(_LEVELS)}"
-    elif name == "cache" and value is not False and not isinstance(value, (str, os.PathLike)):
-        return "a directory (str or Path), or False for no cache"
-    elif name == "ssh_config" and not isinstance(value, (str, os.PathLike)):
-        return "a path (str or Path)"
-    return None
+    from ._options import problem
+
+    return problem(name, value)
 
 
 _overrides: dict[str, Any] = {}
@@ -63,7 +64,7 @@ _overrides: dict[str, Any] = {}
 
 class _ConfigType(type):
     def __repr__(cls) -> str:  # ``pj.config`` at a prompt: what is in force
-        return "pj.config(" + ", ".join(f"{k}={cls.get(k)!r}" for k in _SETTINGS) + ")"
+        return "pj.config(" + ", ".join(f"{k}={config.get(k)!r}" for k in _SETTINGS) + ")"
 
 
 class config(metaclass=_ConfigType):
@@ -71,8 +72,10 @@ class config(metaclass=_ConfigType):
 
     ``pj.config(workers=4)`` sets an option from now on; ``with pj.config(...):``
     sets it only inside the block. Setting an option to ``None`` returns it to its
-    ``PYJOULE_*`` environment variable or default. Precedence: explicit argument >
-    ``pj.config`` > environment variable > default.
+    ``PYJOULE_*`` environment variable, ``pyproject.toml`` or default. Precedence:
+    ``f.options(...)`` > decorator > ``pj.config`` > environment variable >
+    ``[tool.pyjoule]`` in the project's ``pyproject.toml`` > default;
+    ``pj.config.get(name, source=True)`` says which one gave a value.
 
     Parameters
     ----------
@@ -104,6 +107,19 @@ class config(metaclass=_ConfigType):
         Accept a cache owned by another user of your group, or group-writable
         (``PYJOULE_SHARED_CACHE``); never world-writable. Anyone who can write to it
         can run code in your process: only for a group that trusts each other.
+    host : str or Host
+        Default host of every experiment (see ``pj.experiment`` for this option and
+        the five below), where neither ``f.options`` nor the decorator says.
+    threads : int
+        Default BLAS/OpenMP threads per worker process.
+    retries : int
+        Default re-runs of psets that failed for infrastructure reasons.
+    errors : {"raise", "warn", "ignore"}
+        Default of what ``map`` does when some psets failed.
+    timeout : float
+        Default seconds per pset.
+    capture : bool
+        Default of keeping each pset's stdout/stderr.
 
     Examples
     --------
@@ -111,23 +127,21 @@ class config(metaclass=_ConfigType):
     >>> with pj.config(progress=False):
     ...     pj.config.get("progress")
     False
+    >>> with pj.config(retries=2):
+    ...     pj.config.get("retries", source=True)
+    (2, 'pj.config(...)')
     """
 
     def __init__(self, **options: Any):
-        unknown = sorted(set(options) - set(_SETTINGS))
-        if unknown:
-            import difflib
+        from ._options import check, unknown
 
-            close = difflib.get_close_matches(unknown[0], list(_SETTINGS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise OptionError(f"unknown option(s) {unknown} for pj.config{hint} "
-                              f"(valid: {', '.join(sorted(_SETTINGS))})")
-        for name, value in options.items():
-            problem = value is not None and _check(name, value)
-            if problem:
-                raise OptionError(f"pj.config({name}={value!r}): {name} must be {problem}")
+        bad = set(options) - set(_SETTINGS)
+        if bad:
+            raise unknown(bad, _SETTINGS, "pj.config")
+        checked = {name: None if value is None else check(name, value, "pj.config")
+                   for name, value in options.items()}
         self._previous = {k: _overrides.get(k, _UNSET) for k in options}
-        for name, value in options.items():
+        for name, value in checked.items():
             if value is None:  # back to the environment variable or the default
                 _overrides.pop(name, None)
             else:
@@ -138,7 +152,7 @@ class config(metaclass=_ConfigType):
     def __enter__(self) -> "config":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         for key, value in self._previous.items():
             if value is _UNSET:
                 _overrides.pop(key, None)
@@ -148,27 +162,65 @@ class config(metaclass=_ConfigType):
             _apply_log_level(config.get("log_level"))
 
     @staticmethod
-    def get(name: str, explicit: Any = None) -> Any:
+    def get(name: str, explicit: Any = None, *, source: bool = False) -> Any:
         """The value in force for ``name``: ``explicit`` if not None, then ``pj.config``,
-        the environment variable, the default. For ``workers`` and ``cache`` the
-        default is what a run would use: this machine's CPUs, the default directory."""
-        value = _configured(name, explicit)
+        the environment variable, ``[tool.pyjoule]`` in the project's
+        ``pyproject.toml`` (the project of the script or notebook being run, else of
+        the cwd), the default. For ``workers`` and ``cache`` the default is what a run
+        would use: this machine's CPUs, the default directory. With ``source=True``:
+        ``(value, where it came from)``."""
+        if name not in _SETTINGS:
+            from ._options import unknown
+
+            raise unknown({name}, _SETTINGS, "pj.config.get")
+        if explicit is not None:
+            value, where = explicit, "passed explicitly"
+        else:
+            value, where = _layered(name)
         if value is None and name == "workers":
-            return default_workers()
-        if value is None and name == "cache":
-            return default_cache_dir()
-        return value
+            value, where = default_workers(), "default: the CPUs available"
+        if value is None and name == "cache" and where == "default":
+            path, why = cache_choice()
+            value, where = path, f"default: {why}"
+        return (value, where) if source else value
+
+    @staticmethod
+    def sources() -> dict[str, tuple[Any, str]]:
+        """Every setting: ``{name: (value in force, where it came from)}``."""
+        return {name: config.get(name, source=True) for name in _SETTINGS}
 
 
 def _configured(name: str, explicit: Any = None) -> Any:
-    """What was set for ``name`` (argument, ``pj.config``, environment), else its
-    default from ``_SETTINGS``."""
+    """What was set for ``name`` (argument, ``pj.config``, environment, the project's
+    ``pyproject.toml``), else its default from ``_SETTINGS``."""
     if explicit is not None:
         return explicit
+    return _layered(name)[0]
+
+
+_PROJECT: Any = object()  # "the project of the running code" (found when needed)
+
+
+def _layered(name: str, root: Any = _PROJECT) -> tuple[Any, str]:
+    """``name``'s value and source from ``pj.config``, the environment, then
+    ``pyproject.toml`` of the project ``root``; else its default."""
+    value, where = layered(name, root)
+    if where == "unset":
+        return _SETTINGS[name][2], "default"
+    return value, where
+
+
+def layered(name: str, root: Any = _PROJECT,
+            project: tuple[dict[str, Any], str] | None = None) -> tuple[Any, str]:
+    """Like :func:`_layered`, but ``(UNSET, "unset")`` where no layer sets ``name``
+    (``root``: the project folder, None for none; default: the running code's;
+    ``project``: its settings, already read by ``_pyproject.settings``)."""
+    from ._options import UNSET
+
     if name in _overrides:
-        return _overrides[name]
+        return _overrides[name], "pj.config(...)"
     env, parse, default = _SETTINGS[name]
-    text = os.environ.get(env)
+    text = os.environ.get(env) if env else None
     if text is not None and text != "":
         try:
             value = parse(text)
@@ -178,8 +230,20 @@ def _configured(name: str, explicit: Any = None) -> Any:
         if problem:
             raise OptionError(f"environment variable {env}={text!r} is not valid: "
                               f"it must be {problem}; fix or unset it")
-        return value
-    return default
+        return value, f"environment variable {env}"
+    if name in PROJECT_KEYS:
+        if project is None:
+            from ._pyproject import settings
+
+            if root is _PROJECT:
+                from ._project import code_folder
+
+                root = project_root(code_folder())
+            project = settings(root)
+        table, label = project
+        if name in table:
+            return table[name], label
+    return UNSET, "unset"
 
 
 _UNSET = object()
@@ -202,7 +266,7 @@ def apply_log_level_from_env() -> None:
         _apply_log_level(config.get("log_level"))
 
 
-def project_root(start: str | os.PathLike | None = None) -> Path | None:
+def project_root(start: str | os.PathLike[str] | None = None) -> Path | None:
     """Nearest ancestor of ``start`` (default: the folder of the script or notebook
     being run, else the cwd: see ``_project``) holding ``pyproject.toml`` or
     ``.git`` that is the user's own.
@@ -240,13 +304,23 @@ def project_root(start: str | os.PathLike | None = None) -> Path | None:
     return None
 
 
+_homes: dict[str, Path] = {}
+
+
 def _home() -> Path | None:
-    """The user's home directory (resolved), if it exists."""
+    """The user's home directory (resolved), if it exists (kept per ``$HOME``: it is
+    looked for on every call of an experiment)."""
+    text = os.path.expanduser("~")
+    if text in _homes:
+        return _homes[text]
     try:
-        home = Path(os.path.expanduser("~")).resolve()
+        home = Path(text).resolve()
     except (OSError, RuntimeError):
         return None
-    return home if home.is_dir() else None
+    if not home.is_dir():
+        return None
+    _homes[text] = home
+    return home
 
 
 def user_cache_dir() -> Path:
@@ -254,7 +328,7 @@ def user_cache_dir() -> Path:
     return Path(base) / "pyjoule"
 
 
-def default_cache_dir(func: Callable | None = None, *, start: str | None = None) -> Path:
+def default_cache_dir(func: Callable[..., Any] | None = None, *, start: str | None = None) -> Path:
     """``$PYJOULE_CACHE``, else ``.pyjoule/`` in the project root, else the user cache.
 
     The project is the one of ``func``'s file (without ``func``: of the script or
@@ -263,28 +337,47 @@ def default_cache_dir(func: Callable | None = None, *, start: str | None = None)
     return cache_choice(func, start=start)[0]
 
 
-def cache_choice(func: Callable | None = None, *,
+def cache_choice(func: Callable[..., Any] | None = None, *,
                  start: str | None = None) -> tuple[Path, str]:
-    """The default cache (see :func:`default_cache_dir`) and why it is that one, in
-    words for ``pyjoule runs`` and ``pj.runs()``."""
-    configured = _configured("cache")
-    if configured:
-        source = "pj.config(cache=...)" if "cache" in _overrides else "PYJOULE_CACHE"
-        return Path(configured).expanduser(), f"set by {source}"
+    """The cache (see :func:`default_cache_dir`) and why it is that one, in words for
+    ``pyjoule runs`` and ``pj.runs()``. A cache set to ``False`` (no cache) is an
+    experiment's business: listings look where the cache would be."""
     if start is None:
         from ._project import code_folder
 
         start = code_folder(func)
     root = project_root(start)
+    configured, where = layered("cache", root)
+    if configured:  # as the listings have always named them
+        where = {"pj.config(...)": "pj.config(cache=...)",
+                 "environment variable PYJOULE_CACHE": "PYJOULE_CACHE"}.get(where, where)
+        return Path(configured).expanduser(), f"set by {where}"
+    return default_location(start, root)
+
+
+def default_location(start: Any, root: Path | None) -> tuple[Path, str]:
+    """``.pyjoule/`` in the project ``root``, else the user cache (``start``: the
+    folder of the code, or its function, for the message)."""
     if root is not None:
         return root / ".pyjoule", f"the project {root}"
+    if callable(start):
+        from ._project import code_folder
+
+        start = code_folder(start)
     return user_cache_dir(), f"the user cache: {start} is in no project of yours"
 
 
 def default_workers() -> int:
+    """Worker processes where no option says: ``pj.config``, ``PYJOULE_WORKERS``,
+    ``pyproject.toml``, else the CPUs available."""
     configured = _configured("workers")
     if configured is not None:
         return int(configured)
+    return cpu_count()
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS

@@ -39,7 +39,7 @@ _logged_changes: set[tuple[str, str]] = set()
 class Signature:
     """What the function accepts: names in order, defaults, whether it has ``**kw``."""
 
-    def __init__(self, func: Callable):
+    def __init__(self, func: Callable, ignore: Sequence[str] = ()):  # ignore: issue #15 item 1
         sig = inspect.signature(func)
         params = sig.parameters.values()
         kinds = inspect.Parameter

@@ -7,6 +7,8 @@ do not know about pyjoule's classes.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PyjouleError(Exception):
     """Base class of every exception pyjoule raises."""
@@ -51,7 +53,7 @@ class ExperimentError(PyjouleError):
         Everything that did succeed.
     """
 
-    def __init__(self, message: str, failures=None, dataset=None):
+    def __init__(self, message: str, failures: Any = None, dataset: Any = None):
         super().__init__(message)
         self.failures = failures
         self.dataset = dataset

@@ -124,11 +124,11 @@ class Slurm:
         value = self.options.get("time")
         return parse_duration(value) if value else None
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"options": self.options, "array_parallelism": self.array_parallelism}
 
     @classmethod
-    def from_description(cls, d: dict) -> "Slurm":
+    def from_description(cls, d: dict[str, Any]) -> "Slurm":
         new = cls()
         new.options = dict(d.get("options") or {})
         new.array_parallelism = d.get("array_parallelism")

@@ -15,7 +15,8 @@ from pyjoule._config import _SETTINGS
 @pytest.fixture(autouse=True)
 def no_pyjoule_env(monkeypatch):
     for env, _, _ in _SETTINGS.values():
-        monkeypatch.delenv(env, raising=False)
+        if env:
+            monkeypatch.delenv(env, raising=False)
 
 
 def test_precedence_explicit_over_config_over_environment_over_default(monkeypatch):
@@ -51,7 +52,7 @@ def test_every_setting_reads_its_environment_variable(monkeypatch, tmp_path):
               "PYJOULE_LIMIT": ("10", "limit", 10),
               "PYJOULE_SSH_CONFIG": ("/etc/ssh/x", "ssh_config", "/etc/ssh/x"),
               "PYJOULE_SHARED_CACHE": ("1", "shared_cache", True)}
-    assert {env for env, _, _ in _SETTINGS.values()} == set(values)
+    assert {env for env, _, _ in _SETTINGS.values() if env} == set(values)
     for env, (text, name, expected) in values.items():
         monkeypatch.setenv(env, text)
         assert pj.config.get(name) == expected, env
@@ -117,5 +118,5 @@ def test_the_defaults_in_force_are_shown(tmp_path, monkeypatch):
     assert pj.config.get("cache") == tmp_path / ".pyjoule"  # where results would go
     with pj.config(workers=3):
         assert "workers=3" in repr(pj.config) and "cache=" in repr(pj.config)
-    with pytest.raises(pj.OptionError, match="did you mean 'workers'"):
+    with pytest.raises(pj.OptionError, match="[Dd]id you mean 'workers'"):
         pj.config(worker=3)

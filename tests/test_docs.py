@@ -103,8 +103,12 @@ def test_reference_renders_methods_and_parameters(site):
 def test_configuration_page_lists_every_variable():
     text = (DOCS / "configuration.md").read_text()
     for name, (variable, _, _) in _config._SETTINGS.items():
-        assert f"`{variable}`" in text, f"{variable} (pj.config {name}) not in configuration.md"
+        assert variable is None or f"`{variable}`" in text, \
+            f"{variable} (pj.config {name}) not in configuration.md"
         assert f"`{name}`" in text, f"pj.config setting {name} not in configuration.md"
+    allowed = text.split("## Project settings")[1].split("##")[0]
+    for name in _config.PROJECT_KEYS:  # what [tool.pyjoule] may set
+        assert f"`{name}`" in allowed, f"[tool.pyjoule] {name} not in configuration.md"
 
 
 @pytest.mark.parametrize("page", ["index.md", "analysis.md"])

@@ -13,7 +13,7 @@ import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from .._errors import HostError, OptionError
 
@@ -84,11 +84,11 @@ class Host:
     install_uv: bool = True
     exclude: Sequence[str] = ()
     accept_new_host_key: bool = False
-    ssh_config: str | os.PathLike | None = None
+    ssh_config: str | os.PathLike[str] | None = None
     connect_timeout: float = 10.0
     environment: str = "auto"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not isinstance(self.target, str) or not self.target.strip():
             raise OptionError(f"pj.Host needs an ssh config alias or 'user@name:port', "
                               f"got {self.target!r}")
@@ -128,7 +128,7 @@ class Host:
         raise OptionError(f"host must be a string (ssh alias or 'user@name:port') or "
                           f"pj.Host(...), got {type(host).__name__}")
 
-    def check(self):
+    def check(self) -> Any:
         """Connect and report round-trip time, Python, uv, disk, CPUs and SLURM."""
         from .ssh import check_host
 
@@ -138,7 +138,7 @@ class Host:
 ENVIRONMENTS = ("auto", "existing")
 
 
-def _check_python(python, environment) -> None:
+def _check_python(python: Any, environment: Any) -> None:
     """``python`` is a version ``3.X`` or an interpreter's path; ``environment`` one of
     :data:`ENVIRONMENTS`, ``"existing"`` only with a path."""
     if environment not in ENVIRONMENTS:
