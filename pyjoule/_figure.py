@@ -29,7 +29,7 @@ def draw(ds, var: str, mean, sem, roles: dict, ax, *, scales: dict, band: str | 
                           f"the labels of {x!r} are {ticks}")
     hues = _axis_values(ds, hue)
     colors = _colors(hues)
-    fig, axes = _panels(ax, len(rows), len(cols), legend and (hue is not None or band))
+    fig, axes = _panels(ax, len(rows), len(cols), legend and (hue is not None or band is not None))
     empty = np.zeros(axes.shape, bool)
     for i, rv in enumerate(rows):
         for j, cv in enumerate(cols):
@@ -44,13 +44,14 @@ def draw(ds, var: str, mean, sem, roles: dict, ax, *, scales: dict, band: str | 
             panel.set_title(" | ".join(f"{d} = {v}" for d, v in ((row, rv), (col, cv))
                                        if d is not None))
             _scales(panel, xs, ticks, scales)
-    _mark_empty(axes, empty)
-    _label_edges(axes, empty, axis_label(ds[x], x), axis_label(ds[var], var))
+    if ax is None:
+        _mark_empty(axes, empty)
+        _label_edges(axes, empty, axis_label(ds[x], x), axis_label(ds[var], var))
+    else:
+        _label_given(ax, axis_label(ds[x], x), axis_label(ds[var], var))
     if legend:
         entries = [(_hue_handle(c), str(h)) for c, h in zip(colors, hues)] if hue else []
-        if band:
-            entries.append((_band_handle(sem is not None and "±" in band), band))
-        _legend(fig, ax, entries, None if hue is None else axis_label(ds[hue], hue))
+        _legend(fig, ax, entries, None if hue is None else axis_label(ds[hue], hue), band)
     return fig
 
 
@@ -157,42 +158,85 @@ def _label_edges(axes, empty, xlabel: str, ylabel: str) -> None:
             left.set_ylabel(ylabel)
 
 
+def _label_given(ax, xlabel: str, ylabel: str) -> None:
+    """Labels on the user's panel, except along an axis it shares with a panel that
+    carries them (``plt.subplots(sharey=True)`` shows them on the outer panels only)."""
+    spec = ax.get_subplotspec()
+    inner_x = spec is not None and not spec.is_last_row()
+    inner_y = spec is not None and not spec.is_first_col()
+    if not (inner_x and len(ax.get_shared_x_axes().get_siblings(ax)) > 1):
+        ax.set_xlabel(xlabel)
+    if not (inner_y and len(ax.get_shared_y_axes().get_siblings(ax)) > 1):
+        ax.set_ylabel(ylabel)
+
+
+def band_text(band: tuple) -> str:
+    """"mean ± 1 s.e.m. over 8 seeds" from ``(fewest, most, over)``: a range where
+    points average different numbers of values, and "over 1 seed" honestly."""
+    lo, hi, over = band
+    amount = f"{hi}" if lo == hi else f"{lo}–{hi}"
+    if len(over) == 1:
+        what = _plural(over[0], hi)
+    else:
+        what = f"{_plural('pset', hi)} ({' × '.join(over)})"
+    if hi < 2:
+        return f"mean over {amount} {what}\n(no error band)"
+    return f"mean ± 1 s.e.m.\nover {amount} {what}"
+
+
+def _plural(name: str, n: int) -> str:
+    if n == 1:
+        return name
+    return name + ("es" if name.endswith(("s", "x", "ch", "sh")) else "s")
+
+
 def _hue_handle(color):
     from matplotlib.lines import Line2D
 
     return Line2D([], [], color=color, marker="o", markersize=3.5, linewidth=1.5)
 
 
-def _band_handle(with_band: bool):
+def _band_handle(band: tuple):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     line = Line2D([], [], color=GREY, marker="o", markersize=3.5, linewidth=1.5)
-    return (Patch(color=GREY, alpha=BAND_ALPHA, linewidth=0), line) if with_band else line
+    if band[1] < 2:
+        return line
+    return (Patch(color=GREY, alpha=BAND_ALPHA, linewidth=0), line)
 
 
-def _legend(fig, ax, entries: list, title: str | None) -> None:
-    """The figure's one legend, outside the panels on the right. Drawing into a given
-    ``ax`` merges with the legend an earlier ``pj.plot`` left in that figure (same
-    labels once), so two panels of one figure still have one legend."""
-    if ax is not None:
-        old = getattr(fig, "_pyjoule_legend", None)
-        if old is not None:
-            legend, old_entries, old_title = old
-            legend.remove()
-            known = {label for _, label in entries}
-            entries = [e for e in old_entries if e[1] not in known] + entries
-            title = title if old_title in (None, title) else f"{old_title} / {title}"
-    if not entries:
+def _legend(fig, ax, entries: list, title: str | None, band: tuple | None) -> None:
+    """The figure's one legend, outside the panels on the right: the hue values, then
+    what the band is. Drawing into a given ``ax`` merges with the legend an earlier
+    ``pj.plot`` left in that figure (each label once, the counts' ranges joined), so
+    two panels of one figure still have one legend."""
+    old = getattr(fig, "_pyjoule_legend", None) if ax is not None else None
+    if old is not None:
+        legend, old_entries, old_title, old_band = old
+        legend.remove()
+        known = {label for _, label in entries}
+        entries = [e for e in old_entries if e[1] not in known] + entries
+        title = title if old_title in (None, title) else f"{old_title} / {title}"
+        band = _join_bands(old_band, band)
+    shown = entries + ([(_band_handle(band), band_text(band))] if band else [])
+    if not shown:
         return
     from matplotlib.legend_handler import HandlerTuple
 
     _constrained(fig)
-    legend = fig.legend([h for h, _ in entries], [label for _, label in entries],
+    legend = fig.legend([h for h, _ in shown], [label for _, label in shown],
                         loc="outside right upper", title=title, frameon=False,
-                        handler_map={tuple: HandlerTuple(ndivide=None, pad=0)})
+                        handler_map={tuple: HandlerTuple(ndivide=1)})
     legend._legend_box.align = "left"  # the title over its entries, as in a table
-    fig._pyjoule_legend = (legend, entries, title)
+    fig._pyjoule_legend = (legend, entries, title, band)
+
+
+def _join_bands(a: tuple | None, b: tuple | None) -> tuple | None:
+    if a is None or b is None:
+        return a or b
+    over = a[2] if a[2] == b[2] else tuple(dict.fromkeys(a[2] + b[2]))
+    return min(a[0], b[0]), max(a[1], b[1]), over
 
 
 def _constrained(fig) -> None:

@@ -115,7 +115,7 @@ def plot(ds, var: str, x: str, hue: str | None = None, col: str | None = None,
     if over:
         st = stats(sliced, over=over)
         mean, sem = st[f"{var}_mean"], st[f"{var}_sem"]
-        band = band_label(_densify(st[f"{var}_count"]).values, over)
+        band = band_counts(_densify(st[f"{var}_count"]).values, over)
     else:
         mean, sem, band = sliced[var], None, None
     from ._figure import draw
@@ -145,24 +145,10 @@ def _densify(da):
     return da.copy(data=data.astype(np.float64))
 
 
-def _plural(name: str, n: int) -> str:
-    if n == 1:
-        return name
-    return name + ("es" if name.endswith(("s", "x", "ch", "sh")) else "s")
-
-
-def band_label(count: np.ndarray, over: Sequence[str]) -> str | None:
-    """What the band shows, with the number of values behind the points: the range
-    when cells differ (failed psets, ragged studies), and "over 1 seed" honestly."""
+def band_counts(count: np.ndarray, over: Sequence[str]) -> tuple | None:
+    """``(fewest, most, over)``: how many values the plotted points average (they differ
+    where psets failed or a ragged study has more seeds in some cells), for the legend."""
     present = count[count > 0]
     if not present.size:
         return None
-    lo, hi = int(present.min()), int(present.max())
-    amount = f"{hi}" if lo == hi else f"{lo}–{hi}"
-    if len(over) == 1:
-        what = _plural(over[0], hi)
-    else:
-        what = f"{_plural('pset', hi)} ({' × '.join(over)})"
-    if hi < 2:
-        return f"mean over {amount} {what} (no error band)"
-    return f"mean ± 1 s.e.m. over {amount} {what}"
+    return int(present.min()), int(present.max()), tuple(over)
