@@ -90,7 +90,7 @@ def one_seed(cache: Path):
     f = pj.experiment(cache=cache, workers=0, progress=False)(integrate)
     ds = f.map(pj.grid(method=["plain", "stratified"], N=[16, 64, 256, 1024], dim=2,
                        seed=[0]))
-    return pj.plot(ds, "error", x="N", hue="method", xscale="log", yscale="log")
+    return pj.plot(ds, "error", x="N", hue="method", xscale="log")
 
 
 FIGURES = {"convergence": convergence, "ragged": ragged, "one-seed": one_seed}
