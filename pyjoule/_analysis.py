@@ -18,6 +18,7 @@ from ._errors import OptionError, SpaceError
 from ._results import DENSE_FACTOR, DENSE_MAX_BYTES
 
 _STATS = ("mean", "std", "sem", "count")
+OVER_ATTR = "pyjoule_over"  # on v_count: the dimensions pj.stats reduced, space-separated
 
 
 # --------------------------------------------------------------- argument checks
@@ -183,7 +184,8 @@ def stats(ds, over: str | Sequence[str] = "seed"):
         = ``v_std / sqrt(v_count)``; ``v_count`` (int). A DataArray gives the same
         four, named after it (``mean``, ``std``, ... if it has no name). The other
         dimensions, the coordinates that do not lie along ``over`` and the attributes
-        are kept. Non-numeric variables are left out. A sparse variable is reduced
+        are kept (``v_count`` has no ``units``, and its attribute ``pyjoule_over``
+        names the ``over`` dimensions, for ``pj.plot``'s legend). Non-numeric variables are left out. A sparse variable is reduced
         without building its dense grid, and its statistics are sparse again (fill
         NaN, count fill 0) only when their grid has more than 8 cells per cell with a
         value, or would exceed 256 MB; otherwise they are dense.
@@ -223,10 +225,18 @@ def stats(ds, over: str | Sequence[str] = "seed"):
         keep = [d for d in da.dims if d not in over]
         for stat, data in zip(_STATS, _moments(da, over)):
             data_vars[f"{var}_{stat}"] = xr.Variable(keep, data, attrs=da.attrs)
+        data_vars[f"{var}_count"].attrs = _count_attrs(da.attrs, over)
     if from_array and numeric == ["_value"]:  # an unnamed DataArray
         data_vars = {k.rsplit("_", 1)[1]: v for k, v in data_vars.items()}
     coords = {k: c.variable for k, c in ds.coords.items() if not set(c.dims) & set(over)}
     return xr.Dataset(data_vars, coords=coords, attrs=dict(ds.attrs))
+
+
+def _count_attrs(attrs: dict, over: Sequence[str]) -> dict:
+    """A count has no units; it records what it counts (``OVER_ATTR``), so that a plot
+    of the means after ``pj.best`` can still say "over 5 seeds"."""
+    out = {k: v for k, v in attrs.items() if k not in ("units", "long_name")}
+    return {**out, OVER_ATTR: " ".join(over)}
 
 
 def _moments(da, over: Sequence[str]) -> tuple:

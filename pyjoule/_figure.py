@@ -18,9 +18,10 @@ PANEL_SIZE = (3.6, 2.7)  # inches per panel: two columns fit a page width
 LEGEND_WIDTH = 1.9  # inches added for the legend beside the panels
 
 
-def draw(ds, var: str, mean, sem, roles: dict, ax, *, scales: dict, band: str | None,
-         legend: bool):
-    """The figure: ``mean`` (and ``mean ± sem``) of ``var`` against ``roles["x"]``."""
+def draw(ds, var: str, mean, sem, roles: dict, ax, *, scales: dict, band: tuple | None,
+         legend: bool, yname: str):
+    """The figure: ``mean`` (and ``mean ± sem``) of ``var`` against ``roles["x"]``;
+    ``yname`` names the y axis (``rmse`` for ``rmse_mean``: the legend says "mean")."""
     x, hue, col, row = roles["x"], roles["hue"], roles["col"], roles["row"]
     rows, cols = _axis_values(ds, row), _axis_values(ds, col)
     xs, ticks = _positions(ds[x].values)
@@ -46,9 +47,9 @@ def draw(ds, var: str, mean, sem, roles: dict, ax, *, scales: dict, band: str | 
             _scales(panel, xs, ticks, scales)
     if ax is None:
         _mark_empty(axes, empty)
-        _label_edges(axes, empty, axis_label(ds[x], x), axis_label(ds[var], var))
+        _label_edges(axes, empty, axis_label(ds[x], x), axis_label(ds[var], yname))
     else:
-        _label_given(ax, axis_label(ds[x], x), axis_label(ds[var], var))
+        _label_given(ax, axis_label(ds[x], x), axis_label(ds[var], yname))
     if legend:
         entries = [(_hue_handle(c), str(h)) for c, h in zip(colors, hues)] if hue else []
         _legend(fig, ax, entries, None if hue is None else axis_label(ds[hue], hue), band)

@@ -11,8 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ._analysis import (_as_dataset, _check_not_empty, _check_var, _did_you_mean, _dims_arg,
-                        _expand, _is_sparse, _single_valued, stats)
+from ._analysis import (OVER_ATTR, _as_dataset, _check_not_empty, _check_var, _did_you_mean,
+                        _dims_arg, _expand, _is_sparse, _single_valued, stats)
 from ._errors import OptionError
 
 # matplotlib's scales that need no extra argument ("function" needs two functions)
@@ -49,7 +49,10 @@ def plot(ds, var: str, x: str, hue: str | None = None, col: str | None = None,
     over : str or list of str or None
         The dimension(s) to average; ``"seed"`` by default. Those the Dataset does
         not have are ignored: without any (e.g. a study with no seeds) the values are
-        plotted as they are, with no band. Any of these names (``x``, ``hue``, ...,
+        plotted as they are, with no band, unless ``var`` is ``<base>_mean`` next to
+        ``<base>_sem`` and ``<base>_count`` (the output of ``pj.stats``, or of
+        ``pj.best`` on it): then the band is mean ± ``<base>_sem``, and the legend
+        counts ``<base>_count``. ``over=None`` draws no band. Any of these names (``x``, ``hue``, ...,
         ``over``) may be a parameter swept with one value (a scalar coordinate): it
         counts as a dimension of length 1, so one seed gives the line "mean over 1
         seed" with no band.
@@ -106,22 +109,39 @@ def plot(ds, var: str, x: str, hue: str | None = None, col: str | None = None,
             _dims_arg(dim, list(ds[var].dims), "plot", role, single)
     if len(set(named)) < len(named):
         raise OptionError(f"pj.plot: a dimension is named twice in {roles}")
-    over = [] if over is None else [over] if isinstance(over, str) else list(over)
-    over = [d for d in over if (d in ds[var].dims or d in single) and d not in named]
+    wanted = [] if over is None else [over] if isinstance(over, str) else list(over)
+    over = [d for d in wanted if (d in ds[var].dims or d in single) and d not in named]
     ds = _expand(ds, named + over)
     da = ds[var]
     _check_rest(da, named + over)
-    sliced = ds[[var]].isel({d: 0 for d in da.dims if d not in named + over})
+    carried = _carried(ds, var) if wanted and not over else []
+    sliced = ds[[var, *carried]].isel({d: 0 for d in da.dims if d not in named + over})
     if over:
         st = stats(sliced, over=over)
         mean, sem = st[f"{var}_mean"], st[f"{var}_sem"]
         band = band_counts(_densify(st[f"{var}_count"]).values, over)
+    elif carried:  # pj.best's output: the error bars of the best cells
+        mean, sem, count = (sliced[n] for n in (var, *carried))
+        over_names = count.attrs.get(OVER_ATTR, "").split() or ["value"]
+        band = band_counts(_densify(count).values, over_names)
     else:
         mean, sem, band = sliced[var], None, None
     from ._figure import draw
 
     return draw(ds, var, _densify(mean), None if sem is None else _densify(sem),
-                roles, ax, scales=scales, band=band, legend=legend)
+                roles, ax, scales=scales, band=band, legend=legend,
+                yname=var[: -len("_mean")] if carried else var)
+
+
+def _carried(ds, var: str) -> list[str]:
+    """``[<base>_sem, <base>_count]`` when ``var`` is ``<base>_mean`` of ``pj.stats``
+    (or of ``pj.best``, which carries them along) and they lie along the same dims."""
+    base = var[: -len("_mean")] if var.endswith("_mean") else None
+    names = [f"{base}_sem", f"{base}_count"]
+    if base and all(n in ds.data_vars and set(ds[n].dims) == set(ds[var].dims)
+                    for n in names):
+        return names
+    return []
 
 
 def _check_scale(scale: str, role: str) -> str:

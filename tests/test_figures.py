@@ -58,7 +58,7 @@ def inside_a_panel(fig, legend) -> bool:
 # ------------------------------------------------------------------ the docs' figures
 def test_the_docs_figures_are_built_and_committed(figures):
     out, built = figures
-    assert set(built) == {"convergence", "ragged", "one-seed"}
+    assert set(built) == {"convergence", "ragged", "best", "one-seed"}
     for name in built:
         assert (out / f"{name}.png").stat().st_size > 10_000
         assert (DOCS / "img" / f"{name}.png").is_file(), f"commit docs/img/{name}.png"
@@ -98,6 +98,16 @@ def test_ragged_figure_merges_two_panels_legends_into_one(figures):
     left, right = fig.axes
     assert left.get_xlabel() == "inflation" and right.get_xlabel() == "rho"
     assert left.get_ylabel() == "rmse" and right.get_ylabel() == ""  # shared y
+
+
+def test_best_figure_keeps_the_error_bars_of_the_best_cells(figures):
+    fig = figures[1]["best"]
+    (ax,) = fig.axes
+    assert legend_texts(fig) == ["EnKF", "LETKF", "mean ± 1 s.e.m.\nover 5 seeds"]
+    assert len(ax.lines) == 2 and len(ax.collections) == 2
+    for band in ax.collections:  # a band with some width at every N
+        assert np.ptp(band.get_paths()[0].vertices[:, 1]) > 0
+    assert ax.get_ylabel() == "rmse" and ax.get_xlabel() == "N"  # not "rmse_mean"
 
 
 def test_one_seed_figure_says_so_and_draws_no_band(figures):
@@ -144,6 +154,10 @@ def test_units_in_labels_and_a_legend_without_hue():
     assert not bare.legends and not bare.axes[0].get_legend()
     no_seed = pj.plot(ds.isel(seed=0, drop=True).sel(opt="adam"), "loss", x="lr")
     assert not no_seed.legends  # nothing to explain: one line, no band
+    st = pj.stats(ds, over="seed")
+    assert st.loss_count.attrs == {"pyjoule_over": "seed"}  # a count has no units
+    assert pj.plot(st, "loss_mean", x="lr", hue="opt").axes[0].collections
+    assert not pj.plot(st, "loss_mean", x="lr", hue="opt", over=None).axes[0].collections
 
 
 def test_panels_share_axes_and_an_empty_panel_says_so():
