@@ -78,7 +78,8 @@ def ragged(cache: Path):
     import matplotlib.pyplot as plt
 
     ds = ragged_study(cache)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3), sharey=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3), sharey=True,
+                                      layout="constrained")
     pj.plot(ds.sel({"method": "EnKF", "rho": None}), "rmse", x="inflation", hue="N",
             ax=left)
     pj.plot(ds.sel({"method": "LETKF", "inflation": None}), "rmse", x="rho", hue="N",

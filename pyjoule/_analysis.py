@@ -185,10 +185,11 @@ def stats(ds, over: str | Sequence[str] = "seed"):
         four, named after it (``mean``, ``std``, ... if it has no name). The other
         dimensions, the coordinates that do not lie along ``over`` and the attributes
         are kept (``v_count`` has no ``units``, and its attribute ``pyjoule_over``
-        names the ``over`` dimensions, for ``pj.plot``'s legend). Non-numeric variables are left out. A sparse variable is reduced
-        without building its dense grid, and its statistics are sparse again (fill
-        NaN, count fill 0) only when their grid has more than 8 cells per cell with a
-        value, or would exceed 256 MB; otherwise they are dense.
+        names the ``over`` dimensions, for ``pj.plot``'s legend). Non-numeric
+        variables are left out. A sparse variable is reduced without building its
+        dense grid, and its statistics are sparse again (fill NaN, count fill 0) only
+        when their grid has more than 8 cells per cell with a value, or would exceed
+        256 MB; otherwise they are dense.
 
     Raises
     ------

@@ -30,7 +30,8 @@ def draw(ds, var: str, mean, sem, roles: dict, ax, *, scales: dict, band: tuple 
                           f"the labels of {x!r} are {ticks}")
     hues = _axis_values(ds, hue)
     colors = _colors(hues)
-    fig, axes = _panels(ax, len(rows), len(cols), legend and (hue is not None or band is not None))
+    with_legend = legend and (hue is not None or band is not None)
+    fig, axes = _panels(ax, len(rows), len(cols), with_legend)
     empty = np.zeros(axes.shape, bool)
     for i, rv in enumerate(rows):
         for j, cv in enumerate(cols):
@@ -225,11 +226,15 @@ def _legend(fig, ax, entries: list, title: str | None, band: tuple | None) -> No
         return
     from matplotlib.legend_handler import HandlerTuple
 
-    _constrained(fig)
-    legend = fig.legend([h for h, _ in shown], [label for _, label in shown],
-                        loc="outside right upper", title=title, frameon=False,
-                        handler_map={tuple: HandlerTuple(ndivide=1)})
-    legend._legend_box.align = "left"  # the title over its entries, as in a table
+    handles, labels = [h for h, _ in shown], [label for _, label in shown]
+    style = dict(title=title, frameon=False, alignment="left",
+                 handler_map={tuple: HandlerTuple(ndivide=1)})
+    if _constrained(fig):
+        legend = fig.legend(handles, labels, loc="outside right upper", **style)
+    else:  # no room can be made: beside the rightmost panel, outside it
+        legend = _rightmost(fig).legend(handles, labels, loc="upper left",
+                                        bbox_to_anchor=(1.02, 1), borderaxespad=0,
+                                        **style)
     fig._pyjoule_legend = (legend, entries, title, band)
 
 
@@ -240,12 +245,24 @@ def _join_bands(a: tuple | None, b: tuple | None) -> tuple | None:
     return min(a[0], b[0]), max(a[1], b[1]), over
 
 
-def _constrained(fig) -> None:
-    """``loc="outside ..."`` needs constrained layout, or the legend lands on a panel."""
+def _constrained(fig) -> bool:
+    """Whether the figure uses constrained layout, which makes room for a legend at
+    ``loc="outside ..."`` (elsewhere that legend lands on a panel). A user's figure is
+    not switched to it: that breaks figures with colorbars made before."""
     from matplotlib.layout_engine import ConstrainedLayoutEngine
 
-    if not isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
-        fig.set_layout_engine("constrained")
+    root = fig.get_figure(root=True)  # the layout is the whole figure's
+    return isinstance(root.get_layout_engine(), ConstrainedLayoutEngine)
+
+
+def _rightmost(fig):
+    """The panel furthest right (the top one of those), where a legend beside it
+    covers no other panel."""
+    def edge(ax):
+        box = ax.get_position()
+        return round(box.x1, 3), box.y1
+
+    return max(fig.axes, key=edge)
 
 
 _FIGURE_CLASS = None

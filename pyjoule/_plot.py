@@ -52,15 +52,16 @@ def plot(ds, var: str, x: str, hue: str | None = None, col: str | None = None,
         plotted as they are, with no band, unless ``var`` is ``<base>_mean`` next to
         ``<base>_sem`` and ``<base>_count`` (the output of ``pj.stats``, or of
         ``pj.best`` on it): then the band is mean ± ``<base>_sem``, and the legend
-        counts ``<base>_count``. ``over=None`` draws no band. Any of these names (``x``, ``hue``, ...,
-        ``over``) may be a parameter swept with one value (a scalar coordinate): it
-        counts as a dimension of length 1, so one seed gives the line "mean over 1
-        seed" with no band.
+        counts ``<base>_count``. ``over=None`` draws no band. Any of these names
+        (``x``, ``hue``, ..., ``over``) may be a parameter swept with one value (a
+        scalar coordinate): it counts as a dimension of length 1, so one seed gives
+        the line "mean over 1 seed" with no band.
     ax : matplotlib.axes.Axes, optional
         Draw into this panel (without ``col``/``row``) instead of a new figure. The
-        legend is then the figure's legend, merged with the one an earlier
-        ``pj.plot`` drew into the same figure, and the figure switches to matplotlib's
-        constrained layout so that the legend sits outside the panels.
+        legend is then the figure's one legend, merged with the one an earlier
+        ``pj.plot`` drew into the same figure: beside the panels in a figure made with
+        ``layout="constrained"``, else just right of the rightmost panel (leave room,
+        or save with ``bbox_inches="tight"``).
     xscale, yscale : {"linear", "log", "symlog", "logit", "asinh"}
         The axis scales. On a log scale with few ``x`` values, the ticks are the
         values.

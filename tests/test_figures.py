@@ -5,6 +5,7 @@ pixels; and a parameter swept with one value through pj.stats, pj.best and pj.pl
 from __future__ import annotations
 
 import importlib.util
+import io
 from pathlib import Path
 
 import matplotlib
@@ -135,7 +136,8 @@ def test_scales_are_validated_with_a_suggestion():
         pj.plot(ds, "loss", x="lr", hue="opt", xscale="logg")
     with pytest.raises(pj.OptionError, match=r"yscale='Log'.*'linear', 'log', 'symlog'"):
         pj.plot(ds, "loss", x="lr", hue="opt", yscale="Log")
-    with pytest.raises(pj.OptionError, match=r"xscale='log' needs numbers.*\['sgd', 'adam'\]"):
+    with pytest.raises(pj.OptionError,
+                       match=r"xscale='log' needs numbers.*\['sgd', 'adam'\]"):
         pj.plot(ds, "loss", x="opt", hue="lr", xscale="log")
     with pytest.raises(pj.OptionError, match="legend="):
         pj.plot(ds, "loss", x="lr", hue="opt", legend="yes")
@@ -175,6 +177,22 @@ def test_panels_share_axes_and_an_empty_panel_says_so():
     fig.canvas.draw()
     assert [t.get_text() for t in top.get_xticklabels()]  # [] where hidden
     assert not bottom.axison
+
+
+def test_ax_in_a_figure_without_constrained_layout_keeps_it_and_one_legend():
+    ds = seeds_dataset()
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(12, 3))
+    fig.colorbar(c.imshow(np.eye(3)), ax=c)  # switching its layout would break this
+    pj.plot(ds.sel(opt="sgd"), "loss", x="lr", ax=b)
+    pj.plot(ds.sel(opt="adam"), "loss", x="lr", ax=a)
+    assert fig.get_layout_engine() is None
+    fig_legends, axes_legends = legends(fig)
+    assert not fig_legends and len(axes_legends) == 1  # one, merged
+    (legend,) = axes_legends
+    assert legend.axes is max(fig.axes, key=lambda ax: ax.get_position().x1)
+    assert [t.get_text() for t in legend.get_texts()] == ["mean ± 1 s.e.m.\nover 4 seeds"]
+    fig.savefig(io.BytesIO(), format="png")  # the layout still draws
+    assert not inside_a_panel(fig, legend)
 
 
 def test_ordered_colours_for_numeric_hues_and_distinct_ones_for_names():
