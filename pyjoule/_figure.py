@@ -18,39 +18,47 @@ PANEL_SIZE = (3.6, 2.7)  # inches per panel: two columns fit a page width
 LEGEND_WIDTH = 1.9  # inches added for the legend beside the panels
 
 
-def draw(ds, var: str, mean, sem, roles: dict, ax, *, scales: dict, band: tuple | None,
-         legend: bool, yname: str):
-    """The figure: ``mean`` (and ``mean ± sem``) of ``var`` against ``roles["x"]``;
-    ``yname`` names the y axis (``rmse`` for ``rmse_mean``: the legend says "mean")."""
+def draw(ds, layers: list, roles: dict, ax, *, scales: dict, band: tuple | None,
+         legend: bool):
+    """The figure: for each layer ``(mean, sem or None, y label)`` of a variable, the
+    mean (and ``mean ± sem``) against ``roles["x"]``. Several variables take a row of
+    panels each, with a y axis of their own; one variable shares its y axis across
+    all panels."""
     x, hue, col, row = roles["x"], roles["hue"], roles["col"], roles["row"]
-    rows, cols = _axis_values(ds, row), _axis_values(ds, col)
+    cols, hues = _axis_values(ds, col), _axis_values(ds, hue)
+    if len(layers) > 1:  # (title, layer, selection) per row of panels
+        rows = [(None, layer, {}) for layer in layers]
+    else:
+        rows = [(rv, layers[0], {} if row is None else {row: i})
+                for i, rv in enumerate(_axis_values(ds, row))]
     xs, ticks = _positions(ds[x].values)
     if scales["x"] != "linear" and ticks is not None:
         raise OptionError(f"pj.plot: xscale={scales['x']!r} needs numbers on the x axis; "
                           f"the labels of {x!r} are {ticks}")
-    hues = _axis_values(ds, hue)
     colors = _colors(hues)
     with_legend = legend and (hue is not None or band is not None)
-    fig, axes = _panels(ax, len(rows), len(cols), with_legend)
+    fig, axes = _panels(ax, len(rows), len(cols), with_legend, sharey=len(layers) == 1)
     empty = np.zeros(axes.shape, bool)
-    for i, rv in enumerate(rows):
+    for i, (rv, (mean, sem, _), at_row) in enumerate(rows):
         for j, cv in enumerate(cols):
             panel = axes[i][j]
-            at = {d: k for d, k in ((row, i), (col, j)) if d is not None}
+            at = dict(at_row, **({col: j} if col is not None else {}))
             for k, (color, hv) in enumerate(zip(colors, hues)):
                 sel = dict(at, **({hue: k} if hue is not None else {}))
                 _line(panel, xs, mean.isel(sel).transpose(x).values,
                       None if sem is None else sem.isel(sel).transpose(x).values, color,
                       None if hue is None else str(hv))
             empty[i][j] = np.isnan(mean.isel(at).values).all()
-            panel.set_title(" | ".join(f"{d} = {v}" for d, v in ((row, rv), (col, cv))
-                                       if d is not None))
+            if i == 0 or len(layers) == 1:  # several variables: columns titled once
+                panel.set_title(" | ".join(f"{d} = {v}" for d, v in ((row, rv), (col, cv))
+                                           if d is not None))
             _scales(panel, xs, ticks, scales)
+    ylabels = [label for _, (_, _, label), _ in rows]
     if ax is None:
         _mark_empty(axes, empty)
-        _label_edges(axes, empty, axis_label(ds[x], x), axis_label(ds[var], yname))
+        _label_edges(axes, empty, axis_label(ds[x], x), ylabels)
     else:
-        _label_given(ax, axis_label(ds[x], x), axis_label(ds[var], yname))
+        _label_given(ax, axis_label(ds[x], x), ylabels[0])
     if legend:
         entries = [(_hue_handle(c), str(h)) for c, h in zip(colors, hues)] if hue else []
         _legend(fig, ax, entries, None if hue is None else axis_label(ds[hue], hue), band)
@@ -92,15 +100,18 @@ def _colors(hues: list) -> list:
     return [colormaps["viridis"](v) for v in np.linspace(0.0, 0.82, len(hues))]
 
 
-def _panels(ax, n_rows: int, n_cols: int, with_legend):
+def _panels(ax, n_rows: int, n_cols: int, with_legend, sharey: bool):
     if ax is not None:
         if n_rows * n_cols > 1:
-            raise OptionError("pj.plot: ax= draws a single panel; drop col=/row= or ax=")
+            raise OptionError("pj.plot: ax= draws a single panel; drop col=/row= (and "
+                              "plot one variable) or ax=")
         return ax.figure, np.array([[ax]])
     import matplotlib.pyplot as plt
 
     width = PANEL_SIZE[0] * n_cols + (LEGEND_WIDTH if with_legend else 0)
-    fig, axes = plt.subplots(n_rows, n_cols, squeeze=False, sharex=True, sharey=True,
+    # one variable: one y axis for all panels; several: one per variable (its row)
+    fig, axes = plt.subplots(n_rows, n_cols, squeeze=False, sharex=True,
+                             sharey=True if sharey else "row",
                              figsize=(width, PANEL_SIZE[1] * n_rows),
                              layout="constrained", FigureClass=_figure_class())
     return fig, axes
@@ -124,10 +135,10 @@ def _scales(panel, xs: np.ndarray, ticks: list | None, scales: dict) -> None:
     values = np.unique(xs[np.isfinite(xs)])
     if scales["x"] == "log" and 1 < len(values) <= 12 and (values > 0).all():
         # log ticks at powers of ten would leave most swept values unlabelled
-        from matplotlib.ticker import NullFormatter, ScalarFormatter
+        from matplotlib.ticker import FuncFormatter, NullFormatter
 
         panel.set_xticks(values)
-        panel.xaxis.set_major_formatter(ScalarFormatter())
+        panel.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         panel.xaxis.set_minor_formatter(NullFormatter())
 
 
@@ -141,7 +152,7 @@ def _mark_empty(axes, empty) -> None:
                    va="center", color=GREY)
 
 
-def _label_edges(axes, empty, xlabel: str, ylabel: str) -> None:
+def _label_edges(axes, empty, xlabel: str, ylabels: list[str]) -> None:
     """Axis labels and tick labels on the outer panels that have values: the lowest of
     each column, the leftmost of each row (an empty panel does not hide them)."""
     n_rows, n_cols = axes.shape
@@ -157,7 +168,7 @@ def _label_edges(axes, empty, xlabel: str, ylabel: str) -> None:
         if len(cols):
             left = axes[i][cols[0]]
             left.yaxis.set_tick_params(which="both", labelleft=True)
-            left.set_ylabel(ylabel)
+            left.set_ylabel(ylabels[i])
 
 
 def _label_given(ax, xlabel: str, ylabel: str) -> None:
@@ -220,7 +231,7 @@ def _legend(fig, ax, entries: list, title: str | None, band: tuple | None) -> No
         known = {label for _, label in entries}
         entries = [e for e in old_entries if e[1] not in known] + entries
         title = title if old_title in (None, title) else f"{old_title} / {title}"
-        band = _join_bands(old_band, band)
+        band = join_bands(old_band, band)
     shown = entries + ([(_band_handle(band), band_text(band))] if band else [])
     if not shown:
         return
@@ -238,7 +249,7 @@ def _legend(fig, ax, entries: list, title: str | None, band: tuple | None) -> No
     fig._pyjoule_legend = (legend, entries, title, band)
 
 
-def _join_bands(a: tuple | None, b: tuple | None) -> tuple | None:
+def join_bands(a: tuple | None, b: tuple | None) -> tuple | None:
     if a is None or b is None:
         return a or b
     over = a[2] if a[2] == b[2] else tuple(dict.fromkeys(a[2] + b[2]))

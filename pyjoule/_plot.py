@@ -7,6 +7,7 @@ along the plotted slice; matplotlib is imported when a plot is drawn.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -19,7 +20,7 @@ from ._errors import OptionError
 SCALES = ("linear", "log", "symlog", "logit", "asinh")
 
 
-def plot(ds, var: str, x: str, hue: str | None = None, col: str | None = None,
+def plot(ds, var: str | Sequence[str], x: str, hue: str | None = None, col: str | None = None,
          row: str | None = None, over: str | Sequence[str] | None = "seed", ax=None,
          xscale: str = "linear", yscale: str = "linear", legend: bool = True):
     """Line plots of the mean of ``var`` over ``over`` against ``x``, with error bands.
@@ -28,9 +29,9 @@ def plot(ds, var: str, x: str, hue: str | None = None, col: str | None = None,
     of mean ± 1 standard error (from ``pj.stats``). The figure has one legend, outside
     the panels: the ``hue`` values, and what the band is, with the real number of
     values behind it (e.g. "mean ± 1 s.e.m. over 5 seeds", or "over 3–5 seeds" when
-    some psets failed). Panels share both axes (they show the same variable); axis
-    labels are the names (or ``long_name`` attributes) with the ``units`` attribute in
-    brackets. Missing points are gaps (each point has a marker, so a point between two
+    some psets failed). Panels share the x axis, and the y axis where they show the
+    same variable; axis labels are the names (or ``long_name`` attributes) with the
+    ``units`` attribute in brackets. Missing points are gaps (each point has a marker, so a point between two
     gaps still shows); a panel with no value at all says so. On a sparse Dataset only
     the plotted slice is made dense.
 
@@ -38,8 +39,9 @@ def plot(ds, var: str, x: str, hue: str | None = None, col: str | None = None,
     ----------
     ds : xarray.Dataset or xarray.DataArray
         Results, dense or ``sparse.COO``-backed.
-    var : str
-        The data variable to plot (ignored for a DataArray).
+    var : str or list of str
+        The data variable to plot (ignored for a DataArray). Several variables take a
+        row of panels each (instead of ``row=``), each row with a y axis of its own.
     x : str
         The dimension on the horizontal axis.
     hue, col, row : str, optional
@@ -98,19 +100,40 @@ def plot(ds, var: str, x: str, hue: str | None = None, col: str | None = None,
         var = ds.name if ds.name is not None else "_value"
     ds, _ = _as_dataset(ds, "plot")
     _check_not_empty(ds, "plot")
-    _check_var(ds, var, "plot")
+    names = [var] if isinstance(var, str) or var is None else list(var)
+    for name in names:
+        _check_var(ds, name, "plot")
     scales = {"x": _check_scale(xscale, "xscale"), "y": _check_scale(yscale, "yscale")}
     if not isinstance(legend, bool):
         raise OptionError(f"pj.plot: legend={legend!r}; use True or False")
     roles = {"x": x, "hue": hue, "col": col, "row": row}
+    if len(names) > 1 and row is not None:
+        raise OptionError(f"pj.plot: the variables {names} take the rows of panels; drop "
+                          f"row={row!r} (use col=) or plot one variable")
+    if len(set(names)) < len(names) or not names:
+        raise OptionError(f"pj.plot: var= names {names}; name each variable once")
+    named = [d for d in roles.values() if d is not None]
+    if len(set(named)) < len(named):
+        raise OptionError(f"pj.plot: a dimension is named twice in {roles}")
+    wanted = [] if over is None else [over] if isinstance(over, str) else list(over)
+    layers = [_layer(ds, name, roles, wanted) for name in names]
+    ds = _expand(ds, named)  # x, hue, ... swept with one value: an axis of length 1
+    from ._figure import draw, join_bands
+
+    bands = [band for *_, band in layers]
+    return draw(ds, [layer[:3] for layer in layers], roles, ax, scales=scales,
+                band=functools.reduce(join_bands, bands), legend=legend)
+
+
+def _layer(ds, var: str, roles: dict, wanted: list[str]) -> tuple:
+    """``(mean, sem or None, y axis label, band counts or None)`` of one variable."""
+    from ._figure import axis_label
+
     named = [d for d in roles.values() if d is not None]
     single = _single_valued(ds)
     for role, dim in roles.items():
         if dim is not None:
             _dims_arg(dim, list(ds[var].dims), "plot", role, single)
-    if len(set(named)) < len(named):
-        raise OptionError(f"pj.plot: a dimension is named twice in {roles}")
-    wanted = [] if over is None else [over] if isinstance(over, str) else list(over)
     over = [d for d in wanted if (d in ds[var].dims or d in single) and d not in named]
     ds = _expand(ds, named + over)
     da = ds[var]
@@ -127,11 +150,9 @@ def plot(ds, var: str, x: str, hue: str | None = None, col: str | None = None,
         band = band_counts(_densify(count).values, over_names)
     else:
         mean, sem, band = sliced[var], None, None
-    from ._figure import draw
-
-    return draw(ds, var, _densify(mean), None if sem is None else _densify(sem),
-                roles, ax, scales=scales, band=band, legend=legend,
-                yname=var[: -len("_mean")] if carried else var)
+    # "rmse" for rmse_mean with its error bars: the legend says "mean"
+    label = axis_label(da, var[: -len("_mean")] if carried else var)
+    return _densify(mean), None if sem is None else _densify(sem), label, band
 
 
 def _carried(ds, var: str) -> list[str]:

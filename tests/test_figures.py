@@ -179,6 +179,35 @@ def test_panels_share_axes_and_an_empty_panel_says_so():
     assert not bottom.axison
 
 
+def test_several_variables_take_a_row_each_with_their_own_y_axis():
+    ds = seeds_dataset()
+    ds["time"] = 60 * ds.loss.assign_attrs(units="s")
+    fig = pj.plot(ds, ["loss", "time"], x="lr", hue="opt", col="seed", over=None,
+                  xscale="log")
+    assert len(fig.axes) == 8 and len(fig.legends) == 1
+    grid = np.array(fig.axes).reshape(2, 4)
+    top, bottom = grid[0], grid[1]
+    # the same variable shares its y axis along the row; two variables do not
+    assert top[0].get_shared_y_axes().joined(top[0], top[3])
+    assert not top[0].get_shared_y_axes().joined(top[0], bottom[0])
+    assert top[0].get_shared_x_axes().joined(top[0], bottom[3])
+    assert [ax.get_ylabel() for ax in grid[:, 0]] == ["loss [nats]", "time [s]"]
+    assert [ax.get_ylabel() for ax in grid[:, 1]] == ["", ""]
+    assert [ax.get_title() for ax in top] == [f"seed = {k}" for k in range(4)]
+    assert [ax.get_title() for ax in bottom] == [""] * 4  # a column is titled once
+    fig.canvas.draw()
+    assert [t.get_text() for t in bottom[0].get_xticklabels()] == ["0.01", "0.1", "1"]
+    assert bottom[0].get_ylim()[1] > 10 > top[0].get_ylim()[1]
+    averaged = pj.plot(ds, ["loss", "time"], x="lr", hue="opt")
+    assert legend_texts(averaged)[-1] == "mean ± 1 s.e.m.\nover 4 seeds"
+    with pytest.raises(pj.OptionError, match=r"take the rows of panels; drop row='seed'"):
+        pj.plot(ds, ["loss", "time"], x="lr", hue="opt", row="seed")
+    with pytest.raises(pj.OptionError, match="ax= draws a single panel"):
+        pj.plot(ds, ["loss", "time"], x="lr", hue="opt", ax=plt.subplots()[1])
+    with pytest.raises(pj.OptionError, match="did you mean 'time'"):
+        pj.plot(ds, ["loss", "tme"], x="lr", hue="opt")
+
+
 def test_ax_in_a_figure_without_constrained_layout_keeps_it_and_one_legend():
     ds = seeds_dataset()
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(12, 3))
