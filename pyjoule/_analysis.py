@@ -18,6 +18,7 @@ from ._errors import OptionError, SpaceError
 from ._results import DENSE_FACTOR, DENSE_MAX_BYTES
 
 _STATS = ("mean", "std", "sem", "count")
+OVER_ATTR = "pyjoule_over"  # on v_count: the dimensions pj.stats reduced, space-separated
 
 
 # --------------------------------------------------------------- argument checks
@@ -54,15 +55,37 @@ def _check_var(ds, var: Any, fn: str) -> None:
                           f"data variables are {names}{_did_you_mean(var, names)}")
 
 
-def _dims_arg(dims: Any, valid: Sequence[str], fn: str, role: str) -> list[str]:
+def _dims_arg(dims: Any, valid: Sequence[str], fn: str, role: str,
+              single: Sequence[str] = ()) -> list[str]:
+    """The names ``dims`` (a name or a list), each a dimension or, since a parameter
+    swept with one value is a scalar coordinate rather than a dimension, in
+    ``single``."""
     names = [dims] if isinstance(dims, str) else list(dims)
     if not names:
         raise OptionError(f"pj.{fn}: {role}= names no dimension; choose from {list(valid)}")
     for name in names:
-        if name not in valid:
+        if name not in valid and name not in single:
+            also = f", and {list(single)} have one value" if single else ""
             raise OptionError(f"pj.{fn}: {role}={name!r} is not a dimension; the "
-                              f"dimensions are {list(valid)}{_did_you_mean(name, valid)}")
+                              f"dimensions are {list(valid)}{also}"
+                              f"{_did_you_mean(name, [*valid, *single])}")
     return names
+
+
+def _single_valued(ds) -> list[str]:
+    """Parameters swept with one value: scalar coordinates, not dimensions (API.md §4:
+    a debug run with one seed, the last round of an iterative search)."""
+    return [str(k) for k, c in ds.coords.items() if c.ndim == 0 and k not in ds.dims]
+
+
+def _expand(ds, names: Sequence[str]):
+    """``ds`` with those of ``names`` that are scalar coordinates made dimensions of
+    length 1 (last, so the other dimensions keep their order), so that reducing over
+    a parameter works the same whether it took one value or several."""
+    single = [n for n in names if n not in ds.dims and n in ds.coords]
+    for name in single:
+        ds = ds.expand_dims(name, axis=-1)
+    return ds
 
 
 # ---------------------------------------------------------------- array helpers
@@ -148,7 +171,10 @@ def stats(ds, over: str | Sequence[str] = "seed"):
     ds : xarray.Dataset or xarray.DataArray
         Results, dense or ``sparse.COO``-backed (as ``f.map`` returns them).
     over : str or list of str
-        The dimension(s) to reduce, e.g. ``"seed"``.
+        The dimension(s) to reduce, e.g. ``"seed"``. A parameter swept with one value
+        (a scalar coordinate, as ``f.map`` makes it) is reduced as a dimension of
+        length 1: ``v_mean`` is the value, ``v_count`` 1, and ``v_std`` and ``v_sem``
+        NaN, as in any cell with one value (one run says nothing of the spread).
 
     Returns
     -------
@@ -158,15 +184,18 @@ def stats(ds, over: str | Sequence[str] = "seed"):
         = ``v_std / sqrt(v_count)``; ``v_count`` (int). A DataArray gives the same
         four, named after it (``mean``, ``std``, ... if it has no name). The other
         dimensions, the coordinates that do not lie along ``over`` and the attributes
-        are kept. Non-numeric variables are left out. A sparse variable is reduced
-        without building its dense grid, and its statistics are sparse again (fill
-        NaN, count fill 0) only when their grid has more than 8 cells per cell with a
-        value, or would exceed 256 MB; otherwise they are dense.
+        are kept (``v_count`` has no ``units``, and its attribute ``pyjoule_over``
+        names the ``over`` dimensions, for ``pj.plot``'s legend). Non-numeric
+        variables are left out. A sparse variable is reduced without building its
+        dense grid, and its statistics are sparse again (fill NaN, count fill 0) only
+        when their grid has more than 8 cells per cell with a value, or would exceed
+        256 MB; otherwise they are dense.
 
     Raises
     ------
     pyjoule.OptionError
-        ``over`` names a dimension the Dataset does not have (the message lists them).
+        ``over`` names neither a dimension nor a scalar coordinate of the Dataset (the
+        message lists them).
     pyjoule.SpaceError
         The Dataset has no data variables or no values.
 
@@ -185,7 +214,8 @@ def stats(ds, over: str | Sequence[str] = "seed"):
 
     ds, from_array = _as_dataset(ds, "stats")
     _check_not_empty(ds, "stats")
-    over = _dims_arg(over, list(ds.dims), "stats", "over")
+    over = _dims_arg(over, list(ds.dims), "stats", "over", _single_valued(ds))
+    ds = _expand(ds, over)
     numeric = [v for v in ds.data_vars if ds[v].dtype.kind in "biuf"]
     if not numeric:
         raise OptionError(f"pj.stats: no numeric data variable to reduce; the Dataset has "
@@ -196,10 +226,18 @@ def stats(ds, over: str | Sequence[str] = "seed"):
         keep = [d for d in da.dims if d not in over]
         for stat, data in zip(_STATS, _moments(da, over)):
             data_vars[f"{var}_{stat}"] = xr.Variable(keep, data, attrs=da.attrs)
+        data_vars[f"{var}_count"].attrs = _count_attrs(da.attrs, over)
     if from_array and numeric == ["_value"]:  # an unnamed DataArray
         data_vars = {k.rsplit("_", 1)[1]: v for k, v in data_vars.items()}
     coords = {k: c.variable for k, c in ds.coords.items() if not set(c.dims) & set(over)}
     return xr.Dataset(data_vars, coords=coords, attrs=dict(ds.attrs))
+
+
+def _count_attrs(attrs: dict, over: Sequence[str]) -> dict:
+    """A count has no units; it records what it counts (``OVER_ATTR``), so that a plot
+    of the means after ``pj.best`` can still say "over 5 seeds"."""
+    out = {k: v for k, v in attrs.items() if k not in ("units", "long_name")}
+    return {**out, OVER_ATTR: " ".join(over)}
 
 
 def _moments(da, over: Sequence[str]) -> tuple:
@@ -254,7 +292,9 @@ def best(ds, var: str, over: str | Sequence[str], mode: str = "min"):
     var : str
         The data variable to optimise.
     over : str or list of str
-        The dimensions to optimise over (the tuning parameters).
+        The dimensions to optimise over (the tuning parameters). A parameter swept
+        with one value (a scalar coordinate) counts as a dimension of length 1: its
+        value is the best, at its one label.
     mode : {"min", "max"}
         Whether the best value is the smallest or the largest.
 
@@ -299,8 +339,9 @@ def best(ds, var: str, over: str | Sequence[str], mode: str = "min"):
     _check_var(ds, var, "best")
     if mode not in ("min", "max"):
         raise OptionError(f"pj.best: mode={mode!r}; use 'min' or 'max'")
+    over = _dims_arg(over, list(ds[var].dims), "best", "over", _single_valued(ds))
+    ds = _expand(ds, over)
     da = ds[var]
-    over = _dims_arg(over, list(da.dims), "best", "over")
     keep = [d for d in da.dims if d not in over]
     da = da.transpose(*keep, *over)
     shape = tuple(da.sizes[d] for d in keep)

@@ -1,44 +1,74 @@
 """``pj.plot``: line plots of a results Dataset with error bands from ``pj.stats``.
 
-A sparse Dataset is densified only along the plotted slice; matplotlib is imported
-when a plot is drawn.
+This module checks the arguments and prepares the data (means, standard errors and
+counts of the plotted slice); ``_figure`` draws. A sparse Dataset is densified only
+along the plotted slice; matplotlib is imported when a plot is drawn.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
 
-from ._analysis import _as_dataset, _check_not_empty, _check_var, _dims_arg, _is_sparse, stats
+from ._analysis import (OVER_ATTR, _as_dataset, _check_not_empty, _check_var, _did_you_mean,
+                        _dims_arg, _expand, _is_sparse, _single_valued, stats)
 from ._errors import OptionError
 
+# matplotlib's scales that need no extra argument ("function" needs two functions)
+SCALES = ("linear", "log", "symlog", "logit", "asinh")
 
-def plot(ds, var: str, x: str, hue: str | None = None, col: str | None = None,
-         row: str | None = None, over: str | Sequence[str] | None = "seed", ax=None):
+
+def plot(ds, var: str | Sequence[str], x: str, hue: str | None = None, col: str | None = None,
+         row: str | None = None, over: str | Sequence[str] | None = "seed", ax=None,
+         xscale: str = "linear", yscale: str = "linear", legend: bool = True):
     """Line plots of the mean of ``var`` over ``over`` against ``x``, with error bands.
 
     One line per ``hue`` value, one panel per ``col`` × ``row`` value, and a shaded band
-    of mean ± standard error (from ``pj.stats``). Missing points are gaps (each point
-    has a marker, so a point between two gaps still shows). On a sparse Dataset only
+    of mean ± 1 standard error (from ``pj.stats``). The figure has one legend, outside
+    the panels: the ``hue`` values, and what the band is, with the real number of
+    values behind it (e.g. "mean ± 1 s.e.m. over 5 seeds", or "over 3–5 seeds" when
+    some psets failed). Panels share the x axis, and the y axis where they show the
+    same variable; axis labels are the names (or ``long_name`` attributes) with the
+    ``units`` attribute in brackets. Missing points are gaps (each point has a marker, so a point between two
+    gaps still shows); a panel with no value at all says so. On a sparse Dataset only
     the plotted slice is made dense.
 
     Parameters
     ----------
     ds : xarray.Dataset or xarray.DataArray
         Results, dense or ``sparse.COO``-backed.
-    var : str
-        The data variable to plot (ignored for a DataArray).
+    var : str or list of str
+        The data variable to plot (ignored for a DataArray). Several variables take a
+        row of panels each (instead of ``row=``), each row with a y axis of its own.
     x : str
         The dimension on the horizontal axis.
     hue, col, row : str, optional
-        Dimensions shown as line colours, panel columns and panel rows.
+        Dimensions shown as line colours, panel columns and panel rows. Numeric
+        ``hue`` values with three or more labels get the ordered colours of a
+        sequential colour map, others distinct colours.
     over : str or list of str or None
         The dimension(s) to average; ``"seed"`` by default. Those the Dataset does
         not have are ignored: without any (e.g. a study with no seeds) the values are
-        plotted as they are, with no band.
+        plotted as they are, with no band, unless ``var`` is ``<base>_mean`` next to
+        ``<base>_sem`` and ``<base>_count`` (the output of ``pj.stats``, or of
+        ``pj.best`` on it): then the band is mean ± ``<base>_sem``, and the legend
+        counts ``<base>_count``. ``over=None`` draws no band. Any of these names
+        (``x``, ``hue``, ..., ``over``) may be a parameter swept with one value (a
+        scalar coordinate): it counts as a dimension of length 1, so one seed gives
+        the line "mean over 1 seed" with no band.
     ax : matplotlib.axes.Axes, optional
-        Draw into this panel (without ``col``/``row``) instead of a new figure.
+        Draw into this panel (without ``col``/``row``) instead of a new figure. The
+        legend is then the figure's one legend, merged with the one an earlier
+        ``pj.plot`` drew into the same figure: beside the panels in a figure made with
+        ``layout="constrained"``, else just right of the rightmost panel (leave room,
+        or save with ``bbox_inches="tight"``).
+    xscale, yscale : {"linear", "log", "symlog", "logit", "asinh"}
+        The axis scales. On a log scale with few ``x`` values, the ticks are the
+        values.
+    legend : bool
+        ``False`` draws no legend (e.g. to make your own from ``fig.axes``).
 
     Returns
     -------
@@ -49,9 +79,10 @@ def plot(ds, var: str, x: str, hue: str | None = None, col: str | None = None,
     Raises
     ------
     pyjoule.OptionError
-        Unknown ``var`` or dimension, a dimension named twice, or a dimension of
-        ``var`` with several values that is neither plotted nor averaged (the message
-        says to assign it to ``hue``/``col``/``row`` or to ``.sel`` one value first).
+        Unknown ``var``, dimension or scale, a dimension named twice, a log scale on
+        labels that are not numbers, or a dimension of ``var`` with several values
+        that is neither plotted nor averaged (the message says to assign it to
+        ``hue``/``col``/``row`` or to ``.sel`` one value first).
     pyjoule.SpaceError
         The Dataset has no data variables or no values.
 
@@ -60,7 +91,7 @@ def plot(ds, var: str, x: str, hue: str | None = None, col: str | None = None,
     >>> import xarray as xr, pyjoule as pj
     >>> ds = xr.Dataset({"rmse": (("N", "seed"), [[1.0, 3.0], [2.0, 2.5]])},
     ...                 coords={"N": [10, 20], "seed": [0, 1]})
-    >>> fig = pj.plot(ds, "rmse", x="N")  # doctest: +SKIP
+    >>> fig = pj.plot(ds, "rmse", x="N", xscale="log")  # doctest: +SKIP
     >>> fig.savefig("rmse.png")  # doctest: +SKIP
     """
     import xarray as xr
@@ -69,26 +100,77 @@ def plot(ds, var: str, x: str, hue: str | None = None, col: str | None = None,
         var = ds.name if ds.name is not None else "_value"
     ds, _ = _as_dataset(ds, "plot")
     _check_not_empty(ds, "plot")
-    _check_var(ds, var, "plot")
-    da = ds[var]
+    names = [var] if isinstance(var, str) or var is None else list(var)
+    for name in names:
+        _check_var(ds, name, "plot")
+    scales = {"x": _check_scale(xscale, "xscale"), "y": _check_scale(yscale, "yscale")}
+    if not isinstance(legend, bool):
+        raise OptionError(f"pj.plot: legend={legend!r}; use True or False")
     roles = {"x": x, "hue": hue, "col": col, "row": row}
+    if len(names) > 1 and row is not None:
+        raise OptionError(f"pj.plot: the variables {names} take the rows of panels; drop "
+                          f"row={row!r} (use col=) or plot one variable")
+    if len(set(names)) < len(names) or not names:
+        raise OptionError(f"pj.plot: var= names {names}; name each variable once")
     named = [d for d in roles.values() if d is not None]
-    for role, dim in roles.items():
-        if dim is not None:
-            _dims_arg(dim, list(da.dims), "plot", role)
     if len(set(named)) < len(named):
         raise OptionError(f"pj.plot: a dimension is named twice in {roles}")
-    over = [] if over is None else [over] if isinstance(over, str) else list(over)
-    over = [d for d in over if d in da.dims and d not in named]
+    wanted = [] if over is None else [over] if isinstance(over, str) else list(over)
+    layers = [_layer(ds, name, roles, wanted) for name in names]
+    ds = _expand(ds, named)  # x, hue, ... swept with one value: an axis of length 1
+    from ._figure import draw, join_bands
+
+    bands = [band for *_, band in layers]
+    return draw(ds, [layer[:3] for layer in layers], roles, ax, scales=scales,
+                band=functools.reduce(join_bands, bands), legend=legend)
+
+
+def _layer(ds, var: str, roles: dict, wanted: list[str]) -> tuple:
+    """``(mean, sem or None, y axis label, band counts or None)`` of one variable."""
+    from ._figure import axis_label
+
+    named = [d for d in roles.values() if d is not None]
+    single = _single_valued(ds)
+    for role, dim in roles.items():
+        if dim is not None:
+            _dims_arg(dim, list(ds[var].dims), "plot", role, single)
+    over = [d for d in wanted if (d in ds[var].dims or d in single) and d not in named]
+    ds = _expand(ds, named + over)
+    da = ds[var]
     _check_rest(da, named + over)
-    sliced = ds[[var]].isel({d: 0 for d in da.dims if d not in named + over})
+    carried = _carried(ds, var) if wanted and not over else []
+    sliced = ds[[var, *carried]].isel({d: 0 for d in da.dims if d not in named + over})
     if over:
         st = stats(sliced, over=over)
         mean, sem = st[f"{var}_mean"], st[f"{var}_sem"]
+        band = band_counts(_densify(st[f"{var}_count"]).values, over)
+    elif carried:  # pj.best's output: the error bars of the best cells
+        mean, sem, count = (sliced[n] for n in (var, *carried))
+        over_names = count.attrs.get(OVER_ATTR, "").split() or ["value"]
+        band = band_counts(_densify(count).values, over_names)
     else:
-        mean, sem = sliced[var], None
-    return _draw(ds, var, _densify(mean), None if sem is None else _densify(sem),
-                 roles, ax)
+        mean, sem, band = sliced[var], None, None
+    # "rmse" for rmse_mean with its error bars: the legend says "mean"
+    label = axis_label(da, var[: -len("_mean")] if carried else var)
+    return _densify(mean), None if sem is None else _densify(sem), label, band
+
+
+def _carried(ds, var: str) -> list[str]:
+    """``[<base>_sem, <base>_count]`` when ``var`` is ``<base>_mean`` of ``pj.stats``
+    (or of ``pj.best``, which carries them along) and they lie along the same dims."""
+    base = var[: -len("_mean")] if var.endswith("_mean") else None
+    names = [f"{base}_sem", f"{base}_count"]
+    if base and all(n in ds.data_vars and set(ds[n].dims) == set(ds[var].dims)
+                    for n in names):
+        return names
+    return []
+
+
+def _check_scale(scale: str, role: str) -> str:
+    if scale not in SCALES:
+        raise OptionError(f"pj.plot: {role}={scale!r} is not a scale; use one of "
+                          f"{list(SCALES)}{_did_you_mean(scale, SCALES)}")
+    return scale
 
 
 def _check_rest(da, used: list[str]) -> None:
@@ -105,91 +187,10 @@ def _densify(da):
     return da.copy(data=data.astype(np.float64))
 
 
-def _axis_values(ds, dim: str | None) -> list:
-    return [None] if dim is None else list(ds[dim].values)
-
-
-def _positions(labels: np.ndarray) -> tuple[np.ndarray, list | None]:
-    """Numbers for the x axis, and tick labels when the coordinate is not numeric."""
-    if labels.dtype.kind in "iuf":
-        return labels.astype(np.float64), None
-    values = labels.tolist()
-    if all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool)
-           for v in values):
-        return np.array([np.nan if v is None else v for v in values], float), None
-    return np.arange(len(values), dtype=float), [str(v) for v in values]
-
-
-_FIGURE_CLASS = None
-
-
-def _figure_class():
-    """A matplotlib ``Figure`` that a notebook shows once: pyplot's inline backend
-    shows every figure a cell made when the cell ends, and IPython would show the one
-    ``pj.plot(...)`` returns as the cell's value a second time. Whichever shows it
-    first takes it out of pyplot's figures."""
-    import matplotlib
-    from matplotlib.figure import Figure
-
-    from ._progress import _in_jupyter
-
-    if "inline" not in matplotlib.get_backend() or not _in_jupyter():
-        return Figure  # a script, a terminal, a GUI backend: as matplotlib does
-    global _FIGURE_CLASS
-    if _FIGURE_CLASS is None:
-        import matplotlib.pyplot as plt
-
-        class PlotFigure(Figure):
-            def _ipython_display_(self):
-                from IPython.core.pylabtools import print_figure
-                from IPython.display import display
-
-                display({"image/png": print_figure(self, "png")}, raw=True)
-                # shown: out of pyplot's list, so the cell's end does not show it again
-                if plt.fignum_exists(self.number):
-                    plt.close(self)
-
-        _FIGURE_CLASS = PlotFigure
-    return _FIGURE_CLASS
-
-
-def _draw(ds, var: str, mean, sem, roles: dict, ax):
-    import matplotlib.pyplot as plt
-
-    x, hue, col, row = roles["x"], roles["hue"], roles["col"], roles["row"]
-    rows, cols = _axis_values(ds, row), _axis_values(ds, col)
-    if ax is not None and len(rows) * len(cols) > 1:
-        raise OptionError("pj.plot: ax= draws a single panel; drop col=/row= or ax=")
-    if ax is None:
-        fig, axes = plt.subplots(len(rows), len(cols), squeeze=False, sharex=True,
-                                 sharey=True, figsize=(4 * len(cols), 3 * len(rows)),
-                                 layout="constrained", FigureClass=_figure_class())
-    else:
-        fig, axes = ax.figure, np.array([[ax]])
-    xs, ticks = _positions(ds[x].values)
-    for i, rv in enumerate(rows):
-        for j, cv in enumerate(cols):
-            panel = axes[i][j]
-            at = {d: k for d, k in ((row, i), (col, j)) if d is not None}
-            for k, hv in enumerate(_axis_values(ds, hue)):
-                sel = dict(at, **({hue: k} if hue is not None else {}))
-                _line(panel, xs, mean.isel(sel).transpose(x).values,
-                      None if sem is None else sem.isel(sel).transpose(x).values,
-                      None if hue is None else str(hv))
-            title = " | ".join(f"{d} = {v}" for d, v in ((row, rv), (col, cv))
-                               if d is not None)
-            panel.set_title(title)
-            if ticks is not None:
-                panel.set_xticks(xs, ticks)
-            panel.set_xlabel(x)
-            panel.set_ylabel(var)
-            if hue is not None:
-                panel.legend(title=hue)
-    return fig
-
-
-def _line(panel, xs: np.ndarray, y: np.ndarray, sem: np.ndarray | None, label) -> None:
-    (line,) = panel.plot(xs, y, marker="o", markersize=3, label=label)
-    if sem is not None:
-        panel.fill_between(xs, y - sem, y + sem, color=line.get_color(), alpha=0.25,
-                           linewidth=0)
+def band_counts(count: np.ndarray, over: Sequence[str]) -> tuple | None:
+    """``(fewest, most, over)``: how many values the plotted points average (they differ
+    where psets failed or a ragged study has more seeds in some cells), for the legend."""
+    present = count[count > 0]
+    if not present.size:
+        return None
+    return int(present.min()), int(present.max()), tuple(over)
