@@ -124,8 +124,8 @@ def test_example_runs_as_written(name, weird_tmp_path):
             cmd = ["bash", "-e", "-c", step.text]
         proc = subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True,
                               timeout=240)
-        needs = (f" (it relies on issue #15 items {', '.join(sorted(ex.needs))})"
-                 if ex.needs else "")
+        needs = (" (it relies on " + ", ".join(
+            "#" + n.replace(".", " item ") for n in sorted(ex.needs)) + ")" if ex.needs else "")
         assert proc.returncode == 0, (
             f"docs/migrating.md:{step.line}: the example {name!r} failed{needs}:\n"
             f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
