@@ -181,6 +181,9 @@ def _unknown_option(key: str, name: str) -> str:
     text = (f"slurm option {key!r} is not an sbatch option "
             f"(sbatch 20.11-24.11 has no --{name})")
     where = "see `sbatch --help` or https://slurm.schedmd.com/sbatch.html for the options"
+    peer = _submitit_hint(name, "-" in key)
+    if peer:
+        return f"{text}. {peer}"
     names = SBATCH_OPTIONS | set(RESERVED) | {own.replace("_", "-") for own in OWN}
     close = difflib.get_close_matches(name, sorted(names), n=1)
     if not close:
@@ -190,6 +193,32 @@ def _unknown_option(key: str, name: str) -> str:
                 f"{RESERVED[close[0]]}")
     hint = close[0] if "-" in key else close[0].replace("-", "_")
     return f"{text}. Did you mean {hint!r}? Or {where}."
+
+
+# submitit's parameter names (``update_parameters``), which users coming from it type
+# here: what to write instead. A close sbatch name would mislead (``timeout_min`` is
+# near ``time-min``, a different option; ``mem_gb`` near ``mem-bind``).
+_SUBMITIT = {
+    "timeout-min": "{time}=90 (minutes), or {time}='01:30:00'",
+    "mem-gb": "{mem}='4G'",
+    "tasks-per-node": "{ntasks_per_node}=<n>",
+    "name": "{job_name}='<name>'",
+    "array-parallelism": "{array_parallelism}=<n> (the % throttle)",
+    "additional-parameters": "the sbatch options themselves as keys of slurm=",
+}
+
+
+def _submitit_hint(name: str, kebab: bool) -> str | None:
+    """What to write instead of a submitit parameter name (``slurm_`` prefix too)."""
+    bare = name[len("slurm-"):] if name.startswith("slurm-") else name
+    hint = _SUBMITIT.get(bare)
+    if hint is None:
+        if bare == name or bare not in SBATCH_OPTIONS | {"array-parallelism"}:
+            return None
+        hint = "{" + bare.replace("-", "_") + "}=<value>"
+    spell = (lambda n: n.replace("_", "-")) if kebab else (lambda n: n)
+    text = re.sub(r"\{(\w+)\}", lambda m: spell(m.group(1)), hint)
+    return f"That is submitit's name; in slurm= write {text}."
 
 
 def parse_help(text: str) -> set[str]:

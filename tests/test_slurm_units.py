@@ -1324,3 +1324,21 @@ def test_probe_without_squeue_installed(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     got, _ = _slurm_probe.probe(str(tmp_path), ["100"], None, False, ["100_0"])
     assert got["squeue"] is None and got["error"]
+
+
+@pytest.mark.parametrize("key, advice", [
+    ("timeout_min", "time=90 (minutes), or time='01:30:00'"),
+    ("mem_gb", "mem='4G'"),
+    ("slurm_partition", "partition=<value>"),
+    ("slurm_array_parallelism", "array_parallelism=<n>"),
+    ("tasks_per_node", "ntasks_per_node=<n>"),
+    ("mem-gb", "mem='4G'"),
+])
+def test_submitit_names_say_what_to_write_instead(key, advice):
+    """A user coming from submitit types its names; the hint is the sbatch name, not
+    the closest spelling (``timeout_min`` is near ``time-min``, another option)."""
+    with pytest.raises(pj.OptionError) as err:
+        pj.Slurm({key: 1})
+    assert "submitit's name" in str(err.value)
+    assert advice in str(err.value)
+    assert "time_min" not in str(err.value) and "mem_bind" not in str(err.value)
