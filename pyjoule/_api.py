@@ -15,6 +15,8 @@ from . import _dispatch, _space
 from ._config import apply_log_level_from_env, config, default_cache_dir, default_workers
 from ._display import card, counts_bar, esc
 from ._errors import ExperimentError, OptionError, RunNotFoundError
+from ._interrupt import wait_or_cancel
+from ._raised import Raise, original
 from ._store import Store
 
 log = logging.getLogger("pyjoule")
@@ -185,7 +187,14 @@ class Experiment:
 
     # ------------------------------------------------------------ execution
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run one pset (or return it from the cache) and return what the function did."""
+        """Run one pset (or return it from the cache) and return what the function
+        returned, or raise what it raised (with the worker's traceback as its cause)."""
+        outcome = self._call(args, kwargs)
+        if isinstance(outcome, Raise):  # raised here: the user's traceback stops here
+            raise outcome.exc
+        return outcome
+
+    def _call(self, args: tuple, kwargs: dict) -> Any:
         if args:
             bound = self._signature_obj().bind_partial(*args, **kwargs)
             kwargs = dict(bound.arguments)
@@ -198,17 +207,17 @@ class Experiment:
                     return value
                 # a damaged entry, dropped just now: plan again, so it is computed
                 run = self._run([kwargs], store, func_id, progress=False)
-            try:
-                run._wait()
-            except KeyboardInterrupt:  # Ctrl-C: stop its worker, as map does
-                run.cancel()
-                raise
+            stopped = wait_or_cancel(run)  # Ctrl-C: stop its worker, as map does
+            if stopped is not None:
+                return Raise(stopped)
             found = store.lookup(func_id, run.plan.ids)
             if found:
                 value = store.read_values(func_id, found).get(run.plan.ids[0], _NOTHING)
                 if value is not _NOTHING:
                     return value
-            raise _experiment_error(run, self._func, run._failures())
+            failures = run._failures()
+            raised = original(failures[0]) if len(failures) == 1 else None
+            return Raise(raised or _experiment_error(run, self._func, failures))
 
     def _signature_obj(self):
         import inspect
@@ -217,24 +226,31 @@ class Experiment:
 
     def map(self, space: Any, *, sparse: bool | str = "auto"):
         """Run every pset of ``space`` not already cached; return the ``xarray.Dataset``."""
+        outcome = self._map(space, sparse)
+        if isinstance(outcome, Raise):  # Ctrl-C: one line, none of pyjoule's frames
+            raise outcome.exc
+        return outcome
+
+    def sweep(self, *, sparse: bool | str = "auto", **axes: Any):
+        """``f.map(pj.grid(**axes))``."""
+        outcome = self._map(_space.grid(**axes), sparse)
+        if isinstance(outcome, Raise):
+            raise outcome.exc
+        return outcome
+
+    def _map(self, space: Any, sparse: bool | str):
         _check_sparse(sparse)
         with self._session() as (store, func_id):
             for _ in range(3):  # again only if damaged cache entries were dropped
                 run = self._run(space, store, func_id)
-                try:
-                    run._wait(progress=True)
-                except KeyboardInterrupt:
-                    run.cancel()
-                    raise
+                stopped = wait_or_cancel(run, progress=True)
+                if stopped is not None:
+                    return Raise(stopped)
                 ds, n_found, n_read = run._dataset(sparse)
                 run._settle()
                 if n_read == n_found:
                     break
             return run._apply_errors(ds, self._resolved()["errors"])
-
-    def sweep(self, *, sparse: bool | str = "auto", **axes: Any):
-        """``f.map(pj.grid(**axes))``."""
-        return self.map(_space.grid(**axes), sparse=sparse)
 
     def submit(self, space: Any) -> "Run":
         """Start the work and return a ``pj.Run`` at once."""

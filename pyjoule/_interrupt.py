@@ -1,4 +1,5 @@
-"""Ctrl-C held back while a step that must not be cut in two finishes.
+"""Ctrl-C: held back while a step that must not be cut in two finishes, and told in
+one line when it stops a call waiting for its run (:func:`wait_or_cancel`).
 
 A second Ctrl-C while a cancel records the run's end would otherwise leave the run
 ``finishing`` (and its psets claimed). That step is short (under a second for
@@ -31,3 +32,32 @@ def sigint_deferred():
             previous(*caught[0])
         elif previous != signal.SIG_IGN:
             raise KeyboardInterrupt
+
+
+def wait_or_cancel(run, progress: bool = False) -> KeyboardInterrupt | None:
+    """Wait for ``run`` (a ``pj.Run``); on Ctrl-C, cancel what it started and return
+    the ``KeyboardInterrupt`` for the caller to raise: one line saying what is kept,
+    without the frames of the wait it cut short (the poll, the pool, ``select``)."""
+    try:
+        run._wait(progress=progress)
+        return None
+    except KeyboardInterrupt:
+        pass
+    try:
+        run.cancel()
+    except KeyboardInterrupt:  # a second Ctrl-C, held until the cancel was through
+        pass
+    return KeyboardInterrupt(_cancelled_line(run))
+
+
+def _cancelled_line(run) -> str:
+    total = len(run.plan.ids)
+    try:
+        kept = len(run._store.lookup(run.func_id, run.plan.ids))
+    except Exception:  # noqa: BLE001 - the line must not hide the Ctrl-C
+        return "cancelled; finished results are kept in the cache; run again to continue"
+    if run._own is None and run._attached:  # waiting for another process's run
+        ids = ", ".join(r.run_id for r in run._attached)
+        return (f"stopped waiting: {kept} of {total} psets are in the cache; run {ids} "
+                "of another process goes on (run again to follow it)")
+    return f"cancelled: {kept} of {total} psets kept in the cache; run again to continue"
