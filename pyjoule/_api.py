@@ -329,8 +329,9 @@ class Experiment:
         return backend
 
     # -------------------------------------------------------------- the cache
-    def table(self, space: Any = None):
-        """A ``pandas.DataFrame`` with one row per cached pset (of ``space``, if given)."""
+    def table(self, space: Any = None, output: bool = False):
+        """A ``pandas.DataFrame`` with one row per cached pset (of ``space``, if given);
+        ``output=True`` adds what each printed (``_stdout``, ``_stderr``)."""
         from ._results import table_for
 
         store = self._store()
@@ -339,7 +340,7 @@ class Experiment:
         if space is not None:
             plan = _dispatch.plan(None, func_id, self._signature, space)
             ids = plan.ids
-        return table_for(store, func_id, ids)
+        return table_for(store, func_id, ids, output=output)
 
     def cache_info(self) -> dict:
         """Entries and bytes cached for this function (current version and all)."""
@@ -594,12 +595,14 @@ class Run:
         errors = self._experiment._resolved()["errors"] if self._experiment else "raise"
         return self._apply_errors(self._dataset(sparse)[0], errors)
 
-    def table(self):
-        """One row per pset of this run: parameters, results, bookkeeping columns."""
+    def table(self, output: bool = False):
+        """One row per pset of this run: parameters, results, bookkeeping columns;
+        ``output=True`` adds what each printed (``_stdout``, ``_stderr``)."""
         from ._results import table_for
 
         self._poll()
-        return table_for(self._store, self.func_id, self.plan.ids, self._failures())
+        return table_for(self._store, self.func_id, self.plan.ids, self._failures(),
+                         output=output)
 
     def _failures(self) -> list[dict]:
         out = {}

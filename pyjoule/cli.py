@@ -418,6 +418,60 @@ def cancel(ctx, run_id, as_json):
                f"cached, {rec['failed']} recorded as failed or cancelled")
 
 
+@cli.command(epilog=EPILOG)
+@click.argument("run_id", metavar="RUN")
+@click.argument("pset_key", metavar="[PSET]", required=False)
+@_json_option()
+@_cache_option
+@click.pass_context
+def logs(ctx, run_id, pset_key, as_json):
+    """What the psets of a run printed, and the tracebacks of those that failed.
+
+    Lists each pset that printed something (captured with capture=True, the
+    default) or failed; PSET (its key, the _key column of f.table(), or a prefix
+    of it) shows that pset only.
+
+    \b
+    Examples:
+      pyjoule logs 20261203-114610-3fa2c1
+      pyjoule logs 20261203-114610-3fa2c1 9c1e52
+    """
+    from ._output import run_logs
+
+    store = _store(ctx)
+    rec = _find_run(store, run_id)
+    info = run_logs(store, rec, pset_key)
+    if pset_key is not None and not info["psets"]:
+        raise _Failure(f"no pset {pset_key!r} in run {rec['run_id']} (keys are the _key "
+                       "column of f.table(); `pyjoule logs RUN` lists those that printed)")
+    if as_json:
+        return _dump(info)
+    click.echo(_logs_text(rec, info))
+
+
+def _logs_text(rec: dict, info: dict) -> str:
+    lines = []
+    for e in info["psets"]:
+        head = f"=== pset {e['key']} {e['pset'] if e['pset'] is not None else ''}: "
+        if e["status"] == "failed":
+            head += f"failed ({e['error_type']}, reason {e['reason']})"
+        else:
+            head += "done" + ("" if e["stdout"] or e["stderr"] else ", printed nothing")
+        lines.append(head)
+        for name in ("stdout", "stderr", "traceback"):
+            if e.get(name):
+                lines += [f"--- {name}", e[name].rstrip("\n")]
+        if e.get("log"):
+            lines.append(f"--- worker log {e['log']}")
+    if info["quiet"] or info["cancelled"] or not info["psets"]:
+        lines.append(f"run {rec['run_id']}: {info['quiet']} other finished psets printed "
+                     f"nothing, {info['cancelled']} were cancelled before they ran")
+    if not info["has_request"]:
+        lines.append(f"(the run's folder {info['run_dir']} is gone: only failures are "
+                     "listed)")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------- cache
 @cli.group(cls=_Group, epilog=EPILOG)
 @_cache_option
