@@ -39,6 +39,8 @@ def wait_or_cancel(run, progress: bool = False) -> KeyboardInterrupt | None:
     the ``KeyboardInterrupt`` for the caller to raise: one line saying what is kept,
     without the frames of the wait it cut short (the poll, the pool, ``select``)."""
     try:
+        if any(r.rec.get("state") == "running" for r in run._live()):
+            _import_what_ingesting_needs()
         run._wait(progress=progress)
         return None
     except KeyboardInterrupt:
@@ -48,6 +50,15 @@ def wait_or_cancel(run, progress: bool = False) -> KeyboardInterrupt | None:
     except KeyboardInterrupt:  # a second Ctrl-C, held until the cancel was through
         pass
     return KeyboardInterrupt(_cancelled_line(run))
+
+
+def _import_what_ingesting_needs() -> None:
+    """Import numpy (through the column code) now, with Ctrl-C held: the first poll
+    would, and a Ctrl-C in the middle of that import leaves submodules bound to a
+    half-made ``numpy`` that fails the cancel (``module 'numpy' has no attribute
+    'broadcast_to'``) and so leaves the run unfinished."""
+    with sigint_deferred():
+        from . import _columns, _unfinished  # noqa: F401
 
 
 def _cancelled_line(run) -> str:
