@@ -111,7 +111,8 @@ def experiment(func: Callable | None = None, **options: Any):
     progress : bool
         A progress bar (a widget in Jupyter); default ``True`` (``PYJOULE_PROGRESS``).
     capture : bool
-        Keep each pset's stdout/stderr for ``failures``; default ``True``. With
+        Keep each pset's stdout/stderr, successful or not (``failures``,
+        ``f.table(output=True)``, ``pyjoule logs``); default ``True``. With
         ``False``, what the local pool's workers print shows on this process's stdout
         as they print it.
     dims : dict

@@ -14,6 +14,7 @@ lists what the psets of a run printed (:func:`run_logs`).
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 
@@ -70,7 +71,8 @@ def run_logs(store, rec: dict, key: str | None = None) -> dict:
     printed or failed, in the run's order (``key``, ``pset``, ``status``, ``stdout``,
     ``stderr``, and for a failure ``error_type``, ``reason``, ``message``,
     ``traceback``, ``log``); ``quiet`` counts the run's other finished psets, ``cancelled`` those that never
-    started.
+    started; ``worker_log``: the run's log (what C code and the workers printed), if
+    not empty.
     ``key``: only the pset whose key is (or starts with) ``key``."""
     from ._rundir import RunDir
 
@@ -96,9 +98,10 @@ def run_logs(store, rec: dict, key: str | None = None) -> dict:
             matches = [p for p in found if p.startswith(key)]
             entries = [_success(p, kwargs.get(p), ("", "")) for p in matches]
         quiet, cancelled = 0, []
+    worker_log = rd.log if os.path.isfile(rd.log) and os.path.getsize(rd.log) else None
     return {"run": rec["run_id"], "psets": entries, "quiet": quiet,
-            "cancelled": len(cancelled),
-            "run_dir": rec["run_dir"], "has_request": bool(ids)}
+            "cancelled": len(cancelled), "run_dir": rec["run_dir"],
+            "worker_log": worker_log, "has_request": bool(ids)}
 
 
 def _success(key: str, pset: dict | None, out: tuple) -> dict:

@@ -466,6 +466,9 @@ def _logs_text(rec: dict, info: dict) -> str:
     if info["quiet"] or info["cancelled"] or not info["psets"]:
         lines.append(f"run {rec['run_id']}: {info['quiet']} other finished psets printed "
                      f"nothing, {info['cancelled']} were cancelled before they ran")
+    if info["worker_log"]:
+        lines.append(f"(the workers' own log, with what C code printed: "
+                     f"{info['worker_log']})")
     if not info["has_request"]:
         lines.append(f"(the run's folder {info['run_dir']} is gone: only failures are "
                      "listed)")
