@@ -15,7 +15,7 @@ from . import _dispatch, _space
 from ._config import apply_log_level_from_env, config, default_cache_dir, default_workers
 from ._display import card, counts_bar, esc
 from ._errors import ExperimentError, OptionError, RunNotFoundError
-from ._interrupt import wait_or_cancel
+from ._interrupt import start_or_stop, wait_or_cancel
 from ._raised import Raise, original
 from ._store import Store
 
@@ -200,14 +200,16 @@ class Experiment:
             bound = self._signature_obj().bind_partial(*args, **kwargs)
             kwargs = dict(bound.arguments)
         with self._session() as (store, func_id):
-            run = self._run([kwargs], store, func_id, progress=False)
-            if run.plan.found:
+            run = start_or_stop(self, [kwargs], store, func_id, progress=False)
+            if not isinstance(run, KeyboardInterrupt) and run.plan.found:
                 (pid,) = run.plan.ids
                 value = store.read_values(func_id, run.plan.found).get(pid, _NOTHING)
                 if value is not _NOTHING:
                     return value
                 # a damaged entry, dropped just now: plan again, so it is computed
-                run = self._run([kwargs], store, func_id, progress=False)
+                run = start_or_stop(self, [kwargs], store, func_id, progress=False)
+            if isinstance(run, KeyboardInterrupt):  # workers=0: Ctrl-C in the function
+                return Raise(run)
             stopped = wait_or_cancel(run)  # Ctrl-C: stop its worker, as map does
             if stopped is not None:
                 return Raise(stopped)
@@ -243,7 +245,9 @@ class Experiment:
         _check_sparse(sparse)
         with self._session() as (store, func_id):
             for _ in range(3):  # again only if damaged cache entries were dropped
-                run = self._run(space, store, func_id)
+                run = start_or_stop(self, space, store, func_id)
+                if isinstance(run, KeyboardInterrupt):  # workers=0: Ctrl-C in the function
+                    return Raise(run)
                 stopped = wait_or_cancel(run, progress=True)
                 if stopped is not None:
                     return Raise(stopped)

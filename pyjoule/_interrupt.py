@@ -34,6 +34,27 @@ def sigint_deferred():
             raise KeyboardInterrupt
 
 
+def start_or_stop(exp, space, store, func_id: str, **kwargs):
+    """``exp._run(space, ...)``, the ``pj.Run`` it starts; or, for a Ctrl-C in the
+    function itself under ``workers=0`` (its psets run inside the start, which has
+    cancelled the run already), the one-line ``KeyboardInterrupt`` to raise."""
+    try:
+        return exp._run(space, store, func_id, **kwargs)
+    except KeyboardInterrupt:
+        resolved = exp._resolved()
+        if resolved["workers"] != 0 or resolved["host"] is not None or \
+                exp._options.get("slurm") is not None:
+            raise
+    from . import _dispatch
+
+    try:  # planned again, without claiming anything: only to count
+        ids = _dispatch.plan(None, func_id, exp._signature, space).ids
+        kept = len(store.lookup(func_id, ids))
+    except Exception:  # noqa: BLE001 - the line must not hide the Ctrl-C
+        return KeyboardInterrupt(_GENERIC)
+    return KeyboardInterrupt(_LINE.format(kept=kept, total=len(ids)))
+
+
 def wait_or_cancel(run, progress: bool = False) -> KeyboardInterrupt | None:
     """Wait for ``run`` (a ``pj.Run``); on Ctrl-C, cancel what it started and return
     the ``KeyboardInterrupt`` for the caller to raise: one line saying what is kept,
@@ -66,9 +87,13 @@ def _cancelled_line(run) -> str:
     try:
         kept = len(run._store.lookup(run.func_id, run.plan.ids))
     except Exception:  # noqa: BLE001 - the line must not hide the Ctrl-C
-        return "cancelled; finished results are kept in the cache; run again to continue"
+        return _GENERIC
     if run._own is None and run._attached:  # waiting for another process's run
         ids = ", ".join(r.run_id for r in run._attached)
         return (f"stopped waiting: {kept} of {total} psets are in the cache; run {ids} "
                 "of another process goes on (run again to follow it)")
-    return f"cancelled: {kept} of {total} psets kept in the cache; run again to continue"
+    return _LINE.format(kept=kept, total=total)
+
+
+_LINE = "cancelled: {kept} of {total} psets kept in the cache; run again to continue"
+_GENERIC = "cancelled; finished results are kept in the cache; run again to continue"

@@ -259,8 +259,8 @@ def test_ctrl_c_in_an_in_process_map_cancels_its_run(cache_dir, weird_tmp_path):
         print("ready", flush=True)
         try:
             nap.sweep(i=range(2000))
-        except KeyboardInterrupt:
-            print("interrupted", flush=True)
+        except KeyboardInterrupt as exc:
+            print("interrupted", exc, flush=True)
             sys.exit(130)
     """)
     assert proc.stdout.readline().strip() == "ready"
@@ -272,6 +272,8 @@ def test_ctrl_c_in_an_in_process_map_cancels_its_run(cache_dir, weird_tmp_path):
         (state, done, failed), = db.execute("SELECT state, done, failed FROM runs")
         assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
     assert state == "cancelled" and 0 < done < 2000 and done + failed == 2000
+    # the function itself was interrupted (workers=0): the same one line
+    assert f"interrupted cancelled: {done} of 2000 psets kept in the cache" in out, out
 
 
 ONE_LINE = """
