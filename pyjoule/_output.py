@@ -104,6 +104,33 @@ def run_logs(store, rec: dict, key: str | None = None) -> dict:
             "worker_log": worker_log, "has_request": bool(ids)}
 
 
+def logs_text(info: dict) -> str:
+    """:func:`run_logs` as ``pyjoule logs`` prints it."""
+    lines = []
+    for e in info["psets"]:
+        head = f"=== pset {e['key']} {e['pset'] if e['pset'] is not None else ''}: "
+        if e["status"] == "failed":
+            head += f"failed ({e['error_type']}, reason {e['reason']})"
+        else:
+            head += "done" + ("" if e["stdout"] or e["stderr"] else ", printed nothing")
+        lines.append(head)
+        for name in ("stdout", "stderr", "traceback"):
+            if e.get(name):
+                lines += [f"--- {name}", e[name].rstrip("\n")]
+        if e.get("log"):
+            lines.append(f"--- worker log {e['log']}")
+    if info["quiet"] or info["cancelled"] or not info["psets"]:
+        lines.append(f"run {info['run']}: {info['quiet']} other finished psets printed "
+                     f"nothing, {info['cancelled']} were cancelled before they ran")
+    if info["worker_log"]:
+        lines.append(f"(the workers' own log, with what C code printed: "
+                     f"{info['worker_log']})")
+    if not info["has_request"]:
+        lines.append(f"(the run's folder {info['run_dir']} is gone: only failures are "
+                     "listed)")
+    return "\n".join(lines)
+
+
 def _success(key: str, pset: dict | None, out: tuple) -> dict:
     return {"key": key, "pset": pset, "status": "done", "stdout": out[0],
             "stderr": out[1]}

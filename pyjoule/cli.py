@@ -436,7 +436,7 @@ def logs(ctx, run_id, pset_key, as_json):
       pyjoule logs 20261203-114610-3fa2c1
       pyjoule logs 20261203-114610-3fa2c1 9c1e52
     """
-    from ._output import run_logs
+    from ._output import logs_text, run_logs
 
     store = _store(ctx)
     rec = _find_run(store, run_id)
@@ -446,33 +446,7 @@ def logs(ctx, run_id, pset_key, as_json):
                        "column of f.table(); `pyjoule logs RUN` lists those that printed)")
     if as_json:
         return _dump(info)
-    click.echo(_logs_text(rec, info))
-
-
-def _logs_text(rec: dict, info: dict) -> str:
-    lines = []
-    for e in info["psets"]:
-        head = f"=== pset {e['key']} {e['pset'] if e['pset'] is not None else ''}: "
-        if e["status"] == "failed":
-            head += f"failed ({e['error_type']}, reason {e['reason']})"
-        else:
-            head += "done" + ("" if e["stdout"] or e["stderr"] else ", printed nothing")
-        lines.append(head)
-        for name in ("stdout", "stderr", "traceback"):
-            if e.get(name):
-                lines += [f"--- {name}", e[name].rstrip("\n")]
-        if e.get("log"):
-            lines.append(f"--- worker log {e['log']}")
-    if info["quiet"] or info["cancelled"] or not info["psets"]:
-        lines.append(f"run {rec['run_id']}: {info['quiet']} other finished psets printed "
-                     f"nothing, {info['cancelled']} were cancelled before they ran")
-    if info["worker_log"]:
-        lines.append(f"(the workers' own log, with what C code printed: "
-                     f"{info['worker_log']})")
-    if not info["has_request"]:
-        lines.append(f"(the run's folder {info['run_dir']} is gone: only failures are "
-                     "listed)")
-    return "\n".join(lines)
+    click.echo(logs_text(info))
 
 
 # --------------------------------------------------------------------- cache
