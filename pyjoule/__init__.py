@@ -25,6 +25,7 @@ _EXPORTS = {
     "HostKeyError": "_errors", "OptionError": "_errors", "PyjouleError": "_errors",
     "RemoteCommandError": "_errors", "RunNotFoundError": "_errors",
     "SerializationError": "_errors", "SlurmError": "_errors", "SpaceError": "_errors",
+    "WorkerTraceback": "_errors",
     "Slurm": "_slurm",
     "Host": "_transport.hosts",
     "Space": "_space", "grid": "_space", "product": "_space", "star": "_space",
@@ -50,6 +51,7 @@ __all__ = [
     "SlurmError",
     "Space",
     "SpaceError",
+    "WorkerTraceback",
     "attach",
     "best",
     "config",
@@ -94,7 +96,7 @@ if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eager
     from ._errors import (AuthenticationError, CacheError, ExperimentError, HashingError,
                           HostError, HostKeyError, OptionError, PyjouleError,
                           RemoteCommandError, RunNotFoundError, SerializationError,
-                          SlurmError, SpaceError)
+                          SlurmError, SpaceError, WorkerTraceback)
     from ._slurm import Slurm
     from ._transport.hosts import Host
     from ._space import Space, grid, product, star, zip

@@ -18,6 +18,8 @@ from ._decorator import OptionsMethod, experiment
 from ._options import NAMES, Options, Resolved, resolve
 from ._display import card, counts_bar, esc
 from ._errors import ExperimentError, OptionError, RunNotFoundError
+from ._interrupt import start_or_stop, wait_or_cancel
+from ._raised import Raise, original
 from ._store import Store
 
 log = logging.getLogger("pyjoule")
@@ -91,30 +93,39 @@ class Experiment(OptionsMethod):
 
     # ------------------------------------------------------------ execution
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run one pset (or return it from the cache) and return what the function did."""
+        """Run one pset (or return it from the cache) and return what the function
+        returned, or raise what it raised (with the worker's traceback as its cause)."""
+        outcome = self._call_one(args, kwargs)
+        if isinstance(outcome, Raise):  # raised here: the user's traceback stops here
+            raise outcome.exc
+        return outcome
+
+    def _call_one(self, args: tuple, kwargs: dict) -> Any:
         if args:
             bound = self._signature_obj().bind_partial(*args, **kwargs)
             kwargs = dict(bound.arguments)
         with self._session() as (store, func_id):
-            run = self._run([kwargs], store, func_id, progress=False)
-            if run.plan.found:
+            run = start_or_stop(self, [kwargs], store, func_id, progress=False)
+            if not isinstance(run, KeyboardInterrupt) and run.plan.found:
                 (pid,) = run.plan.ids
                 value = store.read_values(func_id, run.plan.found).get(pid, _NOTHING)
                 if value is not _NOTHING:
                     return value
                 # a damaged entry, dropped just now: plan again, so it is computed
-                run = self._run([kwargs], store, func_id, progress=False)
-            try:
-                run._wait()
-            except KeyboardInterrupt:  # Ctrl-C: stop its worker, as map does
-                run.cancel()
-                raise
+                run = start_or_stop(self, [kwargs], store, func_id, progress=False)
+            if isinstance(run, KeyboardInterrupt):  # workers=0: Ctrl-C in the function
+                return Raise(run)
+            stopped = wait_or_cancel(run)  # Ctrl-C: stop its worker, as map does
+            if stopped is not None:
+                return Raise(stopped)
             found = store.lookup(func_id, run.plan.ids)
             if found:
                 value = store.read_values(func_id, found).get(run.plan.ids[0], _NOTHING)
                 if value is not _NOTHING:
                     return value
-            raise _experiment_error(run, self._func, run._failures())
+            failures = run._failures()
+            raised = original(failures[0]) if len(failures) == 1 else None
+            return Raise(raised or _experiment_error(run, self._func, failures))
 
     def _signature_obj(self):
         import inspect
@@ -123,24 +134,33 @@ class Experiment(OptionsMethod):
 
     def map(self, space: Any, *, sparse: bool | str = "auto"):
         """Run every pset of ``space`` not already cached; return the ``xarray.Dataset``."""
+        outcome = self._map(space, sparse)
+        if isinstance(outcome, Raise):  # Ctrl-C: one line, none of pyjoule's frames
+            raise outcome.exc
+        return outcome
+
+    def sweep(self, *, sparse: bool | str = "auto", **axes: Any):
+        """``f.map(pj.grid(**axes))``."""
+        outcome = self._map(_space.grid(**axes), sparse)
+        if isinstance(outcome, Raise):
+            raise outcome.exc
+        return outcome
+
+    def _map(self, space: Any, sparse: bool | str):
         _check_sparse(sparse)
         with self._session() as (store, func_id):
             for _ in range(3):  # again only if damaged cache entries were dropped
-                run = self._run(space, store, func_id)
-                try:
-                    run._wait(progress=True)
-                except KeyboardInterrupt:
-                    run.cancel()
-                    raise
+                run = start_or_stop(self, space, store, func_id)
+                if isinstance(run, KeyboardInterrupt):  # workers=0: Ctrl-C in the function
+                    return Raise(run)
+                stopped = wait_or_cancel(run, progress=True)
+                if stopped is not None:
+                    return Raise(stopped)
                 ds, n_found, n_read = run._dataset(sparse)
                 run._settle()
                 if n_read == n_found:
                     break
             return run._apply_errors(ds, self._resolved().errors)
-
-    def sweep(self, *, sparse: bool | str = "auto", **axes: Any):
-        """``f.map(pj.grid(**axes))``."""
-        return self.map(_space.grid(**axes), sparse=sparse)
 
     def submit(self, space: Any) -> "Run":
         """Start the work and return a ``pj.Run`` at once."""
@@ -224,8 +244,9 @@ class Experiment(OptionsMethod):
         return backend
 
     # -------------------------------------------------------------- the cache
-    def table(self, space: Any = None):
-        """A ``pandas.DataFrame`` with one row per cached pset (of ``space``, if given)."""
+    def table(self, space: Any = None, output: bool = False):
+        """A ``pandas.DataFrame`` with one row per cached pset (of ``space``, if given);
+        ``output=True`` adds what each printed (``_stdout``, ``_stderr``)."""
         from ._results import table_for
 
         store = self._store()
@@ -234,7 +255,7 @@ class Experiment(OptionsMethod):
         if space is not None:
             plan = _dispatch.plan(None, func_id, self._signature, space)
             ids = plan.ids
-        return table_for(store, func_id, ids)
+        return table_for(store, func_id, ids, output=output)
 
     def cache_info(self) -> dict:
         """Entries and bytes cached for this function (current version and all); all
@@ -504,12 +525,14 @@ class Run:
         errors = self._experiment._resolved().errors if self._experiment else "raise"
         return self._apply_errors(self._dataset(sparse)[0], errors)
 
-    def table(self):
-        """One row per pset of this run: parameters, results, bookkeeping columns."""
+    def table(self, output: bool = False):
+        """One row per pset of this run: parameters, results, bookkeeping columns;
+        ``output=True`` adds what each printed (``_stdout``, ``_stderr``)."""
         from ._results import table_for
 
         self._poll()
-        return table_for(self._store, self.func_id, self.plan.ids, self._failures())
+        return table_for(self._store, self.func_id, self.plan.ids, self._failures(),
+                         output=output)
 
     def _failures(self) -> list[dict]:
         out = {}

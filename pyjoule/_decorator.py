@@ -118,8 +118,10 @@ def experiment(func: Callable[..., Any] | None = None, *,  # noqa: E302
     progress : bool
         A progress bar (a widget in Jupyter); default ``True`` (``PYJOULE_PROGRESS``).
     capture : bool
-        Keep each pset's stdout/stderr; default ``True``. With ``False``, what the
-        local pool's workers print shows on this process's stdout as they print it.
+        Keep each pset's stdout/stderr, successful or not (``failures``,
+        ``f.table(output=True)``, ``pyjoule logs``); default ``True``. With
+        ``False``, what the local pool's workers print shows on this process's stdout
+        as they print it.
     dims : dict
         Dimension names of array results, e.g. ``{"trace": ("t",)}``.
     ignore : list of str

@@ -3,6 +3,11 @@
 Errors that are also a standard error (a bad option is a ``TypeError``, a bad space a
 ``ValueError``) inherit from both, so ``except TypeError`` keeps working for users who
 do not know about pyjoule's classes.
+
+Every class here is public (``pj.ExperimentError``) and says so where it is printed:
+its ``__module__`` is ``pyjoule``, so a traceback ends with
+``pyjoule.ExperimentError: ...``, not the private module's name; pickle finds the
+classes there too (``pyjoule`` exports them).
 """
 
 from __future__ import annotations
@@ -59,6 +64,12 @@ class ExperimentError(PyjouleError):
         self.dataset = dataset
 
 
+class WorkerTraceback(PyjouleError):
+    """The traceback of an exception the function raised in a worker, attached as the
+    ``__cause__`` of that exception when ``f(**kw)`` raises it again in the caller
+    (as ``concurrent.futures`` attaches a process pool's remote traceback)."""
+
+
 class HostError(PyjouleError, ConnectionError):
     """A remote host cannot be reached or used (unknown name, refused, no uv, ...)."""
 
@@ -83,3 +94,9 @@ class RemoteCommandError(PyjouleError):
 class SlurmError(RemoteCommandError):
     """SLURM refused or failed a request (sbatch, squeue, scancel): carries SLURM's own
     message, the command and its exit code."""
+
+
+for _cls in list(globals().values()):  # see the module docstring
+    if isinstance(_cls, type) and issubclass(_cls, PyjouleError):
+        _cls.__module__ = "pyjoule"
+del _cls

@@ -11,7 +11,7 @@ import sys
 import time
 import traceback
 
-from . import _records
+from . import _raised, _records
 
 _HOST = socket.gethostname()
 
@@ -45,9 +45,33 @@ def execute(func, pset_id: str, kwargs: dict, capture: bool) -> bytes:
     try:
         return _records.frame(record, by_value=True)
     except Exception as exc:  # noqa: BLE001 - a return value that cannot be pickled
-        error = _describe(exc, "exception")
-        error["message"] = f"the return value could not be pickled: {error['message']}"
+        error = _unpicklable(value, exc)
         return _records.frame(record[:1] + ("failed", None) + record[3:-1] + (error,))
+
+
+def _unpicklable(value, exc: Exception) -> dict:
+    """The failure of a pset whose return value cannot be pickled: a
+    ``pj.SerializationError`` saying which item (of a dict, list or tuple) and why,
+    rather than pickle's own traceback through cloudpickle."""
+    from ._errors import SerializationError
+
+    part = ""
+    if isinstance(value, (dict, list, tuple)):
+        import cloudpickle
+
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            try:
+                cloudpickle.dumps(item, protocol=5)
+            except Exception as item_exc:  # noqa: BLE001 - the culprit
+                part, exc = f"its item {key!r}: ", item_exc
+                break
+    error = SerializationError(
+        f"the return value could not be pickled: {part}{exc} ({type(exc).__name__}); "
+        "return plain data (numbers, strings, numpy arrays, dicts and lists of them)")
+    return {"error_type": "SerializationError", "message": str(error),
+            "traceback": f"pyjoule.SerializationError: {error}\n", "reason": "exception",
+            "exception": _raised.dumps(error)}
 
 
 def _captured(stream: io.StringIO | None) -> str:
@@ -62,11 +86,14 @@ def _captured(stream: io.StringIO | None) -> str:
 
 
 def _describe(exc: BaseException, reason: str) -> dict:
+    tb = exc.__traceback__  # from the function's frame on: execute()'s is no news
+    tb = tb.tb_next if tb is not None and tb.tb_next is not None else tb
     return {
         "error_type": type(exc).__name__,
         "message": str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, tb)),
         "reason": reason,
+        "exception": _raised.dumps(exc),  # for f(**kw) to raise it again
     }
 
 

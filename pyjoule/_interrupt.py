@@ -1,4 +1,5 @@
-"""Ctrl-C held back while a step that must not be cut in two finishes.
+"""Ctrl-C: held back while a step that must not be cut in two finishes, and told in
+one line when it stops a call waiting for its run (:func:`wait_or_cancel`).
 
 A second Ctrl-C while a cancel records the run's end would otherwise leave the run
 ``finishing`` (and its psets claimed). That step is short (under a second for
@@ -31,3 +32,68 @@ def sigint_deferred():
             previous(*caught[0])
         elif previous != signal.SIG_IGN:
             raise KeyboardInterrupt
+
+
+def start_or_stop(exp, space, store, func_id: str, **kwargs):
+    """``exp._run(space, ...)``, the ``pj.Run`` it starts; or, for a Ctrl-C in the
+    function itself under ``workers=0`` (its psets run inside the start, which has
+    cancelled the run already), the one-line ``KeyboardInterrupt`` to raise."""
+    try:
+        return exp._run(space, store, func_id, **kwargs)
+    except KeyboardInterrupt:
+        resolved = exp._resolved()
+        if resolved.workers != 0 or resolved.host is not None or \
+                resolved.slurm is not None:
+            raise
+    from . import _dispatch
+
+    try:  # planned again, without claiming anything: only to count
+        ids = _dispatch.plan(None, func_id, exp._signature, space).ids
+        kept = len(store.lookup(func_id, ids))
+    except Exception:  # noqa: BLE001 - the line must not hide the Ctrl-C
+        return KeyboardInterrupt(_GENERIC)
+    return KeyboardInterrupt(_LINE.format(kept=kept, total=len(ids)))
+
+
+def wait_or_cancel(run, progress: bool = False) -> KeyboardInterrupt | None:
+    """Wait for ``run`` (a ``pj.Run``); on Ctrl-C, cancel what it started and return
+    the ``KeyboardInterrupt`` for the caller to raise: one line saying what is kept,
+    without the frames of the wait it cut short (the poll, the pool, ``select``)."""
+    try:
+        if any(r.rec.get("state") == "running" for r in run._live()):
+            _import_what_ingesting_needs()
+        run._wait(progress=progress)
+        return None
+    except KeyboardInterrupt:
+        pass
+    try:
+        run.cancel()
+    except KeyboardInterrupt:  # a second Ctrl-C, held until the cancel was through
+        pass
+    return KeyboardInterrupt(_cancelled_line(run))
+
+
+def _import_what_ingesting_needs() -> None:
+    """Import numpy (through the column code) now, with Ctrl-C held: the first poll
+    would, and a Ctrl-C in the middle of that import leaves submodules bound to a
+    half-made ``numpy`` that fails the cancel (``module 'numpy' has no attribute
+    'broadcast_to'``) and so leaves the run unfinished."""
+    with sigint_deferred():
+        from . import _columns, _unfinished  # noqa: F401
+
+
+def _cancelled_line(run) -> str:
+    total = len(run.plan.ids)
+    try:
+        kept = len(run._store.lookup(run.func_id, run.plan.ids))
+    except Exception:  # noqa: BLE001 - the line must not hide the Ctrl-C
+        return _GENERIC
+    if run._own is None and run._attached:  # waiting for another process's run
+        ids = ", ".join(r.run_id for r in run._attached)
+        return (f"stopped waiting: {kept} of {total} psets are in the cache; run {ids} "
+                "of another process goes on (run again to follow it)")
+    return _LINE.format(kept=kept, total=total)
+
+
+_LINE = "cancelled: {kept} of {total} psets kept in the cache; run again to continue"
+_GENERIC = "cancelled; finished results are kept in the cache; run again to continue"

@@ -532,7 +532,13 @@ def dataset_of_all(store, func_id: str, *, sparse: bool | str = "auto",
                          dims=dims, attrs=attrs)
 
 
-def table_for(store, func_id: str, ids: Sequence[str] | None = None, failures=()):
+def table_for(store, func_id: str, ids: Sequence[str] | None = None, failures=(),
+              output: bool = False):
     found = store.lookup(func_id, ids)
     got_ids, columns = store.read_columns(func_id, found)
-    return build_table(got_ids, columns, func_id, failures)
+    table = build_table(got_ids, columns, func_id, failures)
+    if output:  # _stdout, _stderr
+        from ._output import with_columns
+
+        table = with_columns(table, store, found, failures)
+    return table

@@ -416,14 +416,13 @@ class Store:
 
     def _write_segment(self, func_id: str, run_id: str, records: list[tuple],
                        params: list[dict]) -> tuple:
-        from . import _columns
+        from . import _columns, _output
 
         columns = _columns_of(records, params, run_id, _columns)
         # Part A is all a Dataset needs; ids and exact values (part B) are read only
         # for tables and single calls.
         part_a = _dumps({"n": len(records), "columns": columns})
-        part_b = _dumps({"pset_ids": [r[0] for r in records],
-                         "values": [r[2] for r in records]})
+        part_b = _dumps(_output.values_part(records, run_id))  # + what they printed
         rel = f"data/{func_id}/{uuid.uuid4().hex}.seg"
         _private.private_dir(self.root / "data" / func_id)
         blob = _SEG_HEADER.pack(_SEG_MAGIC, len(part_a)) + part_a + part_b

@@ -339,6 +339,37 @@ def cancel(ctx, run_id, as_json):
                f"cached, {rec['failed']} recorded as failed or cancelled")
 
 
+@cli.command(epilog=EPILOG)
+@click.argument("run_id", metavar="RUN")
+@click.argument("pset_key", metavar="[PSET]", required=False)
+@_json_option()
+@_cache_option
+@click.pass_context
+def logs(ctx, run_id, pset_key, as_json):
+    """What the psets of a run printed, and the tracebacks of those that failed.
+
+    Lists each pset that printed something (captured with capture=True, the
+    default) or failed; PSET (its key, the _key column of f.table(), or a prefix
+    of it) shows that pset only.
+
+    \b
+    Examples:
+      pyjoule logs 20261203-114610-3fa2c1
+      pyjoule logs 20261203-114610-3fa2c1 9c1e52
+    """
+    from ._output import logs_text, run_logs
+
+    store = _store(ctx)
+    rec = _find_run(store, run_id)
+    info = run_logs(store, rec, pset_key)
+    if pset_key is not None and not info["psets"]:
+        raise _Failure(f"no pset {pset_key!r} in run {rec['run_id']} (keys are the _key "
+                       "column of f.table(); `pyjoule logs RUN` lists those that printed)")
+    if as_json:
+        return _dump(info)
+    click.echo(logs_text(info))
+
+
 # --------------------------------------------------------------------- cache
 @cli.group(cls=_Group, epilog=_epilog(
     f"bad usage, an unknown function, {_NO_CACHE}",

@@ -259,8 +259,8 @@ def test_ctrl_c_in_an_in_process_map_cancels_its_run(cache_dir, weird_tmp_path):
         print("ready", flush=True)
         try:
             nap.sweep(i=range(2000))
-        except KeyboardInterrupt:
-            print("interrupted", flush=True)
+        except KeyboardInterrupt as exc:
+            print("interrupted", exc, flush=True)
             sys.exit(130)
     """)
     assert proc.stdout.readline().strip() == "ready"
@@ -272,3 +272,71 @@ def test_ctrl_c_in_an_in_process_map_cancels_its_run(cache_dir, weird_tmp_path):
         (state, done, failed), = db.execute("SELECT state, done, failed FROM runs")
         assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
     assert state == "cancelled" and 0 < done < 2000 and done + failed == 2000
+    # the function itself was interrupted (workers=0): the same one line
+    assert f"interrupted cancelled: {done} of 2000 psets kept in the cache" in out, out
+
+
+ONE_LINE = """
+    import os, time, pyjoule as pj
+
+    @pj.experiment(workers=2, progress=False)
+    def mark(i):
+        time.sleep(0.05)
+        open(os.path.join("marks", str(i)), "w").close()
+        return i
+
+    os.makedirs("marks", exist_ok=True)
+    print("ready", flush=True)
+    mark.sweep(i=range(180))
+"""
+
+
+def test_ctrl_c_in_a_script_prints_one_line_with_the_counts(cache_dir, weird_tmp_path):
+    proc = _start(weird_tmp_path, ONE_LINE)
+    assert proc.stdout.readline().strip() == "ready"
+    marks = weird_tmp_path / "marks"
+    deadline = time.monotonic() + 120
+    while len(os.listdir(marks)) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGINT, err  # as Python ends on a Ctrl-C
+    lines = err.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and len(lines) <= 8, err
+    kept = run_script(weird_tmp_path, ONE_LINE.replace(
+        "mark.sweep(i=range(180))", "print(len(mark.table()))")).stdout.split()[-1]
+    assert 10 <= int(kept) < 180
+    assert lines[-1] == (f"KeyboardInterrupt: cancelled: {kept} of 180 psets kept in the "
+                         "cache; run again to continue"), err
+    for internal in ("_dispatch", "pool.py", "select", "_interrupt", "During handling"):
+        assert internal not in err, err
+    assert 'File "' + str(weird_tmp_path / "big.py") + '", line 12, in <module>' in err
+
+
+def test_ctrl_c_during_a_single_call_prints_one_line_too(cache_dir, weird_tmp_path):
+    proc = _start(weird_tmp_path, """
+        import os, time, pyjoule as pj
+
+        @pj.experiment(workers=1, progress=False)
+        def stuck(i):
+            with open("started.tmp", "w") as fh:
+                fh.write(str(os.getpid()))
+            os.replace("started.tmp", "started")
+            time.sleep(60)
+
+        print("ready", flush=True)
+        stuck(i=1)
+    """)
+    assert proc.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 60
+    while not (weird_tmp_path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    lines = err.strip().splitlines()
+    assert len(lines) <= 8 and "_dispatch" not in err and "in __call__" in err, err
+    assert lines[-1] == ("KeyboardInterrupt: cancelled: 0 of 1 psets kept in the cache; "
+                         "run again to continue"), err
+    child = int((weird_tmp_path / "started").read_text())
+    assert not Path(f"/proc/{child}").exists() or \
+        Path(f"/proc/{child}/stat").read_text().split(") ")[1][0] == "Z"

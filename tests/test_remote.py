@@ -369,3 +369,29 @@ def test_connection_dropped_while_the_worker_starts(remote_project, sshd):
     """, timeout=120).stdout
     cutter.join()
     assert "finished 1200 1" in out
+
+
+def test_a_single_call_raises_what_the_function_raised_on_the_host(remote_project):
+    out = run_script(remote_project, """
+        import pyjoule as pj
+
+        class Diverged(Exception):
+            pass
+
+        @pj.experiment(host="pjtest", workers=1)
+        def step(x):
+            print(f"step {x}")
+            if x == 2:
+                raise Diverged(f"diverged at {x}")
+            return x
+
+        print(step(x=1))
+        try:
+            step(x=2)
+        except Diverged as exc:  # the script's own class, back from the host
+            print("CAUGHT", exc, "|", type(exc.__cause__).__name__)
+            print("FRAME", ", line 11, in step" in str(exc.__cause__))
+        print(step.table(output=True)["_stdout"].tolist())
+    """, timeout=300).stdout.splitlines()
+    assert out == ["1", "CAUGHT diverged at 2 | WorkerTraceback", "FRAME True",
+                   "['step 1\\n']"]

@@ -521,3 +521,19 @@ def test_host_check_reports_the_clusters_limits(slurm, ssh_host):
     text = str(ssh_host.check())
     assert "slurm-wlm 22.05" in text and "MaxArraySize 1001" in text
     assert "MaxJobCount 10000" in text and "debug* (8 CPUs)" in text
+
+
+def refuses(x):
+    if x < 0:
+        raise ValueError(f"x={x} must not be negative")
+    print(f"took {x}")
+    return x
+
+
+def test_a_single_call_raises_what_the_array_task_raised(slurm, cache_dir):
+    f = pj.experiment(slurm={"time": "5"}, workers=1)(refuses)
+    with pytest.raises(ValueError, match="x=-1 must not be negative") as info:
+        f(x=-1)
+    assert isinstance(info.value.__cause__, pj.WorkerTraceback)
+    assert f(x=2) == 2
+    assert f.table(output=True)["_stdout"].tolist() == ["took 2\n"]
