@@ -216,8 +216,10 @@ def _submitit_hint(name: str, kebab: bool) -> str | None:
         if bare == name or bare not in SBATCH_OPTIONS | {"array-parallelism"}:
             return None
         hint = "{" + bare.replace("-", "_") + "}=<value>"
-    spell = (lambda n: n.replace("_", "-")) if kebab else (lambda n: n)
-    text = re.sub(r"\{(\w+)\}", lambda m: spell(m.group(1)), hint)
+    def spell(match: re.Match[str]) -> str:
+        return match.group(1).replace("_", "-") if kebab else match.group(1)
+
+    text = re.sub(r"\{(\w+)\}", spell, hint)
     return f"That is submitit's name; in slurm= write {text}."
 
 

@@ -339,8 +339,8 @@ def cancel(ctx, run_id, as_json):
                f"cached, {rec['failed']} recorded as failed or cancelled")
 
 
-@cli.command(epilog=EPILOG)
-@click.argument("run_id", metavar="RUN")
+@cli.command(epilog=_epilog(f"bad usage, an unknown run or pset, {_NO_CACHE}"))
+@click.argument("run_id", metavar="RUN", shell_complete=_cli_complete.run_ids)
 @click.argument("pset_key", metavar="[PSET]", required=False)
 @_json_option()
 @_cache_option
@@ -364,7 +364,8 @@ def logs(ctx, run_id, pset_key, as_json):
     info = run_logs(store, rec, pset_key)
     if pset_key is not None and not info["psets"]:
         raise _Failure(f"no pset {pset_key!r} in run {rec['run_id']} (keys are the _key "
-                       "column of f.table(); `pyjoule logs RUN` lists those that printed)")
+                       "column of f.table(); `pyjoule logs RUN` lists those that printed)",
+                       kind="PsetNotFoundError")
     if as_json:
         return _dump(info)
     click.echo(logs_text(info))
