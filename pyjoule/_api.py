@@ -21,7 +21,7 @@ log = logging.getLogger("pyjoule")
 apply_log_level_from_env()
 
 OPTIONS = ("host", "slurm", "workers", "batch", "threads", "cache", "version", "retries",
-           "errors", "timeout", "progress", "capture", "dims")
+           "errors", "timeout", "progress", "capture", "dims", "ignore")
 _ERRORS = ("raise", "warn", "ignore")
 
 
@@ -144,7 +144,7 @@ class Experiment:
     def __init__(self, func: Callable, **options: Any):
         self._options = _check_options(options)
         self._func = func
-        self._signature = _dispatch.Signature(func)
+        self._signature = _dispatch.Signature(func, self._options.get("ignore") or ())
         from ._identity import module_label
         from ._project import identity_root
 
