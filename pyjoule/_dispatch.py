@@ -18,6 +18,7 @@ import sqlite3
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -37,9 +38,10 @@ _logged_changes: set[tuple[str, str]] = set()
 
 # ----------------------------------------------------------------- signature
 class Signature:
-    """What the function accepts: names in order, defaults, whether it has ``**kw``."""
+    """What the function accepts: names in order, defaults, whether it has ``**kw``,
+    and the arguments named by ``ignore=``: passed to the function, left out of the key."""
 
-    def __init__(self, func: Callable):
+    def __init__(self, func: Callable, ignore: Any = ()):
         sig = inspect.signature(func)
         params = sig.parameters.values()
         kinds = inspect.Parameter
@@ -50,7 +52,15 @@ class Signature:
         self.required = [n for n in self.names if n not in self.defaults]
         self.var_kw = any(p.kind is kinds.VAR_KEYWORD for p in params)
         self.func_name = getattr(func, "__name__", "function")
+        self.ignore = _ignored_names(ignore, self)
         self._plans: dict[tuple, dict] = {}
+
+    def keyed(self, psets: list[dict]) -> list[dict]:
+        """The psets as they are keyed and recorded: without the ignored arguments."""
+        if not self.ignore:
+            return psets
+        drop = self.ignore
+        return [{k: v for k, v in p.items() if k not in drop} for p in psets]
 
     def normalise(self, psets: Sequence[dict]) -> list[dict]:
         """Psets with defaults filled in; unknown or missing arguments raise."""
@@ -83,6 +93,23 @@ class Signature:
                 f"(it takes {self.names}){hint}")
 
 
+def _ignored_names(ignore: Any, sig: Signature) -> frozenset:
+    """Check ``ignore=`` at decoration: names of the function's parameters."""
+    if isinstance(ignore, str):
+        ignore = [ignore]
+    if not isinstance(ignore, (list, tuple, set, frozenset)) or not all(
+            isinstance(n, str) for n in ignore):
+        raise OptionError(f"option ignore={ignore!r} is not valid: expected a list of "
+                          f"argument names of {sig.func_name}(), e.g. ignore=['verbose']")
+    for name in ignore:
+        if name not in sig.names and not sig.var_kw:
+            close = difflib.get_close_matches(name, sig.names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise OptionError(f"ignore={list(ignore)!r}: {sig.func_name}() has no argument "
+                              f"{name!r} (it takes {sig.names}){hint}")
+    return frozenset(ignore)
+
+
 # ---------------------------------------------------------------------- plan
 @dataclass
 class Plan:
@@ -93,30 +120,39 @@ class Plan:
     in_flight: list[dict] = field(default_factory=list)  # run records to attach to
     to_run: list[int] = field(default_factory=list)  # indices into psets
     run_id: str | None = None  # the run registered (``starting``) for ``to_run``
+    #: the keyword arguments passed, when they differ from ``psets`` (``ignore=``)
+    calls: list[dict] | None = None
+    ignored: tuple[str, ...] = ()  # the names ``psets`` leaves out of ``calls``
 
 
 def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
-         limit: int | None = None, run: dict | None = None) -> Plan:
+         limit: int | None = None, run: dict | None = None, warn: bool = True) -> Plan:
     """Normalise, hash and split ``space`` (fast: 1,000,000 psets in seconds).
 
     With a store, the psets to run are claimed, in the same transaction, for a new
     run registered ``starting`` (``Plan.run_id``; ``run``: its registry fields), and
     psets other live runs have claimed are left to them (``in_flight``): follow the
     plan with :func:`launch`, or :func:`abandon` it. A plan that finds everything
-    cached writes nothing.
+    cached writes nothing. Duplicates run once; ``warn``: say so (``UserWarning``).
     """
-    psets = signature.normalise(_space.as_psets(space))
+    calls = signature.normalise(_space.as_psets(space))
+    psets = signature.keyed(calls)  # ``calls`` itself unless arguments are ignored
     ids = _hashing.pset_ids(psets)
     first = dict(zip(ids, range(len(ids))))  # later duplicates overwrite ...
     if len(first) != len(ids):  # ... so keep the first occurrence explicitly
         first = {}
         for i, pid in enumerate(ids):
             first.setdefault(pid, i)
+        if warn:
+            _warn_duplicates(len(ids), len(first), calls, signature)
         psets = [psets[i] for i in first.values()]
+        calls = [calls[i] for i in first.values()]
         ids = list(first)
     found = {} if store is None else store.verify_present(store.lookup(func_id, ids))
     missing = [i for i, pid in enumerate(ids) if pid not in found]
     result = Plan(func_id, psets, ids, found)
+    if signature.ignore:
+        result.calls, result.ignored = calls, tuple(sorted(signature.ignore))
     if store is not None and missing:
         registered: dict = {}
         try:
@@ -138,6 +174,25 @@ def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
         missing = missing[:limit]
     result.to_run = missing
     return result
+
+
+def _warn_duplicates(n: int, n_unique: int, calls: list[dict], signature: Signature) -> None:
+    """One warning for the psets a call collapsed (API §1), at the user's line."""
+    from ._api import _user_stacklevel
+
+    what = ""
+    if signature.ignore:  # how many differ only in what ``ignore=`` leaves out
+        n_full = len(set(_hashing.pset_ids(calls)))
+        if n_full > n_unique:
+            what = (f" ({n_full - n_unique} of them differ only in the ignored "
+                    f"argument(s) {sorted(signature.ignore)}: each ran with the first "
+                    "one's values)")
+    warnings.warn(
+        f"{n - n_unique} of the {n} psets repeat an earlier pset of this call and were "
+        f"collapsed{what}: each distinct pset runs once (results are cached by pset). "
+        "To repeat a computation, put the repetitions on an axis of their own, e.g. "
+        "pj.grid(..., seed=range(10)) or rep=range(10)",
+        UserWarning, stacklevel=_user_stacklevel())
 
 
 def abandon(store: Store, plan_: Plan) -> None:
@@ -233,7 +288,8 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     if run_id is None:  # plan() claims the psets; without a store it cannot
         raise ValueError("launch() needs a plan made with a store (it claims the psets)")
     run_dir = os.path.join(store.root, "runs", run_id)
-    tasks = [(plan_.ids[i], plan_.psets[i]) for i in plan_.to_run]
+    calls = plan_.psets if plan_.calls is None else plan_.calls
+    tasks = [(plan_.ids[i], calls[i]) for i in plan_.to_run]
     host = options.get("host")
     rec = dict(run_id=run_id, func_id=func_id, name=name,
                host=getattr(host, "target", host) or "local",
@@ -242,6 +298,8 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
                workers=options["workers"], submitted=time.time(), finished=None,
                job_ids=None, options={"retries": options["retries"], "attempt": 0,
                                       "driver": _claims.me(), **backend.describe()})
+    if plan_.ignored:  # recorded without them, by whichever process ingests the results
+        rec["options"]["ignore"] = list(plan_.ignored)
     log.debug("run %s: %d psets to run, %d cached", run_id, len(tasks), len(plan_.found))
     started = registered = False
     fields = {k: v for k, v in rec.items() if k not in ("run_id", "func_id")}
@@ -385,6 +443,7 @@ class LiveRun:
         self.rd = RunDir(self.run_dir)
         self.offsets: dict[str, int] = dict(rec.get("offsets") or {})
         self._kwargs: dict[str, dict] | None = None
+        self._stripped: tuple | None = None  # (tasks, their parameters as recorded)
         self._task_files: list[str] = []
         #: echo what the workers print (``capture=False``) on this process's stdout
         self.relay_output = False
@@ -396,6 +455,18 @@ class LiveRun:
             self._task_files = self.rd.task_files()
             self._kwargs = self.rd.read_tasks(self._task_files)
         return self._kwargs
+
+    def _params(self) -> dict[str, dict]:
+        """The tasks' parameters as recorded: without the arguments ``ignore=`` names
+        (failures keep them: a retry passes them again)."""
+        tasks = self.tasks()
+        ignored = (self.rec.get("options") or {}).get("ignore")
+        if not ignored:
+            return tasks
+        if self._stripped is None or self._stripped[0] is not tasks:  # once per task set
+            self._stripped = (tasks, {pid: {k: v for k, v in kw.items() if k not in ignored}
+                                      for pid, kw in tasks.items()})
+        return self._stripped[1]
 
     def _await_start(self, timeout_s: float) -> bool:
         """For a run another process is starting: True once it runs (its backend is
@@ -458,7 +529,7 @@ class LiveRun:
             # finished the run (tidying removes them only after that).
             return 0, 0
         done, failed = self.store.ingest(self.rec["func_id"], self.run_id, records, offsets,
-                                         kwargs=self.tasks())
+                                         kwargs=self._params())
         self.offsets = offsets
         self.rec["done"] = self.rec.get("done", 0) + done
         self.store.update_run(self.run_id, done=self.rec["done"],

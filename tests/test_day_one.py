@@ -1,0 +1,80 @@
+"""Issue #15 items 1, 5, 6: ``ignore=``, the values users put in spaces (DataFrames,
+callables, ``pd.NA``, duplicates) and the table as a faithful record, end to end
+through the real pool and cache."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+import pyjoule as pj
+
+from conftest import run_script
+
+
+def _log_call(tag: str) -> None:
+    path = os.environ.get("PJ_TEST_CALLS")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(tag + "\n")
+
+
+def calls(path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.fixture
+def call_log(tmp_path, monkeypatch):
+    path = tmp_path / "calls.txt"
+    monkeypatch.setenv("PJ_TEST_CALLS", str(path))
+    return path
+
+
+# ------------------------------------------------------------------ ignore=
+def write_out(x, out_dir, verbose=False):
+    _log_call(f"{x}-{verbose}")
+    with open(os.path.join(out_dir, f"x{x}.txt"), "w") as fh:
+        fh.write(str(x))
+    return {"y": 2 * x, "verbose": verbose}
+
+
+def test_ignored_arguments_are_passed_but_not_keyed(cache_dir, call_log, tmp_path):
+    f = pj.experiment(workers=2, ignore=["verbose", "out_dir"])(write_out)
+    out = tmp_path / "out"
+    out.mkdir()
+    ds = f.map(pj.grid(x=[1, 2], out_dir=str(out), verbose=True))
+    assert sorted(calls(call_log)) == ["1-True", "2-True"]  # the function got them
+    assert bool(ds.verbose.sel(x=1))
+    assert sorted(p.name for p in out.iterdir()) == ["x1.txt", "x2.txt"]
+    assert list(ds.dims) == ["x"] and "verbose" not in ds.coords and "out_dir" not in ds.coords
+    # other values of the ignored arguments: the same psets, all cached
+    other = tmp_path / "other"
+    other.mkdir()
+    again = f.map(pj.grid(x=[1, 2], out_dir=str(other), verbose=False))
+    assert len(calls(call_log)) == 2 and not list(other.iterdir())
+    assert bool(again.verbose.sel(x=2))  # the cached result of the first call
+    assert f(x=1, out_dir="/nonexistent") == {"y": 2, "verbose": True}
+    table = f.table()
+    # parameter columns: x only (``verbose`` here is the returned value's column)
+    assert [c for c in table.columns if not c.startswith("_")] == ["x", "y", "verbose"]
+    assert pj.load(f).sizes == {"x": 2}
+
+
+def test_psets_differing_only_in_ignored_arguments_run_once(cache_dir, call_log, tmp_path):
+    f = pj.experiment(workers=2, ignore=["verbose"])(write_out)
+    space = [dict(x=5, out_dir=str(tmp_path), verbose=v) for v in (True, False, True)]
+    with pytest.warns(UserWarning, match=r"2 of the 3 psets .*differ only in the ignored"):
+        ds = f.map(space)
+    assert calls(call_log) == ["5-True"]  # the first one's value was passed
+    assert int(ds.y) == 10
+
+
+def test_unknown_ignored_name_fails_at_decoration():
+    with pytest.raises(pj.OptionError, match="did you mean 'verbose'"):
+        pj.experiment(ignore=["verbos"])(write_out)
+    with pytest.raises(pj.OptionError, match="list of argument names"):
+        pj.experiment(ignore=[1])(write_out)
+    f = pj.experiment(ignore="verbose")(write_out)  # one name
+    assert f._signature.ignore == {"verbose"}
