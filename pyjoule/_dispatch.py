@@ -22,8 +22,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from . import _claims, _hashing, _interrupt, _pickling, _private, _records, _space, _unfinished
-from ._errors import OptionError, SerializationError
+from . import _callables, _claims, _hashing, _interrupt, _pickling, _private, _records, _space, _unfinished
+from ._errors import HashingError, OptionError, SerializationError
 from ._rundir import PAYLOAD, REQUEST, RETRY, TASKS, RunDir
 from ._store import Store
 
@@ -123,6 +123,8 @@ class Plan:
     #: the keyword arguments passed, when they differ from ``psets`` (``ignore=``)
     calls: list[dict] | None = None
     ignored: tuple[str, ...] = ()  # the names ``psets`` leaves out of ``calls``
+    #: values that plain pickle cannot send (functions, ignored objects): cloudpickle
+    by_value: bool = False
 
 
 def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
@@ -137,7 +139,9 @@ def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
     """
     calls = signature.normalise(_space.as_psets(space))
     psets = signature.keyed(calls)  # ``calls`` itself unless arguments are ignored
+    n_callables = _callables.seen
     ids = _hashing.pset_ids(psets)
+    by_value = bool(signature.ignore) or _callables.seen != n_callables
     first = dict(zip(ids, range(len(ids))))  # later duplicates overwrite ...
     if len(first) != len(ids):  # ... so keep the first occurrence explicitly
         first = {}
@@ -150,7 +154,7 @@ def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
         ids = list(first)
     found = {} if store is None else store.verify_present(store.lookup(func_id, ids))
     missing = [i for i, pid in enumerate(ids) if pid not in found]
-    result = Plan(func_id, psets, ids, found)
+    result = Plan(func_id, psets, ids, found, by_value=by_value)
     if signature.ignore:
         result.calls, result.ignored = calls, tuple(sorted(signature.ignore))
     if store is not None and missing:
@@ -182,8 +186,13 @@ def _warn_duplicates(n: int, n_unique: int, calls: list[dict], signature: Signat
 
     what = ""
     if signature.ignore:  # how many differ only in what ``ignore=`` leaves out
-        n_full = len(set(_hashing.pset_ids(calls)))
-        if n_full > n_unique:
+        try:
+            n_full = len(set(_hashing.pset_ids(calls)))
+        except HashingError:  # ignored values need not be hashable
+            n_full = n_unique + 1
+            what = (f" (some may differ only in the ignored argument(s) "
+                    f"{sorted(signature.ignore)}: each ran with the first one's values)")
+        if n_full > n_unique and not what:
             what = (f" ({n_full - n_unique} of them differ only in the ignored "
                     f"argument(s) {sorted(signature.ignore)}: each ran with the first "
                     "one's values)")
@@ -225,7 +234,22 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-def pickle_function(func: Callable, payload: dict, by_value: Sequence[str] = ()) -> bytes:
+def _request(plan_: Plan) -> tuple[list, list]:
+    """What ``pj.attach`` builds a run's Dataset from: ids and psets, callables by label."""
+    if not plan_.by_value:
+        return plan_.ids, plan_.psets
+    recorded = _callables.recorded(dict(enumerate(plan_.psets)))
+    return plan_.ids, list(recorded.values())
+
+
+def _tasks_blob(tasks: list, by_value: Sequence[str] = ()) -> bytes:
+    """Tasks whose values include the user's functions or objects, for the worker:
+    pickled by value, as the function is."""
+    return pickle_function(None, tasks, by_value, what="the psets' values")
+
+
+def pickle_function(func: Callable | None, payload: Any, by_value: Sequence[str] = (),
+                    what: str | None = None) -> bytes:
     """cloudpickle the payload, naming the offending global when that fails.
 
     The modules ``by_value`` (the user's, as the identity found them) are pickled by
@@ -244,10 +268,11 @@ def pickle_function(func: Callable, payload: dict, by_value: Sequence[str] = ())
             registered.append(module)
         return _pickling.dumps(payload, protocol=5)  # code keeps its file names
     except Exception as exc:  # noqa: BLE001 - any pickling failure gets explained
-        culprit = _unpicklable_global(func)
+        culprit = _unpicklable_global(func) if func is not None else None
         where = f": the global {culprit!r} it uses cannot be pickled" if culprit else ""
+        what = what or repr(getattr(func, '__name__', func))
         raise SerializationError(
-            f"cannot send {getattr(func, '__name__', func)!r} to a worker{where} ({exc}). "
+            f"cannot send {what} to a worker{where} ({exc}). "
             "Create such objects inside the function, or pass what they need as "
             "parameters.") from exc
     finally:
@@ -300,6 +325,8 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
                                       "driver": _claims.me(), **backend.describe()})
     if plan_.ignored:  # recorded without them, by whichever process ingests the results
         rec["options"]["ignore"] = list(plan_.ignored)
+    if plan_.by_value:  # a retry sends them as the first attempt did
+        rec["options"]["by_value"] = True
     log.debug("run %s: %d psets to run, %d cached", run_id, len(tasks), len(plan_.found))
     started = registered = False
     fields = {k: v for k, v in rec.items() if k not in ("run_id", "func_id")}
@@ -309,9 +336,9 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
                    "timeout_s": options["timeout"], "capture": options["capture"],
                    "batch": options.get("batch")}
         _write(rd, PAYLOAD, pickle_function(func, payload, by_value))
-        _write(rd, TASKS, tasks)
+        _write(rd, TASKS, _tasks_blob(tasks, by_value) if plan_.by_value else tasks)
         if request:
-            _write(rd, REQUEST, (plan_.ids, plan_.psets))
+            _write(rd, REQUEST, _request(plan_))
         if backend.name == "inprocess":
             # Runs to the end inside start(): running (alive while this process lives
             # and has not written ``exit``) before it starts.
@@ -356,7 +383,7 @@ def record_cached(store: Store, *, func_id: str, name: str, plan_: Plan) -> dict
     if existing is not None:
         return existing
     run_dir = os.path.join(store.root, "runs", run_id)
-    _write(RunDir(run_dir).make(results=False), REQUEST, (plan_.ids, plan_.psets))
+    _write(RunDir(run_dir).make(results=False), REQUEST, _request(plan_))
     now = time.time()
     rec = dict(run_id=run_id, func_id=func_id, name=name, host="local",
                backend="inprocess", run_dir=run_dir, state="done", total=len(plan_.ids),
@@ -457,15 +484,14 @@ class LiveRun:
         return self._kwargs
 
     def _params(self) -> dict[str, dict]:
-        """The tasks' parameters as recorded: without the arguments ``ignore=`` names
-        (failures keep them: a retry passes them again)."""
+        """The tasks' parameters as recorded: without the arguments ``ignore=`` names,
+        functions and classes by their labels (a retry passes the tasks themselves)."""
         tasks = self.tasks()
-        ignored = (self.rec.get("options") or {}).get("ignore")
-        if not ignored:
+        options = self.rec.get("options") or {}
+        if not options.get("by_value"):
             return tasks
         if self._stripped is None or self._stripped[0] is not tasks:  # once per task set
-            self._stripped = (tasks, {pid: {k: v for k, v in kw.items() if k not in ignored}
-                                      for pid, kw in tasks.items()})
+            self._stripped = (tasks, _callables.recorded(tasks, options.get("ignore")))
         return self._stripped[1]
 
     def _await_start(self, timeout_s: float) -> bool:
@@ -591,8 +617,10 @@ class LiveRun:
         # their records stand for this attempt's until it accounts for them
         self.store.ingest(self.rec["func_id"], self.run_id,
                           [dict(f, retried=attempt) for f in failed])
-        tasks = [(f["pset_id"], f.get("kwargs", {})) for f in failed]
-        name = _write(self.rd, RETRY.format(attempt), tasks)
+        known = self.tasks()  # what was passed (failures record it as recorded)
+        tasks = [(f["pset_id"], known.get(f["pset_id"], f.get("kwargs", {}))) for f in failed]
+        name = _write(self.rd, RETRY.format(attempt),
+                      _tasks_blob(tasks) if options.get("by_value") else tasks)
         self._kwargs = None
         from collections import Counter
 
@@ -616,6 +644,7 @@ class LiveRun:
         tasks = self.tasks()
         if not tasks:
             return 0
+        params = self._params()
         found = self.store.lookup(self.rec["func_id"], list(tasks))
         reported = {f["pset_id"] for f in self.store.failures(run_id=self.run_id)
                     if not f.get("retried")}  # an earlier attempt's, retried since
@@ -643,7 +672,7 @@ class LiveRun:
                                      "reporting this pset (killed?)", "lost")
             if why is not None and why.get("log_path"):
                 rec["log_path"] = why["log_path"]
-            rec["kwargs"], rec["run_id"] = tasks[pid], self.run_id
+            rec["kwargs"], rec["run_id"] = params.get(pid, {}), self.run_id
             recs.append(rec)
         self.store.ingest(self.rec["func_id"], self.run_id, recs)
         return len(recs)

@@ -19,6 +19,9 @@ dict with other keys                   ``M[(k, v), ...]``, sorted by encoding
 set, frozenset                         ``S[a, b]``, sorted by encoding, deduplicated
 ``pathlib.PurePath``                   ``path('a/b')`` (its POSIX form)
 ``numpy.ndarray``                      ``ndarray('<f8', [2, 3], '<blake2b-256 hex>')``
+``pd.NA``, ``pd.NaT``                  ``None`` (the missing value)
+function, class, ufunc                 ``callable('<identity hex>')`` (:mod:`._callables`)
+``functools.partial``                  ``partial(<callable>, [args], D(..)(..))``
 =====================================  ===============================================
 
 Arrays are hashed by canonical (little-endian) dtype, shape and C-order content, with
@@ -40,6 +43,7 @@ from collections.abc import Iterable, Mapping
 from operator import itemgetter
 from typing import Any
 
+from . import _callables
 from ._errors import HashingError
 
 __all__ = ["canonical_bytes", "pset_id", "pset_ids"]
@@ -47,7 +51,7 @@ __all__ = ["canonical_bytes", "pset_id", "pset_ids"]
 _SIMPLE = frozenset({str, int, float, bool, type(None)})
 _USE = (
     "use str, int, float, bool, None, lists, tuples, dicts, sets, bytes, "
-    "numpy scalars or arrays"
+    "numpy scalars or arrays, functions or classes"
 )
 _DIGITS = 500  # chunk for ints over sys.get_int_max_str_digits() (640 at the least)
 _CHUNK = 10**_DIGITS
@@ -57,6 +61,7 @@ _MAX_BYTES = {"f": 8, "c": 16}  # wider floats are long doubles
 # key tuple (in the pset's order) -> (getter of values in sorted key order, header),
 # or None when the keys are not all exact str and the general walk must run.
 _key_cache: dict[tuple, tuple | None] = {}
+_PANDAS_MISSING = frozenset({"NAType", "NaTType"})
 _BLAKE2B_16 = hashlib.blake2b(digest_size=16)
 
 
@@ -84,6 +89,7 @@ def canonical_bytes(obj: Any) -> bytes:
     >>> canonical_bytes({"b": 1.0, "a": [1, "x"]})
     b"D('a', 'b')([1, 'x'], 1.0)"
     """
+    _callables.forget()  # a helper may have been edited since the last call
     return _enc(obj, None, set()).encode("ascii")
 
 
@@ -131,6 +137,7 @@ def pset_ids(psets: Iterable[Mapping[str, Any]]) -> list[str]:
     >>> len(set(ids))
     3
     """
+    _callables.forget()  # a helper may have been edited since the last call
     out: list[str] = []
     append = out.append
     fresh = _BLAKE2B_16.copy  # copying a template beats parsing digest_size each time
@@ -292,6 +299,10 @@ def _enc_other(x: Any, path: Any, active: set) -> str:
     pathlib = sys.modules.get("pathlib")
     if pathlib is not None and isinstance(x, pathlib.PurePath):
         return f"path({ascii(x.as_posix())})"
+    if callable(x) and _callables.is_value(x):
+        return _callables.token(x, lambda v: _enc(v, path, active))
+    if t.__name__ in _PANDAS_MISSING and t.__module__.startswith("pandas"):
+        return "None"  # pd.NA, pd.NaT: the missing value, as None
     raise _unsupported(x, path)
 
 
@@ -379,7 +390,9 @@ def _unsupported(x: Any, path: Any, hint: str = "") -> HashingError:
     for cls in type(x).__mro__:
         hint = hint or _HINTS.get(cls.__module__, "")
     if callable(x) and not hint:
-        hint = "pass a name (str) and look the object up inside your function"
+        hint = ("a bound method or callable object carries state no name describes: "
+                "pass the function or class itself, or a name (str) to look up inside "
+                "your function")
     tail = f"; {hint}" if hint else ""
     return HashingError(f"cannot hash {_where(path)} of type {_type_name(x)}: {_USE}{tail}")
 

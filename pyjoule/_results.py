@@ -36,6 +36,12 @@ def _label(v: Any) -> Any:
         return repr(v)
 
 
+def _callable_label(v: Any) -> Any:
+    from ._callables import is_value, label
+
+    return label(v) if callable(v) and is_value(v) else v
+
+
 def axis_from_values(values: Sequence[Any]) -> tuple[list, np.ndarray]:
     """Labels (numbers sorted, others first-seen) and one code per value."""
     lookup: dict[Any, int] = {}
@@ -47,6 +53,8 @@ def axis_from_values(values: Sequence[Any]) -> tuple[list, np.ndarray]:
         lookup = {}
         codes = [lookup.setdefault(_label(v), len(lookup)) for v in values]
     labels = list(lookup)
+    if any(map(callable, labels)):  # functions and classes go by name (API §1)
+        labels = [_callable_label(v) for v in labels]
     codes_arr = np.asarray(codes, dtype=np.int64)
     return _sorted_axis(labels, codes_arr)
 

@@ -78,3 +78,59 @@ def test_unknown_ignored_name_fails_at_decoration():
         pj.experiment(ignore=[1])(write_out)
     f = pj.experiment(ignore="verbose")(write_out)  # one name
     assert f._signature.ignore == {"verbose"}
+
+
+# ---------------------------------------------------------- callables as values
+def relu(x):
+    return max(x, 0.0)
+
+
+class Doubler:
+    def __call__(self, x):
+        return 2 * x
+
+
+def apply(act, x):
+    _log_call(f"{getattr(act, '__name__', 'obj')}:{x}")
+    return act()(x) if isinstance(act, type) else act(x)
+
+
+def test_functions_and_classes_are_values_labelled_by_name(cache_dir, call_log):
+    import math
+
+    f = pj.experiment(workers=2)(apply)
+    acts = [relu, math.fabs, Doubler, lambda x: x, lambda x: -x]
+    ds = f.map(pj.grid(act=acts, x=[-1.0, 3.0]))
+    labels = list(ds.act.values)
+    assert labels[:3] == ["test_day_one.relu", "math.fabs", "test_day_one.Doubler"]
+    assert labels[3].startswith("<lambda>@") and labels[4].startswith("<lambda>@")
+    assert labels[3] != labels[4]  # two lambdas, two labels
+    assert ds.result.sel(act=labels[4], x=3.0) == -3.0  # the function got the object
+    assert ds.result.sel(act="test_day_one.Doubler", x=-1.0) == -2.0
+    assert len(calls(call_log)) == 10
+    f.map(pj.grid(act=acts, x=[-1.0, 3.0]))
+    assert len(calls(call_log)) == 10  # all cached
+    table = f.table()
+    assert set(table["act"]) == set(labels)
+    assert list(pj.load(f).act.values) == labels
+
+
+def test_callable_values_are_keyed_by_their_code_across_processes(tmp_path):
+    source = """
+        import pyjoule as pj
+        from pyjoule._hashing import pset_id
+
+        def helper(x):
+            return x + {k}
+
+        print(pset_id({{"f": helper, "g": lambda x: x, "h": len}}))
+    """
+    ids = [run_script(tmp_path, source.format(k=k)).stdout.strip() for k in (1, 1, 2)]
+    assert ids[0] == ids[1]  # stable across processes
+    assert ids[0] != ids[2]  # an edited helper is another value
+
+
+def test_bound_methods_are_not_values(cache_dir):
+    f = pj.experiment(workers=0)(apply)
+    with pytest.raises(TypeError, match="bound method"):
+        f(act=[].append, x=1)
