@@ -134,3 +134,72 @@ def test_bound_methods_are_not_values(cache_dir):
     f = pj.experiment(workers=0)(apply)
     with pytest.raises(TypeError, match="bound method"):
         f(act=[].append, x=1)
+
+
+# ------------------------------------------------------------------ DataFrames
+def model(method, n=None, lr=0.1, shape=(1,), flag=False, tag="a"):
+    _log_call(f"{method}")
+    return {"score": len(method) + (n or 0)}
+
+
+def test_a_dataframe_is_a_space_also_inside_product(cache_dir, call_log):
+    import pandas as pd
+
+    df = pd.DataFrame({"method": ["EnKF", "PF", "PF"],
+                       "n": pd.array([10, None, 30], dtype="Int64"),
+                       "lr": [0.5, float("nan"), 0.25]})
+    f = pj.experiment(workers=2)(model)
+    ds = f.map(df)
+    assert len(calls(call_log)) == 3
+    assert list(ds.n.values) == [10, 30, None]  # ints stay ints, the NA is None
+    assert float(ds.score.sel({"method": "PF", "n": 30, "lr": 0.25})) == 32
+    ds = f.map(pj.product(df, pj.grid(flag=[False, True])))
+    assert ds.sizes["flag"] == 2 and len(calls(call_log)) == 6  # 3 cached
+    both = pj.grid(method="KF") + df.iloc[:1]
+    assert both == [{"method": "KF"}, {"method": "EnKF", "n": 10, "lr": 0.5}]
+    assert type(df.iloc[:1] + pj.grid(method="KF")) is pj.Space
+
+
+def test_pd_na_is_the_missing_value_none(cache_dir, call_log):
+    import pandas as pd
+
+    f = pj.experiment(workers=0)(model)
+    f(method="x", n=None)
+    f(method="x", n=pd.NA)
+    assert calls(call_log) == ["x"]
+
+
+# --------------------------------------------------------- the table's record
+def test_the_table_is_a_faithful_record(cache_dir, call_log):
+    f = pj.experiment(workers=2)(model)
+    space = (pj.grid(method=["b", "a"], n=[42, None, 43])
+             + [{"method": "c", "shape": (2, 3), "flag": True, "tag": "z", "lr": 1}]
+             + pj.grid(method="d", lr=[0.5, 2.0]))
+    f.map(space)
+    assert len(calls(call_log)) == 9
+    table = f.table()
+    assert table["_key"].is_unique and len(table) == 9
+    assert sorted(map(repr, table["n"])) == ["42", "42", "43", "43"] + ["None"] * 5
+    assert table["n"].dtype == object and {type(v) for v in table["n"]} == {int, type(None)}
+    lr = dict(zip(table["method"] + table["lr"].map(repr), table["lr"]))
+    assert type(lr["c1"]) is int and type(lr["d0.5"]) is float  # 1 stays 1, not 1.0
+    assert table["flag"].dtype == bool and table["tag"].tolist().count("z") == 1
+    assert tuple(table.loc[table.method == "c", "shape"].item()) == (2, 3)
+    # the parameter columns give every pset back: nothing is recomputed
+    params = ["method", "n", "lr", "shape", "flag", "tag"]
+    f.map(table[params])
+    assert len(calls(call_log)) == 9
+    assert f.table(table[params])["_key"].tolist() == table["_key"].tolist()
+    # rows of f.table(space) follow the space, in its order
+    mine = [{"method": "d", "lr": 2.0}, {"method": "a", "n": 43}, {"method": "b", "n": 42}]
+    assert f.table(mine)[["method", "n", "lr"]].values.tolist() == [
+        ["d", None, 2.0], ["a", 43, 0.1], ["b", 42, 0.1]]
+
+
+def test_table_rows_follow_first_computation(cache_dir):
+    f = pj.experiment(workers=0)(model)
+    for method in ["z", "y", "x"]:
+        f(method=method)
+    f.map([{"method": m} for m in ["w", "x", "v"]])
+    assert f.table()["method"].tolist() == ["z", "y", "x", "w", "v"]
+    assert f.table()["n"].tolist() == [None] * 5
