@@ -60,14 +60,16 @@ class Space(list):
     __pandas_priority__ = 5000
 
     def __add__(self, other: Any) -> Space:
-        other = _frame_or_none(other) or other
+        frame = _frame_or_none(other)
+        other = other if frame is None else frame
         if not isinstance(other, (list, tuple)):
             return NotImplemented
         return Space(list.__add__(self, list(other)))
 
     def __radd__(self, other: Any) -> Space:
         # Called before list.__add__ for ``list + Space``, as Space subclasses list.
-        other = _frame_or_none(other) or other
+        frame = _frame_or_none(other)
+        other = other if frame is None else frame
         if not isinstance(other, (list, tuple)):
             return NotImplemented
         return Space(list(other) + list(self))

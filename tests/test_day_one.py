@@ -203,3 +203,20 @@ def test_table_rows_follow_first_computation(cache_dir):
     f.map([{"method": m} for m in ["w", "x", "v"]])
     assert f.table()["method"].tolist() == ["z", "y", "x", "w", "v"]
     assert f.table()["n"].tolist() == [None] * 5
+
+
+def hang_once(x, marker, act=abs):
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        import time
+
+        time.sleep(120)  # killed by the timeout; the retry finds the marker
+    return act(x)
+
+
+def test_a_retry_passes_ignored_arguments_and_functions_again(cache_dir, tmp_path):
+    f = pj.experiment(workers=1, timeout=2, retries=1, ignore=["marker"])(hang_once)
+    marker = str(tmp_path / "marker")
+    ds = f.map([{"x": -3, "marker": marker, "act": lambda v: 10 * v}])
+    assert int(ds.result) == -30
+    assert "marker" not in f.table().columns
