@@ -18,12 +18,11 @@ import sqlite3
 import sys
 import time
 import uuid
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from . import _callables, _claims, _hashing, _interrupt, _pickling, _private, _records, _space, _unfinished
-from ._errors import HashingError, OptionError, SerializationError
+from . import _callables, _claims, _hashing, _keying, _interrupt, _pickling, _private, _records, _space, _unfinished
+from ._errors import OptionError, SerializationError
 from ._rundir import PAYLOAD, REQUEST, RETRY, TASKS, RunDir
 from ._store import Store
 
@@ -52,7 +51,7 @@ class Signature:
         self.required = [n for n in self.names if n not in self.defaults]
         self.var_kw = any(p.kind is kinds.VAR_KEYWORD for p in params)
         self.func_name = getattr(func, "__name__", "function")
-        self.ignore = _ignored_names(ignore, self)
+        self.ignore = _keying.ignored_names(ignore, self)
         self._plans: dict[tuple, dict] = {}
 
     def keyed(self, psets: list[dict]) -> list[dict]:
@@ -93,23 +92,6 @@ class Signature:
                 f"(it takes {self.names}){hint}")
 
 
-def _ignored_names(ignore: Any, sig: Signature) -> frozenset:
-    """Check ``ignore=`` at decoration: names of the function's parameters."""
-    if isinstance(ignore, str):
-        ignore = [ignore]
-    if not isinstance(ignore, (list, tuple, set, frozenset)) or not all(
-            isinstance(n, str) for n in ignore):
-        raise OptionError(f"option ignore={ignore!r} is not valid: expected a list of "
-                          f"argument names of {sig.func_name}(), e.g. ignore=['verbose']")
-    for name in ignore:
-        if name not in sig.names and not sig.var_kw:
-            close = difflib.get_close_matches(name, sig.names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise OptionError(f"ignore={list(ignore)!r}: {sig.func_name}() has no argument "
-                              f"{name!r} (it takes {sig.names}){hint}")
-    return frozenset(ignore)
-
-
 # ---------------------------------------------------------------------- plan
 @dataclass
 class Plan:
@@ -148,7 +130,7 @@ def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
         for i, pid in enumerate(ids):
             first.setdefault(pid, i)
         if warn:
-            _warn_duplicates(len(ids), len(first), calls, signature)
+            _keying.warn_duplicates(len(ids), len(first), calls, signature)
         psets = [psets[i] for i in first.values()]
         calls = [calls[i] for i in first.values()]
         ids = list(first)
@@ -180,30 +162,6 @@ def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
     return result
 
 
-def _warn_duplicates(n: int, n_unique: int, calls: list[dict], signature: Signature) -> None:
-    """One warning for the psets a call collapsed (API §1), at the user's line."""
-    from ._api import _user_stacklevel
-
-    what = ""
-    if signature.ignore:  # how many differ only in what ``ignore=`` leaves out
-        try:
-            n_full = len(set(_hashing.pset_ids(calls)))
-        except HashingError:  # ignored values need not be hashable
-            n_full = n_unique + 1
-            what = (f" (some may differ only in the ignored argument(s) "
-                    f"{sorted(signature.ignore)}: each ran with the first one's values)")
-        if n_full > n_unique and not what:
-            what = (f" ({n_full - n_unique} of them differ only in the ignored "
-                    f"argument(s) {sorted(signature.ignore)}: each ran with the first "
-                    "one's values)")
-    warnings.warn(
-        f"{n - n_unique} of the {n} psets repeat an earlier pset of this call and were "
-        f"collapsed{what}: each distinct pset runs once (results are cached by pset). "
-        "To repeat a computation, put the repetitions on an axis of their own, e.g. "
-        "pj.grid(..., seed=range(10)) or rep=range(10)",
-        UserWarning, stacklevel=_user_stacklevel())
-
-
 def abandon(store: Store, plan_: Plan) -> None:
     """Release what ``plan_`` claimed, when its run will not be started after all."""
     if plan_.run_id is not None:
@@ -232,14 +190,6 @@ def report_identity_change(store: Store, name: str, identity) -> None:
 # -------------------------------------------------------------------- launch
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-
-
-def _request(plan_: Plan) -> tuple[list, list]:
-    """What ``pj.attach`` builds a run's Dataset from: ids and psets, callables by label."""
-    if not plan_.by_value:
-        return plan_.ids, plan_.psets
-    recorded = _callables.recorded(dict(enumerate(plan_.psets)))
-    return plan_.ids, list(recorded.values())
 
 
 def _tasks_blob(tasks: list, by_value: Sequence[str] = ()) -> bytes:
@@ -338,7 +288,7 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
         _write(rd, PAYLOAD, pickle_function(func, payload, by_value))
         _write(rd, TASKS, _tasks_blob(tasks, by_value) if plan_.by_value else tasks)
         if request:
-            _write(rd, REQUEST, _request(plan_))
+            _write(rd, REQUEST, _keying.request(plan_))
         if backend.name == "inprocess":
             # Runs to the end inside start(): running (alive while this process lives
             # and has not written ``exit``) before it starts.
@@ -383,7 +333,7 @@ def record_cached(store: Store, *, func_id: str, name: str, plan_: Plan) -> dict
     if existing is not None:
         return existing
     run_dir = os.path.join(store.root, "runs", run_id)
-    _write(RunDir(run_dir).make(results=False), REQUEST, _request(plan_))
+    _write(RunDir(run_dir).make(results=False), REQUEST, _keying.request(plan_))
     now = time.time()
     rec = dict(run_id=run_id, func_id=func_id, name=name, host="local",
                backend="inprocess", run_dir=run_dir, state="done", total=len(plan_.ids),
