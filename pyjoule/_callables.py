@@ -27,7 +27,6 @@ import types
 
 __all__ = ["is_value", "label", "token"]
 
-_FUNCTIONS = (types.FunctionType, types.BuiltinFunctionType)
 _MEMO_MAX = 256
 # id -> (object, token): one pset_ids call hashes the same callable once per pset; the
 # object is kept so that its id stays its own while remembered

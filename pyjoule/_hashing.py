@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import types
 from collections.abc import Iterable, Mapping
 from operator import itemgetter
 from typing import Any
@@ -62,6 +63,8 @@ _MAX_BYTES = {"f": 8, "c": 16}  # wider floats are long doubles
 # or None when the keys are not all exact str and the general walk must run.
 _key_cache: dict[tuple, tuple | None] = {}
 _PANDAS_MISSING = frozenset({"NAType", "NaTType"})
+# plain scalars with functions or classes: still (nearly) the fast path
+_VALUE_TYPES = _SIMPLE | {types.FunctionType, types.BuiltinFunctionType, type}
 _BLAKE2B_16 = hashlib.blake2b(digest_size=16)
 
 
@@ -154,6 +157,8 @@ def pset_ids(psets: Iterable[Mapping[str, Any]]) -> list[str]:
                 values = entry[0](pset)
                 if simple(map(type, values)):
                     text = _fast_text(entry[1], values)
+                elif _VALUE_TYPES.issuperset(map(type, values)):
+                    text = _callables_text(entry[1], values)
         if text is None:
             text = _pset_text(pset)
         hasher = fresh()
@@ -191,6 +196,29 @@ def _fast_text(header: str, values: tuple) -> bytes | None:
         return (header + ascii(values)).encode("ascii")
     except ValueError:  # an int longer than sys.get_int_max_str_digits()
         return None
+
+
+class _Text(str):
+    """Canonical text that ``repr`` leaves as it is (a callable's token in a tuple)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str.__str__(self)
+
+
+def _callables_text(header: str, values: tuple) -> bytes | None:
+    """Plain scalars and functions or classes (``act=relu``): the fast path's text with
+    each callable's token, which the general walk would give; None to fall back."""
+    parts = []
+    for v in values:
+        if type(v) in _SIMPLE:
+            parts.append(v)
+        elif _callables.is_value(v):  # not a bound builtin method
+            parts.append(_Text(_callables.token(v, None)))
+        else:
+            return None
+    return _fast_text(header, tuple(parts))
 
 
 def _pset_text(pset: Any) -> bytes:

@@ -220,3 +220,17 @@ def test_a_retry_passes_ignored_arguments_and_functions_again(cache_dir, tmp_pat
     ds = f.map([{"x": -3, "marker": marker, "act": lambda v: 10 * v}])
     assert int(ds.result) == -30
     assert "marker" not in f.table().columns
+
+
+def test_psets_of_functions_hash_alike_on_the_fast_path_and_the_walk():
+    import math
+    from collections import OrderedDict
+
+    from pyjoule._hashing import pset_ids
+
+    psets = [{"a": 1, "act": relu, "cls": Doubler, "b": "é"}, {"f": math.fabs},
+             {"x": None, "g": lambda v: v}, {"m": [].append}]
+    for pset in psets[:3]:  # OrderedDict is not a dict: it takes the general walk
+        assert pset_ids([pset]) == pset_ids([OrderedDict(pset)])
+    with pytest.raises(TypeError, match="bound method"):
+        pset_ids(psets[3:])
