@@ -10,12 +10,13 @@ Lambdas are keyed by their bytecode too (two on one line share their source), so
 lambda's key holds within one Python minor version.
 
 In Dataset coordinates and tables a callable is a *label*: its qualified name
-(``helpers.drag``; ``drag`` for one of ``__main__`` or a notebook; ``numpy.sin``),
-for lambdas and locally defined functions, whose names are not unique, the last part
-of the name, ``@`` and 8 hex digits of its key (``<lambda>@1f2e3d4c``, ``inner@..``). A library's other callable objects
-count when they are found under their own name in their module (``np.mean``). Bound
-methods and other callable instances carry state that no name describes: they are not
-valid values.
+(``helpers.drag``; ``drag`` for one of ``__main__`` or a notebook; ``numpy.sin``); for
+lambdas and locally defined functions, whose names are not unique, the last part of
+the name, ``@`` and 8 hex digits of its key (``<lambda>@1f2e3d4c``, ``inner@..``).
+
+A library's other callable objects count when they are found under their own name in
+their module (``np.mean``). Bound methods and other callable instances carry state
+that no name describes: they are not valid values.
 """
 
 from __future__ import annotations

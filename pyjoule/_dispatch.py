@@ -21,7 +21,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from . import _callables, _claims, _hashing, _keying, _interrupt, _pickling, _private, _records, _space, _unfinished
+from . import (_callables, _claims, _hashing, _interrupt, _keying, _pickling, _private,
+               _records, _space, _unfinished)
 from ._errors import OptionError, SerializationError
 from ._rundir import PAYLOAD, REQUEST, RETRY, TASKS, RunDir
 from ._store import Store
