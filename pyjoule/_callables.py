@@ -159,3 +159,20 @@ def recorded(tasks: dict[str, dict], ignore=None) -> dict[str, dict]:
         out[pid] = {k: label(v) if callable(v) and is_value(v) else v
                     for k, v in kwargs.items() if k not in drop}
     return out
+
+
+def user_modules(kwargs_list) -> tuple[str, ...]:
+    """The user's modules (not ``__main__``) that function or class values come from:
+    sent by value with the tasks, as a worker elsewhere may not import them."""
+    names = set()
+    for kwargs in kwargs_list:
+        for v in kwargs.values():
+            while isinstance(v, functools.partial):
+                v = v.func
+            if not callable(v) or not is_value(v):
+                continue
+            module = getattr(v, "__module__", None)
+            if isinstance(module, str) and module != "__main__" and module in sys.modules \
+                    and _is_user(v, module):
+                names.add(module)
+    return tuple(sorted(names))

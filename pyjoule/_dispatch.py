@@ -196,7 +196,8 @@ def new_run_id() -> str:
 def _tasks_blob(tasks: list, by_value: Sequence[str] = ()) -> bytes:
     """Tasks whose values include the user's functions or objects, for the worker:
     pickled by value, as the function is."""
-    return pickle_function(None, tasks, by_value, what="the psets' values")
+    modules = _callables.user_modules(kwargs for _, kwargs in tasks)
+    return pickle_function(None, tasks, (*by_value, *modules), what="the psets' values")
 
 
 def pickle_function(func: Callable | None, payload: Any, by_value: Sequence[str] = (),
