@@ -82,7 +82,8 @@ def _encode(values: Sequence[Any], types: set, exact: bool = False) -> tuple[str
     if types == {np.ndarray}:
         shapes = {v.shape for v in values}
         kinds = {v.dtype.kind for v in values}
-        if len(shapes) == 1 and kinds <= set("biuf"):
+        one_dtype = not exact or len({v.dtype for v in values}) == 1  # int32 stays int32
+        if len(shapes) == 1 and kinds <= set("biuf") and one_dtype:
             return "arr", np.stack(values), None
     return "obj", list(values), None
 
@@ -136,7 +137,8 @@ def concat(cols: Sequence[tuple], exact: bool = False) -> tuple:
         bools = {c[1].dtype.kind.replace("u", "i") for c in cols if c[0] == "num"}
     if kinds == {"num"} and len(bools) == 1:  # never let True become 1
         return "num", np.concatenate([c[1] for c in cols]), mask, None
-    if kinds == {"arr"} and len({c[1].shape[1:] for c in cols}) == 1:
+    if kinds == {"arr"} and len({c[1].shape[1:] for c in cols}) == 1 and (
+            not exact or len({c[1].dtype for c in cols}) == 1):
         return "arr", np.concatenate([c[1] for c in cols]), mask, None
     if kinds == {"cat"}:
         lookup: dict[Any, int] = {}

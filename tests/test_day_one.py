@@ -234,3 +234,16 @@ def test_psets_of_functions_hash_alike_on_the_fast_path_and_the_walk():
         assert pset_ids([pset]) == pset_ids([OrderedDict(pset)])
     with pytest.raises(TypeError, match="bound method"):
         pset_ids(psets[3:])
+
+
+def test_array_parameters_keep_their_dtype_in_the_table(cache_dir, call_log):
+    import numpy as np
+
+    f = pj.experiment(workers=0)(model)
+    space = [{"method": "m", "shape": np.array([1, 2], dtype=np.int32)},
+             {"method": "m", "shape": np.array([1, 2], dtype=np.int64)}]
+    f.map(space)
+    table = f.table()
+    assert [a.dtype for a in table["shape"]] == [np.int32, np.int64]
+    f.map(table[["method", "shape"]])
+    assert len(calls(call_log)) == 2  # both found again
