@@ -203,8 +203,8 @@ def product(*spaces: Any) -> Space:
 
     Parameters
     ----------
-    *spaces : Space, list of dict or dict
-        A dict counts as a space of one pset.
+    *spaces : Space, list of dict, dict or pandas.DataFrame
+        A dict counts as a space of one pset; a DataFrame as one pset per row.
 
     Returns
     -------
@@ -239,8 +239,8 @@ def as_psets(space: Any) -> list[dict]:
 
     Parameters
     ----------
-    space : Space, list or tuple of dict, dict, or iterable of dict
-        A single dict is one pset.
+    space : Space, list or tuple of dict, dict, pandas.DataFrame, or iterable of dict
+        A single dict is one pset; a DataFrame one pset per row.
 
     Returns
     -------
