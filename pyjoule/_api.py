@@ -245,15 +245,16 @@ class Experiment(OptionsMethod):
 
     # -------------------------------------------------------------- the cache
     def table(self, space: Any = None, output: bool = False):
-        """A ``pandas.DataFrame`` with one row per cached pset (of ``space``, if given);
-        ``output=True`` adds what each printed (``_stdout``, ``_stderr``)."""
+        """A ``pandas.DataFrame`` with one row per cached pset: of ``space`` in its order,
+        else all, in the order they were first computed; ``output=True`` adds what each
+        printed (``_stdout``, ``_stderr``)."""
         from ._results import table_for
 
         store = self._store()
         func_id = self._func_id_for(store)
         ids = None
         if space is not None:
-            plan = _dispatch.plan(None, func_id, self._signature, space)
+            plan = _dispatch.plan(None, func_id, self._signature, space, warn=False)
             ids = plan.ids
         return table_for(store, func_id, ids, output=output)
 

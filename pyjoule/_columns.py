@@ -15,6 +15,10 @@ kind     data                                   extra
 ``mask`` is ``None`` when every row has a value, else a bool array (True = present).
 Columns are built once, when results are ingested, so assembling a Dataset of 100,000
 results is a handful of numpy calls.
+
+Parameter columns are built ``exact``: ints and floats mixed in one column stay Python
+objects (``1`` and ``1.0`` are different psets, API §5), where a result column becomes
+float64 (a function returning ``0`` or ``0.5`` gives one numeric variable).
 """
 
 from __future__ import annotations
@@ -41,8 +45,9 @@ _FLOATS = (float, np.floating)
 _BOOLS = (bool, np.bool_)
 
 
-def build(values: Sequence[Any]) -> tuple:
-    """The column of ``values`` (which may contain ``MISSING``)."""
+def build(values: Sequence[Any], exact: bool = False) -> tuple:
+    """The column of ``values`` (which may contain ``MISSING``); ``exact``: never turn
+    an int into a float (parameter columns)."""
     types = set(map(type, values))
     mask = None
     if _Missing in types:
@@ -51,13 +56,13 @@ def build(values: Sequence[Any]) -> tuple:
         present = [v for v in values if v is not MISSING]
     else:
         present = values
-    kind, data, extra = _encode(present, types)
+    kind, data, extra = _encode(present, types, exact)
     if mask is not None:
         data = _spread(kind, data, mask)
     return kind, data, mask, extra
 
 
-def _encode(values: Sequence[Any], types: set) -> tuple[str, Any, Any]:
+def _encode(values: Sequence[Any], types: set, exact: bool = False) -> tuple[str, Any, Any]:
     if types and all(issubclass(t, _BOOLS) for t in types):
         return "num", np.array(values, dtype=bool), None
     if types and all(issubclass(t, _INTS) and not issubclass(t, _BOOLS) for t in types):
@@ -67,7 +72,8 @@ def _encode(values: Sequence[Any], types: set) -> tuple[str, Any, Any]:
             return "obj", list(values), None
     if types and all(issubclass(t, _INTS + _FLOATS) and not issubclass(t, _BOOLS)
                      for t in types):
-        return "num", np.array(values, dtype=np.float64), None
+        if not (exact and any(issubclass(t, _INTS) for t in types)):
+            return "num", np.array(values, dtype=np.float64), None
     if types and all(issubclass(t, str) for t in types):
         lookup: dict[str, int] = {}
         codes = np.fromiter((lookup.setdefault(v, len(lookup)) for v in values),
@@ -76,7 +82,8 @@ def _encode(values: Sequence[Any], types: set) -> tuple[str, Any, Any]:
     if types == {np.ndarray}:
         shapes = {v.shape for v in values}
         kinds = {v.dtype.kind for v in values}
-        if len(shapes) == 1 and kinds <= set("biuf"):
+        one_dtype = not exact or len({v.dtype for v in values}) == 1  # int32 stays int32
+        if len(shapes) == 1 and kinds <= set("biuf") and one_dtype:
             return "arr", np.stack(values), None
     return "obj", list(values), None
 
@@ -116,8 +123,8 @@ def present(col: tuple) -> np.ndarray:
     return np.ones(len(data), bool)
 
 
-def concat(cols: Sequence[tuple]) -> tuple:
-    """One column from several, unifying their kinds."""
+def concat(cols: Sequence[tuple], exact: bool = False) -> tuple:
+    """One column from several, unifying their kinds (``exact``: as :func:`build`)."""
     if len(cols) == 1:
         return cols[0]
     kinds = {c[0] for c in cols}
@@ -126,9 +133,12 @@ def concat(cols: Sequence[tuple]) -> tuple:
     mask = np.concatenate(masks)
     mask = None if mask.all() else mask
     bools = {c[1].dtype.kind == "b" for c in cols if c[0] == "num"}
+    if exact:  # ints and floats do not mix (into floats) either
+        bools = {c[1].dtype.kind.replace("u", "i") for c in cols if c[0] == "num"}
     if kinds == {"num"} and len(bools) == 1:  # never let True become 1
         return "num", np.concatenate([c[1] for c in cols]), mask, None
-    if kinds == {"arr"} and len({c[1].shape[1:] for c in cols}) == 1:
+    if kinds == {"arr"} and len({c[1].shape[1:] for c in cols}) == 1 and (
+            not exact or len({c[1].dtype for c in cols}) == 1):
         return "arr", np.concatenate([c[1] for c in cols]), mask, None
     if kinds == {"cat"}:
         lookup: dict[Any, int] = {}
@@ -142,7 +152,7 @@ def concat(cols: Sequence[tuple]) -> tuple:
     for c in cols:
         values.extend(to_objects(c))
     assert len(values) == n
-    return build(values)
+    return build(values, exact)
 
 
 def to_objects(col: tuple) -> list:

@@ -21,7 +21,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from . import _claims, _hashing, _interrupt, _pickling, _private, _records, _space, _unfinished
+from . import (_callables, _claims, _hashing, _interrupt, _keying, _pickling, _private,
+               _records, _space, _unfinished)
 from ._errors import OptionError, SerializationError
 from ._rundir import PAYLOAD, REQUEST, RETRY, TASKS, RunDir
 from ._store import Store
@@ -37,9 +38,10 @@ _logged_changes: set[tuple[str, str]] = set()
 
 # ----------------------------------------------------------------- signature
 class Signature:
-    """What the function accepts: names in order, defaults, whether it has ``**kw``."""
+    """What the function accepts: names in order, defaults, whether it has ``**kw``,
+    and the arguments named by ``ignore=``: passed to the function, left out of the key."""
 
-    def __init__(self, func: Callable, ignore: Sequence[str] = ()):  # ignore: issue #15 item 1
+    def __init__(self, func: Callable, ignore: Any = ()):
         sig = inspect.signature(func)
         params = sig.parameters.values()
         kinds = inspect.Parameter
@@ -50,7 +52,15 @@ class Signature:
         self.required = [n for n in self.names if n not in self.defaults]
         self.var_kw = any(p.kind is kinds.VAR_KEYWORD for p in params)
         self.func_name = getattr(func, "__name__", "function")
+        self.ignore = _keying.ignored_names(ignore, self)
         self._plans: dict[tuple, dict] = {}
+
+    def keyed(self, psets: list[dict]) -> list[dict]:
+        """The psets as they are keyed and recorded: without the ignored arguments."""
+        if not self.ignore:
+            return psets
+        drop = self.ignore
+        return [{k: v for k, v in p.items() if k not in drop} for p in psets]
 
     def normalise(self, psets: Sequence[dict]) -> list[dict]:
         """Psets with defaults filled in; unknown or missing arguments raise."""
@@ -93,30 +103,43 @@ class Plan:
     in_flight: list[dict] = field(default_factory=list)  # run records to attach to
     to_run: list[int] = field(default_factory=list)  # indices into psets
     run_id: str | None = None  # the run registered (``starting``) for ``to_run``
+    #: the keyword arguments passed, when they differ from ``psets`` (``ignore=``)
+    calls: list[dict] | None = None
+    ignored: tuple[str, ...] = ()  # the names ``psets`` leaves out of ``calls``
+    #: values that plain pickle cannot send (functions, ignored objects): cloudpickle
+    by_value: bool = False
 
 
 def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
-         limit: int | None = None, run: dict | None = None) -> Plan:
+         limit: int | None = None, run: dict | None = None, warn: bool = True) -> Plan:
     """Normalise, hash and split ``space`` (fast: 1,000,000 psets in seconds).
 
     With a store, the psets to run are claimed, in the same transaction, for a new
     run registered ``starting`` (``Plan.run_id``; ``run``: its registry fields), and
     psets other live runs have claimed are left to them (``in_flight``): follow the
     plan with :func:`launch`, or :func:`abandon` it. A plan that finds everything
-    cached writes nothing.
+    cached writes nothing. Duplicates run once; ``warn``: say so (``UserWarning``).
     """
-    psets = signature.normalise(_space.as_psets(space))
+    calls = signature.normalise(_space.as_psets(space))
+    psets = signature.keyed(calls)  # ``calls`` itself unless arguments are ignored
+    n_callables = _callables.seen
     ids = _hashing.pset_ids(psets)
+    by_value = bool(signature.ignore) or _callables.seen != n_callables
     first = dict(zip(ids, range(len(ids))))  # later duplicates overwrite ...
     if len(first) != len(ids):  # ... so keep the first occurrence explicitly
         first = {}
         for i, pid in enumerate(ids):
             first.setdefault(pid, i)
+        if warn:
+            _keying.warn_duplicates(len(ids), len(first), calls, signature)
         psets = [psets[i] for i in first.values()]
+        calls = [calls[i] for i in first.values()]
         ids = list(first)
     found = {} if store is None else store.verify_present(store.lookup(func_id, ids))
     missing = [i for i, pid in enumerate(ids) if pid not in found]
-    result = Plan(func_id, psets, ids, found)
+    result = Plan(func_id, psets, ids, found, by_value=by_value)
+    if signature.ignore:
+        result.calls, result.ignored = calls, tuple(sorted(signature.ignore))
     if store is not None and missing:
         registered: dict = {}
         try:
@@ -170,7 +193,15 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
 
 
-def pickle_function(func: Callable, payload: dict, by_value: Sequence[str] = ()) -> bytes:
+def _tasks_blob(tasks: list, by_value: Sequence[str] = ()) -> bytes:
+    """Tasks whose values include the user's functions or objects, for the worker:
+    pickled by value, as the function is."""
+    modules = _callables.user_modules(kwargs for _, kwargs in tasks)
+    return pickle_function(None, tasks, (*by_value, *modules), what="the psets' values")
+
+
+def pickle_function(func: Callable | None, payload: Any, by_value: Sequence[str] = (),
+                    what: str | None = None) -> bytes:
     """cloudpickle the payload, naming the offending global when that fails.
 
     The modules ``by_value`` (the user's, as the identity found them) are pickled by
@@ -189,10 +220,11 @@ def pickle_function(func: Callable, payload: dict, by_value: Sequence[str] = ())
             registered.append(module)
         return _pickling.dumps(payload, protocol=5)  # code keeps its file names
     except Exception as exc:  # noqa: BLE001 - any pickling failure gets explained
-        culprit = _unpicklable_global(func)
+        culprit = _unpicklable_global(func) if func is not None else None
         where = f": the global {culprit!r} it uses cannot be pickled" if culprit else ""
+        what = what or repr(getattr(func, '__name__', func))
         raise SerializationError(
-            f"cannot send {getattr(func, '__name__', func)!r} to a worker{where} ({exc}). "
+            f"cannot send {what} to a worker{where} ({exc}). "
             "Create such objects inside the function, or pass what they need as "
             "parameters.") from exc
     finally:
@@ -233,7 +265,8 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     if run_id is None:  # plan() claims the psets; without a store it cannot
         raise ValueError("launch() needs a plan made with a store (it claims the psets)")
     run_dir = os.path.join(store.root, "runs", run_id)
-    tasks = [(plan_.ids[i], plan_.psets[i]) for i in plan_.to_run]
+    calls = plan_.psets if plan_.calls is None else plan_.calls
+    tasks = [(plan_.ids[i], calls[i]) for i in plan_.to_run]
     host = options.get("host")
     rec = dict(run_id=run_id, func_id=func_id, name=name,
                host=getattr(host, "target", host) or "local",
@@ -242,6 +275,10 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
                workers=options["workers"], submitted=time.time(), finished=None,
                job_ids=None, options={"retries": options["retries"], "attempt": 0,
                                       "driver": _claims.me(), **backend.describe()})
+    if plan_.ignored:  # recorded without them, by whichever process ingests the results
+        rec["options"]["ignore"] = list(plan_.ignored)
+    if plan_.by_value:  # a retry sends them as the first attempt did
+        rec["options"]["by_value"] = True
     log.debug("run %s: %d psets to run, %d cached", run_id, len(tasks), len(plan_.found))
     started = registered = False
     fields = {k: v for k, v in rec.items() if k not in ("run_id", "func_id")}
@@ -251,9 +288,9 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
                    "timeout_s": options["timeout"], "capture": options["capture"],
                    "batch": options.get("batch")}
         _write(rd, PAYLOAD, pickle_function(func, payload, by_value))
-        _write(rd, TASKS, tasks)
+        _write(rd, TASKS, _tasks_blob(tasks, by_value) if plan_.by_value else tasks)
         if request:
-            _write(rd, REQUEST, (plan_.ids, plan_.psets))
+            _write(rd, REQUEST, _keying.request(plan_))
         if backend.name == "inprocess":
             # Runs to the end inside start(): running (alive while this process lives
             # and has not written ``exit``) before it starts.
@@ -298,7 +335,7 @@ def record_cached(store: Store, *, func_id: str, name: str, plan_: Plan) -> dict
     if existing is not None:
         return existing
     run_dir = os.path.join(store.root, "runs", run_id)
-    _write(RunDir(run_dir).make(results=False), REQUEST, (plan_.ids, plan_.psets))
+    _write(RunDir(run_dir).make(results=False), REQUEST, _keying.request(plan_))
     now = time.time()
     rec = dict(run_id=run_id, func_id=func_id, name=name, host="local",
                backend="inprocess", run_dir=run_dir, state="done", total=len(plan_.ids),
@@ -385,6 +422,7 @@ class LiveRun:
         self.rd = RunDir(self.run_dir)
         self.offsets: dict[str, int] = dict(rec.get("offsets") or {})
         self._kwargs: dict[str, dict] | None = None
+        self._stripped: tuple | None = None  # (tasks, their parameters as recorded)
         self._task_files: list[str] = []
         #: echo what the workers print (``capture=False``) on this process's stdout
         self.relay_output = False
@@ -396,6 +434,17 @@ class LiveRun:
             self._task_files = self.rd.task_files()
             self._kwargs = self.rd.read_tasks(self._task_files)
         return self._kwargs
+
+    def _params(self) -> dict[str, dict]:
+        """The tasks' parameters as recorded: without the arguments ``ignore=`` names,
+        functions and classes by their labels (a retry passes the tasks themselves)."""
+        tasks = self.tasks()
+        options = self.rec.get("options") or {}
+        if not options.get("by_value"):
+            return tasks
+        if self._stripped is None or self._stripped[0] is not tasks:  # once per task set
+            self._stripped = (tasks, _callables.recorded(tasks, options.get("ignore")))
+        return self._stripped[1]
 
     def _await_start(self, timeout_s: float) -> bool:
         """For a run another process is starting: True once it runs (its backend is
@@ -458,7 +507,7 @@ class LiveRun:
             # finished the run (tidying removes them only after that).
             return 0, 0
         done, failed = self.store.ingest(self.rec["func_id"], self.run_id, records, offsets,
-                                         kwargs=self.tasks())
+                                         kwargs=self._params())
         self.offsets = offsets
         self.rec["done"] = self.rec.get("done", 0) + done
         self.store.update_run(self.run_id, done=self.rec["done"],
@@ -520,8 +569,10 @@ class LiveRun:
         # their records stand for this attempt's until it accounts for them
         self.store.ingest(self.rec["func_id"], self.run_id,
                           [dict(f, retried=attempt) for f in failed])
-        tasks = [(f["pset_id"], f.get("kwargs", {})) for f in failed]
-        name = _write(self.rd, RETRY.format(attempt), tasks)
+        known = self.tasks()  # what was passed (failures record it as recorded)
+        tasks = [(f["pset_id"], known.get(f["pset_id"], f.get("kwargs", {}))) for f in failed]
+        name = _write(self.rd, RETRY.format(attempt),
+                      _tasks_blob(tasks) if options.get("by_value") else tasks)
         self._kwargs = None
         from collections import Counter
 
@@ -545,6 +596,7 @@ class LiveRun:
         tasks = self.tasks()
         if not tasks:
             return 0
+        params = self._params()
         found = self.store.lookup(self.rec["func_id"], list(tasks))
         reported = {f["pset_id"] for f in self.store.failures(run_id=self.run_id)
                     if not f.get("retried")}  # an earlier attempt's, retried since
@@ -572,7 +624,7 @@ class LiveRun:
                                      "reporting this pset (killed?)", "lost")
             if why is not None and why.get("log_path"):
                 rec["log_path"] = why["log_path"]
-            rec["kwargs"], rec["run_id"] = tasks[pid], self.run_id
+            rec["kwargs"], rec["run_id"] = params.get(pid, {}), self.run_id
             recs.append(rec)
         self.store.ingest(self.rec["func_id"], self.run_id, recs)
         return len(recs)

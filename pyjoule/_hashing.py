@@ -19,6 +19,9 @@ dict with other keys                   ``M[(k, v), ...]``, sorted by encoding
 set, frozenset                         ``S[a, b]``, sorted by encoding, deduplicated
 ``pathlib.PurePath``                   ``path('a/b')`` (its POSIX form)
 ``numpy.ndarray``                      ``ndarray('<f8', [2, 3], '<blake2b-256 hex>')``
+``pd.NA``, ``pd.NaT``                  ``None`` (the missing value)
+function, class, ufunc                 ``callable('<identity hex>')`` (:mod:`._callables`)
+``functools.partial``                  ``partial(<callable>, [args], D(..)(..))``
 =====================================  ===============================================
 
 Arrays are hashed by canonical (little-endian) dtype, shape and C-order content, with
@@ -36,10 +39,12 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import types
 from collections.abc import Iterable, Mapping
 from operator import itemgetter
 from typing import Any
 
+from . import _callables
 from ._errors import HashingError
 
 __all__ = ["canonical_bytes", "pset_id", "pset_ids"]
@@ -47,7 +52,7 @@ __all__ = ["canonical_bytes", "pset_id", "pset_ids"]
 _SIMPLE = frozenset({str, int, float, bool, type(None)})
 _USE = (
     "use str, int, float, bool, None, lists, tuples, dicts, sets, bytes, "
-    "numpy scalars or arrays"
+    "numpy scalars or arrays, functions or classes"
 )
 _DIGITS = 500  # chunk for ints over sys.get_int_max_str_digits() (640 at the least)
 _CHUNK = 10**_DIGITS
@@ -57,6 +62,9 @@ _MAX_BYTES = {"f": 8, "c": 16}  # wider floats are long doubles
 # key tuple (in the pset's order) -> (getter of values in sorted key order, header),
 # or None when the keys are not all exact str and the general walk must run.
 _key_cache: dict[tuple, tuple | None] = {}
+_PANDAS_MISSING = frozenset({"NAType", "NaTType"})
+# plain scalars with functions or classes: still (nearly) the fast path
+_VALUE_TYPES = _SIMPLE | {types.FunctionType, types.BuiltinFunctionType, type}
 _BLAKE2B_16 = hashlib.blake2b(digest_size=16)
 
 
@@ -84,6 +92,7 @@ def canonical_bytes(obj: Any) -> bytes:
     >>> canonical_bytes({"b": 1.0, "a": [1, "x"]})
     b"D('a', 'b')([1, 'x'], 1.0)"
     """
+    _callables.forget()  # a helper may have been edited since the last call
     return _enc(obj, None, set()).encode("ascii")
 
 
@@ -131,6 +140,7 @@ def pset_ids(psets: Iterable[Mapping[str, Any]]) -> list[str]:
     >>> len(set(ids))
     3
     """
+    _callables.forget()  # a helper may have been edited since the last call
     out: list[str] = []
     append = out.append
     fresh = _BLAKE2B_16.copy  # copying a template beats parsing digest_size each time
@@ -147,6 +157,8 @@ def pset_ids(psets: Iterable[Mapping[str, Any]]) -> list[str]:
                 values = entry[0](pset)
                 if simple(map(type, values)):
                     text = _fast_text(entry[1], values)
+                elif _VALUE_TYPES.issuperset(map(type, values)):
+                    text = _callables_text(entry[1], values)
         if text is None:
             text = _pset_text(pset)
         hasher = fresh()
@@ -184,6 +196,29 @@ def _fast_text(header: str, values: tuple) -> bytes | None:
         return (header + ascii(values)).encode("ascii")
     except ValueError:  # an int longer than sys.get_int_max_str_digits()
         return None
+
+
+class _Text(str):
+    """Canonical text that ``repr`` leaves as it is (a callable's token in a tuple)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str.__str__(self)
+
+
+def _callables_text(header: str, values: tuple) -> bytes | None:
+    """Plain scalars and functions or classes (``act=relu``): the fast path's text with
+    each callable's token, which the general walk would give; None to fall back."""
+    parts = []
+    for v in values:
+        if type(v) in _SIMPLE:
+            parts.append(v)
+        elif _callables.is_value(v):  # not a bound builtin method
+            parts.append(_Text(_callables.token(v, None)))
+        else:
+            return None
+    return _fast_text(header, tuple(parts))
 
 
 def _pset_text(pset: Any) -> bytes:
@@ -292,6 +327,10 @@ def _enc_other(x: Any, path: Any, active: set) -> str:
     pathlib = sys.modules.get("pathlib")
     if pathlib is not None and isinstance(x, pathlib.PurePath):
         return f"path({ascii(x.as_posix())})"
+    if callable(x) and _callables.is_value(x):
+        return _callables.token(x, lambda v: _enc(v, path, active))
+    if t.__name__ in _PANDAS_MISSING and t.__module__.startswith("pandas"):
+        return "None"  # pd.NA, pd.NaT: the missing value, as None
     raise _unsupported(x, path)
 
 
@@ -379,7 +418,9 @@ def _unsupported(x: Any, path: Any, hint: str = "") -> HashingError:
     for cls in type(x).__mro__:
         hint = hint or _HINTS.get(cls.__module__, "")
     if callable(x) and not hint:
-        hint = "pass a name (str) and look the object up inside your function"
+        hint = ("a bound method or callable object carries state no name describes: "
+                "pass the function or class itself, or a name (str) to look up inside "
+                "your function")
     tail = f"; {hint}" if hint else ""
     return HashingError(f"cannot hash {_where(path)} of type {_type_name(x)}: {_USE}{tail}")
 

@@ -36,6 +36,12 @@ def _label(v: Any) -> Any:
         return repr(v)
 
 
+def _callable_label(v: Any) -> Any:
+    from ._callables import is_value, label
+
+    return label(v) if callable(v) and is_value(v) else v
+
+
 def axis_from_values(values: Sequence[Any]) -> tuple[list, np.ndarray]:
     """Labels (numbers sorted, others first-seen) and one code per value."""
     lookup: dict[Any, int] = {}
@@ -47,6 +53,8 @@ def axis_from_values(values: Sequence[Any]) -> tuple[list, np.ndarray]:
         lookup = {}
         codes = [lookup.setdefault(_label(v), len(lookup)) for v in values]
     labels = list(lookup)
+    if any(map(callable, labels)):  # functions and classes go by name (API §1)
+        labels = [_callable_label(v) for v in labels]
     codes_arr = np.asarray(codes, dtype=np.int64)
     return _sorted_axis(labels, codes_arr)
 
@@ -423,13 +431,19 @@ def _sparse_array(shape, where, values, extra_shape):
 
 # ----------------------------------------------------------------------- table
 def build_table(ids: Sequence[str], columns: dict, func_id: str, failures=()):
-    """One row per pset: parameters, results and the bookkeeping columns."""
+    """One row per pset: parameters, results and the bookkeeping columns.
+
+    Parameter columns hold the values as recorded (API §4): ints stay int64 (object
+    when some rows lack the parameter: ``42, None, 43``, never ``42.0, nan, 43.0``),
+    so that ``f.map(table[parameter_columns])`` finds every pset again.
+    """
     import pandas as pd
 
     data: dict[str, Any] = {}
     for name in first_seen(columns, "p:") + first_seen(columns, "v:"):
         key = name[2:] if name[2:] not in data else name
-        data[key] = _table_column(columns[name])
+        col = columns[name]
+        data[key] = _parameter_column(col) if name[:2] == "p:" else _table_column(col)
     data["_key"] = list(ids)
     data["_func_id"] = func_id
     data["_status"] = "done"
@@ -442,6 +456,16 @@ def build_table(ids: Sequence[str], columns: dict, func_id: str, failures=()):
     for name in ("_started", "_finished"):
         frame[name] = pd.to_datetime(frame[name].astype(float), unit="s", utc=True)
     return frame
+
+
+def _parameter_column(col: tuple):
+    """A parameter column as exact values: ``None`` (object dtype) where missing."""
+    kind, data, mask = col[:3]
+    if kind == "num" and mask is None:
+        return data
+    column = np.empty(len(data), object)
+    column[:] = [None if v is MISSING else v for v in _columns.to_objects(col)]
+    return column
 
 
 def _table_column(col: tuple):
@@ -534,8 +558,18 @@ def dataset_of_all(store, func_id: str, *, sparse: bool | str = "auto",
 
 def table_for(store, func_id: str, ids: Sequence[str] | None = None, failures=(),
               output: bool = False):
+    """The table of the cached psets among ``ids`` in their order, or of all of them in
+    the order they were first computed (``ids=None``; entries are numbered as stored);
+    ``output=True`` adds ``_stdout`` and ``_stderr``."""
     found = store.lookup(func_id, ids)
-    got_ids, columns = store.read_columns(func_id, found)
+    got_ids, columns = store.read_columns(func_id, found)  # in stored order
+    if ids is not None and got_ids:
+        pos = dict(zip(ids, range(len(ids))))
+        order = np.argsort(np.fromiter((pos[p] for p in got_ids), np.int64, len(got_ids)),
+                           kind="stable")
+        if (np.diff(order) != 1).any():
+            got_ids = [got_ids[i] for i in order.tolist()]
+            columns = {n: _columns.take(c, order) for n, c in columns.items()}
     table = build_table(got_ids, columns, func_id, failures)
     if output:  # _stdout, _stderr
         from ._output import with_columns

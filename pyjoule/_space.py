@@ -12,8 +12,14 @@ are read, in every builder:
 - numpy numbers become the equal Python numbers (``array.tolist()``), so psets stay
   plain; the rows of a 2-d array stay arrays.
 
+A ``pandas.DataFrame`` is a space too, wherever a space goes (``f.map(df)``,
+``pj.product(df, grid(...))``, ``space + df``): one pset per row, the column names as
+keys, numpy scalars as the equal Python values, and a missing cell (``NaN``, ``pd.NA``,
+``pd.NaT``, ``None``) as ``None``. pandas is never imported for it: no DataFrame exists
+unless the user imported pandas.
+
 Duplicates are allowed in a space (``grid(a=[1, 1])``, overlapping unions); they are
-run once, since results are keyed by the pset's canonical hash.
+run once, since results are keyed by the pset's canonical hash (``f.map`` warns).
 """
 
 from __future__ import annotations
@@ -50,14 +56,20 @@ class Space(list):
     """
 
     __slots__ = ()
+    # ``DataFrame + Space``: pandas defers to operands of higher priority (pandas >= 2.1)
+    __pandas_priority__ = 5000
 
     def __add__(self, other: Any) -> Space:
+        frame = _frame_or_none(other)
+        other = other if frame is None else frame
         if not isinstance(other, (list, tuple)):
             return NotImplemented
         return Space(list.__add__(self, list(other)))
 
     def __radd__(self, other: Any) -> Space:
         # Called before list.__add__ for ``list + Space``, as Space subclasses list.
+        frame = _frame_or_none(other)
+        other = other if frame is None else frame
         if not isinstance(other, (list, tuple)):
             return NotImplemented
         return Space(list(other) + list(self))
@@ -191,8 +203,8 @@ def product(*spaces: Any) -> Space:
 
     Parameters
     ----------
-    *spaces : Space, list of dict or dict
-        A dict counts as a space of one pset.
+    *spaces : Space, list of dict, dict or pandas.DataFrame
+        A dict counts as a space of one pset; a DataFrame as one pset per row.
 
     Returns
     -------
@@ -227,8 +239,8 @@ def as_psets(space: Any) -> list[dict]:
 
     Parameters
     ----------
-    space : Space, list or tuple of dict, dict, or iterable of dict
-        A single dict is one pset.
+    space : Space, list or tuple of dict, dict, pandas.DataFrame, or iterable of dict
+        A single dict is one pset; a DataFrame one pset per row.
 
     Returns
     -------
@@ -258,6 +270,9 @@ identifier, so it cannot name a keyword argument
             f"expected a space (a list of dicts, or one dict), got {type(space).__name__}; "
             "build one with pj.grid, pj.zip, pj.star or pj.product"
         )
+    frame = _frame_or_none(space)
+    if frame is not None:
+        space = frame
     out: list[dict] = []
     append = out.append
     checked: set[tuple] = set()  # psets of one space mostly share one key tuple
@@ -329,6 +344,9 @@ def _same_as(value: Any) -> Any:
 def _as_list(space: Any, where: str) -> list:
     if isinstance(space, Mapping):
         return [space]
+    frame = _frame_or_none(space)
+    if frame is not None:
+        return frame
     if isinstance(space, (str, bytes)) or not isinstance(space, Iterable):
         raise OptionError(
             f"{where} is of type {type(space).__name__}; pass a list of dicts or a dict"
@@ -373,3 +391,33 @@ def _check_keys(keys: tuple, index: int) -> None:
                 f"pset {index}: key {key!r} is not a valid Python identifier, so it "
                 "cannot name a keyword argument"
             )
+
+
+# ----------------------------------------------------------------- DataFrames
+def _frame_or_none(space: Any) -> list[dict] | None:
+    """The psets of a ``pandas.DataFrame`` (one per row), or None for anything else."""
+    pd = sys.modules.get("pandas")  # no DataFrame exists unless pandas was imported
+    if pd is None or not isinstance(space, pd.DataFrame):
+        return None
+    keys = list(space.columns)
+    if len(set(keys)) != len(keys):
+        twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+        raise OptionError(f"the DataFrame has the column(s) {twice} more than once; a "
+                          "pset takes each keyword argument once")
+    for key in keys:
+        _check_keys((key,), 0)
+    columns = [_cells(space[key].tolist()) for key in keys]
+    return [dict(_zip(keys, row)) for row in _zip(*columns)]
+
+
+def _cells(values: list) -> list:
+    """A column's cells as pset values: Python scalars, ``None`` where missing."""
+    out = []
+    for v in values:
+        v = _plain(v)
+        if v is None or (type(v) is float and v != v) or (
+                type(v).__name__ in ("NAType", "NaTType")
+                and type(v).__module__.startswith("pandas")):
+            v = None
+        out.append(v)
+    return out

@@ -814,7 +814,7 @@ def _concat_segments(segs: list[tuple[dict, int]], _columns) -> dict:
     """One column per name from several segments' columns (absent = missing)."""
     names = dict.fromkeys(n for cols, _ in segs for n in cols)
     return {name: _columns.concat([cols.get(name) or ("obj", [_columns.MISSING] * k, None, None)
-                                   for cols, k in segs])
+                                   for cols, k in segs], exact=name.startswith("p:"))
             for name in names}
 
 
@@ -873,7 +873,7 @@ def _columns_of(records: list[tuple], params: list[dict], run_id: str, _columns)
     """Parameter (``p:``), result (``v:``) and bookkeeping (``b:``) columns."""
     cols = {}
     for name, values in _split_dicts(params, _columns.MISSING).items():
-        cols["p:" + name] = _columns.build(values)
+        cols["p:" + name] = _columns.build(values, exact=True)  # 1 stays 1, not 1.0
     values = [r[2] for r in records]
     if all(type(v) is dict for v in values):
         split = _split_dicts(values, _columns.MISSING)

@@ -205,7 +205,9 @@ def test_coordinate_labels_keep_their_types(cache_dir, labels, kinds):
 def test_duplicates_run_once(cache_dir, call_log):
     f = pj.experiment(workers=2)(simulate)
     space = [dict(method="KF", N=1), dict(method="KF", N=1, seed=0), dict(N=1, method="KF")]
-    ds = f.map(space)
+    with pytest.warns(UserWarning, match="2 of the 3 psets .* seed=range") as caught:
+        ds = f.map(space)
+    assert len(caught) == 1 and caught[0].filename == __file__  # at the user's line
     assert calls(call_log) == ["KF-1-0"]
     assert float(ds.rmse) == pytest.approx(0.1)
 

@@ -296,7 +296,7 @@ def test_unsupported_type_names_path_type_and_remedy():
 @pytest.mark.parametrize(
     ("pset", "where", "hint"),
     [
-        ({"f": print}, "parameter 'f'", "pass a name"),
+        ({"f": [].append}, "parameter 'f'", "bound method"),  # functions are values
         ({"e": enum.Enum("E", "A").A}, "parameter 'e'", "member.value"),
         ({"d": [__import__("datetime").date(2020, 1, 1)]}, "'d[0]'", "isoformat"),
         ({"m": {Foo(): 1}}, "'m[key ", ""),

@@ -395,3 +395,22 @@ def test_a_single_call_raises_what_the_function_raised_on_the_host(remote_projec
     """, timeout=300).stdout.splitlines()
     assert out == ["1", "CAUGHT diverged at 2 | WorkerTraceback", "FRAME True",
                    "['step 1\\n']"]
+
+
+def test_function_values_and_ignored_arguments_travel_to_the_host(remote_project):
+    (remote_project / "shapes.py").write_text("def square(x):\n    return x * x\n")
+    out = run_script(remote_project, """
+        import json
+        import pyjoule as pj
+        from shapes import square
+
+        @pj.experiment(host="pjtest", workers=2, ignore=["log"])
+        def apply(act, x, log=None):
+            log and print(log)
+            return act(x)
+
+        ds = apply.map(pj.grid(act=[square, lambda x: -x], x=[2, 3], log="note"))
+        print(json.dumps([ds.act.values.tolist()[0], ds.result.values.tolist(),
+                          list(ds.dims)]))
+    """, timeout=120).stdout
+    assert json.loads(out) == ["shapes.square", [[4, 9], [-2, -3]], ["act", "x"]]
