@@ -137,7 +137,9 @@ def _normalise(name: str, value: Any) -> Any:
 
         return Slurm.of(value)
     if name == "ignore":
-        if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)) \
+        if isinstance(value, str):  # one name
+            return (value,)
+        if not isinstance(value, (list, tuple, set, frozenset)) \
                 or not all(isinstance(v, str) for v in value):
             raise OptionError("expected a list of argument names, e.g. ignore=['verbose']")
         return tuple(value)
