@@ -63,7 +63,7 @@ def add(a, b=0):
     ({"version": 2}, "a string"),
     ({"dims": ["t"]}, "a dict"),
     ({"cache": 3}, "directory"),
-    ({"ignore": "verbose"}, "list of argument names"),
+    ({"ignore": [1]}, "list of argument names"),
     ({"host": 3}, "host must be a string"),
     ({"slurm": "time=5"}, "dict of sbatch options"),
 ])
