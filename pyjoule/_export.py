@@ -197,7 +197,8 @@ def _encode_variable(name: str, var: xr.Variable) -> dict[str, xr.Variable]:
 
 
 # --------------------------------------------------------------------- open
-def open(path: str | os.PathLike[str]) -> xr.Dataset:  # noqa: A001 - pj.open mirrors xr.open_dataset
+# pj.open mirrors xr.open_dataset
+def open(path: str | os.PathLike[str]) -> xr.Dataset:  # noqa: A001
     """Read a file written by ``pj.save``, into memory, as the Dataset that was saved.
 
     Same dims, coordinates, dtypes, attributes and backing (dense numpy or

@@ -121,7 +121,8 @@ def plot(ds: xr.Dataset | xr.DataArray, var: str | Sequence[str], x: str,  # noq
         chosen = ds.name if ds.name is not None else "_value"
     ds, _ = _as_dataset(ds, "plot")
     _check_not_empty(ds, "plot")
-    names: list[Any] = [chosen] if isinstance(chosen, str) or chosen is None else list(chosen)
+    names: list[Any] = [chosen] if isinstance(chosen, str) or chosen is None \
+        else list(chosen)
     for name in names:
         _check_var(ds, name, "plot")
     scales = {"x": _check_scale(xscale, "xscale"), "y": _check_scale(yscale, "yscale")}

@@ -80,7 +80,7 @@ class Space(list[dict[str, Any]]):
     def __getitem__(self, index: SupportsIndex) -> dict[str, Any]: ...
     @overload
     def __getitem__(self, index: slice) -> Space: ...
-    def __getitem__(self, index: SupportsIndex | slice) -> dict[str, Any] | Space:  # noqa: E301
+    def __getitem__(self, index: SupportsIndex | slice) -> dict[str, Any] | Space:
         if isinstance(index, slice):
             return Space(list.__getitem__(self, index))
         return list.__getitem__(self, index)
