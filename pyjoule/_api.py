@@ -10,7 +10,7 @@ import os
 import sys
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generic, Literal, ParamSpec, TypeVar, cast
 
 from . import _dispatch, _space
 from ._config import apply_log_level_from_env, config, default_cache_dir
@@ -37,15 +37,18 @@ apply_log_level_from_env()
 
 OPTIONS = NAMES  # every option's name, in the order of the decorator's signature
 
+_P = ParamSpec("_P")  # the decorated function's parameters: f(...) takes them
+_R = TypeVar("_R")  # what it returns: f(...) returns it
 
-class Experiment(OptionsMethod):
+
+class Experiment(OptionsMethod, Generic[_P, _R]):
     """A function with sweeping and caching attached (what ``@pj.experiment`` returns)."""
 
-    def __init__(self, func: Callable[..., Any], **options: Any):
+    def __init__(self, func: Callable[_P, _R], **options: Any):
         self._init(func, Options.of("@pj.experiment", options))
 
     @classmethod
-    def _of(cls, func: Callable[..., Any], options: Options) -> "Experiment":
+    def _of(cls, func: Callable[_P, _R], options: Options) -> Experiment[_P, _R]:
         new = cls.__new__(cls)
         new._init(func, options)
         return new
@@ -63,14 +66,14 @@ class Experiment(OptionsMethod):
                     f"{getattr(func, '__qualname__', func)}"
         functools.update_wrapper(self, func)
 
-    def _with_call_options(self, call: Options) -> "Experiment":
+    def _with_call_options(self, call: Options) -> Experiment[_P, _R]:
         new = copy.copy(self)  # same function, signature, name: same identity and keys
         new._call = call
         return new
 
     # -------------------------------------------------------------- options
     @property
-    def func(self) -> Callable[..., Any]:
+    def func(self) -> Callable[_P, _R]:
         """The plain, undecorated function."""
         return self._func
 
@@ -102,13 +105,13 @@ class Experiment(OptionsMethod):
                         or None)
 
     # ------------------------------------------------------------ execution
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         """Run one pset (or return it from the cache) and return what the function
         returned, or raise what it raised (with the worker's traceback as its cause)."""
         outcome = self._call_one(args, kwargs)
         if isinstance(outcome, Raise):  # raised here: the user's traceback stops here
             raise outcome.exc
-        return outcome
+        return cast(_R, outcome)  # what the function returned, from its cache entry
 
     def _call_one(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if args:
@@ -142,21 +145,21 @@ class Experiment(OptionsMethod):
 
         return inspect.signature(self._func)
 
-    def map(self, space: Any, *, sparse: bool | str = "auto") -> xr.Dataset:
+    def map(self, space: Any, *, sparse: bool | Literal["auto"] = "auto") -> xr.Dataset:
         """Run every pset of ``space`` not already cached; return the ``xarray.Dataset``."""
         outcome = self._map(space, sparse)
         if isinstance(outcome, Raise):  # Ctrl-C: one line, none of pyjoule's frames
             raise outcome.exc
         return outcome
 
-    def sweep(self, *, sparse: bool | str = "auto", **axes: Any) -> xr.Dataset:
+    def sweep(self, *, sparse: bool | Literal["auto"] = "auto", **axes: Any) -> xr.Dataset:
         """``f.map(pj.grid(**axes))``."""
         outcome = self._map(_space.grid(**axes), sparse)
         if isinstance(outcome, Raise):
             raise outcome.exc
         return outcome
 
-    def _map(self, space: Any, sparse: bool | str) -> xr.Dataset | Raise:
+    def _map(self, space: Any, sparse: bool | Literal["auto"]) -> xr.Dataset | Raise:
         _check_sparse(sparse)
         with self._session() as (store, func_id):
             for _ in range(3):  # again only if damaged cache entries were dropped
@@ -354,14 +357,14 @@ class Experiment(OptionsMethod):
 _NOTHING = object()
 
 # the options a call (``_Session``) resolved, for the code it runs: resolved once
-_IN_SESSION: contextvars.ContextVar[tuple[Experiment, Resolved] | None] = \
+_IN_SESSION: contextvars.ContextVar[tuple[Experiment[..., Any], Resolved] | None] = \
     contextvars.ContextVar("pyjoule_options", default=None)
 
 class _Session:
     """The store and function id for one call; a throw-away cache for ``cache=False``
     (see :mod:`._nocache`: its pool dies with this process and removes it)."""
 
-    def __init__(self, exp: Experiment):
+    def __init__(self, exp: Experiment[..., Any]):
         self.exp = exp
         self.tmp: str | None = None
 
@@ -393,7 +396,8 @@ class Run:
     """The handle of one submission; its state lives in the cache's run registry."""
 
     def __init__(self, store: Store, plan: _dispatch.Plan, own: _dispatch.LiveRun | None,
-                 attached: list[_dispatch.LiveRun], experiment: Experiment | None = None,
+                 attached: list[_dispatch.LiveRun],
+                 experiment: Experiment[..., Any] | None = None,
                  progress: bool = False):
         self._store, self.plan = store, plan
         self._own, self._attached = own, attached
@@ -516,7 +520,7 @@ class Run:
             if run.rec.get("state") != "running":
                 run.backend.settle()
 
-    def _dataset(self, sparse: bool | str) -> tuple[xr.Dataset, int, int]:
+    def _dataset(self, sparse: bool | Literal["auto"]) -> tuple[xr.Dataset, int, int]:
         from ._results import dataset_for
 
         exp = self._experiment
@@ -529,13 +533,13 @@ class Run:
             dims=dims, attrs=attrs, found=found)
         return made
 
-    def dataset(self, sparse: bool | str = "auto") -> xr.Dataset:
+    def dataset(self, sparse: bool | Literal["auto"] = "auto") -> xr.Dataset:
         """The Dataset of what has finished so far."""
         _check_sparse(sparse)
         self._poll()
         return self._dataset(sparse)[0]
 
-    def result(self, sparse: bool | str = "auto") -> xr.Dataset:
+    def result(self, sparse: bool | Literal["auto"] = "auto") -> xr.Dataset:
         """``wait()``, then ``dataset()``, applying the ``errors`` policy."""
         _check_sparse(sparse)
         self.wait()
@@ -723,7 +727,7 @@ def attach(run_id: str, cache: str | os.PathLike[str] | None = None) -> Run:
     return run
 
 
-def load(func: Experiment, *, sparse: bool | str = "auto") -> xr.Dataset:
+def load(func: Experiment[..., Any], *, sparse: bool | Literal["auto"] = "auto") -> xr.Dataset:
     """The Dataset of everything cached for ``func`` (current version); runs nothing."""
     from ._results import dataset_of_all
 

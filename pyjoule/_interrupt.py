@@ -39,7 +39,7 @@ def sigint_deferred() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
-def start_or_stop(exp: Experiment, space: Any, store: Store, func_id: str,
+def start_or_stop(exp: Experiment[..., Any], space: Any, store: Store, func_id: str,
                   **kwargs: Any) -> Run | KeyboardInterrupt:
     """``exp._run(space, ...)``, the ``pj.Run`` it starts; or, for a Ctrl-C in the
     function itself under ``workers=0`` (its psets run inside the start, which has
