@@ -176,7 +176,7 @@ class Experiment(OptionsMethod, Generic[_P, _R]):
                     break
             return run._apply_errors(ds, self._resolved().errors)
 
-    def submit(self, space: Any) -> "Run":
+    def submit(self, space: Any) -> Run:
         """Start the work and return a ``pj.Run`` at once."""
         resolved = self._resolved()
         if resolved.cache is False:
@@ -201,7 +201,7 @@ class Experiment(OptionsMethod, Generic[_P, _R]):
         return _Session(self)
 
     def _run(self, space: Any, store: Store, func_id: str, progress: bool = True,
-             resolved: Resolved | None = None) -> "Run":
+             resolved: Resolved | None = None) -> Run:
         resolved = resolved or self._resolved()
         opts = resolved.launch_options()
         backend_name = "slurm" if resolved.slurm is not None \
@@ -484,7 +484,7 @@ class Run:
         self._poll()
         return all(r.rec.get("state") != "running" for r in self._live())
 
-    def wait(self, timeout: float | None = None) -> "Run":
+    def wait(self, timeout: float | None = None) -> Run:
         """Block until the run is done (or ``timeout`` seconds passed); return the run."""
         self._wait(timeout=timeout, progress=self._progress)
         self._settle()

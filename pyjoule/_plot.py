@@ -30,14 +30,15 @@ SCALES = ("linear", "log", "symlog", "logit", "asinh")
 # without ax=, a new Figure; with one, the figure that holds it (a SubFigure, if so)
 @overload
 def plot(ds: xr.Dataset | xr.DataArray, var: str | Sequence[str], x: str,
-         hue: str | None = ..., col: str | None = ..., row: str | None = ...,
-         over: str | Sequence[str] | None = ..., ax: None = ..., xscale: str = ...,
-         yscale: str = ..., legend: bool = ...) -> Figure: ...
+         hue: str | None = None, col: str | None = None, row: str | None = None,
+         over: str | Sequence[str] | None = "seed", ax: None = None,
+         xscale: str = "linear", yscale: str = "linear", legend: bool = True) -> Figure: ...
 @overload
 def plot(ds: xr.Dataset | xr.DataArray, var: str | Sequence[str], x: str,
-         hue: str | None = ..., col: str | None = ..., row: str | None = ...,
-         over: str | Sequence[str] | None = ..., ax: Axes | None = ..., xscale: str = ...,
-         yscale: str = ..., legend: bool = ...) -> Figure | SubFigure: ...
+         hue: str | None = None, col: str | None = None, row: str | None = None,
+         over: str | Sequence[str] | None = "seed", ax: Axes | None = None,
+         xscale: str = "linear", yscale: str = "linear",
+         legend: bool = True) -> Figure | SubFigure: ...
 def plot(ds: xr.Dataset | xr.DataArray, var: str | Sequence[str], x: str,  # noqa: E302
          hue: str | None = None, col: str | None = None, row: str | None = None,
          over: str | Sequence[str] | None = "seed", ax: Axes | None = None,
