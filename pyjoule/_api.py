@@ -727,7 +727,8 @@ def attach(run_id: str, cache: str | os.PathLike[str] | None = None) -> Run:
     return run
 
 
-def load(func: Experiment[..., Any], *, sparse: bool | Literal["auto"] = "auto") -> xr.Dataset:
+def load(func: Experiment[..., Any], *,
+         sparse: bool | Literal["auto"] = "auto") -> xr.Dataset:
     """The Dataset of everything cached for ``func`` (current version); runs nothing."""
     from ._results import dataset_of_all
 
