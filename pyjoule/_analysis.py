@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import difflib
 import sys
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Hashable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 from ._errors import OptionError, SpaceError
 from ._results import DENSE_FACTOR, DENSE_MAX_BYTES
@@ -27,7 +30,7 @@ def _did_you_mean(name: Any, choices: Sequence[Any]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _as_dataset(obj: Any, fn: str):
+def _as_dataset(obj: Any, fn: str) -> tuple[xr.Dataset, bool]:
     """``(dataset, from_array)``: a DataArray becomes a one-variable Dataset."""
     import xarray as xr
 
@@ -39,7 +42,7 @@ def _as_dataset(obj: Any, fn: str):
                       f"not {type(obj).__name__}")
 
 
-def _check_not_empty(ds, fn: str) -> None:
+def _check_not_empty(ds: xr.Dataset, fn: str) -> None:
     if not ds.data_vars:
         raise SpaceError(f"pj.{fn}: the Dataset has no data variables (was anything "
                          f"computed? an empty space gives an empty Dataset)")
@@ -48,14 +51,14 @@ def _check_not_empty(ds, fn: str) -> None:
                          f"{list(ds.data_vars)} is missing")
 
 
-def _check_var(ds, var: Any, fn: str) -> None:
+def _check_var(ds: xr.Dataset, var: Any, fn: str) -> None:
     if var not in ds.data_vars:
         names = list(ds.data_vars)
         raise OptionError(f"pj.{fn}: {var!r} is not a data variable of the Dataset; its "
                           f"data variables are {names}{_did_you_mean(var, names)}")
 
 
-def _dims_arg(dims: Any, valid: Sequence[str], fn: str, role: str,
+def _dims_arg(dims: Any, valid: Sequence[Hashable], fn: str, role: str,
               single: Sequence[str] = ()) -> list[str]:
     """The names ``dims`` (a name or a list), each a dimension or, since a parameter
     swept with one value is a scalar coordinate rather than a dimension, in
@@ -72,13 +75,13 @@ def _dims_arg(dims: Any, valid: Sequence[str], fn: str, role: str,
     return names
 
 
-def _single_valued(ds) -> list[str]:
+def _single_valued(ds: xr.Dataset) -> list[str]:
     """Parameters swept with one value: scalar coordinates, not dimensions (API.md §4:
     a debug run with one seed, the last round of an iterative search)."""
     return [str(k) for k, c in ds.coords.items() if c.ndim == 0 and k not in ds.dims]
 
 
-def _expand(ds, names: Sequence[str]):
+def _expand(ds: xr.Dataset, names: Sequence[str]) -> xr.Dataset:
     """``ds`` with those of ``names`` that are scalar coordinates made dimensions of
     length 1 (last, so the other dimensions keep their order), so that reducing over
     a parameter works the same whether it took one value or several."""
@@ -95,7 +98,7 @@ def _is_sparse(data: Any) -> bool:
     return mod is not None and isinstance(data, mod.SparseArray)
 
 
-def _coo(data: Any):
+def _coo(data: Any) -> Any:  # a sparse.COO (sparse has no type information)
     import sparse
 
     return data if isinstance(data, sparse.COO) else sparse.COO(data)
@@ -109,7 +112,7 @@ def _nan_fill(data: Any) -> bool:
 def _has_values(data: Any) -> bool:
     if _is_sparse(data):
         if not _nan_fill(data):
-            return data.size > 0
+            return bool(data.size > 0)
         return bool((~np.isnan(_coo(data).data.astype(float))).any())
     arr = np.asarray(data)
     if arr.dtype.kind in "fc":
@@ -131,15 +134,15 @@ def _entries(data: Any) -> tuple[np.ndarray, np.ndarray]:
     return coo.coords[:, ok], values[ok]
 
 
-def _use_sparse(from_sparse: bool, n_cells: int, shape: tuple) -> bool:
+def _use_sparse(from_sparse: bool, n_cells: int, shape: tuple[int, ...]) -> bool:
     """The rule of ``f.map(sparse="auto")``, applied to a result's grid."""
     size = int(np.prod(shape)) if shape else 1
     return bool(from_sparse and shape and (size > DENSE_FACTOR * max(n_cells, 1)
                                            or size * 8 > DENSE_MAX_BYTES))
 
 
-def _place(cells: np.ndarray, values: np.ndarray, shape: tuple, as_sparse: bool,
-           fill: Any):
+def _place(cells: np.ndarray, values: np.ndarray, shape: tuple[int, ...], as_sparse: bool,
+           fill: Any) -> Any:
     """``values`` at the flat ``cells`` (sorted, unique) of a grid of ``shape``."""
     if as_sparse:
         import sparse
@@ -153,14 +156,15 @@ def _place(cells: np.ndarray, values: np.ndarray, shape: tuple, as_sparse: bool,
     return out.reshape(shape)
 
 
-def _cell_index(coords: np.ndarray, shape: tuple) -> np.ndarray:
+def _cell_index(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if not shape:
         return np.zeros(coords.shape[1], np.int64)
-    return np.ravel_multi_index(tuple(coords), shape)
+    index: np.ndarray = np.ravel_multi_index(tuple(coords), shape)
+    return index
 
 
 # ------------------------------------------------------------------------ stats
-def stats(ds, over: str | Sequence[str] = "seed"):
+def stats(ds: xr.Dataset | xr.DataArray, over: str | Sequence[str] = "seed") -> xr.Dataset:
     """Mean, standard deviation, standard error and count over some dimensions.
 
     Missing cells (NaN, the fill value of holes and failed psets) are ignored, never
@@ -233,14 +237,14 @@ def stats(ds, over: str | Sequence[str] = "seed"):
     return xr.Dataset(data_vars, coords=coords, attrs=dict(ds.attrs))
 
 
-def _count_attrs(attrs: dict, over: Sequence[str]) -> dict:
+def _count_attrs(attrs: dict[Any, Any], over: Sequence[str]) -> dict[Any, Any]:
     """A count has no units; it records what it counts (``OVER_ATTR``), so that a plot
     of the means after ``pj.best`` can still say "over 5 seeds"."""
     out = {k: v for k, v in attrs.items() if k not in ("units", "long_name")}
     return {**out, OVER_ATTR: " ".join(over)}
 
 
-def _moments(da, over: Sequence[str]) -> tuple:
+def _moments(da: xr.DataArray, over: Sequence[str]) -> tuple[Any, Any, Any, Any]:
     axes = tuple(da.dims.index(d) for d in over if d in da.dims)
     if _is_sparse(da.data) and _nan_fill(da.data):
         keep_axes = [i for i in range(da.ndim) if i not in axes]
@@ -250,7 +254,7 @@ def _moments(da, over: Sequence[str]) -> tuple:
     return _dense_moments(data.astype(np.float64), axes)
 
 
-def _dense_moments(x: np.ndarray, axes: tuple) -> tuple:
+def _dense_moments(x: np.ndarray, axes: tuple[int, ...]) -> tuple[Any, Any, Any, Any]:
     ok = ~np.isnan(x)
     count = ok.sum(axis=axes).astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -261,7 +265,8 @@ def _dense_moments(x: np.ndarray, axes: tuple) -> tuple:
     return mean, std, std / np.sqrt(np.maximum(count, 1)), count
 
 
-def _sparse_moments(data, keep_axes: list[int], shape: tuple) -> tuple:
+def _sparse_moments(data: Any, keep_axes: list[int],
+                    shape: tuple[int, ...]) -> tuple[Any, Any, Any, Any]:
     coords, values = _entries(data)
     cells, inverse = np.unique(_cell_index(coords[keep_axes], shape), return_inverse=True)
     count = np.bincount(inverse, minlength=len(cells))
@@ -278,7 +283,8 @@ def _sparse_moments(data, keep_axes: list[int], shape: tuple) -> tuple:
 
 
 # ------------------------------------------------------------------------- best
-def best(ds, var: str, over: str | Sequence[str], mode: str = "min"):
+def best(ds: xr.Dataset, var: str, over: str | Sequence[str],
+         mode: str = "min") -> xr.Dataset:
     """The best value of ``var`` over some dimensions, and where it is reached.
 
     For a fair comparison of methods, each at its best tuning: reduce the tuning
@@ -367,7 +373,7 @@ def best(ds, var: str, over: str | Sequence[str], mode: str = "min"):
     return xr.Dataset(out, coords=coords, attrs=dict(ds.attrs))
 
 
-def _carried(ds, var: str, dims: tuple) -> list[str]:
+def _carried(ds: xr.Dataset, var: str, dims: tuple[Hashable, ...]) -> list[str]:
     if not var.endswith("_mean"):
         return []
     base = var[: -len("_mean")]
@@ -379,7 +385,8 @@ def _dense(data: Any) -> np.ndarray:
     return data.todense() if _is_sparse(data) else np.asarray(data)
 
 
-def _best_dense(x: np.ndarray, n_keep: int, mode: str):
+def _best_dense(x: np.ndarray, n_keep: int,
+                mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cells with a value, their full coordinates (``(ndim, n)``) and best values."""
     x = x.astype(np.float64)
     keep_shape, over_shape = x.shape[:n_keep], x.shape[n_keep:]
@@ -395,7 +402,8 @@ def _best_dense(x: np.ndarray, n_keep: int, mode: str):
     return cells, np.concatenate([keep_coords, over_coords.reshape(-1, len(cells))]), values
 
 
-def _best_sparse(data, n_keep: int, shape: tuple, mode: str):
+def _best_sparse(data: Any, n_keep: int, shape: tuple[int, ...],
+                 mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     coords, values = _entries(data)
     cell = _cell_index(coords[:n_keep], shape)
     # sort by cell, then by value (best first); ties keep COO order: the first label
@@ -409,7 +417,8 @@ def _best_sparse(data, n_keep: int, shape: tuple, mode: str):
 def _take(data: Any, full: np.ndarray) -> np.ndarray:
     """The values of ``data`` at the full coordinates ``full`` (``(ndim, n)``)."""
     if not _is_sparse(data):
-        return np.asarray(data)[tuple(full)]
+        taken: np.ndarray = np.asarray(data)[tuple(full)]
+        return taken
     coo = _coo(data)
     where = np.ravel_multi_index(tuple(full), coo.shape)
     loc = coo.linear_loc()
@@ -420,8 +429,8 @@ def _take(data: Any, full: np.ndarray) -> np.ndarray:
     return np.where(found, values, coo.fill_value).astype(coo.dtype)
 
 
-def _labels(coord: np.ndarray, codes: np.ndarray, cells: np.ndarray, shape: tuple,
-            as_sparse: bool):
+def _labels(coord: np.ndarray, codes: np.ndarray, cells: np.ndarray,
+            shape: tuple[int, ...], as_sparse: bool) -> Any:
     labels = coord[codes]
     size = int(np.prod(shape)) if shape else 1
     if len(cells) == size:  # nothing missing: keep the coordinate's dtype

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 import warnings
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Generic, Literal, ParamSpec, TypeVar, cast
 
 from . import _dispatch, _space
 from ._config import apply_log_level_from_env, config, default_cache_dir
@@ -22,25 +22,38 @@ from ._interrupt import start_or_stop, wait_or_cancel
 from ._raised import Raise, original
 from ._store import Store
 
+if TYPE_CHECKING:
+    import inspect
+
+    import pandas as pd
+    import xarray as xr
+
+    from ._backends.base import Backend
+    from ._backends.ssh import SSHBackend
+    from ._identity import Identity
+
 log = logging.getLogger("pyjoule")
 apply_log_level_from_env()
 
 OPTIONS = NAMES  # every option's name, in the order of the decorator's signature
 
+_P = ParamSpec("_P")  # the decorated function's parameters: f(...) takes them
+_R = TypeVar("_R")  # what it returns: f(...) returns it
 
-class Experiment(OptionsMethod):
+
+class Experiment(OptionsMethod, Generic[_P, _R]):
     """A function with sweeping and caching attached (what ``@pj.experiment`` returns)."""
 
-    def __init__(self, func: Callable, **options: Any):
+    def __init__(self, func: Callable[_P, _R], **options: Any):
         self._init(func, Options.of("@pj.experiment", options))
 
     @classmethod
-    def _of(cls, func: Callable, options: Options) -> "Experiment":
+    def _of(cls, func: Callable[_P, _R], options: Options) -> Experiment[_P, _R]:
         new = cls.__new__(cls)
         new._init(func, options)
         return new
 
-    def _init(self, func: Callable, options: Options) -> None:
+    def _init(self, func: Callable[..., Any], options: Options) -> None:
         self._decorated, self._call = options, Options()
         self._func = func
         self._signature = _dispatch.Signature(func, ignore=options.ignore or ())
@@ -53,19 +66,19 @@ class Experiment(OptionsMethod):
                     f"{getattr(func, '__qualname__', func)}"
         functools.update_wrapper(self, func)
 
-    def _with_call_options(self, call: Options) -> "Experiment":
+    def _with_call_options(self, call: Options) -> Experiment[_P, _R]:
         new = copy.copy(self)  # same function, signature, name: same identity and keys
         new._call = call
         return new
 
     # -------------------------------------------------------------- options
     @property
-    def func(self) -> Callable:
+    def func(self) -> Callable[_P, _R]:
         """The plain, undecorated function."""
         return self._func
 
     @property
-    def _options(self) -> dict:
+    def _options(self) -> dict[str, Any]:
         """The options the decorator and ``f.options`` set, by name."""
         return self._call.over(self._decorated).given()
 
@@ -85,22 +98,22 @@ class Experiment(OptionsMethod):
                               "there is nothing to read; give it a cache directory")
         return Store.open(cache)
 
-    def _identity(self):
+    def _identity(self) -> Identity:
         from ._identity import identify
 
         return identify(self._func, version=self._call.over(self._decorated).version
                         or None)
 
     # ------------------------------------------------------------ execution
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         """Run one pset (or return it from the cache) and return what the function
         returned, or raise what it raised (with the worker's traceback as its cause)."""
         outcome = self._call_one(args, kwargs)
         if isinstance(outcome, Raise):  # raised here: the user's traceback stops here
             raise outcome.exc
-        return outcome
+        return cast(_R, outcome)  # what the function returned, from its cache entry
 
-    def _call_one(self, args: tuple, kwargs: dict) -> Any:
+    def _call_one(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if args:
             bound = self._signature_obj().bind_partial(*args, **kwargs)
             kwargs = dict(bound.arguments)
@@ -127,32 +140,33 @@ class Experiment(OptionsMethod):
             raised = original(failures[0]) if len(failures) == 1 else None
             return Raise(raised or _experiment_error(run, self._func, failures))
 
-    def _signature_obj(self):
+    def _signature_obj(self) -> inspect.Signature:
         import inspect
 
         return inspect.signature(self._func)
 
-    def map(self, space: Any, *, sparse: bool | str = "auto"):
+    def map(self, space: Any, *, sparse: bool | Literal["auto"] = "auto") -> xr.Dataset:
         """Run every pset of ``space`` not already cached; return the ``xarray.Dataset``."""
         outcome = self._map(space, sparse)
         if isinstance(outcome, Raise):  # Ctrl-C: one line, none of pyjoule's frames
             raise outcome.exc
         return outcome
 
-    def sweep(self, *, sparse: bool | str = "auto", **axes: Any):
+    def sweep(self, *, sparse: bool | Literal["auto"] = "auto", **axes: Any) -> xr.Dataset:
         """``f.map(pj.grid(**axes))``."""
         outcome = self._map(_space.grid(**axes), sparse)
         if isinstance(outcome, Raise):
             raise outcome.exc
         return outcome
 
-    def _map(self, space: Any, sparse: bool | str):
+    def _map(self, space: Any, sparse: bool | Literal["auto"]) -> xr.Dataset | Raise:
         _check_sparse(sparse)
         with self._session() as (store, func_id):
             for _ in range(3):  # again only if damaged cache entries were dropped
-                run = start_or_stop(self, space, store, func_id)
-                if isinstance(run, KeyboardInterrupt):  # workers=0: Ctrl-C in the function
-                    return Raise(run)
+                started = start_or_stop(self, space, store, func_id)
+                if isinstance(started, KeyboardInterrupt):  # workers=0: Ctrl-C in f
+                    return Raise(started)
+                run = started
                 stopped = wait_or_cancel(run, progress=True)
                 if stopped is not None:
                     return Raise(stopped)
@@ -162,7 +176,7 @@ class Experiment(OptionsMethod):
                     break
             return run._apply_errors(ds, self._resolved().errors)
 
-    def submit(self, space: Any) -> "Run":
+    def submit(self, space: Any) -> Run:
         """Start the work and return a ``pj.Run`` at once."""
         resolved = self._resolved()
         if resolved.cache is False:
@@ -183,11 +197,11 @@ class Experiment(OptionsMethod):
         _dispatch.report_identity_change(store, self.name, identity)
         return identity.func_id
 
-    def _session(self):
+    def _session(self) -> _Session:
         return _Session(self)
 
     def _run(self, space: Any, store: Store, func_id: str, progress: bool = True,
-             resolved: Resolved | None = None) -> "Run":
+             resolved: Resolved | None = None) -> Run:
         resolved = resolved or self._resolved()
         opts = resolved.launch_options()
         backend_name = "slurm" if resolved.slurm is not None \
@@ -217,7 +231,8 @@ class Experiment(OptionsMethod):
         return Run(store, plan, own, [_dispatch.LiveRun(store, r) for r in plan.in_flight],
                    experiment=self, progress=progress and opts["progress"])
 
-    def _backend(self, backend_name: str, resolved: Resolved, opts: dict, plan):
+    def _backend(self, backend_name: str, resolved: Resolved, opts: dict[str, Any],
+                 plan: _dispatch.Plan) -> Backend:
         """The backend for the claimed psets ``plan.to_run``; sets ``opts["workers"]``
         (on a host or under SLURM only ``f.options``/the decorator choose it: the
         global settings are this machine's)."""
@@ -229,13 +244,14 @@ class Experiment(OptionsMethod):
 
                 slurm = Slurm(dict(slurm.options, cpus_per_task=workers),
                               array_parallelism=slurm.array_parallelism)
-            backend = _dispatch.prepare_slurm(opts["host"], slurm, self._identity,
-                                              opts["batch"])
+            backend: Backend = _dispatch.prepare_slurm(opts["host"], slurm, self._identity,
+                                                       opts["batch"])
             opts["workers"] = workers
         elif backend_name == "ssh":
-            backend = _dispatch.prepare_ssh(opts["host"], self._identity)
+            ssh: SSHBackend = _dispatch.prepare_ssh(opts["host"], self._identity)
             if resolved.workers_given is None:  # the host's CPUs, not ours
-                opts["workers"] = backend.cpus
+                opts["workers"] = ssh.cpus
+            backend = ssh
             opts["workers"] = max(1, min(opts["workers"], len(plan.to_run)))
         else:
             backend = _dispatch.make_backend(backend_name)
@@ -244,7 +260,7 @@ class Experiment(OptionsMethod):
         return backend
 
     # -------------------------------------------------------------- the cache
-    def table(self, space: Any = None, output: bool = False):
+    def table(self, space: Any = None, output: bool = False) -> pd.DataFrame:
         """A ``pandas.DataFrame`` with one row per cached pset: of ``space`` in its order,
         else all, in the order they were first computed; ``output=True`` adds what each
         printed (``_stdout``, ``_stderr``)."""
@@ -258,7 +274,7 @@ class Experiment(OptionsMethod):
             ids = plan.ids
         return table_for(store, func_id, ids, output=output)
 
-    def cache_info(self) -> dict:
+    def cache_info(self) -> dict[str, Any]:
         """Entries and bytes cached for this function (current version and all); all
         zero, with ``cache`` None, for an experiment with no cache (``cache=False``)."""
         if self._resolved().cache is False:
@@ -286,9 +302,9 @@ class Experiment(OptionsMethod):
         log.info("%s: removed %d cached results", self.name, removed)
         return removed
 
-    def _summary(self) -> dict:
+    def _summary(self) -> dict[str, Any]:
         """What the reprs show. Never raises, and never creates the cache directory."""
-        shown = {}
+        shown: dict[str, Any] = {}
         for key, value in self._options.items():
             if value is None or key == "cache":
                 continue
@@ -341,18 +357,18 @@ class Experiment(OptionsMethod):
 _NOTHING = object()
 
 # the options a call (``_Session``) resolved, for the code it runs: resolved once
-_IN_SESSION: contextvars.ContextVar[tuple[Experiment, Resolved] | None] = \
+_IN_SESSION: contextvars.ContextVar[tuple[Experiment[..., Any], Resolved] | None] = \
     contextvars.ContextVar("pyjoule_options", default=None)
 
 class _Session:
     """The store and function id for one call; a throw-away cache for ``cache=False``
     (see :mod:`._nocache`: its pool dies with this process and removes it)."""
 
-    def __init__(self, exp: Experiment):
+    def __init__(self, exp: Experiment[..., Any]):
         self.exp = exp
         self.tmp: str | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> tuple[Store, str]:
         resolved = self.exp._resolved()
         if resolved.cache is False:
             from . import _nocache
@@ -366,7 +382,7 @@ class _Session:
         self.token = _IN_SESSION.set((self.exp, resolved))  # for the call's _run
         return store, func_id
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         _IN_SESSION.reset(self.token)
         if self.tmp is not None:
             from . import _nocache
@@ -379,7 +395,9 @@ class _Session:
 class Run:
     """The handle of one submission; its state lives in the cache's run registry."""
 
-    def __init__(self, store: Store, plan, own, attached, experiment=None,
+    def __init__(self, store: Store, plan: _dispatch.Plan, own: _dispatch.LiveRun | None,
+                 attached: list[_dispatch.LiveRun],
+                 experiment: Experiment[..., Any] | None = None,
                  progress: bool = False):
         self._store, self.plan = store, plan
         self._own, self._attached = own, attached
@@ -390,10 +408,10 @@ class Run:
         #: psets found cached when the run was submitted (pj.attach: from the registry)
         self._cached = len(plan.found)
 
-    def _summary(self) -> dict:
+    def _summary(self) -> dict[str, Any]:
         """What the reprs show (polls the run once); never raises."""
         try:
-            counts = self.status()
+            counts: dict[str, Any] = self.status()
         except Exception as exc:  # noqa: BLE001 - e.g. the host is unreachable just now
             counts = {"error": f"status unavailable ({exc})"}
         recs = [r.rec for r in self._live()]
@@ -436,7 +454,7 @@ class Run:
         title = f"pyjoule run <code>{esc(s['id'])}</code> of <code>{esc(s['name'])}</code>"
         return card(title, rows)
 
-    def _live(self):
+    def _live(self) -> list[_dispatch.LiveRun]:
         return [r for r in ([self._own] if self._own else []) + self._attached]
 
     def _poll(self) -> None:
@@ -445,7 +463,7 @@ class Run:
                 run.poll_until_finished(timeout_s=0)
         self._settle()
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, int]:
         """Counts: ``total``, ``cached``, ``pending``, ``running``, ``done``, ``failed``."""
         self._poll()
         total, cached = len(self.plan.ids), self._cached
@@ -466,7 +484,7 @@ class Run:
         self._poll()
         return all(r.rec.get("state") != "running" for r in self._live())
 
-    def wait(self, timeout: float | None = None) -> "Run":
+    def wait(self, timeout: float | None = None) -> Run:
         """Block until the run is done (or ``timeout`` seconds passed); return the run."""
         self._wait(timeout=timeout, progress=self._progress)
         self._settle()
@@ -502,7 +520,7 @@ class Run:
             if run.rec.get("state") != "running":
                 run.backend.settle()
 
-    def _dataset(self, sparse):
+    def _dataset(self, sparse: bool | Literal["auto"]) -> tuple[xr.Dataset, int, int]:
         from ._results import dataset_for
 
         exp = self._experiment
@@ -510,23 +528,25 @@ class Run:
         dims = exp._options.get("dims") if exp is not None else None
         # nothing ran: the plan's lookup is still the whole truth
         found = self.plan.found if not self._live() else None
-        return dataset_for(self._store, self.func_id, self.plan.ids, self.plan.psets,
-                           sparse=sparse, dims=dims, attrs=attrs, found=found)
+        made: tuple[xr.Dataset, int, int] = dataset_for(
+            self._store, self.func_id, self.plan.ids, self.plan.psets, sparse=sparse,
+            dims=dims, attrs=attrs, found=found)
+        return made
 
-    def dataset(self, sparse: bool | str = "auto"):
+    def dataset(self, sparse: bool | Literal["auto"] = "auto") -> xr.Dataset:
         """The Dataset of what has finished so far."""
         _check_sparse(sparse)
         self._poll()
         return self._dataset(sparse)[0]
 
-    def result(self, sparse: bool | str = "auto"):
+    def result(self, sparse: bool | Literal["auto"] = "auto") -> xr.Dataset:
         """``wait()``, then ``dataset()``, applying the ``errors`` policy."""
         _check_sparse(sparse)
         self.wait()
         errors = self._experiment._resolved().errors if self._experiment else "raise"
         return self._apply_errors(self._dataset(sparse)[0], errors)
 
-    def table(self, output: bool = False):
+    def table(self, output: bool = False) -> pd.DataFrame:
         """One row per pset of this run: parameters, results, bookkeeping columns;
         ``output=True`` adds what each printed (``_stdout``, ``_stderr``)."""
         from ._results import table_for
@@ -535,8 +555,8 @@ class Run:
         return table_for(self._store, self.func_id, self.plan.ids, self._failures(),
                          output=output)
 
-    def _failures(self) -> list[dict]:
-        out = {}
+    def _failures(self) -> list[dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
         for run in self._live():
             worker_log = None
             for rec in self._store.failures(run_id=run.run_id):
@@ -551,7 +571,7 @@ class Run:
         return [r for p, r in out.items() if p in wanted and p not in cached]
 
     @property
-    def failures(self):
+    def failures(self) -> pd.DataFrame:
         """DataFrame of failed psets: parameters, error_type, message, traceback, reason, log."""
         from ._results import failures_frame
 
@@ -575,7 +595,7 @@ class Run:
             self._own.cancel()
             log.info("run %s cancelled", self.id)
 
-    def _apply_errors(self, ds, errors: str):
+    def _apply_errors(self, ds: xr.Dataset, errors: str) -> xr.Dataset:
         failures = self._failures()
         if not failures or errors == "ignore":
             return ds
@@ -608,7 +628,9 @@ def _check_sparse(sparse: Any) -> None:
                       "next to the psets, the default)")
 
 
-def _experiment_error(run: Run, func, failures: list[dict], ds=None) -> ExperimentError:
+def _experiment_error(run: Run, func: Callable[..., Any] | None,
+                      failures: list[dict[str, Any]],
+                      ds: xr.Dataset | None = None) -> ExperimentError:
     from collections import Counter
 
     from ._results import failures_frame
@@ -631,11 +653,11 @@ def _experiment_error(run: Run, func, failures: list[dict], ds=None) -> Experime
 
 
 # ---------------------------------------------------------------- registry
-def _registry(cache: str | os.PathLike | None) -> Store:
+def _registry(cache: str | os.PathLike[str] | None) -> Store:
     return Store.open(cache if cache is not None else default_cache_dir())
 
 
-def _registry_and_reason(cache: str | os.PathLike | None) -> tuple[Store, str]:
+def _registry_and_reason(cache: str | os.PathLike[str] | None) -> tuple[Store, str]:
     """The registry's store, and in words why that cache (see ``cache_choice``)."""
     from ._config import cache_choice
 
@@ -657,7 +679,7 @@ def _refresh_local_runs(store: Store) -> None:
                 log.debug("could not refresh run %s: %s", rec["run_id"], exc)
 
 
-def runs(cache: str | os.PathLike | None = None):
+def runs(cache: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """A DataFrame of the runs in the cache's registry, newest last.
 
     Columns: ``id``, ``function``, ``host``, ``backend``, ``state``, the counts
@@ -688,7 +710,7 @@ def runs(cache: str | os.PathLike | None = None):
     return runs_frame(rows, cols, str(store.root), reason)
 
 
-def attach(run_id: str, cache: str | os.PathLike | None = None) -> Run:
+def attach(run_id: str, cache: str | os.PathLike[str] | None = None) -> Run:
     """The ``pj.Run`` with this id, from any process."""
     store = _registry(cache)
     rec = store.get_run(run_id)
@@ -705,7 +727,8 @@ def attach(run_id: str, cache: str | os.PathLike | None = None) -> Run:
     return run
 
 
-def load(func: Experiment, *, sparse: bool | str = "auto"):
+def load(func: Experiment[..., Any], *,
+         sparse: bool | Literal["auto"] = "auto") -> xr.Dataset:
     """The Dataset of everything cached for ``func`` (current version); runs nothing."""
     from ._results import dataset_of_all
 
@@ -715,5 +738,7 @@ def load(func: Experiment, *, sparse: bool | str = "auto"):
         raise OptionError("pj.load takes a function decorated with @pj.experiment")
     store = func._store()
     func_id = func._func_id_for(store)
-    return dataset_of_all(store, func_id, sparse=sparse, dims=func._options.get("dims"),
-                          attrs={"function": func.name, "func_id": func_id})
+    ds: xr.Dataset = dataset_of_all(store, func_id, sparse=sparse,
+                                    dims=func._options.get("dims"),
+                                    attrs={"function": func.name, "func_id": func_id})
+    return ds

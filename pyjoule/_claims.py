@@ -324,13 +324,13 @@ class StartingBackend:
     def tidy(self, keep_log: bool) -> None:
         pass
 
-    def job_ids(self) -> None:
+    def job_ids(self) -> list[str] | None:  # as Backend's: none known yet
         return None
 
     def running_slots(self) -> int:
         return 0
 
-    def worker_log(self, run_dir: str) -> None:
+    def worker_log(self, run_dir: str) -> str | None:
         return None
 
     def orphan_reasons(self, pset_ids: list[str]) -> dict:

@@ -11,7 +11,8 @@ raises ``pj.OptionError`` with a "did you mean".
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Sequence, TypeVar, overload
+from typing import (TYPE_CHECKING, Any, Callable, Mapping, NoReturn, ParamSpec, Sequence,
+                    TypeVar, overload)
 
 from ._options import IDENTITY, NAMES, UNSET, Errors, Options, unknown
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from ._transport.hosts import Host
 
 _E = TypeVar("_E", bound="OptionsMethod")
+_P = ParamSpec("_P")  # the decorated function's parameters and return type: the
+_R = TypeVar("_R")  # Experiment takes and returns the same (f(...) is typed as func)
 
 
 def _given(params: Mapping[str, Any], extra: Mapping[str, Any], where: str) -> Options:
@@ -44,13 +47,13 @@ def _identity_error(names: Sequence[str]) -> Exception:
 
 
 @overload
-def experiment(func: Callable[..., Any], *, host: str | Host | None = ...,
+def experiment(func: Callable[_P, _R], *, host: str | Host | None = ...,
                slurm: Mapping[str, Any] | Slurm | None = ..., workers: int = ...,
                batch: int = ..., threads: int = ...,
                cache: str | os.PathLike[str] | bool = ..., version: str = ...,
                retries: int = ..., errors: Errors = ..., timeout: float | None = ...,
                progress: bool = ..., capture: bool = ..., dims: dict[str, Any] = ...,
-               ignore: Sequence[str] = ...) -> Experiment: ...
+               ignore: Sequence[str] = ...) -> Experiment[_P, _R]: ...
 @overload
 def experiment(func: None = None, *, host: str | Host | None = ...,
                slurm: Mapping[str, Any] | Slurm | None = ..., workers: int = ...,
@@ -58,8 +61,8 @@ def experiment(func: None = None, *, host: str | Host | None = ...,
                cache: str | os.PathLike[str] | bool = ..., version: str = ...,
                retries: int = ..., errors: Errors = ..., timeout: float | None = ...,
                progress: bool = ..., capture: bool = ..., dims: dict[str, Any] = ...,
-               ignore: Sequence[str] = ...) -> Callable[[Callable[..., Any]], Experiment]:
-    ...
+               ignore: Sequence[str] = ...
+               ) -> Callable[[Callable[_P, _R]], Experiment[_P, _R]]: ...
 def experiment(func: Callable[..., Any] | None = None, *,  # noqa: E302
                host: str | Host | None = UNSET,
                slurm: Mapping[str, Any] | Slurm | None = UNSET,

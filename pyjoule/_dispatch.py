@@ -19,13 +19,16 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from . import (_callables, _claims, _hashing, _interrupt, _keying, _pickling, _private,
                _records, _space, _unfinished)
 from ._errors import OptionError, SerializationError
 from ._rundir import PAYLOAD, REQUEST, RETRY, TASKS, RunDir
 from ._store import Store
+
+if TYPE_CHECKING:
+    from ._backends.base import Backend
 
 log = logging.getLogger("pyjoule")
 
@@ -99,7 +102,7 @@ class Plan:
     func_id: str
     psets: list[dict]  # unique, normalised, in first-seen order
     ids: list[str]
-    found: dict[str, tuple]  # cached: pset_id -> (seg_id, row)
+    found: dict[str, int]  # cached: pset_id -> loc (see Store.lookup)
     in_flight: list[dict] = field(default_factory=list)  # run records to attach to
     to_run: list[int] = field(default_factory=list)  # indices into psets
     run_id: str | None = None  # the run registered (``starting``) for ``to_run``
@@ -413,6 +416,7 @@ class LiveRun:
         # another process is starting it: followed as running, its backend known
         # once it runs (see _await_start)
         self._starting = backend is None and rec.get("state") == "starting"
+        self.backend: Backend | _claims.StartingBackend
         if self._starting:
             self.rec = dict(rec, state="running")
             self.backend = _claims.StartingBackend()

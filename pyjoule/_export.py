@@ -23,9 +23,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 from ._errors import OptionError
 
@@ -71,25 +74,28 @@ def _restore(obj: Any) -> Any:
     return np.array(items, dtype=obj["dtype"]).reshape(obj["shape"])
 
 
-def _encode_array(arr: np.ndarray) -> np.ndarray:
+def _encode_array(arr: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     flat = [json.dumps(_jsonable(v)) for v in arr.ravel().tolist()]
     out = np.empty(len(flat), object)
     out[:] = flat
-    return out.reshape(arr.shape)
+    shape: tuple[int, ...] = arr.shape
+    return out.reshape(shape)
 
 
-def _decode_array(arr: np.ndarray, dtype: str) -> np.ndarray:
+def _decode_array(arr: np.ndarray[Any, Any], dtype: str) -> np.ndarray[Any, Any]:
     flat = [_restore(json.loads(s)) for s in np.asarray(arr, object).ravel().tolist()]
+    shape: tuple[int, ...] = arr.shape
     if np.dtype(dtype).kind == "U":
-        return np.array(flat, dtype=dtype).reshape(arr.shape)
+        return np.array(flat, dtype=dtype).reshape(shape)
     out = np.empty(len(flat), object)
     out[:] = flat
-    return out.reshape(arr.shape)
+    return out.reshape(shape)
 
 
-def _split_attrs(attrs: dict) -> dict:
+def _split_attrs(attrs: dict[Any, Any]) -> dict[Any, Any]:
     """The attributes netCDF holds as they are, plus the others as one JSON text."""
-    native, other = {}, {}
+    native: dict[Any, Any] = {}
+    other: dict[Any, Any] = {}
     for key, value in attrs.items():
         plain = (isinstance(value, (str, int, float, np.integer, np.floating))
                  and not isinstance(value, (bool, np.bool_)))
@@ -99,7 +105,7 @@ def _split_attrs(attrs: dict) -> dict:
     return native
 
 
-def _join_attrs(attrs: dict) -> dict:
+def _join_attrs(attrs: dict[Any, Any]) -> dict[Any, Any]:
     attrs = dict(attrs)
     other = attrs.pop(_ATTRS, None)
     if other is not None:
@@ -108,7 +114,7 @@ def _join_attrs(attrs: dict) -> dict:
 
 
 # --------------------------------------------------------------------- save
-def save(ds, path: str | os.PathLike) -> None:
+def save(ds: xr.Dataset, path: str | os.PathLike[str]) -> None:
     """Write a results Dataset to a netCDF4 file that ``pj.open`` reads back identical.
 
     Sparse (``sparse.COO``) variables are stored as their coordinates and values, so a
@@ -144,12 +150,12 @@ def save(ds, path: str | os.PathLike) -> None:
     if not isinstance(ds, xr.Dataset):
         raise OptionError(f"pj.save takes an xarray.Dataset, not {type(ds).__name__} "
                           f"(use da.to_dataset() for a DataArray)")
-    path = Path(os.fspath(path))
-    folder = path.parent
+    target = Path(os.fspath(path))
+    folder = target.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"pj.save: the folder {str(folder)!r} does not exist; "
                                 f"create it first (os.makedirs) or choose another path")
-    out = {}
+    out: dict[str, xr.Variable] = {}
     for name, var in ds.variables.items():
         out.update(_encode_variable(str(name), var))
     layout = {"data_vars": [str(n) for n in ds.data_vars],
@@ -157,17 +163,17 @@ def save(ds, path: str | os.PathLike) -> None:
     attrs = _split_attrs(dict(ds.attrs))
     attrs.update({_FORMAT: FORMAT, _LAYOUT: json.dumps(layout)})
     encoded = xr.Dataset(out, attrs=attrs)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
         encoded.to_netcdf(tmp, engine="netcdf4")
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def _encode_variable(name: str, var) -> dict:
+def _encode_variable(name: str, var: xr.Variable) -> dict[str, xr.Variable]:
     import xarray as xr
 
     from ._analysis import _coo, _is_sparse
@@ -191,7 +197,8 @@ def _encode_variable(name: str, var) -> dict:
 
 
 # --------------------------------------------------------------------- open
-def open(path: str | os.PathLike):  # noqa: A001 - pj.open mirrors xr.open_dataset
+# pj.open mirrors xr.open_dataset
+def open(path: str | os.PathLike[str]) -> xr.Dataset:  # noqa: A001
     """Read a file written by ``pj.save``, into memory, as the Dataset that was saved.
 
     Same dims, coordinates, dtypes, attributes and backing (dense numpy or
@@ -225,28 +232,29 @@ def open(path: str | os.PathLike):  # noqa: A001 - pj.open mirrors xr.open_datas
     """
     import xarray as xr
 
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"pj.open: no file {path!r}")
+    file = os.fspath(path)
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"pj.open: no file {file!r}")
     try:
-        with xr.open_dataset(path, engine="netcdf4") as raw:
+        with xr.open_dataset(file, engine="netcdf4") as raw:
             raw = raw.load()
     except (OSError, ValueError) as exc:
-        raise ValueError(f"pj.open: {path!r} is not a netCDF file (pj.save writes "
+        raise ValueError(f"pj.open: {file!r} is not a netCDF file (pj.save writes "
                          f"netCDF4 files): {exc}") from exc
     if _FORMAT not in raw.attrs:
         return _without_encoding(raw)
     return _decode(raw)
 
 
-def _decode(raw):
+def _decode(raw: xr.Dataset) -> xr.Dataset:
     import xarray as xr
 
     attrs = dict(raw.attrs)
     attrs.pop(_FORMAT)
     layout = json.loads(attrs.pop(_LAYOUT))
-    variables = {}
-    for name, var in raw.variables.items():
+    variables: dict[str, xr.Variable] = {}
+    for key, var in raw.variables.items():
+        name = str(key)  # netCDF names are strs
         if _SPARSE in var.attrs:
             variables.update(_decode_sparse(raw, var))
         elif not (name.endswith("__coords") and f"{name[:-8]}__data" in raw.variables
@@ -257,7 +265,7 @@ def _decode(raw):
                       attrs=_join_attrs(attrs))
 
 
-def _decode_sparse(raw, var) -> dict:
+def _decode_sparse(raw: xr.Dataset, var: xr.Variable) -> dict[str, xr.Variable]:
     import sparse
     import xarray as xr
 
@@ -272,7 +280,7 @@ def _decode_sparse(raw, var) -> dict:
     return {name: xr.Variable(meta["dims"], coo, attrs=_join_attrs(attrs))}
 
 
-def _decode_dense(var):
+def _decode_dense(var: xr.Variable) -> xr.Variable:
     import xarray as xr
 
     attrs = dict(var.attrs)
@@ -287,7 +295,7 @@ def _decode_dense(var):
     return xr.Variable(var.dims, data, attrs=_join_attrs(attrs))
 
 
-def _without_encoding(ds):
+def _without_encoding(ds: xr.Dataset) -> xr.Dataset:
     ds = ds.copy()
     for var in ds.variables.values():
         var.encoding = {}

@@ -8,9 +8,24 @@ ragged grids where an empty panel says so and its neighbours carry the tick labe
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Hashable
+
 import numpy as np
 
 from ._errors import OptionError
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure, SubFigure
+
+#: ``(fewest, most, over)``: how many values the points of a band average, over what
+Band = tuple[int, int, tuple[str, ...]]
+#: ``(mean, sem or None, y axis label)`` of one plotted variable
+Layer = tuple["xr.DataArray", "xr.DataArray | None", str]
+#: a legend entry: its handle (a line, or a band and its line) and label
+Entry = tuple["Artist | tuple[Artist, ...]", str]
 
 BAND_ALPHA = 0.25
 GREY = "0.45"
@@ -18,8 +33,9 @@ PANEL_SIZE = (3.6, 2.7)  # inches per panel: two columns fit a page width
 LEGEND_WIDTH = 1.9  # inches added for the legend beside the panels
 
 
-def draw(ds, layers: list, roles: dict, ax, *, scales: dict, band: tuple | None,
-         legend: bool):
+def draw(ds: xr.Dataset, layers: list[Layer], roles: dict[str, str | None],
+         ax: Axes | None, *, scales: dict[str, str], band: Band | None,
+         legend: bool) -> Figure | SubFigure:
     """The figure: for each layer ``(mean, sem or None, y label)`` of a variable, the
     mean (and ``mean ± sem``) against ``roles["x"]``. Several variables take a row of
     panels each, with a y axis of their own; one variable shares its y axis across
@@ -27,7 +43,8 @@ def draw(ds, layers: list, roles: dict, ax, *, scales: dict, band: tuple | None,
     x, hue, col, row = roles["x"], roles["hue"], roles["col"], roles["row"]
     cols, hues = _axis_values(ds, col), _axis_values(ds, hue)
     if len(layers) > 1:  # (title, layer, selection) per row of panels
-        rows = [(None, layer, {}) for layer in layers]
+        rows: list[tuple[Any, Layer, dict[Hashable, int]]] = \
+            [(None, layer, {}) for layer in layers]
     else:
         rows = [(rv, layers[0], {} if row is None else {row: i})
                 for i, rv in enumerate(_axis_values(ds, row))]
@@ -60,23 +77,24 @@ def draw(ds, layers: list, roles: dict, ax, *, scales: dict, band: tuple | None,
     else:
         _label_given(ax, axis_label(ds[x], x), ylabels[0])
     if legend:
-        entries = [(_hue_handle(c), str(h)) for c, h in zip(colors, hues)] if hue else []
+        entries: list[Entry] = \
+            [(_hue_handle(c), str(h)) for c, h in zip(colors, hues)] if hue else []
         _legend(fig, ax, entries, None if hue is None else axis_label(ds[hue], hue), band)
     return fig
 
 
-def axis_label(coord, name: str) -> str:
+def axis_label(coord: xr.DataArray, name: Hashable) -> str:
     """The xarray convention: ``long_name`` (or the name) and ``[units]``."""
     label = str(coord.attrs.get("long_name", name))
     units = coord.attrs.get("units")
     return f"{label} [{units}]" if units not in (None, "") else label
 
 
-def _axis_values(ds, dim: str | None) -> list:
+def _axis_values(ds: xr.Dataset, dim: str | None) -> list[Any]:
     return [None] if dim is None else list(ds[dim].values)
 
 
-def _positions(labels: np.ndarray) -> tuple[np.ndarray, list | None]:
+def _positions(labels: np.ndarray) -> tuple[np.ndarray, list[str] | None]:
     """Numbers for the x axis, and tick labels when the coordinate is not numeric."""
     if labels.dtype.kind in "iuf":
         return labels.astype(np.float64), None
@@ -87,7 +105,7 @@ def _positions(labels: np.ndarray) -> tuple[np.ndarray, list | None]:
     return np.arange(len(values), dtype=float), [str(v) for v in values]
 
 
-def _colors(hues: list) -> list:
+def _colors(hues: list[Any]) -> list[Any]:  # matplotlib colours
     """Distinct colours for categories; an ordered colour map for three or more numbers,
     so that the reader sees N=10, 20, 40 as a progression."""
     numeric = all(isinstance(h, (int, float, np.integer, np.floating))
@@ -100,7 +118,8 @@ def _colors(hues: list) -> list:
     return [colormaps["viridis"](v) for v in np.linspace(0.0, 0.82, len(hues))]
 
 
-def _panels(ax, n_rows: int, n_cols: int, with_legend, sharey: bool):
+def _panels(ax: Axes | None, n_rows: int, n_cols: int, with_legend: bool,
+            sharey: bool) -> tuple[Figure | SubFigure, np.ndarray]:
     if ax is not None:
         if n_rows * n_cols > 1:
             raise OptionError("pj.plot: ax= draws a single panel; drop col=/row= (and "
@@ -117,7 +136,7 @@ def _panels(ax, n_rows: int, n_cols: int, with_legend, sharey: bool):
     return fig, axes
 
 
-def _line(panel, xs: np.ndarray, y: np.ndarray, sem: np.ndarray | None, color,
+def _line(panel: Axes, xs: np.ndarray, y: np.ndarray, sem: np.ndarray | None, color: Any,
           label: str | None) -> None:
     # labelled, so that a user's own ax.legend() still works on a panel
     panel.plot(xs, y, marker="o", markersize=3.5, linewidth=1.5, color=color, label=label)
@@ -126,7 +145,8 @@ def _line(panel, xs: np.ndarray, y: np.ndarray, sem: np.ndarray | None, color,
                            linewidth=0)
 
 
-def _scales(panel, xs: np.ndarray, ticks: list | None, scales: dict) -> None:
+def _scales(panel: Axes, xs: np.ndarray, ticks: list[str] | None,
+            scales: dict[str, str]) -> None:
     panel.set_xscale(scales["x"])
     panel.set_yscale(scales["y"])
     if ticks is not None:
@@ -142,7 +162,7 @@ def _scales(panel, xs: np.ndarray, ticks: list | None, scales: dict) -> None:
         panel.xaxis.set_minor_formatter(NullFormatter())
 
 
-def _mark_empty(axes, empty) -> None:
+def _mark_empty(axes: np.ndarray, empty: np.ndarray) -> None:
     """A panel of a ragged grid with no value says so, without axes to misread."""
     if empty.all():
         return
@@ -152,7 +172,8 @@ def _mark_empty(axes, empty) -> None:
                    va="center", color=GREY)
 
 
-def _label_edges(axes, empty, xlabel: str, ylabels: list[str]) -> None:
+def _label_edges(axes: np.ndarray, empty: np.ndarray, xlabel: str,
+                 ylabels: list[str]) -> None:
     """Axis labels and tick labels on the outer panels that have values: the lowest of
     each column, the leftmost of each row (an empty panel does not hide them)."""
     n_rows, n_cols = axes.shape
@@ -171,7 +192,7 @@ def _label_edges(axes, empty, xlabel: str, ylabels: list[str]) -> None:
             left.set_ylabel(ylabels[i])
 
 
-def _label_given(ax, xlabel: str, ylabel: str) -> None:
+def _label_given(ax: Axes, xlabel: str, ylabel: str) -> None:
     """Labels on the user's panel, except along an axis it shares with a panel that
     carries them (``plt.subplots(sharey=True)`` shows them on the outer panels only)."""
     spec = ax.get_subplotspec()
@@ -183,7 +204,7 @@ def _label_given(ax, xlabel: str, ylabel: str) -> None:
         ax.set_ylabel(ylabel)
 
 
-def band_text(band: tuple) -> str:
+def band_text(band: Band) -> str:
     """"mean ± 1 s.e.m. over 8 seeds" from ``(fewest, most, over)``: a range where
     points average different numbers of values, and "over 1 seed" honestly."""
     lo, hi, over = band
@@ -203,13 +224,13 @@ def _plural(name: str, n: int) -> str:
     return name + ("es" if name.endswith(("s", "x", "ch", "sh")) else "s")
 
 
-def _hue_handle(color):
+def _hue_handle(color: Any) -> Artist:
     from matplotlib.lines import Line2D
 
     return Line2D([], [], color=color, marker="o", markersize=3.5, linewidth=1.5)
 
 
-def _band_handle(band: tuple):
+def _band_handle(band: Band) -> Artist | tuple[Artist, ...]:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -219,7 +240,8 @@ def _band_handle(band: tuple):
     return (Patch(color=GREY, alpha=BAND_ALPHA, linewidth=0), line)
 
 
-def _legend(fig, ax, entries: list, title: str | None, band: tuple | None) -> None:
+def _legend(fig: Figure | SubFigure, ax: Axes | None, entries: list[Entry],
+            title: str | None, band: Band | None) -> None:
     """The figure's one legend, outside the panels on the right: the hue values, then
     what the band is. Drawing into a given ``ax`` merges with the legend an earlier
     ``pj.plot`` left in that figure (each label once, the counts' ranges joined), so
@@ -237,8 +259,11 @@ def _legend(fig, ax, entries: list, title: str | None, band: tuple | None) -> No
         return
     from matplotlib.legend_handler import HandlerTuple
 
-    handles, labels = [h for h, _ in shown], [label for _, label in shown]
-    style = dict(title=title, frameon=False, alignment="left",
+    # a (band, line) tuple is a handle too (HandlerTuple), which matplotlib's type
+    # stubs do not allow: handles are Any here
+    handles: list[Any] = [h for h, _ in shown]
+    labels = [label for _, label in shown]
+    style: dict[str, Any] = dict(title=title, frameon=False, alignment="left",
                  handler_map={tuple: HandlerTuple(ndivide=1)})
     if _constrained(fig):
         legend = fig.legend(handles, labels, loc="outside right upper", **style)
@@ -246,17 +271,17 @@ def _legend(fig, ax, entries: list, title: str | None, band: tuple | None) -> No
         legend = _rightmost(fig).legend(handles, labels, loc="upper left",
                                         bbox_to_anchor=(1.02, 1), borderaxespad=0,
                                         **style)
-    fig._pyjoule_legend = (legend, entries, title, band)
+    setattr(fig, "_pyjoule_legend", (legend, entries, title, band))  # noqa: B010
 
 
-def join_bands(a: tuple | None, b: tuple | None) -> tuple | None:
+def join_bands(a: Band | None, b: Band | None) -> Band | None:
     if a is None or b is None:
         return a or b
     over = a[2] if a[2] == b[2] else tuple(dict.fromkeys(a[2] + b[2]))
     return min(a[0], b[0]), max(a[1], b[1]), over
 
 
-def _constrained(fig) -> bool:
+def _constrained(fig: Figure | SubFigure) -> bool:
     """Whether the figure uses constrained layout, which makes room for a legend at
     ``loc="outside ..."`` (elsewhere that legend lands on a panel). A user's figure is
     not switched to it: that breaks figures with colorbars made before."""
@@ -266,20 +291,20 @@ def _constrained(fig) -> bool:
     return isinstance(root.get_layout_engine(), ConstrainedLayoutEngine)
 
 
-def _rightmost(fig):
+def _rightmost(fig: Figure | SubFigure) -> Axes:
     """The panel furthest right (the top one of those), where a legend beside it
     covers no other panel."""
-    def edge(ax):
+    def edge(ax: Axes) -> tuple[float, float]:
         box = ax.get_position()
         return round(box.x1, 3), box.y1
 
     return max(fig.axes, key=edge)
 
 
-_FIGURE_CLASS = None
+_FIGURE_CLASS: type[Figure] | None = None
 
 
-def _figure_class():
+def _figure_class() -> type[Figure]:
     """A matplotlib ``Figure`` that a notebook shows once: pyplot's inline backend
     shows every figure a cell made when the cell ends, and IPython would show the one
     ``pj.plot(...)`` returns as the cell's value a second time. Whichever shows it
@@ -296,7 +321,7 @@ def _figure_class():
         import matplotlib.pyplot as plt
 
         class PlotFigure(Figure):
-            def _ipython_display_(self):
+            def _ipython_display_(self) -> None:
                 from IPython.core.pylabtools import print_figure
                 from IPython.display import display
 

@@ -11,17 +11,22 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    from ._api import Experiment, Run
+    from ._store import Store
 
 
 @contextlib.contextmanager
-def sigint_deferred():
+def sigint_deferred() -> Iterator[None]:
     """Hold a Ctrl-C (SIGINT) until the block is through, then deliver it. Only in
     the main thread (elsewhere Python delivers no SIGINT anyway)."""
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGINT) is None:  # not ours to change
         yield
         return
-    caught: list = []
+    caught: list[tuple[Any, ...]] = []
     previous = signal.signal(signal.SIGINT, lambda *sig: caught.append(sig))
     try:
         yield
@@ -34,7 +39,8 @@ def sigint_deferred():
             raise KeyboardInterrupt
 
 
-def start_or_stop(exp, space, store, func_id: str, **kwargs):
+def start_or_stop(exp: Experiment[..., Any], space: Any, store: Store, func_id: str,
+                  **kwargs: Any) -> Run | KeyboardInterrupt:
     """``exp._run(space, ...)``, the ``pj.Run`` it starts; or, for a Ctrl-C in the
     function itself under ``workers=0`` (its psets run inside the start, which has
     cancelled the run already), the one-line ``KeyboardInterrupt`` to raise."""
@@ -55,7 +61,7 @@ def start_or_stop(exp, space, store, func_id: str, **kwargs):
     return KeyboardInterrupt(_LINE.format(kept=kept, total=len(ids)))
 
 
-def wait_or_cancel(run, progress: bool = False) -> KeyboardInterrupt | None:
+def wait_or_cancel(run: Run, progress: bool = False) -> KeyboardInterrupt | None:
     """Wait for ``run`` (a ``pj.Run``); on Ctrl-C, cancel what it started and return
     the ``KeyboardInterrupt`` for the caller to raise: one line saying what is kept,
     without the frames of the wait it cut short (the poll, the pool, ``select``)."""
@@ -82,7 +88,7 @@ def _import_what_ingesting_needs() -> None:
         from . import _columns, _unfinished  # noqa: F401
 
 
-def _cancelled_line(run) -> str:
+def _cancelled_line(run: Run) -> str:
     total = len(run.plan.ids)
     try:
         kept = len(run._store.lookup(run.func_id, run.plan.ids))

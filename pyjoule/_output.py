@@ -15,11 +15,19 @@ lists what the psets of a run printed (:func:`run_logs`).
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ._store import Store
+
+#: a pset's ``(stdout, stderr)``
+Printed = tuple[str, str]
 
 
 # ------------------------------------------------------------------- writing
-def values_part(records: Sequence[tuple], run_id: str) -> dict:
+def values_part(records: Sequence[tuple[Any, ...]], run_id: str) -> dict[str, Any]:
     """Part B of a segment of the compact records ``records`` (see ``_records``)."""
     part: dict[str, Any] = {"pset_ids": [r[0] for r in records],
                             "values": [r[2] for r in records]}
@@ -35,13 +43,14 @@ def values_part(records: Sequence[tuple], run_id: str) -> dict:
 
 
 # ------------------------------------------------------------------- reading
-def read(store, found: dict[str, int], run_id: str | None = None) -> dict[str, tuple]:
+def read(store: Store, found: dict[str, int],
+         run_id: str | None = None) -> dict[str, Printed]:
     """``{pset_id: (stdout, stderr)}`` of the entries in ``found`` that printed
     anything (only those computed by ``run_id``, if given). A damaged segment is
     left out (reading its values drops it)."""
     from ._store import _by_segment
 
-    out: dict[str, tuple] = {}
+    out: dict[str, Printed] = {}
     for seg_id, rows, pids in _by_segment(found):
         part = store._load_part(seg_id, "b")
         printed = part.get("output") if part else None
@@ -53,7 +62,8 @@ def read(store, found: dict[str, int], run_id: str | None = None) -> dict[str, t
     return out
 
 
-def with_columns(table, store, found: dict[str, int], failures=()):
+def with_columns(table: pd.DataFrame, store: Store, found: dict[str, int],
+                 failures: Iterable[dict[str, Any]] = ()) -> pd.DataFrame:
     """``table`` (``f.table()``) with the columns ``_stdout`` and ``_stderr``: "" for
     a pset that printed nothing, or whose output was not captured."""
     printed = read(store, found)
@@ -65,7 +75,7 @@ def with_columns(table, store, found: dict[str, int], failures=()):
     return table
 
 
-def run_logs(store, rec: dict, key: str | None = None) -> dict:
+def run_logs(store: Store, rec: dict[str, Any], key: str | None = None) -> dict[str, Any]:
     """What the psets of the run ``rec`` (a registry record) printed, and how they
     failed: ``{"psets": [...], "quiet": n, "run_dir": ...}``, one dict per pset that
     printed or failed, in the run's order (``key``, ``pset``, ``status``, ``stdout``,
@@ -104,7 +114,7 @@ def run_logs(store, rec: dict, key: str | None = None) -> dict:
             "worker_log": worker_log, "has_request": bool(ids)}
 
 
-def logs_text(info: dict) -> str:
+def logs_text(info: dict[str, Any]) -> str:
     """:func:`run_logs` as ``pyjoule logs`` prints it."""
     lines = []
     for e in info["psets"]:
@@ -131,12 +141,12 @@ def logs_text(info: dict) -> str:
     return "\n".join(lines)
 
 
-def _success(key: str, pset: dict | None, out: tuple) -> dict:
+def _success(key: str, pset: dict[str, Any] | None, out: Printed) -> dict[str, Any]:
     return {"key": key, "pset": pset, "status": "done", "stdout": out[0],
             "stderr": out[1]}
 
 
-def _failure(key: str, rec: dict) -> dict:
+def _failure(key: str, rec: dict[str, Any]) -> dict[str, Any]:
     return {"key": key, "pset": rec.get("kwargs"), "status": "failed",
             "stdout": rec.get("stdout") or "", "stderr": rec.get("stderr") or "",
             "error_type": rec.get("error_type"),

@@ -8,7 +8,7 @@ along the plotted slice; matplotlib is imported when a plot is drawn.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence, overload
 
 import numpy as np
 
@@ -16,13 +16,34 @@ from ._analysis import (OVER_ATTR, _as_dataset, _check_not_empty, _check_var, _d
                         _dims_arg, _expand, _is_sparse, _single_valued, stats)
 from ._errors import OptionError
 
+if TYPE_CHECKING:
+    import xarray as xr
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure, SubFigure
+
+    from ._figure import Band
+
 # matplotlib's scales that need no extra argument ("function" needs two functions)
 SCALES = ("linear", "log", "symlog", "logit", "asinh")
 
 
-def plot(ds, var: str | Sequence[str], x: str, hue: str | None = None, col: str | None = None,
-         row: str | None = None, over: str | Sequence[str] | None = "seed", ax=None,
-         xscale: str = "linear", yscale: str = "linear", legend: bool = True):
+# without ax=, a new Figure; with one, the figure that holds it (a SubFigure, if so)
+@overload
+def plot(ds: xr.Dataset | xr.DataArray, var: str | Sequence[str], x: str,
+         hue: str | None = None, col: str | None = None, row: str | None = None,
+         over: str | Sequence[str] | None = "seed", ax: None = None,
+         xscale: str = "linear", yscale: str = "linear", legend: bool = True) -> Figure: ...
+@overload
+def plot(ds: xr.Dataset | xr.DataArray, var: str | Sequence[str], x: str,
+         hue: str | None = None, col: str | None = None, row: str | None = None,
+         over: str | Sequence[str] | None = "seed", ax: Axes | None = None,
+         xscale: str = "linear", yscale: str = "linear",
+         legend: bool = True) -> Figure | SubFigure: ...
+def plot(ds: xr.Dataset | xr.DataArray, var: str | Sequence[str], x: str,  # noqa: E302
+         hue: str | None = None, col: str | None = None, row: str | None = None,
+         over: str | Sequence[str] | None = "seed", ax: Axes | None = None,
+         xscale: str = "linear", yscale: str = "linear",
+         legend: bool = True) -> Figure | SubFigure:
     """Line plots of the mean of ``var`` over ``over`` against ``x``, with error bands.
 
     One line per ``hue`` value, one panel per ``col`` × ``row`` value, and a shaded band
@@ -96,11 +117,13 @@ def plot(ds, var: str | Sequence[str], x: str, hue: str | None = None, col: str 
     """
     import xarray as xr
 
+    chosen: Any = var  # a DataArray's name may be any hashable
     if isinstance(ds, xr.DataArray):
-        var = ds.name if ds.name is not None else "_value"
+        chosen = ds.name if ds.name is not None else "_value"
     ds, _ = _as_dataset(ds, "plot")
     _check_not_empty(ds, "plot")
-    names = [var] if isinstance(var, str) or var is None else list(var)
+    names: list[Any] = [chosen] if isinstance(chosen, str) or chosen is None \
+        else list(chosen)
     for name in names:
         _check_var(ds, name, "plot")
     scales = {"x": _check_scale(xscale, "xscale"), "y": _check_scale(yscale, "yscale")}
@@ -125,7 +148,8 @@ def plot(ds, var: str | Sequence[str], x: str, hue: str | None = None, col: str 
                 band=functools.reduce(join_bands, bands), legend=legend)
 
 
-def _layer(ds, var: str, roles: dict, wanted: list[str]) -> tuple:
+def _layer(ds: xr.Dataset, var: str, roles: dict[str, str | None],
+           wanted: list[str]) -> tuple[xr.DataArray, xr.DataArray | None, str, Band | None]:
     """``(mean, sem or None, y axis label, band counts or None)`` of one variable."""
     from ._figure import axis_label
 
@@ -155,7 +179,7 @@ def _layer(ds, var: str, roles: dict, wanted: list[str]) -> tuple:
     return _densify(mean), None if sem is None else _densify(sem), label, band
 
 
-def _carried(ds, var: str) -> list[str]:
+def _carried(ds: xr.Dataset, var: str) -> list[str]:
     """``[<base>_sem, <base>_count]`` when ``var`` is ``<base>_mean`` of ``pj.stats``
     (or of ``pj.best``, which carries them along) and they lie along the same dims."""
     base = var[: -len("_mean")] if var.endswith("_mean") else None
@@ -173,7 +197,7 @@ def _check_scale(scale: str, role: str) -> str:
     return scale
 
 
-def _check_rest(da, used: list[str]) -> None:
+def _check_rest(da: xr.DataArray, used: list[str]) -> None:
     rest = [d for d in da.dims if d not in used and da.sizes[d] > 1]
     if rest:
         raise OptionError(
@@ -182,12 +206,13 @@ def _check_rest(da, used: list[str]) -> None:
             f"e.g. ds.sel({{{rest[0]!r}: ...}})")
 
 
-def _densify(da):
+def _densify(da: xr.DataArray) -> xr.DataArray:
     data = da.data.todense() if _is_sparse(da.data) else np.asarray(da.data)
-    return da.copy(data=data.astype(np.float64))
+    dense: xr.DataArray = da.copy(data=data.astype(np.float64))
+    return dense
 
 
-def band_counts(count: np.ndarray, over: Sequence[str]) -> tuple | None:
+def band_counts(count: np.ndarray, over: Sequence[str]) -> Band | None:
     """``(fewest, most, over)``: how many values the plotted points average (they differ
     where psets failed or a ragged study has more seeds in some cells), for the legend."""
     present = count[count > 0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from typing import Any
 
 log = logging.getLogger("pyjoule")
 
@@ -37,7 +38,7 @@ def dumps(exc: BaseException) -> bytes | None:
             if by_value:
                 import cloudpickle
 
-                data = cloudpickle.dumps(exc, protocol=5)
+                data: bytes = cloudpickle.dumps(exc, protocol=5)
             else:
                 data = pickle.dumps(exc, protocol=5)
             if len(data) > MAX_BYTES:
@@ -60,7 +61,7 @@ class Raise:
         self.exc = exc
 
 
-def original(failure: dict) -> Exception | None:
+def original(failure: dict[str, Any]) -> Exception | None:
     """The exception of ``failure`` (a failure record of the user's own cache), with
     the worker's traceback as its ``__cause__``; None if it did not come with one or
     cannot be loaded here."""
@@ -92,7 +93,7 @@ def original(failure: dict) -> Exception | None:
     return exc
 
 
-def _where(failure: dict) -> str:
+def _where(failure: dict[str, Any]) -> str:
     kwargs = failure.get("kwargs")
     host = failure.get("host")
     return (f"in a worker for pset {kwargs!r}" if kwargs is not None else "in a worker") \

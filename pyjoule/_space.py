@@ -29,7 +29,7 @@ import itertools
 import keyword
 import sys
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, SupportsIndex, overload
 
 from ._errors import HashingError, OptionError, SpaceError
 from ._hashing import canonical_bytes
@@ -41,7 +41,7 @@ _PLAIN_KINDS = "biufcSU"  # numpy kinds whose .item()/.tolist() give hashable Py
 _MAX_BYTES = {"f": 8, "c": 16}  # wider floats are long doubles: .item() would round them
 
 
-class Space(list):
+class Space(list[dict[str, Any]]):
     """A list of psets (dicts of keyword arguments) that adds up into unions.
 
     ``Space + Space``, ``Space + list`` and ``list + Space`` give a new Space holding
@@ -59,7 +59,9 @@ class Space(list):
     # ``DataFrame + Space``: pandas defers to operands of higher priority (pandas >= 2.1)
     __pandas_priority__ = 5000
 
-    def __add__(self, other: Any) -> Space:
+    # a Space plus any list of psets (or a DataFrame) is a Space, where list's own
+    # __add__ gives list[dict | T]: the narrower return type is the point
+    def __add__(self, other: Any) -> Space:  # type: ignore[override]
         frame = _frame_or_none(other)
         other = other if frame is None else frame
         if not isinstance(other, (list, tuple)):
@@ -74,9 +76,14 @@ class Space(list):
             return NotImplemented
         return Space(list(other) + list(self))
 
-    def __getitem__(self, index: Any) -> Any:
-        item = list.__getitem__(self, index)
-        return Space(item) if isinstance(index, slice) else item
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Space: ...
+    def __getitem__(self, index: SupportsIndex | slice) -> dict[str, Any] | Space:
+        if isinstance(index, slice):
+            return Space(list.__getitem__(self, index))
+        return list.__getitem__(self, index)
 
     def copy(self) -> Space:
         """Return a shallow copy, still a Space."""
@@ -234,7 +241,7 @@ def product(*spaces: Any) -> Space:
     return Space([_merge(combo) for combo in itertools.product(*lists)])
 
 
-def as_psets(space: Any) -> list[dict]:
+def as_psets(space: Any) -> list[dict[str, Any]]:
     """Return ``space`` as a list of plain dicts, checking every key.
 
     Parameters
@@ -273,9 +280,9 @@ identifier, so it cannot name a keyword argument
     frame = _frame_or_none(space)
     if frame is not None:
         space = frame
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     append = out.append
-    checked: set[tuple] = set()  # psets of one space mostly share one key tuple
+    checked: set[tuple[Any, ...]] = set()  # psets of one space mostly share one key tuple
     for i, pset in enumerate(space):
         if type(pset) is not dict:
             pset = _plain_dict(pset, i)
@@ -290,7 +297,7 @@ identifier, so it cannot name a keyword argument
 # ------------------------------------------------------------------- helpers
 
 
-def _axis(value: Any) -> list | None:
+def _axis(value: Any) -> list[Any] | None:
     """Return the values of an axis, or None if ``value`` is a scalar."""
     if isinstance(value, (str, bytes, bytearray, Mapping)):
         return None
@@ -307,17 +314,18 @@ def _axis(value: Any) -> list | None:
     return None
 
 
-def _values(value: Any) -> list:
+def _values(value: Any) -> list[Any]:
     """The values of an axis; a scalar is an axis of one value."""
     values = _axis(value)
     return [_plain(value)] if values is None else values
 
 
-def _numpy_axis(value: Any) -> list | None:
+def _numpy_axis(value: Any) -> list[Any] | None:
     if value.ndim == 0:
         return None
     if value.ndim == 1 and _plain_dtype(value.dtype):
-        return value.tolist()
+        values: list[Any] = value.tolist()
+        return values
     return [_plain(v) for v in value]  # rows of a 2-d array stay arrays
 
 
@@ -341,7 +349,7 @@ def _same_as(value: Any) -> Any:
         return id(value)
 
 
-def _as_list(space: Any, where: str) -> list:
+def _as_list(space: Any, where: str) -> list[Any]:
     if isinstance(space, Mapping):
         return [space]
     frame = _frame_or_none(space)
@@ -358,14 +366,14 @@ def _as_list(space: Any, where: str) -> list:
     return psets
 
 
-def _merge(psets: tuple) -> dict:
-    merged: dict = {}
+def _merge(psets: tuple[Mapping[str, Any], ...]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
     for pset in psets:
         merged.update(pset)
     return merged
 
 
-def _plain_dict(pset: Any, index: int) -> dict:
+def _plain_dict(pset: Any, index: int) -> dict[str, Any]:
     if not isinstance(pset, Mapping):
         raise OptionError(
             f"pset {index} is of type {type(pset).__name__}, not a dict; a space is a list of "
@@ -374,7 +382,7 @@ def _plain_dict(pset: Any, index: int) -> dict:
     return dict(pset)
 
 
-def _check_keys(keys: tuple, index: int) -> None:
+def _check_keys(keys: tuple[Any, ...], index: int) -> None:
     for key in keys:
         if not isinstance(key, str):
             raise OptionError(
@@ -394,7 +402,7 @@ def _check_keys(keys: tuple, index: int) -> None:
 
 
 # ----------------------------------------------------------------- DataFrames
-def _frame_or_none(space: Any) -> list[dict] | None:
+def _frame_or_none(space: Any) -> list[dict[str, Any]] | None:
     """The psets of a ``pandas.DataFrame`` (one per row), or None for anything else."""
     pd = sys.modules.get("pandas")  # no DataFrame exists unless pandas was imported
     if pd is None or not isinstance(space, pd.DataFrame):
@@ -410,7 +418,7 @@ def _frame_or_none(space: Any) -> list[dict] | None:
     return [dict(_zip(keys, row)) for row in _zip(*columns)]
 
 
-def _cells(values: list) -> list:
+def _cells(values: list[Any]) -> list[Any]:
     """A column's cells as pset values: Python scalars, ``None`` where missing."""
     out = []
     for v in values:

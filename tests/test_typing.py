@@ -1,6 +1,8 @@
-"""The package type-checks (mypy, strict on the modules users touch first: see
-``[tool.mypy]`` in pyproject.toml), ships ``py.typed``, and a user's type checker
-sees the options of ``@pj.experiment`` and ``f.options`` as typed parameters."""
+"""The package type-checks (mypy, strict on every module a user's code calls into: see
+``[tool.mypy]`` in pyproject.toml), ships ``py.typed``, and a user's type checker sees
+the options of ``@pj.experiment`` and ``f.options`` as typed parameters, the types of
+what the API returns (``f(...)`` returns what the function returns, ``f.map`` a
+``xarray.Dataset``, ``pj.plot`` a ``Figure``, ...), and flags wrong calls."""
 
 from __future__ import annotations
 
@@ -27,6 +29,12 @@ def test_the_package_type_checks(tmp_path):
 
 
 USER_SCRIPT = '''\
+from typing import Any
+
+import xarray as xr
+from matplotlib.figure import Figure, SubFigure
+from typing_extensions import assert_type
+
 import pyjoule as pj
 
 
@@ -50,14 +58,53 @@ simulate.options(version="2")  # E: arg-type
 pj.experiment(wrokers=2)  # E: call-overload
 bare.options(retry=1)  # E: arg-type
 pj.experiment(errors="explode")  # E: call-overload
+
+# what a study does, with the types an IDE shows for each step
+space = pj.grid(N=[10, 20], seed=range(3)) + pj.zip(N=[30, 40], seed=0)
+assert_type(space, pj.Space)
+assert_type(space[0], dict[str, Any])
+assert_type(space[1:], pj.Space)
+assert_type(pj.product(pj.star({"N": 10}, N=[20]), {"seed": 1}), pj.Space)
+ds = simulate.sweep(N=[10, 20], seed=range(3))
+assert_type(ds, xr.Dataset)
+assert_type(ds.mean("seed"), xr.Dataset)
+assert_type(simulate.map(space, sparse=True), xr.Dataset)
+assert_type(simulate(N=10), float)
+assert_type(fast(20, seed=1), float)
+assert_type(bare.func(1), int)
+run = simulate.submit(space)
+assert_type(run, pj.Run)
+assert_type(run.status()["done"], int)
+assert_type(run.wait(timeout=60).result(), xr.Dataset)
+assert_type(pj.attach("run-id"), pj.Run)
+assert_type(pj.load(simulate, sparse="auto"), xr.Dataset)
+assert_type(pj.stats(ds, over="seed"), xr.Dataset)
+assert_type(pj.best(pj.stats(ds, over=["seed"]), "rmse_mean", over="N"), xr.Dataset)
+assert_type(pj.plot(ds, "rmse", x="N", hue="seed", xscale="log"), Figure)
+assert_type(pj.plot(ds, "rmse", x="N", ax=Figure().add_subplot()), Figure | SubFigure)
+pj.save(ds, "study.nc")
+assert_type(pj.open("study.nc"), xr.Dataset)
+simulate.table(space).describe()
+pj.runs().tail()
+
+# mistakes the types catch before anything runs
+simulate(N="10")  # E: arg-type
+bare(1, 2)  # E: call-arg
+simulate.map(space, sparse="yes")  # E: arg-type
+pj.plot(ds, "rmse", x="N", xscale=3)  # E: call-overload
+pj.stats(ds, over=3)  # E: arg-type
+pj.save(ds, 3)  # E: arg-type
+assert_type(simulate(N=10), int)  # E: assert-type
 '''
 
 
-def test_a_user_script_is_checked_against_the_typed_options(tmp_path):
+def test_a_user_script_is_checked_against_the_typed_api(tmp_path):
     script = tmp_path / "study.py"
     script.write_text(USER_SCRIPT)
     out = _mypy(str(script), cwd=tmp_path, cache=tmp_path / "cache")
-    errors = {int(m.group(1)) for m in re.finditer(r"study\.py:(\d+): error", out.stdout)}
-    expected = {n for n, line in enumerate(USER_SCRIPT.splitlines(), 1) if "# E:" in line}
+    errors = set(re.findall(r"study\.py:(\d+): error: .*\[([a-z-]+)\]$", out.stdout,
+                            re.MULTILINE))
+    expected = {(str(n), line.split("# E: ")[1].strip())
+                for n, line in enumerate(USER_SCRIPT.splitlines(), 1) if "# E:" in line}
     assert errors == expected, out.stdout + out.stderr
     assert "missing library stubs or py.typed" not in out.stdout
