@@ -225,9 +225,12 @@ def open(path: str | os.PathLike):  # noqa: A001 - pj.open mirrors xr.open_datas
     """
     import xarray as xr
 
+    from ._xrimport import defer_duck_array_imports
+
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"pj.open: no file {path!r}")
+    defer_duck_array_imports()  # no dask (0.4 s) unless the process imported it
     try:
         with xr.open_dataset(path, engine="netcdf4") as raw:
             raw = raw.load()

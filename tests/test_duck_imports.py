@@ -100,3 +100,16 @@ ds = f.map(SPACE, sparse=True)
 print(json.dumps({"type": type(ds.y.data).__module__, "dask": "dask" in sys.modules}))
 """)
     assert got["type"].startswith("sparse") and not got["dask"]
+
+
+def test_open_of_a_saved_dataset_imports_no_duck_array_library(cache_dir, tmp_path):
+    path = tmp_path / "study.nc"
+    _run(STUDY.format(first="") + f"pj.save(f.map(SPACE), {str(path)!r})\nprint('{{}}')")
+    got = _run(f"""
+        import json, sys
+        import pyjoule as pj
+        ds = pj.open({str(path)!r})
+        print(json.dumps({{"loaded": {_loaded()}, "y": ds.y.values.tolist()}}))
+    """)
+    assert got["loaded"] == [], got
+    assert got["y"] == [[a * b for b in (0.5, 1.5)] for a in range(4)]
