@@ -933,7 +933,9 @@ def main(argv=None):
         PYTHONS[name] = envs.sync(name, log)
     PYTHONS["bare"] = PYTHONS[env_names[0]]
     ctx["other_envs"] = env_names[1:]
-    ctx["env_has_dask"] = {e: envs.has_module(PYTHONS[e], "dask") for e in env_names}
+    for name in env_names:  # the comparison means nothing if the environments are alike
+        if name in envs.ENVS and envs.has_module(PYTHONS[name], "dask") != (name == "dask"):
+            sys.exit(f"the {name!r} environment {'lacks' if name == 'dask' else 'has'} dask")
     jobs = make_jobs(sizes, a.workers, selected, variant_filter, env_names[1:])
 
     have_pj = pyjoule_available()
