@@ -14,18 +14,25 @@ from __future__ import annotations
 import compileall
 import importlib.util
 import os
-import sys
 import sysconfig
 from pathlib import Path
 
 
 def _stale(source: Path) -> bool:
-    """True if ``source`` has no bytecode cache at least as new as itself."""
+    """True unless ``source`` has a bytecode cache that Python would use: the header
+    holds the source's mtime and size (what the import system checks)."""
     try:
-        cached = Path(importlib.util.cache_from_source(str(source)))
-        return cached.stat().st_mtime < source.stat().st_mtime
+        with open(importlib.util.cache_from_source(str(source)), "rb") as fh:
+            head = fh.read(16)
+        st = source.stat()
     except (OSError, NotImplementedError, ValueError):
         return True
+    if len(head) < 16 or head[:4] != importlib.util.MAGIC_NUMBER:
+        return True
+    if int.from_bytes(head[4:8], "little") & 1:  # hash-based: valid as long as it exists
+        return False
+    return (int.from_bytes(head[8:12], "little") != int(st.st_mtime) & 0xFFFFFFFF
+            or int.from_bytes(head[12:16], "little") != st.st_size & 0xFFFFFFFF)
 
 
 def stale_packages(site_dirs) -> list[Path]:
@@ -47,12 +54,13 @@ def stale_packages(site_dirs) -> list[Path]:
     return found
 
 
-def compile_missing() -> list[Path]:
-    """Compile the stale packages of this interpreter's environment; return them."""
-    if not sys.dont_write_bytecode:
-        return []  # Python writes its caches on import
-    paths = sysconfig.get_paths()
-    stale = stale_packages([paths["purelib"], paths["platlib"]])
+def compile_missing(site_dirs=None) -> list[Path]:
+    """Compile the stale packages of ``site_dirs`` (default: this interpreter's
+    environment); return them."""
+    if site_dirs is None:
+        paths = sysconfig.get_paths()
+        site_dirs = [paths["purelib"], paths["platlib"]]
+    stale = stale_packages(site_dirs)
     for path in stale:
         if path.is_dir():
             compileall.compile_dir(path, quiet=2, workers=0)

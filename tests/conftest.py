@@ -24,7 +24,8 @@ def pytest_sessionstart(session):
     (PYTHONDONTWRITEBYTECODE): every fresh interpreter of the suite imports from it."""
     from bytecode_caches import compile_missing
 
-    compile_missing()
+    if sys.dont_write_bytecode:  # else Python writes them on import
+        compile_missing()
 
 
 @pytest.fixture

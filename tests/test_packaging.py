@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from bytecode_caches import compile_missing, stale_packages
 from conftest import REPO
-
-pytestmark = pytest.mark.slow
 
 # what the sdist must hold: enough to run the test suite and build the docs
 SDIST_HOLDS = ("pyproject.toml", "uv.lock", "README.md", "mkdocs.yml", "pyjoule/__init__.py",
@@ -60,6 +59,7 @@ def _one(dist: Path, pattern: str) -> Path:
     return found[0]
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_the_package_its_script_and_py_typed(dist):
     wheel = _one(dist, "pyjoule-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -72,6 +72,7 @@ def test_the_wheel_holds_the_package_its_script_and_py_typed(dist):
     assert "pyjoule = pyjoule.cli:main" in text
 
 
+@pytest.mark.slow
 def test_the_sdist_holds_the_tests_docs_and_lock(dist):
     sdist = _one(dist, "pyjoule-*.tar.gz")
     with tarfile.open(sdist) as tar:
@@ -81,6 +82,7 @@ def test_the_sdist_holds_the_tests_docs_and_lock(dist):
     assert not {n for n in names if n.startswith((".venv/", "site/", "benchmarks/_out/"))}
 
 
+@pytest.mark.slow
 def test_the_wheel_in_a_fresh_venv_runs_the_quickstart_and_the_cli(dist, tmp_path):
     uv = _uv()
     wheel = _one(dist, "pyjoule-*.whl")
@@ -107,3 +109,22 @@ def test_the_wheel_in_a_fresh_venv_runs_the_quickstart_and_the_cli(dist, tmp_pat
     # the console script; a fully cached call starts no run: one run in the registry
     runs = json.loads(_run([bindir / "pyjoule", "--json", "runs", "--cache", cache], cwd=work))
     assert [(r["total"], r["done"], r["state"]) for r in runs] == [(96, 96, "done")]
+
+
+def test_the_session_compiles_what_python_may_not(tmp_path):
+    """Where PYTHONDONTWRITEBYTECODE is set the suite compiles missing or stale caches
+    (tests/bytecode_caches.py), since pyproject.toml no longer asks uv to."""
+    site = tmp_path / "site-packages"
+    (site / "pkg" / "sub").mkdir(parents=True)
+    (site / "pkg" / "__init__.py").write_text("X = 1\n")
+    (site / "pkg" / "sub" / "mod.py").write_text("Y = 2\n")
+    (site / "single.py").write_text("Z = 3\n")
+    (site / "data").mkdir()  # not a package: ignored
+    assert sorted(p.name for p in stale_packages([site])) == ["pkg", "single.py"]
+
+    assert sorted(p.name for p in compile_missing([site])) == ["pkg", "single.py"]
+    assert list((site / "pkg" / "sub" / "__pycache__").glob("mod.*.pyc"))
+    assert stale_packages([site]) == []
+
+    os.utime(site / "pkg" / "__init__.py", (1, 1))  # a reinstalled package: stale again
+    assert [p.name for p in stale_packages([site])] == ["pkg"]
