@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import envs
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "_out"
@@ -56,11 +58,18 @@ LABELS = {
     "pyjoule-map": "**pyjoule** `f.map(space)` (auto: dense)",
     "pyjoule-map-sparse": "**pyjoule** `f.map(space, sparse=True)`",
 }
+ENV_PEERS = ("joblib", "pyjoule")  # run in every environment of envs.py
+PYTHONS: dict = {}  # environment name -> its interpreter, set by main()
 W1_LABELS = {"floor": "list comprehension (floor)", "pool": "`multiprocessing.Pool(2).map`",
              "joblib": "`joblib.Parallel(n_jobs=2)`", "psweep": "psweep (`poolsize=2`)"}
 W3_LABELS = {"floor": "sha256(JSON) + dict, 1 pickle (floor)",
              "joblib": "`joblib.Memory` re-call", "psweep": "psweep `skip_dups=True` re-run",
              "pyjoule": "**pyjoule** `f.map(space)` (all cached)"}
+
+
+def jkey(workload, variant, env="bare"):
+    """A job's key: (workload, variant), plus the environment where it is not the bare one."""
+    return (workload, variant) + ((env,) if env != "bare" else ())
 
 
 @dataclass
@@ -70,11 +79,12 @@ class Job:
     args: list
     cache: str | None = None  # None, "fresh", "copy:<master>" or "share:<master>"
     sample_tree: bool = False
+    env: str = "bare"  # the environment of envs.py it runs in
     results: list = field(default_factory=list)
 
     @property
     def key(self):
-        return (self.workload, self.variant)
+        return jkey(self.workload, self.variant, self.env)
 
     @property
     def is_pyjoule(self):
@@ -147,9 +157,10 @@ def wait_idle(max_wait_s, threshold=0.10, sample_s=0.3):
             return load
 
 
-def run_child(argv, timeout_s, sample_tree=False):
-    """Run ``bench.py argv`` in a fresh interpreter; return its result dict."""
-    cmd = [sys.executable, str(BENCH), *map(str, argv)]
+def run_child(argv, timeout_s, sample_tree=False, python=None):
+    """Run ``bench.py argv`` in a fresh interpreter (``python``, default: the bare
+    environment's); return its result dict."""
+    cmd = [str(python or PYTHONS.get("bare", sys.executable)), str(BENCH), *map(str, argv)]
     busy0, own0 = cpu_busy_s(), own_cpu_s()
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE,
@@ -211,12 +222,17 @@ def leftover_children(sid, grace_s=3.0):
 # --- plan -----------------------------------------------------------------------------
 
 
-def make_jobs(sizes, workers, selected, variant_filter):
+def make_jobs(sizes, workers, selected, variant_filter, other_envs=()):
     jobs = []
     w = ["--workers", workers]
     for v in PEERS["w1"]:
         jobs.append(Job("w1", v, ["--n", sizes["w1"], *w], cache="fresh"))
         jobs.append(Job("w5", v, ["--n", sizes["w1"], *w], cache="fresh", sample_tree=True))
+    for env in other_envs:  # W1 and W3 again, where e.g. dask is installed (issue #15)
+        for v in ENV_PEERS:
+            jobs.append(Job("w1", v, ["--n", sizes["w1"], *w], cache="fresh", env=env))
+            mode = "share" if v == "joblib" else "copy"
+            jobs.append(Job("w3", v, ["--n", sizes["w3"], *w], cache=f"{mode}:w3-{v}", env=env))
     for v in PEERS["w2"]:
         jobs.append(Job("w2", v, ["--n", sizes["w2"], *w], cache="fresh"))
     for v in PEERS["w3"]:
@@ -351,8 +367,34 @@ def load_line(jobs, workload):
             f"{statistics.median(loads):.0%}, max {max(loads):.0%} of the machine.{warn}\n")
 
 
+def env_sentence(others):
+    if not others:
+        return ""
+    return (" " + ", ".join(f"*{envs.LABELS[e]}*" for e in others) + ": the same runs in "
+            "an environment that also has " + ", ".join(e for e in others) + " installed "
+            "(not imported by the workload; see *Method*), for the peers that differ there.")
+
+
+def env_heads(what, others):
+    return [f"{what} {envs.LABELS[e]}" for e in others]
+
+
+def env_cells(J, workload, variant, others):
+    cells = []
+    for env in others:
+        j = J.get(jkey(workload, variant, env))
+        why = status(j) if j is not None else None
+        cells.append("–" if j is None else why or fmt_stat(stat(j, "seconds")))
+    return cells
+
+
+def env_suffix(env, others):
+    return f" ({envs.LABELS[env]})" if others else ""
+
+
 def tables(jobs, ctx):
     J = {j.key: j for j in jobs}
+    others = ctx.get("other_envs", [])
     out = []
     targets = []
 
@@ -373,35 +415,41 @@ def tables(jobs, ctx):
     if any(j.workload == "w1" for j in jobs):
         n = ctx["sizes"]["w1"]
         floor = med(J.get(("w1", "floor")), "seconds")
-        jl = med(J.get(("w1", "joblib")), "seconds")
         add(f"## W1 — {n:,} no-op psets, {ctx['workers']} workers, cold, end to end\n")
         add("End to end = pool start + map + shutdown (pyjoule: decorate + `f.map` with an "
             "empty cache, everything persisted, Dataset returned). *warm* = a second map "
-            "in the same process with other psets.\n")
-        add(row("variant", "e2e", "× floor", "warm", "imports", "driver peak RSS", "notes"))
-        add(row(*["---"] * 7))
+            "in the same process with other psets." + env_sentence(others) + "\n")
+        add(row("variant", "e2e", *env_heads("e2e", others), "× floor", "warm", "imports",
+                "driver peak RSS", "notes"))
+        add(row(*["---"] * (7 + len(others))))
         for v in PEERS["w1"]:
             j = J.get(("w1", v))
             if j is None:
                 continue
             label = W1_LABELS.get(v, LABELS[v])
+            cells = env_cells(J, "w1", v, others)
             why = status(j)
             if why:
-                add(row(label, why, "", "", "", "", ""))
+                add(row(label, why, *cells, "", "", "", "", ""))
                 continue
             m = med(j, "seconds")
-            add(row(label, fmt_stat(stat(j, "seconds")), fmt_ratio(m / floor) if floor else "–",
+            add(row(label, fmt_stat(stat(j, "seconds")), *cells,
+                    fmt_ratio(m / floor) if floor else "–",
                     fmt_stat(stat(j, "warm_s")), fmt_t(med(j, "import_s")),
                     fmt_mib(med(j, "rss_peak_mib")), notes_of(j)))
         add("")
-        j = J.get(("w1", "pyjoule"))
-        if j is not None:
-            def c1():
+        for env in ["bare", *others]:
+            j = J.get(jkey("w1", "pyjoule", env))
+            jl = med(J.get(jkey("w1", "joblib", env)), "seconds")
+            if j is None:
+                continue
+
+            def c1(j=j, jl=jl):
                 m = med(j, "seconds")
                 if jl is None:
                     return "no joblib number"
                 return verdict(m <= jl, f"{fmt_t(m)} vs joblib {fmt_t(jl)}: {m / jl:.2f}×")
-            pj_target("W1: e2e ≤ `joblib.Parallel(n_jobs=2)`", j, c1)
+            pj_target("W1: e2e ≤ `joblib.Parallel(n_jobs=2)`" + env_suffix(env, others), j, c1)
 
     # W2
     if any(j.workload == "w2" for j in jobs):
@@ -486,33 +534,39 @@ def tables(jobs, ctx):
         add(f"## W3 — re-call {n:,} cached psets\n")
         add("The cache is populated in a separate, untimed process; the re-call is timed in a "
             "fresh process (first call, the headline) and again in the same process (*warm*). "
-            "pyjoule: decorate + `f.map(space)` until the Dataset is returned.\n")
-        add(row("variant", "re-call (fresh process)", "× floor", "× joblib.Memory", "warm",
-                "imports", "driver peak RSS", "notes"))
-        add(row(*["---"] * 8))
+            "pyjoule: decorate + `f.map(space)` until the Dataset is returned."
+            + env_sentence(others) + "\n")
+        add(row("variant", "re-call (fresh process)", *env_heads("re-call", others), "× floor",
+                "× joblib.Memory", "warm", "imports", "driver peak RSS", "notes"))
+        add(row(*["---"] * (8 + len(others))))
         for v in PEERS["w3"]:
             j = J.get(("w3", v))
             if j is None:
                 continue
+            cells = env_cells(J, "w3", v, others)
             why = status(j)
             if why:
-                add(row(W3_LABELS[v], why, *[""] * 6))
+                add(row(W3_LABELS[v], why, *cells, *[""] * 6))
                 continue
             m = med(j, "seconds")
-            add(row(W3_LABELS[v], fmt_stat(stat(j, "seconds")),
+            add(row(W3_LABELS[v], fmt_stat(stat(j, "seconds")), *cells,
                     fmt_ratio(m / floor) if floor else "–", f"{m / jl:.2f}×" if jl else "–",
                     fmt_stat(stat(j, "warm_s")), fmt_t(med(j, "import_s")),
                     fmt_mib(med(j, "rss_peak_mib")), notes_of(j)))
         add("")
-        j = J.get(("w3", "pyjoule"))
-        if j is not None:
-            def c3():
+        for env in ["bare", *others]:
+            j = J.get(jkey("w3", "pyjoule", env))
+            jm = med(J.get(jkey("w3", "joblib", env)), "seconds")
+            if j is None:
+                continue
+
+            def c3(j=j, jm=jm):
                 m = med(j, "seconds")
-                if jl is None:
+                if jm is None:
                     return "no joblib.Memory number"
-                return verdict(m <= 0.15 * jl, f"{fmt_t(m)} = {m / jl:.3f}× joblib.Memory "
-                               f"{fmt_t(jl)}; limit {fmt_t(0.15 * jl)}")
-            pj_target("W3: re-call ≤ 0.15 × `joblib.Memory`", j, c3)
+                return verdict(m <= 0.15 * jm, f"{fmt_t(m)} = {m / jm:.3f}× joblib.Memory "
+                               f"{fmt_t(jm)}; limit {fmt_t(0.15 * jm)}")
+            pj_target("W3: re-call ≤ 0.15 × `joblib.Memory`" + env_suffix(env, others), j, c3)
 
     # W4
     if any(j.workload == "w4" for j in jobs):
@@ -635,8 +689,6 @@ def sh(*cmd):
 
 
 def machine():
-    from importlib import metadata
-
     cpu = ""
     try:
         with open("/proc/cpuinfo") as fh:
@@ -650,12 +702,13 @@ def machine():
             mem = f"{kb / 2**20:.1f} GiB"
     except (OSError, ValueError, IndexError):
         pass
-    vers = []
-    for d in ["pyjoule", "numpy", "pandas", "xarray", "sparse", "numba", "joblib", "psweep"]:
-        try:
-            vers.append(f"{d} {metadata.version(d)}")
-        except metadata.PackageNotFoundError:
-            pass
+    names = ["pyjoule", "numpy", "pandas", "xarray", "sparse", "numba", "joblib", "psweep"]
+    found = envs.versions(PYTHONS.get("bare", sys.executable), names)
+    vers = [f"{d} {found[d]}" for d in names if d in found]
+    for env, python in PYTHONS.items():
+        extra = envs.versions(python, ["dask"])
+        if env != "bare" and python != PYTHONS.get("bare") and extra:
+            vers.append(f"dask {extra['dask']} ({envs.LABELS[env]})")
     commit = sh("git", "rev-parse", "--short", "HEAD")
     dirty = " (with uncommitted changes)" if sh("git", "status", "--porcelain") else ""
     return {
@@ -664,6 +717,20 @@ def machine():
         "python": platform.python_version(), "packages": ", ".join(vers),
         "commit": commit + dirty, "fs": sh("stat", "-f", "-c", "%T", str(OUT)),
     }
+
+
+def env_method(ctx):
+    """The Method bullet on the environments (none for a run without them)."""
+    others = ctx.get("other_envs")
+    if not others:
+        return []
+    return ["- Environments (`benchmarks/envs.py`): every child runs in a uv environment "
+            "synced from `uv.lock` under `benchmarks/_out/`: *bare* = the project and the "
+            "`bench` group, for every workload; " + "; ".join(
+                f"*{envs.LABELS[e]}* = the same plus the `{e}` group, for W1 and W3 of "
+                f"{' and '.join(ENV_PEERS)}" for e in others) + ". Nothing in the workloads "
+            "imports dask: what it costs there is what a library pays for finding it "
+            "installed (issue #15). The W3 caches are populated once, in the bare environment."]
 
 
 def document(head, body, ctx, mach, cmd):
@@ -720,6 +787,7 @@ def document(head, body, ctx, mach, cmd):
         "progress=False)` and used through its public API only (`f.map`, `pj.load`). Caches "
         f"live under `benchmarks/_out/` on the project's file system ({mach['fs']}), not in "
         "a tmpfs. `PYJOULE_*` environment variables are removed for the children.",
+        *env_method(ctx),
         "- W1/W2 *e2e* = pool start + map + shutdown. `multiprocessing.Pool` uses its default "
         "(fork) context and chunking; joblib its default loky backend; psweep "
         "`ps.run(func, params, poolsize=2)` with result key `y_` (psweep's convention, without "
@@ -776,7 +844,7 @@ def log(msg):
 
 def pyjoule_available():
     code = "import pyjoule; print(hasattr(pyjoule, 'experiment'))"
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
+    out = subprocess.run([str(PYTHONS.get("bare", sys.executable)), "-c", code], check=False, capture_output=True, text=True,
                          env=child_env(), cwd=ROOT)
     return out.stdout.strip() == "True"
 
@@ -811,7 +879,8 @@ def render(raw, output):
     data = json.loads(Path(raw).read_text())
     jobs = []
     for spec in data["jobs"]:
-        job = Job(spec["workload"], spec["variant"], spec["args"])
+        job = Job(spec["workload"], spec["variant"], spec["args"],
+                  env=spec.get("env", "bare"))
         job.results = spec["results"]
         jobs.append(job)
     return write_markdown(jobs, data["ctx"], output)
@@ -833,6 +902,9 @@ def main(argv=None):
     p.add_argument("--wait-idle", type=float, default=0, metavar="S",
                    help="before each run, wait up to S seconds for other processes to use "
                    "< 10%% of the CPUs (for shared machines)")
+    p.add_argument("--envs", default=",".join(envs.ENVS), help="environments of envs.py, "
+                   "comma-separated: the first runs everything, the others W1 and W3 for "
+                   f"{' and '.join(ENV_PEERS)} (default %(default)s)")
     p.add_argument("--keep", action="store_true", help="keep the caches under benchmarks/_out/")
     p.add_argument("--render", metavar="RESULTS_JSON", help="only re-write the markdown from "
                    "the raw results of an earlier run (benchmarks/_out/results-*.json)")
@@ -855,7 +927,16 @@ def main(argv=None):
     ctx = {"sizes": sizes, "workers": a.workers, "quick": a.quick, "repeats": a.repeats,
            "timeout": a.timeout, "load": {"start": os.getloadavg()}, "wait_idle": a.wait_idle,
            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    jobs = make_jobs(sizes, a.workers, selected, variant_filter)
+    env_names = [e for e in a.envs.split(",") if e]
+    log("environments (uv sync --frozen)")
+    for name in env_names:
+        PYTHONS[name] = envs.sync(name, log)
+    PYTHONS["bare"] = PYTHONS[env_names[0]]
+    ctx["other_envs"] = env_names[1:]
+    for name in env_names:  # the comparison means nothing if the environments are alike
+        if name in envs.ENVS and envs.has_module(PYTHONS[name], "dask") != (name == "dask"):
+            sys.exit(f"the {name!r} environment {'lacks' if name == 'dask' else 'has'} dask")
+    jobs = make_jobs(sizes, a.workers, selected, variant_filter, env_names[1:])
 
     have_pj = pyjoule_available()
     if not have_pj:
@@ -895,7 +976,7 @@ def main(argv=None):
         argv_ = ["--workload", job.workload, "--variant", job.variant, *args]
         if d is not None:
             argv_ += ["--cache", d]
-        res = run_child(argv_, a.timeout, sample)
+        res = run_child(argv_, a.timeout, sample, PYTHONS.get(job.env))
         if d is not None and not job.cache.startswith("share"):
             shutil.rmtree(d, ignore_errors=True)
         return res
@@ -924,7 +1005,7 @@ def main(argv=None):
             res = one(j, j.args, j.sample_tree)
             j.results.append(res)
             shown = res.get("seconds")
-            log(f"  {j.workload:5} {j.variant:20} "
+            log(f"  {j.workload:5} {j.variant:20} {j.env:5} "
                 + (f"{shown:.4f} s" if res.get("ok") and shown is not None
                    else str(res.get("unavailable") or res.get("error"))[:120]))
     if "iters" in ctx:
@@ -946,8 +1027,8 @@ def main(argv=None):
     raw = OUT / f"results-{stamp}.json"
     ctx["raw"] = str(raw.relative_to(ROOT))
     raw.write_text(json.dumps({"ctx": ctx, "jobs": [
-        {"workload": j.workload, "variant": j.variant, "args": [str(x) for x in j.args],
-         "results": j.results} for j in jobs]}, indent=1, default=str))
+        {"workload": j.workload, "variant": j.variant, "env": j.env,
+         "args": [str(x) for x in j.args], "results": j.results} for j in jobs]}, indent=1, default=str))
     head = write_markdown(jobs, ctx, output)
     if not a.keep:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -232,9 +232,12 @@ def open(path: str | os.PathLike[str]) -> xr.Dataset:  # noqa: A001
     """
     import xarray as xr
 
+    from ._xrimport import defer_duck_array_imports
+
     file = os.fspath(path)
     if not os.path.isfile(file):
         raise FileNotFoundError(f"pj.open: no file {file!r}")
+    defer_duck_array_imports()  # no dask (0.4 s) unless the process imported it
     try:
         with xr.open_dataset(file, engine="netcdf4") as raw:
             raw = raw.load()

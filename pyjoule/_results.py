@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _columns
 from ._columns import MISSING
+from ._xrimport import defer_duck_array_imports
 
 log = logging.getLogger("pyjoule")
 
@@ -196,7 +197,7 @@ def build_dataset(axes: Axes, cells: np.ndarray, columns: dict, *, n_psets: int,
     """
     import xarray as xr
 
-    _defer_sparse_import_in_xarray()
+    defer_duck_array_imports()
     dims = dims or {}
     size = int(np.prod(axes.shape)) if axes.shape else 1
     data_vars = {}
@@ -292,39 +293,6 @@ def _collision_message(losers, winners, values_of, where: str) -> str:
             f"so they fall on one cell and the Dataset shows the first of them; "
             f"f.table() has every pset, or make the values consistent (one type per "
             f"parameter, e.g. all floats)")
-
-
-class _LazySparseModule:
-    """Stands in xarray's duck-array cache for ``sparse`` until sparse is imported.
-
-    xarray only asks ``isinstance(data, array_type("sparse"))``; while ``sparse`` is not
-    in ``sys.modules`` no sparse array can exist, so the answer is ``()`` without
-    importing sparse (and numba: 0.6 s per process). Once sparse is imported, by us or
-    the user, the real module information is used.
-    """
-
-    def __init__(self, factory):
-        self._factory, self._real = factory, None
-
-    def __getattr__(self, name: str):
-        if self._real is None and "sparse" not in sys.modules and name in (
-                "type", "available", "module"):
-            return {"type": (), "available": False, "module": None}[name]
-        if self._real is None:
-            self._real = self._factory("sparse")
-        return getattr(self._real, name)
-
-
-def _defer_sparse_import_in_xarray() -> None:
-    try:
-        from xarray.namedarray import pycompat
-    except ImportError:  # pragma: no cover - another xarray layout: just import it
-        return
-    cache = getattr(pycompat, "_cached_duck_array_modules", None)
-    factory = getattr(pycompat, "DuckArrayModule", None)
-    if isinstance(cache, dict) and factory is not None and "sparse" not in cache \
-            and "sparse" not in sys.modules:
-        cache["sparse"] = _LazySparseModule(factory)
 
 
 def _coord(labels: list):

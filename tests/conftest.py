@@ -19,6 +19,15 @@ faulthandler.enable()
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_sessionstart(session):
+    """Compile the environment's missing bytecode once where Python cannot
+    (PYTHONDONTWRITEBYTECODE): every fresh interpreter of the suite imports from it."""
+    from bytecode_caches import compile_missing
+
+    if sys.dont_write_bytecode:  # else Python writes them on import
+        compile_missing()
+
+
 @pytest.fixture
 def weird_tmp_path(tmp_path: Path) -> Path:
     """A folder whose name has spaces, quotes and a semicolon: every path pyjoule
