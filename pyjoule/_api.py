@@ -18,7 +18,7 @@ from ._decorator import OptionsMethod, experiment
 from ._options import NAMES, Options, Resolved, resolve
 from ._display import card, counts_bar, esc
 from ._errors import ExperimentError, OptionError, RunNotFoundError
-from ._interrupt import start_or_stop, wait_or_cancel
+from ._interrupt import start_or_stop, stop_waiting, wait_or_cancel
 from ._raised import Raise, original
 from ._store import Store
 
@@ -485,8 +485,13 @@ class Run:
         return all(r.rec.get("state") != "running" for r in self._live())
 
     def wait(self, timeout: float | None = None) -> Run:
-        """Block until the run is done (or ``timeout`` seconds passed); return the run."""
-        self._wait(timeout=timeout, progress=self._progress)
+        """Block until the run is done (or ``timeout`` seconds passed); return the run.
+
+        Ctrl-C stops the waiting, not the run: one line says so (``run.cancel()``
+        stops the run)."""
+        stopped = stop_waiting(self, timeout)
+        if stopped is not None:  # Ctrl-C: one line, none of pyjoule's frames
+            raise stopped
         self._settle()
         return self
 
@@ -542,7 +547,10 @@ class Run:
     def result(self, sparse: bool | Literal["auto"] = "auto") -> xr.Dataset:
         """``wait()``, then ``dataset()``, applying the ``errors`` policy."""
         _check_sparse(sparse)
-        self.wait()
+        stopped = stop_waiting(self, None)
+        if stopped is not None:
+            raise stopped
+        self._settle()
         errors = self._experiment._resolved().errors if self._experiment else "raise"
         return self._apply_errors(self._dataset(sparse)[0], errors)
 

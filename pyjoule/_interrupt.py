@@ -79,6 +79,29 @@ def wait_or_cancel(run: Run, progress: bool = False) -> KeyboardInterrupt | None
     return KeyboardInterrupt(_cancelled_line(run))
 
 
+def stop_waiting(run: Run, timeout: float | None) -> KeyboardInterrupt | None:
+    """``run.wait(timeout)``; on Ctrl-C, the ``KeyboardInterrupt`` to raise: one line
+    saying that the run goes on (a submitted run is not the caller's to stop: its
+    workers outlive this process) and how to follow or stop it."""
+    try:
+        if any(r.rec.get("state") == "running" for r in run._live()):
+            _import_what_ingesting_needs()
+        run._wait(timeout=timeout, progress=run._progress)
+        return None
+    except KeyboardInterrupt:
+        pass
+    try:
+        kept = len(run._store.lookup(run.func_id, run.plan.ids))
+    except Exception:  # noqa: BLE001 - the line must not hide the Ctrl-C
+        kept = None
+    ids = [r.run_id for r in run._live()] or [run.id or "?"]
+    name = ", ".join(ids)
+    have = "" if kept is None else f"{kept} of {len(run.plan.ids)} psets are in the cache; "
+    return KeyboardInterrupt(
+        f"stopped waiting: {have}run {name} goes on (pj.attach({ids[0]!r}).wait() to "
+        f"follow it, `pyjoule cancel {ids[0]}` to stop it)")
+
+
 def _import_what_ingesting_needs() -> None:
     """Import numpy (through the column code) now, with Ctrl-C held: the first poll
     would, and a Ctrl-C in the middle of that import leaves submodules bound to a

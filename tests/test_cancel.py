@@ -340,3 +340,36 @@ def test_ctrl_c_during_a_single_call_prints_one_line_too(cache_dir, weird_tmp_pa
     child = int((weird_tmp_path / "started").read_text())
     assert not Path(f"/proc/{child}").exists() or \
         Path(f"/proc/{child}/stat").read_text().split(") ")[1][0] == "Z"
+
+
+@pytest.mark.parametrize("wait", ["run.wait()", "run.result()"])
+def test_ctrl_c_while_waiting_for_a_submitted_run_stops_the_wait_not_the_run(
+        cache_dir, weird_tmp_path, wait):
+    """A submitted run is not the waiting call's to stop: Ctrl-C prints one line saying
+    it goes on and how to follow or stop it, and the run finishes every pset."""
+    proc = _start(weird_tmp_path, ONE_LINE.replace(
+        "mark.sweep(i=range(180))",
+        "run = mark.submit(pj.grid(i=range(180)))\n"
+        f"    print(run.id, flush=True)\n    {wait}"))
+    assert proc.stdout.readline().strip() == "ready"
+    run_id = proc.stdout.readline().strip()
+    marks = weird_tmp_path / "marks"
+    deadline = time.monotonic() + 120
+    while len(os.listdir(marks)) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    lines = err.strip().splitlines()
+    assert len(lines) <= 8, err
+    assert lines[-1].startswith("KeyboardInterrupt: stopped waiting: "), err
+    assert lines[-1].endswith(f"psets are in the cache; run {run_id} goes on "
+                              f"(pj.attach({run_id!r}).wait() to follow it, "
+                              f"`pyjoule cancel {run_id}` to stop it)"), err
+    for internal in ("_dispatch", "pool.py", "select", "_interrupt", "During handling"):
+        assert internal not in err, err
+    out = run_script(weird_tmp_path, f"""
+        import pyjoule as pj
+        run = pj.attach({run_id!r}).wait()
+        print(run.status()["done"] + run.status()["cached"], run.status()["failed"])
+    """, timeout=180).stdout.split()
+    assert out[-2:] == ["180", "0"]
