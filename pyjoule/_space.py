@@ -267,7 +267,7 @@ def as_psets(space: Any) -> list[dict[str, Any]]:
     >>> as_psets([{"a": 1}, {"not valid": 2}])
     Traceback (most recent call last):
     ...
-    pyjoule._errors.OptionError: pset 1: key 'not valid' is not a valid Python \
+    pyjoule.OptionError: pset 1: key 'not valid' is not a valid Python \
 identifier, so it cannot name a keyword argument
     """
     if isinstance(space, Mapping):

@@ -112,7 +112,9 @@ def test_functions_and_classes_are_values_labelled_by_name(cache_dir, call_log):
     assert len(calls(call_log)) == 10  # all cached
     table = f.table()
     assert set(table["act"]) == set(labels)
-    assert list(pj.load(f).act.values) == labels
+    # pj.load sees the psets in the order they were computed: 2 workers race, so the
+    # labels are the same, their order may differ (first seen = first computed)
+    assert sorted(pj.load(f).act.values) == sorted(labels)
 
 
 def test_callable_values_are_keyed_by_their_code_across_processes(tmp_path):
