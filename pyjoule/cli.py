@@ -633,7 +633,7 @@ def check(ctx, host, setup, workdir, python, existing, as_json):
       pyjoule hosts check cluster --json
       pyjoule hosts check cluster --setup "module load python/3.11"
     """
-    from ._transport import ssh
+    from ._transport import check, ssh
     from ._transport.hosts import Host
 
     options = {"setup": setup, "python": python,
@@ -642,7 +642,7 @@ def check(ctx, host, setup, workdir, python, existing, as_json):
         options["workdir"] = workdir
     target = Host(host, **options)  # bad options: a usage error (exit 2)
     try:
-        report = ssh.check_host(target)
+        report = check.check_host(target)
     except (PyjouleError, OSError) as exc:  # unknown, unreachable, refused: a problem
         raise from_exception(exc, exit_code=1) from None
     finally:

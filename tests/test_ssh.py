@@ -13,7 +13,7 @@ import time
 import pytest
 
 import pyjoule as pj
-from pyjoule._transport import auth, ssh
+from pyjoule._transport import auth, check, ssh
 
 
 @pytest.fixture(autouse=True)
@@ -246,7 +246,7 @@ def test_host_check_reports_what_pyjoule_needs(sshd, ssh_host):
         assert "no sbatch" in text
     # a Python the host does not have is a problem that names both versions
     wrong = pj.Host(ssh_host.target, ssh_config=ssh_host.ssh_config, python="3.2")
-    problems = " ".join(ssh.check_host(wrong).problems)
+    problems = " ".join(check.check_host(wrong).problems)
     assert "no Python 3.2" in problems and "Ways out" in problems
     assert report.facts["python"] in problems  # what python3 there is
 
@@ -260,11 +260,11 @@ def test_host_check_runs_the_setup_lines_first(sshd, ssh_host, tmp_path):
              f"chmod -R a+rx {folder}")
     good = pj.Host(ssh_host.target, ssh_config=ssh_host.ssh_config,
                    setup=[f"export PATH={folder}:$PATH"])
-    report = ssh.check_host(good)
+    report = check.check_host(good)
     assert report.facts["executable"].startswith(folder), str(report)
     bad = pj.Host(ssh_host.target, ssh_config=ssh_host.ssh_config,
                   setup=["module load python/3.11"])
-    problems = " ".join(ssh.check_host(bad).problems)
+    problems = " ".join(check.check_host(bad).problems)
     assert "module load python/3.11" in problems and "127" in problems, problems
 
 

@@ -130,7 +130,7 @@ class Host:
 
     def check(self) -> Any:
         """Connect and report round-trip time, Python, uv, disk, CPUs and SLURM."""
-        from .ssh import check_host
+        from .check import check_host
 
         return check_host(self)
 

@@ -412,6 +412,3 @@ def close_all() -> None:
         _connections.clear()
         _by_host.clear()
 
-
-# the host check lives in .check; Host.check and callers import it from here
-from .check import HostReport, check_host  # noqa: E402,F401
