@@ -144,3 +144,24 @@ def slurm():
     backend._facts.clear()
     yield ensure_slurm()
     backend._facts.clear()
+
+
+def log_call(tag: str) -> None:
+    """Called by a test's experiment function: one line per call in the file named by
+    ``PJ_TEST_CALLS`` (the ``call_log`` fixture), so tests count what really ran."""
+    path = os.environ.get("PJ_TEST_CALLS")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(tag + "\n")
+
+
+def calls(path: Path) -> list[str]:
+    """The calls ``log_call`` wrote."""
+    return path.read_text().split() if path.exists() else []
+
+
+@pytest.fixture
+def call_log(tmp_path, monkeypatch):
+    path = tmp_path / "calls.txt"
+    monkeypatch.setenv("PJ_TEST_CALLS", str(path))
+    return path

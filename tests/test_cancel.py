@@ -291,13 +291,17 @@ ONE_LINE = """
 """
 
 
+def _marked(marks: Path, n: int) -> None:
+    """Wait until the script's function has marked ``n`` psets done."""
+    deadline = time.monotonic() + 120
+    while len(os.listdir(marks)) < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def test_ctrl_c_in_a_script_prints_one_line_with_the_counts(cache_dir, weird_tmp_path):
     proc = _start(weird_tmp_path, ONE_LINE)
     assert proc.stdout.readline().strip() == "ready"
-    marks = weird_tmp_path / "marks"
-    deadline = time.monotonic() + 120
-    while len(os.listdir(marks)) < 10 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _marked(weird_tmp_path / "marks", 10)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGINT, err  # as Python ends on a Ctrl-C
@@ -353,10 +357,7 @@ def test_ctrl_c_while_waiting_for_a_submitted_run_stops_the_wait_not_the_run(
         f"    print(run.id, flush=True)\n    {wait}"))
     assert proc.stdout.readline().strip() == "ready"
     run_id = proc.stdout.readline().strip()
-    marks = weird_tmp_path / "marks"
-    deadline = time.monotonic() + 120
-    while len(os.listdir(marks)) < 10 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _marked(weird_tmp_path / "marks", 10)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     lines = err.strip().splitlines()

@@ -11,25 +11,9 @@ import pytest
 
 import pyjoule as pj
 
-from conftest import run_script
+from conftest import calls, log_call as _log_call, run_script
 
 
-def _log_call(tag: str) -> None:
-    path = os.environ.get("PJ_TEST_CALLS")
-    if path:
-        with open(path, "a") as fh:
-            fh.write(tag + "\n")
-
-
-def calls(path) -> list[str]:
-    return path.read_text().split() if path.exists() else []
-
-
-@pytest.fixture
-def call_log(tmp_path, monkeypatch):
-    path = tmp_path / "calls.txt"
-    monkeypatch.setenv("PJ_TEST_CALLS", str(path))
-    return path
 
 
 # ------------------------------------------------------------------ ignore=

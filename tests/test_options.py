@@ -16,6 +16,8 @@ import pytest
 import pyjoule as pj
 from pyjoule._config import _SETTINGS
 
+from conftest import calls, log_call as _log_call
+
 
 @pytest.fixture(autouse=True)
 def no_pyjoule_env(monkeypatch):
@@ -24,22 +26,6 @@ def no_pyjoule_env(monkeypatch):
             monkeypatch.delenv(env, raising=False)
 
 
-def _log_call(tag: str) -> None:
-    path = os.environ.get("PJ_TEST_CALLS")
-    if path:
-        with open(path, "a") as fh:
-            fh.write(tag + "\n")
-
-
-def calls(path: Path) -> list[str]:
-    return path.read_text().split() if path.exists() else []
-
-
-@pytest.fixture
-def call_log(tmp_path, monkeypatch):
-    path = tmp_path / "calls.txt"
-    monkeypatch.setenv("PJ_TEST_CALLS", str(path))
-    return path
 
 
 def add(a, b=0):
