@@ -87,6 +87,26 @@ def test_an_alias_reachable_only_through_proxycommand(sshd, tmp_path):
     assert out.stdout.strip() == sshd.user, out.stderr
 
 
+# ------------------------------------------------------------- ConnectTimeout
+def test_an_explicit_connect_timeout_beats_the_configs(sshd, tmp_path):
+    """pj.Host(connect_timeout=) is what ``ssh -o`` is to the config: it wins; not
+    given, the config's ConnectTimeout applies; neither given, 10 s."""
+    kind, key = _key_of(sshd)
+    known = _write(tmp_path / "known_hosts", f"[127.0.0.1]:{sshd.port} {kind} {key}\n")
+    block = _base(sshd, "pjtimeout", known).replace("ConnectTimeout 10", "ConnectTimeout 1")
+    cfg = _write(tmp_path / "config", block + f"  Port {sshd.port}\n")
+    conn = ssh.connect(pj.Host("pjtimeout", ssh_config=cfg, connect_timeout=7))
+    assert conn.run(["whoami"]).text.strip() == sshd.user
+    assert conn.endpoint.connect_timeout == 7.0
+    ssh.close_all()
+    conn = ssh.connect(pj.Host("pjtimeout", ssh_config=cfg))
+    assert conn.run(["whoami"]).text.strip() == sshd.user
+    assert conn.endpoint.connect_timeout == 1.0
+    bare = _write(tmp_path / "bare", block.replace("  ConnectTimeout 1\n", "")
+                  + f"  Port {sshd.port}\n")
+    assert resolve(pj.Host("pjtimeout", ssh_config=bare)).connect_timeout == 10.0
+
+
 def test_a_failing_proxycommand_shows_its_stderr(sshd, tmp_path):
     kind, key = _key_of(sshd)
     known = _write(tmp_path / "known_hosts", f"x {kind} {key}\n")

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .._errors import HostError, OptionError
+from .._options import UNSET
+
+DEFAULT_CONNECT_TIMEOUT_S = 10.0  # no pj.Host(connect_timeout=), no ConnectTimeout
 
 
 def default_ssh_config() -> Path:
@@ -71,8 +74,10 @@ class Host:
         Trust and record a host key not yet in known_hosts (never a changed one).
     ssh_config : str or Path, optional
         The ssh config to read (default ``$PYJOULE_SSH_CONFIG`` or ``~/.ssh/config``).
-    connect_timeout : float
-        Seconds to wait for the TCP connection and the SSH handshake.
+    connect_timeout : float, optional
+        Seconds to wait for the TCP connection and the SSH handshake. Given here, it
+        beats the ssh config's ``ConnectTimeout`` (as ``ssh -o`` would); not given,
+        the config's applies, else 10 s.
     """
 
     target: str
@@ -85,7 +90,7 @@ class Host:
     exclude: Sequence[str] = ()
     accept_new_host_key: bool = False
     ssh_config: str | os.PathLike[str] | None = None
-    connect_timeout: float = 10.0
+    connect_timeout: float = UNSET  # UNSET: the ssh config's, else DEFAULT_CONNECT_TIMEOUT_S
     environment: str = "auto"
 
     def __post_init__(self) -> None:
@@ -206,6 +211,16 @@ def parse_target(target: str) -> tuple[str | None, str, int | None]:
     return m["user"], m["host"].strip("[]"), port
 
 
+def _connect_timeout(host: Host, configured: str) -> float:
+    """The explicit ``pj.Host(connect_timeout=)`` first (as ``ssh -o`` beats the
+    config), then the config's ``ConnectTimeout``, then the default."""
+    if host.connect_timeout is not UNSET:
+        return float(host.connect_timeout)
+    if configured.lower() != "none":
+        return float(configured)
+    return DEFAULT_CONNECT_TIMEOUT_S
+
+
 def resolve(host: Host, check_dns: bool = True) -> Endpoint:
     """The endpoint for ``host``: its target read against the ssh config as ``ssh``
     reads it (:mod:`.ssh_config`)."""
@@ -251,8 +266,7 @@ def resolve(host: Host, check_dns: bool = True) -> Endpoint:
         host_key_alias=alias_key if alias_key.lower() not in ("", "none") else None,
         strict_host_keys=strict,
         proxy_jump=tuple(j for j in jump.split(",") if j and jump.lower() != "none"),
-        connect_timeout=float(timeout) if timeout.lower() != "none"
-        else host.connect_timeout,
+        connect_timeout=_connect_timeout(host, timeout),
         batch_mode=one("batchmode", "no").lower() in ("yes", "true"),
         config_path=str(config_path),
         proxy_command=ssh_config.expand_tokens(proxy, hostname=hostname, port=port,
