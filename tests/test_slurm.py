@@ -127,7 +127,7 @@ def test_sweep_through_the_ssh_host_runs_as_the_host_user(slurm, ssh_host, weird
 def test_more_tasks_than_one_array_allows_are_split_into_several(cache_dir):
     from pyjoule._backends import slurm as backend
 
-    backend._facts.clear()
+    backend.reset_facts()
     ensure_slurm(max_array_size=20)
     try:
         f = pj.experiment(slurm={"time": "5"}, batch=1)(square)
@@ -139,7 +139,7 @@ def test_more_tasks_than_one_array_allows_are_split_into_several(cache_dir):
         indices = [int(r["id"].split("_")[1]) for r in rows]
         assert len(rows) == 45 and max(indices) == 19
     finally:
-        backend._facts.clear()
+        backend.reset_facts()
         ensure_slurm()
 
 

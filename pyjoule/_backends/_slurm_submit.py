@@ -48,13 +48,13 @@ def submit(ssh, run_dir: str, files: list[str], extra, text: str, cwd: str,
     (its result up to sbatch's answer, stderr masked; the open stream when it went
     on following, else None). ``follow``: the probe's source and request."""
     from .. import _rundir
-    from .._transport.local import Result
+    from .._transport.base import Result
     from .._transport.shell import mask
     from .._transport.ssh import ConnectionLost
     from .ssh import _settle
 
     _settle(run_dir)
-    conn, remote, mode = ssh._conn(), ssh.remote_dir(), ssh._env_mode()
+    conn, remote, mode = ssh.connection(), ssh.remote_dir(), ssh._env_mode()
     body = "\n".join([
         'python3 -c "$1" "$2" || exit $?',
         f'[ "$3" = none ] || . "$2/{_rundir.HOST_ENV}"', 'cd "$4" || exit $?',

@@ -38,9 +38,11 @@ from pathlib import Path
 
 from .. import _slurm
 from .._errors import SlurmError
-from .. import _rundir
+from .. import _private, _rundir
 from .._rundir import ENDS, HOST_ENV, LOGS, PAYLOAD, QUEUE, TASKS, RunDir
-from .._store import atomic_write
+from .._rundir import atomic_write
+from .._transport.base import Transport
+from .._transport.local import LocalTransport
 from ._names import check_probe
 from . import _slurm_submit
 from .base import Backend, load_failure
@@ -49,12 +51,19 @@ log = logging.getLogger("pyjoule")
 
 FIRST_INTERVAL_S, MAX_INTERVAL_S, BACKOFF = 2.0, 60.0, 1.5
 CANCEL_WAIT_S = 30.0  # for scancelled tasks to end (KillWait is 30 s by default)
-_facts: dict[str, _slurm.ClusterFacts] = {}  # per submit site, asked once per process
+# per submit site (a transport's key), asked once per process: a cache, emptied by
+# reset_facts (tests that change a cluster's configuration call it)
+_facts: dict[str, _slurm.ClusterFacts] = {}
 _SEP = "@@pyjoule@@"
 _FACTS = f"""sbatch --help || exit 127
 echo {_SEP}; scontrol show config
 echo {_SEP}; sinfo -h -o '%P|%C'
 """
+
+
+def reset_facts() -> None:
+    """Forget every cluster's facts: the next backend asks ``sbatch --help`` again."""
+    _facts.clear()
 
 
 def _probe_source() -> str:
@@ -66,8 +75,16 @@ class SlurmBackend(Backend):
     name = "slurm"
 
     def __init__(self, slurm: _slurm.Slurm, *, ssh=None, batch: int | None = None,
-                 run_dir: str | None = None, local: dict | None = None):
+                 run_dir: str | None = None, local: dict | None = None,
+                 transport: Transport | None = None):
+        """``ssh``: the host's project, interpreter and env (an :class:`SSHBackend`
+        prepared for it), None for this machine's sbatch; ``transport``: where
+        sbatch, squeue, sacct and scancel run (default: that host's, else this
+        machine's)."""
         self.slurm, self.ssh, self.batch = slurm, ssh, batch
+        if transport is None:
+            transport = ssh.transport() if ssh is not None else LocalTransport()
+        self.transport = transport
         self.run_dir = run_dir
         self.local = local or {"python": sys.executable, "project": os.getcwd(),
                                "pythonpath": os.pathsep.join(p or os.getcwd()
@@ -91,31 +108,26 @@ class SlurmBackend(Backend):
     # ------------------------------------------------------------ where it runs
     @property
     def where(self) -> str:
-        return self.ssh.host.target if self.ssh else "this machine"
+        return self.transport.where
 
     def _run(self, argv: list[str], *, setup: bool = False, cwd: str | None = None,
              env: dict | None = None, timeout: float | None = 300,
              idempotent: bool = False):
         """Run ``argv`` where sbatch is; ``setup`` runs the host's setup lines first.
-        Over SSH, an ``idempotent`` command is run again if the connection drops."""
-        if self.ssh is None:
-            from .._transport import local
-
-            # what sbatch, the pre-flight and (through SLURM_UMASK) the jobs create
-            # is private, without changing this process's umask
-            return local.run(["sh", "-c", 'umask 077 && exec "$@"', "sh", *argv], cwd=cwd,
-                             env=env, timeout=timeout)
-        host = self.ssh.host
-        if setup and host.setup:
+        Over SSH, an ``idempotent`` command is run again if the connection drops.
+        Every command runs under ``umask 077`` (the transport's): what sbatch, the
+        pre-flight and (through SLURM_UMASK) the jobs create is private."""
+        host = self.ssh.host if self.ssh is not None else None
+        if setup and host is not None and host.setup:
             script = "\n".join([*host.setup, 'exec "$@"'])
             argv = ["sh", "-c", script, "sh", *argv]
-        if not host.env and self.ssh.env_names and self.run_dir:
+        if host is not None and not host.env and self.ssh.env_names and self.run_dir:
             # a process that knows only the names: the run's host.env has the values
             argv = ["sh", "-c", '[ ! -f "$1" ] || . "$1"; shift; exec "$@"', "sh",
                     f"{self.remote_dir()}/{HOST_ENV}", *argv]
-        return self.ssh._conn().run(argv, check=False, cwd=cwd, env=env,
-                                    secret_env=host.env or None, timeout=timeout,
-                                    idempotent=idempotent)
+        return self.transport.run(argv, check=False, cwd=cwd, env=env,
+                                  secret_env=(host.env or None) if host else None,
+                                  timeout=timeout, idempotent=idempotent)
 
     def remote_dir(self) -> str:
         return self.ssh.remote_dir() if self.ssh else self.run_dir
@@ -132,12 +144,12 @@ class SlurmBackend(Backend):
 
     def facts(self) -> _slurm.ClusterFacts:
         """sbatch's options and the cluster's limits, asked once per process."""
-        key = self.ssh._conn().endpoint.alias if self.ssh else "local"
+        key = self.transport.key
         if key not in _facts:
             res = self._run(["sh", "-c", _FACTS], setup=True, idempotent=True)
             if res.returncode != 0 and _SEP.encode() not in res.stdout:
-                fix = ("add it to pj.Host(setup=['module load slurm'])" if self.ssh
-                       else "load it before starting Python (or give host= a pj.Host "
+                fix = ("add it to pj.Host(setup=['module load slurm'])"
+                       if not self.transport.local else "load it before starting Python (or give host= a pj.Host "
                        "with setup=['module load slurm'])")
                 raise SlurmError(
                     f"no SLURM on {self.where}: `sbatch --help` failed "
@@ -187,7 +199,8 @@ class SlurmBackend(Backend):
 
     def _save(self) -> None:
         atomic_write(self._state_path(), json.dumps(
-            {"waves": self.waves, "accounting": self.accounting}, indent=1).encode())
+            {"waves": self.waves, "accounting": self.accounting}, indent=1).encode(),
+            _private.modes()[1])
 
     def job_ids(self) -> list[str]:
         return [a["job"] for w in self.waves for a in w["arrays"]]
@@ -323,7 +336,7 @@ class SlurmBackend(Backend):
                    "sacct": self.accounting, "expected": pending}
         rd = RunDir(self.run_dir)
         folder = rd.results
-        if self.ssh is not None:
+        if not self.transport.local:
             request["offsets"] = rd.offsets()
             # under the host's setup lines: squeue may need a `module load`
             res = self._run(["python3", "-c", _probe_source(), json.dumps(request)],
@@ -555,18 +568,18 @@ class SlurmBackend(Backend):
     def _fetch_logs(self, tasks: set[str]) -> dict[str, str]:
         """Local paths of the logs of ``tasks`` (copied from the host over SSH)."""
         local = RunDir(self.run_dir)
-        if self.ssh is None or not tasks:
+        if self.transport.local or not tasks:
             return {t: local.log_file(t) for t in tasks}
         _rundir.makedirs_private(local.logs)
         remote = RunDir(self.remote_dir())
         out = {}
-        sftp = self.ssh._conn().sftp()
         for task in sorted(tasks):  # task ids checked by check_probe: plain names
             path = local.log_file(task)
             try:
+                data = self.transport.get(remote.log_file(task))
                 with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
                           "wb") as fh:
-                    sftp.getfo(remote.log_file(task), fh)
+                    fh.write(data)
                 out[task] = path
             except OSError:
                 pass
@@ -581,13 +594,13 @@ class SlurmBackend(Backend):
             return
         self._end_stream()
         remote = self.remote_dir()
-        if self.ssh is not None:
+        if not self.transport.local:
             if keep_log:
                 argv = ["sh", "-c", 'cd "$1" && find . -mindepth 1 -maxdepth 1 ! -name "$2" '
                         "-exec rm -rf {} +", "sh", remote, LOGS]
             else:
                 argv = ["rm", "-rf", remote]
-            self.ssh._conn().run(argv, check=False)
+            self.transport.run(argv, check=False)
             return
         import shutil
 

@@ -186,6 +186,17 @@ class SSHBackend(Backend):
 
         return ssh.connect(self.host)
 
+    def connection(self):
+        """The process's open connection to the host (streams: see :mod:`._slurm_submit`)."""
+        return self._conn()
+
+    def transport(self):
+        """The host's :class:`~.._transport.base.Transport`, for a backend that runs
+        its commands there (SLURM's sbatch over SSH)."""
+        from .._transport.host import HostTransport
+
+        return HostTransport(self.host)
+
     def remote_dir(self) -> str:
         conn = self._conn()
         return f"{conn.expand(self.host.workdir)}/runs/{os.path.basename(self.run_dir)}"

@@ -10,40 +10,57 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from .. import _platform
+from .base import Result, Transport, remote_error
 
 log = logging.getLogger("pyjoule")
 
 
-@dataclass
-class Result:
-    """What a command did (here or, through :mod:`.ssh`, on a host)."""
-
-    command: str
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-
-    @property
-    def text(self) -> str:
-        return self.stdout.decode("utf-8", "replace")
-
-
 def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
-        timeout: float | None = 300) -> Result:
+        timeout: float | None = 300, input: bytes | None = None) -> Result:
     """Run ``argv`` here and wait for it (no shell: every word arrives as it is)."""
     command = shlex.join(argv)
     log.debug("run: %s", command if len(command) < 300 else command[:300] + " ...")
     full_env = None if env is None else {**os.environ, **env}
     try:
-        proc = subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True,
-                              env=full_env, cwd=cwd, timeout=timeout)
+        proc = subprocess.run(list(argv), capture_output=True, env=full_env, cwd=cwd,
+                              timeout=timeout, input=input,
+                              stdin=subprocess.DEVNULL if input is None else None)
     except FileNotFoundError as exc:
         return Result(command, 127, b"", str(exc).encode())
     return Result(command, proc.returncode, proc.stdout, proc.stderr)
+
+
+class LocalTransport(Transport):
+    """:class:`.base.Transport` on this machine: :func:`run` under ``umask 077`` (what
+    a command creates is private, as on a host, without changing this process's
+    umask); ``put`` and ``get`` are plain file writes and reads."""
+
+    local = True
+    where = "this machine"
+    key = "local"
+
+    def run(self, argv: Sequence[str], *, input: bytes | None = None,
+            timeout: float | None = None, check: bool = True,
+            env: Mapping[str, str] | None = None, cwd: str | None = None,
+            idempotent: bool = True, secret_env: Mapping[str, str] | None = None) -> Result:
+        full_env = {**(env or {}), **(secret_env or {})}
+        res = run(["sh", "-c", 'umask 077 && exec "$@"', "sh", *argv], cwd=cwd,
+                  env=full_env or None, timeout=timeout, input=input)
+        if check and res.returncode != 0:
+            raise remote_error(self.where, res)
+        return res
+
+    def put(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        from .._rundir import atomic_write
+
+        atomic_write(path, data, mode)
+
+    def get(self, path: str) -> bytes:
+        with open(path, "rb") as fh:
+            return fh.read()
 
 
 def spawn(argv: Sequence[str], *, log_path: str, env: dict | None = None,

@@ -30,7 +30,7 @@ from . import dial, known_hosts
 from .auth import Authenticating, interactive  # noqa: F401 - interactive: callers
 from .hosts import Endpoint, Host, resolve
 from .channel import exec_nowait
-from .local import Result
+from .base import Result, Transport, remote_error  # noqa: F401 - remote_error: callers
 from .shell import build_command, env_input, mask  # noqa: F401 - build_command: tests
 
 log = logging.getLogger("pyjoule")
@@ -47,8 +47,8 @@ class ConnectionLost(HostError):
     """The connection dropped while a command ran (it may or may not have finished)."""
 
 
-class Connection(Authenticating):
-    """An open (or reopenable) SSH connection to one host."""
+class Connection(Authenticating, Transport):
+    """An open (or reopenable) SSH connection to one host: a :class:`.base.Transport`."""
 
     def __init__(self, host: Host, endpoint: Endpoint, via: "Connection | None" = None):
         self.host, self.endpoint = host, endpoint
@@ -61,6 +61,14 @@ class Connection(Authenticating):
         self._secrets: dict[str, str] = {}  # answers given this process (2FA: once)
         self.connects = 0
         self.commands = 0
+
+    @property
+    def where(self) -> str:
+        return self.host.target
+
+    @property
+    def key(self) -> str:
+        return self.endpoint.alias
 
     def __repr__(self) -> str:
         state = "open" if self.is_active() else "closed"
@@ -321,6 +329,16 @@ class Connection(Authenticating):
                 self._sftp = paramiko.SFTPClient.from_transport(self.transport)
             return self._sftp
 
+    def put(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        # through a command, not SFTP: under umask 077 the file is private from its
+        # creation (an SFTP server creates it under its own umask)
+        self.run(["sh", "-c", 'cat > "$1" && chmod "$2" "$1"', "sh", self.expand(path),
+                  format(mode, "o")], input=data)
+
+    def get(self, path: str) -> bytes:
+        with self.sftp().open(self.expand(path), "rb") as fh:
+            return fh.read()
+
     def home(self) -> str:
         """The remote user's home directory (asked once per connection)."""
         if self._home is None:
@@ -347,24 +365,6 @@ class Connection(Authenticating):
             self._sftp = self.transport = None
             dial.close_proxy(self.sock)
             self.sock = None
-
-
-def remote_error(endpoint: Endpoint, result: Result, what: str = "command") -> \
-        RemoteCommandError:
-    stderr = result.stderr.decode("utf-8", "replace")
-    tail = "\n".join(stderr.strip().splitlines()[-15:])
-    hint = ""
-    if "No space left on device" in stderr or "Disk quota exceeded" in stderr:
-        hint = ("\nThe host's disk (or quota) is full: free space there, or point "
-                "pj.Host(workdir=...) at a file system with room.")
-    if len(result.command) > 500:  # e.g. a program given with python -c
-        shown = result.command[:200] + " ... " + result.command[-200:]
-    else:
-        shown = result.command
-    return RemoteCommandError(
-        f"{what} on {endpoint} failed with exit code {result.returncode}: {shown}"
-        + (f"\n--- last lines of stderr ---\n{tail}" if tail else "") + hint,
-        result.command, result.returncode, stderr)
 
 
 # --------------------------------------------------------------- per process
