@@ -141,9 +141,9 @@ def slurm():
     (asked once per process) is forgotten before and after, since tests change it."""
     from pyjoule._backends import slurm as backend
 
-    backend._facts.clear()
+    backend.reset_facts()
     yield ensure_slurm()
-    backend._facts.clear()
+    backend.reset_facts()
 
 
 def log_call(tag: str) -> None:
