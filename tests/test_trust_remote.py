@@ -234,7 +234,7 @@ def test_a_retry_by_a_process_that_knows_only_the_names_still_has_the_values(
     secret, token = _secret()
     host = pj.Host(sshd.alias, ssh_config=sshd.ssh_config, workdir=workdir[0],
                    env={"PJ_SECRET": secret})
-    first = SSHBackend.prepare(host, project)
+    first = SSHBackend.for_project(host, project)
     run_dir = tmp_path / "runs" / f"r{uuid.uuid4().hex[:10]}"
     (run_dir / "results").mkdir(parents=True)
     out_dir = sshd.home / workdir[1].name / "out"
@@ -275,7 +275,7 @@ def test_a_slurm_wave_submitted_by_a_process_that_knows_only_the_names_has_the_v
     host = pj.Host(sshd.alias, ssh_config=sshd.ssh_config, workdir=workdir[0],
                    env={"PJ_SECRET": secret})
     first = SlurmBackend(_slurm.Slurm(time="00:05:00"),
-                         ssh=SSHBackend.prepare(host, project))
+                         ssh=SSHBackend.for_project(host, project))
     run_dir = tmp_path / "runs" / f"r{uuid.uuid4().hex[:10]}"
     (run_dir / "results").mkdir(parents=True)
     out_dir = workdir[1] / "out"

@@ -18,9 +18,34 @@ def load_failure(result, where: str, not_done: str, error_class):
 
 
 class Backend:
-    """Runs the tasks of one run directory somewhere."""
+    """Runs the tasks of one run directory somewhere.
+
+    A backend is registered by name (:mod:`.registry`) and built one of two ways:
+    :meth:`prepare` for a new run (what can fail early fails there: a host
+    connected and synced, sbatch options checked against the cluster), or
+    :meth:`from_record` for a run another call registered (from what
+    :meth:`describe` returned then). Then :meth:`start` it on a run directory;
+    :meth:`alive` and :meth:`wait` are its poll (each takes in what changed: a
+    host's streamed results, the scheduler's states), :meth:`cancel` stops it,
+    :meth:`tidy` removes what it left elsewhere, :meth:`worker_log` says where the
+    worker wrote. Backends know nothing of the cache: the dispatcher reads what the
+    worker wrote."""
 
     name = "base"
+
+    @classmethod
+    def prepare(cls, *, host=None, slurm=None, identity=None,
+                batch: int | None = None) -> "Backend":
+        """A backend for a new run: ``host`` (a ``pj.Host``, None: this machine),
+        ``slurm`` (a ``pj.Slurm``), ``identity()`` (the function's identity, asked
+        only when needed), ``batch``. By default a backend needs none of them."""
+        return cls()
+
+    @classmethod
+    def from_record(cls, run_dir: str, options: dict) -> "Backend":
+        """The backend of the registered run in ``run_dir``; ``options``: the run's
+        registry options (what :meth:`describe` returned, and more)."""
+        return cls(run_dir)
 
     def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
         raise NotImplementedError

@@ -20,6 +20,10 @@ class InProcessBackend(Backend):
     def __init__(self, run_dir: str | None = None, driver: dict | None = None):
         self.run_dir, self.driver = run_dir, driver
 
+    @classmethod
+    def from_record(cls, run_dir: str, options: dict) -> "InProcessBackend":
+        return cls(run_dir, options.get("driver"))
+
     def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
         # Runs to completion here: breakpoints in the function stop in this process.
         self.run_dir = run_dir

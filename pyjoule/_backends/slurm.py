@@ -174,6 +174,25 @@ class SlurmBackend(Backend):
         return d
 
     @classmethod
+    def prepare(cls, *, host=None, slurm=None, identity=None,
+                batch: int | None = None) -> "SlurmBackend":
+        """sbatch on ``host`` over SSH (its project synced as for
+        :meth:`SSHBackend.prepare`), or this machine's sbatch when ``host`` is None;
+        a misspelt sbatch option fails now, before anything is written."""
+        ssh = None
+        if host is not None:
+            from .ssh import SSHBackend
+
+            ssh = SSHBackend.prepare(host=host, identity=identity)
+        backend = cls(slurm, ssh=ssh, batch=batch)
+        backend.check()
+        return backend
+
+    @classmethod
+    def from_record(cls, run_dir: str, options: dict) -> "SlurmBackend":
+        return cls.from_description(run_dir, options)
+
+    @classmethod
     def from_description(cls, run_dir: str, description: dict) -> "SlurmBackend":
         ssh = None
         if description.get("ssh"):

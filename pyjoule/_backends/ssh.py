@@ -112,7 +112,32 @@ class SSHBackend(Backend):
 
     # ------------------------------------------------------------- setting up
     @classmethod
-    def prepare(cls, host, root, requirements=None) -> "SSHBackend":
+    def prepare(cls, host=None, root=None, requirements=None, *, slurm=None, identity=None,
+                batch: int | None = None) -> "SSHBackend":
+        """The backend for ``host``, with the project of the running code (or, with no
+        project, the folder of the script or notebook) synced there, wherever the
+        process was started from; ``identity()`` gives the packages the function
+        uses, for a folder with no project of its own. Given a ``root`` (the call
+        ``_dispatch.prepare_ssh`` makes until it asks the registry): :meth:`for_project`."""
+        if root is not None:
+            return cls.for_project(host, root, requirements)
+        from .. import _private, _project
+        from .._transport.env import requirements_from
+
+        root = _project.project_of()
+        if root is None:  # a script's or notebook's folder: synced only if the user's alone
+            root = _project.code_folder()
+            why = _private.problem(os.stat(root))
+            if why is not None:  # e.g. /tmp: others' files would be imported on the host
+                raise HostError(
+                    f"pyjoule will not copy {root} to the host: {why}, so files another "
+                    "user put there would run there as your code. Work from a folder of "
+                    "your own (ideally with a pyproject.toml), not a shared one.")
+        return cls.for_project(host, root,
+                               lambda: requirements_from(identity().components))
+
+    @classmethod
+    def for_project(cls, host, root, requirements=None) -> "SSHBackend":
         """Connect, sync the project at ``root``, make sure of its environment and of
         pyjoule on the host; a warm call runs one short command (:func:`check_host`).
 
@@ -169,6 +194,10 @@ class SSHBackend(Backend):
         return {"ssh": {"target": h.target, "ssh_config": str(config_path),
                         "workdir": h.workdir, "setup": list(h.setup), "env_names": self.env_names,
                         "project": self.project, "python": self.python, "lib": self.lib}}
+
+    @classmethod
+    def from_record(cls, run_dir: str, options: dict) -> "SSHBackend":
+        return cls.from_description(run_dir, options)
 
     @classmethod
     def from_description(cls, run_dir: str, description: dict) -> "SSHBackend":
