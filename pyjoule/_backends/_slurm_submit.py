@@ -50,7 +50,6 @@ def submit(ssh, run_dir: str, files: list[str], extra, text: str, cwd: str,
     from .. import _rundir
     from .._transport.base import Result
     from .._transport.shell import mask
-    from .._transport.ssh import ConnectionLost
     from .ssh import _settle
 
     _settle(run_dir)
@@ -65,45 +64,17 @@ def submit(ssh, run_dir: str, files: list[str], extra, text: str, cwd: str,
     if follow is not None:
         argv += [follow[0], json.dumps(follow[1])]
     stream = conn.stream(argv, input=ssh._files_input(run_dir, files, mode, extra))
-    lines = []
-    while True:
-        line = stream.line(3600)
-        if line is None:
-            code, out, err = stream.finish()
-            stream.close()
-            if code == -1:
-                conn.close()
-                raise ConnectionLost(
-                    f"connection to {conn.endpoint} dropped while submitting run "
-                    f"{os.path.basename(run_dir)}: it may have been submitted; it is not "
-                    "submitted again (see `squeue --me` there)")
-            res, stream = Result(text, code, b"".join(lines) + out, err), None
-            break
-        if line == FOLLOWING:
-            res = Result(text, 0, b"".join(lines), bytes(stream.err))
-            break
-        lines.append(line + b"\n")
+    lines, mark = stream.until(
+        lambda line: line == FOLLOWING, conn,
+        f"connection to {conn.endpoint} dropped while submitting run "
+        f"{os.path.basename(run_dir)}: it may have been submitted; it is not submitted "
+        "again (see `squeue --me` there)")
+    if mark is None:
+        code, out, err = stream.ended
+        res, stream = Result(text, code, b"".join(lines) + out, err), None
+    else:
+        res = Result(text, 0, b"".join(lines), bytes(stream.err))
     res.stderr = mask(res.stderr, ssh.host.env.values())
     if res.returncode != 0 and scripts.NO_ENV in res.stderr:
         raise ssh._no_env(remote, conn.endpoint)
     return res, stream
-
-
-def frames(stream, timeout_s: float):
-    """The frames the follower sent within ``timeout_s`` (returning once some came
-    and no more are buffered); None as the last item when the stream is gone."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        line = stream.line(max(0.0, deadline - time.monotonic()))
-        if line is None:
-            if stream.chan.eof_received or stream.chan.closed:
-                yield None
-            return
-        if not line.startswith(b"@pyjoule-frame "):
-            continue
-        frame = stream.exact(int(line.split()[1]), 60)
-        yield frame  # None: cut mid-frame (then the stream is gone)
-        if frame is None or not stream.buf:
-            return

@@ -395,7 +395,7 @@ class SlurmBackend(Backend):
         is gone (looks take over, from the local copies' sizes: a frame is taken in
         whole or not at all)."""
         try:
-            for frame in _slurm_submit.frames(self._stream, timeout_s):
+            for frame in self._stream.frames(timeout_s):
                 if frame is None:
                     self._end_stream(close=True)
                     return False

@@ -326,25 +326,20 @@ class SSHBackend(Backend):
         only when no worker came up (its pid file tells), so it never runs twice.
         Returns a Result (returncode 0 and the pid once started), or None when the
         worker had started before the drop."""
-        from .._transport.local import Result
+        from .._transport.base import Result
         from .._transport.ssh import ConnectionLost
 
         for attempt in (1, 2):
             try:
                 stream = conn.stream(argv, input=stdin)
-                while True:
-                    line = stream.line(3600)
-                    if line is None:
-                        code, out, err = stream.finish()
-                        stream.close()
-                        if code == -1:
-                            conn.close()
-                            raise ConnectionLost(f"connection to {conn.endpoint} dropped "
-                                                 "while starting the worker")
-                        return Result("start", code or 1, out, err)
-                    if line.startswith(b"@pyjoule-started "):
-                        self._stream = stream
-                        return Result("start", 0, line.split()[1], b"")
+                _, mark = stream.until(lambda line: line.startswith(b"@pyjoule-started "),
+                                       conn, f"connection to {conn.endpoint} dropped "
+                                       "while starting the worker")
+                if mark is None:
+                    code, out, err = stream.ended
+                    return Result("start", code or 1, out, err)
+                self._stream = stream
+                return Result("start", 0, mark.split()[1], b"")
             except ConnectionLost:
                 if attempt == 2:
                     raise
@@ -381,28 +376,17 @@ class SSHBackend(Backend):
 
     def _read_frames(self, timeout_s: float) -> bool:
         stream, rd = self._stream, RunDir(self.run_dir)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            line = stream.line(max(0.0, deadline - time.monotonic()))
-            if line is None:
-                if stream.chan.eof_received or stream.chan.closed:
-                    stream.close()
-                    self._stream = None
-                    return False
-                return True
-            if not line.startswith(b"@pyjoule-frame "):
-                continue
-            n = int(line.split()[1])
-            frame = stream.exact(n, 60)
-            if frame is None:
+        for frame in stream.frames(timeout_s):
+            if frame is None:  # the stream is gone
                 stream.close()
                 self._stream = None
                 return False
             meta = rd.append_pulled(frame, self.host.target)
             if meta is not None:
                 self._alive = bool(meta["alive"])
-            if not self._alive or not stream.buf:
+            if not self._alive:
                 return True
+        return True
 
     def alive(self) -> bool:
         if self._stream is not None and self._read_stream(0):

@@ -47,6 +47,7 @@ class Stream:
         self.chan = chan
         self.buf = bytearray()
         self.err = bytearray()
+        self.ended: tuple[int, bytes, bytes] | None = None  # set by until()
 
     def _fill(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for output; False once it has ended."""
@@ -113,6 +114,46 @@ class Stream:
             time.sleep(0.005)
         code = chan.recv_exit_status() if chan.exit_status_ready() else -1
         return code, bytes(self.buf), bytes(self.err)
+
+    def until(self, is_marker, conn, lost: str):
+        """Read lines until one that ``is_marker(line)`` accepts: (the lines before
+        it, each with its newline; that line). If the command ends first: (its
+        lines, None), and :attr:`ended` holds (exit code, the rest of stdout,
+        stderr); a connection that dropped instead (no exit status) is closed and
+        raises ``ConnectionLost(lost)``."""
+        lines: list[bytes] = []
+        while True:
+            line = self.line(3600)
+            if line is None:
+                self.ended = self.finish()
+                self.close()
+                if self.ended[0] == -1:
+                    from .ssh import ConnectionLost
+
+                    conn.close()
+                    raise ConnectionLost(lost)
+                return lines, None
+            if is_marker(line):
+                return lines, line
+            lines.append(line + b"\n")
+
+    def frames(self, timeout_s: float):
+        """The frames (``@pyjoule-frame N`` then N bytes) that came within
+        ``timeout_s``, returning once some came and no more are buffered; None as the
+        last item when the stream is gone (ended, or cut mid-frame)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            line = self.line(max(0.0, deadline - time.monotonic()))
+            if line is None:
+                if self.chan.eof_received or self.chan.closed:
+                    yield None
+                return
+            if not line.startswith(b"@pyjoule-frame "):
+                continue
+            frame = self.exact(int(line.split()[1]), 60)
+            yield frame  # None: cut mid-frame (then the stream is gone)
+            if frame is None or not self.buf:
+                return
 
     def say(self, data: bytes) -> None:
         """Send ``data`` on stdin and close it; the answer is not waited for."""
