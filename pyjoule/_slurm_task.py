@@ -112,7 +112,7 @@ def run_slurm(run_dir: str, wave: str, workers: int) -> int:
     """
     import json
 
-    from .worker import Supervisor
+    from ._supervisor import Supervisor
 
     me = array_task_id()
     rd = RunDir(run_dir)
