@@ -34,22 +34,20 @@ import os
 import shlex
 import sys
 import time
-from pathlib import Path
 
-from .. import _slurm
+from .. import _private, _slurm
 from .._errors import SlurmError
-from .. import _private, _rundir
-from .._rundir import ENDS, HOST_ENV, LOGS, PAYLOAD, QUEUE, TASKS, RunDir
-from .._rundir import atomic_write
+from .._rundir import ENDS, HOST_ENV, LOGS, PAYLOAD, QUEUE, TASKS, RunDir, atomic_write
 from .._transport.base import Transport
 from .._transport.local import LocalTransport
-from ._names import check_probe
 from . import _slurm_submit
+from ._slurm_end import SlurmEnd
+from ._slurm_watch import (BACKOFF, FIRST_INTERVAL_S, MAX_INTERVAL_S,  # noqa: F401 - known here
+                           SlurmWatch, _probe_source)
 from .base import Backend, load_failure
 
 log = logging.getLogger("pyjoule")
 
-FIRST_INTERVAL_S, MAX_INTERVAL_S, BACKOFF = 2.0, 60.0, 1.5
 CANCEL_WAIT_S = 30.0  # for scancelled tasks to end (KillWait is 30 s by default)
 # per submit site (a transport's key), asked once per process: a cache, emptied by
 # reset_facts (tests that change a cluster's configuration call it)
@@ -66,12 +64,7 @@ def reset_facts() -> None:
     _facts.clear()
 
 
-def _probe_source() -> str:
-    """What is sent as ``python3 -c``: the run directory's names, then the probe."""
-    return _rundir.names_source() + (Path(__file__).parent / "_slurm_probe.py").read_text()
-
-
-class SlurmBackend(Backend):
+class SlurmBackend(SlurmWatch, SlurmEnd, Backend):
     name = "slurm"
 
     def __init__(self, slurm: _slurm.Slurm, *, ssh=None, batch: int | None = None,
@@ -346,180 +339,6 @@ class SlurmBackend(Backend):
             raise SlurmError(f"sbatch on {self.where}: {exc}", res.command, res.returncode,
                              stderr) from exc
 
-    # ---------------------------------------------------------------- watch
-    def _look(self) -> None:
-        """One command: task states, claims, exit files and (SSH) new result bytes."""
-        pending = [t for t in self._task_ids() if self.states.get(t) not in
-                   _slurm.FINAL_STATES | {"LOST"}]
-        request = {"run_dir": self.remote_dir(), "job_ids": self.job_ids(),
-                   "sacct": self.accounting, "expected": pending}
-        rd = RunDir(self.run_dir)
-        folder = rd.results
-        if not self.transport.local:
-            request["offsets"] = rd.offsets()
-            # under the host's setup lines: squeue may need a `module load`
-            res = self._run(["python3", "-c", _probe_source(), json.dumps(request)],
-                            setup=True, idempotent=True)  # it only reads
-            if res.returncode != 0:
-                self._trouble(res.stderr.decode("utf-8", "replace").strip())
-                return
-            self._apply(res.stdout, pending)
-            return
-        from ._slurm_probe import probe
-
-        answer, _ = probe(**request)
-        check_probe(answer, self.where)
-        # results are read in place here; their growth still counts as activity
-        grown = _size_of(folder)
-        answer["files"] = [["(all)", grown - self._results_size]]
-        self._results_size = grown
-        self.queries += 1 + bool(answer.get("sacct") is not None)
-        self._update(answer, pending)
-
-    def _apply(self, output: bytes, pending: list[str] | None = None) -> None:
-        """Take in one answer of the host's probe (a look's output or a follower's
-        frame): the result bytes appended to the local copies, then the states."""
-        if pending is None:
-            pending = [t for t in self._task_ids() if self.states.get(t) not in
-                       _slurm.FINAL_STATES | {"LOST"}]
-        answer = RunDir(self.run_dir).append_pulled(output, self.where)
-        if answer is None:
-            return
-        check_probe(answer, self.where)
-        if answer.get("asked", True):
-            self.queries += 1 + bool(answer.get("sacct") is not None)
-        self._update(answer, pending)
-
-    def _follow(self, timeout_s: float) -> bool:
-        """Take in what the follower sent within ``timeout_s``; False once its stream
-        is gone (looks take over, from the local copies' sizes: a frame is taken in
-        whole or not at all)."""
-        try:
-            for frame in self._stream.frames(timeout_s):
-                if frame is None:
-                    self._end_stream(close=True)
-                    return False
-                self._apply(frame)
-        except BaseException:
-            self._end_stream(close=True)
-            raise
-        return True
-
-    def _end_stream(self, word: bytes = b"\n", close: bool = False) -> None:
-        """Let go of the follower: ``word`` says what it tidies (nothing by default);
-        its answer is waited for by the next command on this run directory."""
-        stream, self._stream = self._stream, None
-        if stream is None:
-            return
-        if close:
-            stream.close()
-            return
-        stream.say(word)
-        from .ssh import _tidying
-
-        _tidying[os.path.basename(self.run_dir)] = stream
-
-    def _trouble(self, error: str) -> None:
-        """The scheduler could not be asked (controller restarting, network): the run
-        is taken as still going, and asked again later."""
-        now = time.monotonic()
-        if self._error_since is None:
-            self._error_since = now
-            log.warning("SLURM on %s does not answer (%s); will keep asking", self.where,
-                        error.splitlines()[-1] if error else "?")
-        self._ended = False
-
-    def _update(self, answer: dict, pending: list[str]) -> None:
-        if answer["squeue"] is None:
-            self._trouble(answer.get("error", ""))
-            return
-        if self._error_since is not None:
-            log.info("SLURM on %s answers again", self.where)
-            self._error_since = None
-        before = dict(self.states)
-        for task, (state, reason) in answer["squeue"].items():
-            self.states[task] = state.split()[0]
-            self.reasons[task] = reason
-            if state == "PENDING" and reason.split(",")[0] in _slurm.HOPELESS_REASONS \
-                    and task.split("_")[0] not in self._warned:
-                self._warned.add(task.split("_")[0])
-                log.warning("job %s on %s is pending with reason %s: SLURM will not start "
-                            "it as requested (more CPUs, memory or time than the partition "
-                            "allows?). Cancel it with run.cancel() and change slurm=.",
-                            task.split("_")[0], self.where, reason)
-        self.ends.update(answer.get("ends") or {})
-        for task, (state, _) in (answer.get("sacct") or {}).items():
-            if task not in answer["squeue"]:
-                self.states[task] = state
-        for task in pending:
-            if task in answer["squeue"] or task in (answer.get("sacct") or {}):
-                continue
-            # forgotten by squeue: its exit file, else what slurmstepd wrote in its log
-            end = self.ends.get(task)
-            tail = (answer.get("logs") or {}).get(task) or ""
-            marker = next((s for m, s in _slurm.LOG_MARKERS if m in tail), None)
-            if marker:
-                self.states[task] = marker
-            elif end is not None:
-                self.states[task] = "COMPLETED" if end.split()[0] == "0" else "FAILED"
-            else:
-                self.states[task] = "LOST"
-        for wave, names in (answer.get("claimed") or {}).items():
-            claims = self.claims.setdefault(wave, {})
-            for name in names:
-                batch, _, task = name.partition(".")
-                claims[int(batch)] = task
-        self.pending_batches = answer.get("pending") or {}
-        self._ended = all(self.states.get(t) in _slurm.FINAL_STATES | {"LOST"}
-                          for t in self._task_ids())
-        changed = self.states != before or any(size for _, size in answer.get("files", []))
-        from .._config import config
-
-        fixed = config.get("poll_interval_s")
-        if fixed:
-            self._interval = fixed
-        elif changed:  # work is moving: look more often again, down to the first
-            self._interval = max(FIRST_INTERVAL_S, self._interval / 2)
-        else:
-            self._interval = min(MAX_INTERVAL_S, self._interval * BACKOFF)
-        self._next_look = time.monotonic() + self._interval
-
-    def alive(self) -> bool:
-        if self._stream is not None and self._follow(0):
-            return not self._ended
-        if self._ended is None:
-            self._look()
-        return not self._ended
-
-    def wait(self, timeout_s: float) -> bool:
-        """Whether every array task ended within ``timeout_s``: told by the follower
-        as it happens, else (a process following a run it did not submit, a dropped
-        stream) asked by a look, paced as the looks back off."""
-        deadline = time.monotonic() + timeout_s
-        while self._stream is not None:
-            if not self._follow(max(0.0, deadline - time.monotonic())):
-                self._next_look = 0.0
-                break
-            if self._ended:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-        while True:
-            now = time.monotonic()
-            if now >= self._next_look or self._ended is None:
-                self._look()
-                if self._ended:
-                    return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return bool(self._ended)
-            time.sleep(max(0.0, min(left, self._next_look - time.monotonic())))
-
-    def running_slots(self) -> int:
-        by_wave = {f"{a['job']}": w["workers"] for w in self.waves for a in w["arrays"]}
-        return sum(by_wave.get(t.split("_")[0], 1) for t, s in self.states.items()
-                   if s == "RUNNING")
-
     def cancel(self) -> None:
         self._end_stream()
         jobs = self.job_ids()
@@ -531,78 +350,6 @@ class SlurmBackend(Backend):
         while not self._ended and time.monotonic() < deadline:
             time.sleep(1)
             self._look()
-
-    # ---------------------------------------------------------------- the end
-    def orphan_reasons(self, pset_ids: list[str]) -> dict[str, dict]:
-        """Why each of ``pset_ids`` (finished by no record) did not finish: the state
-        of the array task that had claimed its batch, with that task's log."""
-        if not self.waves:
-            self._load()
-        wanted = set(pset_ids)
-        where: dict[str, tuple[dict, int]] = {}
-        rd = RunDir(self.run_dir)
-        for wave in self.waves:
-            pos = 0
-            for name in wave["tasks"]:
-                try:
-                    tasks = rd.task_list([name])
-                except FileNotFoundError:
-                    continue
-                for pid, _ in tasks:
-                    if pid in wanted:
-                        where[pid] = (wave, pos // wave["batch"])
-                    pos += 1
-        logs = self._fetch_logs({self.claims.get(w["wave"], {}).get(b)
-                                 for w, b in where.values()} - {None})
-        out = {}
-        for pid, (wave, batch) in where.items():
-            task = self.claims.get(wave["wave"], {}).get(batch)
-            if task is None:
-                states = {self.states.get(t) for t in self._task_ids(wave)}
-                reason = next((_slurm.reason_for(s) for s in ("CANCELLED", "TIMEOUT")
-                               if s in states), None)
-                if reason is None and any((self.ends.get(t) or "").split()[1:2] == ["time"]
-                                          for t in self._task_ids(wave)):
-                    reason = "timeout"  # tasks stopped claiming: their time was up
-                reason = reason or "lost"
-                message = ("no array task started this pset's batch before the run's "
-                           f"tasks ended ({_describe_states(states)})")
-                if reason == "lost" and not self.claims.get(wave["wave"]):
-                    message += (f". None of them claimed any batch: see their logs in "
-                                f"{RunDir(self.remote_dir()).logs} on {self.where}. The run "
-                                "directory must be visible to the compute nodes: see "
-                                "docs/slurm.md (\"Where the run directory lives\") for "
-                                "the layouts that work; keep the cache itself (its "
-                                "SQLite index) on a local disk")
-                out[pid] = {"reason": reason, "message": message, "log_path": None}
-                continue
-            state = self.states.get(task, "LOST")
-            reason = _slurm.reason_for(state)
-            message = f"array task {task} ended {state} before this pset finished"
-            if reason == "lost":
-                message += " (its worker died: see the task's log)"
-            out[pid] = {"reason": reason, "message": message, "log_path": logs.get(task)}
-        return out
-
-    def _fetch_logs(self, tasks: set[str]) -> dict[str, str]:
-        """Local paths of the logs of ``tasks`` (copied from the host over SSH)."""
-        local = RunDir(self.run_dir)
-        if self.transport.local or not tasks:
-            return {t: local.log_file(t) for t in tasks}
-        _rundir.makedirs_private(local.logs)
-        remote = RunDir(self.remote_dir())
-        out = {}
-        for task in sorted(tasks):  # task ids checked by check_probe: plain names
-            path = local.log_file(task)
-            try:
-                data = self.transport.get(remote.log_file(task))
-                with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
-                          "wb") as fh:
-                    fh.write(data)
-                out[task] = path
-            except OSError:
-                pass
-        return out
 
     def tidy(self, keep_log: bool) -> None:
         """Remove the queue, exit files and job scripts (and the logs, unless a pset
@@ -635,17 +382,6 @@ class SlurmBackend(Backend):
         return f"<SlurmBackend on {self.where}: jobs {self.job_ids()}>"
 
 
-def _size_of(folder: str) -> int:
-    try:
-        with os.scandir(folder) as entries:
-            return sum(e.stat().st_size for e in entries)
-    except FileNotFoundError:
-        return 0
-
-
 def _job_name(run_id: str) -> str:
     return f"pyjoule-{run_id}"
 
-
-def _describe_states(states: set) -> str:
-    return ", ".join(sorted(s for s in states if s)) or "states unknown"
