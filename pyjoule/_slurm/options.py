@@ -14,8 +14,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ._errors import OptionError
-from ._rundir import LOG_SUFFIX
+from .._errors import OptionError
+from .._rundir import LOG_SUFFIX
 
 # sbatch options pyjoule sets itself; a user value would break the run
 RESERVED = {
@@ -457,7 +457,7 @@ def render_script(*, run_id: str, wave: str, run_dir: str, project: str, python:
     ``env_file`` (the run's private ``host.env``) is read by the script, so that the
     values of pj.Host(env=...) are never in it, nor in the registry of a process
     that resubmits; the script is written 0600 all the same."""
-    from ._rundir import RunDir
+    from .._rundir import RunDir
 
     q = shlex.quote
     rd = RunDir(run_dir)
