@@ -50,9 +50,9 @@ def submit(ssh, run_dir: str, files: list[str], extra, text: str, cwd: str,
     from .. import _rundir
     from .._transport.base import Result
     from .._transport.shell import mask
-    from .ssh import _settle
+    from . import _tidying
 
-    _settle(run_dir)
+    _tidying.settle(run_dir)
     conn, remote, mode = ssh.connection(), ssh.remote_dir(), ssh._env_mode()
     body = "\n".join([
         'python3 -c "$1" "$2" || exit $?',

@@ -97,9 +97,9 @@ class SlurmWatch:
             stream.close()
             return
         stream.say(word)
-        from .ssh import _tidying
+        from . import _tidying
 
-        _tidying[os.path.basename(self.run_dir)] = stream
+        _tidying.hand_over(self.run_dir, stream)
 
     def _trouble(self, error: str) -> None:
         """The scheduler could not be asked (controller restarting, network): the run

@@ -25,70 +25,23 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shlex
 import time
 
 from .._errors import HostError
 from .._rundir import HOST_ENV, LOG, PAYLOAD, PID, TASKS, RunDir
+from .._transport.setuplines import setup_failure, setup_script  # noqa: F401 - known here
 from . import _host_scripts as scripts
+from . import _tidying
 from ._check import check_host
 from .base import Backend, load_failure
 
 log = logging.getLogger("pyjoule")
 
-_SETUP_FAILED = re.compile(r"^@pyjoule-setup-failed (\d+) (\d+)$", re.M)
-
-
-def setup_script(lines) -> str:
-    """The setup lines for ``scripts.START``, each preceded by its number, so that
-    the EXIT trap can tell which one failed (the lines themselves are left untouched)."""
-    if not lines:
-        return ""
-    out = ["trap 'c=$?; [ $c = 0 ] || echo \"@pyjoule-setup-failed $pj_setup $c\" >&2' EXIT"]
-    for i, line in enumerate(lines, 1):
-        out += [f"pj_setup={i}", line]
-    return "\n".join([*out, "trap - EXIT"])
-
-
-def setup_failure(result, lines, where: str):
-    """The error for a start that a setup line failed (None if none did): the line,
-    its exit code and the end of stderr."""
-    from .._errors import RemoteCommandError
-
-    stderr = result.stderr.decode("utf-8", "replace")
-    m = _SETUP_FAILED.search(stderr)
-    if m is None:
-        return None
-    n, code = int(m[1]), int(m[2])
-    stderr = _SETUP_FAILED.sub("", stderr).strip()
-    tail = "\n".join(stderr.splitlines()[-12:])
-    hint = ("; a command not found there, such as `module`, may need the profile "
-            "first: `. /etc/profile`" if code == 127 else "")
-    return RemoteCommandError(
-        f"setup line {n} of {len(lines)} failed on {where} with exit code {code}, so "
-        f"nothing was started there: {lines[n - 1]}\nFix it in pj.Host(setup=[...]); "
-        f"setup lines run in `sh -c`, not a login shell{hint}."
-        + (f"\n--- last lines of stderr ---\n{tail}" if tail else ""),
-        result.command, code, stderr)
-
-
 def append_pulled(folder: str, answer: bytes, where: str) -> dict | None:
     """Append a pull's bytes to the result files in ``folder`` (a run directory's
     ``results``): :meth:`RunDir.append_pulled`, which checks every name first."""
     return RunDir(os.path.dirname(os.path.abspath(folder))).append_pulled(answer, where)
-
-
-_tidying: dict = {}  # run id -> a start command told to tidy, not yet through
-
-
-def _settle(run_dir: str | None) -> None:
-    """Wait until a tidy sent to the start command of ``run_dir`` is through: a new
-    start there must not meet a removal still under way."""
-    stream = _tidying.pop(os.path.basename(run_dir), None) if run_dir else None
-    if stream is not None:
-        stream.finish(timeout=30)
-        stream.close()
 
 
 MAX_LOOSE_FILES = 2000  # a folder that is not a project: more means "not this one"
@@ -263,7 +216,7 @@ class SSHBackend(Backend):
         back: one command, whose output then carries the results (see ``wait``)."""
         self._end_stream()  # a previous attempt's
         self.run_dir = run_dir
-        _settle(run_dir)
+        _tidying.settle(run_dir)
         conn = self._conn()
         remote = self.remote_dir()
         mode = self._env_mode()
@@ -309,7 +262,7 @@ class SSHBackend(Backend):
         Returns :meth:`env_file`. One command, the files on its stdin."""
         from .._transport.ssh import remote_error
 
-        _settle(run_dir)
+        _tidying.settle(run_dir)
         conn, remote = self._conn(), self.remote_dir()
         mode = self._env_mode()
         res = conn.run(["python3", "-c", scripts.RECEIVE, remote], check=False,
@@ -419,12 +372,12 @@ class SSHBackend(Backend):
     def _end_stream(self, word: bytes = b"\n") -> None:
         """Let go of the start command: ``word`` tells it what to tidy (nothing by
         default). Its answer is not waited for here; a later command on the same run
-        directory waits for it first (:func:`_settle`)."""
+        directory waits for it first (:func:`._tidying.settle`)."""
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.say(word)
             if word.strip() and self.run_dir:
-                _tidying[os.path.basename(self.run_dir)] = stream
+                _tidying.hand_over(self.run_dir, stream)
 
     def cancel(self) -> None:
         self._conn().run(["python3", "-c", scripts.CANCEL, self.remote_dir()], check=False)
@@ -442,7 +395,7 @@ class SSHBackend(Backend):
             self._end_stream(b"keep-log\n" if keep_log else b"all\n")
             return
         self._end_stream()
-        _settle(self.run_dir)
+        _tidying.settle(self.run_dir)
         remote = self.remote_dir()
         if keep_log:
             argv = ["sh", "-c", 'cd "$1" && find . -mindepth 1 ! -name "$2" -delete',

@@ -215,7 +215,7 @@ def _venv(conn, host, uv: str, base: str, venv: str, env: dict) -> None:
 def _build_conda(conn, host, spec, prefix: str, project_dest: str) -> None:
     """Create the conda environment of ``spec`` at ``prefix`` with the host's conda,
     mamba or micromamba; its Python must be the client's minor."""
-    from .._backends.ssh import setup_script
+    from .setuplines import setup_script
     from .ssh import remote_error
 
     found = conn.run(envkinds.conda_find_command(setup_script(host.setup)),

@@ -59,7 +59,7 @@ def is_path(python: str | None) -> bool:
 def search_command(setup_lines, minor: str, uv: str | None) -> list[str]:
     """The argv that prints ``@pyjoule-python <how> <path>`` for the first interpreter
     of ``minor`` found after ``setup_lines``, on PATH or by uv (nothing if none)."""
-    from .._backends.ssh import setup_script
+    from .setuplines import setup_script
 
     script = _SEARCH.replace("{setup}", setup_script(tuple(setup_lines)))
     return ["sh", "-c", script, "sh", minor, uv or ""]
@@ -71,7 +71,7 @@ def with_setup(setup_lines, argv: list[str]) -> list[str]:
     a mirror may be exported there). Without setup lines, ``argv`` itself."""
     if not setup_lines:
         return list(argv)
-    from .._backends.ssh import setup_script
+    from .setuplines import setup_script
 
     script = "\n".join(["set -e", setup_script(tuple(setup_lines)), 'exec "$@"'])
     return ["sh", "-c", script, "sh", *argv]
@@ -116,7 +116,7 @@ def find_python(conn, host, minor: str, uv: str | None) -> str:
 
 
 def _search(conn, host, minor: str, uv: str | None) -> str | None:
-    from .._backends.ssh import setup_failure
+    from .setuplines import setup_failure
     from .shell import mask
 
     res = conn.run(search_command(host.setup, minor, uv), secret_env=host.env,

@@ -28,9 +28,9 @@ from typing import Mapping, Sequence
 from .._errors import AuthenticationError, HostError, HostKeyError, RemoteCommandError
 from . import dial, known_hosts
 from .auth import Authenticating, interactive  # noqa: F401 - interactive: callers
-from .hosts import Endpoint, Host, resolve
-from .channel import exec_nowait
 from .base import Result, Transport, remote_error  # noqa: F401 - remote_error: callers
+from .channel import exec_nowait
+from .hosts import Endpoint, Host, resolve
 from .shell import build_command, env_input, mask  # noqa: F401 - build_command: tests
 
 log = logging.getLogger("pyjoule")
