@@ -18,7 +18,7 @@ from pyjoule._rundir import RunDir
 from pyjoule._transport.fake import FakeTransport
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-SEP = slurm_backend._SEP
+SEP = slurm_backend.FACTS_SEP
 
 
 @pytest.fixture(autouse=True)

@@ -107,6 +107,20 @@ def test_an_explicit_connect_timeout_beats_the_configs(sshd, tmp_path):
     assert resolve(pj.Host("pjtimeout", ssh_config=bare)).connect_timeout == 10.0
 
 
+def test_a_config_is_read_once_per_process_until_reset(tmp_path):
+    from pyjoule._transport import ssh_config
+
+    cfg = _write(tmp_path / "config", "Host pjcached\n  HostName one.invalid\n")
+    host = pj.Host("pjcached", ssh_config=cfg)
+    assert resolve(host, check_dns=False).hostname == "one.invalid"
+    stamp = cfg.stat().st_mtime_ns
+    cfg.write_text("Host pjcached\n  HostName two.invalid\n")
+    os.utime(cfg, ns=(stamp, stamp))  # an edit the cache cannot see (it keys on mtime)
+    assert resolve(host, check_dns=False).hostname == "one.invalid"
+    ssh_config.reset()
+    assert resolve(host, check_dns=False).hostname == "two.invalid"
+
+
 def test_a_failing_proxycommand_shows_its_stderr(sshd, tmp_path):
     kind, key = _key_of(sshd)
     known = _write(tmp_path / "known_hosts", f"x {kind} {key}\n")

@@ -33,7 +33,9 @@ from .base import Backend  # noqa: E402
 log = logging.getLogger("pyjoule")
 
 
-_THROWAWAY: set[str] = set()  # roots of this process's cache=False caches
+# roots of this process's cache=False caches: process state (not a cache), kept by
+# throwaway(root) and throwaway(root, add=False)
+_THROWAWAY: set[str] = set()
 
 
 def throwaway(root: str, add: bool = True) -> None:

@@ -52,10 +52,10 @@ CANCEL_WAIT_S = 30.0  # for scancelled tasks to end (KillWait is 30 s by default
 # per submit site (a transport's key), asked once per process: a cache, emptied by
 # reset_facts (tests that change a cluster's configuration call it)
 _facts: dict[str, _slurm.ClusterFacts] = {}
-_SEP = "@@pyjoule@@"
+FACTS_SEP = "@@pyjoule@@"  # between the outputs of the facts command
 _FACTS = f"""sbatch --help || exit 127
-echo {_SEP}; scontrol show config
-echo {_SEP}; sinfo -h -o '%P|%C'
+echo {FACTS_SEP}; scontrol show config
+echo {FACTS_SEP}; sinfo -h -o '%P|%C'
 """
 
 
@@ -140,7 +140,7 @@ class SlurmBackend(SlurmWatch, SlurmEnd, Backend):
         key = self.transport.key
         if key not in _facts:
             res = self._run(["sh", "-c", _FACTS], setup=True, idempotent=True)
-            if res.returncode != 0 and _SEP.encode() not in res.stdout:
+            if res.returncode != 0 and FACTS_SEP.encode() not in res.stdout:
                 fix = ("add it to pj.Host(setup=['module load slurm'])"
                        if not self.transport.local else "load it before starting Python (or give host= a pj.Host "
                        "with setup=['module load slurm'])")
@@ -150,7 +150,7 @@ class SlurmBackend(SlurmWatch, SlurmEnd, Backend):
                     f"needs a module there, {fix}.",
                     res.command, res.returncode, res.stderr.decode("utf-8", "replace"))
             self.queries += 1
-            parts = res.text.split(_SEP)
+            parts = res.text.split(FACTS_SEP)
             parts += [""] * (3 - len(parts))
             _facts[key] = _slurm.parse_facts(parts[0], parts[1], parts[2])
         return _facts[key]

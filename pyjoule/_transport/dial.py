@@ -17,7 +17,9 @@ from .._errors import HostError
 from .hosts import Endpoint
 
 log = logging.getLogger("pyjoule")
-_proxies: dict[int, tuple] = {}  # id(socket) -> (ProxyCommand process, its stderr)
+# id(socket) -> (ProxyCommand process, its stderr): the live proxies of this
+# process's connections (not a cache), each removed by close_proxy
+_proxies: dict[int, tuple] = {}
 
 
 def prefer_key_types(transport, plain, cas) -> None:

@@ -32,6 +32,11 @@ log = logging.getLogger("pyjoule")
 _warned: set[tuple[str, int]] = set()  # (file, line) warned about in this process
 
 
+def reset() -> None:
+    """Warn again about the known_hosts lines warned about already."""
+    _warned.clear()
+
+
 @dataclass(frozen=True)
 class Entry:
     """One usable known_hosts line."""

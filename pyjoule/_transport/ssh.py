@@ -368,6 +368,8 @@ class Connection(Authenticating, Transport):
 
 
 # --------------------------------------------------------------- per process
+# The process's connections, a cache: close_all() empties it, a forked child starts
+# its own (connect() sees the pid change).
 _connections: dict[tuple, Connection] = {}  # (endpoint, accept_new) -> connection
 _by_host: dict[Host, Connection] = {}  # the same, by the Host asked for
 _registry_lock = threading.Lock()
@@ -405,7 +407,8 @@ def _jump(hop: str, host: Host, via: Connection | None) -> Connection:
 
 
 def close_all() -> None:
-    """Close every connection of this process."""
+    """Close every connection of this process: the reset of the connection cache
+    (the next :func:`connect` opens a new one)."""
     with _registry_lock:
         for conn in _connections.values():
             conn.close()

@@ -53,9 +53,20 @@ DEFAULTS = {
 MULTI = {"identityfile", "certificatefile", "localforward", "remoteforward",
          "dynamicforward", "sendenv", "setenv"}
 
+# what `ssh -G` (or the fallback parser) said per (alias, config and its mtime, user,
+# port, ...): a cache of this process (an edited config is read again), see reset()
 _cache: dict[tuple, dict[str, list[str]]] = {}
 _lock = threading.Lock()
-_warned_fallback = False
+_warned_fallback = False  # the "no OpenSSH client" warning: once per process
+
+
+def reset() -> None:
+    """Forget every resolved config (the next :func:`effective` asks ``ssh -G``
+    again) and warn again about a missing OpenSSH client."""
+    global _warned_fallback
+    with _lock:
+        _cache.clear()
+        _warned_fallback = False
 
 
 def effective(alias: str, config: Path, user: str | None, port: int | None,

@@ -260,7 +260,15 @@ def _excluded(name: str, patterns: Iterable[str]) -> bool:
 
 
 # ------------------------------------------------------------------ manifest
-_hashes: dict[str, tuple[int, int, str]] = {}  # abs path -> (size, mtime_ns, sha256)
+# abs path -> (size, mtime_ns, sha256): a cache of this process (see reset)
+_hashes: dict[str, tuple[int, int, str]] = {}
+
+
+def reset() -> None:
+    """Forget the hashes of local files and the manifests a host check read: the
+    next sync reads and asks everything again."""
+    _hashes.clear()
+    _known.clear()
 
 
 def manifest(root: Path, names: Sequence[str]) -> dict[str, list]:
@@ -296,7 +304,9 @@ def project_dir(workdir: str, root: Path) -> str:
     return f"{workdir.rstrip('/')}/projects/{name}-{digest}"
 
 
-_known: dict = {}  # (connection, dest) -> the host's manifest text, read by a check
+# (connection, dest) -> the host's manifest text, read by a check, taken by the next
+# sync (a cache of this process: see reset)
+_known: dict = {}
 
 
 def expect(conn, dest: str, text: str | None) -> None:
