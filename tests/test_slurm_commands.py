@@ -15,6 +15,7 @@ import pyjoule as pj
 from pyjoule._backends import slurm as slurm_backend
 from pyjoule._backends.slurm import SlurmBackend
 from pyjoule._rundir import RunDir
+from pyjoule._transport.base import Result
 from pyjoule._transport.fake import FakeTransport
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -106,6 +107,26 @@ def test_a_look_on_a_host_is_one_probe_command_asking_for_every_job(tmp_path):
     assert request["run_dir"] == b.run_dir and request["offsets"] == {}
     assert b.states == {"100_0": "RUNNING", "100_1": "PENDING"}
     assert b.running_slots() == 1
+
+
+def test_wait_looks_until_the_run_ends(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYJOULE_POLL_INTERVAL", "0.01")
+    states = iter(["PENDING", "RUNNING", "COMPLETED"])
+
+    def look(argv):
+        answer = probe_answer(squeue={"100_0": [next(states), "None"]})
+        return Result("probe", 0, answer, b"")
+
+    t = FakeTransport()
+    t.answer("python3 -c", result=look)
+    b = backend(tmp_path, t)
+    b.waves = [wave(count=1)]
+    assert b.wait(10) is True and len(t.commands) == 3
+    t2 = FakeTransport()
+    t2.answer("python3 -c", stdout=probe_answer(squeue={"100_0": ["RUNNING", "None"]}))
+    b2 = backend(tmp_path, t2)
+    b2.waves = [wave(count=1)]
+    assert b2.wait(0.1) is False and not b2._ended  # still running when time is up
 
 
 def test_cancel_is_one_scancel_of_every_job_then_looks_until_they_ended(tmp_path):

@@ -1150,27 +1150,6 @@ def test_polls_back_off_while_nothing_happens(run_dir, monkeypatch):
     assert b._interval == 0.25
 
 
-def test_wait_looks_until_the_run_ends(run_dir, monkeypatch):
-    monkeypatch.setenv("PYJOULE_POLL_INTERVAL", "0.01")
-    b = backend(run_dir, wave(count=1))
-    script = [{"100_0": ["PENDING", "Resources"]}, {"100_0": ["RUNNING", "None"]},
-              {"100_0": ["COMPLETED", "None"]}]
-    looks = []
-
-    def fake_look():
-        looks.append(1)
-        b._update(answer(script[min(len(looks), len(script)) - 1]), ["100_0"])
-
-    monkeypatch.setattr(b, "_look", fake_look)
-    assert b.wait(10) is True and len(looks) == 3
-    b2 = backend(run_dir, wave(count=1))
-    monkeypatch.setattr(b2, "_look",
-                        lambda: b2._update(answer({"100_0": ["RUNNING", "None"]}), ["100_0"]))
-    t0 = time.monotonic()
-    assert b2.wait(0.1) is False
-    assert time.monotonic() - t0 < 1
-
-
 def test_a_local_look_is_one_squeue_for_all_jobs(run_dir, tmp_path, monkeypatch):
     # a fake squeue at the command boundary; the backend runs the probe in-process
     calls = tmp_path / "calls"
