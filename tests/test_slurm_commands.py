@@ -126,7 +126,7 @@ def test_wait_looks_until_the_run_ends(tmp_path, monkeypatch):
     t2.answer("python3 -c", stdout=probe_answer(squeue={"100_0": ["RUNNING", "None"]}))
     b2 = backend(tmp_path, t2)
     b2.waves = [wave(count=1)]
-    assert b2.wait(0.1) is False and not b2._ended  # still running when time is up
+    assert b2.wait(0.1) is False and b2.alive()  # still running when time is up
 
 
 def test_cancel_is_one_scancel_of_every_job_then_looks_until_they_ended(tmp_path):
