@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from .._errors import RemoteCommandError
+from .._errors import HostError, RemoteCommandError
 
 
 @dataclass
@@ -30,6 +30,10 @@ class Result:
     @property
     def text(self) -> str:
         return self.stdout.decode("utf-8", "replace")
+
+
+class ConnectionLost(HostError):
+    """The connection dropped while a command ran (it may or may not have finished)."""
 
 
 class Transport:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import select
 import time
 
+from .base import ConnectionLost
+
 
 def exec_nowait(chan, command: str) -> None:
     """Send ``exec command`` on ``chan`` without waiting for the server's yes.
@@ -128,8 +130,6 @@ class Stream:
                 self.ended = self.finish()
                 self.close()
                 if self.ended[0] == -1:
-                    from .ssh import ConnectionLost
-
                     conn.close()
                     raise ConnectionLost(lost)
                 return lines, None

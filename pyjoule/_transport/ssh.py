@@ -28,7 +28,8 @@ from typing import Mapping, Sequence
 from .._errors import AuthenticationError, HostError, HostKeyError, RemoteCommandError
 from . import dial, known_hosts
 from .auth import Authenticating, interactive  # noqa: F401 - interactive: callers
-from .base import Result, Transport, remote_error  # noqa: F401 - remote_error: callers
+from .base import (ConnectionLost, Result, Transport,  # noqa: F401 - remote_error: callers
+                   remote_error)
 from .channel import exec_nowait
 from .hosts import Endpoint, Host, resolve
 from .shell import build_command, env_input, mask  # noqa: F401 - build_command: tests
@@ -41,10 +42,6 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 KEEPALIVE_S = 30
 RECONNECT_DELAYS_S = (0.2, 0.5, 1, 2, 4, 8, 15)  # about 30 s of trying in all
-
-
-class ConnectionLost(HostError):
-    """The connection dropped while a command ran (it may or may not have finished)."""
 
 
 class Connection(Authenticating, Transport):
