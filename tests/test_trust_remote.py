@@ -427,7 +427,7 @@ def test_a_replaced_host_script_cannot_write_outside_the_run(ssh_host, sshd, tmp
     names of its choosing, as a changed script on it would."""
     from pyjoule import _slurm
     from pyjoule._backends import slurm as slurm_backend
-    from pyjoule._backends import _host_scripts
+    from pyjoule._backends import _host_scripts, _slurm_watch
 
     run_dir = tmp_path / "cache" / "runs" / "r1"
     (run_dir / "results").mkdir(parents=True)
@@ -444,7 +444,7 @@ def test_a_replaced_host_script_cannot_write_outside_the_run(ssh_host, sshd, tmp
     probe = ("import json, sys\nsys.stdout.buffer.write(json.dumps({'squeue': {}, "
              "'claimed': {'w0': ['000000.1_0/../../../../evil']}, 'files': []}).encode()"
              " + b'\\n')\n")
-    monkeypatch.setattr(slurm_backend, "_probe_source", lambda: probe)
+    monkeypatch.setattr(_slurm_watch, "_probe_source", lambda: probe)
     look = slurm_backend.SlurmBackend(_slurm.Slurm(), ssh=backend, run_dir=str(run_dir))
     with pytest.raises(pj.HostError, match="claimed batch"):
         look._look()
