@@ -21,8 +21,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from . import (_callables, _claims, _hashing, _interrupt, _keying, _pickling, _private,
-               _records, _space, _unfinished)
+from . import (_callables, _claims, _faults, _hashing, _interrupt, _keying, _pickling,
+               _private, _records, _space, _unfinished)
 from ._errors import OptionError, SerializationError
 from ._rundir import PAYLOAD, REQUEST, RETRY, TASKS, RunDir
 from ._store import Store
@@ -304,8 +304,16 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
             # Marked running once started, so that whoever finds it running also
             # finds its pid file (else it would take the run for dead and finish it);
             # until then others see it ``starting``, alive while this process is.
+            # Its backend is recorded first: should this process die while starting
+            # it, whoever settles the run asks the backend's side whether a worker
+            # started (then it is followed) or not (then none ever will), see
+            # _claims.settle_start.
+            store.update_run(run_id, **dict(fields, state="starting", options=dict(
+                fields["options"], launching=True)))
+            _faults.point("launch:before-start")
             backend.start(run_dir, options["workers"])
             started = True
+            _faults.point("launch:started")
             rec["job_ids"] = fields["job_ids"] = backend.job_ids()
             store.update_run(run_id, **fields)
             registered = True
