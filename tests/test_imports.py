@@ -4,10 +4,14 @@ keep the layer rules of docs/design.md ("Structure")."""
 from __future__ import annotations
 
 import ast
+import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import pyjoule
 
@@ -38,11 +42,42 @@ def test_worker_import_closure_is_stdlib_cloudpickle_threadpoolctl():
     assert "numpy" not in top
 
 
+def _type_checking_names() -> set[str]:
+    """The names pyjoule/__init__.py imports eagerly for type checkers."""
+    tree = ast.parse((PKG / "__init__.py").read_text())
+    blocks = [n for n in tree.body if isinstance(n, ast.If) and _is_type_checking(n.test)]
+    return {alias.asname or alias.name for block in blocks for node in block.body
+            if isinstance(node, ast.ImportFrom) for alias in node.names}
+
+
+def _reference_names() -> set[str]:
+    text = (REPO / "docs" / "reference.md").read_text()
+    return set(re.findall(r"^::: pyjoule\.(\w+)\s*$", text, flags=re.M))
+
+
 def test_all_is_sorted_and_complete():
+    """__all__, the lazy names (_EXPORTS), the names type checkers see and the API
+    reference name the same public names, both ways; only pj.open stays out of
+    __all__ (it would hide the builtin)."""
     assert pyjoule.__all__ == sorted(pyjoule.__all__)
+    assert len(set(pyjoule.__all__)) == len(pyjoule.__all__)
+    starred, lazy = set(pyjoule.__all__), set(pyjoule._EXPORTS)
+    not_starred = set(pyjoule._PUBLIC_NOT_STARRED)
+    assert not_starred <= lazy and not starred & not_starred
+    assert starred | not_starred == lazy, (
+        f"in _EXPORTS, not in __all__: {sorted(lazy - starred - not_starred)}; "
+        f"in __all__, not in _EXPORTS: {sorted(starred - lazy)}")
+    assert _type_checking_names() == lazy, sorted(_type_checking_names() ^ lazy)
+    assert _reference_names() == lazy, sorted(_reference_names() ^ lazy)
     public = {n for n in dir(pyjoule) if not n.startswith("_")}
     modules = {n for n in public if type(getattr(pyjoule, n)).__name__ == "module"}
-    assert set(pyjoule.__all__) == public - modules - set(pyjoule._PUBLIC_NOT_STARRED)
+    assert public - modules == lazy
+
+
+@pytest.mark.parametrize("name", sorted(pyjoule._EXPORTS))
+def test_every_lazy_name_resolves_from_its_module(name):
+    module = importlib.import_module(f"pyjoule.{pyjoule._EXPORTS[name]}")
+    assert getattr(pyjoule, name) is getattr(module, name)
 
 
 def test_star_import_keeps_the_builtin_open():
