@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Experiment": "_api", "Run": "_api", "attach": "_api", "experiment": "_api",
+    "Experiment": "_api", "Run": "_api", "attach": "_api", "experiment": "_decorator",
     "load": "_api", "runs": "_api",
     "best": "_analysis", "plot": "_plot", "stats": "_analysis",
     "config": "_config",

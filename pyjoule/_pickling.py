@@ -33,7 +33,7 @@ def _pickler():
         import cloudpickle
 
         class _Pickler(cloudpickle.Pickler):
-            dispatch_table = ChainMap({types.CodeType: _reduce_code},
+            dispatch_table = ChainMap({types.CodeType: _reduce_code},  # noqa: RUF012 - pickle's hook
                                       getattr(cloudpickle.Pickler, "dispatch_table",
                                               copyreg.dispatch_table))
 

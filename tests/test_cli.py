@@ -165,7 +165,7 @@ def test_unknown_run_id_is_one_line_and_exit_2(study):
 
 
 def test_ambiguous_run_prefix_is_an_error(study):
-    common = os.path.commonprefix(study["ids"])
+    common = os.path.commonprefix(study["ids"])  # noqa: RUF071 - ids, not paths
     one_error_line(invoke("status", common[:4]), "matches 2 runs")
 
 

@@ -74,7 +74,7 @@ def test_same_code_in_new_process_gives_same_id(project):
     first, second = project({"main.py": MAIN}), project({"main.py": MAIN})
     assert first["func_id"] == second["func_id"]
     assert len(first["func_id"]) == 32 and int(first["func_id"], 16) >= 0
-    assert list(first["components"])[0] == "function simulate"
+    assert next(iter(first["components"])) == "function simulate"
     assert "constant G" in first["components"]
 
 
