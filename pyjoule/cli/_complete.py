@@ -16,11 +16,11 @@ from click.shell_completion import CompletionItem
 
 def _store(ctx):
     """The store of the cache the command would use, or None if there is none."""
-    from ._store import Store, not_a_cache
+    from .._store import Store, not_a_cache
 
     path = ctx.meta.get("pyjoule.cache")
     if not path:
-        from ._config import cache_choice
+        from .._config import cache_choice
 
         path = cache_choice(start=os.getcwd())[0]
     path = os.path.expanduser(str(path))

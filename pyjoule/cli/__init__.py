@@ -2,7 +2,7 @@
 
 The commands only parse, call the library and format; what they do to a cache lives
 in ``pyjoule._store``. Expected errors (an unknown run, a directory that is not a cache)
-print one line ``pyjoule: ...`` and exit with code 2 (see ``pyjoule._cli_errors``).
+print one line ``pyjoule: ...`` and exit with code 2 (see ``pyjoule.cli._errors``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from pathlib import Path
 
 import click
 
-from . import __version__, _cli_complete
-from ._cli_errors import Failure, Group, from_exception
-from ._errors import PyjouleError
+from .. import __version__
+from . import _complete as _cli_complete
+from ._errors import Failure, Group, from_exception
+from .._errors import PyjouleError
 
 _CACHE_NOTE = """\b
 The cache is --cache DIR (before or after the command), else $PYJOULE_CACHE,
@@ -114,7 +115,7 @@ _group_json = _json_option("Print JSON instead of text (as the command's --json)
 def _default_cache() -> tuple[Path, str]:
     """The cache a command uses without --cache: the cwd's project's (the command has
     no code of the user's to find a project from), and why, in words."""
-    from ._config import cache_choice
+    from .._config import cache_choice
 
     return cache_choice(start=os.getcwd())
 
@@ -122,7 +123,7 @@ def _default_cache() -> tuple[Path, str]:
 def _store(ctx: click.Context):
     """The store of the selected cache; one that is not a cache is an error, and
     nothing gets created there."""
-    from ._store import Store, not_a_cache
+    from .._store import Store, not_a_cache
 
     path = Path(ctx.meta.get("pyjoule.cache") or _default_cache()[0]).expanduser()
     why = not_a_cache(path)
@@ -253,7 +254,7 @@ def runs_cmd(ctx, function, last, as_json):
     Example:
       pyjoule runs --function simulate --last 3
     """
-    from ._api import _refresh_local_runs
+    from .._api import _refresh_local_runs
 
     store = _store(ctx)
     _refresh_local_runs(store)  # as pj.runs(): runs in flight on this machine, read now
@@ -294,7 +295,7 @@ def status(ctx, run_id, as_json):
     Example:
       pyjoule status 20261203-114610-3fa2c1
     """
-    from . import _cli_status
+    from . import _status as _cli_status
 
     store = _store(ctx)
     rec, counts, failures = _cli_status.gather(store, _find_run(store, run_id))
@@ -323,7 +324,7 @@ def cancel(ctx, run_id, as_json):
     Example:
       pyjoule cancel 20261203-114610-3fa2c1
     """
-    from ._api import attach
+    from .._api import attach
 
     store = _store(ctx)
     rec = _find_run(store, run_id)
@@ -357,7 +358,7 @@ def logs(ctx, run_id, pset_key, as_json):
       pyjoule logs 20261203-114610-3fa2c1
       pyjoule logs 20261203-114610-3fa2c1 9c1e52
     """
-    from ._output import logs_text, run_logs
+    from .._output import logs_text, run_logs
 
     store = _store(ctx)
     rec = _find_run(store, run_id)
@@ -550,7 +551,7 @@ def check_cache(ctx, repair, as_json):
       pyjoule cache check
       pyjoule cache check --repair --json
     """
-    from ._repair import check, require_cache
+    from .._repair import check, require_cache
 
     root = require_cache(ctx.meta.get("pyjoule.cache") or _default_cache()[0])
     report = check(root, repair=repair)
@@ -633,8 +634,8 @@ def check(ctx, host, setup, workdir, python, existing, as_json):
       pyjoule hosts check cluster --json
       pyjoule hosts check cluster --setup "module load python/3.11"
     """
-    from ._transport import check, ssh
-    from ._transport.hosts import Host
+    from .._transport import check, ssh
+    from .._transport.hosts import Host
 
     options = {"setup": setup, "python": python,
                "environment": "existing" if existing else "auto"}
