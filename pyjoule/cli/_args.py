@@ -84,17 +84,11 @@ def default_cache() -> tuple[Path, str]:
 
 
 def open_store(ctx: click.Context):
-    """The store of the selected cache; one that is not a cache is an error, and
-    nothing gets created there."""
-    from .._store import Store, not_a_cache
+    """The store of the selected cache; one that is not a cache is an error (a
+    ``CacheError``, exit 2), and nothing gets created there."""
+    from .._api import existing_cache
 
-    path = Path(ctx.meta.get("pyjoule.cache") or default_cache()[0]).expanduser()
-    why = not_a_cache(path)
-    if why:
-        raise Failure(f"{path} is not a pyjoule cache ({why}); pass --cache DIR or set "
-                      "PYJOULE_CACHE to the directory your experiments cache in",
-                      kind="CacheError")
-    return Store.open(path)
+    return existing_cache(ctx.meta.get("pyjoule.cache") or default_cache()[0])
 
 
 def match_function(store, name: str, extra: set[str] = frozenset()) -> str:

@@ -16,15 +16,18 @@ from click.shell_completion import CompletionItem
 
 def _store(ctx):
     """The store of the cache the command would use, or None if there is none."""
-    from .._store import Store, not_a_cache
+    from .._api import existing_cache
+    from .._errors import CacheError
 
     path = ctx.meta.get("pyjoule.cache")
     if not path:
         from .._config import cache_choice
 
         path = cache_choice(start=os.getcwd())[0]
-    path = os.path.expanduser(str(path))
-    return None if not_a_cache(path) else Store.open(path)
+    try:
+        return existing_cache(path)
+    except CacheError:
+        return None
 
 
 def run_ids(ctx, param, incomplete: str) -> list[CompletionItem]:

@@ -53,7 +53,7 @@ def check(ctx, host, setup, workdir, python, existing, as_json):
       pyjoule hosts check cluster --json
       pyjoule hosts check cluster --setup "module load python/3.11"
     """
-    from .._transport import check, ssh
+    from .._transport import check
     from .._transport.hosts import Host
 
     options = {"setup": setup, "python": python,
@@ -66,7 +66,7 @@ def check(ctx, host, setup, workdir, python, existing, as_json):
     except (PyjouleError, OSError) as exc:  # unknown, unreachable, refused: a problem
         raise from_exception(exc, exit_code=1) from None
     finally:
-        ssh.close_all()
+        check.close_connections()
     if as_json:
         dump({"host": report.host, "ok": report.ok, "rtt_ms": report.rtt_ms,
               "facts": report.facts, "problems": report.problems})

@@ -34,10 +34,10 @@ def runs_cmd(ctx, function, last, as_json):
     Example:
       pyjoule runs --function simulate --last 3
     """
-    from .._api import _refresh_local_runs
+    from .._api import refresh_local_runs
 
     store = open_store(ctx)
-    _refresh_local_runs(store)  # as pj.runs(): runs in flight on this machine, read now
+    refresh_local_runs(store)  # as pj.runs(): runs in flight on this machine, read now
     recs = store.list_runs()
     if function:
         name = match_function(store, function, {r["name"] for r in recs})
