@@ -17,10 +17,10 @@ from ._config import apply_log_level_from_env, config, default_cache_dir
 from ._decorator import OptionsMethod, experiment
 from ._options import NAMES, Options, Resolved, resolve
 from ._display import card, counts_bar, esc
-from ._errors import ExperimentError, OptionError, RunNotFoundError
+from ._errors import CacheError, ExperimentError, OptionError, RunNotFoundError
 from ._interrupt import start_or_stop, stop_waiting, wait_or_cancel
 from ._raised import Raise, original
-from ._store import Store
+from ._store import Store, not_a_cache
 
 if TYPE_CHECKING:
     import inspect
@@ -563,6 +563,11 @@ class Run:
         return table_for(self._store, self.func_id, self.plan.ids, self._failures(),
                          output=output)
 
+    def failure_records(self) -> list[dict[str, Any]]:
+        """The failed psets' records (dicts, one per pset) as of the last poll: what
+        ``failures`` shows as a DataFrame, for the ``pyjoule status`` command."""
+        return self._failures()
+
     def _failures(self) -> list[dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for run in self._live():
@@ -675,7 +680,21 @@ def _registry_and_reason(cache: str | os.PathLike[str] | None) -> tuple[Store, s
     return Store.open(path), reason
 
 
-def _refresh_local_runs(store: Store) -> None:
+def existing_cache(cache: str | os.PathLike[str]) -> Store:
+    """The store of the cache at ``cache`` for the ``pyjoule`` command, which reads
+    caches and never makes one: a directory that is not a cache is a ``CacheError``
+    saying why, and nothing is created there."""
+    from pathlib import Path
+
+    path = Path(cache).expanduser()
+    why = not_a_cache(path)
+    if why:
+        raise CacheError(f"{path} is not a pyjoule cache ({why}); pass --cache DIR or set "
+                         "PYJOULE_CACHE to the directory your experiments cache in")
+    return Store.open(path)
+
+
+def refresh_local_runs(store: Store) -> None:
     """Ingest what this machine's running runs have written, so the counts are current
     and a run whose process is gone (a kernel shut down mid-run) is finished. Remote
     runs are left as last seen: listing must not open connections."""
@@ -704,7 +723,7 @@ def runs(cache: str | os.PathLike[str] | None = None) -> pd.DataFrame:
 
     rows = []
     store, reason = _registry_and_reason(cache)
-    _refresh_local_runs(store)
+    refresh_local_runs(store)
     for rec in store.list_runs():
         rows.append({"id": rec["run_id"], "function": rec["name"], "host": rec["host"],
                      "backend": rec["backend"], "state": rec["state"], "total": rec["total"],

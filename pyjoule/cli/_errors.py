@@ -11,7 +11,7 @@ import json
 
 import click
 
-from ._errors import PyjouleError
+from .._errors import PyjouleError
 
 #: whether this invocation asked for --json (set by ``Group.main`` from the command
 #: line, as a usage error may come before click has read the flag)
