@@ -29,7 +29,7 @@ def gather(store, rec: dict) -> tuple[dict, dict, list[dict]]:
         counts = run.status()
         rec = store.get_run(rec["run_id"]) or rec
         if rec["state"] in LIVE:
-            return _with(rec, counts), counts, run._failures()
+            return _with(rec, counts), counts, run.failure_records()
     counts = {"total": rec["total"], "cached": rec["cached"], "pending": 0, "running": 0,
               "done": rec["done"], "failed": rec["failed"]}
     log = RunDir(rec["run_dir"]).log
