@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import functools
 import logging
@@ -12,7 +11,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Generic, Literal, ParamSpec, TypeVar, cast
 
-from . import _dispatch, _space
+from . import _compose, _dispatch, _space
 from ._config import apply_log_level_from_env, config, default_cache_dir
 from ._decorator import OptionsMethod, experiment
 from ._options import NAMES, Options, Resolved, resolve
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
 
-    from ._backends.base import Backend
-    from ._backends.ssh import SSHBackend
     from ._identity import Identity
 
 log = logging.getLogger("pyjoule")
@@ -83,11 +80,8 @@ class Experiment(OptionsMethod, Generic[_P, _R]):
         return self._call.over(self._decorated).given()
 
     def _resolved(self) -> Resolved:
-        """Every option in force now (see ``_options.resolve``): within a call, what
-        its ``_Session`` resolved once."""
-        current = _IN_SESSION.get()
-        if current is not None and current[0] is self:
-            return current[1]
+        """Every option in force now (see ``_options.resolve``); a call resolves them
+        once, in its ``_Session``."""
         return resolve(self._func, self._decorated, self._call)
 
     def _store(self, resolved: Resolved | None = None) -> Store:
@@ -117,15 +111,16 @@ class Experiment(OptionsMethod, Generic[_P, _R]):
         if args:
             bound = self._signature_obj().bind_partial(*args, **kwargs)
             kwargs = dict(bound.arguments)
-        with self._session() as (store, func_id):
-            run = start_or_stop(self, [kwargs], store, func_id, progress=False)
+        with self._session() as call:
+            store, func_id = call.store, call.func_id
+            run = start_or_stop(self, [kwargs], call, progress=False)
             if not isinstance(run, KeyboardInterrupt) and run.plan.found:
                 (pid,) = run.plan.ids
                 value = store.read_values(func_id, run.plan.found).get(pid, _NOTHING)
                 if value is not _NOTHING:
                     return value
                 # a damaged entry, dropped just now: plan again, so it is computed
-                run = start_or_stop(self, [kwargs], store, func_id, progress=False)
+                run = start_or_stop(self, [kwargs], call, progress=False)
             if isinstance(run, KeyboardInterrupt):  # workers=0: Ctrl-C in the function
                 return Raise(run)
             stopped = wait_or_cancel(run)  # Ctrl-C: stop its worker, as map does
@@ -136,7 +131,7 @@ class Experiment(OptionsMethod, Generic[_P, _R]):
                 value = store.read_values(func_id, found).get(run.plan.ids[0], _NOTHING)
                 if value is not _NOTHING:
                     return value
-            failures = run._failures()
+            failures = run.failure_records()
             raised = original(failures[0]) if len(failures) == 1 else None
             return Raise(raised or _experiment_error(run, self._func, failures))
 
@@ -161,9 +156,9 @@ class Experiment(OptionsMethod, Generic[_P, _R]):
 
     def _map(self, space: Any, sparse: bool | Literal["auto"]) -> xr.Dataset | Raise:
         _check_sparse(sparse)
-        with self._session() as (store, func_id):
+        with self._session() as call:
             for _ in range(3):  # again only if damaged cache entries were dropped
-                started = start_or_stop(self, space, store, func_id)
+                started = start_or_stop(self, space, call)
                 if isinstance(started, KeyboardInterrupt):  # workers=0: Ctrl-C in f
                     return Raise(started)
                 run = started
@@ -174,7 +169,7 @@ class Experiment(OptionsMethod, Generic[_P, _R]):
                 run._settle()
                 if n_read == n_found:
                     break
-            return run._apply_errors(ds, self._resolved().errors)
+            return run._apply_errors(ds, call.resolved.errors)
 
     def submit(self, space: Any) -> Run:
         """Start the work and return a ``pj.Run`` at once."""
@@ -183,7 +178,7 @@ class Experiment(OptionsMethod, Generic[_P, _R]):
             raise OptionError("submit() needs a cache to keep results in; use map() with "
                               f"cache=False (set by {resolved.sources['cache']})")
         store = self._store(resolved)
-        run = self._run(space, store, self._func_id_for(store), resolved=resolved)
+        run = self._run(space, store, self._identity_for(store), resolved=resolved)
         if run.id is None and len(run._attached) == 1:  # its psets are that run's
             run.id = run._attached[0].run_id
         elif run.id is None and not run._attached:  # all cached: a run, done at once
@@ -192,72 +187,27 @@ class Experiment(OptionsMethod, Generic[_P, _R]):
             run.id = rec["run_id"]
         return run
 
-    def _func_id_for(self, store: Store) -> str:
+    def _identity_for(self, store: Store) -> Identity:
+        """The function's identity, identified once per call; a change since the
+        cache last saw this function is reported (see ``report_identity_change``)."""
         identity = self._identity()
         _dispatch.report_identity_change(store, self.name, identity)
-        return identity.func_id
+        return identity
+
+    def _func_id_for(self, store: Store) -> str:
+        return self._identity_for(store).func_id
 
     def _session(self) -> _Session:
         return _Session(self)
 
-    def _run(self, space: Any, store: Store, func_id: str, progress: bool = True,
+    def _run(self, space: Any, store: Store, identity: Identity, progress: bool = True,
              resolved: Resolved | None = None) -> Run:
         resolved = resolved or self._resolved()
-        opts = resolved.launch_options()
-        backend_name = "slurm" if resolved.slurm is not None \
-            else "ssh" if resolved.host is not None \
-            else "inprocess" if resolved.workers == 0 else "pool"
-        # planning claims the psets to run for a new run (nothing is run twice): it
-        # must be launched or abandoned
-        plan = own = None
-        try:
-            plan = _dispatch.plan(store, func_id, self._signature, space,
-                                  config.get("limit"),
-                                  run={"name": self.name, "backend": backend_name,
-                                       "host": getattr(opts["host"], "target", "local")})
-            if plan.to_run:
-                backend = self._backend(backend_name, resolved, opts, plan)
-                own = _dispatch.LiveRun(store, _dispatch.launch(
-                    store, func=self._func, func_id=func_id, name=self.name, plan_=plan,
-                    backend=backend, options=opts, by_value=self._identity().modules),
-                    backend)
-        except BaseException:
-            if plan is not None:
-                _dispatch.abandon(store, plan)  # a no-op once the backend started
-            raise
-        if own is not None:
-            # capture=False: the pool's prints show here, as from a plain function
-            own.relay_output = not opts["capture"] and backend_name == "pool"
-        return Run(store, plan, own, [_dispatch.LiveRun(store, r) for r in plan.in_flight],
-                   experiment=self, progress=progress and opts["progress"])
-
-    def _backend(self, backend_name: str, resolved: Resolved, opts: dict[str, Any],
-                 plan: _dispatch.Plan) -> Backend:
-        """The backend for the claimed psets ``plan.to_run``; sets ``opts["workers"]``
-        (on a host or under SLURM only ``f.options``/the decorator choose it: the
-        global settings are this machine's)."""
-        if backend_name == "slurm":
-            slurm = resolved.slurm
-            workers = resolved.workers_given or slurm.cpus_per_task or 1
-            if slurm.cpus_per_task is None and workers > 1:  # allocate what the pool uses
-                from ._slurm import Slurm
-
-                slurm = Slurm(dict(slurm.options, cpus_per_task=workers),
-                              array_parallelism=slurm.array_parallelism)
-            backend: Backend = _dispatch.prepare_slurm(opts["host"], slurm, self._identity,
-                                                       opts["batch"])
-            opts["workers"] = workers
-        elif backend_name == "ssh":
-            ssh: SSHBackend = _dispatch.prepare_ssh(opts["host"], self._identity)
-            if resolved.workers_given is None:  # the host's CPUs, not ours
-                opts["workers"] = ssh.cpus
-            backend = ssh
-            opts["workers"] = max(1, min(opts["workers"], len(plan.to_run)))
-        else:
-            backend = _dispatch.make_backend(backend_name)
-            opts["workers"] = max(1, min(opts["workers"], len(plan.to_run))) \
-                if backend_name == "pool" else 0
-        return backend
+        plan, own, in_flight = _compose.compose(
+            store, func=self._func, name=self.name, signature=self._signature,
+            space=space, resolved=resolved, identity=identity)
+        return Run(store, plan, own, in_flight, experiment=self,
+                   progress=progress and resolved.progress)
 
     # -------------------------------------------------------------- the cache
     def table(self, space: Any = None, output: bool = False) -> pd.DataFrame:
@@ -356,34 +306,35 @@ class Experiment(OptionsMethod, Generic[_P, _R]):
 
 _NOTHING = object()
 
-# the options a call (``_Session``) resolved, for the code it runs: resolved once
-_IN_SESSION: contextvars.ContextVar[tuple[Experiment[..., Any], Resolved] | None] = \
-    contextvars.ContextVar("pyjoule_options", default=None)
 
 class _Session:
-    """The store and function id for one call; a throw-away cache for ``cache=False``
-    (see :mod:`._nocache`: its pool dies with this process and removes it)."""
+    """One call's resolved options, store and identity (each found once); a
+    throw-away cache for ``cache=False`` (see :mod:`._nocache`: its pool dies with
+    this process and removes it)."""
+
+    store: Store
+    resolved: Resolved
+    identity: Identity
+    func_id: str
 
     def __init__(self, exp: Experiment[..., Any]):
         self.exp = exp
         self.tmp: str | None = None
 
-    def __enter__(self) -> tuple[Store, str]:
-        resolved = self.exp._resolved()
+    def __enter__(self) -> _Session:
+        self.resolved = resolved = self.exp._resolved()
         if resolved.cache is False:
             from . import _nocache
 
             self.tmp = _nocache.create()
-            store = Store(self.tmp)
+            self.store = Store(self.tmp)
         else:
-            store = self.exp._store(resolved)
-        self.store = store
-        func_id = self.exp._func_id_for(store)
-        self.token = _IN_SESSION.set((self.exp, resolved))  # for the call's _run
-        return store, func_id
+            self.store = self.exp._store(resolved)
+        self.identity = self.exp._identity_for(self.store)
+        self.func_id = self.identity.func_id
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        _IN_SESSION.reset(self.token)
         if self.tmp is not None:
             from . import _nocache
 
@@ -468,7 +419,7 @@ class Run:
         self._poll()
         total, cached = len(self.plan.ids), self._cached
         done = len(self._store.lookup(self.func_id, self.plan.ids)) - cached
-        failed = len(self._failures())
+        failed = len(self.failure_records())
         remaining = max(0, total - cached - done - failed)
         alive = [r for r in self._live() if r.rec.get("state") == "running"]
         workers = 0
@@ -560,10 +511,12 @@ class Run:
         from ._results import table_for
 
         self._poll()
-        return table_for(self._store, self.func_id, self.plan.ids, self._failures(),
+        return table_for(self._store, self.func_id, self.plan.ids, self.failure_records(),
                          output=output)
 
-    def _failures(self) -> list[dict[str, Any]]:
+    def failure_records(self) -> list[dict[str, Any]]:
+        """The failure records of this run's psets not cached since (the rows of
+        ``failures``), each with the log that tells more (``log_path``)."""
         out: dict[str, dict[str, Any]] = {}
         for run in self._live():
             worker_log = None
@@ -584,7 +537,7 @@ class Run:
         from ._results import failures_frame
 
         self._poll()
-        return failures_frame(self._failures())
+        return failures_frame(self.failure_records())
 
     @property
     def scheduler_queries(self) -> int:
@@ -604,7 +557,7 @@ class Run:
             log.info("run %s cancelled", self.id)
 
     def _apply_errors(self, ds: xr.Dataset, errors: str) -> xr.Dataset:
-        failures = self._failures()
+        failures = self.failure_records()
         if not failures or errors == "ignore":
             return ds
         func = self._experiment._func if self._experiment else None
@@ -726,11 +679,8 @@ def attach(run_id: str, cache: str | os.PathLike[str] | None = None) -> Run:
         known = [r["run_id"] for r in store.list_runs()][-5:]
         raise RunNotFoundError(f"no run {run_id!r} in the cache at {store.root} "
                                f"(latest: {known}); pass cache= if it lives elsewhere")
-    from ._rundir import RunDir
-
-    ids, psets = RunDir(rec["run_dir"]).read_request()  # checked first: pickles are code
-    plan = _dispatch.Plan(rec["func_id"], psets, ids, {})
-    run = Run(store, plan, _dispatch.LiveRun(store, rec), [])
+    plan, own, _ = _compose.registered(store, rec)
+    run = Run(store, plan, own, [])
     run._cached = rec["cached"]  # which psets were cached is not kept, their number is
     return run
 
