@@ -195,8 +195,8 @@ class Run:
         from .._results import table_for
 
         self._poll()
-        return table_for(self._store, self.func_id, self.plan.ids, self.failure_records(),
-                         output=output)
+        return table_for(self._store, self.func_id, self.plan.ids,
+                         self.failure_records(), output=output)
 
     def failure_records(self) -> list[dict[str, Any]]:
         """The failure records of this run's psets not cached since (the rows of
