@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Experiment": "_api", "Run": "_api", "attach": "_api", "experiment": "_decorator",
+    "Experiment": "_api", "Run": "_api", "attach": "_api", "experiment": "_api",
     "load": "_api", "runs": "_api",
     "best": "_analysis", "plot": "_plot", "stats": "_analysis",
     "config": "_config",
@@ -87,8 +87,7 @@ def __dir__() -> list[str]:
 
 
 if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from ._api import Experiment, Run, attach, load, runs
-    from ._decorator import experiment
+    from ._api import Experiment, Run, attach, experiment, load, runs
     from ._analysis import best, stats
     from ._plot import plot
     from ._config import config

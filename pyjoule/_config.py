@@ -59,6 +59,9 @@ def _check(name: str, value: Any) -> str | None:
     return problem(name, value)
 
 
+#: what ``pj.config(...)`` set, by name: the process's settings (lifetime: the
+#: process; ``pj.config(name=None)`` or leaving a ``with pj.config(...)`` block
+#: removes one). State, not a cache: never cleared behind the user's back.
 _overrides: dict[str, Any] = {}
 
 
@@ -304,7 +307,14 @@ def project_root(start: str | os.PathLike[str] | None = None) -> Path | None:
     return None
 
 
+#: cache: ``$HOME`` as given -> resolved (looked for on every call); see reset_caches
 _homes: dict[str, Path] = {}
+
+
+def reset_caches() -> None:
+    """Forget what this module remembers about the file system (the resolved home
+    folder), e.g. after a test moved ``$HOME`` to a folder it then replaced."""
+    _homes.clear()
 
 
 def _home() -> Path | None:
