@@ -100,7 +100,7 @@ def test_describing_a_host_loads_no_ssh_library():
 
 LAYERS: dict[int, tuple[str, ...]] = {
     0: ("_errors", "_records", "_pickling", "_platform", "_display", "_columns",
-        "_project", "_xrimport", "_runsframe", "_raised", "_caches"),
+        "_project", "_xrimport", "_runsframe", "_raised", "_caches", "_faults"),
     1: ("_hashing", "_identity", "_callables", "_private", "_space", "_keying",
         "_options", "_pyproject", "_config", "_rundir", "_slurm", "_execute",
         "_supervisor", "_slurm_task", "worker", "_unfinished", "_output", "_progress"),
@@ -109,10 +109,8 @@ LAYERS: dict[int, tuple[str, ...]] = {
     4: ("_dispatch", "_analysis", "_figure", "_plot", "_export", "_nocache",
         "_interrupt", "_repair",
         "_compose"),  # backend choice and worker counts, out of Experiment._run
-    5: ("_api",
-        "_decorator"),  # the decorator: part of the _api package once it is one
-    6: ("__init__", "__main__", "cli",
-         "_cli_status", "_cli_errors", "_cli_complete"),  # modules of the cli package
+    5: ("_api",),
+    6: ("__init__", "__main__", "cli"),
 }
 LAYER_NAMES = {0: "L0 base", 1: "L1 core", 2: "L2 io", 3: "L3", 4: "L4", 5: "L5 api",
                6: "L6 entry points"}
@@ -127,8 +125,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
         "atomic_write: a file helper of the store the SLURM backend borrows",
     ("pyjoule._claims", "pyjoule._dispatch"):
         "new_run_id and LiveRun: claims call back into dispatch",
-    ("pyjoule._cli_complete", "pyjoule._store"):
-        "completion opens the Store for run ids (via _api/_dispatch once split)",
     ("pyjoule._keying", "pyjoule._api"):
         "_user_stacklevel lives in _api: the duplicate warning needs it lower",
     ("pyjoule._options", "pyjoule._transport.hosts"):
@@ -147,12 +143,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
         "setup_script: the host setup script is the ssh backend's",
     ("pyjoule._transport.interpreter", "pyjoule._backends.ssh"):
         "setup_script: the host setup script is the ssh backend's",
-    ("pyjoule.cli", "pyjoule._repair"):
-        "`pyjoule check` calls _repair directly, not through _dispatch/_api",
-    ("pyjoule.cli", "pyjoule._store"):
-        "the cli opens the Store itself (not_a_cache, listings)",
-    ("pyjoule.cli", "pyjoule._transport.ssh"):
-        "`pyjoule hosts` dials through ssh itself instead of _transport.check",
 }
 
 
@@ -251,10 +241,10 @@ FORBIDDEN = [
     ("pyjoule._results", "pyjoule._backends", "results come from the store only"),
     ("pyjoule._results", "pyjoule._transport", "results come from the store only"),
 ]
-CLI = ("pyjoule.cli", "pyjoule._cli_status", "pyjoule._cli_errors", "pyjoule._cli_complete")
+CLI = ("pyjoule.cli",)
 # what the cli may import besides L0-L1 and itself: the public names, the API, dispatch
-# and the host description and check of `pyjoule hosts`
-CLI_MAY = ("pyjoule._api", "pyjoule._decorator", "pyjoule._dispatch",
+# the host description and check of `pyjoule hosts`, and the repair of `pyjoule cache check`
+CLI_MAY = ("pyjoule._api", "pyjoule._dispatch", "pyjoule._repair",
            "pyjoule._transport.hosts", "pyjoule._transport.check", *CLI)
 
 

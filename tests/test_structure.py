@@ -37,7 +37,7 @@ ALLOWLIST: dict[tuple[str, str], tuple[str, str]] = {
     ("pyjoule._claims", "_decoded"): (
         "claims rows' decoded pset ids by (run_id, rowid)",
         "a claims row never changes once written"),
-    ("pyjoule._cli_errors", "_json"): (
+    ("pyjoule.cli._errors", "_json"): (
         "whether this CLI invocation answers in JSON",
         "set once per `pyjoule` command, one command per process"),
     ("pyjoule._config", "_overrides"): (
