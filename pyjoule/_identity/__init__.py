@@ -1,0 +1,25 @@
+"""Function identity: one hash for a function and everything of the user's it reaches.
+
+Half of every cache key (API section 5). Code is hashed through its normalised AST, so
+comments, docstrings, formatting and position in the file do not count; bytecode is the
+fallback when there is no source. The user's helpers, classes and global constants are
+followed; third-party code is covered by distribution name and version only.
+
+The modules, lowest first: :mod:`.constants` (stable text of constants, the digest),
+:mod:`.places` (whose code a file is: the user's, a library's; module names),
+:mod:`.code` (digests of functions, classes and module files), :mod:`.walk` (the walk
+over everything a function reaches: :func:`identify`) and :mod:`.changes` (how two
+identities differ, in words).
+"""
+
+from __future__ import annotations
+
+from .changes import describe_change
+from .code import _code_digest
+from .constants import _digest
+from .places import _distribution, _is_library_file, _is_under, module_label
+from .walk import Identity, identify
+
+__all__ = ["Identity", "describe_change", "identify"]
+# also imported by other modules: _code_digest, _digest, _distribution,
+# _is_library_file, _is_under, module_label
