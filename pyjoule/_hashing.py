@@ -48,7 +48,7 @@ from . import _callables
 from ._errors import HashingError
 from ._hashing_errors import _Elem, _Key, _type_name, _unsupported, _where
 
-__all__ = ["canonical_bytes", "pset_id", "pset_ids"]
+__all__ = ["canonical_bytes", "clear_caches", "pset_id", "pset_ids"]
 
 _SIMPLE = frozenset({str, int, float, bool, type(None)})
 _DIGITS = 500  # chunk for ints over sys.get_int_max_str_digits() (640 at the least)
@@ -162,6 +162,12 @@ def pset_ids(psets: Iterable[Mapping[str, Any]]) -> list[str]:
         hasher.update(text)
         append(hasher.hexdigest())
     return out
+
+
+def clear_caches() -> None:
+    """Forget the fast path's entries per key tuple (bounded at ``_KEYS_CACHE_MAX``;
+    they depend on the keys alone, so this is for tests that start from nothing)."""
+    _key_cache.clear()
 
 
 def _key_entry(keys: tuple) -> tuple | None:

@@ -14,12 +14,21 @@ identities differ, in words).
 
 from __future__ import annotations
 
+from . import code, places
 from .changes import describe_change
 from .code import _code_digest
 from .constants import _digest
-from .places import _distribution, _is_library_file, _is_under, module_label
+from .places import _distribution, _is_library_file, _is_under, is_under, module_label
 from .walk import Identity, identify
 
-__all__ = ["Identity", "describe_change", "identify"]
+__all__ = ["Identity", "clear_caches", "describe_change", "identify", "is_under",
+           "module_label"]
 # also imported by other modules: _code_digest, _digest, _distribution,
-# _is_library_file, _is_under, module_label
+# _is_library_file, _is_under (the old name of is_under)
+
+
+def clear_caches() -> None:
+    """Forget everything identities remember between calls in this process (digests
+    of code, classes and files; which files are whose; distribution versions)."""
+    code.clear_caches()
+    places.clear_caches()

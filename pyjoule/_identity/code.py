@@ -192,3 +192,13 @@ def _file_digest(path: str, mtime_ns: int) -> str:
         return _digest(data.hex())
     _strip_docstrings(tree)
     return _digest(_dump(tree))
+
+
+def clear_caches() -> None:
+    """Forget the digests remembered in this process: of code objects and classes
+    (keyed by the objects themselves, at most ``_MEMO_SIZE`` each) and of module files
+    (keyed by path and mtime). Never needed for correctness; tests use it to start
+    from nothing."""
+    _code_memo.clear()
+    _class_memo.clear()
+    _file_digest.cache_clear()

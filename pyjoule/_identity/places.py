@@ -14,8 +14,12 @@ _THIRD_PARTY_DIRS = frozenset({"site-packages", "dist-packages"})
 _MEMO_SIZE = 4096
 
 
-def _is_under(path: str, directory: str) -> bool:
+def is_under(path: str, directory: str) -> bool:
+    """Whether ``path`` is ``directory`` or inside it (both real paths; no I/O)."""
     return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+_is_under = is_under  # the old private name, kept while other modules import it
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,12 +37,12 @@ def _is_library_file(path: str) -> bool:
     path = os.path.realpath(path)
     if _THIRD_PARTY_DIRS.intersection(path.split(os.sep)):
         return True
-    return any(_is_under(path, directory) for directory in _library_dirs())
+    return any(is_under(path, directory) for directory in _library_dirs())
 
 
 @functools.lru_cache(maxsize=_MEMO_SIZE)
 def _is_project_file(path: str, root: str) -> bool:
-    return _is_under(os.path.realpath(path), root) and not _is_library_file(path)
+    return is_under(os.path.realpath(path), root) and not _is_library_file(path)
 
 
 def _in_library(func: types.FunctionType) -> bool:
@@ -116,8 +120,17 @@ def module_label(module: str | None, root: str | None = None) -> str:
         return "__main__"
     path = os.path.realpath(path)
     root = root or identity_root()
-    rel = os.path.relpath(path, root) if _is_under(path, root) else os.path.basename(path)
+    rel = os.path.relpath(path, root) if is_under(path, root) else os.path.basename(path)
     stem = os.path.splitext(rel)[0]
     return ".".join(part for part in stem.split(os.sep) if part) or "__main__"
 
 
+def clear_caches() -> None:
+    """Forget what this process learnt about files and distributions: which files are
+    a library's or the project's, the library folders, distribution versions.
+
+    They are remembered for the life of the process (a package installed or upgraded
+    meanwhile keeps its old version here); tests that change these call this.
+    """
+    for cached in (_library_dirs, _is_library_file, _is_project_file, _distribution):
+        cached.cache_clear()

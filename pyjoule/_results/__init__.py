@@ -19,14 +19,14 @@ from .. import _columns
 from .._columns import MISSING
 from .axes import Axes, axis_from_column, axis_from_values, first_seen
 from .collisions import drop_collisions
-from .dataset import DENSE_FACTOR, DENSE_MAX_BYTES, build_dataset
+from .dataset import DENSE_FACTOR, DENSE_MAX_BYTES, build_dataset, reset_warnings
 from .dataset import _object_index  # noqa: F401 - _export imports it from here
 from .table import build_table, failures_frame
 
 __all__ = ["DENSE_FACTOR", "DENSE_MAX_BYTES", "Axes", "axis_from_column",
            "axis_from_values", "build_dataset", "build_table", "dataset_for",
            "dataset_of_all", "drop_collisions", "failures_frame", "first_seen",
-           "table_for"]
+           "reset_warnings", "table_for"]
 
 
 def dataset_for(store, func_id: str, ids: Sequence[str], psets: Sequence[dict], *,

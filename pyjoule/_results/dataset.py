@@ -17,7 +17,13 @@ log = logging.getLogger("pyjoule")
 DENSE_FACTOR = 8  # dense while the grid has at most 8x as many cells as psets ...
 DENSE_MAX_BYTES = 256 * 2**20  # ... and each variable stays under 256 MB
 
+# (parameter, data variable) renames already logged: one WARNING per process each
 _renames_logged: set[tuple[str, str]] = set()
+
+
+def reset_warnings() -> None:
+    """Log each rename of a result named like a parameter again (for tests)."""
+    _renames_logged.clear()
 
 
 def build_dataset(axes: Axes, cells: np.ndarray, columns: dict, *, n_psets: int,
