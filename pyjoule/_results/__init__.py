@@ -20,7 +20,7 @@ from .._columns import MISSING
 from .axes import Axes, axis_from_column, axis_from_values, first_seen
 from .collisions import drop_collisions
 from .dataset import DENSE_FACTOR, DENSE_MAX_BYTES, build_dataset, reset_warnings
-from .dataset import _object_index  # noqa: F401 - _export imports it from here
+from .dataset import _object_index as _object_index  # re-exported: _export uses it
 from .table import build_table, failures_frame
 
 __all__ = ["DENSE_FACTOR", "DENSE_MAX_BYTES", "Axes", "axis_from_column",
