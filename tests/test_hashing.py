@@ -249,6 +249,13 @@ def test_ragged_key_sets_beyond_the_key_cache():
     assert pset_ids(psets) == [slow_id(p) for p in psets]
 
 
+def test_clear_caches_keeps_ids():
+    psets = [{"a": 1, "b": "x"}, {"b": 2.5, "a": None}]
+    before = pset_ids(psets)
+    _hashing.clear_caches()
+    assert pset_ids(psets) == before == [slow_id(p) for p in psets]
+
+
 # ------------------------------------------------------------ fast / slow path
 
 

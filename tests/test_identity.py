@@ -375,6 +375,19 @@ def test_identity_is_hashable_and_fast():
     assert (time.perf_counter() - start) / 100 < 0.01
 
 
+def test_clear_caches_forgets_remembered_digests():
+    from pyjoule._identity import clear_caches
+
+    f = define("def f(x):\n    return x + 1\n", "f")
+    before = identify(f).func_id
+    filename = f.__code__.co_filename
+    source = "def f(x):\n    return x + 2\n"  # the same code object, another source
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    assert identify(f).func_id == before  # remembered by its code object
+    clear_caches()
+    assert identify(f).func_id != before  # the source is read again
+
+
 def test_describe_change_wording():
     old = {"function simulate": "1", "function drag": "2", "constant G": "3"}
     old["package numpy"] = "2.3.0"
