@@ -11,9 +11,11 @@ Every environment variable pyjoule reads is listed in ``_SETTINGS`` (and in
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from . import _caches
 from ._errors import OptionError
 
 
@@ -21,7 +23,7 @@ def _to_bool(text: str) -> bool:
     return text.strip().lower() not in ("", "0", "false", "no", "off")
 
 
-def _to_cache(text: str) -> "str | bool":
+def _to_cache(text: str) -> str | bool:
     return False if text.strip().lower() in ("0", "false", "off", "no") else text
 
 
@@ -152,7 +154,7 @@ class config(metaclass=_ConfigType):
         if "log_level" in options:
             _apply_log_level(config.get("log_level"))
 
-    def __enter__(self) -> "config":
+    def __enter__(self) -> config:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -222,7 +224,7 @@ def layered(name: str, root: Any = _PROJECT,
 
     if name in _overrides:
         return _overrides[name], "pj.config(...)"
-    env, parse, default = _SETTINGS[name]
+    env, parse, _default = _SETTINGS[name]
     text = os.environ.get(env) if env else None
     if text is not None and text != "":
         try:
@@ -392,3 +394,8 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
         return os.cpu_count() or 1
+
+
+# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
+_caches.declare(__name__, "_overrides", _overrides)
+_caches.declare(__name__, "_homes", _homes)

@@ -44,7 +44,7 @@ from collections.abc import Iterable, Mapping
 from operator import itemgetter
 from typing import Any
 
-from . import _callables
+from . import _caches, _callables
 from ._errors import HashingError
 from ._hashing_errors import _Elem, _Key, _type_name, _unsupported, _where
 
@@ -329,7 +329,7 @@ def _enc_other(x: Any, path: Any, active: set) -> str:
         return f"complex({x.real!r}, {x.imag!r})"
     pathlib = sys.modules.get("pathlib")
     if pathlib is not None and isinstance(x, pathlib.PurePath):
-        return f"path({ascii(x.as_posix())})"
+        return f"path({x.as_posix()!a})"
     if callable(x) and _callables.is_value(x):
         return _callables.token(x, lambda v: _enc(v, path, active))
     if t.__name__ in _PANDAS_MISSING and t.__module__.startswith("pandas"):
@@ -379,7 +379,7 @@ def _enc_array(a: Any, np: Any, path: Any, active: set) -> str:
         a = a.astype(dtype.newbyteorder("<"))
     flat = np.ascontiguousarray(a).reshape(-1)
     digest = hashlib.blake2b(_nan_free(flat, np).view(np.uint8), digest_size=32).hexdigest()
-    return f"ndarray({ascii(flat.dtype.str)}, {shape}, {ascii(digest)})"
+    return f"ndarray({flat.dtype.str!a}, {shape}, {digest!a})"
 
 
 def _nan_free(flat: Any, np: Any) -> Any:
@@ -393,3 +393,7 @@ def _nan_free(flat: Any, np: Any) -> Any:
     floats = floats.copy()  # never write into the user's array
     floats[mask] = np.nan
     return floats
+
+
+# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
+_caches.declare(__name__, "_key_cache", _key_cache)

@@ -101,7 +101,7 @@ def test_describing_a_host_loads_no_ssh_library():
 LAYERS: dict[int, tuple[str, ...]] = {
     0: ("_errors", "_records", "_pickling", "_platform", "_display", "_columns",
         "_project", "_xrimport", "_runsframe", "_raised", "_caches", "_faults"),
-    1: ("_hashing", "_identity", "_callables", "_private", "_space", "_keying",
+    1: ("_hashing", "_hashing_errors", "_identity", "_callables", "_private", "_space", "_keying",
         "_options", "_pyproject", "_config", "_rundir", "_slurm", "_execute",
         "_supervisor", "_slurm_task", "worker", "_unfinished", "_output", "_progress"),
     2: ("_store", "_transport"),

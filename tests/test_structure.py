@@ -28,62 +28,11 @@ ALLOWLIST: dict[tuple[str, str], tuple[str, str]] = {
     ("pyjoule._backends.ssh", "_tidying"): (
         "run id -> a start command told to tidy, not yet through",
         "entries end when the command does; nothing is read after a fork"),
-    ("pyjoule._callables", "_memo"): (
-        "id(callable) -> (callable, token) within a pset_ids call",
-        "holds the object, so its id cannot be reused while remembered"),
-    ("pyjoule._callables", "seen"): (
-        "count of callable tokens made in this process",
-        "only grows; a plan compares it before and after"),
     ("pyjoule._claims", "_decoded"): (
         "claims rows' decoded pset ids by (run_id, rowid)",
         "a claims row never changes once written"),
-    ("pyjoule.cli._errors", "_json"): (
-        "whether this CLI invocation answers in JSON",
-        "set once per `pyjoule` command, one command per process"),
-    ("pyjoule._config", "_overrides"): (
-        "pj.config's settings",
-        "the user's own session settings: state by design"),
-    ("pyjoule._config", "_homes"): (
-        "the cache folder per project root",
-        "a project's root folder does not move within a process"),
     ("pyjoule._dispatch", "_logged_changes"): (
         "(function, change) pairs already logged",
-        "only suppresses a repeated log line"),
-    ("pyjoule._figure", "_FIGURE_CLASS"): (
-        "the Figure class made once for inline Jupyter backends",
-        "a class, built once from matplotlib's"),
-    ("pyjoule._hashing", "_key_cache"): (
-        "a pset's key tuple -> its getter and header",
-        "keyed by the keys themselves: a hit is always right"),
-    ("pyjoule._identity", "_library_dirs"): (
-        "lru_cache: the interpreter's library folders",
-        "fixed for the life of the interpreter"),
-    ("pyjoule._identity", "_is_library_file"): (
-        "lru_cache: whether a path is under a library folder",
-        "derived from _library_dirs alone"),
-    ("pyjoule._identity", "_is_project_file"): (
-        "lru_cache: whether a path is in the user's project",
-        "the project root is fixed for a process"),
-    ("pyjoule._identity", "_distribution"): (
-        "lru_cache: the installed distribution of a module",
-        "installed packages do not change under a running process"),
-    ("pyjoule._identity", "_file_digest"): (
-        "lru_cache: a file's digest by (path, mtime_ns)",
-        "keyed by the mtime: an edited file misses"),
-    ("pyjoule._pickling", "_PICKLER"): (
-        "cloudpickle's Pickler subclass, made once",
-        "a class, built once on first use"),
-    ("pyjoule._private", "_warned"): (
-        "network file systems warned about",
-        "only suppresses a repeated warning"),
-    ("pyjoule._pyproject", "_seen"): (
-        "pyproject.toml settings by path, with the file's (inode, mtime, size)",
-        "keyed by the file's stat: an edited file is read again"),
-    ("pyjoule._pyproject", "_warned"): (
-        "(file, key) pairs warned about",
-        "only suppresses a repeated warning"),
-    ("pyjoule._results", "_renames_logged"): (
-        "(old, new) column renames already logged",
         "only suppresses a repeated log line"),
     ("pyjoule._store", "_OPEN"): (
         "open Store objects by cache path",

@@ -255,12 +255,12 @@ class Run:
 def _user_stacklevel() -> int:
     """The ``stacklevel`` of the first caller outside pyjoule, for warnings that point
     at the user's line (``sweep`` goes through ``map``, ``result`` through ``wait``)."""
-    from .._identity import _is_under
+    from .._identity import is_under
 
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # pyjoule/
     frame: Any = sys._getframe(1)
     level = 1
-    while frame is not None and _is_under(os.path.abspath(frame.f_code.co_filename), here):
+    while frame is not None and is_under(os.path.abspath(frame.f_code.co_filename), here):
         frame, level = frame.f_back, level + 1
     return level
 

@@ -15,14 +15,12 @@ identities differ, in words).
 from __future__ import annotations
 
 # ``x as x``: private names other modules import from here, re-exported on purpose;
-# _is_under is the old name of is_under (_api imports it)
 from . import code, places
 from .changes import describe_change
 from .code import _code_digest as _code_digest
 from .constants import _digest as _digest
 from .places import _distribution as _distribution
 from .places import _is_library_file as _is_library_file
-from .places import _is_under as _is_under
 from .places import is_under, module_label
 from .walk import Identity, identify
 

@@ -11,6 +11,7 @@ import textwrap
 import types
 from typing import NamedTuple
 
+from .. import _caches
 from .constants import _digest, _encode
 from .places import _MEMO_SIZE, _in_library
 
@@ -202,3 +203,9 @@ def clear_caches() -> None:
     _code_memo.clear()
     _class_memo.clear()
     _file_digest.cache_clear()
+
+
+# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
+_caches.declare(__name__, "_code_memo", _code_memo)
+_caches.declare(__name__, "_class_memo", _class_memo)
+_caches.declare(__name__, "_file_digest", _file_digest, reset=_file_digest.cache_clear)

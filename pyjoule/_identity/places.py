@@ -8,6 +8,7 @@ import os
 import sys
 import types
 
+from .. import _caches
 from .._project import identity_root, notebook_path
 
 _THIRD_PARTY_DIRS = frozenset({"site-packages", "dist-packages"})
@@ -19,7 +20,6 @@ def is_under(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
-_is_under = is_under  # the old private name, kept while other modules import it
 
 
 @functools.lru_cache(maxsize=1)
@@ -51,7 +51,7 @@ def _in_library(func: types.FunctionType) -> bool:
     return os.path.isabs(file) and _is_library_file(file)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _distribution(top: str) -> tuple[str, str]:
     """(distribution name, version) for a top-level import name."""
     from importlib import metadata  # lazy: tens of ms to import (xarray does anyway)
@@ -134,3 +134,10 @@ def clear_caches() -> None:
     """
     for cached in (_library_dirs, _is_library_file, _is_project_file, _distribution):
         cached.cache_clear()
+
+
+# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
+_caches.declare(__name__, "_library_dirs", _library_dirs, reset=_library_dirs.cache_clear)
+_caches.declare(__name__, "_is_library_file", _is_library_file, reset=_is_library_file.cache_clear)
+_caches.declare(__name__, "_is_project_file", _is_project_file, reset=_is_project_file.cache_clear)
+_caches.declare(__name__, "_distribution", _distribution, reset=_distribution.cache_clear)

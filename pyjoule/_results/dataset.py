@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _columns
+from .. import _caches, _columns
 from .._xrimport import defer_duck_array_imports
 from .axes import Axes, first_seen
 
@@ -158,3 +158,7 @@ def _sparse_array(shape, where, values, extra_shape):
         values = values.reshape(len(where), -1).ravel()
     return sp.COO(coords, values, shape=tuple(shape) + extra_shape, fill_value=np.nan,
                   has_duplicates=False, sorted=True)
+
+
+# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
+_caches.declare(__name__, "_renames_logged", _renames_logged)
