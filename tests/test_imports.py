@@ -125,8 +125,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
         "atomic_write: a file helper of the store the SLURM backend borrows",
     ("pyjoule._claims", "pyjoule._dispatch"):
         "new_run_id and LiveRun: claims call back into dispatch",
-    ("pyjoule._keying", "pyjoule._api"):
-        "_user_stacklevel lives in _api: the duplicate warning needs it lower",
     ("pyjoule._options", "pyjoule._transport.hosts"):
         "validating host= builds a Host: the typed Options of #16 decides",
     ("pyjoule._output", "pyjoule._store"):

@@ -11,13 +11,13 @@ names other modules import live here, at the package.
 from __future__ import annotations
 
 from .._config import apply_log_level_from_env
-from .decorator import OptionsMethod, experiment
 from .decorated import Experiment
+from .decorator import OptionsMethod, experiment
 from .registry import attach, existing_cache, load, refresh_local_runs, runs
-from .run import Run, _user_stacklevel
+from .run import Run
 from .session import _Session
 
-__all__ = ["Experiment", "OptionsMethod", "Run", "_Session", "_user_stacklevel", "attach",
+__all__ = ["Experiment", "OptionsMethod", "Run", "_Session", "attach",
            "existing_cache", "experiment", "load", "refresh_local_runs", "runs"]
 
 apply_log_level_from_env()

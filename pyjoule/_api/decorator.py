@@ -11,15 +11,22 @@ raises ``pj.OptionError`` with a "did you mean".
 from __future__ import annotations
 
 import os
-from typing import (TYPE_CHECKING, Any, Callable, Mapping, NoReturn, ParamSpec, Sequence,
-                    TypeVar, overload)
+from collections.abc import Callable, Mapping, Sequence
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    NoReturn,
+    ParamSpec,
+    TypeVar,
+    overload,
+)
 
 from .._options import IDENTITY, NAMES, UNSET, Errors, Options, unknown
 
 if TYPE_CHECKING:
-    from .decorated import Experiment
     from .._slurm import Slurm
     from .._transport.hosts import Host
+    from .decorated import Experiment
 
 _E = TypeVar("_E", bound="OptionsMethod")
 _P = ParamSpec("_P")  # the decorated function's parameters and return type: the
@@ -63,7 +70,7 @@ def experiment(func: None = None, *, host: str | Host | None = ...,
                progress: bool = ..., capture: bool = ..., dims: dict[str, Any] = ...,
                ignore: Sequence[str] = ...
                ) -> Callable[[Callable[_P, _R]], Experiment[_P, _R]]: ...
-def experiment(func: Callable[..., Any] | None = None, *,  # noqa: E302
+def experiment(func: Callable[..., Any] | None = None, *,
                host: str | Host | None = UNSET,
                slurm: Mapping[str, Any] | Slurm | None = UNSET,
                workers: int = UNSET, batch: int = UNSET, threads: int = UNSET,

@@ -5,16 +5,16 @@ waiting, the Dataset and table of what finished, failures, cancelling; and the e
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import _dispatch
 from .._config import config
 from .._display import card, counts_bar, esc
 from .._errors import ExperimentError, OptionError
+from .._identity import user_stacklevel
 from .._interrupt import stop_waiting
 from .._store import Store
 
@@ -90,7 +90,7 @@ class Run:
         return card(title, rows)
 
     def _live(self) -> list[_dispatch.LiveRun]:
-        return [r for r in ([self._own] if self._own else []) + self._attached]
+        return ([self._own] if self._own else []) + self._attached
 
     def _poll(self) -> None:
         for run in self._live():
@@ -247,22 +247,9 @@ class Run:
         func = self._experiment._func if self._experiment else None
         err = _experiment_error(self, func, failures, ds)
         if errors == "warn":
-            warnings.warn(str(err), stacklevel=_user_stacklevel())
+            warnings.warn(str(err), stacklevel=user_stacklevel())
             return ds
         raise err
-
-
-def _user_stacklevel() -> int:
-    """The ``stacklevel`` of the first caller outside pyjoule, for warnings that point
-    at the user's line (``sweep`` goes through ``map``, ``result`` through ``wait``)."""
-    from .._identity import is_under
-
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # pyjoule/
-    frame: Any = sys._getframe(1)
-    level = 1
-    while frame is not None and is_under(os.path.abspath(frame.f_code.co_filename), here):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def _check_sparse(sparse: Any) -> None:

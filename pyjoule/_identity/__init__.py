@@ -21,11 +21,11 @@ from .code import _code_digest as _code_digest
 from .constants import _digest as _digest
 from .places import _distribution as _distribution
 from .places import _is_library_file as _is_library_file
-from .places import is_under, module_label
+from .places import is_under, module_label, user_stacklevel
 from .walk import Identity, identify
 
 __all__ = ["Identity", "clear_caches", "describe_change", "identify", "is_under",
-           "module_label"]
+           "module_label", "user_stacklevel"]
 
 
 def clear_caches() -> None:

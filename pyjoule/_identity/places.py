@@ -20,6 +20,17 @@ def is_under(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # pyjoule/
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` of the first caller outside pyjoule, for warnings that point
+    at the user's line (``sweep`` goes through ``map``, ``result`` through ``wait``)."""
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
+    while frame is not None and is_under(os.path.abspath(frame.f_code.co_filename), _PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 @functools.lru_cache(maxsize=1)

@@ -9,11 +9,25 @@ import types
 from dataclasses import dataclass, field
 
 from .._project import identity_root
-from .code import (_class_digest, _class_memo, _code_info, _CodeInfo, _file_digest,
-                   _function_locals, _member_functions, _memo)
+from .code import (
+    _class_digest,
+    _class_memo,
+    _code_info,
+    _CodeInfo,
+    _file_digest,
+    _function_locals,
+    _member_functions,
+    _memo,
+)
 from .constants import _CONTAINERS, _SCALARS, _digest, _encode, _is_numpy
-from .places import (_distribution, _in_library, _is_library_file, _is_project_file,
-                     _module_file, module_label)
+from .places import (
+    _distribution,
+    _in_library,
+    _is_library_file,
+    _is_project_file,
+    _module_file,
+    module_label,
+)
 
 # pyjoule's own version must not invalidate results; the others are not distributions.
 _NOT_PACKAGES = frozenset({"", "builtins", "__main__", "pyjoule"})
@@ -136,7 +150,7 @@ class _Walker:
         for attr in ("__wrapped__", "py_func", "func"):
             try:
                 inner = getattr(value, attr, None)
-            except Exception:  # properties of arbitrary objects may raise anything
+            except Exception:  # noqa: BLE001 - properties of arbitrary objects may raise anything
                 continue
             if isinstance(inner, (types.FunctionType, types.MethodType, functools.partial)):
                 self.value("", inner, None, names)
@@ -235,7 +249,7 @@ def _unwrap(func):
             inner = getattr(func, "__wrapped__", None)
             if inner is None and not isinstance(func, (types.FunctionType, functools.partial)):
                 inner = getattr(func, "func", None)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a wrapper's attributes may raise anything: not unwrapped
             return func
         if not callable(inner):
             return func
