@@ -100,11 +100,12 @@ def test_describing_a_host_loads_no_ssh_library():
 
 LAYERS: dict[int, tuple[str, ...]] = {
     0: ("_errors", "_records", "_pickling", "_platform", "_display", "_columns",
-        "_project", "_xrimport", "_runsframe", "_raised", "_caches", "_faults"),
-    1: ("_hashing", "_hashing_errors", "_identity", "_callables", "_private", "_space", "_keying",
-        "_options", "_pyproject", "_config", "_rundir", "_slurm", "_execute",
-        "_supervisor", "_slurm_task", "worker", "_unfinished", "_output", "_progress"),
-    2: ("_store", "_transport"),
+        "_xrimport", "_runsframe", "_raised", "_caches", "_faults"),
+    1: ("_project", "_hashing", "_hashing_errors", "_identity", "_callables", "_private",
+        "_space", "_keying", "_options", "_pyproject", "_config", "_rundir", "_slurm", "_execute",
+        "_supervisor", "_slurm_task", "worker", "_unfinished", "_progress"),
+    2: ("_store", "_transport",
+        "_output"),  # captured output: kept in the store's segments, read from there
     3: ("_backends", "_results", "_claims"),
     4: ("_dispatch", "_analysis", "_figure", "_plot", "_export", "_nocache",
         "_interrupt", "_repair",
@@ -127,12 +128,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
         "new_run_id and LiveRun: claims call back into dispatch",
     ("pyjoule._options", "pyjoule._transport.hosts"):
         "validating host= builds a Host: the typed Options of #16 decides",
-    ("pyjoule._output", "pyjoule._store"):
-        "_cap_output and _by_segment are the store's: output reads its segments",
-    ("pyjoule._project", "pyjoule._config"):
-        "project_root is in _config (L1) but _project is placed in L0",
-    ("pyjoule._project", "pyjoule._identity"):
-        "_is_library_file is in _identity (L1) but _project is placed in L0",
     ("pyjoule._rundir", "pyjoule._backends._names"):
         "check_result_files: a run-dir check kept with the backends' names",
     ("pyjoule._store", "pyjoule._claims"):
@@ -241,8 +236,9 @@ FORBIDDEN = [
 ]
 CLI = ("pyjoule.cli",)
 # what the cli may import besides L0-L1 and itself: the public names, the API, dispatch
-# the host description and check of `pyjoule hosts`, and the repair of `pyjoule cache check`
-CLI_MAY = ("pyjoule._api", "pyjoule._dispatch", "pyjoule._repair",
+# the host description and check of `pyjoule hosts`, the repair of `pyjoule cache check`
+# and the captured output `pyjoule logs` prints
+CLI_MAY = ("pyjoule._api", "pyjoule._dispatch", "pyjoule._repair", "pyjoule._output",
            "pyjoule._transport.hosts", "pyjoule._transport.check", *CLI)
 
 
