@@ -122,8 +122,6 @@ PKG = Path(pyjoule.__file__).resolve().parent
 # them, and the set shrinks with it. An entry that no longer occurs fails the test
 # too, so the set cannot rot: delete it.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("pyjoule._backends.slurm", "pyjoule._store"):
-        "atomic_write: a file helper of the store the SLURM backend borrows",
     ("pyjoule._claims", "pyjoule._dispatch"):
         "new_run_id and LiveRun: claims call back into dispatch",
     ("pyjoule._options", "pyjoule._transport.hosts"):
@@ -132,10 +130,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
         "check_result_files: a run-dir check kept with the backends' names",
     ("pyjoule._store", "pyjoule._claims"):
         "the store settles claims: the run registry's split moves this",
-    ("pyjoule._transport.env", "pyjoule._backends.ssh"):
-        "setup_script: the host setup script is the ssh backend's",
-    ("pyjoule._transport.interpreter", "pyjoule._backends.ssh"):
-        "setup_script: the host setup script is the ssh backend's",
 }
 
 

@@ -22,12 +22,6 @@ ALLOWLIST: dict[tuple[str, str], tuple[str, str]] = {
     ("pyjoule._backends.pool", "_THROWAWAY"): (
         "roots of this process's cache=False caches",
         "only added to; removed at exit by the process that made them"),
-    ("pyjoule._backends.slurm", "_facts"): (
-        "a cluster's facts per submit site, asked once per process",
-        "a cluster's limits do not change within a process's life"),
-    ("pyjoule._backends.ssh", "_tidying"): (
-        "run id -> a start command told to tidy, not yet through",
-        "entries end when the command does; nothing is read after a fork"),
     ("pyjoule._claims", "_decoded"): (
         "claims rows' decoded pset ids by (run_id, rowid)",
         "a claims row never changes once written"),
@@ -40,30 +34,6 @@ ALLOWLIST: dict[tuple[str, str], tuple[str, str]] = {
     ("pyjoule._transport.dial", "_proxies"): (
         "id(socket) -> its ProxyCommand process and stderr",
         "removed when the socket closes"),
-    ("pyjoule._transport.known_hosts", "_warned"): (
-        "(file, line) of known_hosts lines warned about",
-        "only suppresses a repeated warning"),
-    ("pyjoule._transport.ssh", "_connections"): (
-        "open SSH connections by (endpoint, accept_new)",
-        "dropped in a forked child (_owner_pid); reset must close them"),
-    ("pyjoule._transport.ssh", "_by_host"): (
-        "the same connections by the Host asked for",
-        "kept with _connections under one lock"),
-    ("pyjoule._transport.ssh", "_owner_pid"): (
-        "the pid that opened the connections",
-        "tells a forked child not to reuse its parent's sockets"),
-    ("pyjoule._transport.ssh_config", "_cache"): (
-        "parsed ~/.ssh/config answers by (file, alias, ...)",
-        "ssh_config is read once per process, as ssh does per command"),
-    ("pyjoule._transport.ssh_config", "_warned_fallback"): (
-        "whether the paramiko fallback was warned about",
-        "only suppresses a repeated warning"),
-    ("pyjoule._transport.sync", "_hashes"): (
-        "a local file's sha256 by path, with its (size, mtime_ns)",
-        "keyed by size and mtime: an edited file misses"),
-    ("pyjoule._transport.sync", "_known"): (
-        "a host's manifest text per (connection, dest), read by a check",
-        "read once by the next sync and then dropped"),
 }
 
 CONTAINERS = {"dict", "list", "set", "defaultdict", "OrderedDict", "deque", "Counter",

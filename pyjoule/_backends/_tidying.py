@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from .. import _caches
+
 _pending: dict = {}  # run id -> a stream told to tidy, its answer not read yet
 
 
@@ -31,3 +33,6 @@ def reset() -> None:
     while _pending:
         _, stream = _pending.popitem()
         stream.close()
+
+
+_caches.declare(__name__, "_pending", _pending, reset=reset)

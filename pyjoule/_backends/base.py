@@ -34,16 +34,19 @@ class Backend:
     name = "base"
     run_dir: str | None = None
 
+    def __init__(self, run_dir: str | None = None):
+        self.run_dir = run_dir
+
     @classmethod
     def prepare(cls, *, host=None, slurm=None, identity=None,
-                batch: int | None = None) -> "Backend":
+                batch: int | None = None) -> Backend:
         """A backend for a new run: ``host`` (a ``pj.Host``, None: this machine),
         ``slurm`` (a ``pj.Slurm``), ``identity()`` (the function's identity, asked
         only when needed), ``batch``. By default a backend needs none of them."""
         return cls()
 
     @classmethod
-    def from_record(cls, run_dir: str, options: dict) -> "Backend":
+    def from_record(cls, run_dir: str | None, options: dict) -> Backend:
         """The backend of the registered run in ``run_dir``; ``options``: the run's
         registry options (what :meth:`describe` returned, and more)."""
         return cls(run_dir)

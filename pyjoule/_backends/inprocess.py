@@ -21,7 +21,7 @@ class InProcessBackend(Backend):
         self.run_dir, self.driver = run_dir, driver
 
     @classmethod
-    def from_record(cls, run_dir: str, options: dict) -> "InProcessBackend":
+    def from_record(cls, run_dir: str | None, options: dict) -> InProcessBackend:
         return cls(run_dir, options.get("driver"))
 
     def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:

@@ -20,8 +20,13 @@ pyjoule.OptionError: no backend named 'pbs'; the backends are: inprocess, local,
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
+from .. import _caches
 from .._errors import OptionError
+
+if TYPE_CHECKING:
+    from .base import Backend
 
 # name -> (module, class), imported on first use
 _BUILTIN = {
@@ -32,10 +37,10 @@ _BUILTIN = {
     "slurm": ("pyjoule._backends.slurm", "SlurmBackend"),
 }
 # the classes registered by register(): the registry of this process, not a cache
-_registered: dict[str, type] = {}
+_registered: dict[str, type[Backend]] = {}
 
 
-def register(name: str, cls: type) -> None:
+def register(name: str, cls: type[Backend]) -> None:
     """Make ``cls`` (a :class:`.base.Backend`) the backend called ``name``."""
     from .base import Backend
 
@@ -49,7 +54,7 @@ def unregister(name: str) -> None:
     _registered.pop(name, None)
 
 
-def get(name: str) -> type:
+def get(name: str) -> type[Backend]:
     """The backend class called ``name``."""
     cls = _registered.get(name)
     if cls is not None:
@@ -58,7 +63,8 @@ def get(name: str) -> type:
         raise OptionError(f"no backend named {name!r}; the backends are: "
                           f"{', '.join(names())}")
     module, attr = _BUILTIN[name]
-    return getattr(importlib.import_module(module), attr)
+    cls = getattr(importlib.import_module(module), attr)
+    return cls  # type: ignore[no-any-return]
 
 
 def names() -> list[str]:
@@ -66,11 +72,16 @@ def names() -> list[str]:
     return sorted({*_BUILTIN, *_registered})
 
 
-def create(name: str, *, host=None, slurm=None, identity=None, batch: int | None = None):
+def create(name: str, *, host=None, slurm=None, identity=None,
+           batch: int | None = None) -> Backend:
     """A backend called ``name`` for a new run (see :meth:`.base.Backend.prepare`)."""
     return get(name).prepare(host=host, slurm=slurm, identity=identity, batch=batch)
 
 
-def from_record(name: str, run_dir: str | None, options: dict | None = None):
+def from_record(name: str, run_dir: str | None, options: dict | None = None) -> Backend:
     """The backend of a registered run (see :meth:`.base.Backend.from_record`)."""
     return get(name).from_record(run_dir, options or {})
+
+
+# reset_all() leaves the built-in backends, as a new process has before a plugin's import
+_caches.declare(__name__, "_registered", _registered)

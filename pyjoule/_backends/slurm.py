@@ -35,15 +35,14 @@ import shlex
 import sys
 import time
 
-from .. import _private, _slurm
+from .. import _caches, _private, _slurm
 from .._errors import SlurmError
 from .._rundir import ENDS, HOST_ENV, LOGS, PAYLOAD, QUEUE, TASKS, RunDir, atomic_write
 from .._transport.base import Transport
 from .._transport.local import LocalTransport
 from . import _slurm_submit
 from ._slurm_end import SlurmEnd
-from ._slurm_watch import (BACKOFF, FIRST_INTERVAL_S, MAX_INTERVAL_S,  # noqa: F401 - known here
-                           SlurmWatch, _probe_source)
+from ._slurm_watch import BACKOFF, FIRST_INTERVAL_S, MAX_INTERVAL_S, SlurmWatch, _probe_source  # noqa: F401 - known here
 from .base import Backend, load_failure
 
 log = logging.getLogger("pyjoule")
@@ -62,6 +61,9 @@ echo {FACTS_SEP}; sinfo -h -o '%P|%C'
 def reset_facts() -> None:
     """Forget every cluster's facts: the next backend asks ``sbatch --help`` again."""
     _facts.clear()
+
+
+_caches.declare(__name__, "_facts", _facts, reset=reset_facts)
 
 
 class SlurmBackend(SlurmWatch, SlurmEnd, Backend):
@@ -141,9 +143,9 @@ class SlurmBackend(SlurmWatch, SlurmEnd, Backend):
         if key not in _facts:
             res = self._run(["sh", "-c", _FACTS], setup=True, idempotent=True)
             if res.returncode != 0 and FACTS_SEP.encode() not in res.stdout:
-                fix = ("add it to pj.Host(setup=['module load slurm'])"
-                       if not self.transport.local else "load it before starting Python (or give host= a pj.Host "
-                       "with setup=['module load slurm'])")
+                fix = ("load it before starting Python (or give host= a pj.Host with "
+                       "setup=['module load slurm'])" if self.transport.local
+                       else "add it to pj.Host(setup=['module load slurm'])")
                 raise SlurmError(
                     f"no SLURM on {self.where}: `sbatch --help` failed "
                     f"({res.stderr.decode('utf-8', 'replace').strip()[-300:]}). If SLURM "
@@ -168,7 +170,7 @@ class SlurmBackend(SlurmWatch, SlurmEnd, Backend):
 
     @classmethod
     def prepare(cls, *, host=None, slurm=None, identity=None,
-                batch: int | None = None) -> "SlurmBackend":
+                batch: int | None = None) -> SlurmBackend:
         """sbatch on ``host`` over SSH (its project synced as for
         :meth:`SSHBackend.prepare`), or this machine's sbatch when ``host`` is None;
         a misspelt sbatch option fails now, before anything is written."""
@@ -182,11 +184,11 @@ class SlurmBackend(SlurmWatch, SlurmEnd, Backend):
         return backend
 
     @classmethod
-    def from_record(cls, run_dir: str, options: dict) -> "SlurmBackend":
+    def from_record(cls, run_dir: str | None, options: dict) -> SlurmBackend:
         return cls.from_description(run_dir, options)
 
     @classmethod
-    def from_description(cls, run_dir: str, description: dict) -> "SlurmBackend":
+    def from_description(cls, run_dir: str, description: dict) -> SlurmBackend:
         ssh = None
         if description.get("ssh"):
             from .ssh import SSHBackend

@@ -30,7 +30,7 @@ import time
 
 from .._errors import HostError
 from .._rundir import HOST_ENV, LOG, PAYLOAD, PID, TASKS, RunDir
-from .._transport.setuplines import setup_failure, setup_script  # noqa: F401 - known here
+from .._transport.setuplines import setup_failure, setup_script
 from . import _host_scripts as scripts
 from . import _tidying
 from ._check import check_host
@@ -66,7 +66,7 @@ class SSHBackend(Backend):
     # ------------------------------------------------------------- setting up
     @classmethod
     def prepare(cls, host=None, root=None, requirements=None, *, slurm=None, identity=None,
-                batch: int | None = None) -> "SSHBackend":
+                batch: int | None = None) -> SSHBackend:
         """The backend for ``host``, with the project of the running code (or, with no
         project, the folder of the script or notebook) synced there, wherever the
         process was started from; ``identity()`` gives the packages the function
@@ -90,7 +90,7 @@ class SSHBackend(Backend):
                                lambda: requirements_from(identity().components))
 
     @classmethod
-    def for_project(cls, host, root, requirements=None) -> "SSHBackend":
+    def for_project(cls, host, root, requirements=None) -> SSHBackend:
         """Connect, sync the project at ``root``, make sure of its environment and of
         pyjoule on the host; a warm call runs one short command (:func:`check_host`).
 
@@ -149,11 +149,11 @@ class SSHBackend(Backend):
                         "project": self.project, "python": self.python, "lib": self.lib}}
 
     @classmethod
-    def from_record(cls, run_dir: str, options: dict) -> "SSHBackend":
+    def from_record(cls, run_dir: str | None, options: dict) -> SSHBackend:
         return cls.from_description(run_dir, options)
 
     @classmethod
-    def from_description(cls, run_dir: str, description: dict) -> "SSHBackend":
+    def from_description(cls, run_dir: str, description: dict) -> SSHBackend:
         from .._transport.hosts import Host
 
         d = description["ssh"]

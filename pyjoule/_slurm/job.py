@@ -4,10 +4,11 @@ golden files), and the job id ``sbatch --parsable`` answers. No I/O."""
 from __future__ import annotations
 
 import shlex
-from typing import Mapping
+from collections.abc import Mapping
 
 from .._rundir import LOG_SUFFIX
 from .options import Slurm
+
 
 # -------------------------------------------------------------------- the job
 def sbatch_argv(slurm: Slurm, *, array_spec: str, log_dir: str, job_name: str,

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .._errors import OptionError
 
@@ -72,7 +73,7 @@ class Slurm:
         self.options: dict[str, str | None] = _normalise(merged)
 
     @classmethod
-    def of(cls, value: Any) -> "Slurm":
+    def of(cls, value: Any) -> Slurm:
         if isinstance(value, Slurm):
             return value
         if isinstance(value, Mapping):
@@ -98,7 +99,7 @@ class Slurm:
         return {"options": self.options, "array_parallelism": self.array_parallelism}
 
     @classmethod
-    def from_description(cls, d: dict[str, Any]) -> "Slurm":
+    def from_description(cls, d: dict[str, Any]) -> Slurm:
         new = cls()
         new.options = dict(d.get("options") or {})
         new.array_parallelism = d.get("array_parallelism")

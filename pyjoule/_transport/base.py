@@ -12,8 +12,8 @@ are this machine's).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 from .._errors import HostError, RemoteCommandError
 
@@ -44,8 +44,16 @@ class Transport:
     raises :class:`~pyjoule.RemoteCommandError`)."""
 
     local = False  # True: the paths it runs on are this machine's
-    where = "?"  # for messages: "this machine", the host's target
-    key = "?"  # one per place (per-process caches of facts about it are keyed by it)
+
+    @property
+    def where(self) -> str:
+        """For messages: "this machine", the host's target."""
+        raise NotImplementedError
+
+    @property
+    def key(self) -> str:
+        """One per place: per-process caches of facts about it are keyed by it."""
+        raise NotImplementedError
 
     def run(self, argv: Sequence[str], *, input: bytes | None = None,
             timeout: float | None = None, check: bool = True,

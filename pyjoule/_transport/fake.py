@@ -21,7 +21,7 @@ and keeps files in a dict. Tests of what runs for real use the real transports.
 from __future__ import annotations
 
 import shlex
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .base import Result, Transport, remote_error
 
@@ -30,12 +30,20 @@ class FakeTransport(Transport):
     """Records commands, returns scripted results, keeps files in :attr:`files`."""
 
     def __init__(self, where: str = "fakehost", *, local: bool = False):
-        self.where, self.key, self.local = where, where, local
+        self._where, self.local = where, local
         self.commands: list[list[str]] = []
         self.calls: list[dict] = []  # each command's keywords (input, env, cwd...)
         self.files: dict[str, bytes] = {}
         self.modes: dict[str, int] = {}
         self._answers: list[tuple[str, Callable[[list[str]], Result]]] = []
+
+    @property
+    def where(self) -> str:
+        return self._where
+
+    @property
+    def key(self) -> str:
+        return self._where
 
     def answer(self, contains: str, stdout: bytes = b"", returncode: int = 0,
                stderr: bytes = b"", *, result: Callable[[list[str]], Result] | None = None

@@ -8,7 +8,7 @@ and paramiko is imported only when a command is first run.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from .base import Result, Transport
 from .hosts import Host

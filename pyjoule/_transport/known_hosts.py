@@ -26,6 +26,7 @@ import shlex
 import time
 from dataclasses import dataclass
 
+from .. import _caches
 from .._errors import HostKeyError
 
 log = logging.getLogger("pyjoule")
@@ -35,6 +36,9 @@ _warned: set[tuple[str, int]] = set()  # (file, line) warned about in this proce
 def reset() -> None:
     """Warn again about the known_hosts lines warned about already."""
     _warned.clear()
+
+
+_caches.declare(__name__, "_warned", _warned, reset=reset)
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,14 @@ class LocalTransport(Transport):
     umask); ``put`` and ``get`` are plain file writes and reads."""
 
     local = True
-    where = "this machine"
-    key = "local"
+
+    @property
+    def where(self) -> str:
+        return "this machine"
+
+    @property
+    def key(self) -> str:
+        return "local"
 
     def run(self, argv: Sequence[str], *, input: bytes | None = None,
             timeout: float | None = None, check: bool = True,

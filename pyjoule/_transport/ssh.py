@@ -23,16 +23,16 @@ import select
 import socket
 import threading
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
+from .. import _caches
 from .._errors import AuthenticationError, HostError, HostKeyError, RemoteCommandError
 from . import dial, known_hosts
 from .auth import Authenticating, interactive  # noqa: F401 - interactive: callers
-from .base import (ConnectionLost, Result, Transport,  # noqa: F401 - remote_error: callers
-                   remote_error)
+from .base import ConnectionLost, Result, Transport, remote_error
 from .channel import exec_nowait
 from .hosts import Endpoint, Host, resolve
-from .shell import build_command, env_input, mask  # noqa: F401 - build_command: tests
+from .shell import build_command, env_input, mask
 
 log = logging.getLogger("pyjoule")
 # paramiko logs the errors of its thread with tracebacks; with no logging set up they
@@ -47,7 +47,7 @@ RECONNECT_DELAYS_S = (0.2, 0.5, 1, 2, 4, 8, 15)  # about 30 s of trying in all
 class Connection(Authenticating, Transport):
     """An open (or reopenable) SSH connection to one host: a :class:`.base.Transport`."""
 
-    def __init__(self, host: Host, endpoint: Endpoint, via: "Connection | None" = None):
+    def __init__(self, host: Host, endpoint: Endpoint, via: Connection | None = None):
         self.host, self.endpoint = host, endpoint
         self.transport = None
         self.sock: socket.socket | None = None
@@ -75,7 +75,7 @@ class Connection(Authenticating, Transport):
     def is_active(self) -> bool:
         return self.transport is not None and self.transport.is_active()
 
-    def ensure(self) -> "Connection":
+    def ensure(self) -> Connection:
         """Open the connection if it is not open; reopen it with back-off if it was
         open and dropped."""
         with self._lock:
@@ -170,14 +170,14 @@ class Connection(Authenticating, Transport):
                 return via.transport.open_channel(
                     "direct-tcpip", (ep.hostname, ep.port), ("127.0.0.1", 0),
                     timeout=ep.connect_timeout)
-            except Exception as exc:  # noqa: BLE001 - paramiko's channel errors vary
+            except Exception as exc:
                 raise HostError(f"cannot reach {ep} through the jump host "
                                 f"{via.endpoint}: {exc}") from exc
         if ep.proxy_command:
             return dial.proxy_command(ep)
         try:
             sock = socket.create_connection((ep.hostname, ep.port), timeout=ep.connect_timeout)
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise HostError(f"no answer from {ep} within {ep.connect_timeout:g} s "
                             "(ConnectTimeout): is the host up and the port right?") from exc
         except socket.gaierror as exc:
@@ -412,3 +412,8 @@ def close_all() -> None:
         _connections.clear()
         _by_host.clear()
 
+
+_caches.declare(__name__, "_connections", _connections, reset=close_all)
+_caches.declare(__name__, "_by_host", _by_host, reset=close_all)
+_caches.declare(__name__, "_owner_pid", _owner_pid,
+                reset=lambda: globals().update(_owner_pid=os.getpid()))

@@ -24,6 +24,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+from .. import _caches
 from .._errors import HostError
 
 log = logging.getLogger("pyjoule")
@@ -67,6 +68,10 @@ def reset() -> None:
     with _lock:
         _cache.clear()
         _warned_fallback = False
+
+
+_caches.declare(__name__, "_cache", _cache, reset=reset)
+_caches.declare(__name__, "_warned_fallback", _warned_fallback, reset=reset)
 
 
 def effective(alias: str, config: Path, user: str | None, port: int | None,

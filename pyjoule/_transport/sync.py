@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .. import _caches
+
 log = logging.getLogger("pyjoule")
 
 MANIFEST = ".pyjoule-manifest.json"
@@ -307,6 +309,8 @@ def project_dir(workdir: str, root: Path) -> str:
 # (connection, dest) -> the host's manifest text, read by a check, taken by the next
 # sync (a cache of this process: see reset)
 _known: dict = {}
+_caches.declare(__name__, "_hashes", _hashes, reset=reset)
+_caches.declare(__name__, "_known", _known, reset=reset)
 
 
 def expect(conn, dest: str, text: str | None) -> None:
