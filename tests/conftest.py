@@ -16,7 +16,7 @@ import pytest
 
 faulthandler.enable()
 
-REPO = Path(__file__).resolve().parent.parent
+from helpers import REPO  # noqa: E402,F401 - tests import it from here too
 
 
 def pytest_sessionstart(session):
@@ -26,6 +26,13 @@ def pytest_sessionstart(session):
 
     if sys.dont_write_bytecode:  # else Python writes them on import
         compile_missing()
+
+
+def pytest_configure(config):
+    """Mark this session's processes (tests/strays.py), before any test starts one."""
+    from strays import mark_session
+
+    mark_session()
 
 
 @pytest.fixture
@@ -63,19 +70,24 @@ def processes():
         yield int(entry), int(ppid), name, state, cmd
 
 
-def _worker_pids() -> set[int]:
-    # started workers show in the command line, forked ones by their name
-    return {pid for pid, _, name, state, cmd in processes()
-            if (b"pyjoule.worker" in cmd or name == b"pyjoule-worker") and state != b"Z"}
+@pytest.fixture(scope="session")
+def _worker_owner(tmp_path_factory):
+    from strays import Owner
+
+    return Owner(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(autouse=True)
-def no_stray_workers():
-    """Fail a test that leaves a pyjoule worker process running."""
-    before = _worker_pids()
+def no_stray_workers(_worker_owner):
+    """Fail a test that leaves a pyjoule worker process running: one of its own
+    (tests/strays.py tells them from the machine's others)."""
+    from strays import worker_pids
+
+    before = worker_pids()
     yield
     deadline = time.monotonic() + 10
-    while (leaked := _worker_pids() - before) and time.monotonic() < deadline:
+    while (leaked := _worker_owner.ours(worker_pids() - before)) and \
+            time.monotonic() < deadline:
         time.sleep(0.1)
     assert not leaked, f"worker processes left running: {sorted(leaked)}"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_script
+from helpers import wait_for_launched
 
 
 @pytest.fixture
@@ -115,27 +116,12 @@ def test_killed_client_loses_nothing_and_a_recall_attaches(remote_project, sshd)
     proc = _start(remote_project, SLOW)
     assert proc.stdout.readline().strip() == "ready"
     _wait_for_remote_worker(sshd)
-    _wait_for_launched(remote_project / ".pyjoule")
+    wait_for_launched(remote_project / ".pyjoule")
     proc.kill()  # the laptop lid closes: the work goes on on the host
     proc.wait(10)
     again = _start(remote_project, SLOW)
     out, err = again.communicate(timeout=120)
     assert "finished 1200 1" in out, err  # every result, and still the one run
-
-
-def _wait_for_launched(cache, timeout=60):
-    """Until the run is recorded ``running`` (launched), not ``starting``: a kill in
-    between is another fault (the run is settled as never started), not this test's."""
-    import sqlite3
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with sqlite3.connect(cache / "index.sqlite", timeout=30) as db:
-            if db.execute("SELECT 1 FROM runs WHERE state = 'running'").fetchone():
-                return
-        time.sleep(0.05)
-    raise AssertionError("the run was never recorded running")
 
 
 def test_worker_killed_on_the_host_fails_only_what_was_in_flight(remote_project, sshd):
