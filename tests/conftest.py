@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
-import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 
 faulthandler.enable()
 
-from helpers import REPO  # noqa: E402,F401 - tests import it from here too
+from helpers import REPO, run_script  # noqa: E402,F401 - tests import them from here too
 
 
 def pytest_sessionstart(session):
@@ -90,21 +88,6 @@ def no_stray_workers(_worker_owner):
             time.monotonic() < deadline:
         time.sleep(0.1)
     assert not leaked, f"worker processes left running: {sorted(leaked)}"
-
-
-def run_script(folder: Path, source: str, *, timeout: float = 120, env: dict | None = None,
-               check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``source`` as ``__main__`` of a script in ``folder``, in a fresh interpreter."""
-    script = folder / "script.py"
-    script.write_text(textwrap.dedent(source))
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(folder)])
-    full_env.update(env or {})
-    proc = subprocess.run([sys.executable, str(script)], cwd=folder, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"script failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 # ------------------------------------------------------------------ real sshd

@@ -6,10 +6,55 @@ import os
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _script(folder: Path, source: str, name: str, env: dict | None) -> tuple[Path, dict]:
+    """``source`` written to ``folder/name``, and the environment to run it in: this
+    one, with pyjoule (the checkout) and ``folder`` importable, and ``env``."""
+    script = folder / name
+    script.write_text(textwrap.dedent(source))
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(folder)])
+    full_env.update(env or {})
+    return script, full_env
+
+
+def run_script(folder: Path, source: str, *, timeout: float = 120, env: dict | None = None,
+               check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``source`` as ``__main__`` of a script in ``folder``, in a fresh interpreter."""
+    script, full_env = _script(folder, source, "script.py", env)
+    proc = subprocess.run([sys.executable, str(script)], cwd=folder, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"script failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def start_script(folder: Path, source: str, *args: str, name: str = "script.py",
+                 env: dict | None = None) -> subprocess.Popen:
+    """Start ``source`` as ``__main__`` of ``folder/name`` with ``args``, in a fresh
+    interpreter, and return at once; its output is piped (text)."""
+    script, full_env = _script(folder, source, name, env)
+    return subprocess.Popen([sys.executable, str(script), *args], cwd=folder, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def uv_project(root: Path, name: str) -> Path:
+    """A user's project at ``root``, locked with real uv: what a study run on the test
+    host needs (cloudpickle, threadpoolctl)."""
+    from sshd_server import _local_uv
+
+    root.mkdir()
+    (root / "pyproject.toml").write_text(
+        f"[project]\nname = '{name}'\nversion = '0'\nrequires-python = '>=3.10'\n"
+        "dependencies = ['cloudpickle>=3', 'threadpoolctl>=3.1']\n")
+    subprocess.run([str(_local_uv()), "lock", "--quiet"], cwd=root, check=True)
+    return root
 
 
 def wait_for_launched(cache: Path, timeout: float = 60) -> None:
@@ -47,12 +92,8 @@ def start_sleeper(folder: Path, cache: Path, *args: str, env: dict | None = None
     """A script whose one pset sleeps two minutes in ``cache`` (``args``: a host);
     returns once its run is launched, so that killing it leaves the worker alone."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sleeper.py").write_text(SLEEPER)
-    full = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{folder}",
-                PYJOULE_CACHE=str(cache), PYJOULE_PROGRESS="0")
-    full.update(env or {})
-    proc = subprocess.Popen([sys.executable, "sleeper.py", *args], cwd=folder, env=full,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_script(folder, SLEEPER, *args, name="sleeper.py",
+                        env={"PYJOULE_CACHE": str(cache), "PYJOULE_PROGRESS": "0", **(env or {})})
     assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
     wait_for_launched(cache)
     return proc

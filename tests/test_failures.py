@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 
@@ -15,7 +12,8 @@ import pytest
 
 import pyjoule as pj
 
-from conftest import REPO, run_script
+from conftest import run_script
+from helpers import start_script
 
 
 def flaky(x):
@@ -245,11 +243,7 @@ SLOW_SCRIPT = """
 
 
 def _start(folder, source):
-    script = folder / "slow.py"
-    script.write_text(textwrap.dedent(source))
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, str(script)], cwd=folder, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_script(folder, source, name="slow.py")
 
 
 def _count_cached(folder) -> int:

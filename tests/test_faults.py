@@ -26,6 +26,7 @@ from pyjoule._rundir import RunDir
 from pyjoule._backends.pool import PoolBackend
 from pyjoule._transport import local
 
+import helpers
 from conftest import REPO, processes
 
 WAIT_S = 30  # a bound on waits for something that must happen, not a speed check
@@ -59,12 +60,7 @@ def append(path: str, text: str) -> None:
 
 
 def start_script(folder: Path, source: str, env: dict | None = None) -> subprocess.Popen:
-    script = folder / "script.py"
-    script.write_text(textwrap.dedent(source))
-    full_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(folder)]),
-                    PYJOULE_PROGRESS="0", **(env or {}))
-    return subprocess.Popen([sys.executable, str(script)], cwd=folder, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return helpers.start_script(folder, source, env={"PYJOULE_PROGRESS": "0", **(env or {})})
 
 
 @pytest.fixture(params=["linux", "fallback"])

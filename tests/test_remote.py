@@ -6,27 +6,19 @@ import json
 import os
 import re
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from conftest import run_script
-from helpers import wait_for_launched
+from helpers import start_script, uv_project, wait_for_launched
 
 
 @pytest.fixture
 def remote_project(weird_tmp_path, sshd, monkeypatch):
     """A user's project (locked with real uv) whose study runs on the test host."""
-    from sshd_server import _local_uv
-
-    root = weird_tmp_path / "study"
-    root.mkdir()
-    (root / "pyproject.toml").write_text(
-        "[project]\nname = 'study'\nversion = '0'\nrequires-python = '>=3.10'\n"
-        "dependencies = ['cloudpickle>=3', 'threadpoolctl>=3.1']\n")
+    root = uv_project(weird_tmp_path / "study", "study")
     (root / "physics.py").write_text("def energy(m, v):\n    return 0.5 * m * v * v\n")
-    subprocess.run([str(_local_uv()), "lock", "--quiet"], cwd=root, check=True)
     monkeypatch.setenv("PYJOULE_SSH_CONFIG", str(sshd.ssh_config))
     monkeypatch.setenv("PYJOULE_CACHE", str(root / ".pyjoule"))
     monkeypatch.setenv("PYJOULE_PROGRESS", "0")
@@ -89,16 +81,7 @@ SLOW = """
 
 
 def _start(folder, source, *args):
-    import os
-    import sys
-
-    from conftest import REPO
-
-    script = folder / "slow.py"
-    script.write_text(textwrap.dedent(source))
-    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{folder}")
-    return subprocess.Popen([sys.executable, str(script), *args], cwd=folder, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_script(folder, source, *args, name="slow.py")
 
 
 def _wait_for_remote_worker(sshd, timeout=60):

@@ -39,11 +39,11 @@ def _leaked(result) -> list[int]:
     return [int(pid) for pid in found.group(1).split(",")] if found else []
 
 
-KILLED_SCRIPT = f"""
+KILLED_SCRIPT = """
 from helpers import start_sleeper
 
 def test_leaves_a_worker(tmp_path):
-    start_sleeper(tmp_path / "study", tmp_path / "cache", {{host}}).kill()
+    start_sleeper(tmp_path / "study", tmp_path / "cache", {host}).kill()
 """
 
 

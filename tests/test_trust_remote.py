@@ -26,6 +26,7 @@ import pytest
 
 import pyjoule as pj
 from conftest import run_script
+from helpers import uv_project
 from pyjoule._backends import _names
 from pyjoule._backends.ssh import SSHBackend, append_pulled
 from pyjoule._transport import ssh, sync
@@ -34,14 +35,7 @@ from pyjoule._transport import ssh, sync
 @pytest.fixture
 def project(weird_tmp_path, sshd, monkeypatch):
     """A user's project (locked with real uv) whose study runs on the test host."""
-    from sshd_server import _local_uv
-
-    root = weird_tmp_path / "study"
-    root.mkdir()
-    (root / "pyproject.toml").write_text(
-        "[project]\nname = 'study'\nversion = '0'\nrequires-python = '>=3.10'\n"
-        "dependencies = ['cloudpickle>=3', 'threadpoolctl>=3.1']\n")
-    subprocess.run([str(_local_uv()), "lock", "--quiet"], cwd=root, check=True)
+    root = uv_project(weird_tmp_path / "study", "study")
     monkeypatch.setenv("PYJOULE_SSH_CONFIG", str(sshd.ssh_config))
     monkeypatch.setenv("PYJOULE_CACHE", str(root / ".pyjoule"))
     monkeypatch.setenv("PYJOULE_PROGRESS", "0")
