@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -27,10 +28,16 @@ def pytest_sessionstart(session):
 
 
 def pytest_configure(config):
-    """Mark this session's processes (tests/strays.py), before any test starts one."""
+    """Mark this session's processes (tests/strays.py), before any test starts one.
+
+    A shell that starts pytest in the background (``pytest &``, no job control) has it
+    ignore SIGINT, which every script a test starts would inherit: the Ctrl-C tests
+    would then fail for want of a KeyboardInterrupt. Ctrl-C is restored here."""
     from strays import mark_session
 
     mark_session()
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
