@@ -75,6 +75,15 @@ def processes():
         yield int(entry), int(ppid), name, state, cmd
 
 
+@pytest.fixture(autouse=True)
+def _close_scripts():
+    """What the test started with ``helpers.start_script`` ends with it."""
+    from helpers import close_started
+
+    yield
+    close_started()
+
+
 @pytest.fixture(scope="session")
 def _worker_owner(tmp_path_factory):
     from strays import Owner
@@ -89,6 +98,7 @@ def no_stray_workers(_worker_owner):
     from strays import worker_pids
 
     before = worker_pids()
+    _worker_owner.known.clear()  # by pid: a pid may come again
     yield
     deadline = time.monotonic() + 10
     while (leaked := _worker_owner.ours(worker_pids() - before)) and \

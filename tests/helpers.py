@@ -35,13 +35,33 @@ def run_script(folder: Path, source: str, *, timeout: float = 120, env: dict | N
     return proc
 
 
+_started: list[subprocess.Popen] = []
+
+
 def start_script(folder: Path, source: str, *args: str, name: str = "script.py",
                  env: dict | None = None) -> subprocess.Popen:
     """Start ``source`` as ``__main__`` of ``folder/name`` with ``args``, in a fresh
-    interpreter, and return at once; its output is piped (text)."""
+    interpreter, and return at once; its output is piped (text). The test's end
+    closes it (:func:`close_started`)."""
     script, full_env = _script(folder, source, name, env)
-    return subprocess.Popen([sys.executable, str(script), *args], cwd=folder, env=full_env,
+    proc = subprocess.Popen([sys.executable, str(script), *args], cwd=folder, env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _started.append(proc)
+    return proc
+
+
+def close_started() -> None:
+    """Kill what :func:`start_script` started and is still running, and close its
+    pipes: a test that kills a script and never reads it back leaves them open
+    (a ResourceWarning, an error in this suite)."""
+    while _started:
+        proc = _started.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def uv_project(root: Path, name: str) -> Path:
