@@ -22,6 +22,8 @@ import pytest
 from conftest import REPO, run_script
 from helpers import start_script
 
+pytestmark = pytest.mark.slow  # most tests here take seconds
+
 BIG = 200_000
 BIG_SCRIPT = f"""
     import sys, time, pyjoule as pj

@@ -102,6 +102,7 @@ def sleepy(x):
     return x
 
 
+@pytest.mark.slow
 def test_timeout_fails_only_that_pset(cache_dir):
     f = pj.experiment(workers=2, timeout=1, errors="ignore")(sleepy)
     t0 = time.monotonic()
@@ -260,6 +261,7 @@ def _count_cached(folder) -> int:
     return int(out.stdout.strip())
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_results_and_leaves_no_process(cache_dir, weird_tmp_path):
     proc = _start(weird_tmp_path, SLOW_SCRIPT)
     assert proc.stdout.readline().strip() == "ready"
@@ -276,6 +278,7 @@ def test_ctrl_c_keeps_finished_results_and_leaves_no_process(cache_dir, weird_tm
     assert "cancelled" in runs.stdout
 
 
+@pytest.mark.slow
 def test_killing_the_driver_loses_nothing_that_finished(cache_dir, weird_tmp_path):
     proc = _start(weird_tmp_path, SLOW_SCRIPT)
     assert proc.stdout.readline().strip() == "ready"

@@ -13,6 +13,8 @@ import pytest
 from conftest import run_script
 from helpers import start_script, uv_project, wait_for_launched
 
+pytestmark = pytest.mark.slow  # most tests here take seconds
+
 
 @pytest.fixture
 def remote_project(weird_tmp_path, sshd, monkeypatch):

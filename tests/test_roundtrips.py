@@ -21,6 +21,8 @@ import pytest
 from conftest import run_script
 from helpers import uv_project
 
+pytestmark = pytest.mark.slow  # most tests here take seconds
+
 STUDY = """
     import json, os, sys, time
     from delay_proxy import DelayProxy

@@ -120,6 +120,7 @@ def test_parse_facts_other_limits_and_accounting():
     assert f.cpus(None) == 1
 
 
+@pytest.mark.slow
 @sources("sinfo")
 def test_parse_facts_of_sinfo(source):
     text = pick(SINFO, source)

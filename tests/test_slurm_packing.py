@@ -95,6 +95,7 @@ def test_throttle_is_shared_among_arrays():
     assert p.array_spec(30, None) == "0-29"
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(n=st.integers(1, 300_000), workers=st.integers(1, 64),
        batch=st.one_of(st.none(), st.integers(1, 5000)),

@@ -17,6 +17,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # most tests here take seconds
+
 TESTS = REPO / "tests"
 
 def _run_inner(pytester, monkeypatch, source: str):
