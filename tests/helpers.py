@@ -93,6 +93,26 @@ def wait_for_launched(cache: Path, timeout: float = 60) -> None:
     raise AssertionError("the run was never recorded running")
 
 
+def run_ids(cache: Path) -> set[str]:
+    """The ids of the runs ``cache`` has (a run directory, or a row of its index)."""
+    ids = {p.name for p in (cache / "runs").glob("*")}
+    try:
+        with sqlite3.connect(f"{(cache / 'index.sqlite').as_uri()}?mode=ro", uri=True,
+                             timeout=30) as db:
+            ids |= {row[0] for row in db.execute("SELECT run_id FROM runs")}
+    except sqlite3.OperationalError:  # no index yet
+        pass
+    return ids
+
+
+def host_workers(sshd, cache: Path) -> list[str]:
+    """The worker processes on the test host of runs of ``cache``, as ``pgrep -a``
+    shows them: other test sessions may run theirs on the same host meanwhile."""
+    lines = sshd.run("pgrep -u pjhost -af 'pyjoule[.]worker' || true").stdout.splitlines()
+    ids = run_ids(cache)
+    return [line for line in lines if any(f"/runs/{run_id}" in line for run_id in ids)]
+
+
 SLEEPER = """
 import sys, time
 import pyjoule as pj

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_script
-from helpers import start_script, uv_project, wait_for_launched
+from helpers import host_workers, start_script, uv_project, wait_for_launched
 
 pytestmark = pytest.mark.slow  # most tests here take seconds
 
@@ -86,12 +86,12 @@ def _start(folder, source, *args):
     return start_script(folder, source, *args, name="slow.py")
 
 
-def _wait_for_remote_worker(sshd, timeout=60):
+def _wait_for_remote_worker(sshd, project, timeout=60):
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip():
+        if host_workers(sshd, project / ".pyjoule"):
             return
         time.sleep(0.1)
     raise AssertionError("the remote worker never started")
@@ -100,7 +100,7 @@ def _wait_for_remote_worker(sshd, timeout=60):
 def test_killed_client_loses_nothing_and_a_recall_attaches(remote_project, sshd):
     proc = _start(remote_project, SLOW)
     assert proc.stdout.readline().strip() == "ready"
-    _wait_for_remote_worker(sshd)
+    _wait_for_remote_worker(sshd, remote_project)
     wait_for_launched(remote_project / ".pyjoule")
     proc.kill()  # the laptop lid closes: the work goes on on the host
     proc.wait(10)
@@ -114,7 +114,7 @@ def test_worker_killed_on_the_host_fails_only_what_was_in_flight(remote_project,
 
     proc = _start(remote_project, SLOW)
     assert proc.stdout.readline().strip() == "ready"
-    _wait_for_remote_worker(sshd)
+    _wait_for_remote_worker(sshd, remote_project)
     time.sleep(1.5)
     sshd.run("pkill -KILL -u pjhost -f 'pyjoule[.]worker' || true")
     out, err = proc.communicate(timeout=120)
@@ -156,7 +156,7 @@ def test_cancel_kills_the_remote_workers_and_keeps_what_finished(remote_project,
     """, timeout=120).stdout.split()
     done, failed, finished = int(out[0]), int(out[1]), out[2]
     assert 2 <= done < 40 and done + failed == 40 and finished == "True"
-    assert sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip() == ""
+    assert host_workers(sshd, remote_project / ".pyjoule") == []
 
 
 def test_pyjoule_cancel_from_another_process_stops_a_remote_run(remote_project, sshd):
@@ -168,11 +168,11 @@ def test_pyjoule_cancel_from_another_process_stops_a_remote_run(remote_project, 
         print(run.id)
     """, timeout=120).stdout.split()
     run_id = out[-1]
-    assert sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip()
+    assert host_workers(sshd, remote_project / ".pyjoule")
     proc = subprocess.run([sys.executable, "-m", "pyjoule", "cancel", run_id],
                           cwd=remote_project, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip() == ""
+    assert host_workers(sshd, remote_project / ".pyjoule") == []
     status = subprocess.run([sys.executable, "-m", "pyjoule", "status", run_id, "--json"],
                             cwd=remote_project, capture_output=True, text=True, timeout=120)
     report = json.loads(status.stdout)
@@ -215,7 +215,7 @@ def test_a_module_missing_on_the_host_fails_before_anything_starts(remote_projec
 def test_sshd_restart_mid_run_loses_nothing(remote_project, sshd):
     proc = _start(remote_project, SLOW)
     assert proc.stdout.readline().strip() == "ready"
-    _wait_for_remote_worker(sshd)
+    _wait_for_remote_worker(sshd, remote_project)
     sshd.restart()  # every connection drops; the detached worker goes on
     out, err = proc.communicate(timeout=120)
     assert "finished 1200 1" in out, err
@@ -318,12 +318,12 @@ def test_ctrl_c_stops_the_remote_work_and_keeps_what_finished(remote_project, ss
 
     proc = _start(remote_project, SLOW)
     assert proc.stdout.readline().strip() == "ready"
-    _wait_for_remote_worker(sshd)
+    _wait_for_remote_worker(sshd, remote_project)
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
-    assert sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip() == ""
+    assert host_workers(sshd, remote_project / ".pyjoule") == []
     # the next call keeps what had finished and runs only the rest
     out, err = _start(remote_project, SLOW).communicate(timeout=120)
     assert "finished 1200 2" in out, err
