@@ -2,6 +2,16 @@
 
 Each uses the project's locked environment (``uv sync --frozen``), so a session runs
 exactly what CI and the README run.
+
+While changing code, the quick loop leaves out the tests marked ``slow`` (scripts in
+fresh interpreters, SSH and SLURM round trips, fault tests, mypy; the rest takes about
+two minutes on a 2-core machine)::
+
+    nox -s tests -- -m "not slow"          # or: uv run --frozen pytest -m "not slow"
+    nox -s tests -- tests/test_space.py    # one file
+
+CI runs everything (``.ci/run``); so does ``nox -s tests`` without arguments.
+CONTRIBUTING.md says more.
 """
 
 import nox
@@ -12,7 +22,7 @@ nox.options.sessions = ["tests"]
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite (what `.ci/run` runs)."""
+    """The whole test suite (what `.ci/run` runs); ``-- -m "not slow"``: the quick loop."""
     session.run("uv", "run", "--frozen", "pytest", *session.posargs, external=True)
 
 

@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_script
+from helpers import start_script
+
+pytestmark = pytest.mark.slow  # most tests here take seconds
 
 BIG = 200_000
 BIG_SCRIPT = f"""
@@ -57,11 +60,7 @@ READ_BACK = f"""
 
 
 def _start(folder: Path, source: str) -> subprocess.Popen:
-    script = folder / "big.py"
-    script.write_text(textwrap.dedent(source))
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, str(script)], cwd=folder, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_script(folder, source, name="big.py")
 
 
 def _computing(cache: Path, timeout_s: float = 120) -> Path:

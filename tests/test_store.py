@@ -411,6 +411,7 @@ def _expected(me: int, i: int):
     return {"me": me, "i": i, "arr": np.full(2, i, dtype=np.int32)}
 
 
+@pytest.mark.slow
 def test_concurrent_ingest_from_several_processes(weird_tmp_path):
     root = weird_tmp_path / "cache"
     first = Store(root)

@@ -122,6 +122,7 @@ def poison(cache: Path, marker: Path) -> None:
     conn.close()
 
 
+@pytest.mark.slow
 def test_a_planted_project_and_cache_in_a_shared_dir_are_not_used(other_user, shared_dir,
                                                                    tmp_path):
     """pjother plants pyproject.toml and a poisoned, world-writable .pyjoule/ in a
@@ -301,6 +302,7 @@ for name in ("index.sqlite-wal", "index.sqlite-shm"):  # they exist while it is 
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("umask", [0o022, 0o000])
 def test_everything_under_a_cache_is_private_whatever_the_umask(tmp_path, umask):
     cache = tmp_path / "cache"
