@@ -211,10 +211,10 @@ class Experiment(OptionsMethod, Generic[_P, _R]):
         # must be launched or abandoned
         plan = own = None
         try:
-            plan = _dispatch.plan(store, func_id, self._signature, space,
-                                  config.get("limit"),
-                                  run={"name": self.name, "backend": backend_name,
-                                       "host": getattr(opts["host"], "target", "local")})
+            plan = _dispatch.plan_run(store, func_id, self._signature, space,
+                                      config.get("limit"),
+                                      run={"name": self.name, "backend": backend_name,
+                                           "host": getattr(opts["host"], "target", "local")})
             if plan.to_run:
                 backend = self._backend(backend_name, resolved, opts, plan)
                 own = _dispatch.LiveRun(store, _dispatch.launch(
@@ -458,9 +458,10 @@ class Run:
         return [r for r in ([self._own] if self._own else []) + self._attached]
 
     def _poll(self) -> None:
+        """Ingest what the runs wrote; starts no work (``done()``/``wait()`` retry)."""
         for run in self._live():
             if run.rec.get("state") == "running":
-                run.poll_until_finished(timeout_s=0)
+                run.refresh()
         self._settle()
 
     def status(self) -> dict[str, int]:
@@ -480,8 +481,12 @@ class Run:
                 "running": running, "done": done, "failed": failed}
 
     def done(self) -> bool:
-        """Whether every pset has finished (successfully or not)."""
-        self._poll()
+        """Whether every pset has finished (successfully or not). The wait loop's one
+        step: a retry due is started here, as ``wait()`` would."""
+        for run in self._live():
+            if run.rec.get("state") == "running":
+                run.poll_until_finished(timeout_s=0)
+        self._settle()
         return all(r.rec.get("state") != "running" for r in self._live())
 
     def wait(self, timeout: float | None = None) -> Run:
@@ -682,7 +687,7 @@ def _refresh_local_runs(store: Store) -> None:
     for rec in store.list_runs():
         if rec["state"] == "running" and rec["backend"] == "pool":
             try:
-                _dispatch.LiveRun(store, rec).poll_until_finished(timeout_s=0)
+                _dispatch.LiveRun(store, rec).refresh()  # starts no retry
             except Exception as exc:  # noqa: BLE001 - a listing must not fail on one run
                 log.debug("could not refresh run %s: %s", rec["run_id"], exc)
 

@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from typing import Any, Sequence
 
 log = logging.getLogger("pyjoule")
@@ -67,6 +68,11 @@ def process_alive(proc: dict | None) -> bool:
 
 
 # -------------------------------------------------------------------- claims
+def new_run_id() -> str:
+    """A run's id: when it was registered, readable, and unique."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
 def claimed(db, func_id: str, pset_ids: Sequence[str]) -> dict[str, str]:
     """``{pset_id: run_id}`` for the claimed ones among ``pset_ids``."""
     rows = db.execute("SELECT rowid, run_id FROM claims WHERE func_id=?",
@@ -96,54 +102,38 @@ _CHUNK = 1 << 20  # ids per claims row
 
 def claim(store, func_id: str, ids: list[str], missing: list[int], run: dict | None,
           limit: int | None = None, registered: dict | None = None,
-          ) -> tuple[str | None, list[dict], list[int], dict]:
+          ) -> tuple[str | None, list[str], list[int], dict]:
     """Claim the psets ``missing`` (indices into ``ids``) that nobody has, for a new
     run registered ``starting`` (``run``: its registry fields; None: claim nothing).
 
-    Returns ``(run_id, runs to attach to, indices claimed, newly cached)``; the run id
-    also goes into ``registered`` as soon as it is written (for the caller to
-    abandon it should an exception cut this short after the commit). Claims of
-    runs that are not known alive are judged outside the transaction (that may mean
-    asking a host or the scheduler), dead runs finished, and the claim tried again.
+    Returns ``(run_id, ids of the runs owning the others, indices claimed, newly
+    cached)``; the run id also goes into ``registered`` as soon as it is written (for
+    the caller to abandon it should an exception cut this short after the commit).
+    One transaction, no judging: whether the owners still live is the caller's
+    explicit step (``_dispatch.reconcile``), which may ask a host or the scheduler.
     """
-    live: dict[str, dict] = {}
-    newly: dict[str, int] = {}
-    for _ in range(20):
-        with store._tx() as db:
-            fresh = store.lookup(func_id, [ids[i] for i in missing])
-            if fresh:  # a run finished meanwhile
-                newly.update(fresh)
-                missing = [i for i in missing if ids[i] not in fresh]
-            owners = claimed(db, func_id, [ids[i] for i in missing]) if missing else {}
-            unjudged = set(owners.values()) - set(live)
-            if not unjudged:
-                mine = [i for i in missing if ids[i] not in owners]
-                if limit is not None and len(mine) > limit:
-                    # a warning: a limit left set would otherwise quietly leave holes
-                    log.warning("limit=%d (PYJOULE_LIMIT or pj.config): running only %d "
-                                "of %d missing psets; the others stay missing from the "
-                                "results", limit, limit, len(mine))
-                    mine = mine[:limit]
-                run_id = None
-                if mine and run is not None:
-                    run_id = _register(db, store, func_id, [ids[i] for i in mine], run)
-                    if registered is not None:  # for the caller, should this be cut short
-                        registered["run_id"] = run_id
-                attach = [live[r] for r in dict.fromkeys(owners.values())]
-                return run_id, attach, mine, newly
-        for run_id in unjudged:
-            rec = store.get_run(run_id)
-            if rec is not None and is_live(store, rec):
-                live[run_id] = rec
-            else:
-                settle(store, run_id, rec)
-    raise RuntimeError(f"could not claim psets of {func_id}: runs kept changing")
+    with store._tx() as db:
+        newly = store.lookup(func_id, [ids[i] for i in missing])  # finished meanwhile
+        if newly:
+            missing = [i for i in missing if ids[i] not in newly]
+        owners = claimed(db, func_id, [ids[i] for i in missing]) if missing else {}
+        mine = [i for i in missing if ids[i] not in owners]
+        if limit is not None and len(mine) > limit:
+            # a warning: a limit left set would otherwise quietly leave holes
+            log.warning("limit=%d (PYJOULE_LIMIT or pj.config): running only %d of %d "
+                        "missing psets; the others stay missing from the results",
+                        limit, limit, len(mine))
+            mine = mine[:limit]
+        run_id = None
+        if mine and run is not None:
+            run_id = _register(db, store, func_id, [ids[i] for i in mine], run)
+            if registered is not None:  # for the caller, should this be cut short
+                registered["run_id"] = run_id
+    return run_id, list(dict.fromkeys(owners.values())), mine, newly
 
 
 def _register(db, store, func_id: str, pset_ids: list[str], run: dict) -> str:
     """Insert the run (``starting``) and its claims; inside the caller's transaction."""
-    from ._dispatch import new_run_id
-
     run_id = new_run_id()
     options = dict(run.get("options") or {}, driver=me())
     fields = dict(run, run_id=run_id, func_id=func_id, state="starting",

@@ -17,7 +17,6 @@ import pickle
 import sqlite3
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -119,10 +118,45 @@ def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
 
     With a store, the psets to run are claimed, in the same transaction, for a new
     run registered ``starting`` (``Plan.run_id``; ``run``: its registry fields), and
-    psets other live runs have claimed are left to them (``in_flight``): follow the
-    plan with :func:`launch`, or :func:`abandon` it. A plan that finds everything
-    cached writes nothing. Duplicates run once; ``warn``: say so (``UserWarning``).
+    psets other runs have claimed are left to them (``in_flight``): follow the plan
+    with :func:`launch`, or :func:`abandon` it. A plan that finds everything cached
+    writes nothing. Duplicates run once; ``warn``: say so (``UserWarning``).
+
+    A plan judges no run: it asks no backend whether the runs in flight still live
+    and finishes none (:func:`plan_run` adds that step, :func:`reconcile`).
     """
+    result = _hashed(store, func_id, signature, space, warn)
+    _claim(store, result, limit, run)
+    result.in_flight = [r for r in result.in_flight if r["state"] is not None]  # vanished
+    return result
+
+
+def plan_run(store: Store, func_id: str, signature: Signature, space: Any,
+             limit: int | None = None, run: dict | None = None) -> Plan:
+    """:func:`plan`, then :func:`reconcile` the runs it found in flight: psets of a
+    dead run are claimed for this one (after that run is finished), a live run's
+    are left to it. What a call that computes (``map``, ``submit``) plans with."""
+    result = _hashed(store, func_id, signature, space, True)
+    try:
+        for _ in range(20):
+            _claim(store, result, limit, run)
+            if not result.in_flight:
+                return result
+            live, settled = reconcile(store, result.in_flight)
+            if not settled:
+                result.in_flight = live
+                return result
+            abandon(store, result)  # nothing started: claim again, their psets free
+    except BaseException:  # e.g. a Ctrl-C after a claim was committed
+        abandon(store, result)
+        raise
+    raise RuntimeError(f"could not claim psets of {func_id}: runs kept dying")
+
+
+def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
+            warn: bool) -> Plan:
+    """The psets normalised, keyed, hashed, de-duplicated and looked up in the cache
+    (the plan's one full ``Store.lookup``); nothing claimed yet (:func:`_claim`)."""
     calls = signature.normalise(_space.as_psets(space))
     psets = signature.keyed(calls)  # ``calls`` itself unless arguments are ignored
     n_callables = _callables.seen
@@ -139,31 +173,58 @@ def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
         calls = [calls[i] for i in first.values()]
         ids = list(first)
     found = {} if store is None else store.verify_present(store.lookup(func_id, ids))
-    missing = [i for i, pid in enumerate(ids) if pid not in found]
     result = Plan(func_id, psets, ids, found, by_value=by_value)
     if signature.ignore:
         result.calls, result.ignored = calls, tuple(sorted(signature.ignore))
-    if store is not None and missing:
-        registered: dict = {}
-        try:
-            result.run_id, result.in_flight, missing, newly = _claims.claim(
-                store, func_id, ids, missing, run or {"name": "", "backend": "pool",
-                                                      "host": "local"}, limit, registered)
-        except BaseException:  # e.g. a Ctrl-C just after the claim was committed
-            if registered:
-                _claims.abandon(store, registered["run_id"])
-            raise
-        found.update(newly)
-        if result.in_flight:
-            log.info("attaching to %d run(s) already computing some of these psets",
-                     len(result.in_flight))
-    elif limit is not None and len(missing) > limit:
-        log.warning("limit=%d (PYJOULE_LIMIT or pj.config): running only %d of %d "
-                    "missing psets; the others stay missing from the results", limit,
-                    limit, len(missing))
-        missing = missing[:limit]
-    result.to_run = missing
     return result
+
+
+def _claim(store: Store | None, result: Plan, limit: int | None, run: dict | None) -> None:
+    """Split ``result.to_run`` into the psets claimed for a new run and those other
+    runs have claimed (``in_flight``: their registry records, as they stand)."""
+    found = result.found
+    missing = [i for i, pid in enumerate(result.ids) if pid not in found]
+    if store is None or not missing:
+        if limit is not None and len(missing) > limit:
+            log.warning("limit=%d (PYJOULE_LIMIT or pj.config): running only %d of %d "
+                        "missing psets; the others stay missing from the results",
+                        limit, limit, len(missing))
+            missing = missing[:limit]
+        result.to_run = missing
+        return
+    registered: dict = {}
+    try:
+        result.run_id, owners, missing, newly = _claims.claim(
+            store, result.func_id, result.ids, missing,
+            run or {"name": "", "backend": "pool", "host": "local"}, limit, registered)
+    except BaseException:  # e.g. a Ctrl-C just after the claim was committed
+        if registered:
+            _claims.abandon(store, registered["run_id"])
+        raise
+    result.found.update(newly)
+    result.in_flight = [store.get_run(r) or {"run_id": r, "state": None} for r in owners]
+    result.to_run = missing
+    if owners:
+        log.info("attaching to %d run(s) already computing some of these psets",
+                 len(owners))
+
+
+def reconcile(store: Store, recs: list[dict]) -> tuple[list[dict], int]:
+    """Judge the runs ``recs`` (registry records): ``(the live ones, as they stand
+    now; how many were dead)``. A dead run is finished here (what it computed is
+    ingested, the rest recorded as lost) and its claims released. The one place a
+    run in flight is judged: it may ask a host or the scheduler (``alive()``).
+    Called by :func:`plan_run`; the wait loop judges the runs it follows itself
+    (:meth:`LiveRun.poll_until_finished`)."""
+    live, dead = [], 0
+    for rec in recs:
+        current = store.get_run(rec["run_id"])
+        if current is not None and _claims.is_live(store, current):
+            live.append(current)
+        else:
+            _claims.settle(store, rec["run_id"], current)
+            dead += 1
+    return live, dead
 
 
 def abandon(store: Store, plan_: Plan) -> None:
@@ -192,10 +253,6 @@ def report_identity_change(store: Store, name: str, identity) -> None:
 
 
 # -------------------------------------------------------------------- launch
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-
-
 def _tasks_blob(tasks: list, by_value: Sequence[str] = ()) -> bytes:
     """Tasks whose values include the user's functions or objects, for the worker:
     pickled by value, as the function is."""
@@ -461,18 +518,45 @@ class LiveRun:
                 _claims.settle(self.store, self.run_id, current)
                 continue
             if current["state"] != "starting":
-                self._starting = False
-                self.rec.update((k, v) for k, v in current.items() if k != "offsets")
-                if current.get("finished") is not None and not self.rd.has_tasks():
-                    self.backend.ended = True  # never started: nothing to follow
-                else:
-                    self.backend = make_backend(current["backend"], self.run_dir,
-                                                current.get("options"))
+                self._started(current)
                 return True
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
             time.sleep(min(0.05, left))
+
+    def _started(self, current: dict) -> None:
+        """Follow, from now on, the run another process has started (or given up)."""
+        self._starting = False
+        self.rec.update((k, v) for k, v in current.items() if k != "offsets")
+        if current.get("finished") is not None and not self.rd.has_tasks():
+            self.backend.ended = True  # never started: nothing to follow
+        else:
+            self.backend = make_backend(current["backend"], self.run_dir,
+                                        current.get("options"))
+
+    def refresh(self) -> None:
+        """Look at the run without moving it on: ingest what was written, and finish
+        it once its worker ended if no retry is left. Never starts work and never
+        judges another process's run dead: what ``status()``, a repr or a listing
+        call (the wait loop, :meth:`poll_until_finished`, retries; :func:`reconcile`
+        finishes dead runs)."""
+        if self._starting:
+            current = self.store.get_run(self.run_id)
+            if current is None or current["state"] == "starting":
+                return
+            self._started(current)
+        ended = self.backend.wait(0)
+        self.poll()
+        if not ended or self.backend.alive() or self._retries_left():
+            return
+        self.poll()  # what was written between the last read and exit
+        self.finish()
+
+    def _retries_left(self) -> bool:
+        options = self.rec.get("options") or {}
+        return options.get("attempt", 0) < options.get("retries", 0) \
+            and self.rec.get("state") != "cancelled"
 
     def task_ids(self) -> set[str]:
         return set(self.tasks())
@@ -577,7 +661,7 @@ class LiveRun:
         tasks = [(f["pset_id"], known.get(f["pset_id"], f.get("kwargs", {}))) for f in failed]
         name = _write(self.rd, RETRY.format(attempt),
                       _tasks_blob(tasks) if options.get("by_value") else tasks)
-        self._kwargs = None
+        self._task_files.append(name)  # the same psets again: ``tasks()`` stays as read
         from collections import Counter
 
         why = ", ".join(f"{r}: {n}" for r, n in Counter(f["reason"] for f in failed).items())
@@ -615,7 +699,7 @@ class LiveRun:
                 list(tasks), orphans, self._task_files, logs)
             self.store.add_unfinished(self.run_id, self.rec["func_id"], key, record)
             return len(orphans)
-        from .worker import failure_record
+        from ._execute import failure_record
 
         recs = []
         for pid in orphans:
