@@ -94,8 +94,14 @@ def claimed(db, func_id: str, pset_ids: Sequence[str]) -> dict[str, str]:
     return owner
 
 
-#: claims rows' ids, decoded, by (run_id, rowid): a run's rows never change
+#: claims rows' ids, decoded, by (run_id, rowid): a run's rows never change. A cache
+#: for this process's life (at most 65 rows); :func:`clear_cache` empties it.
 _decoded: dict[tuple[str, int], frozenset] = {}
+
+
+def clear_cache() -> None:
+    """Forget the decoded claims rows (they are decoded again when next read)."""
+    _decoded.clear()
 _ID_HEX = 32  # pset ids are 16-byte BLAKE2b digests in hex
 _CHUNK = 1 << 20  # ids per claims row
 

@@ -5,6 +5,21 @@ identity, the worker's run directories and the backends.
 another live run / to run. ``launch`` writes a run directory and starts a backend.
 ``LiveRun`` follows one run: it reads new result records by offset, ingests them into
 the cache and, once the worker has ended, accounts for every pset it was given.
+
+One run state, each field with one source of truth:
+
+- the registry row (``runs``, in the index) for all that processes must agree on:
+  ``state`` and ``finished`` (moved on only in transactions: the claim,
+  ``Store.claim_finish``, ``_claims.release``), ``options["attempt"]``
+  (``Store.claim_attempt``), the driver and finisher processes, ``offsets``
+  (committed with the entries they ingested), ``job_ids`` and the counts;
+- ``LiveRun.rec`` is this process's copy of the row, patched only after the row
+  was written, and read again from the row where a decision depends on it
+  (:meth:`LiveRun._attempt_due`, ``_await_start``, ``finish``);
+- the backend for how to reach the work (``Backend.describe()`` is kept in the
+  row's ``options``; SLURM's waves in ``slurm.json``); the run directory for what
+  the worker tells (task files: which psets; results; pid; exit);
+- the cache's entries for which psets finished, the failure table for which failed.
 """
 
 from __future__ import annotations
@@ -35,7 +50,14 @@ INFRA_REASONS = ("timeout", "lost", "node_failure", "out_of_memory", "preempted"
 _ERROR_TYPES = {"timeout": "TimeoutError", "out_of_memory": "OutOfMemory",
                 "node_failure": "NodeFailure", "preempted": "Preempted",
                 "cancelled": "Cancelled", "lost": "WorkerLost"}
+#: (older func_id, newer) pairs :func:`report_identity_change` has told about: once
+#: per process; :func:`forget_reported_changes` resets it (say them again).
 _logged_changes: set[tuple[str, str]] = set()
+
+
+def forget_reported_changes() -> None:
+    """Let :func:`report_identity_change` tell again about changes it told of."""
+    _logged_changes.clear()
 
 
 # ----------------------------------------------------------------- signature
@@ -548,15 +570,37 @@ class LiveRun:
             self._started(current)
         ended = self.backend.wait(0)
         self.poll()
-        if not ended or self.backend.alive() or self._retries_left():
+        if not ended or self.backend.alive():
             return
         self.poll()  # what was written between the last read and exit
-        self.finish()
+        if self._attempt_due() is None or not self._retry_wanted():
+            self.finish()
 
-    def _retries_left(self) -> bool:
-        options = self.rec.get("options") or {}
-        return options.get("attempt", 0) < options.get("retries", 0) \
-            and self.rec.get("state") != "cancelled"
+    def _attempt_due(self) -> tuple[int, int] | None:
+        """``(the attempt a retry would start, retries)``; None: none left, or the run
+        is no longer running. From the registry row: another follower may have
+        started an attempt (this process's ``rec`` is a copy)."""
+        if self.rec.get("state") == "cancelled":
+            return None
+        current = self.store.get_run(self.run_id) or {}
+        options = current.get("options") or {}
+        attempt = options.get("attempt", 0)
+        retries = options.get("retries", 0)
+        if current.get("state") != "running" or attempt >= retries:
+            return None
+        return attempt + 1, retries
+
+    def _retry_wanted(self) -> bool:
+        """Whether a pset of the ended run failed for an infrastructure reason or was
+        never reported on (what :meth:`_maybe_retry` runs again); records nothing."""
+        failures = [f for f in self.store.failures(run_id=self.run_id)
+                    if not f.get("retried")]
+        if any(f.get("reason") in INFRA_REASONS for f in failures):
+            return True
+        tasks = self.tasks()
+        found = self.store.lookup(self.rec["func_id"], list(tasks)) if tasks else {}
+        reported = {f["pset_id"] for f in failures}
+        return any(p not in found and p not in reported for p in tasks)
 
     def task_ids(self) -> set[str]:
         return set(self.tasks())
@@ -636,13 +680,11 @@ class LiveRun:
     def _maybe_retry(self, progress=None) -> bool:
         """Run again, as a new attempt, the psets that failed for infrastructure reasons
         (the worker's own, and those it never reported on) while ``retries`` allow."""
-        options = self.rec.get("options") or {}
-        attempt, retries = options.get("attempt", 0), options.get("retries", 0)
-        if attempt >= retries or self.rec.get("state") == "cancelled":
+        due = self._attempt_due()
+        if due is None:  # none left, or cancelled or finished elsewhere
             return False
-        current = self.store.get_run(self.run_id) or {}
-        if current.get("state") != "running":  # cancelled or finished elsewhere
-            return False
+        attempt, retries = due
+        options = self.rec.setdefault("options", {})
         orphans = self._record_orphans("running")
         if progress is not None:
             progress.update(0, orphans)
@@ -650,9 +692,8 @@ class LiveRun:
                   if f.get("reason") in INFRA_REASONS]
         if not failed:
             return False
-        if not self.store.claim_attempt(self.run_id, attempt + 1):
+        if not self.store.claim_attempt(self.run_id, attempt):
             return False  # another process following this run started the retry
-        attempt += 1
         options["attempt"] = attempt
         # their records stand for this attempt's until it accounts for them
         self.store.ingest(self.rec["func_id"], self.run_id,

@@ -253,3 +253,23 @@ def test_status_finishes_an_ended_run_without_retries_left(store):
                       "failed": 3}
     assert store.get_run(rec["run_id"])["state"] == "done"
     assert not any(c[0] == "start" for c in backend.calls)
+
+
+def test_status_finishes_an_ended_run_that_has_nothing_to_retry(store):
+    plan, rec = _ended_run(store, retries=2)
+    ids = plan.ids
+    store.ingest(FUNC, rec["run_id"], [done_record(p, i, rec["run_id"])
+                                       for p, i in zip(ids[1:], (1, 2, 3))])
+    backend = Counting()
+    run = Run(store, plan, _dispatch.LiveRun(store, rec, backend), [])
+    assert run.status()["done"] == 4
+    assert store.get_run(rec["run_id"])["state"] == "done"
+    assert not any(c[0] == "start" for c in backend.calls)
+
+
+def test_a_follower_whose_copy_is_stale_starts_no_attempt_another_started(store):
+    plan, rec = _ended_run(store, retries=1)
+    assert store.claim_attempt(rec["run_id"], 1)  # another follower retried already
+    backend = Counting()
+    assert not _dispatch.LiveRun(store, rec, backend)._maybe_retry()
+    assert backend.calls == []
