@@ -22,6 +22,7 @@ import os
 import stat
 from pathlib import Path
 
+from . import _caches
 from ._errors import CacheError
 
 log = logging.getLogger("pyjoule")
@@ -228,3 +229,7 @@ def warn_if_network(path: str | os.PathLike, **kw) -> None:
             "can corrupt the index. Use a cache on a local disk of each machine (e.g. "
             "the default ~/.cache/pyjoule or a node-local scratch directory); results "
             "computed on a cluster come back to your local cache anyway.", path, kind)
+
+
+# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
+_caches.declare(__name__, "_warned", _warned)

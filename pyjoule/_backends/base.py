@@ -69,3 +69,11 @@ class Backend:
     def running_slots(self) -> int | None:
         """Worker processes running now, when the backend knows (None: it does not)."""
         return None
+
+    def settle_start(self) -> str:
+        """For a run whose driver died while starting it: ``"started"`` if its workers
+        started (follow it), else ``"abandoned"``, and from now on no worker of it
+        will compute (see ``RunDir.decide_fate``). Here: the local run directory."""
+        from .._rundir import ABANDONED, RunDir
+
+        return RunDir(self.run_dir).decide_fate(ABANDONED)
