@@ -13,7 +13,9 @@ SLURM job, a ``starting`` run whose driver died, a ``finishing`` one whose finis
 died) is not waited on: the run is finished first (what it computed is ingested,
 the rest recorded as lost), then its psets are free to claim. A run is judged dead
 only from evidence (its processes are gone, the scheduler says it ended), never
-from silence: a live run is never taken over.
+from silence: a live run is never taken over. Judging and finishing runs is
+dispatch's (``_dispatch.reconcile``, ``.liveness``, ``.live.settle``): this module
+only reads and writes the registry, and imports nothing above it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import os
 import socket
 import time
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 log = logging.getLogger("pyjoule")
 
@@ -188,91 +191,7 @@ def abandon(store, run_id: str) -> None:
     shutil.rmtree(store.root / "runs" / run_id, ignore_errors=True)
 
 
-# ------------------------------------------------------------------ liveness
-def is_live(store, rec: dict) -> bool:
-    """Whether a run may still compute or finish its psets (see the module doc)."""
-    state, options = rec.get("state"), rec.get("options") or {}
-    if state == "starting":
-        if process_alive(options.get("driver")):
-            return True
-        try:
-            rec = settle_start(store, rec)
-        except Exception as exc:  # noqa: BLE001 - e.g. a host unreachable: not evidence
-            log.info("run %s: its driver died while starting it, and whether its "
-                     "workers started cannot be told now (%s); waiting for it",
-                     rec["run_id"], exc)
-            return True
-        if rec is None or rec.get("state") == "starting":
-            return False
-        return is_live(store, rec)
-    if state == "finishing":
-        return process_alive(options.get("finisher"))
-    if state in ("running", "cancelled") and rec.get("finished") is None:
-        from ._dispatch import LiveRun
-
-        try:
-            return LiveRun(store, rec).backend.alive()
-        except Exception as exc:  # noqa: BLE001 - e.g. a host unreachable: not evidence
-            log.info("run %s: cannot tell whether it still runs (%s); waiting for it",
-                     rec["run_id"], exc)
-            return True
-    return False  # ended: its claims are stale
-
-
-def settle_start(store, rec: dict) -> dict | None:
-    """A ``starting`` run whose driver died: running, if the driver got as far as
-    starting its backend and a worker started (its run directory's fate says so: the
-    worker writes ``started`` before it computes); else still ``starting``, and
-    ``abandoned`` is its fate now, so no worker of it will ever compute: it is to be
-    settled as never started. Returns the run's record anew (None: it is gone).
-
-    May ask a host or the scheduler; raises when they cannot be asked (then nobody
-    can tell, and the run must be waited for, not settled)."""
-    from ._rundir import STARTED
-
-    options = rec.get("options") or {}
-    if not options.get("launching"):  # the driver died before it started anything
-        return rec
-    from ._dispatch import make_backend
-
-    fate = make_backend(rec["backend"], rec["run_dir"], options).settle_start()
-    if fate != STARTED:
-        return rec
-    with store._tx() as db:
-        db.execute("UPDATE runs SET state='running' WHERE run_id=? AND state='starting'",
-                   (rec["run_id"],))
-    return store.get_run(rec["run_id"])
-
-
-def settle(store, run_id: str, rec: dict | None = None) -> None:
-    """Finish a dead run (ingest what it computed, record the rest as lost) and
-    release its claims; a run already ended only loses its stale claims."""
-    from ._dispatch import LiveRun
-
-    rec = rec or store.get_run(run_id)
-    if rec is None or rec.get("state") not in ACTIVE or rec.get("finished") is not None:
-        release(store, run_id)
-        return
-    log.info("run %s (%s) is dead: finishing it, its unfinished psets are free again",
-             run_id, rec["state"])
-    if rec["state"] == "starting":
-        rec = settle_start(store, rec)
-        if rec is None:
-            return
-        if rec["state"] == "starting":
-            _settle_starting(store, rec)
-            return
-        if rec["state"] == "running" and rec.get("finished") is None and is_live(store, rec):
-            return  # it had started, and it runs: it keeps its claims
-    if rec["state"] in ("running", "cancelled"):
-        LiveRun(store, rec).poll_until_finished(timeout_s=0)
-        return
-    if rec["state"] == "finishing":
-        run = LiveRun(store, rec)
-        run.poll()  # what it computed, before the rest is recorded as lost
-        run.finish()
-
-
+# ------------------------------------------------------------------ starting
 def _settle_starting(store, rec: dict) -> None:
     """A run whose driver died before starting it: nothing ran; its psets are lost."""
     from . import _unfinished
@@ -295,29 +214,6 @@ def _settle_starting(store, rec: dict) -> None:
         db.execute("UPDATE runs SET state='done', finished=?, failed=? WHERE run_id=?",
                    (time.time(), len(ids), rec["run_id"]))
         db.execute("DELETE FROM claims WHERE run_id=?", (rec["run_id"],))
-
-
-def settle_transient(store) -> int:
-    """For ``cache gc``: finish every run left ``starting``/``running``/``finishing``
-    whose processes are gone, and drop stale claims; return how many runs. Runs on
-    a host or under SLURM are judged only from local evidence (a dead driver or
-    finisher): gc opens no connections."""
-    settled = 0
-    for rec in store.list_runs():
-        state = rec["state"]
-        if state not in ACTIVE or rec.get("finished") is not None:
-            continue
-        remote = rec["backend"] in ("ssh", "slurm") and (
-            state in ("running", "cancelled")
-            or (rec.get("options") or {}).get("launching"))  # its fate is on the host
-        if remote or is_live(store, rec):
-            continue
-        settle(store, rec["run_id"], rec)
-        settled += 1
-    with store._tx() as db:  # claims of runs that ended or vanished
-        db.execute("DELETE FROM claims WHERE run_id NOT IN (SELECT run_id FROM runs WHERE "
-                   "finished IS NULL AND state IN (?,?,?,?))", ACTIVE)
-    return settled
 
 
 class StartingBackend:

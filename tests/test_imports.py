@@ -123,8 +123,6 @@ PKG = Path(pyjoule.__file__).resolve().parent
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     ("pyjoule._backends.slurm", "pyjoule._store"):
         "atomic_write: a file helper of the store the SLURM backend borrows",
-    ("pyjoule._claims", "pyjoule._dispatch"):
-        "new_run_id and LiveRun: claims call back into dispatch",
     ("pyjoule._keying", "pyjoule._api"):
         "_user_stacklevel lives in _api: the duplicate warning needs it lower",
     ("pyjoule._options", "pyjoule._transport.hosts"):

@@ -31,12 +31,14 @@ from __future__ import annotations
 
 from .backends import make_backend, prepare_slurm, prepare_ssh
 from .launch import launch, record_cached
-from .live import INFRA_REASONS, LiveRun
+from .live import INFRA_REASONS, LiveRun, settle
+from .liveness import is_live
 from .payload import pickle_function
 from .plan import Plan, abandon, plan, plan_run, report_identity_change
-from .reconcile import reconcile
+from .reconcile import reconcile, settle_transient
 from .signature import Signature
 
-__all__ = ["INFRA_REASONS", "LiveRun", "Plan", "Signature", "abandon", "launch",
+__all__ = ["INFRA_REASONS", "LiveRun", "Plan", "Signature", "abandon", "is_live", "launch",
            "make_backend", "pickle_function", "plan", "plan_run", "prepare_slurm",
-           "prepare_ssh", "reconcile", "record_cached", "report_identity_change"]
+           "prepare_ssh", "reconcile", "record_cached", "report_identity_change", "settle",
+           "settle_transient"]

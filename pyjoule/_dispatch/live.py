@@ -14,6 +14,7 @@ from .. import _callables, _claims, _interrupt, _records, _unfinished
 from .._rundir import RETRY, RunDir
 from .._store import Store
 from .backends import make_backend
+from .liveness import is_live, settle_start
 from .payload import _tasks_blob, _write
 
 if TYPE_CHECKING:
@@ -80,8 +81,8 @@ class LiveRun:
         deadline = time.monotonic() + timeout_s
         while True:
             current = self.store.get_run(self.run_id) or {"state": "done", "finished": 0}
-            if current["state"] == "starting" and not _claims.is_live(self.store, current):
-                _claims.settle(self.store, self.run_id, current)
+            if current["state"] == "starting" and not is_live(self.store, current):
+                settle(self.store, self.run_id, current)
                 continue
             if current["state"] != "starting":
                 self._started(current)
@@ -362,3 +363,31 @@ class LiveRun:
             self.backend.cancel()
             self.poll()
             self.finish("cancelled")
+
+
+def settle(store, run_id: str, rec: dict | None = None) -> None:
+    """Finish a dead run (ingest what it computed, record the rest as lost) and
+    release its claims; a run already ended only loses its stale claims."""
+    rec = rec or store.get_run(run_id)
+    if rec is None or rec.get("state") not in _claims.ACTIVE \
+            or rec.get("finished") is not None:
+        _claims.release(store, run_id)
+        return
+    log.info("run %s (%s) is dead: finishing it, its unfinished psets are free again",
+             run_id, rec["state"])
+    if rec["state"] == "starting":
+        rec = settle_start(store, rec)
+        if rec is None:
+            return
+        if rec["state"] == "starting":
+            _claims._settle_starting(store, rec)
+            return
+        if rec["state"] == "running" and rec.get("finished") is None and is_live(store, rec):
+            return  # it had started, and it runs: it keeps its claims
+    if rec["state"] in ("running", "cancelled"):
+        LiveRun(store, rec).poll_until_finished(timeout_s=0)
+        return
+    if rec["state"] == "finishing":
+        run = LiveRun(store, rec)
+        run.poll()  # what it computed, before the rest is recorded as lost
+        run.finish()
