@@ -163,11 +163,11 @@ def gc(ctx, older_than, max_size, dry_run, as_json):
     Example:
       pyjoule cache gc --older-than 30d --max-size 10G --dry-run
     """
-    from .. import _dispatch
+    from .._dispatch import settle_transient
 
     store = open_store(ctx)
     # runs a crash left starting/running/finishing first: their results are kept
-    settled = 0 if dry_run else _dispatch.settle_transient(store)
+    settled = 0 if dry_run else settle_transient(store)
     report = store.gc(older_than_s=older_than, max_bytes=max_size, dry_run=dry_run)
     report["runs_settled"] = settled
     if as_json:
