@@ -29,6 +29,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from . import _caches
+
 log = logging.getLogger("pyjoule")
 
 _HOST = socket.gethostname()
@@ -98,13 +100,8 @@ def claimed(db, func_id: str, pset_ids: Sequence[str]) -> dict[str, str]:
 
 
 #: claims rows' ids, decoded, by (run_id, rowid): a run's rows never change. A cache
-#: for this process's life (at most 65 rows); :func:`clear_cache` empties it.
-_decoded: dict[tuple[str, int], frozenset] = {}
-
-
-def clear_cache() -> None:
-    """Forget the decoded claims rows (they are decoded again when next read)."""
-    _decoded.clear()
+#: for this process's life (at most 65 rows), emptied by ``_caches.reset_all()``
+_decoded: dict[tuple[str, int], frozenset] = _caches.declare(__name__, "_decoded", {})
 _ID_HEX = 32  # pset ids are 16-byte BLAKE2b digests in hex
 _CHUNK = 1 << 20  # ids per claims row
 

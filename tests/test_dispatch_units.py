@@ -5,6 +5,7 @@ tmp_path; runs are registered by hand and their backends are counting fakes."""
 from __future__ import annotations
 
 import logging
+import pickle
 
 import pytest
 
@@ -203,7 +204,7 @@ def _ended_run(store, retries=1):
     plan = _dispatch.plan(store, FUNC, SIG, grid(0, 1, 2, 3))
     rec = started(store, plan, retries=retries, attempt=0)
     rd = RunDir(rec["run_dir"]).make()
-    rd.write(TASKS, __import__("pickle").dumps(list(zip(plan.ids, plan.psets))))
+    rd.write(TASKS, pickle.dumps(list(zip(plan.ids, plan.psets))))
     ids = plan.ids
     raised = dict(failure_record(ids[1], "ValueError", "boom", "exception"), kwargs={"i": 1})
     late = dict(failure_record(ids[2], "TimeoutError", "late", "timeout"), kwargs={"i": 2})
@@ -268,7 +269,7 @@ def test_status_finishes_an_ended_run_that_has_nothing_to_retry(store):
 
 
 def test_a_follower_whose_copy_is_stale_starts_no_attempt_another_started(store):
-    plan, rec = _ended_run(store, retries=1)
+    _plan, rec = _ended_run(store, retries=1)
     assert store.claim_attempt(rec["run_id"], 1)  # another follower retried already
     backend = Counting()
     assert not _dispatch.LiveRun(store, rec, backend)._maybe_retry()
