@@ -1,7 +1,10 @@
 """Judging runs in flight, the explicit step: :func:`reconcile` asks each run's
 backend whether it still lives (over SSH a pull, on SLURM an ``squeue``) and
 finishes the dead ones. Who calls it: :func:`.plan_run` (a call that computes),
-nothing else; the wait loop judges the runs it follows itself.
+nothing else; the wait loop judges the runs it follows itself
+(``LiveRun.poll_until_finished``, from ``Run.wait``/``done``), and ``status()``,
+reprs and listings only look (``LiveRun.refresh``). :func:`settle_transient` is
+``pyjoule cache gc``'s: local evidence only, no connection opened.
 """
 
 from __future__ import annotations
