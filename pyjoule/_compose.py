@@ -50,10 +50,12 @@ def compose(store: Store, *, func: Callable[..., Any], name: str,
     kind = backend_name(resolved)
     plan = own = None
     try:
-        plan = _dispatch.plan(store, identity.func_id, signature, space,
-                              config.get("limit"),
-                              run={"name": name, "backend": kind,
-                                   "host": getattr(resolved.host, "target", "local")})
+        # plan_run: the runs found in flight are judged (reconcile), the dead ones'
+        # psets claimed for this run
+        plan = _dispatch.plan_run(store, identity.func_id, signature, space,
+                                  config.get("limit"),
+                                  run={"name": name, "backend": kind,
+                                       "host": getattr(resolved.host, "target", "local")})
         if plan.to_run:
             backend, options = _backend(kind, resolved, len(plan.to_run), identity)
             own = _dispatch.LiveRun(store, _dispatch.launch(

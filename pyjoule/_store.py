@@ -642,13 +642,9 @@ class Store:
         >>> Store(tempfile.mkdtemp()).gc(older_than_s=30 * 86400)["entries"]
         0
         """
-        from . import _claims
-
         now = time.time() if now is None else now
         report = {"segments": 0, "entries": 0, "bytes": 0, "runs": 0, "files": 0,
-                  "runs_settled": 0, "dry_run": dry_run}
-        if not dry_run:  # runs a crash left starting/running/finishing
-            report["runs_settled"] = _claims.settle_transient(self)
+                  "dry_run": dry_run}
         with self._tx() as db:
             live = dict(db.execute("SELECT loc >> 32, COUNT(*) FROM entries GROUP BY 1"))
             rows = db.execute(

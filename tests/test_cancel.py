@@ -204,10 +204,11 @@ def test_cache_gc_finishes_a_run_a_crash_left_finishing(cache_dir, weird_tmp_pat
     _die(weird_tmp_path, "finishing")
     with _db(cache_dir) as db:
         assert db.execute("SELECT state FROM runs").fetchall() == [("finishing",)]
-    from pyjoule._store import Store
-
-    report = Store(cache_dir).gc()
-    assert report["runs_settled"] == 1
+    gc = subprocess.run([sys.executable, "-m", "pyjoule", "cache", "gc", "--json"],
+                        cwd=weird_tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                        capture_output=True, text=True, timeout=120)
+    assert gc.returncode == 0, gc.stderr
+    assert '"runs_settled": 1' in gc.stdout
     with _db(cache_dir) as db:
         assert db.execute("SELECT state, done FROM runs").fetchall() == [("done", 10)]
         assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0

@@ -124,8 +124,6 @@ PKG = Path(pyjoule.__file__).resolve().parent
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     ("pyjoule._backends.slurm", "pyjoule._store"):
         "atomic_write: a file helper of the store the SLURM backend borrows",
-    ("pyjoule._claims", "pyjoule._dispatch"):
-        "new_run_id and LiveRun: claims call back into dispatch",
     ("pyjoule._options", "pyjoule._transport.hosts"):
         "validating host= builds a Host: the typed Options of #16 decides",
     ("pyjoule._rundir", "pyjoule._backends._names"):

@@ -28,12 +28,6 @@ ALLOWLIST: dict[tuple[str, str], tuple[str, str]] = {
     ("pyjoule._backends.ssh", "_tidying"): (
         "run id -> a start command told to tidy, not yet through",
         "entries end when the command does; nothing is read after a fork"),
-    ("pyjoule._claims", "_decoded"): (
-        "claims rows' decoded pset ids by (run_id, rowid)",
-        "a claims row never changes once written"),
-    ("pyjoule._dispatch", "_logged_changes"): (
-        "(function, change) pairs already logged",
-        "only suppresses a repeated log line"),
     ("pyjoule._store", "_OPEN"): (
         "open Store objects by cache path",
         "one connection per cache per process; reset must close them"),

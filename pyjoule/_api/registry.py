@@ -56,7 +56,7 @@ def refresh_local_runs(store: Store) -> None:
     for rec in store.list_runs():
         if rec["state"] == "running" and rec["backend"] == "pool":
             try:
-                _dispatch.LiveRun(store, rec).poll_until_finished(timeout_s=0)
+                _dispatch.LiveRun(store, rec).refresh()  # starts no retry
             except Exception as exc:  # noqa: BLE001 - a listing must not fail on one run
                 log.debug("could not refresh run %s: %s", rec["run_id"], exc)
 
