@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import _private
+from .._private import DISK_FULL
+from .._private import disk_full as _full
 from .._errors import CacheError
 
 SCHEMA_VERSION = 4
@@ -44,23 +46,6 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS claims (func_id TEXT, run_id TEXT, ids BLOB);
 CREATE INDEX IF NOT EXISTS claims_func ON claims(func_id);
 """
-
-
-DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
-
-
-def _full(exc: OSError, path: str | os.PathLike) -> OSError:
-    """``CacheError`` naming the full file system for ENOSPC/EDQUOT, else ``exc``."""
-    if exc.errno not in DISK_FULL or isinstance(exc, CacheError):
-        return exc
-    what = "is full" if exc.errno == errno.ENOSPC else "is over your disk quota"
-    err = CacheError(f"the file system holding {path} {what} "
-                      f"({os.strerror(exc.errno)}): free some space (e.g. `pyjoule cache "
-                      "gc --max-size 10G`) or use a cache elsewhere (cache= or "
-                      "PYJOULE_CACHE), then run again: finished results kept in the "
-                      "run directories are stored then, nothing else is recomputed")
-    err.errno = exc.errno  # (no filename: it would replace the message in str())
-    return err
 
 
 def not_a_cache(root: str | os.PathLike) -> str | None:

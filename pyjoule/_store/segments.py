@@ -19,8 +19,9 @@ import uuid
 import zlib
 from typing import Any, Iterable
 
-from .. import _private, _rundir
-from .db import Database, _full, _unlink
+from .. import _private
+from .._rundir import atomic_write_private as atomic_write
+from .db import Database, _unlink
 
 log = logging.getLogger("pyjoule")
 
@@ -35,16 +36,6 @@ def _digest(data: bytes | memoryview) -> str:
     # CRC32 catches the damage a disk or a truncated copy does, 4x faster than a
     # cryptographic hash: segments are checked on every read.
     return f"{zlib.crc32(data):08x}"
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see all of it or nothing
-    (:func:`._rundir.atomic_write`: the one copy, private, its temporary file removed
-    on any failure); a full disk raises ``CacheError`` naming it."""
-    try:
-        _rundir.atomic_write(path, data, _private.modes()[1])
-    except OSError as exc:
-        raise _full(exc, os.fspath(path)) from exc
 
 
 class Segments(Database):
