@@ -25,7 +25,7 @@ uses is imported from here.
 
 from __future__ import annotations
 
-from .db import _OPEN, DISK_FULL, SCHEMA_VERSION, _full, not_a_cache
+from .db import _OPEN, DISK_FULL, SCHEMA_VERSION, _full, forget_open, not_a_cache
 from .entries import MAX_OUTPUT_BYTES, Entries, _cap_output
 from .maintenance import Maintenance
 from .registry import Registry
@@ -34,7 +34,7 @@ from .segments import BOOKKEEPING, _SEG_HEADER, _SEG_MAGIC, _by_segment, _digest
 #: what the rest of pyjoule (and its tests) import from ``pyjoule._store``
 __all__ = ["BOOKKEEPING", "DISK_FULL", "MAX_OUTPUT_BYTES", "SCHEMA_VERSION", "Store",
            "_OPEN", "_SEG_HEADER", "_SEG_MAGIC", "_by_segment", "_cap_output", "_digest",
-           "_full", "atomic_write", "not_a_cache"]
+           "_full", "atomic_write", "forget_open", "not_a_cache"]
 
 
 class Store(Maintenance, Entries, Registry):

@@ -79,8 +79,16 @@ def not_a_cache(root: str | os.PathLike) -> str | None:
     return None if row else "its index.sqlite has no pyjoule layout version"
 
 
-_OPEN: dict[Path, Any] = {}  # the stores open in this process, by root
+#: the stores open in this process, by root (a cache: see :func:`forget_open`)
+_OPEN: dict[Path, Any] = {}
 _D = TypeVar("_D", bound="Database")
+
+def forget_open() -> None:
+    """Forget the stores opened in this process: the next ``Store.open`` of a root
+    checks it and creates what is missing again, with a new connection. For tests,
+    and for a process that keeps running while caches are removed or replaced."""
+    _OPEN.clear()
+
 
 class Database:
     """One cache directory's index. Cheap to create; connects on first use."""

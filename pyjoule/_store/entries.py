@@ -77,6 +77,12 @@ class Entries(Segments):
             return found
         return {p: found[p] for p in pset_ids if p in found}
 
+    def lookup_present(self, func_id: str, pset_ids: Sequence[str]) -> dict[str, int]:
+        """``{pset_id: loc}`` of the cached ones among ``pset_ids`` whose segment file
+        is there with its size: all a plan needs from the cache, in one call (a
+        missing or truncated segment is dropped, so its psets are recomputed)."""
+        return self.verify_present(self.lookup(func_id, pset_ids))
+
     def verify_present(self, found: dict[str, int]) -> dict[str, int]:
         """Drop entries whose segment file is missing or has the wrong size."""
         seg_ids = {loc >> 32 for loc in set(found.values())} if found else set()
