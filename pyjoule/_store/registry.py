@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .._platform import me, process_alive
 from .db import Database
 
 
@@ -37,8 +38,6 @@ class Registry(Database):
         finished, or left ``finishing`` by a process that died); return the state it
         is finished from, or None when another (live) process has it. The finisher
         is recorded, so that others can tell a dead one from a slow one."""
-        from .. import _claims
-
         with self._tx() as db:
             row = db.execute("SELECT state, finished, options FROM runs WHERE run_id=?",
                              (run_id,)).fetchone()
@@ -46,11 +45,11 @@ class Registry(Database):
                 return None
             options = (json.loads(row[2]) if row[2] else None) or {}
             previous = row[0]
-            if previous == "finishing" and not _claims.process_alive(options.get("finisher")):
+            if previous == "finishing" and not process_alive(options.get("finisher")):
                 previous = options.get("finishing_from", "running")
             if previous not in ("running", "cancelled"):
                 return None
-            options.update(finisher=_claims.me(), finishing_from=previous)
+            options.update(finisher=me(), finishing_from=previous)
             db.execute("UPDATE runs SET state='finishing', options=? WHERE run_id=?",
                        (json.dumps(options), run_id))
             return previous
