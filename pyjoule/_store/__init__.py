@@ -29,10 +29,13 @@ from .db import _OPEN, DISK_FULL, SCHEMA_VERSION, _full, forget_open, not_a_cach
 from .entries import MAX_OUTPUT_BYTES, Entries, _cap_output
 from .maintenance import Maintenance
 from .registry import Registry
-from .segments import BOOKKEEPING, _SEG_HEADER, _SEG_MAGIC, _by_segment, _digest, atomic_write
+from .segments import BOOKKEEPING, SEG_HEADER, SEG_MAGIC, _by_segment, atomic_write, digest
+
+_SEG_HEADER, _SEG_MAGIC, _digest = SEG_HEADER, SEG_MAGIC, digest  # the old names, for _repair
 
 #: what the rest of pyjoule (and its tests) import from ``pyjoule._store``
-__all__ = ["BOOKKEEPING", "DISK_FULL", "MAX_OUTPUT_BYTES", "SCHEMA_VERSION", "Store",
+__all__ = ["BOOKKEEPING", "DISK_FULL", "MAX_OUTPUT_BYTES", "SCHEMA_VERSION", "SEG_HEADER",
+           "SEG_MAGIC", "Store", "digest",
            "_OPEN", "_SEG_HEADER", "_SEG_MAGIC", "_by_segment", "_cap_output", "_digest",
            "_full", "atomic_write", "forget_open", "not_a_cache"]
 

@@ -25,14 +25,16 @@ from .db import Database, _unlink
 
 log = logging.getLogger("pyjoule")
 
-_SEG_HEADER = struct.Struct("<4sQ")
-_SEG_MAGIC = b"PJS1"
+#: a segment file: this header (magic, length of part A), part A, part B (the
+#: checksums are in the index; ``_repair`` reads the format to rebuild it)
+SEG_HEADER = struct.Struct("<4sQ")
+SEG_MAGIC = b"PJS1"
 
 
 BOOKKEEPING = ("runtime_s", "started", "finished", "host", "run_id")
 
 
-def _digest(data: bytes | memoryview) -> str:
+def digest(data: bytes | memoryview) -> str:
     # CRC32 catches the damage a disk or a truncated copy does, 4x faster than a
     # cryptographic hash: segments are checked on every read.
     return f"{zlib.crc32(data):08x}"
@@ -77,10 +79,10 @@ class Segments(Database):
         part_b = _dumps(_output.values_part(records, run_id))  # + what they printed
         rel = f"data/{func_id}/{uuid.uuid4().hex}.seg"
         _private.private_dir(self.root / "data" / func_id)
-        blob = _SEG_HEADER.pack(_SEG_MAGIC, len(part_a)) + part_a + part_b
+        blob = SEG_HEADER.pack(SEG_MAGIC, len(part_a)) + part_a + part_b
         atomic_write(self.root / rel, blob)
-        return (func_id, rel, len(records), len(blob), len(part_a), _digest(part_a),
-                _digest(part_b), time.time())
+        return (func_id, rel, len(records), len(blob), len(part_a), digest(part_a),
+                digest(part_b), time.time())
 
     def read_columns(self, func_id: str, found: dict[str, int]) -> tuple[list[str], dict]:
         """Columns of the entries in ``found`` (``{pset_id: loc}``).
@@ -138,11 +140,11 @@ class Segments(Database):
             return None
         if len(blob) != nbytes:
             return None
-        head = _SEG_HEADER.size
+        head = SEG_HEADER.size
         view = memoryview(blob)
-        data, digest = ((view[head:head + len_a], digest_a) if part == "a"
-                        else (view[head + len_a:], digest_b))
-        if _digest(data) != digest:
+        data, expected = ((view[head:head + len_a], digest_a) if part == "a"
+                          else (view[head + len_a:], digest_b))
+        if digest(data) != expected:
             return None
         return pickle.loads(data)
 
