@@ -80,7 +80,8 @@ def check_ds_i(ds, n, start=0):
     import numpy as np
 
     i = ds["i"].values
-    check(np.array_equal(i, np.arange(start, start + n)), f"coordinate i wrong: {i[:5]}... ({i.size})")
+    check(np.array_equal(i, np.arange(start, start + n)),
+          f"coordinate i wrong: {i[:5]}... ({i.size})")
     y = np.asarray(ds["y"].values)
     check(np.array_equal(y, 2 * i), "y != 2*i")
 
@@ -598,8 +599,9 @@ def main(argv=None):
         out["ok"] = True
     except Unavailable as exc:
         out.update(ok=False, unavailable=str(exc))
-    except Exception as exc:  # report, do not crash: run.py shows it in the table
-        out.update(ok=False, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    except Exception as exc:  # noqa: BLE001 - report, do not crash: run.py shows it in the table
+        out.update(ok=False, error=f"{type(exc).__name__}: {exc}",
+                   traceback=traceback.format_exc())
     out["total_s"] = pc() - T0
     sys.stdout.flush()
     print(MARK + json.dumps(out), flush=True)

@@ -176,7 +176,7 @@ process; the remote one minus the local one bounds the cost of pulling and inges
 them over SSH. A first copy of many small files is bound by the host's file system
 (creating a file in the remote home costs 0.2–1 ms of kernel time here, see
 TEST-INFRA-ssh.md), for rsync and pyjoule alike; each repeat copies into a new folder.
-"""
+"""  # noqa: E501 - the Markdown table's rows are one line each
     # the round-trip section comes from benchmarks/roundtrips.py: kept as it is
     out = Path(a.output)
     previous = out.read_text() if out.exists() else ""

@@ -348,7 +348,8 @@ def failures_of(job):
     if not bad:
         return ""
     first = str(bad[0].get("error") or bad[0].get("unavailable") or "?").splitlines()[0][:160]
-    return f"**only {len(job.results) - len(bad)}/{len(job.results)} runs ok** (first error: {first})"
+    ok = len(job.results) - len(bad)
+    return f"**only {ok}/{len(job.results)} runs ok** (first error: {first})"
 
 
 def notes_of(job):
@@ -660,7 +661,8 @@ def tables(jobs, ctx):
             if why:
                 add(row(label, why, "", "", "", ""))
                 continue
-            growth = [r["rss_peak_mib"] - r["rss_after_import_mib"] for r in j.results if r.get("ok")]
+            growth = [r["rss_peak_mib"] - r["rss_after_import_mib"]
+                      for r in j.results if r.get("ok")]
             add(row(label, fmt_stat(stat(j, "rss_peak_mib"), fmt_mib),
                     fmt_mib(statistics.median(growth)), fmt_stat(stat(j, "tree_pss_mib"), fmt_mib),
                     fmt_t(med(j, "seconds")), notes_of(j)))
@@ -683,7 +685,8 @@ def tables(jobs, ctx):
 
 def sh(*cmd):
     try:
-        return subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=ROOT, timeout=10).stdout.strip()
+        return subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=ROOT,
+                              timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -692,7 +695,8 @@ def machine():
     cpu = ""
     try:
         with open("/proc/cpuinfo") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh
+                        if ln.startswith("model name")), "")
     except OSError:
         pass
     mem = ""
@@ -771,7 +775,8 @@ def document(head, body, ctx, mach, cmd):
         "interpreter**; the repeats are interleaved round-robin in a shuffled order. W2 gets "
         f"at least {W2_REPEATS} repeats: its verdict is within this VM's noise. Per-run "
         f"timeout {ctx['timeout']:.0f} s.",
-        "- Each script does its imports first (the *imports* column: from the first line of `bench.py` "
+        "- Each script does its imports first (the *imports* column: from the first line of "
+        "`bench.py` "
         "to the end of the imports). For pyjoule that is `import pyjoule, xarray`: xarray is "
         "counted as one of pyjoule's imports because the Dataset is its result type. Then only "
         "the measured region is timed with `perf_counter`, and every result is checked "
@@ -833,8 +838,8 @@ def populate(name, sizes, workers, tmp, timeout_s):
     t0 = time.perf_counter()
     res = run_child(["--workload", workload, "--variant", variant, "--setup", "--cache", d,
                      *argv(sizes, workers)], timeout_s)
-    log(f"  populate {name}: {'ok' if res.get('ok') else res.get('unavailable') or res.get('error')}"
-        f" ({time.perf_counter() - t0:.1f} s)")
+    outcome = "ok" if res.get("ok") else res.get("unavailable") or res.get("error")
+    log(f"  populate {name}: {outcome} ({time.perf_counter() - t0:.1f} s)")
     return d, res
 
 
@@ -844,8 +849,8 @@ def log(msg):
 
 def pyjoule_available():
     code = "import pyjoule; print(hasattr(pyjoule, 'experiment'))"
-    out = subprocess.run([str(PYTHONS.get("bare", sys.executable)), "-c", code], check=False, capture_output=True, text=True,
-                         env=child_env(), cwd=ROOT)
+    out = subprocess.run([str(PYTHONS.get("bare", sys.executable)), "-c", code], check=False,
+                         capture_output=True, text=True, env=child_env(), cwd=ROOT)
     return out.stdout.strip() == "True"
 
 
@@ -998,7 +1003,8 @@ def main(argv=None):
     for rep in range(rounds):
         order = [j for j in runnable if rep < repeats_of(j, a)]
         rng.shuffle(order)
-        log(f"repeat {rep + 1}/{rounds} ({len(order)} runs, {time.perf_counter() - t_start:.0f} s so far)")
+        so_far = time.perf_counter() - t_start
+        log(f"repeat {rep + 1}/{rounds} ({len(order)} runs, {so_far:.0f} s so far)")
         for j in order:
             if a.wait_idle:
                 wait_idle(a.wait_idle)
@@ -1028,7 +1034,8 @@ def main(argv=None):
     ctx["raw"] = str(raw.relative_to(ROOT))
     raw.write_text(json.dumps({"ctx": ctx, "jobs": [
         {"workload": j.workload, "variant": j.variant, "env": j.env,
-         "args": [str(x) for x in j.args], "results": j.results} for j in jobs]}, indent=1, default=str))
+         "args": [str(x) for x in j.args], "results": j.results} for j in jobs]},
+        indent=1, default=str))
     head = write_markdown(jobs, ctx, output)
     if not a.keep:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -110,7 +110,8 @@ def w4_psets(shape=(10, 100, 100), missing=0.2, seed=W4_SEED):
     coords = w4_coords(shape)
     ia, ib, ic = np.unravel_index(w4_points(shape, missing, seed), shape)
     a, b, c = coords["a"], coords["b"], coords["c"]
-    return [{"a": a[x], "b": b[y], "c": c[z]} for x, y, z in zip(ia.tolist(), ib.tolist(), ic.tolist())]
+    return [{"a": a[x], "b": b[y], "c": c[z]}
+            for x, y, z in zip(ia.tolist(), ib.tolist(), ic.tolist())]
 
 
 def w4_records(shape=(10, 100, 100), missing=0.2, seed=W4_SEED):

@@ -87,8 +87,7 @@ def __dir__() -> list[str]:
 
 
 if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from ._api import Experiment, Run, attach, load, runs
-    from ._decorator import experiment
+    from ._api import Experiment, Run, attach, experiment, load, runs
     from ._analysis import best, stats
     from ._plot import plot
     from ._config import config

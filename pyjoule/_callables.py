@@ -26,6 +26,8 @@ import os
 import sys
 import types
 
+from . import _caches
+
 __all__ = ["is_value", "label", "token"]
 
 _MEMO_MAX = 256
@@ -80,7 +82,7 @@ def token(x, encode) -> str:
         text = f"partial({token(x.func, encode)}, {encode(list(x.args))}, " \
                f"{encode(dict(x.keywords))})"
     else:
-        text = f"callable({ascii(_digest(x))})"
+        text = f"callable({_digest(x)!a})"
     if len(_memo) >= _MEMO_MAX:
         _memo.clear()
     _memo[id(x)] = (x, text)
@@ -88,7 +90,8 @@ def token(x, encode) -> str:
 
 
 def _digest(x) -> str:
-    from ._identity import _digest as digest, _distribution, identify
+    from ._identity import _digest as digest
+    from ._identity import _distribution, identify
 
     module = getattr(x, "__module__", None)
     if not isinstance(module, str):
@@ -176,3 +179,8 @@ def user_modules(kwargs_list) -> tuple[str, ...]:
                     and _is_user(v, module):
                 names.add(module)
     return tuple(sorted(names))
+
+
+# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
+_caches.declare(__name__, "_memo", _memo)
+_caches.declare(__name__, "seen", seen, reset=lambda: globals().update(seen=0))

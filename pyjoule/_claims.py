@@ -164,7 +164,13 @@ def is_live(store, rec: dict) -> bool:
     if state == "starting":
         if process_alive(options.get("driver")):
             return True
-        rec = _promote_if_started(store, rec)
+        try:
+            rec = settle_start(store, rec)
+        except Exception as exc:  # noqa: BLE001 - e.g. a host unreachable: not evidence
+            log.info("run %s: its driver died while starting it, and whether its "
+                     "workers started cannot be told now (%s); waiting for it",
+                     rec["run_id"], exc)
+            return True
         if rec is None or rec.get("state") == "starting":
             return False
         return is_live(store, rec)
@@ -182,12 +188,24 @@ def is_live(store, rec: dict) -> bool:
     return False  # ended: its claims are stale
 
 
-def _promote_if_started(store, rec: dict) -> dict | None:
-    """A ``starting`` run whose driver died just after it started the pool (its pid
-    file is there) is a running run: mark it so, and return its record anew."""
-    from ._rundir import RunDir
+def settle_start(store, rec: dict) -> dict | None:
+    """A ``starting`` run whose driver died: running, if the driver got as far as
+    starting its backend and a worker started (its run directory's fate says so: the
+    worker writes ``started`` before it computes); else still ``starting``, and
+    ``abandoned`` is its fate now, so no worker of it will ever compute: it is to be
+    settled as never started. Returns the run's record anew (None: it is gone).
 
-    if not RunDir(rec["run_dir"]).has_pid():
+    May ask a host or the scheduler; raises when they cannot be asked (then nobody
+    can tell, and the run must be waited for, not settled)."""
+    from ._rundir import STARTED
+
+    options = rec.get("options") or {}
+    if not options.get("launching"):  # the driver died before it started anything
+        return rec
+    from ._dispatch import make_backend
+
+    fate = make_backend(rec["backend"], rec["run_dir"], options).settle_start()
+    if fate != STARTED:
         return rec
     with store._tx() as db:
         db.execute("UPDATE runs SET state='running' WHERE run_id=? AND state='starting'",
@@ -207,12 +225,14 @@ def settle(store, run_id: str, rec: dict | None = None) -> None:
     log.info("run %s (%s) is dead: finishing it, its unfinished psets are free again",
              run_id, rec["state"])
     if rec["state"] == "starting":
-        rec = _promote_if_started(store, rec)
+        rec = settle_start(store, rec)
         if rec is None:
             return
         if rec["state"] == "starting":
             _settle_starting(store, rec)
             return
+        if rec["state"] == "running" and rec.get("finished") is None and is_live(store, rec):
+            return  # it had started, and it runs: it keeps its claims
     if rec["state"] in ("running", "cancelled"):
         LiveRun(store, rec).poll_until_finished(timeout_s=0)
         return
@@ -256,7 +276,9 @@ def settle_transient(store) -> int:
         state = rec["state"]
         if state not in ACTIVE or rec.get("finished") is not None:
             continue
-        remote = rec["backend"] in ("ssh", "slurm") and state in ("running", "cancelled")
+        remote = rec["backend"] in ("ssh", "slurm") and (
+            state in ("running", "cancelled")
+            or (rec.get("options") or {}).get("launching"))  # its fate is on the host
         if remote or is_live(store, rec):
             continue
         settle(store, rec["run_id"], rec)

@@ -71,9 +71,8 @@ def _encode(values: Sequence[Any], types: set, exact: bool = False) -> tuple[str
         except OverflowError:
             return "obj", list(values), None
     if types and all(issubclass(t, _INTS + _FLOATS) and not issubclass(t, _BOOLS)
-                     for t in types):
-        if not (exact and any(issubclass(t, _INTS) for t in types)):
-            return "num", np.array(values, dtype=np.float64), None
+                     for t in types) and not (exact and any(issubclass(t, _INTS) for t in types)):
+        return "num", np.array(values, dtype=np.float64), None
     if types and all(issubclass(t, str) for t in types):
         lookup: dict[str, int] = {}
         codes = np.fromiter((lookup.setdefault(v, len(lookup)) for v in values),

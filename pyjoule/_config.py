@@ -11,9 +11,11 @@ Every environment variable pyjoule reads is listed in ``_SETTINGS`` (and in
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from . import _caches
 from ._errors import OptionError
 
 
@@ -21,7 +23,7 @@ def _to_bool(text: str) -> bool:
     return text.strip().lower() not in ("", "0", "false", "no", "off")
 
 
-def _to_cache(text: str) -> "str | bool":
+def _to_cache(text: str) -> str | bool:
     return False if text.strip().lower() in ("0", "false", "off", "no") else text
 
 
@@ -59,6 +61,9 @@ def _check(name: str, value: Any) -> str | None:
     return problem(name, value)
 
 
+#: what ``pj.config(...)`` set, by name: the process's settings (lifetime: the
+#: process; ``pj.config(name=None)`` or leaving a ``with pj.config(...)`` block
+#: removes one). State, not a cache: never cleared behind the user's back.
 _overrides: dict[str, Any] = {}
 
 
@@ -149,7 +154,7 @@ class config(metaclass=_ConfigType):
         if "log_level" in options:
             _apply_log_level(config.get("log_level"))
 
-    def __enter__(self) -> "config":
+    def __enter__(self) -> config:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -219,7 +224,7 @@ def layered(name: str, root: Any = _PROJECT,
 
     if name in _overrides:
         return _overrides[name], "pj.config(...)"
-    env, parse, default = _SETTINGS[name]
+    env, parse, _default = _SETTINGS[name]
     text = os.environ.get(env) if env else None
     if text is not None and text != "":
         try:
@@ -304,7 +309,14 @@ def project_root(start: str | os.PathLike[str] | None = None) -> Path | None:
     return None
 
 
+#: cache: ``$HOME`` as given -> resolved (looked for on every call); see reset_caches
 _homes: dict[str, Path] = {}
+
+
+def reset_caches() -> None:
+    """Forget what this module remembers about the file system (the resolved home
+    folder), e.g. after a test moved ``$HOME`` to a folder it then replaced."""
+    _homes.clear()
 
 
 def _home() -> Path | None:
@@ -382,3 +394,8 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS
         return os.cpu_count() or 1
+
+
+# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
+_caches.declare(__name__, "_overrides", _overrides)
+_caches.declare(__name__, "_homes", _homes)

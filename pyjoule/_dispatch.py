@@ -21,14 +21,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from . import (_callables, _claims, _hashing, _interrupt, _keying, _pickling, _private,
-               _records, _space, _unfinished)
+from . import (_callables, _claims, _faults, _hashing, _interrupt, _keying, _pickling,
+               _private, _records, _space, _unfinished)
 from ._errors import OptionError, SerializationError
 from ._rundir import PAYLOAD, REQUEST, RETRY, TASKS, RunDir
 from ._store import Store
 
 if TYPE_CHECKING:
     from ._backends.base import Backend
+    from ._options import LaunchOptions
 
 log = logging.getLogger("pyjoule")
 
@@ -259,7 +260,7 @@ def _unpicklable_global(func: Callable) -> str | None:
 
 
 def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan,
-           backend, options: dict, request: bool = True,
+           backend, options: LaunchOptions, request: bool = True,
            by_value: Sequence[str] = ()) -> dict:
     """Write the run directory of the run ``plan_`` claimed, start the backend, and
     mark the run ``running``. On any failure the claim is released (nothing was
@@ -270,13 +271,13 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     run_dir = os.path.join(store.root, "runs", run_id)
     calls = plan_.psets if plan_.calls is None else plan_.calls
     tasks = [(plan_.ids[i], calls[i]) for i in plan_.to_run]
-    host = options.get("host")
+    host = options.host
     rec = dict(run_id=run_id, func_id=func_id, name=name,
                host=getattr(host, "target", host) or "local",
                backend=backend.name, run_dir=run_dir, state="running",
                total=len(plan_.ids), cached=len(plan_.found), done=0, failed=0,
-               workers=options["workers"], submitted=time.time(), finished=None,
-               job_ids=None, options={"retries": options["retries"], "attempt": 0,
+               workers=options.workers, submitted=time.time(), finished=None,
+               job_ids=None, options={"retries": options.retries, "attempt": 0,
                                       "driver": _claims.me(), **backend.describe()})
     if plan_.ignored:  # recorded without them, by whichever process ingests the results
         rec["options"]["ignore"] = list(plan_.ignored)
@@ -287,9 +288,9 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     fields = {k: v for k, v in rec.items() if k not in ("run_id", "func_id")}
     try:
         rd = RunDir(run_dir).make()
-        payload = {"func": func, "threads": options["threads"],
-                   "timeout_s": options["timeout"], "capture": options["capture"],
-                   "batch": options.get("batch")}
+        payload = {"func": func, "threads": options.threads,
+                   "timeout_s": options.timeout, "capture": options.capture,
+                   "batch": options.batch}
         _write(rd, PAYLOAD, pickle_function(func, payload, by_value))
         _write(rd, TASKS, _tasks_blob(tasks, by_value) if plan_.by_value else tasks)
         if request:
@@ -299,13 +300,21 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
             # and has not written ``exit``) before it starts.
             store.update_run(run_id, **fields)
             started = registered = True
-            backend.start(run_dir, options["workers"])
+            backend.start(run_dir, options.workers)
         else:
             # Marked running once started, so that whoever finds it running also
             # finds its pid file (else it would take the run for dead and finish it);
             # until then others see it ``starting``, alive while this process is.
-            backend.start(run_dir, options["workers"])
+            # Its backend is recorded first: should this process die while starting
+            # it, whoever settles the run asks the backend's side whether a worker
+            # started (then it is followed) or not (then none ever will), see
+            # _claims.settle_start.
+            store.update_run(run_id, **dict(fields, state="starting", options=dict(
+                fields["options"], launching=True)))
+            _faults.point("launch:before-start")
+            backend.start(run_dir, options.workers)
             started = True
+            _faults.point("launch:started")
             rec["job_ids"] = fields["job_ids"] = backend.job_ids()
             store.update_run(run_id, **fields)
             registered = True

@@ -8,10 +8,12 @@ ragged grids where an empty panel says so and its neighbours carry the tick labe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Hashable
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _caches
 from ._errors import OptionError
 
 if TYPE_CHECKING:
@@ -99,7 +101,7 @@ def _positions(labels: np.ndarray) -> tuple[np.ndarray, list[str] | None]:
     if labels.dtype.kind in "iuf":
         return labels.astype(np.float64), None
     values = labels.tolist()
-    if all(v is None or isinstance(v, (int, float)) and not isinstance(v, bool)
+    if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
            for v in values):
         return np.array([np.nan if v is None else v for v in values], float), None
     return np.arange(len(values), dtype=float), [str(v) for v in values]
@@ -332,3 +334,8 @@ def _figure_class() -> type[Figure]:
 
         _FIGURE_CLASS = PlotFigure
     return _FIGURE_CLASS
+
+
+# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
+_caches.declare(__name__, "_FIGURE_CLASS", _FIGURE_CLASS,
+                reset=lambda: globals().update(_FIGURE_CLASS=None))

@@ -44,16 +44,13 @@ from collections.abc import Iterable, Mapping
 from operator import itemgetter
 from typing import Any
 
-from . import _callables
+from . import _caches, _callables
 from ._errors import HashingError
+from ._hashing_errors import _Elem, _Key, _type_name, _unsupported, _where
 
-__all__ = ["canonical_bytes", "pset_id", "pset_ids"]
+__all__ = ["canonical_bytes", "clear_caches", "pset_id", "pset_ids"]
 
 _SIMPLE = frozenset({str, int, float, bool, type(None)})
-_USE = (
-    "use str, int, float, bool, None, lists, tuples, dicts, sets, bytes, "
-    "numpy scalars or arrays, functions or classes"
-)
 _DIGITS = 500  # chunk for ints over sys.get_int_max_str_digits() (640 at the least)
 _CHUNK = 10**_DIGITS
 _KEYS_CACHE_MAX = 4096
@@ -165,6 +162,12 @@ def pset_ids(psets: Iterable[Mapping[str, Any]]) -> list[str]:
         hasher.update(text)
         append(hasher.hexdigest())
     return out
+
+
+def clear_caches() -> None:
+    """Forget the fast path's entries per key tuple (bounded at ``_KEYS_CACHE_MAX``;
+    they depend on the keys alone, so this is for tests that start from nothing)."""
+    _key_cache.clear()
 
 
 def _key_entry(keys: tuple) -> tuple | None:
@@ -326,7 +329,7 @@ def _enc_other(x: Any, path: Any, active: set) -> str:
         return f"complex({x.real!r}, {x.imag!r})"
     pathlib = sys.modules.get("pathlib")
     if pathlib is not None and isinstance(x, pathlib.PurePath):
-        return f"path({ascii(x.as_posix())})"
+        return f"path({x.as_posix()!a})"
     if callable(x) and _callables.is_value(x):
         return _callables.token(x, lambda v: _enc(v, path, active))
     if t.__name__ in _PANDAS_MISSING and t.__module__.startswith("pandas"):
@@ -376,7 +379,7 @@ def _enc_array(a: Any, np: Any, path: Any, active: set) -> str:
         a = a.astype(dtype.newbyteorder("<"))
     flat = np.ascontiguousarray(a).reshape(-1)
     digest = hashlib.blake2b(_nan_free(flat, np).view(np.uint8), digest_size=32).hexdigest()
-    return f"ndarray({ascii(flat.dtype.str)}, {shape}, {ascii(digest)})"
+    return f"ndarray({flat.dtype.str!a}, {shape}, {digest!a})"
 
 
 def _nan_free(flat: Any, np: Any) -> Any:
@@ -392,68 +395,5 @@ def _nan_free(flat: Any, np: Any) -> Any:
     return floats
 
 
-# ------------------------------------------------------------------- the errors
-
-
-class _Key:
-    """Path step for a dict key that itself failed to hash."""
-
-    def __init__(self, key: Any):
-        self.key = key
-
-
-class _Elem:
-    """Path step for a set element."""
-
-
-_HINTS = {
-    "enum": "pass member.value or member.name instead",
-    "datetime": "pass an ISO string from .isoformat() instead",
-    "decimal": "pass str(x) or float(x) instead",
-    "fractions": "pass str(x) or float(x) instead",
-}
-
-
-def _unsupported(x: Any, path: Any, hint: str = "") -> HashingError:
-    for cls in type(x).__mro__:
-        hint = hint or _HINTS.get(cls.__module__, "")
-    if callable(x) and not hint:
-        hint = ("a bound method or callable object carries state no name describes: "
-                "pass the function or class itself, or a name (str) to look up inside "
-                "your function")
-    tail = f"; {hint}" if hint else ""
-    return HashingError(f"cannot hash {_where(path)} of type {_type_name(x)}: {_USE}{tail}")
-
-
-def _type_name(x: Any) -> str:
-    t = type(x)
-    if t.__module__ in ("builtins", "__main__"):
-        return t.__qualname__
-    return f"{t.__module__}.{t.__qualname__}"
-
-
-def _where(path: Any) -> str:
-    """Render a linked path: ``parameter 'opts["solver"][2]'`` or ``value at '[1]'``."""
-    steps = []
-    while path:
-        path, step = path
-        steps.append(step)
-    steps.reverse()
-    in_pset = path == ()
-    if not steps:
-        return "pset" if in_pset else "value"
-    if in_pset and type(steps[0]) is str:  # the parameter's own name goes bare
-        text = steps[0] + "".join(map(_step_text, steps[1:]))
-    else:
-        text = "".join(map(_step_text, steps))
-    return f"parameter '{text}'" if in_pset else f"value at '{text}'"
-
-
-def _step_text(step: Any) -> str:
-    if isinstance(step, _Key):
-        return f"[key {step.key!r}]"
-    if isinstance(step, _Elem):
-        return "{element}"
-    if isinstance(step, str):
-        return '["' + step.replace("\\", "\\\\").replace('"', '\\"') + '"]'
-    return f"[{step!r}]"
+# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
+_caches.declare(__name__, "_key_cache", _key_cache)

@@ -14,8 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
-    from ._api import Experiment, Run
-    from ._store import Store
+    from ._api import Experiment, Run, _Session
 
 
 @contextlib.contextmanager
@@ -39,23 +38,24 @@ def sigint_deferred() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
-def start_or_stop(exp: Experiment[..., Any], space: Any, store: Store, func_id: str,
+def start_or_stop(exp: Experiment[..., Any], space: Any, call: _Session,
                   **kwargs: Any) -> Run | KeyboardInterrupt:
-    """``exp._run(space, ...)``, the ``pj.Run`` it starts; or, for a Ctrl-C in the
-    function itself under ``workers=0`` (its psets run inside the start, which has
-    cancelled the run already), the one-line ``KeyboardInterrupt`` to raise."""
+    """``exp._run(space, ...)`` in the call ``call``, the ``pj.Run`` it starts; or,
+    for a Ctrl-C in the function itself under ``workers=0`` (its psets run inside the
+    start, which has cancelled the run already), the one-line ``KeyboardInterrupt``
+    to raise."""
+    resolved = call.resolved
     try:
-        return exp._run(space, store, func_id, **kwargs)
+        return exp._run(space, call.store, call.identity, resolved=resolved, **kwargs)
     except KeyboardInterrupt:
-        resolved = exp._resolved()
         if resolved.workers != 0 or resolved.host is not None or \
                 resolved.slurm is not None:
             raise
     from . import _dispatch
 
     try:  # planned again, without claiming anything: only to count
-        ids = _dispatch.plan(None, func_id, exp._signature, space).ids
-        kept = len(store.lookup(func_id, ids))
+        ids = _dispatch.plan(None, call.func_id, exp._signature, space).ids
+        kept = len(call.store.lookup(call.func_id, ids))
     except Exception:  # noqa: BLE001 - the line must not hide the Ctrl-C
         return KeyboardInterrupt(_GENERIC)
     return KeyboardInterrupt(_LINE.format(kept=kept, total=len(ids)))

@@ -16,6 +16,7 @@ from typing import Any
 from . import _callables, _hashing
 from ._errors import HashingError, OptionError
 
+
 def ignored_names(ignore: Any, sig) -> frozenset:
     """Check ``ignore=`` at decoration: names of the function's parameters."""
     if isinstance(ignore, str):
@@ -35,7 +36,7 @@ def ignored_names(ignore: Any, sig) -> frozenset:
 
 def warn_duplicates(n: int, n_unique: int, calls: list[dict], signature) -> None:
     """One warning for the psets a call collapsed (API §1), at the user's line."""
-    from ._api import _user_stacklevel
+    from ._identity import user_stacklevel
 
     what = ""
     if signature.ignore:  # how many differ only in what ``ignore=`` leaves out
@@ -54,7 +55,7 @@ def warn_duplicates(n: int, n_unique: int, calls: list[dict], signature) -> None
         f"collapsed{what}: each distinct pset runs once (results are cached by pset). "
         "To repeat a computation, put the repetitions on an axis of their own, e.g. "
         "pj.grid(..., seed=range(10)) or rep=range(10)",
-        UserWarning, stacklevel=_user_stacklevel())
+        UserWarning, stacklevel=user_stacklevel())
 
 
 def request(plan_) -> tuple[list, list]:

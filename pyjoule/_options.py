@@ -225,11 +225,29 @@ class Resolved:
     ignore: tuple[str, ...]
     sources: Mapping[str, str]
 
-    def launch_options(self) -> dict[str, Any]:
-        """What ``_dispatch.launch`` reads (a fresh dict: the backend may set workers)."""
-        return {"host": self.host, "workers": self.workers, "threads": self.threads,
-                "timeout": self.timeout, "batch": self.batch, "capture": self.capture,
-                "retries": self.retries, "errors": self.errors, "progress": self.progress}
+
+@dataclasses.dataclass(frozen=True)
+class LaunchOptions:
+    """What a run is started with (``_dispatch.launch`` reads it): built once per call
+    where the backend is chosen (``_compose``), so the worker count is the one that
+    backend runs with, not the option as given."""
+
+    host: Any               # pj.Host, or None: this machine
+    workers: int            # processes the backend starts (0: in this process)
+    threads: int
+    timeout: float | None
+    batch: int | None
+    capture: bool
+    retries: int
+    progress: bool
+
+    @classmethod
+    def of(cls, resolved: Resolved, workers: int) -> "LaunchOptions":
+        """The options of ``resolved`` a run starts with, running ``workers``."""
+        return cls(host=resolved.host, workers=workers, threads=resolved.threads,
+                   timeout=resolved.timeout, batch=resolved.batch,
+                   capture=resolved.capture, retries=resolved.retries,
+                   progress=resolved.progress)
 
 
 _DEFAULTS: dict[str, Any] = {"host": None, "slurm": None, "batch": None, "threads": 1,

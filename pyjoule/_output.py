@@ -80,9 +80,9 @@ def run_logs(store: Store, rec: dict[str, Any], key: str | None = None) -> dict[
     failed: ``{"psets": [...], "quiet": n, "run_dir": ...}``, one dict per pset that
     printed or failed, in the run's order (``key``, ``pset``, ``status``, ``stdout``,
     ``stderr``, and for a failure ``error_type``, ``reason``, ``message``,
-    ``traceback``, ``log``); ``quiet`` counts the run's other finished psets, ``cancelled`` those that never
-    started; ``worker_log``: the run's log (what C code and the workers printed), if
-    not empty.
+    ``traceback``, ``log``); ``quiet`` counts the run's other finished psets,
+    ``cancelled`` those that never started; ``worker_log``: the run's log (what C code
+    and the workers printed), if not empty.
     ``key``: only the pset whose key is (or starts with) ``key``."""
     from ._rundir import RunDir
 

@@ -18,6 +18,8 @@ import marshal
 import types
 from collections import ChainMap
 
+from . import _caches
+
 
 def _reduce_code(code: types.CodeType):
     return marshal.loads, (marshal.dumps(code),)
@@ -33,7 +35,7 @@ def _pickler():
         import cloudpickle
 
         class _Pickler(cloudpickle.Pickler):
-            dispatch_table = ChainMap({types.CodeType: _reduce_code},
+            dispatch_table = ChainMap({types.CodeType: _reduce_code},  # noqa: RUF012 - pickle's hook
                                       getattr(cloudpickle.Pickler, "dispatch_table",
                                               copyreg.dispatch_table))
 
@@ -46,3 +48,7 @@ def dumps(obj, protocol: int = 5) -> bytes:
     with io.BytesIO() as buf:
         _pickler()(buf, protocol=protocol).dump(obj)
         return buf.getvalue()
+
+
+# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
+_caches.declare(__name__, "_PICKLER", _PICKLER, reset=lambda: globals().update(_PICKLER=None))

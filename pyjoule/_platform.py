@@ -82,7 +82,7 @@ def is_zombie(pid: int) -> bool:
     """Whether ``pid`` has exited but not been reaped by its parent."""
     if LINUX:
         fields = _stat_fields(pid)
-        return bool(fields) and fields[0] == "Z"
+        return bool(fields and fields[0] == "Z")
     try:
         import psutil  # noqa: F401
     except ImportError:  # e.g. a worker on a host without it: ask ps (slow, rare)

@@ -52,9 +52,9 @@ def plot(ds: xr.Dataset | xr.DataArray, var: str | Sequence[str], x: str,  # noq
     values behind it (e.g. "mean ± 1 s.e.m. over 5 seeds", or "over 3–5 seeds" when
     some psets failed). Panels share the x axis, and the y axis where they show the
     same variable; axis labels are the names (or ``long_name`` attributes) with the
-    ``units`` attribute in brackets. Missing points are gaps (each point has a marker, so a point between two
-    gaps still shows); a panel with no value at all says so. On a sparse Dataset only
-    the plotted slice is made dense.
+    ``units`` attribute in brackets. Missing points are gaps (each point has a marker,
+    so a point between two gaps still shows); a panel with no value at all says so. On
+    a sparse Dataset only the plotted slice is made dense.
 
     Parameters
     ----------

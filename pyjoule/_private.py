@@ -25,6 +25,7 @@ import os
 import stat
 from pathlib import Path
 
+from . import _caches
 from ._errors import CacheError
 
 log = logging.getLogger("pyjoule")
@@ -250,3 +251,7 @@ def disk_full(exc: OSError, path: str | os.PathLike) -> OSError:
                       "run directories are stored then, nothing else is recomputed")
     err.errno = exc.errno  # (no filename: it would replace the message in str())
     return err
+
+
+# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
+_caches.declare(__name__, "_warned", _warned)

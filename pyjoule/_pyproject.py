@@ -19,6 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from . import _caches
+
 log = logging.getLogger("pyjoule")
 
 # path -> ((inode, mtime, size), settings, label)
@@ -82,3 +84,8 @@ def _read(path: str) -> dict[str, Any]:
     if isinstance(out.get("cache"), str):  # relative to the project, not to the cwd
         out["cache"] = str(Path(path).parent / Path(out["cache"]).expanduser())
     return out
+
+
+# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
+_caches.declare(__name__, "_seen", _seen)
+_caches.declare(__name__, "_warned", _warned)

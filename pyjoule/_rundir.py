@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import time
 
 from . import _platform, _private
 
@@ -58,6 +59,8 @@ ENDS = "ends"
 LOGS = "logs"
 LOG_SUFFIX = ".out"         # logs/<task>.out (sbatch --output)
 TMP_SUFFIX = ".tmp"
+FATE = "fate"               # "started" or "abandoned": the first word written stands
+STARTED, ABANDONED = "started", "abandoned"
 TASK_PREFIXES = ("tasks", "retry-")  # the task files: tasks.pkl, retry-<n>.pkl
 
 #: the names the remote scripts are given (:func:`fill`, :func:`names_source`)
@@ -285,6 +288,33 @@ class RunDir:
         if start is None:
             start = _platform.process_start_time(pid)
         atomic_write(self.pid_file, f"{pid} {start}\n".encode())
+
+    def decide_fate(self, word: str) -> str:
+        """The run's fate: ``word`` (``STARTED`` from a worker about to compute,
+        ``ABANDONED`` from whoever settles a run whose driver died while starting it)
+        if no fate was written before, else the earlier one: the first writer wins.
+
+        This is what keeps a run that was killed while it started from running
+        twice: a worker that finds it abandoned computes nothing (its psets were
+        freed for another run), and a settler that finds it started follows it. The
+        word is written whole to a private file and hard-linked into place (one
+        atomic step, refused if the name exists): nobody ever reads half a fate."""
+        self.make(results=False)
+        path = self.join(FATE)
+        tmp = f"{path}.{os.getpid()}.{time.time_ns()}{TMP_SUFFIX}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        try:
+            write_all(fd, word.encode())
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+            return word
+        except FileExistsError:
+            with open(path) as fh:
+                return fh.read().strip()
+        finally:
+            os.unlink(tmp)
 
     def has_pid(self) -> bool:
         return os.path.exists(self.pid_file)

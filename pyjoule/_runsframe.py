@@ -17,7 +17,7 @@ import pandas as pd
 class RunsFrame(pd.DataFrame):
     """A DataFrame whose repr starts with the cache it lists."""
 
-    _metadata = []  # everything lives in ``attrs``, which pandas carries along
+    _metadata: list[str] = []  # noqa: RUF012 - everything lives in ``attrs``, which pandas carries along
 
     @property
     def _constructor(self):

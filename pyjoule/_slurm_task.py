@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 from . import _platform, _rundir
@@ -116,6 +117,10 @@ def run_slurm(run_dir: str, wave: str, workers: int) -> int:
 
     me = array_task_id()
     rd = RunDir(run_dir)
+    if rd.decide_fate(_rundir.STARTED) != _rundir.STARTED:
+        print(f"pyjoule: run {os.path.basename(run_dir)} was abandoned before this task "
+              "started; nothing to do", file=sys.stderr)
+        return 0
     folder = rd.queue(wave)
     with open(rd.queue(wave, _rundir.META)) as fh:
         meta = json.load(fh)

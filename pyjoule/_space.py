@@ -335,9 +335,9 @@ def _plain_dtype(dtype: Any) -> bool:
 
 def _plain(value: Any) -> Any:
     """A numpy number or 0-d array as the equal Python value; anything else as is."""
-    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
-        if _plain_dtype(value.dtype):
-            return value.item()
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 \
+            and _plain_dtype(value.dtype):
+        return value.item()
     return value
 
 

@@ -34,7 +34,7 @@ import time
 from . import _platform
 from ._execute import (THREAD_VARS, _limit_threads, execute,  # noqa: F401 - known here
                        failure_record, thread_controller)
-from ._rundir import RunDir, open_append, write_all
+from ._rundir import STARTED, RunDir, open_append, write_all
 from ._supervisor import PARENT_DIED, Supervisor
 
 
@@ -97,6 +97,12 @@ def run(run_dir: str, workers: int, task_files: list[str] | None = None, *,
     else could use its results); ``orphan_dir``: a directory (the throw-away cache)
     to remove when it died."""
     rd = RunDir(run_dir).make()
+    if rd.decide_fate(STARTED) != STARTED:
+        # the run was settled as never started (its driver died while starting it):
+        # its psets are free again and may be running elsewhere, so none run here
+        print(f"pyjoule: run {os.path.basename(run_dir)} was abandoned before this "
+              "worker started; nothing to do", file=sys.stderr)
+        return 0
     if workers > 0:
         _platform.set_process_name(b"pyjoule-worker")
     rd.write_pid(os.getpid())
@@ -179,7 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1, help="psets per batch (--make-queue)")
     parser.add_argument("--slurm", metavar="WAVE",
                         help="run as a SLURM array task: claim batches of WAVE's queue")
+    parser.add_argument("--abandon", action="store_true",
+                        help="settle a run whose driver died while starting it: print "
+                        "its fate (started, or abandoned from now on)")
     args = parser.parse_args(argv)
+    if args.abandon:
+        from ._rundir import ABANDONED
+
+        print(RunDir(args.run_dir).decide_fate(ABANDONED))
+        return 0
     if args.check:
         load_run(args.run_dir, args.tasks)
         if args.make_queue:

@@ -118,7 +118,7 @@ def test_a_second_ctrl_c_during_the_cancel_never_leaves_a_run_finishing(
     time.sleep(delay)
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err  # a KeyboardInterrupt, after the cancel
     with _db(cache_dir) as db:
         assert db.execute("SELECT state FROM runs").fetchall() == [("cancelled",)]

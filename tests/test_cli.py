@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import sqlite3
@@ -165,7 +166,7 @@ def test_unknown_run_id_is_one_line_and_exit_2(study):
 
 
 def test_ambiguous_run_prefix_is_an_error(study):
-    common = os.path.commonprefix(study["ids"])
+    common = os.path.commonprefix(study["ids"])  # noqa: RUF071 - ids, not paths
     one_error_line(invoke("status", common[:4]), "matches 2 runs")
 
 
@@ -584,3 +585,21 @@ def test_hosts_check_against_the_test_server(sshd, ssh_host, monkeypatch):
     unknown = invoke("hosts", "check", "nosuchalias-pj")  # a problem found: exit 1
     assert unknown.exit_code == 1 and unknown.stdout == ""
     assert unknown.stderr.startswith("pyjoule: unknown host 'nosuchalias-pj'")
+
+
+# ---------------------------------------------------------------- structure
+def test_the_command_uses_no_private_name_of_the_library():
+    """The command calls what the library offers by name: it imports no underscore
+    name from pyjoule's modules and reads no underscore attribute (``run._failures()``
+    was one), so the library can change its internals without breaking it."""
+    found = []
+    for path in sorted((REPO / "pyjoule" / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.level >= 2:  # from pyjoule's
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.Attribute):
+                names = [node.attr]
+            found += [f"{path.name}:{node.lineno}: {n}" for n in names
+                      if n.startswith("_") and not n.startswith("__")]
+    assert not found, found

@@ -180,7 +180,7 @@ def test_run_ids_complete_from_the_cache(two_runs):
 
 
 def test_bash_completes_run_ids_with_the_documented_script(two_runs):
-    first, second = two_runs
+    first, _ = two_runs
     script = (f'eval "$(_PYJOULE_COMPLETE=bash_source {PROGRAM})"\n'
               f'COMP_WORDS=(pyjoule status "{first[:-2]}"); COMP_CWORD=2\n'
               f'_pyjoule_completion {PROGRAM}\n'

@@ -33,10 +33,11 @@ def equivalent(a, b) -> bool:
     """Like ``same``, but an int may come back as the equal float (numeric columns
     widen ints mixed with floats); a bool must stay a bool."""
     numbers = (int, float, np.integer, np.floating)
+    floats = (float, np.floating)
     if (isinstance(a, numbers) and isinstance(b, numbers)
-            and not isinstance(a, (bool, np.bool_)) and not isinstance(b, (bool, np.bool_))):
-        if isinstance(a, (float, np.floating)) or isinstance(b, (float, np.floating)):
-            return (math.isnan(a) and math.isnan(b)) or float(a) == float(b)
+            and not isinstance(a, (bool, np.bool_)) and not isinstance(b, (bool, np.bool_))
+            and (isinstance(a, floats) or isinstance(b, floats))):
+        return (math.isnan(a) and math.isnan(b)) or float(a) == float(b)
     return same(a, b)
 
 

@@ -120,3 +120,25 @@ def test_the_defaults_in_force_are_shown(tmp_path, monkeypatch):
         assert "workers=3" in repr(pj.config) and "cache=" in repr(pj.config)
     with pytest.raises(pj.OptionError, match="[Dd]id you mean 'workers'"):
         pj.config(worker=3)
+
+
+def test_the_home_folder_is_remembered_until_reset_caches(tmp_path, monkeypatch):
+    """The search for a project stops at the home folder, resolved once per ``$HOME``;
+    ``reset_caches`` forgets it (a test that retargets a linked home needs that)."""
+    from pyjoule import _config
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'outer'\n")
+    for name in ("a", "b"):
+        (tmp_path / name / "work").mkdir(parents=True)
+    link = tmp_path / "home"
+    link.symlink_to(tmp_path / "a")
+    monkeypatch.setenv("HOME", str(link))
+    _config.reset_caches()
+    start = tmp_path / "a" / "work"
+    assert _config.project_root(start) is None  # home is a: no project above it
+    link.unlink()
+    link.symlink_to(tmp_path / "b")
+    assert _config.project_root(start) is None  # still remembered as a
+    _config.reset_caches()
+    assert _config.project_root(start) == tmp_path  # a is no home now: the outer project
+    _config.reset_caches()  # the next test resolves its own home

@@ -678,3 +678,22 @@ def test_threads_limits_blas_in_the_forked_pool_and_leaves_the_caller_alone(cach
         ds = f.map([{"i": offset + k} for k in range(6)])
         assert set(np.ravel(ds["result"].values)) == {threads}, (threads, ds)
         assert _blas_threads_here(0) == default
+
+
+@pytest.mark.parametrize("call", ["call", "map", "submit"])
+def test_a_call_identifies_the_function_once(cache_dir, monkeypatch, call):
+    """Identifying walks the function's code and globals: each call does it once (the
+    cache key, the run's by-value modules and a host's requirements share it)."""
+    from pyjoule import _identity
+
+    real, seen = _identity.identify, []
+    monkeypatch.setattr(_identity, "identify",
+                        lambda *a, **k: seen.append(1) or real(*a, **k))
+    f = pj.experiment(workers=1, progress=False)(simulate)
+    if call == "call":
+        f(method="EnKF", N=1)
+    elif call == "map":
+        f.sweep(method=["EnKF"], N=[1, 2])
+    else:
+        f.submit(pj.grid(method=["EnKF"], N=[1, 2])).wait()
+    assert len(seen) == 1

@@ -402,7 +402,7 @@ def test_kill_9_of_the_supervisor_keeps_what_finished(cache_dir, tmp_path, mode)
         source = SUPERVISOR_SCRIPT.format(count=str(count), fallback=mode == "fallback")
         proc = start_script(folder, source, env)
         try:
-            pid, start = wait_until(lambda: _supervisor_of(cache), "the supervisor")
+            pid, _ = wait_until(lambda: _supervisor_of(cache), "the supervisor")
             wait_until(lambda: len(pids_in(count)) >= 6, "some psets to finish")
             children = [p for p, ppid, *_ in processes() if ppid == pid]
             assert children

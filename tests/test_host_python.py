@@ -15,7 +15,7 @@ import pyjoule as pj
 from conftest import run_script
 from pyjoule._transport import env, envkinds, interpreter, ssh
 
-MINOR = "%d.%d" % sys.version_info[:2]
+MINOR = "{}.{}".format(*sys.version_info[:2])
 
 
 @pytest.fixture

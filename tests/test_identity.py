@@ -74,7 +74,7 @@ def test_same_code_in_new_process_gives_same_id(project):
     first, second = project({"main.py": MAIN}), project({"main.py": MAIN})
     assert first["func_id"] == second["func_id"]
     assert len(first["func_id"]) == 32 and int(first["func_id"], 16) >= 0
-    assert list(first["components"])[0] == "function simulate"
+    assert next(iter(first["components"])) == "function simulate"
     assert "constant G" in first["components"]
 
 
@@ -373,6 +373,19 @@ def test_identity_is_hashable_and_fast():
     for _ in range(100):
         identify(sim)
     assert (time.perf_counter() - start) / 100 < 0.01
+
+
+def test_clear_caches_forgets_remembered_digests():
+    from pyjoule._identity import clear_caches
+
+    f = define("def f(x):\n    return x + 1\n", "f")
+    before = identify(f).func_id
+    filename = f.__code__.co_filename
+    source = "def f(x):\n    return x + 2\n"  # the same code object, another source
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    assert identify(f).func_id == before  # remembered by its code object
+    clear_caches()
+    assert identify(f).func_id != before  # the source is read again
 
 
 def test_describe_change_wording():

@@ -77,7 +77,7 @@ def test_append_writes_readable_frames(tmp_path):
 def test_frame_of_unpicklable_object_raises():
     import threading
 
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError, match="pickle"):
         frame({"value": threading.Lock()})
 
 

@@ -69,9 +69,8 @@ def _turns(root, workdir, step, options=None) -> list[int]:
     source = source.replace("OPTIONS", repr(options or {}))
     tests = Path(__file__).resolve().parent
     path = os.pathsep.join([str(tests.parent), str(tests), str(root)])
-    out = run_script(root, source, timeout=300, env={"PYTHONPATH": path,
-                                                            "STEP": str(step),
-                                                            "PROXY": str(root.parent / "proxy")}).stdout
+    env = {"PYTHONPATH": path, "STEP": str(step), "PROXY": str(root.parent / "proxy")}
+    out = run_script(root, source, timeout=300, env=env).stdout
     return json.loads(out.split("TURNS", 1)[1])
 
 

@@ -181,7 +181,6 @@ def test_hashed_known_hosts_and_accept_new_from_the_config(sshd, tmp_path):
                           "true"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert out.returncode == 0, out.stderr
     # never a changed key
-    kind, key = _key_of(sshd)
     other = subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
                             str(tmp_path / "other")], check=True)
     assert other.returncode == 0

@@ -73,7 +73,7 @@ def as_other(user: pwd.struct_passwd, *argv: str) -> None:
 
 
 def chown_tree(path: Path, user: pwd.struct_passwd, dir_mode: int, file_mode: int) -> None:
-    for folder, dirs, files in os.walk(path):
+    for folder, _, files in os.walk(path):
         os.chown(folder, user.pw_uid, user.pw_gid)
         os.chmod(folder, dir_mode)
         for name in files:

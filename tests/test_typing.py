@@ -1,5 +1,6 @@
-"""The package type-checks (mypy, strict on every module a user's code calls into: see
-``[tool.mypy]`` in pyproject.toml), ships ``py.typed``, and a user's type checker sees
+"""The package type-checks (mypy over all of pyjoule/, strict on every module a user's
+code calls into: see ``[tool.mypy]`` in pyproject.toml; CI also runs it by itself before
+the tests), ships ``py.typed``, and a user's type checker sees
 the options of ``@pj.experiment`` and ``f.options`` as typed parameters, the types of
 what the API returns (``f(...)`` returns what the function returns, ``f.map`` a
 ``xarray.Dataset``, ``pj.plot`` a ``Figure``, ...), and flags wrong calls."""
@@ -9,7 +10,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

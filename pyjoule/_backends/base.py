@@ -21,6 +21,7 @@ class Backend:
     """Runs the tasks of one run directory somewhere."""
 
     name = "base"
+    run_dir: str | None = None
 
     def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
         raise NotImplementedError
@@ -69,3 +70,13 @@ class Backend:
     def running_slots(self) -> int | None:
         """Worker processes running now, when the backend knows (None: it does not)."""
         return None
+
+    def settle_start(self) -> str:
+        """For a run whose driver died while starting it: ``"started"`` if its workers
+        started (follow it), else ``"abandoned"``, and from now on no worker of it
+        will compute (see ``RunDir.decide_fate``). Here: the local run directory."""
+        from .._rundir import ABANDONED, RunDir
+
+        if self.run_dir is None:
+            raise ValueError("settle_start() needs the backend of a registered run")
+        return RunDir(self.run_dir).decide_fate(ABANDONED)

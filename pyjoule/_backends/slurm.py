@@ -249,19 +249,22 @@ class SlurmBackend(Backend):
         first = self._preflight(remote, wave, files, packing.batch, site,
                                 then=sbatches[0][2] if self.ssh is not None else None,
                                 sending=sending, follow=follow)
+        self.waves.append(record)
         try:
             for offset, count, argv in sbatches:
                 job = self._sbatch(argv, site, done=first)
                 first = None
                 record["arrays"].append({"job": job, "offset": offset, "count": count})
+                # kept at once: a driver killed now leaves the ids to whoever settles
+                self._save()
         except BaseException:
+            self.waves.remove(record)
             self._end_stream(close=True)
             submitted = [a["job"] for a in record["arrays"]]
             if submitted:  # all of it or nothing: an array alone would be a stray
                 self._run(["scancel", *submitted], setup=True)
+            self._save()
             raise
-        self.waves.append(record)
-        self._save()
         self._ended, self._next_look, self._interval = False, 0.0, FIRST_INTERVAL_S
         log.info("run %s: %d psets in %d array task(s) of %d worker(s) (%d batches of %d), "
                  "job(s) %s on %s", run_id, n, packing.n_tasks, workers, packing.n_batches,
@@ -598,6 +601,23 @@ class SlurmBackend(Backend):
                 os.unlink(RunDir(remote).script(w["wave"]))
             except FileNotFoundError:
                 pass
+
+    def settle_start(self) -> str:
+        """The fate of the run directory where the jobs run. Jobs submitted whose ids
+        never reached the driver cannot be followed: they are cancelled (by the run's
+        job name) before the fate is decided, so that none starts after it."""
+        from .._rundir import ABANDONED, STARTED, RunDir
+
+        if not self.job_ids():
+            self._run(["sh", "-c", 'scancel --name "$1" --user "$(id -un)"', "sh",
+                       _job_name(os.path.basename(self.run_dir))], setup=True)
+        if self.ssh is not None:
+            fate = self.ssh.settle_start()
+        else:
+            fate = RunDir(self.remote_dir()).decide_fate(ABANDONED)
+        if fate != STARTED and self.job_ids():  # they would start only to do nothing
+            self._run(["scancel", *self.job_ids()], setup=True)
+        return fate
 
     def __repr__(self) -> str:
         return f"<SlurmBackend on {self.where}: jobs {self.job_ids()}>"

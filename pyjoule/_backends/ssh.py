@@ -427,5 +427,17 @@ class SSHBackend(Backend):
             argv = ["rm", "-rf", remote]
         self._conn().run(argv, check=False)
 
+    def settle_start(self) -> str:
+        """The fate of the run directory on the host (one command; raises when the
+        host cannot be asked: then nobody can tell, and the run is waited for)."""
+        from .._transport.ssh import remote_error
+
+        conn = self._conn()
+        res = conn.run(["env", f"PYTHONPATH={self.lib}:{self.project}", self.python, "-m",
+                        "pyjoule.worker", self.remote_dir(), "--abandon"], check=False)
+        if res.returncode != 0:
+            raise remote_error(conn.endpoint, res, "settling a run whose start was cut short")
+        return res.text.strip()
+
     def __repr__(self) -> str:
         return f"<SSHBackend {shlex.quote(self.host.target)} {self.run_dir}>"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .._errors import PyjouleError
 from .hosts import Host
-from .ssh import Connection, connect, remote_error
+from .ssh import Connection, close_all, connect, remote_error
 
 # ------------------------------------------------------------------- check
 _CHECK_SCRIPT = r"""
@@ -140,6 +140,12 @@ def check_host(host: Host | str, min_free_bytes: int = 1 << 30) -> HostReport:
             problems.append(f"only {facts['free_bytes'] / 2**20:.0f} MiB free in "
                             f"{facts['workdir']}: free space or set pj.Host(workdir=...)")
     return HostReport(str(conn.endpoint), rtt, facts, problems)
+
+
+def close_connections() -> None:
+    """Close this process's SSH connections: ``pyjoule hosts check`` does when done,
+    so a check run in-process (as the tests run the command) leaves none open."""
+    close_all()
 
 
 def _uv_path(conn, host) -> str | None:

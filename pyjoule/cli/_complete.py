@@ -9,22 +9,19 @@ completion never fails: whatever goes wrong, no candidates.
 
 from __future__ import annotations
 
-import os
-
 from click.shell_completion import CompletionItem
 
 
 def _store(ctx):
     """The store of the cache the command would use, or None if there is none."""
-    from ._store import Store, not_a_cache
+    from .._api import existing_cache
+    from .._errors import CacheError
+    from ._args import default_cache
 
-    path = ctx.meta.get("pyjoule.cache")
-    if not path:
-        from ._config import cache_choice
-
-        path = cache_choice(start=os.getcwd())[0]
-    path = os.path.expanduser(str(path))
-    return None if not_a_cache(path) else Store.open(path)
+    try:
+        return existing_cache(ctx.meta.get("pyjoule.cache") or default_cache()[0])
+    except CacheError:
+        return None
 
 
 def run_ids(ctx, param, incomplete: str) -> list[CompletionItem]:

@@ -11,15 +11,22 @@ raises ``pj.OptionError`` with a "did you mean".
 from __future__ import annotations
 
 import os
-from typing import (TYPE_CHECKING, Any, Callable, Mapping, NoReturn, ParamSpec, Sequence,
-                    TypeVar, overload)
+from collections.abc import Callable, Mapping, Sequence
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    NoReturn,
+    ParamSpec,
+    TypeVar,
+    overload,
+)
 
-from ._options import IDENTITY, NAMES, UNSET, Errors, Options, unknown
+from .._options import IDENTITY, NAMES, UNSET, Errors, Options, unknown
 
 if TYPE_CHECKING:
-    from ._api import Experiment
-    from ._slurm import Slurm
-    from ._transport.hosts import Host
+    from .._slurm import Slurm
+    from .._transport.hosts import Host
+    from .decorated import Experiment
 
 _E = TypeVar("_E", bound="OptionsMethod")
 _P = ParamSpec("_P")  # the decorated function's parameters and return type: the
@@ -38,7 +45,7 @@ def _given(params: Mapping[str, Any], extra: Mapping[str, Any], where: str) -> O
 
 
 def _identity_error(names: Sequence[str]) -> Exception:
-    from ._errors import OptionError
+    from .._errors import OptionError
 
     return OptionError(
         f"f.options() cannot change {', '.join(names)}: they change the function's "
@@ -63,7 +70,7 @@ def experiment(func: None = None, *, host: str | Host | None = ...,
                progress: bool = ..., capture: bool = ..., dims: dict[str, Any] = ...,
                ignore: Sequence[str] = ...
                ) -> Callable[[Callable[_P, _R]], Experiment[_P, _R]]: ...
-def experiment(func: Callable[..., Any] | None = None, *,  # noqa: E302
+def experiment(func: Callable[..., Any] | None = None, *,
                host: str | Host | None = UNSET,
                slurm: Mapping[str, Any] | Slurm | None = UNSET,
                workers: int = UNSET, batch: int = UNSET, threads: int = UNSET,
@@ -148,13 +155,13 @@ def experiment(func: Callable[..., Any] | None = None, *,  # noqa: E302
     >>> float(square.sweep(x=[1, 2, 3]).result.sum())
     14.0
     """
-    from ._api import Experiment
+    from .decorated import Experiment
 
     opts = _given(locals(), not_an_option, "@pj.experiment")
     if func is None:
         return lambda f: Experiment._of(f, opts)
     if not callable(func):
-        from ._errors import OptionError
+        from .._errors import OptionError
 
         raise OptionError("@pj.experiment decorates a function; pass options as keywords")
     return Experiment._of(func, opts)

@@ -21,15 +21,15 @@ def gather(store, rec: dict) -> tuple[dict, dict, list[dict]]:
     """``(rec, counts, failures)`` of the run ``rec``, read now. A live run is polled
     (which also finishes it if its processes are gone); its folder removed by hand
     leaves what the registry says."""
-    from ._api import attach
-    from ._rundir import RunDir
+    from .._api import attach
+    from .._rundir import RunDir
 
     if rec["state"] in LIVE and RunDir(rec["run_dir"]).has_request():
         run = attach(rec["run_id"], store.root)
         counts = run.status()
         rec = store.get_run(rec["run_id"]) or rec
         if rec["state"] in LIVE:
-            return _with(rec, counts), counts, run._failures()
+            return _with(rec, counts), counts, run.failure_records()
     counts = {"total": rec["total"], "cached": rec["cached"], "pending": 0, "running": 0,
               "done": rec["done"], "failed": rec["failed"]}
     log = RunDir(rec["run_dir"]).log
@@ -54,7 +54,7 @@ def exit_code(info: dict) -> int:
 def info(run_json: dict, counts: dict, failures: list[dict], run_dir: str) -> dict:
     """The ``--json`` document: the run as ``pyjoule runs`` shows it, its counts,
     a summary of its failures and where its logs are."""
-    from ._rundir import RunDir
+    from .._rundir import RunDir
 
     failures = sorted(failures, key=lambda f: f.get("finished") or 0)
     first = failures[0] if failures else None

@@ -11,7 +11,8 @@ import json
 
 import click
 
-from ._errors import PyjouleError
+from .. import _caches
+from .._errors import PyjouleError
 
 #: whether this invocation asked for --json (set by ``Group.main`` from the command
 #: line, as a usage error may come before click has read the flag)
@@ -98,3 +99,7 @@ class Group(click.Group):
             raise Failure("aborted: nothing was changed", 1, "Abort") from None
         except KeyboardInterrupt:
             raise Failure("interrupted", 1, "KeyboardInterrupt") from None
+
+
+# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
+_caches.declare(__name__, "_json", _json, reset=lambda: globals().update(_json=False))

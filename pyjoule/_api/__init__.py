@@ -1,0 +1,23 @@
+"""The API layer: the decorator and the ``Experiment`` it returns, the ``Run`` handle,
+and the registry functions (``runs``, ``attach``, ``load``).
+
+``decorator`` holds the typed signatures of ``@pj.experiment`` and ``f.options``;
+``decorated`` the decorated function's object (``Experiment``; not named
+``experiment``: that name is the decorator's); ``session`` what one call finds once;
+``run`` the handle of a submission; ``registry`` the runs as the user lists them. The
+names other modules import live here, at the package.
+"""
+
+from __future__ import annotations
+
+from .._config import apply_log_level_from_env
+from .decorated import Experiment
+from .decorator import OptionsMethod, experiment
+from .registry import attach, existing_cache, load, refresh_local_runs, runs
+from .run import Run
+from .session import _Session
+
+__all__ = ["Experiment", "OptionsMethod", "Run", "_Session", "attach",
+           "existing_cache", "experiment", "load", "refresh_local_runs", "runs"]
+
+apply_log_level_from_env()
