@@ -34,9 +34,6 @@ ALLOWLIST: dict[tuple[str, str], tuple[str, str]] = {
     ("pyjoule._dispatch", "_logged_changes"): (
         "(function, change) pairs already logged",
         "only suppresses a repeated log line"),
-    ("pyjoule._store", "_OPEN"): (
-        "open Store objects by cache path",
-        "one connection per cache per process; reset must close them"),
     ("pyjoule._transport.dial", "_proxies"): (
         "id(socket) -> its ProxyCommand process and stderr",
         "removed when the socket closes"),

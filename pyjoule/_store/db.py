@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import _private
+from .. import _caches, _private
 from .._private import DISK_FULL
 from .._private import disk_full as _full
 from .._errors import CacheError
@@ -84,10 +84,16 @@ _OPEN: dict[Path, Any] = {}
 _D = TypeVar("_D", bound="Database")
 
 def forget_open() -> None:
-    """Forget the stores opened in this process: the next ``Store.open`` of a root
-    checks it and creates what is missing again, with a new connection. For tests,
-    and for a process that keeps running while caches are removed or replaced."""
+    """Forget the stores opened in this process, closing this thread's connections:
+    the next ``Store.open`` of a root checks it and creates what is missing again,
+    with a new connection. For tests (``_caches.reset_all`` calls it), and for a
+    process that keeps running while caches are removed or replaced."""
+    for store in list(_OPEN.values()):
+        store.close()
     _OPEN.clear()
+
+
+_caches.declare(__name__, "_OPEN", _OPEN, reset=forget_open)
 
 
 class Database:
