@@ -205,9 +205,10 @@ def test_cache_gc_finishes_a_run_a_crash_left_finishing(cache_dir, weird_tmp_pat
     _die(weird_tmp_path, "finishing")
     with _db(cache_dir) as db:
         assert db.execute("SELECT state FROM runs").fetchall() == [("finishing",)]
+    from pyjoule._repair import gc
     from pyjoule._store import Store
 
-    report = Store(cache_dir).gc()
+    report = gc(Store(cache_dir))
     assert report["runs_settled"] == 1
     with _db(cache_dir) as db:
         assert db.execute("SELECT state, done FROM runs").fetchall() == [("done", 10)]

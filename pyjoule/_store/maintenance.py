@@ -74,7 +74,9 @@ class Maintenance(Segments):
         at any more (their psets were recomputed) always go; with ``older_than_s``, so
         do finished runs' records and folders that old. Removed results are simply
         recomputed when asked for again. Returns counts of what was (or, with
-        ``dry_run``, would be) removed.
+        ``dry_run``, would be) removed. Runs a crash left in flight are not settled
+        here (that is the claims' business): ``_repair.gc`` settles them, then calls
+        this, and fills in ``runs_settled``.
 
         Examples
         --------
@@ -83,13 +85,9 @@ class Maintenance(Segments):
         >>> Store(tempfile.mkdtemp()).gc(older_than_s=30 * 86400)["entries"]
         0
         """
-        from .. import _claims
-
         now = time.time() if now is None else now
         report = {"segments": 0, "entries": 0, "bytes": 0, "runs": 0, "files": 0,
                   "runs_settled": 0, "dry_run": dry_run}
-        if not dry_run:  # runs a crash left starting/running/finishing
-            report["runs_settled"] = _claims.settle_transient(self)
         with self._tx() as db:
             live = dict(db.execute("SELECT loc >> 32, COUNT(*) FROM entries GROUP BY 1"))
             rows = db.execute(
