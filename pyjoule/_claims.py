@@ -23,7 +23,7 @@ import logging
 import time
 from typing import Any, Sequence
 
-from ._platform import here, me, process_alive  # (here: re-exported for the backends)
+from ._platform import here, me, process_alive  # noqa: F401 (here: for the backends)
 
 log = logging.getLogger("pyjoule")
 

@@ -25,7 +25,8 @@ uses is imported from here.
 
 from __future__ import annotations
 
-from .db import _OPEN, DISK_FULL, SCHEMA_VERSION, _full, forget_open, not_a_cache
+from .._private import DISK_FULL
+from .db import _OPEN, SCHEMA_VERSION, _full, forget_open, not_a_cache
 from .entries import MAX_OUTPUT_BYTES, Entries, _cap_output
 from .maintenance import Maintenance
 from .registry import Registry
@@ -35,9 +36,9 @@ _SEG_HEADER, _SEG_MAGIC, _digest = SEG_HEADER, SEG_MAGIC, digest  # the old name
 
 #: what the rest of pyjoule (and its tests) import from ``pyjoule._store``
 __all__ = ["BOOKKEEPING", "DISK_FULL", "MAX_OUTPUT_BYTES", "SCHEMA_VERSION", "SEG_HEADER",
-           "SEG_MAGIC", "Store", "digest",
-           "_OPEN", "_SEG_HEADER", "_SEG_MAGIC", "_by_segment", "_cap_output", "_digest",
-           "_full", "atomic_write", "forget_open", "not_a_cache"]
+           "SEG_MAGIC", "_OPEN", "_SEG_HEADER", "_SEG_MAGIC", "Store", "_by_segment",
+           "_cap_output", "_digest", "_full", "atomic_write", "digest", "forget_open",
+           "not_a_cache"]
 
 
 class Store(Maintenance, Entries, Registry):

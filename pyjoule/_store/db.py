@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .. import _caches, _private
-from .._private import DISK_FULL
-from .._private import disk_full as _full
 from .._errors import CacheError
+from .._private import disk_full as _full
 
 SCHEMA_VERSION = 4
 

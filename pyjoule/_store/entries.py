@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
 
 from .db import _unlink
 from .segments import Segments, _concat_segments, _dumps

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from .db import _unlink
 from .segments import Segments

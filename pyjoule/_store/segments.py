@@ -17,7 +17,8 @@ import struct
 import time
 import uuid
 import zlib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .. import _private
 from .._rundir import atomic_write_private as atomic_write
