@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import Sequence
@@ -31,45 +29,12 @@ from typing import Any
 
 from . import _caches
 
+from ._platform import here, me, process_alive  # noqa: F401 (here: for the backends)
+
 log = logging.getLogger("pyjoule")
 
-_HOST = socket.gethostname()
 #: states of a run that may still hold claims
 ACTIVE = ("starting", "running", "finishing", "cancelled")
-
-
-# ----------------------------------------------------------------- processes
-def me() -> dict:
-    """This process, as recorded for a run it starts or finishes."""
-    from ._platform import process_start_time
-
-    pid = os.getpid()
-    return {"host": _HOST, "pid": pid, "start": process_start_time(pid)}
-
-
-def here(proc: dict) -> bool:
-    """Whether the recorded process is (or was) on this machine."""
-    return proc.get("host") == _HOST
-
-
-def process_alive(proc: dict | None) -> bool:
-    """Whether the recorded process still runs. Unknown (no record, another host's
-    process) counts as alive: a run is taken for dead only on evidence."""
-    if not proc or proc.get("host") != _HOST or not proc.get("pid"):
-        return True
-    from ._platform import is_zombie, process_start_time
-
-    pid = int(proc["pid"])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process has the pid now: ours is gone
-        return False
-    if is_zombie(pid):
-        return False
-    start = process_start_time(pid)
-    return not (proc.get("start") and start and start != proc["start"])
 
 
 # -------------------------------------------------------------------- claims

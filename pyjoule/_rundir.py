@@ -115,6 +115,16 @@ def atomic_write(path: str | os.PathLike, data: bytes, mode: int = FILE_MODE) ->
         raise
 
 
+def atomic_write_private(path: str | os.PathLike, data: bytes) -> None:
+    """:func:`atomic_write` with the mode of what pyjoule creates now (a shared cache:
+    the group's too, see ``_private.modes``); a full disk raises ``CacheError`` naming
+    it (the cache's segments, a SLURM run's files)."""
+    try:
+        atomic_write(path, data, _private.modes()[1])
+    except OSError as exc:
+        raise _private.disk_full(exc, os.fspath(path)) from exc
+
+
 def write_all(fd: int, data: bytes) -> None:
     """``os.write`` until all of ``data`` is written (a write may take part of it)."""
     view = memoryview(data)

@@ -126,17 +126,17 @@ def test_a_new_cache_ignores_itself_in_git(project, tmp_path):
 
 
 def test_a_missing_gitignore_is_written_again_but_a_users_is_never_replaced(tmp_path):
-    from pyjoule._store import Store, _OPEN
+    from pyjoule._store import Store, forget_open
 
     cache = tmp_path / "cache"
     Store.open(cache)
     ignore = cache / ".gitignore"
     ignore.unlink()
-    _OPEN.clear()
+    forget_open()
     Store.open(cache)
     assert ignore.read_text().splitlines()[-1] == "*"  # missing on open: written
     ignore.write_text("index.sqlite\n")  # the user's own choice
-    _OPEN.clear()
+    forget_open()
     Store.open(cache)
     assert ignore.read_text() == "index.sqlite\n"
 

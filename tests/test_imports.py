@@ -128,8 +128,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
         "validating host= builds a Host: the typed Options of #16 decides",
     ("pyjoule._rundir", "pyjoule._backends._names"):
         "check_result_files: a run-dir check kept with the backends' names",
-    ("pyjoule._store", "pyjoule._claims"):
-        "the store settles claims: the run registry's split moves this",
     ("pyjoule._transport.env", "pyjoule._backends.ssh"):
         "setup_script: the host setup script is the ssh backend's",
     ("pyjoule._transport.interpreter", "pyjoule._backends.ssh"):

@@ -28,9 +28,6 @@ ALLOWLIST: dict[tuple[str, str], tuple[str, str]] = {
     ("pyjoule._backends.ssh", "_tidying"): (
         "run id -> a start command told to tidy, not yet through",
         "entries end when the command does; nothing is read after a fork"),
-    ("pyjoule._store", "_OPEN"): (
-        "open Store objects by cache path",
-        "one connection per cache per process; reset must close them"),
     ("pyjoule._transport.dial", "_proxies"): (
         "id(socket) -> its ProxyCommand process and stderr",
         "removed when the socket closes"),

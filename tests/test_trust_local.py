@@ -26,7 +26,7 @@ import pytest
 import pyjoule as pj
 from pyjoule import _private
 from pyjoule._config import project_root
-from pyjoule._store import _SEG_HEADER, Store, _digest
+from pyjoule._store import SEG_HEADER, SEG_MAGIC, Store, digest
 
 from conftest import REPO, run_script
 
@@ -113,10 +113,10 @@ def poison(cache: Path, marker: Path) -> None:
     assert rows, "nothing to poison: the planting run cached nothing"
     for seg_id, rel in rows:
         evil = pickle.dumps(Payload(str(marker)))
-        blob = _SEG_HEADER.pack(b"PJS1", len(evil)) + evil + evil
+        blob = SEG_HEADER.pack(SEG_MAGIC, len(evil)) + evil + evil
         (cache / rel).write_bytes(blob)
         conn.execute("UPDATE segments SET nbytes=?, len_a=?, digest_a=?, digest_b=? "
-                     "WHERE seg_id=?", (len(blob), len(evil), _digest(evil), _digest(evil),
+                     "WHERE seg_id=?", (len(blob), len(evil), digest(evil), digest(evil),
                                         seg_id))
     conn.commit()
     conn.close()

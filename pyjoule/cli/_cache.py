@@ -163,13 +163,10 @@ def gc(ctx, older_than, max_size, dry_run, as_json):
     Example:
       pyjoule cache gc --older-than 30d --max-size 10G --dry-run
     """
-    from .._dispatch import settle_transient
+    from .._repair import gc as collect
 
-    store = open_store(ctx)
-    # runs a crash left starting/running/finishing first: their results are kept
-    settled = 0 if dry_run else settle_transient(store)
-    report = store.gc(older_than_s=older_than, max_bytes=max_size, dry_run=dry_run)
-    report["runs_settled"] = settled
+    report = collect(open_store(ctx), older_than_s=older_than, max_bytes=max_size,
+                     dry_run=dry_run)
     if as_json:
         return dump(report)
     verb = "would remove" if dry_run else "removed"
