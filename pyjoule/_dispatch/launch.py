@@ -74,7 +74,7 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
             # Its backend is recorded first: should this process die while starting
             # it, whoever settles the run asks the backend's side whether a worker
             # started (then it is followed) or not (then none ever will), see
-            # _claims.settle_start.
+            # _dispatch.liveness.settle_start.
             store.update_run(run_id, **dict(fields, state="starting", options=dict(
                 fields["options"], launching=True)))
             _faults.point("launch:before-start")
