@@ -241,15 +241,16 @@ DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 def disk_full(exc: OSError, path: str | os.PathLike) -> OSError:
     """``CacheError`` naming the full file system for ENOSPC/EDQUOT, else ``exc``."""
-    if exc.errno not in DISK_FULL or isinstance(exc, CacheError):
+    code = exc.errno
+    if code is None or code not in DISK_FULL or isinstance(exc, CacheError):
         return exc
-    what = "is full" if exc.errno == errno.ENOSPC else "is over your disk quota"
+    what = "is full" if code == errno.ENOSPC else "is over your disk quota"
     err = CacheError(f"the file system holding {path} {what} "
-                      f"({os.strerror(exc.errno)}): free some space (e.g. `pyjoule cache "
+                      f"({os.strerror(code)}): free some space (e.g. `pyjoule cache "
                       "gc --max-size 10G`) or use a cache elsewhere (cache= or "
                       "PYJOULE_CACHE), then run again: finished results kept in the "
                       "run directories are stored then, nothing else is recomputed")
-    err.errno = exc.errno  # (no filename: it would replace the message in str())
+    err.errno = code  # (no filename: it would replace the message in str())
     return err
 
 

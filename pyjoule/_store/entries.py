@@ -222,6 +222,7 @@ class Entries(Segments):
                                   (rid,)).fetchone()
             more = _unfinished.expand(record, rid, row[0] if row else None)
             if run_id is None and more:  # those computed since are no failures
+                assert func_id is not None  # (no run_id: a func_id, see above)
                 cached = self.lookup(func_id, [r["pset_id"] for r in more])
                 more = [r for r in more if r["pset_id"] not in cached]
             out.extend(more)

@@ -209,15 +209,16 @@ def _columns_of(records: list[tuple], params: list[dict], run_id: str, _columns)
     cols = {}
     for name, values in _split_dicts(params, _columns.MISSING).items():
         cols["p:" + name] = _columns.build(values, exact=True)  # 1 stays 1, not 1.0
-    values = [r[2] for r in records]
-    if all(type(v) is dict for v in values):
-        split = _split_dicts(values, _columns.MISSING)
+    results = [r[2] for r in records]
+    named = False
+    if all(type(v) is dict for v in results):
+        split = _split_dicts(results, _columns.MISSING)
         if all(type(k) is str for k in split):
             for name, column in split.items():
                 cols["v:" + name] = _columns.build(column)
-            values = None
-    if values is not None:  # not (all) dicts of named results: one "result" variable
-        cols["v:result"] = _columns.build(values)
+            named = True
+    if not named:  # not (all) dicts of named results: one "result" variable
+        cols["v:result"] = _columns.build(results)
     for name in BOOKKEEPING[:-1]:
         index = _BOOK_INDEX[name]
         column = [r[index] for r in records]
@@ -232,7 +233,7 @@ def _split_dicts(dicts: list[dict], missing) -> dict[Any, list]:
     """Columns of a list of dicts: one list per key, ``missing`` where a dict lacks it."""
     shapes = dict.fromkeys(map(tuple, dicts))  # first-seen order, whatever the hash seed
     if len(shapes) == 1:  # the usual case: every dict has the same keys
-        (keys,) = shapes
-        return {k: [d[k] for d in dicts] for k in keys}
+        (only,) = shapes
+        return {k: [d[k] for d in dicts] for k in only}
     keys = dict.fromkeys(k for shape in shapes for k in shape)
     return {k: [d.get(k, missing) for d in dicts] for k in keys}
