@@ -299,7 +299,9 @@ class RunDir:
         freed for another run), and a settler that finds it started follows it. The
         word is written whole to a private file and hard-linked into place (one
         atomic step, refused if the name exists): nobody ever reads half a fate."""
-        self.make(results=False)
+        if not os.path.isdir(self.path):  # a settler may come before the run's files
+            self.make(results=False)
+        self.check()  # another's or a shared directory: no fate written there, refused
         path = self.join(FATE)
         tmp = f"{path}.{os.getpid()}.{time.time_ns()}{TMP_SUFFIX}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
