@@ -102,7 +102,8 @@ LAYERS: dict[int, tuple[str, ...]] = {
     0: ("_errors", "_records", "_pickling", "_platform", "_display", "_columns",
         "_xrimport", "_runsframe", "_raised", "_caches", "_faults"),
     1: ("_project", "_hashing", "_hashing_errors", "_identity", "_callables", "_private",
-        "_space", "_keying", "_options", "_pyproject", "_config", "_rundir", "_slurm", "_execute",
+        "_space", "_keying", "_options", "_pyproject", "_config", "_rundir", "_files",
+        "_slurm", "_execute",
         "_supervisor", "_slurm_task", "worker", "_unfinished", "_progress"),
     2: ("_store", "_transport",
         "_output"),  # captured output: kept in the store's segments, read from there
