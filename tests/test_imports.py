@@ -109,8 +109,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "_output"),  # captured output: kept in the store's segments, read from there
     3: ("_backends", "_results", "_claims"),
     4: ("_dispatch", "_analysis", "_figure", "_plot", "_export", "_nocache",
-        "_interrupt", "_repair",
-        "_compose"),  # backend choice and worker counts, out of Experiment._run
+        "_interrupt", "_repair"),
     5: ("_api",),
     6: ("__init__", "__main__", "cli"),
 }

@@ -30,6 +30,7 @@ The package, lowest first: ``signature`` (what the function accepts), ``backends
 from __future__ import annotations
 
 from .backends import make_backend, prepare_slurm, prepare_ssh
+from .compose import Composed, backend_name, compose, registered
 from .launch import launch, record_cached
 from .live import INFRA_REASONS, LiveRun, settle
 from .liveness import is_live
@@ -38,7 +39,7 @@ from .plan import Plan, abandon, plan, plan_run, report_identity_change
 from .reconcile import reconcile, settle_transient
 from .signature import Signature
 
-__all__ = ["INFRA_REASONS", "LiveRun", "Plan", "Signature", "abandon", "is_live", "launch",
-           "make_backend", "pickle_function", "plan", "plan_run", "prepare_slurm",
-           "prepare_ssh", "reconcile", "record_cached", "report_identity_change", "settle",
-           "settle_transient"]
+__all__ = ["INFRA_REASONS", "Composed", "LiveRun", "Plan", "Signature", "abandon", "backend_name",
+           "compose", "is_live", "launch", "make_backend", "pickle_function", "plan", "plan_run",
+           "prepare_slurm", "prepare_ssh", "reconcile", "record_cached", "registered",
+           "report_identity_change", "settle", "settle_transient"]
