@@ -13,60 +13,36 @@ SLURM job, a ``starting`` run whose driver died, a ``finishing`` one whose finis
 died) is not waited on: the run is finished first (what it computed is ingested,
 the rest recorded as lost), then its psets are free to claim. A run is judged dead
 only from evidence (its processes are gone, the scheduler says it ended), never
-from silence: a live run is never taken over.
+from silence: a live run is never taken over. Judging and finishing runs is
+dispatch's (``_dispatch.reconcile``, ``.liveness``, ``.live.settle``): this module
+only reads and writes the registry, and imports nothing above it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import time
-from typing import Any, Sequence
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from . import _caches
+
+from ._platform import here, me, process_alive  # noqa: F401 (here: for the backends)
 
 log = logging.getLogger("pyjoule")
 
-_HOST = socket.gethostname()
 #: states of a run that may still hold claims
 ACTIVE = ("starting", "running", "finishing", "cancelled")
 
 
-# ----------------------------------------------------------------- processes
-def me() -> dict:
-    """This process, as recorded for a run it starts or finishes."""
-    from ._platform import process_start_time
-
-    pid = os.getpid()
-    return {"host": _HOST, "pid": pid, "start": process_start_time(pid)}
-
-
-def here(proc: dict) -> bool:
-    """Whether the recorded process is (or was) on this machine."""
-    return proc.get("host") == _HOST
-
-
-def process_alive(proc: dict | None) -> bool:
-    """Whether the recorded process still runs. Unknown (no record, another host's
-    process) counts as alive: a run is taken for dead only on evidence."""
-    if not proc or proc.get("host") != _HOST or not proc.get("pid"):
-        return True
-    from ._platform import is_zombie, process_start_time
-
-    pid = int(proc["pid"])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process has the pid now: ours is gone
-        return False
-    if is_zombie(pid):
-        return False
-    start = process_start_time(pid)
-    return not (proc.get("start") and start and start != proc["start"])
-
-
 # -------------------------------------------------------------------- claims
+def new_run_id() -> str:
+    """A run's id: when it was registered, readable, and unique."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
 def claimed(db, func_id: str, pset_ids: Sequence[str]) -> dict[str, str]:
     """``{pset_id: run_id}`` for the claimed ones among ``pset_ids``."""
     rows = db.execute("SELECT rowid, run_id FROM claims WHERE func_id=?",
@@ -88,62 +64,47 @@ def claimed(db, func_id: str, pset_ids: Sequence[str]) -> dict[str, str]:
     return owner
 
 
-#: claims rows' ids, decoded, by (run_id, rowid): a run's rows never change
-_decoded: dict[tuple[str, int], frozenset] = {}
+#: claims rows' ids, decoded, by (run_id, rowid): a run's rows never change. A cache
+#: for this process's life (at most 65 rows), emptied by ``_caches.reset_all()``
+_decoded: dict[tuple[str, int], frozenset] = _caches.declare(__name__, "_decoded", {})
 _ID_HEX = 32  # pset ids are 16-byte BLAKE2b digests in hex
 _CHUNK = 1 << 20  # ids per claims row
 
 
 def claim(store, func_id: str, ids: list[str], missing: list[int], run: dict | None,
           limit: int | None = None, registered: dict | None = None,
-          ) -> tuple[str | None, list[dict], list[int], dict]:
+          ) -> tuple[str | None, list[str], list[int], dict]:
     """Claim the psets ``missing`` (indices into ``ids``) that nobody has, for a new
     run registered ``starting`` (``run``: its registry fields; None: claim nothing).
 
-    Returns ``(run_id, runs to attach to, indices claimed, newly cached)``; the run id
-    also goes into ``registered`` as soon as it is written (for the caller to
-    abandon it should an exception cut this short after the commit). Claims of
-    runs that are not known alive are judged outside the transaction (that may mean
-    asking a host or the scheduler), dead runs finished, and the claim tried again.
+    Returns ``(run_id, ids of the runs owning the others, indices claimed, newly
+    cached)``; the run id also goes into ``registered`` as soon as it is written (for
+    the caller to abandon it should an exception cut this short after the commit).
+    One transaction, no judging: whether the owners still live is the caller's
+    explicit step (``_dispatch.reconcile``), which may ask a host or the scheduler.
     """
-    live: dict[str, dict] = {}
-    newly: dict[str, int] = {}
-    for _ in range(20):
-        with store._tx() as db:
-            fresh = store.lookup(func_id, [ids[i] for i in missing])
-            if fresh:  # a run finished meanwhile
-                newly.update(fresh)
-                missing = [i for i in missing if ids[i] not in fresh]
-            owners = claimed(db, func_id, [ids[i] for i in missing]) if missing else {}
-            unjudged = set(owners.values()) - set(live)
-            if not unjudged:
-                mine = [i for i in missing if ids[i] not in owners]
-                if limit is not None and len(mine) > limit:
-                    # a warning: a limit left set would otherwise quietly leave holes
-                    log.warning("limit=%d (PYJOULE_LIMIT or pj.config): running only %d "
-                                "of %d missing psets; the others stay missing from the "
-                                "results", limit, limit, len(mine))
-                    mine = mine[:limit]
-                run_id = None
-                if mine and run is not None:
-                    run_id = _register(db, store, func_id, [ids[i] for i in mine], run)
-                    if registered is not None:  # for the caller, should this be cut short
-                        registered["run_id"] = run_id
-                attach = [live[r] for r in dict.fromkeys(owners.values())]
-                return run_id, attach, mine, newly
-        for run_id in unjudged:
-            rec = store.get_run(run_id)
-            if rec is not None and is_live(store, rec):
-                live[run_id] = rec
-            else:
-                settle(store, run_id, rec)
-    raise RuntimeError(f"could not claim psets of {func_id}: runs kept changing")
+    with store._tx() as db:
+        newly = store.lookup(func_id, [ids[i] for i in missing])  # finished meanwhile
+        if newly:
+            missing = [i for i in missing if ids[i] not in newly]
+        owners = claimed(db, func_id, [ids[i] for i in missing]) if missing else {}
+        mine = [i for i in missing if ids[i] not in owners]
+        if limit is not None and len(mine) > limit:
+            # a warning: a limit left set would otherwise quietly leave holes
+            log.warning("limit=%d (PYJOULE_LIMIT or pj.config): running only %d of %d "
+                        "missing psets; the others stay missing from the results",
+                        limit, limit, len(mine))
+            mine = mine[:limit]
+        run_id = None
+        if mine and run is not None:
+            run_id = _register(db, store, func_id, [ids[i] for i in mine], run)
+            if registered is not None:  # for the caller, should this be cut short
+                registered["run_id"] = run_id
+    return run_id, list(dict.fromkeys(owners.values())), mine, newly
 
 
 def _register(db, store, func_id: str, pset_ids: list[str], run: dict) -> str:
     """Insert the run (``starting``) and its claims; inside the caller's transaction."""
-    from ._dispatch import new_run_id
-
     run_id = new_run_id()
     options = dict(run.get("options") or {}, driver=me())
     fields = dict(run, run_id=run_id, func_id=func_id, state="starting",
@@ -192,91 +153,7 @@ def abandon(store, run_id: str) -> None:
     shutil.rmtree(store.root / "runs" / run_id, ignore_errors=True)
 
 
-# ------------------------------------------------------------------ liveness
-def is_live(store, rec: dict) -> bool:
-    """Whether a run may still compute or finish its psets (see the module doc)."""
-    state, options = rec.get("state"), rec.get("options") or {}
-    if state == "starting":
-        if process_alive(options.get("driver")):
-            return True
-        try:
-            rec = settle_start(store, rec)
-        except Exception as exc:  # noqa: BLE001 - e.g. a host unreachable: not evidence
-            log.info("run %s: its driver died while starting it, and whether its "
-                     "workers started cannot be told now (%s); waiting for it",
-                     rec["run_id"], exc)
-            return True
-        if rec is None or rec.get("state") == "starting":
-            return False
-        return is_live(store, rec)
-    if state == "finishing":
-        return process_alive(options.get("finisher"))
-    if state in ("running", "cancelled") and rec.get("finished") is None:
-        from ._dispatch import LiveRun
-
-        try:
-            return LiveRun(store, rec).backend.alive()
-        except Exception as exc:  # noqa: BLE001 - e.g. a host unreachable: not evidence
-            log.info("run %s: cannot tell whether it still runs (%s); waiting for it",
-                     rec["run_id"], exc)
-            return True
-    return False  # ended: its claims are stale
-
-
-def settle_start(store, rec: dict) -> dict | None:
-    """A ``starting`` run whose driver died: running, if the driver got as far as
-    starting its backend and a worker started (its run directory's fate says so: the
-    worker writes ``started`` before it computes); else still ``starting``, and
-    ``abandoned`` is its fate now, so no worker of it will ever compute: it is to be
-    settled as never started. Returns the run's record anew (None: it is gone).
-
-    May ask a host or the scheduler; raises when they cannot be asked (then nobody
-    can tell, and the run must be waited for, not settled)."""
-    from ._rundir import STARTED
-
-    options = rec.get("options") or {}
-    if not options.get("launching"):  # the driver died before it started anything
-        return rec
-    from ._dispatch import make_backend
-
-    fate = make_backend(rec["backend"], rec["run_dir"], options).settle_start()
-    if fate != STARTED:
-        return rec
-    with store._tx() as db:
-        db.execute("UPDATE runs SET state='running' WHERE run_id=? AND state='starting'",
-                   (rec["run_id"],))
-    return store.get_run(rec["run_id"])
-
-
-def settle(store, run_id: str, rec: dict | None = None) -> None:
-    """Finish a dead run (ingest what it computed, record the rest as lost) and
-    release its claims; a run already ended only loses its stale claims."""
-    from ._dispatch import LiveRun
-
-    rec = rec or store.get_run(run_id)
-    if rec is None or rec.get("state") not in ACTIVE or rec.get("finished") is not None:
-        release(store, run_id)
-        return
-    log.info("run %s (%s) is dead: finishing it, its unfinished psets are free again",
-             run_id, rec["state"])
-    if rec["state"] == "starting":
-        rec = settle_start(store, rec)
-        if rec is None:
-            return
-        if rec["state"] == "starting":
-            _settle_starting(store, rec)
-            return
-        if rec["state"] == "running" and rec.get("finished") is None and is_live(store, rec):
-            return  # it had started, and it runs: it keeps its claims
-    if rec["state"] in ("running", "cancelled"):
-        LiveRun(store, rec).poll_until_finished(timeout_s=0)
-        return
-    if rec["state"] == "finishing":
-        run = LiveRun(store, rec)
-        run.poll()  # what it computed, before the rest is recorded as lost
-        run.finish()
-
-
+# ------------------------------------------------------------------ starting
 def _settle_starting(store, rec: dict) -> None:
     """A run whose driver died before starting it: nothing ran; its psets are lost."""
     from . import _unfinished
@@ -299,29 +176,6 @@ def _settle_starting(store, rec: dict) -> None:
         db.execute("UPDATE runs SET state='done', finished=?, failed=? WHERE run_id=?",
                    (time.time(), len(ids), rec["run_id"]))
         db.execute("DELETE FROM claims WHERE run_id=?", (rec["run_id"],))
-
-
-def settle_transient(store) -> int:
-    """For ``cache gc``: finish every run left ``starting``/``running``/``finishing``
-    whose processes are gone, and drop stale claims; return how many runs. Runs on
-    a host or under SLURM are judged only from local evidence (a dead driver or
-    finisher): gc opens no connections."""
-    settled = 0
-    for rec in store.list_runs():
-        state = rec["state"]
-        if state not in ACTIVE or rec.get("finished") is not None:
-            continue
-        remote = rec["backend"] in ("ssh", "slurm") and (
-            state in ("running", "cancelled")
-            or (rec.get("options") or {}).get("launching"))  # its fate is on the host
-        if remote or is_live(store, rec):
-            continue
-        settle(store, rec["run_id"], rec)
-        settled += 1
-    with store._tx() as db:  # claims of runs that ended or vanished
-        db.execute("DELETE FROM claims WHERE run_id NOT IN (SELECT run_id FROM runs WHERE "
-                   "finished IS NULL AND state IN (?,?,?,?))", ACTIVE)
-    return settled
 
 
 class StartingBackend:

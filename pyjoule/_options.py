@@ -229,7 +229,7 @@ class Resolved:
 @dataclasses.dataclass(frozen=True)
 class LaunchOptions:
     """What a run is started with (``_dispatch.launch`` reads it): built once per call
-    where the backend is chosen (``_compose``), so the worker count is the one that
+    where the backend is chosen (``_dispatch.compose``), so the worker count is the one that
     backend runs with, not the option as given."""
 
     host: Any               # pj.Host, or None: this machine

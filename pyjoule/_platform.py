@@ -9,12 +9,14 @@ every commit), not a setting for users. psutil, when a fallback uses it, is impo
 lazily and only there: the worker's import closure stays the standard library. Other
 modules may add a function here, with its fallback and a test that forces the
 fallback. Windows is not supported (fork, process groups, POSIX signals):
-:func:`require_posix` says so clearly.
+:func:`require_posix` says so clearly. Also here, built on those: a process as a run
+records it (host, pid, start time: :func:`me`) and whether it still runs.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 
@@ -108,6 +110,39 @@ def is_running(pid: int, start: str = "") -> bool:
     if is_zombie(pid):
         return False
     return not start or process_start_time(pid) in (start, "")
+
+
+# a process as recorded for a run (its driver, its finisher): host, pid, start time
+_HOST = socket.gethostname()
+
+
+def me() -> dict:
+    """This process, as recorded for a run it starts or finishes."""
+    pid = os.getpid()
+    return {"host": _HOST, "pid": pid, "start": process_start_time(pid)}
+
+
+def here(proc: dict) -> bool:
+    """Whether the recorded process is (or was) on this machine."""
+    return proc.get("host") == _HOST
+
+
+def process_alive(proc: dict | None) -> bool:
+    """Whether the recorded process still runs. Unknown (no record, another host's
+    process) counts as alive: a run is taken for dead only on evidence."""
+    if not proc or proc.get("host") != _HOST or not proc.get("pid"):
+        return True
+    pid = int(proc["pid"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process has the pid now: ours is gone
+        return False
+    if is_zombie(pid):
+        return False
+    start = process_start_time(pid)
+    return not (proc.get("start") and start and start != proc["start"])
 
 
 def group_alive(pgid: int) -> bool:

@@ -13,10 +13,13 @@ and writable. Anyone in that group can then run code in the user's process.
 
 Checks use ``st_uid`` and ``st_mode``, never ``os.access``: root passes every access
 test, and root is the user most worth protecting.
+
+Also here: the error for a full disk (or quota) under anything pyjoule writes.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -229,6 +232,26 @@ def warn_if_network(path: str | os.PathLike, **kw) -> None:
             "can corrupt the index. Use a cache on a local disk of each machine (e.g. "
             "the default ~/.cache/pyjoule or a node-local scratch directory); results "
             "computed on a cluster come back to your local cache anyway.", path, kind)
+
+
+# ------------------------------------------------------------------ full disk
+#: the errnos of a full file system (EDQUOT: over the user's quota, where it exists)
+DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def disk_full(exc: OSError, path: str | os.PathLike) -> OSError:
+    """``CacheError`` naming the full file system for ENOSPC/EDQUOT, else ``exc``."""
+    code = exc.errno
+    if code is None or code not in DISK_FULL or isinstance(exc, CacheError):
+        return exc
+    what = "is full" if code == errno.ENOSPC else "is over your disk quota"
+    err = CacheError(f"the file system holding {path} {what} "
+                      f"({os.strerror(code)}): free some space (e.g. `pyjoule cache "
+                      "gc --max-size 10G`) or use a cache elsewhere (cache= or "
+                      "PYJOULE_CACHE), then run again: finished results kept in the "
+                      "run directories are stored then, nothing else is recomputed")
+    err.errno = code  # (no filename: it would replace the message in str())
+    return err
 
 
 # process state, declared (pyjoule/_caches.py): a test resets it with reset_all()

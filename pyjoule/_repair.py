@@ -204,3 +204,16 @@ def require_cache(root: str | os.PathLike) -> Path:
                          "--cache DIR or set PYJOULE_CACHE to the directory your "
                          "experiments cache in")
     return path
+
+
+def gc(store: Store, older_than_s: float | None = None, max_bytes: int | None = None,
+       dry_run: bool = False) -> dict:
+    """``pyjoule cache gc``: finish the runs a crash left starting, running or
+    finishing (their processes are gone: their psets are freed), then
+    :meth:`Store.gc <pyjoule._store.Store.gc>`; its report, with ``runs_settled``."""
+    from ._dispatch import settle_transient
+
+    settled = 0 if dry_run else settle_transient(store)
+    report = store.gc(older_than_s=older_than_s, max_bytes=max_bytes, dry_run=dry_run)
+    report["runs_settled"] = settled
+    return report

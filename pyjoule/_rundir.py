@@ -21,8 +21,7 @@ directory holds (``docs/layout.md`` says more)::
     ends/<task>        SLURM: "<exit code> <why> <batches>" of an array task
     logs/<task>.out    SLURM: an array task's output
 
-Also here: the one atomic write (unique temporary name, mode 0600 whatever the
-umask, the temporary removed on any failure), the ownership check before anything
+Also here (the writes themselves are :mod:`._files`'): the ownership check before anything
 is unpickled (once per RunDir), liveness with start times (a reused pid is not the
 worker) and appending the bytes a host's answer carries (its names checked first).
 Standard library and pyjoule's small modules only: the worker imports it.
@@ -36,6 +35,8 @@ import signal
 import time
 
 from . import _platform, _private
+from ._files import (TMP_SUFFIX, atomic_write, atomic_write_private,  # noqa: F401 - theirs here
+                     open_append, write_all)
 
 # ------------------------------------------------------------------- names
 PAYLOAD = "payload.pkl"
@@ -58,7 +59,6 @@ CLAIMED = "claimed"
 ENDS = "ends"
 LOGS = "logs"
 LOG_SUFFIX = ".out"         # logs/<task>.out (sbatch --output)
-TMP_SUFFIX = ".tmp"
 FATE = "fate"               # "started" or "abandoned": the first word written stands
 STARTED, ABANDONED = "started", "abandoned"
 TASK_PREFIXES = ("tasks", "retry-")  # the task files: tasks.pkl, retry-<n>.pkl
@@ -88,43 +88,6 @@ def names_source() -> str:
     """Python assignments of the names, to put before a script sent as ``python3 -c``
     (which cannot import this module on a host)."""
     return "".join(f"{name} = {globals()[name]!r}\n" for name in NAMES)
-
-
-# -------------------------------------------------------------- writing files
-def atomic_write(path: str | os.PathLike, data: bytes, mode: int = FILE_MODE) -> None:
-    """Write ``data`` to ``path`` so that readers see all of it or nothing: a file of
-    ``mode`` (exactly: the umask may have taken bits off) under a unique temporary
-    name (several processes may write one file, e.g. ``exit``), then ``os.replace``.
-    On any failure the temporary file is removed and the error raised as it came."""
-    path = os.fspath(path)
-    tmp = f"{path}.{os.getpid()}.{os.urandom(6).hex()}{TMP_SUFFIX}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                 mode)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            write_all(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """``os.write`` until all of ``data`` is written (a write may take part of it)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def open_append(path: str | os.PathLike) -> int:
-    """A file descriptor appending to ``path`` (created 0600)."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
 
 
 makedirs_private = _private.private_dir  # one copy: 0700 (2770 shared), whatever the umask
@@ -289,7 +252,9 @@ class RunDir:
         freed for another run), and a settler that finds it started follows it. The
         word is written whole to a private file and hard-linked into place (one
         atomic step, refused if the name exists): nobody ever reads half a fate."""
-        self.make(results=False)
+        if not os.path.isdir(self.path):  # a settler may come before the run's files
+            self.make(results=False)
+        self.check()  # another's or a shared directory: no fate written there, refused
         path = self.join(FATE)
         tmp = f"{path}.{os.getpid()}.{time.time_ns()}{TMP_SUFFIX}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)

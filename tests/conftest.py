@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import faulthandler
 import os
-import subprocess
+import signal
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 faulthandler.enable()
 
-REPO = Path(__file__).resolve().parent.parent
+from helpers import REPO, run_script  # noqa: E402,F401 - tests import them from here too
 
 
 def pytest_sessionstart(session):
@@ -26,6 +25,19 @@ def pytest_sessionstart(session):
 
     if sys.dont_write_bytecode:  # else Python writes them on import
         compile_missing()
+
+
+def pytest_configure(config):
+    """Mark this session's processes (tests/strays.py), before any test starts one.
+
+    A shell that starts pytest in the background (``pytest &``, no job control) has it
+    ignore SIGINT, which every script a test starts would inherit: the Ctrl-C tests
+    would then fail for want of a KeyboardInterrupt. Ctrl-C is restored here."""
+    from strays import mark_session
+
+    mark_session()
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
@@ -63,36 +75,36 @@ def processes():
         yield int(entry), int(ppid), name, state, cmd
 
 
-def _worker_pids() -> set[int]:
-    # started workers show in the command line, forked ones by their name
-    return {pid for pid, _, name, state, cmd in processes()
-            if (b"pyjoule.worker" in cmd or name == b"pyjoule-worker") and state != b"Z"}
+@pytest.fixture(autouse=True)
+def _close_scripts():
+    """What the test started with ``helpers.start_script`` ends with it."""
+    from helpers import close_started
+
+    yield
+    close_started()
+
+
+@pytest.fixture(scope="session")
+def _worker_owner(tmp_path_factory):
+    from strays import Owner
+
+    return Owner(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(autouse=True)
-def no_stray_workers():
-    """Fail a test that leaves a pyjoule worker process running."""
-    before = _worker_pids()
+def no_stray_workers(_worker_owner):
+    """Fail a test that leaves a pyjoule worker process running: one of its own
+    (tests/strays.py tells them from the machine's others)."""
+    from strays import worker_pids
+
+    before = worker_pids()
+    _worker_owner.known.clear()  # by pid: a pid may come again
     yield
     deadline = time.monotonic() + 10
-    while (leaked := _worker_pids() - before) and time.monotonic() < deadline:
+    while (leaked := _worker_owner.ours(worker_pids() - before)) and \
+            time.monotonic() < deadline:
         time.sleep(0.1)
     assert not leaked, f"worker processes left running: {sorted(leaked)}"
-
-
-def run_script(folder: Path, source: str, *, timeout: float = 120, env: dict | None = None,
-               check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``source`` as ``__main__`` of a script in ``folder``, in a fresh interpreter."""
-    script = folder / "script.py"
-    script.write_text(textwrap.dedent(source))
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(folder)])
-    full_env.update(env or {})
-    proc = subprocess.run([sys.executable, str(script)], cwd=folder, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"script failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 # ------------------------------------------------------------------ real sshd

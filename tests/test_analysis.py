@@ -119,6 +119,7 @@ def test_stats_over_several_dims_and_of_dataarrays():
     assert unnamed["mean"].values.tolist() == [2.0]
 
 
+@pytest.mark.slow
 def test_huge_ragged_star_scan_is_reduced_without_the_dense_grid(cache_dir):
     # 10 parameters x 10 values x 3 seeds: the dense grid has 3e10 cells (240 GB)
     def scan(seed, **p):
@@ -222,6 +223,7 @@ def close_figures():
     plt.close("all")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backing", ["sparse", "dense"])
 def test_plot_draws_mean_lines_with_sem_bands_per_hue(runs, backing):
     ds = runs[0] if backing == "sparse" else runs[1]
@@ -242,6 +244,7 @@ def test_plot_draws_mean_lines_with_sem_bands_per_hue(runs, backing):
     assert ax.get_xlabel() == "rho" and ax.get_ylabel() == "rmse"
 
 
+@pytest.mark.slow
 def test_plot_facets_and_gaps_on_a_ragged_sparse_dataset(runs):
     ds = runs[0].sel(inflation=None)  # method A has no value there: gaps
     fig = pj.plot(ds, "rmse", x="rho", hue="N", col="method")

@@ -42,6 +42,7 @@ def holds_a_lock(x):
     raise RuntimeError("with a lock", threading.Lock())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 0], ids=["pool", "inprocess"])
 def test_a_single_call_raises_the_functions_exception_with_its_worker_traceback(
         cache_dir, workers):
@@ -77,6 +78,7 @@ def test_an_exception_that_cannot_come_back_is_an_experiment_error(cache_dir, fu
         "TwoArgs" if func is two_args else "RuntimeError"]
 
 
+@pytest.mark.slow
 def test_a_class_defined_in_the_script_is_raised_and_its_traceback_shown(
         cache_dir, weird_tmp_path):
     proc = run_script(weird_tmp_path, """

@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_script
+from helpers import start_script
+
+pytestmark = pytest.mark.slow  # most tests here take seconds
 
 BIG = 200_000
 BIG_SCRIPT = f"""
@@ -57,11 +60,7 @@ READ_BACK = f"""
 
 
 def _start(folder: Path, source: str) -> subprocess.Popen:
-    script = folder / "big.py"
-    script.write_text(textwrap.dedent(source))
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, str(script)], cwd=folder, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_script(folder, source, name="big.py")
 
 
 def _computing(cache: Path, timeout_s: float = 120) -> Path:
@@ -205,10 +204,11 @@ def test_cache_gc_finishes_a_run_a_crash_left_finishing(cache_dir, weird_tmp_pat
     _die(weird_tmp_path, "finishing")
     with _db(cache_dir) as db:
         assert db.execute("SELECT state FROM runs").fetchall() == [("finishing",)]
-    from pyjoule._store import Store
-
-    report = Store(cache_dir).gc()
-    assert report["runs_settled"] == 1
+    gc = subprocess.run([sys.executable, "-m", "pyjoule", "cache", "gc", "--json"],
+                        cwd=weird_tmp_path, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                        capture_output=True, text=True, timeout=120)
+    assert gc.returncode == 0, gc.stderr
+    assert '"runs_settled": 1' in gc.stdout
     with _db(cache_dir) as db:
         assert db.execute("SELECT state, done FROM runs").fetchall() == [("done", 10)]
         assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0

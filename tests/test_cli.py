@@ -195,6 +195,7 @@ print("waited", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_cancel_stops_a_run_started_by_another_process(cache_dir, weird_tmp_path):
     from pyjoule._store import Store
 
@@ -547,6 +548,7 @@ def test_gc_units():
 
 
 # ------------------------------------------------ the program as users run it
+@pytest.mark.slow
 def test_python_m_pyjoule_and_the_console_script_agree(study):
     script = Path(sys.executable).parent / "pyjoule"
     outputs = []
@@ -573,6 +575,7 @@ def test_main_returns_the_exit_code(study, capsys):
 
 
 # -------------------------------------------------------------------- hosts
+@pytest.mark.slow
 def test_hosts_check_against_the_test_server(sshd, ssh_host, monkeypatch):
     monkeypatch.setenv("PYJOULE_SSH_CONFIG", str(sshd.ssh_config))
     result = invoke("hosts", "check", sshd.alias, "--json")

@@ -166,6 +166,7 @@ def complete(words: str, env_cache: str | None = None, shell: str = "bash") -> l
     return [line.split(",", 1)[1] for line in proc.stdout.splitlines() if line]
 
 
+@pytest.mark.slow
 def test_run_ids_complete_from_the_cache(two_runs):
     first, second = two_runs
     assert complete("pyjoule status ") == [second, first]  # newest first

@@ -106,6 +106,7 @@ _scalars = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.lists(_scalars, min_size=1, max_size=5), min_size=1, max_size=4))
 def test_concat_of_parts_equals_build_of_all(parts):

@@ -22,6 +22,8 @@ import pytest
 
 from conftest import REPO, run_script
 
+pytestmark = pytest.mark.slow  # most tests here take seconds
+
 SCRIPT = """
     import os, sys, time, pyjoule as pj
 

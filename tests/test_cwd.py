@@ -63,6 +63,7 @@ def _study(project: Path, cwd: Path, calls: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_script_run_from_three_folders_uses_one_cache_and_one_identity(project, tmp_path):
     calls = tmp_path / "calls"
     calls.mkdir()
@@ -80,6 +81,7 @@ def test_a_script_run_from_three_folders_uses_one_cache_and_one_identity(project
     assert not (project / "scripts" / ".pyjoule").exists()
 
 
+@pytest.mark.slow
 def test_pyjoule_runs_names_the_cache_of_the_cwd(project, tmp_path):
     calls = tmp_path / "calls"
     calls.mkdir()
@@ -107,6 +109,7 @@ def test_the_runs_frame_is_a_dataframe_whose_repr_names_the_cache(cache_dir):
 
 
 # ------------------------------------------------------------------ .gitignore
+@pytest.mark.slow
 def test_a_new_cache_ignores_itself_in_git(project, tmp_path):
     git = subprocess.run(["git", "init", "-q", str(project)], capture_output=True)
     assert git.returncode == 0, git.stderr
@@ -123,21 +126,22 @@ def test_a_new_cache_ignores_itself_in_git(project, tmp_path):
 
 
 def test_a_missing_gitignore_is_written_again_but_a_users_is_never_replaced(tmp_path):
-    from pyjoule._store import Store, _OPEN
+    from pyjoule._store import Store, forget_open
 
     cache = tmp_path / "cache"
     Store.open(cache)
     ignore = cache / ".gitignore"
     ignore.unlink()
-    _OPEN.clear()
+    forget_open()
     Store.open(cache)
     assert ignore.read_text().splitlines()[-1] == "*"  # missing on open: written
     ignore.write_text("index.sqlite\n")  # the user's own choice
-    _OPEN.clear()
+    forget_open()
     Store.open(cache)
     assert ignore.read_text() == "index.sqlite\n"
 
 
+@pytest.mark.slow
 def test_a_notebooks_functions_belong_to_the_notebooks_project_whatever_the_cwd(
         project, tmp_path):
     # a kernel's __main__ has no __file__; VS Code names the notebook in the namespace

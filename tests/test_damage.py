@@ -58,6 +58,7 @@ def cli(*args: str, cache: Path) -> subprocess.CompletedProcess:
 
 
 # ------------------------------------------------------------------ damaged entries
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["garbled", "truncated"])
 def test_a_call_on_a_damaged_entry_recomputes_and_returns_the_value(tmp_path, damage):
     cache, count = tmp_path / "cache", tmp_path / "count"
@@ -74,6 +75,7 @@ def test_a_call_on_a_damaged_entry_recomputes_and_returns_the_value(tmp_path, da
 
 
 # -------------------------------------------------------------------- damaged index
+@pytest.mark.slow
 def test_a_damaged_index_names_the_file_and_the_fix_and_check_repair_rebuilds_it(tmp_path):
     cache, count = tmp_path / "cache", tmp_path / "count"
     run(tmp_path, cache, count, "f.map(pj.grid(x=range(6)))")
@@ -107,6 +109,7 @@ def test_a_damaged_index_names_the_file_and_the_fix_and_check_repair_rebuilds_it
     assert cli("cache", "check", cache=cache).returncode == 0
 
 
+@pytest.mark.slow
 def test_cache_check_reports_per_function_and_repair_drops_damaged_segments(tmp_path):
     cache, count = tmp_path / "cache", tmp_path / "count"
     run(tmp_path, cache, count, """
@@ -199,6 +202,7 @@ def test_atomic_write_on_a_full_disk_says_which_and_leaves_no_temporary(tmpfs):
     assert not temporaries(tmpfs) and not (tmpfs / "big").exists()
 
 
+@pytest.mark.slow
 def test_a_full_disk_loses_nothing_finished_and_recomputes_nothing(tmpfs, tmp_path):
     """The results fit in the run directory but their segment does not fit in the
     cache: CacheError; once space is freed, the next call stores them, runs nothing."""
@@ -225,6 +229,7 @@ except pj.CacheError as exc:
     assert not temporaries(tmpfs)
 
 
+@pytest.mark.slow
 def test_a_full_disk_under_the_index_names_the_index(tmpfs, tmp_path):
     """Failures go to the index only: SQLite's "database or disk is full"."""
     cache, count = tmpfs / "cache", tmp_path / "count"
@@ -247,6 +252,7 @@ except pj.ExperimentError as exc:
 
 
 # ------------------------------------------------------------------ output capped
+@pytest.mark.slow
 def test_output_kept_for_failed_psets_is_capped(tmp_path):
     cache, count = tmp_path / "cache", tmp_path / "count"
     five_mb = 5 * 1024 * 1024

@@ -200,6 +200,7 @@ def hang_once(x, marker, act=abs):
     return act(x)
 
 
+@pytest.mark.slow
 def test_a_retry_passes_ignored_arguments_and_functions_again(cache_dir, tmp_path):
     f = pj.experiment(workers=1, timeout=2, retries=1, ignore=["marker"])(hang_once)
     marker = str(tmp_path / "marker")

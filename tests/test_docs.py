@@ -48,6 +48,7 @@ def _reference_page(site_dir: Path) -> str:
     return (site_dir / "reference" / "index.html").read_text()
 
 
+@pytest.mark.slow
 def test_site_builds_without_warnings(site):
     _, log = site
     warnings = [line for line in log.splitlines() if "WARNING" in line]
@@ -111,6 +112,7 @@ def test_configuration_page_lists_every_variable():
         assert f"`{name}`" in allowed, f"[tool.pyjoule] {name} not in configuration.md"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", ["index.md", "analysis.md"])
 def test_the_python_examples_of_a_page_run(page, tmp_path):
     """Pages whose examples are complete programs: their ```python blocks, in order,

@@ -18,6 +18,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # most tests here take seconds
+
 DUCK = ("dask", "sparse", "numba", "cupy", "jax", "pint", "cubed")
 
 STUDY = """

@@ -29,6 +29,7 @@ def tiny_project(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_environment_is_built_once_then_reused_without_uv(ssh_host, tiny_project):
     conn = ssh.connect(ssh_host)
     workdir = conn.expand(ssh_host.workdir)
@@ -82,6 +83,7 @@ def test_pyjoule_itself_goes_to_the_host(ssh_host):
     assert out == [pj.__version__, f"{lib}/pyjoule/__init__.py"]
 
 
+@pytest.mark.slow
 def test_uv_missing_and_not_allowed_to_install(sshd, ssh_host, tiny_project):
     conn = ssh.connect(ssh_host)
     sshd.run("mv ~/.local/bin/uv ~/.local/bin/uv.hidden")
@@ -94,6 +96,7 @@ def test_uv_missing_and_not_allowed_to_install(sshd, ssh_host, tiny_project):
         sshd.run("mv ~/.local/bin/uv.hidden ~/.local/bin/uv")
 
 
+@pytest.mark.slow
 def test_two_processes_building_the_same_environment_at_once(sshd, tmp_path):
     """Both get a working environment, built into their own folders, one published:
     neither wipes the other's (repeated: it is a race)."""

@@ -80,6 +80,7 @@ def test_in_process_backend_runs_in_this_process(cache_dir):
     assert set(ds.result.values.tolist()) == {os.getpid()}
 
 
+@pytest.mark.slow
 def test_new_process_takes_results_from_the_cache(cache_dir, weird_tmp_path, call_log):
     script = """
         import os, pyjoule as pj
@@ -99,6 +100,7 @@ def test_new_process_takes_results_from_the_cache(cache_dir, weird_tmp_path, cal
     assert len(calls(call_log)) == 6  # the second process computed nothing
 
 
+@pytest.mark.slow
 def test_workers_run_the_helper_code_this_process_loaded(cache_dir, weird_tmp_path):
     """A helper module edited on disk but not reloaded (a notebook without a kernel
     restart): workers must run the loaded code the identity describes, or new results
@@ -125,6 +127,7 @@ def test_workers_run_the_helper_code_this_process_loaded(cache_dir, weird_tmp_pa
     assert lines[:3] == ["[2, 3]", "[2, 3, 4]", "[101, 102, 103]"]
 
 
+@pytest.mark.slow
 def test_editing_the_function_recomputes_but_a_comment_does_not(cache_dir, weird_tmp_path,
                                                                  call_log):
     body = """
@@ -298,6 +301,7 @@ def test_default_cache_is_in_the_project_root_of_the_functions_file(tmp_path, mo
     assert not (elsewhere / ".pyjoule").exists()
 
 
+@pytest.mark.slow
 def test_submit_returns_a_run_that_survives_the_process(cache_dir, weird_tmp_path):
     f = pj.experiment(workers=2)(simulate)
     run = f.submit(pj.grid(method=["A", "B"], N=[1, 2, 3]))
@@ -326,6 +330,7 @@ def test_attach_unknown_run_is_a_clear_error(cache_dir):
         pj.attach("nope")
 
 
+@pytest.mark.slow
 def test_concurrent_processes_share_a_cache(cache_dir, weird_tmp_path):
     import subprocess
     import sys
@@ -401,6 +406,7 @@ def test_a_damaged_cache_entry_is_recomputed_never_returned(cache_dir, call_log,
     assert len(calls(call_log)) == 6  # every damaged entry ran again
 
 
+@pytest.mark.slow
 def test_cancel_stops_the_work_and_keeps_what_finished(cache_dir):
     @pj.experiment(workers=2)
     def slow(i):
@@ -551,6 +557,7 @@ def _script(folder, name: str, source: str, env: dict | None = None) -> str:
     return proc.stdout.strip() + proc.stderr
 
 
+@pytest.mark.slow
 def test_two_scripts_with_one_function_name_keep_their_own_results(cache_dir, weird_tmp_path):
     (weird_tmp_path / "pyproject.toml").write_text("[project]\nname = 'demo'\n")
     body = """
@@ -580,6 +587,7 @@ def test_two_scripts_with_one_function_name_keep_their_own_results(cache_dir, we
         ["[2, 4, 6]", "3"]
 
 
+@pytest.mark.slow
 def test_going_back_to_a_cached_version_says_so_and_recomputes_nothing(cache_dir,
                                                                       weird_tmp_path, call_log):
     body = """
@@ -642,6 +650,7 @@ def test_submit_of_cached_psets_still_gives_a_run_id(cache_dir, call_log):
     assert f.submit(pj.grid(method="A", N=[1, 2, 3])).id == run.id  # not a new run each time
 
 
+@pytest.mark.slow
 def test_capture_false_shows_what_the_workers_print(cache_dir, weird_tmp_path):
     out = run_script(weird_tmp_path, """
         import pyjoule as pj

@@ -51,6 +51,7 @@ UNION = pj.product(pj.grid(method="A", lr=[0.1, 0.2])
                    + pj.grid(method="B", depth=[1, 2, 3]), pj.grid(seed=range(3)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backing", [True, False])
 def test_union_of_tuning_grids_roundtrips(f, weird_tmp_path, backing):
     ds = f.map(UNION, sparse=backing)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 
@@ -15,7 +12,8 @@ import pytest
 
 import pyjoule as pj
 
-from conftest import REPO, run_script
+from conftest import run_script
+from helpers import start_script
 
 
 def flaky(x):
@@ -104,6 +102,7 @@ def sleepy(x):
     return x
 
 
+@pytest.mark.slow
 def test_timeout_fails_only_that_pset(cache_dir):
     f = pj.experiment(workers=2, timeout=1, errors="ignore")(sleepy)
     t0 = time.monotonic()
@@ -245,11 +244,7 @@ SLOW_SCRIPT = """
 
 
 def _start(folder, source):
-    script = folder / "slow.py"
-    script.write_text(textwrap.dedent(source))
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen([sys.executable, str(script)], cwd=folder, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_script(folder, source, name="slow.py")
 
 
 def _count_cached(folder) -> int:
@@ -266,6 +261,7 @@ def _count_cached(folder) -> int:
     return int(out.stdout.strip())
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_results_and_leaves_no_process(cache_dir, weird_tmp_path):
     proc = _start(weird_tmp_path, SLOW_SCRIPT)
     assert proc.stdout.readline().strip() == "ready"
@@ -282,6 +278,7 @@ def test_ctrl_c_keeps_finished_results_and_leaves_no_process(cache_dir, weird_tm
     assert "cancelled" in runs.stdout
 
 
+@pytest.mark.slow
 def test_killing_the_driver_loses_nothing_that_finished(cache_dir, weird_tmp_path):
     proc = _start(weird_tmp_path, SLOW_SCRIPT)
     assert proc.stdout.readline().strip() == "ready"

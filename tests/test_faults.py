@@ -26,6 +26,7 @@ from pyjoule._rundir import RunDir
 from pyjoule._backends.pool import PoolBackend
 from pyjoule._transport import local
 
+import helpers
 from conftest import REPO, processes
 
 WAIT_S = 30  # a bound on waits for something that must happen, not a speed check
@@ -59,12 +60,7 @@ def append(path: str, text: str) -> None:
 
 
 def start_script(folder: Path, source: str, env: dict | None = None) -> subprocess.Popen:
-    script = folder / "script.py"
-    script.write_text(textwrap.dedent(source))
-    full_env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(folder)]),
-                    PYJOULE_PROGRESS="0", **(env or {}))
-    return subprocess.Popen([sys.executable, str(script)], cwd=folder, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return helpers.start_script(folder, source, env={"PYJOULE_PROGRESS": "0", **(env or {})})
 
 
 @pytest.fixture(params=["linux", "fallback"])
@@ -272,6 +268,7 @@ def _forks_helpers_then_hangs(x, pids):
     return x
 
 
+@pytest.mark.slow
 def test_timeout_bounds_a_pset_that_forked_helpers(cache_dir, tmp_path):
     pids = str(tmp_path / "helpers")
 
@@ -287,6 +284,7 @@ def test_timeout_bounds_a_pset_that_forked_helpers(cache_dir, tmp_path):
     wait_until(lambda: not any(running(p) for p in helpers), "every helper to be killed")
 
 
+@pytest.mark.slow
 def test_timeout_fails_the_forking_pset_with_reason_timeout(cache_dir, tmp_path):
     pids = str(tmp_path / "helpers")
 
@@ -391,6 +389,7 @@ def _supervisor_of(cache: Path) -> tuple[int, str]:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["linux", "fallback"])
 def test_kill_9_of_the_supervisor_keeps_what_finished(cache_dir, tmp_path, mode):
     for attempt in range(3):
@@ -496,6 +495,7 @@ NOCACHE_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start", ["forked", "spawned", "forked-fallback"])
 def test_kill_9_of_a_cache_false_driver_leaves_no_pool_and_no_dir(tmp_path, start):
     for attempt in range(3):
@@ -634,6 +634,7 @@ def test_records_are_private(tmp_path):
         os.umask(old)
 
 
+@pytest.mark.slow
 def test_atomic_write_leaves_no_temporary_file_and_never_collides(tmp_path):
     target = tmp_path / "a-directory"
     target.mkdir()

@@ -57,6 +57,7 @@ def inside_a_panel(fig, legend) -> bool:
 
 
 # ------------------------------------------------------------------ the docs' figures
+@pytest.mark.slow
 def test_the_docs_figures_are_built_and_committed(figures):
     out, built = figures
     assert set(built) == {"convergence", "ragged", "best", "one-seed"}
@@ -179,6 +180,7 @@ def test_panels_share_axes_and_an_empty_panel_says_so():
     assert not bottom.axison
 
 
+@pytest.mark.slow
 def test_several_variables_take_a_row_each_with_their_own_y_axis():
     ds = seeds_dataset()
     ds["time"] = 60 * ds.loss.assign_attrs(units="s")

@@ -407,6 +407,7 @@ def equivalent(v, rnd):
     return v
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(psets | tiny_psets, min_size=2, max_size=6), st.randoms(use_true_random=False))
 def test_equal_psets_iff_equal_ids(batch, rnd):

@@ -36,6 +36,7 @@ def project(weird_tmp_path, sshd, monkeypatch):
     return root
 
 
+@pytest.mark.slow
 def test_a_python_found_only_after_a_setup_line_is_the_one_used(sshd, project, workdir):
     """Like `module load python/3.X`: the setup line alone puts the interpreter on
     PATH. The env's pyvenv.cfg names the folder it came from; had the setup line's
@@ -140,6 +141,7 @@ def test_bad_python_or_environment_options(kwargs, match):
     assert pj.Host("pjtest", python="~/v/bin/python", environment="existing")
 
 
+@pytest.mark.slow
 def test_requirements_txt_project_with_links_runs_on_the_host(sshd, project, workdir,
                                                               tmp_path):
     outside = tmp_path / "outside"
@@ -177,6 +179,7 @@ def test_requirements_txt_project_with_links_runs_on_the_host(sshd, project, wor
     assert mode == "700"
 
 
+@pytest.mark.slow
 def test_an_existing_venv_is_used_as_it_is(sshd, project, workdir):
     venv = f"{workdir}/venv"
     sshd.run(f"mkdir -p {workdir} && python{MINOR} -m venv --without-pip {venv}")

@@ -115,7 +115,7 @@ def test_ssh_driver_killed_while_starting(remote_project, sshd, point, attempt):
 def test_slurm_driver_killed_while_starting(tmp_path, monkeypatch, point):
     from pyjoule._backends import slurm as backend
 
-    backend._facts.clear()
+    backend.reset_facts()
     ensure_slurm()
     monkeypatch.setenv("PYJOULE_CACHE", str(tmp_path / ".pyjoule"))
     monkeypatch.setenv("PYJOULE_PROGRESS", "0")

@@ -104,6 +104,7 @@ def test_the_page_has_examples_of_every_kind():
         assert all(s.lang in ("python", "bash") for s in ex.steps), ex.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(EXAMPLES))
 def test_example_runs_as_written(name, weird_tmp_path):
     ex = EXAMPLES[name]

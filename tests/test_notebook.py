@@ -129,6 +129,7 @@ def test_nb_helpers_examples_run():
     assert result.attempted >= 4 and result.failed == 0
 
 
+@pytest.mark.slow
 def test_notebook_runs_then_takes_everything_from_the_cache_then_recomputes(
         kernel_env, weird_tmp_path, monkeypatch):
     folder = weird_tmp_path / "study"
@@ -189,6 +190,7 @@ def test_notebook_runs_then_takes_everything_from_the_cache_then_recomputes(
         assert new.shape == old.shape == (2, 5, 4) and (new < old).all()  # MAE < RMSE
 
 
+@pytest.mark.slow
 def test_a_plot_shows_once_whether_it_ends_the_cell_or_not(kernel_env, weird_tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in (
@@ -287,6 +289,7 @@ def gates(weird_tmp_path):
         (folder / f"gate-{hundred}").touch()
 
 
+@pytest.mark.slow
 def test_submit_returns_at_once_and_runs_are_followed_from_another_kernel(
         kernel_env, weird_tmp_path, gates):
     with _kernel(weird_tmp_path) as (km_a, a), _kernel(weird_tmp_path) as (_, b):
@@ -378,6 +381,7 @@ def _script_env(cache: Path) -> dict:
     return env
 
 
+@pytest.mark.slow
 def test_a_terminal_gets_a_text_bar(weird_tmp_path):
     (weird_tmp_path / "nap.py").write_text(NAP)
     master, slave = pty.openpty()
@@ -406,6 +410,7 @@ def _read(fd: int) -> bytes:
         return b""
 
 
+@pytest.mark.slow
 def test_no_terminal_gets_log_lines_and_no_bar(weird_tmp_path):
     (weird_tmp_path / "nap.py").write_text(NAP)
     proc = subprocess.run([sys.executable, "nap.py"], cwd=weird_tmp_path,

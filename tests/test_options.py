@@ -87,6 +87,7 @@ def test_none_means_not_set_except_where_it_is_a_value():
 
 
 # ------------------------------------------------------------ f.options
+@pytest.mark.slow
 def test_options_keeps_identity_and_cache_entries(cache_dir, call_log):
     f = pj.experiment(add, workers=2, progress=False)
     g = f.options(workers=1, errors="ignore")
@@ -225,6 +226,7 @@ def test_pyproject_others_can_write_is_ignored_with_a_warning(tmp_path):
 
 
 # ------------------------------------------------------------ no cache
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["config", "environment", "pyproject"])
 def test_no_cache_creates_no_cache_directory(tmp_path, how):
     project = _project(tmp_path, "cache = false\n" if how == "pyproject" else "")

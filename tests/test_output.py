@@ -95,6 +95,7 @@ def test_output_is_private_kept_by_gc_and_removed_with_its_results(cache_dir):
     assert len(f.table(output=True)) == 0
 
 
+@pytest.mark.slow
 def test_pyjoule_logs_shows_what_the_psets_of_a_run_printed(cache_dir):
     f = pj.experiment(workers=2, errors="ignore")(chatty)
     f.sweep(x=range(6))

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from conftest import run_script
+
+pytestmark = pytest.mark.slow  # each test runs a script
 
 SCRIPT = """
     import time

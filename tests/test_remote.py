@@ -6,26 +6,21 @@ import json
 import os
 import re
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from conftest import run_script
+from helpers import host_workers, start_script, uv_project, wait_for_launched
+
+pytestmark = pytest.mark.slow  # most tests here take seconds
 
 
 @pytest.fixture
 def remote_project(weird_tmp_path, sshd, monkeypatch):
     """A user's project (locked with real uv) whose study runs on the test host."""
-    from sshd_server import _local_uv
-
-    root = weird_tmp_path / "study"
-    root.mkdir()
-    (root / "pyproject.toml").write_text(
-        "[project]\nname = 'study'\nversion = '0'\nrequires-python = '>=3.10'\n"
-        "dependencies = ['cloudpickle>=3', 'threadpoolctl>=3.1']\n")
+    root = uv_project(weird_tmp_path / "study", "study")
     (root / "physics.py").write_text("def energy(m, v):\n    return 0.5 * m * v * v\n")
-    subprocess.run([str(_local_uv()), "lock", "--quiet"], cwd=root, check=True)
     monkeypatch.setenv("PYJOULE_SSH_CONFIG", str(sshd.ssh_config))
     monkeypatch.setenv("PYJOULE_CACHE", str(root / ".pyjoule"))
     monkeypatch.setenv("PYJOULE_PROGRESS", "0")
@@ -88,24 +83,15 @@ SLOW = """
 
 
 def _start(folder, source, *args):
-    import os
-    import sys
-
-    from conftest import REPO
-
-    script = folder / "slow.py"
-    script.write_text(textwrap.dedent(source))
-    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{folder}")
-    return subprocess.Popen([sys.executable, str(script), *args], cwd=folder, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_script(folder, source, *args, name="slow.py")
 
 
-def _wait_for_remote_worker(sshd, timeout=60):
+def _wait_for_remote_worker(sshd, project, timeout=60):
     import time
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip():
+        if host_workers(sshd, project / ".pyjoule"):
             return
         time.sleep(0.1)
     raise AssertionError("the remote worker never started")
@@ -114,8 +100,8 @@ def _wait_for_remote_worker(sshd, timeout=60):
 def test_killed_client_loses_nothing_and_a_recall_attaches(remote_project, sshd):
     proc = _start(remote_project, SLOW)
     assert proc.stdout.readline().strip() == "ready"
-    _wait_for_remote_worker(sshd)
-    _wait_for_launched(remote_project / ".pyjoule")
+    _wait_for_remote_worker(sshd, remote_project)
+    wait_for_launched(remote_project / ".pyjoule")
     proc.kill()  # the laptop lid closes: the work goes on on the host
     proc.wait(10)
     again = _start(remote_project, SLOW)
@@ -123,27 +109,12 @@ def test_killed_client_loses_nothing_and_a_recall_attaches(remote_project, sshd)
     assert "finished 1200 1" in out, err  # every result, and still the one run
 
 
-def _wait_for_launched(cache, timeout=60):
-    """Until the run is recorded ``running`` (launched), not ``starting``: a kill in
-    between is another fault (the run is settled as never started), not this test's."""
-    import sqlite3
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with sqlite3.connect(cache / "index.sqlite", timeout=30) as db:
-            if db.execute("SELECT 1 FROM runs WHERE state = 'running'").fetchone():
-                return
-        time.sleep(0.05)
-    raise AssertionError("the run was never recorded running")
-
-
 def test_worker_killed_on_the_host_fails_only_what_was_in_flight(remote_project, sshd):
     import time
 
     proc = _start(remote_project, SLOW)
     assert proc.stdout.readline().strip() == "ready"
-    _wait_for_remote_worker(sshd)
+    _wait_for_remote_worker(sshd, remote_project)
     time.sleep(1.5)
     sshd.run("pkill -KILL -u pjhost -f 'pyjoule[.]worker' || true")
     out, err = proc.communicate(timeout=120)
@@ -185,7 +156,7 @@ def test_cancel_kills_the_remote_workers_and_keeps_what_finished(remote_project,
     """, timeout=120).stdout.split()
     done, failed, finished = int(out[0]), int(out[1]), out[2]
     assert 2 <= done < 40 and done + failed == 40 and finished == "True"
-    assert sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip() == ""
+    assert host_workers(sshd, remote_project / ".pyjoule") == []
 
 
 def test_pyjoule_cancel_from_another_process_stops_a_remote_run(remote_project, sshd):
@@ -197,11 +168,11 @@ def test_pyjoule_cancel_from_another_process_stops_a_remote_run(remote_project, 
         print(run.id)
     """, timeout=120).stdout.split()
     run_id = out[-1]
-    assert sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip()
+    assert host_workers(sshd, remote_project / ".pyjoule")
     proc = subprocess.run([sys.executable, "-m", "pyjoule", "cancel", run_id],
                           cwd=remote_project, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip() == ""
+    assert host_workers(sshd, remote_project / ".pyjoule") == []
     status = subprocess.run([sys.executable, "-m", "pyjoule", "status", run_id, "--json"],
                             cwd=remote_project, capture_output=True, text=True, timeout=120)
     report = json.loads(status.stdout)
@@ -244,7 +215,7 @@ def test_a_module_missing_on_the_host_fails_before_anything_starts(remote_projec
 def test_sshd_restart_mid_run_loses_nothing(remote_project, sshd):
     proc = _start(remote_project, SLOW)
     assert proc.stdout.readline().strip() == "ready"
-    _wait_for_remote_worker(sshd)
+    _wait_for_remote_worker(sshd, remote_project)
     sshd.restart()  # every connection drops; the detached worker goes on
     out, err = proc.communicate(timeout=120)
     assert "finished 1200 1" in out, err
@@ -347,12 +318,12 @@ def test_ctrl_c_stops_the_remote_work_and_keeps_what_finished(remote_project, ss
 
     proc = _start(remote_project, SLOW)
     assert proc.stdout.readline().strip() == "ready"
-    _wait_for_remote_worker(sshd)
+    _wait_for_remote_worker(sshd, remote_project)
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
-    assert sshd.run("pgrep -u pjhost -f 'pyjoule[.]worker' || true").stdout.strip() == ""
+    assert host_workers(sshd, remote_project / ".pyjoule") == []
     # the next call keeps what had finished and runs only the rest
     out, err = _start(remote_project, SLOW).communicate(timeout=120)
     assert "finished 1200 2" in out, err

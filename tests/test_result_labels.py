@@ -197,6 +197,7 @@ print(dims == table, list(g.map(pj.grid(x=[0, 1, 2])).data_vars) == ["a", "b"])
 """
 
 
+@pytest.mark.slow
 def test_table_columns_and_data_variables_do_not_depend_on_the_hash_seed(cache_dir):
     for seed in ("1", "3", "5"):
         env = {"PYTHONHASHSEED": seed, "PYJOULE_CACHE": str(cache_dir / seed)}

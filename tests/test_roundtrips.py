@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_script
+from helpers import uv_project
+
+pytestmark = pytest.mark.slow  # most tests here take seconds
 
 STUDY = """
     import json, os, sys, time
@@ -48,14 +50,7 @@ STUDY = """
 
 @pytest.fixture
 def slow_project(tmp_path, sshd, monkeypatch):
-    from sshd_server import _local_uv
-
-    root = tmp_path / "rtt"
-    root.mkdir()
-    (root / "pyproject.toml").write_text(
-        "[project]\nname = 'rtt'\nversion = '0'\nrequires-python = '>=3.10'\n"
-        "dependencies = ['cloudpickle>=3', 'threadpoolctl>=3.1']\n")
-    subprocess.run([str(_local_uv()), "lock", "--quiet"], cwd=root, check=True)
+    root = uv_project(tmp_path / "rtt", "rtt")
     monkeypatch.setenv("PYJOULE_CACHE", str(root / ".pyjoule"))
     monkeypatch.setenv("PYJOULE_PROGRESS", "0")
     workdir = f"~/rtt-{uuid.uuid4().hex[:8]}"  # its own lib/ and envs/: no other test's

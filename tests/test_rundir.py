@@ -60,12 +60,14 @@ def test_atomic_write_is_0600_under_umask_000_and_leaves_no_temporary_on_failure
 
 
 def test_the_store_writes_with_the_same_atomic_write(tmp_path, monkeypatch):
-    """One copy: _store.atomic_write is _rundir's, with the full-disk error on top."""
-    from pyjoule import _store
+    """One copy: _store.atomic_write is _files' (as _rundir's), with the full-disk error
+    on top."""
+    from pyjoule import _files, _store
 
+    assert _rundir.atomic_write is _files.atomic_write
     calls = []
-    real = _rundir.atomic_write
-    monkeypatch.setattr(_rundir, "atomic_write", lambda *a: calls.append(a) or real(*a))
+    real = _files.atomic_write
+    monkeypatch.setattr(_files, "atomic_write", lambda *a: calls.append(a) or real(*a))
     _store.atomic_write(tmp_path / "seg", b"data")
     assert calls and (tmp_path / "seg").read_bytes() == b"data"
 

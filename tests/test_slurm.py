@@ -266,6 +266,7 @@ def test_a_killed_client_loses_nothing_and_a_new_process_attaches(slurm, cache_d
     run_id = first.stdout.readline().strip()
     first.kill()  # the kernel dies right after submitting
     first.wait(10)
+    first.stdout.close()
     (job_ids,) = pj.runs().job_ids
     assert _active(job_ids)  # the jobs go on without it
     out = subprocess.run([sys.executable, "-c", client.replace(

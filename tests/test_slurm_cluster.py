@@ -57,6 +57,7 @@ def test_ensure_cluster_again_is_fast_and_changes_nothing(cluster):
     assert oct(cluster.slurm_conf.stat().st_mode & 0o777) == "0o644"
 
 
+@pytest.mark.slow
 def test_an_array_job_runs_every_task(cluster, tmp_path):
     job = cluster.sbatch("--array=0-3%2", "--wrap",
                          "echo $SLURM_ARRAY_TASK_ID > out_$SLURM_ARRAY_TASK_ID", cwd=tmp_path)
@@ -69,6 +70,7 @@ def test_an_array_job_runs_every_task(cluster, tmp_path):
         assert (tmp_path / f"slurm-{job}_{task}.out").exists()
 
 
+@pytest.mark.slow
 def test_scancel_ends_a_running_job(cluster, tmp_path):
     job = cluster.sbatch("--wrap", "sleep 300", cwd=tmp_path)
     deadline = time.monotonic() + 30
@@ -92,6 +94,7 @@ def test_a_job_of_another_user_runs_as_that_user(cluster, user_dir):
     assert listed.stdout.split() == [job]
 
 
+@pytest.mark.slow
 def test_another_max_array_size_restarts_the_cluster(cluster, tmp_path):
     try:
         small = _ensure(max_array_size=20)
@@ -110,6 +113,7 @@ def test_another_max_array_size_restarts_the_cluster(cluster, tmp_path):
     assert len(cluster.wait(job, timeout=30)) == 26
 
 
+@pytest.mark.slow
 def test_with_accounting_sacct_records_jobs(cluster, tmp_path):
     try:
         accounted = _ensure(accounting=True)

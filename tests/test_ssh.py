@@ -92,6 +92,7 @@ def test_a_dropped_connection_is_reopened(sshd, ssh_host):
     assert conn.connects == 2
 
 
+@pytest.mark.slow
 def test_a_command_running_when_sshd_restarts_is_run_again(sshd, ssh_host):
     conn = ssh.connect(ssh_host)
     threading.Timer(0.5, sshd.restart).start()
@@ -194,6 +195,7 @@ def _listener_config(tmp_path, **ports) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_a_port_that_never_sends_the_ssh_banner_is_a_host_error(tmp_path):
     cfg = _listener_config(tmp_path, silent=_listener(close=False))
     t0 = time.monotonic()

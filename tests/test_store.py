@@ -294,6 +294,19 @@ def test_missing_segment_is_caught_by_verify_present(store):
     assert store.lookup(FUNC) == {}
 
 
+def test_lookup_present_finds_the_cached_psets_whose_segment_is_there(store):
+    store.ingest(FUNC, "run-1", [rec("p-0", 0), rec("p-1", 1)])
+    store.ingest(FUNC, "run-1", [rec("p-2", 2)])
+    wanted = ["p-0", "p-2", "nope"]
+    assert store.lookup_present(FUNC, wanted) == store.lookup(FUNC, wanted)
+    assert set(store.lookup_present(FUNC, wanted)) == {"p-0", "p-2"}
+    seg_id = store.lookup(FUNC, ["p-2"])["p-2"] >> 32
+    (path,) = store.db.execute("SELECT path FROM segments WHERE seg_id=?", (seg_id,)).fetchone()
+    (store.root / path).unlink()
+    assert set(store.lookup_present(FUNC, wanted)) == {"p-0"}  # p-2 is to recompute
+    assert set(store.lookup(FUNC)) == {"p-0", "p-1"}  # its entry is dropped
+
+
 # ------------------------------------------------------------------- maintenance
 def test_info_and_clear(store):
     store.ingest(FUNC, "run-1", [rec(f"p-{i}", np.zeros(100)) for i in range(3)])
@@ -323,6 +336,18 @@ def test_data_survives_a_new_store_object(weird_tmp_path):
     got = s2.read_values(FUNC, s2.lookup(FUNC))
     assert all(same(got[p], v) for p, v in VALUES.items())
     s2.close()
+
+
+def test_store_open_shares_one_store_until_forget_open(weird_tmp_path):
+    from pyjoule._store import forget_open
+
+    first = Store.open(weird_tmp_path / "cache")
+    assert Store.open(weird_tmp_path / "cache") is first  # one connection per process
+    forget_open()
+    again = Store.open(weird_tmp_path / "cache")
+    assert again is not first
+    assert Store.open(weird_tmp_path / "cache") is again
+    forget_open()
 
 
 # ------------------------------------------------------------------ run registry
@@ -411,6 +436,7 @@ def _expected(me: int, i: int):
     return {"me": me, "i": i, "arr": np.full(2, i, dtype=np.int32)}
 
 
+@pytest.mark.slow
 def test_concurrent_ingest_from_several_processes(weird_tmp_path):
     root = weird_tmp_path / "cache"
     first = Store(root)

@@ -22,15 +22,6 @@ ALLOWLIST: dict[tuple[str, str], tuple[str, str]] = {
     ("pyjoule._backends.pool", "_THROWAWAY"): (
         "roots of this process's cache=False caches",
         "only added to; removed at exit by the process that made them"),
-    ("pyjoule._claims", "_decoded"): (
-        "claims rows' decoded pset ids by (run_id, rowid)",
-        "a claims row never changes once written"),
-    ("pyjoule._dispatch", "_logged_changes"): (
-        "(function, change) pairs already logged",
-        "only suppresses a repeated log line"),
-    ("pyjoule._store", "_OPEN"): (
-        "open Store objects by cache path",
-        "one connection per cache per process; reset must close them"),
     ("pyjoule._transport.dial", "_proxies"): (
         "id(socket) -> its ProxyCommand process and stderr",
         "removed when the socket closes"),

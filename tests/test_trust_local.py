@@ -26,7 +26,7 @@ import pytest
 import pyjoule as pj
 from pyjoule import _private
 from pyjoule._config import project_root
-from pyjoule._store import _SEG_HEADER, Store, _digest
+from pyjoule._store import SEG_HEADER, SEG_MAGIC, Store, digest
 
 from conftest import REPO, run_script
 
@@ -113,15 +113,16 @@ def poison(cache: Path, marker: Path) -> None:
     assert rows, "nothing to poison: the planting run cached nothing"
     for seg_id, rel in rows:
         evil = pickle.dumps(Payload(str(marker)))
-        blob = _SEG_HEADER.pack(b"PJS1", len(evil)) + evil + evil
+        blob = SEG_HEADER.pack(SEG_MAGIC, len(evil)) + evil + evil
         (cache / rel).write_bytes(blob)
         conn.execute("UPDATE segments SET nbytes=?, len_a=?, digest_a=?, digest_b=? "
-                     "WHERE seg_id=?", (len(blob), len(evil), _digest(evil), _digest(evil),
+                     "WHERE seg_id=?", (len(blob), len(evil), digest(evil), digest(evil),
                                         seg_id))
     conn.commit()
     conn.close()
 
 
+@pytest.mark.slow
 def test_a_planted_project_and_cache_in_a_shared_dir_are_not_used(other_user, shared_dir,
                                                                    tmp_path):
     """pjother plants pyproject.toml and a poisoned, world-writable .pyjoule/ in a
@@ -301,6 +302,7 @@ for name in ("index.sqlite-wal", "index.sqlite-shm"):  # they exist while it is 
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("umask", [0o022, 0o000])
 def test_everything_under_a_cache_is_private_whatever_the_umask(tmp_path, umask):
     cache = tmp_path / "cache"

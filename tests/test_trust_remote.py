@@ -26,6 +26,7 @@ import pytest
 
 import pyjoule as pj
 from conftest import run_script
+from helpers import uv_project
 from pyjoule._backends import _names
 from pyjoule._backends.ssh import SSHBackend, append_pulled
 from pyjoule._transport import ssh, sync
@@ -34,14 +35,7 @@ from pyjoule._transport import ssh, sync
 @pytest.fixture
 def project(weird_tmp_path, sshd, monkeypatch):
     """A user's project (locked with real uv) whose study runs on the test host."""
-    from sshd_server import _local_uv
-
-    root = weird_tmp_path / "study"
-    root.mkdir()
-    (root / "pyproject.toml").write_text(
-        "[project]\nname = 'study'\nversion = '0'\nrequires-python = '>=3.10'\n"
-        "dependencies = ['cloudpickle>=3', 'threadpoolctl>=3.1']\n")
-    subprocess.run([str(_local_uv()), "lock", "--quiet"], cwd=root, check=True)
+    root = uv_project(weird_tmp_path / "study", "study")
     monkeypatch.setenv("PYJOULE_SSH_CONFIG", str(sshd.ssh_config))
     monkeypatch.setenv("PYJOULE_CACHE", str(root / ".pyjoule"))
     monkeypatch.setenv("PYJOULE_PROGRESS", "0")
@@ -142,6 +136,7 @@ ENV_STUDY = """
 """
 
 
+@pytest.mark.slow
 def test_host_env_values_reach_the_worker_and_nowhere_else(project, sshd, workdir,
                                                            weird_tmp_path):
     secret, token = _secret()
@@ -229,6 +224,7 @@ def _write_run(run_dir: Path, tasks_name: str, psets: list[dict]) -> None:
     (run_dir / tasks_name).write_bytes(pickle.dumps(tasks))
 
 
+@pytest.mark.slow
 def test_a_retry_by_a_process_that_knows_only_the_names_still_has_the_values(
         project, sshd, workdir, tmp_path):
     secret, token = _secret()
@@ -399,6 +395,7 @@ def test_the_sync_receiver_deletes_a_link_not_its_target_and_makes_files_private
     assert (dest / sync.MANIFEST).stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.slow
 def test_a_host_manifest_listing_paths_outside_the_project_deletes_nothing(
         ssh_host, sshd, tmp_path):
     root = tmp_path / "proj"
@@ -466,6 +463,7 @@ def _running(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_a_worker_pid_of_another_process_is_neither_believed_nor_killed(ssh_host, sshd,
                                                                         tmp_path):
     conn = ssh.connect(ssh_host)

@@ -481,7 +481,7 @@ def test_array_tasks_share_the_batches_of_a_queue_each_pset_once(weird_tmp_path)
     ids = make_run(run_dir, double, [{"x": i} for i in range(40)])
     assert slurm_task.make_queue(str(run_dir), "w0", ["tasks.pkl"], 3) == 14
     procs = [_slurm_task(run_dir, _slurm_env("77", t)) for t in range(3)]
-    assert [p.wait(60) for p in procs] == [0, 0, 0]
+    assert [(p.communicate(timeout=60), p.returncode)[1] for p in procs] == [0, 0, 0]
     recs = one_per_pset(read_records(run_dir), ids)
     assert all(r["status"] == "done" for r in recs.values())
     claimed = sorted((run_dir / "queue" / "w0" / "claimed").iterdir())

@@ -1,6 +1,6 @@
 """``Experiment``: the object ``@pj.experiment`` returns: a call, ``map``/``sweep``,
 ``submit``, the function's cache (``table``, ``cache_info``, ``clear_cache``) and its
-reprs. What runs where is decided in :mod:`.._compose`; this module presents it."""
+reprs. What runs where is decided in :mod:`.._dispatch.compose`; this module presents it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, cast
 
-from .. import _compose, _dispatch, _space
+from .. import _dispatch, _space
 from .._display import card, esc
 from .._errors import OptionError
 from .._interrupt import start_or_stop, wait_or_cancel
@@ -200,7 +200,7 @@ class Experiment(OptionsMethod, Generic[_P, _R]):
     def _run(self, space: Any, store: Store, identity: Identity, progress: bool = True,
              resolved: Resolved | None = None) -> Run:
         resolved = resolved or self._resolved()
-        plan, own, in_flight = _compose.compose(
+        plan, own, in_flight = _dispatch.compose(
             store, func=self._func, name=self.name, signature=self._signature,
             space=space, resolved=resolved, identity=identity)
         return Run(store, plan, own, in_flight, experiment=self,

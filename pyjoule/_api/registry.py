@@ -7,7 +7,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any, Literal
 
-from .. import _compose, _dispatch
+from .. import _dispatch
 from .._config import default_cache_dir
 from .._errors import CacheError, OptionError, RunNotFoundError
 from .._store import Store, not_a_cache
@@ -56,7 +56,7 @@ def refresh_local_runs(store: Store) -> None:
     for rec in store.list_runs():
         if rec["state"] == "running" and rec["backend"] == "pool":
             try:
-                _dispatch.LiveRun(store, rec).poll_until_finished(timeout_s=0)
+                _dispatch.LiveRun(store, rec).refresh()  # starts no retry
             except Exception as exc:  # noqa: BLE001 - a listing must not fail on one run
                 log.debug("could not refresh run %s: %s", rec["run_id"], exc)
 
@@ -100,7 +100,7 @@ def attach(run_id: str, cache: str | os.PathLike[str] | None = None) -> Run:
         known = [r["run_id"] for r in store.list_runs()][-5:]
         raise RunNotFoundError(f"no run {run_id!r} in the cache at {store.root} "
                                f"(latest: {known}); pass cache= if it lives elsewhere")
-    plan, own, _ = _compose.registered(store, rec)
+    plan, own, _ = _dispatch.registered(store, rec)
     run = Run(store, plan, own, [])
     run._cached = rec["cached"]  # which psets were cached is not kept, their number is
     return run

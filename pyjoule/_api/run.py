@@ -93,9 +93,10 @@ class Run:
         return ([self._own] if self._own else []) + self._attached
 
     def _poll(self) -> None:
+        """Ingest what the runs wrote; starts no work (``done()``/``wait()`` retry)."""
         for run in self._live():
             if run.rec.get("state") == "running":
-                run.poll_until_finished(timeout_s=0)
+                run.refresh()
         self._settle()
 
     def status(self) -> dict[str, int]:
@@ -115,8 +116,12 @@ class Run:
                 "running": running, "done": done, "failed": failed}
 
     def done(self) -> bool:
-        """Whether every pset has finished (successfully or not)."""
-        self._poll()
+        """Whether every pset has finished (successfully or not). The wait loop's one
+        step: a retry due is started here, as ``wait()`` would."""
+        for run in self._live():
+            if run.rec.get("state") == "running":
+                run.poll_until_finished(timeout_s=0)
+        self._settle()
         return all(r.rec.get("state") != "running" for r in self._live())
 
     def wait(self, timeout: float | None = None) -> Run:

@@ -146,10 +146,12 @@ def _from_ssh(ssh, alias, config: Path, user, port, default_config) -> dict:
     try:
         options, baseline = _read(procs[0], alias), _read(procs[1], alias)
     finally:
-        for proc in procs:
+        for proc in procs:  # the second is never read when the first fails
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
     _warn_unsupported(alias, config, {k: v for k, v in options.items()
                                       if k in UNSUPPORTED and baseline.get(k) != v})
     return options

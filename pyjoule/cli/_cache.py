@@ -163,8 +163,10 @@ def gc(ctx, older_than, max_size, dry_run, as_json):
     Example:
       pyjoule cache gc --older-than 30d --max-size 10G --dry-run
     """
-    store = open_store(ctx)
-    report = store.gc(older_than_s=older_than, max_bytes=max_size, dry_run=dry_run)
+    from .._repair import gc as collect
+
+    report = collect(open_store(ctx), older_than_s=older_than, max_bytes=max_size,
+                     dry_run=dry_run)
     if as_json:
         return dump(report)
     verb = "would remove" if dry_run else "removed"

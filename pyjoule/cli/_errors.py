@@ -8,15 +8,16 @@ function, a cache), 1 where a command says so (a host it cannot reach).
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 
 import click
 
-from .. import _caches
 from .._errors import PyjouleError
 
 #: whether this invocation asked for --json (set by ``Group.main`` from the command
-#: line, as a usage error may come before click has read the flag)
-_json = False
+#: line for the invocation's length, as a usage error may come before click has read
+#: the flag)
+_json: ContextVar[bool] = ContextVar("pyjoule_cli_json", default=False)
 
 
 class Failure(click.ClickException):
@@ -34,7 +35,7 @@ class Failure(click.ClickException):
         self.kind = kind
 
     def show(self, file=None) -> None:
-        if _json:
+        if _json.get():
             click.echo(json.dumps({"error": self.message, "type": self.kind}))
         click.echo(f"pyjoule: {self.message}", err=True)
 
@@ -47,7 +48,7 @@ def usage(exc: click.UsageError) -> click.ClickException:
     """click's usage error as one line: what is wrong, click's suggestion, where the
     help is. ``pyjoule`` alone still prints the help (not under --json)."""
     if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
-        if not _json:
+        if not _json.get():
             return exc
         path = exc.ctx.command_path if exc.ctx is not None else "pyjoule"
         return Failure(f"missing command; see {path} --help", kind="UsageError")
@@ -74,11 +75,13 @@ class Group(click.Group):
     """A group whose errors are :class:`Failure`\\ s."""
 
     def main(self, args=None, *rest, **kwargs):
-        global _json
         import sys
 
-        _json = _wants_json(list(sys.argv[1:] if args is None else args))
-        return super().main(args, *rest, **kwargs)
+        token = _json.set(_wants_json(list(sys.argv[1:] if args is None else args)))
+        try:
+            return super().main(args, *rest, **kwargs)
+        finally:
+            _json.reset(token)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
@@ -100,6 +103,3 @@ class Group(click.Group):
         except KeyboardInterrupt:
             raise Failure("interrupted", 1, "KeyboardInterrupt") from None
 
-
-# process state, declared (pyjoule/_caches.py): a test resets it with reset_all()
-_caches.declare(__name__, "_json", _json, reset=lambda: globals().update(_json=False))

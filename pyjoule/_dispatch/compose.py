@@ -11,26 +11,31 @@ this machine), a pool never starts more workers than it has psets.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import _dispatch
-from ._config import config
-from ._options import LaunchOptions, Resolved
+from .._config import config
+from .._options import LaunchOptions, Resolved
+from .backends import make_backend, prepare_slurm, prepare_ssh
+from .launch import launch
+from .live import LiveRun
+from .plan import Plan, abandon, plan_run
 
 if TYPE_CHECKING:
-    from ._backends.base import Backend
-    from ._backends.ssh import SSHBackend
-    from ._identity import Identity
-    from ._store import Store
+    from .._backends.base import Backend
+    from .._backends.ssh import SSHBackend
+    from .._identity import Identity
+    from .._store import Store
+    from .signature import Signature
 
 
 class Composed(NamedTuple):
     """What a ``pj.Run`` is made of: the plan, the run this call started (None when
     nothing was left to run), and the other processes' runs it waits for."""
 
-    plan: _dispatch.Plan
-    own: _dispatch.LiveRun | None
-    in_flight: list[_dispatch.LiveRun]
+    plan: Plan
+    own: LiveRun | None
+    in_flight: list[LiveRun]
 
 
 def backend_name(resolved: Resolved) -> str:
@@ -41,7 +46,7 @@ def backend_name(resolved: Resolved) -> str:
 
 
 def compose(store: Store, *, func: Callable[..., Any], name: str,
-            signature: _dispatch.Signature, space: Any, resolved: Resolved,
+            signature: Signature, space: Any, resolved: Resolved,
             identity: Identity) -> Composed:
     """Plan ``space`` and start a run for the psets neither cached nor in flight.
 
@@ -50,22 +55,24 @@ def compose(store: Store, *, func: Callable[..., Any], name: str,
     kind = backend_name(resolved)
     plan = own = None
     try:
-        plan = _dispatch.plan(store, identity.func_id, signature, space,
-                              config.get("limit"),
-                              run={"name": name, "backend": kind,
-                                   "host": getattr(resolved.host, "target", "local")})
+        # plan_run: the runs found in flight are judged (reconcile), the dead ones'
+        # psets claimed for this run
+        plan = plan_run(store, identity.func_id, signature, space,
+                                  config.get("limit"),
+                                  run={"name": name, "backend": kind,
+                                       "host": getattr(resolved.host, "target", "local")})
         if plan.to_run:
             backend, options = _backend(kind, resolved, len(plan.to_run), identity)
-            own = _dispatch.LiveRun(store, _dispatch.launch(
+            own = LiveRun(store, launch(
                 store, func=func, func_id=identity.func_id, name=name, plan_=plan,
                 backend=backend, options=options, by_value=identity.modules), backend)
             # capture=False: the pool's prints show here, as from a plain function
             own.relay_output = not options.capture and kind == "pool"
     except BaseException:
         if plan is not None:
-            _dispatch.abandon(store, plan)
+            abandon(store, plan)
         raise
-    return Composed(plan, own, [_dispatch.LiveRun(store, r) for r in plan.in_flight])
+    return Composed(plan, own, [LiveRun(store, r) for r in plan.in_flight])
 
 
 def _backend(kind: str, resolved: Resolved, n_to_run: int,
@@ -76,19 +83,19 @@ def _backend(kind: str, resolved: Resolved, n_to_run: int,
         slurm = resolved.slurm
         workers = resolved.workers_given or slurm.cpus_per_task or 1
         if slurm.cpus_per_task is None and workers > 1:  # allocate what the pool uses
-            from ._slurm import Slurm
+            from .._slurm import Slurm
 
             slurm = Slurm(dict(slurm.options, cpus_per_task=workers),
                           array_parallelism=slurm.array_parallelism)
-        backend: Backend = _dispatch.prepare_slurm(resolved.host, slurm, identified,
+        backend: Backend = prepare_slurm(resolved.host, slurm, identified,
                                                    resolved.batch)
     elif kind == "ssh":
-        ssh: SSHBackend = _dispatch.prepare_ssh(resolved.host, identified)
+        ssh: SSHBackend = prepare_ssh(resolved.host, identified)
         # the host's CPUs, not ours, unless f.options/the decorator chose a number
         workers = ssh.cpus if resolved.workers_given is None else resolved.workers
         backend, workers = ssh, max(1, min(workers, n_to_run))
     else:
-        backend = _dispatch.make_backend(kind)
+        backend = make_backend(kind)
         workers = max(1, min(resolved.workers, n_to_run)) if kind == "pool" else 0
     return backend, LaunchOptions.of(resolved, workers)
 
@@ -96,8 +103,8 @@ def _backend(kind: str, resolved: Resolved, n_to_run: int,
 def registered(store: Store, rec: dict[str, Any]) -> Composed:
     """The parts of a ``pj.Run`` for a run in the registry (``pj.attach``): its psets
     from the request its run directory keeps (checked first: pickles are code)."""
-    from ._rundir import RunDir
+    from .._rundir import RunDir
 
     ids, psets = RunDir(rec["run_dir"]).read_request()
-    plan = _dispatch.Plan(rec["func_id"], psets, ids, {})
-    return Composed(plan, _dispatch.LiveRun(store, rec), [])
+    plan = Plan(rec["func_id"], psets, ids, {})
+    return Composed(plan, LiveRun(store, rec), [])
