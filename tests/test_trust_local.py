@@ -412,7 +412,7 @@ def test_a_shared_script_folder_is_never_synced_to_a_host(tmp_path):
         "import pyjoule as pj\n"
         "from pyjoule import _dispatch\n"
         "try:\n"
-        "    _dispatch.prepare_ssh('nobody@127.0.0.1:1', lambda: None)\n"
+        "    _dispatch.prepare('ssh', host='nobody@127.0.0.1:1', identity=lambda: None)\n"
         "except pj.HostError as exc:\n"
         "    print(exc)\n")
     out = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True,

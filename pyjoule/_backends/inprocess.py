@@ -30,7 +30,7 @@ class InProcessBackend(Backend):
         worker.run(run_dir, 0, task_files)
 
     def alive(self) -> bool:
-        from .._claims import process_alive
+        from .._platform import process_alive
 
         if self.run_dir is None or not self.driver:
             return False
@@ -53,7 +53,7 @@ class InProcessBackend(Backend):
         Ctrl-C would, and wait for it to stop; its psets stay claimed until then."""
         import signal
 
-        from .._claims import here, process_alive
+        from .._platform import here, process_alive
 
         if not self.driver or not here(self.driver) or self.driver["pid"] == os.getpid():
             return

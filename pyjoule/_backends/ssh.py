@@ -65,15 +65,12 @@ class SSHBackend(Backend):
 
     # ------------------------------------------------------------- setting up
     @classmethod
-    def prepare(cls, host=None, root=None, requirements=None, *, slurm=None, identity=None,
+    def prepare(cls, *, host=None, slurm=None, identity=None,
                 batch: int | None = None) -> SSHBackend:
         """The backend for ``host``, with the project of the running code (or, with no
         project, the folder of the script or notebook) synced there, wherever the
         process was started from; ``identity()`` gives the packages the function
-        uses, for a folder with no project of its own. Given a ``root`` (the call
-        ``_dispatch.prepare_ssh`` makes until it asks the registry): :meth:`for_project`."""
-        if root is not None:
-            return cls.for_project(host, root, requirements)
+        uses, for a folder with no project of its own (see :meth:`for_project`)."""
         from .. import _private, _project
         from .._transport.env import requirements_from
 

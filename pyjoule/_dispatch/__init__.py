@@ -29,7 +29,7 @@ The package, lowest first: ``signature`` (what the function accepts), ``backends
 
 from __future__ import annotations
 
-from .backends import make_backend, prepare_slurm, prepare_ssh
+from .backends import make_backend, prepare
 from .compose import Composed, backend_name, compose, registered
 from .launch import launch, record_cached
 from .live import INFRA_REASONS, LiveRun, settle
@@ -41,5 +41,5 @@ from .signature import Signature
 
 __all__ = ["INFRA_REASONS", "Composed", "LiveRun", "Plan", "Signature", "abandon", "backend_name",
            "compose", "is_live", "launch", "make_backend", "pickle_function", "plan", "plan_run",
-           "prepare_slurm", "prepare_ssh", "reconcile", "record_cached", "registered",
+           "prepare", "reconcile", "record_cached", "registered",
            "report_identity_change", "settle", "settle_transient"]

@@ -1,66 +1,30 @@
-"""The backend objects dispatch works with: prepared for a new run (``prepare_ssh``,
-``prepare_slurm``) or rebuilt from a registered run's description
-(``make_backend``). The one place that knows the backends by name.
+"""The backend objects dispatch works with, through the backend registry
+(:mod:`.._backends.registry`): prepared for a new run from the call's options, or
+rebuilt from a registered run's description. Dispatch names a backend; what each one
+needs to start (a synced project on a host, a cluster's checked options) is the
+backend's own :meth:`~.._backends.base.Backend.prepare`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import _private
+from .._backends import registry
 
-
-def prepare_ssh(host, identity: Callable[[], Any]):
-    """The SSH backend for ``host``, with the project of the running code (or, with
-    no project, the folder of the script or notebook) synced there, wherever the
-    process was started from; ``identity()`` gives the packages the function uses,
-    for a folder with no project of its own."""
-    from .. import _project
-    from .._backends.ssh import SSHBackend
-    from .._transport.env import requirements_from
-
-    root = _project.project_of()
-    if root is None:  # a script's or notebook's folder: synced only if the user's alone
-        root = _project.code_folder()
-        why = _private.problem(os.stat(root))
-        if why is not None:  # e.g. /tmp: others' files would be imported on the host
-            from .._errors import HostError
-
-            raise HostError(
-                f"pyjoule will not copy {root} to the host: {why}, so files another user "
-                "put there would run there as your code. Work from a folder of your own "
-                "(ideally with a pyproject.toml), not a shared one.")
-    return SSHBackend.prepare(host, root, lambda: requirements_from(identity().components))
+if TYPE_CHECKING:
+    from .._backends.base import Backend
 
 
-def prepare_slurm(host, slurm, identity: Callable[[], Any], batch: int | None):
-    """The SLURM backend: sbatch on ``host`` over SSH (its project synced as for
-    :func:`prepare_ssh`), or this machine's sbatch when ``host`` is None."""
-    from .._backends.slurm import SlurmBackend
-
-    ssh = prepare_ssh(host, identity) if host is not None else None
-    backend = SlurmBackend(slurm, ssh=ssh, batch=batch)
-    backend.check()  # a misspelt option fails now, before anything is written
-    return backend
+def prepare(name: str, *, host: Any = None, slurm: Any = None,
+            identity: Callable[[], Any] | None = None, batch: int | None = None) -> Backend:
+    """The backend ``name`` for a new run (``identity()`` gives the function's
+    identity, asked only by a backend that syncs a project without one of its own)."""
+    return registry.create(name, host=host, slurm=slurm, identity=identity, batch=batch)
 
 
 def make_backend(backend_name: str, run_dir: str | None = None,
-                 options: dict | None = None):
-    """The backend object for a registered run (imported lazily: only dispatch needs them)."""
-    if backend_name == "slurm":
-        from .._backends.slurm import SlurmBackend
-
-        return SlurmBackend.from_description(run_dir, options or {})
-    if backend_name == "inprocess":
-        from .._backends.inprocess import InProcessBackend
-
-        return InProcessBackend(run_dir, (options or {}).get("driver"))
-    if backend_name == "ssh":
-        from .._backends.ssh import SSHBackend
-
-        return SSHBackend.from_description(run_dir, options or {})
-    from .._backends.pool import PoolBackend
-
-    return PoolBackend(run_dir)
+                 options: dict | None = None) -> Backend:
+    """The backend object of a registered run (imported lazily: only dispatch needs
+    the backends)."""
+    return registry.from_record(backend_name, run_dir, options or {})

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._config import config
 from .._options import LaunchOptions, Resolved
-from .backends import make_backend, prepare_slurm, prepare_ssh
+from .backends import prepare
 from .launch import launch
 from .live import LiveRun
 from .plan import Plan, abandon, plan_run
@@ -87,15 +87,15 @@ def _backend(kind: str, resolved: Resolved, n_to_run: int,
 
             slurm = Slurm(dict(slurm.options, cpus_per_task=workers),
                           array_parallelism=slurm.array_parallelism)
-        backend: Backend = prepare_slurm(resolved.host, slurm, identified,
-                                                   resolved.batch)
+        backend: Backend = prepare("slurm", host=resolved.host, slurm=slurm,
+                                   identity=identified, batch=resolved.batch)
     elif kind == "ssh":
-        ssh: SSHBackend = prepare_ssh(resolved.host, identified)
+        ssh = cast("SSHBackend", prepare("ssh", host=resolved.host, identity=identified))
         # the host's CPUs, not ours, unless f.options/the decorator chose a number
         workers = ssh.cpus if resolved.workers_given is None else resolved.workers
         backend, workers = ssh, max(1, min(workers, n_to_run))
     else:
-        backend = make_backend(kind)
+        backend = prepare(kind)
         workers = max(1, min(resolved.workers, n_to_run)) if kind == "pool" else 0
     return backend, LaunchOptions.of(resolved, workers)
 
