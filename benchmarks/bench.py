@@ -153,6 +153,7 @@ def w1_pool(a):
 
 def w1_joblib(a):
     from joblib import Parallel, delayed
+
     from workloads import noop
 
     out = imports_done()
@@ -171,6 +172,7 @@ def w1_joblib(a):
 
 def w1_psweep(a):
     import psweep as ps
+
     from workloads import noop_pset
 
     out = imports_done()
@@ -254,6 +256,7 @@ def w2_pool(a):
 
 def w2_joblib(a):
     from joblib import Parallel, delayed
+
     from workloads import burn
 
     out = imports_done()
@@ -268,6 +271,7 @@ def w2_joblib(a):
 
 def w2_psweep(a):
     import psweep as ps
+
     from workloads import burn_pset
 
     out = imports_done()
@@ -343,6 +347,7 @@ def w3_floor(a):
 
 def w3_joblib_setup(a):
     from joblib import Memory
+
     from workloads import noop
 
     f = Memory(a.cache, verbose=0).cache(noop)
@@ -351,6 +356,7 @@ def w3_joblib_setup(a):
 
 def w3_joblib(a):
     from joblib import Memory
+
     from workloads import noop
 
     out = imports_done()
@@ -369,6 +375,7 @@ def w3_joblib(a):
 
 def w3_psweep_setup(a):
     import psweep as ps
+
     from workloads import noop_pset
 
     df = ps.run(noop_pset, [{"i": i} for i in range(a.n)], calc_dir=a.cache, poolsize=a.workers)
@@ -377,6 +384,7 @@ def w3_psweep_setup(a):
 
 def w3_psweep(a):
     import psweep as ps
+
     from workloads import noop_pset
 
     out = imports_done()
@@ -430,6 +438,7 @@ def _shape(a):
 
 def w4_numpy(a):
     import numpy as np
+
     from workloads import w4_coords, w4_expected, w4_records
 
     out = imports_done()
@@ -467,6 +476,7 @@ def w4_pyjoule_setup(a):
 def _w4_pyjoule(a, assemble, want_sparse):
     pj = import_pyjoule()
     import numpy as np
+
     from workloads import w4_coords, w4_expected, w4_psets, w4_value
 
     out = imports_done()

@@ -53,9 +53,8 @@ def _project(root: Path, files: int) -> Path:
 
 
 def bench_sync(server, repeats: int) -> dict:
-    from pyjoule._transport import ssh, sync
-
     import pyjoule as pj
+    from pyjoule._transport import ssh, sync
 
     out = {"pyjoule first": [], "pyjoule no-op": [], "rsync first": [], "rsync no-op": []}
     with tempfile.TemporaryDirectory() as tmp:

@@ -87,15 +87,27 @@ def __dir__() -> list[str]:
 
 
 if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from ._api import Experiment, Run, attach, experiment, load, runs
     from ._analysis import best, stats
-    from ._plot import plot
+    from ._api import Experiment, Run, attach, experiment, load, runs
     from ._config import config
+    from ._errors import (
+        AuthenticationError,
+        CacheError,
+        ExperimentError,
+        HashingError,
+        HostError,
+        HostKeyError,
+        OptionError,
+        PyjouleError,
+        RemoteCommandError,
+        RunNotFoundError,
+        SerializationError,
+        SlurmError,
+        SpaceError,
+        WorkerTraceback,
+    )
     from ._export import open, save
-    from ._errors import (AuthenticationError, CacheError, ExperimentError, HashingError,
-                          HostError, HostKeyError, OptionError, PyjouleError,
-                          RemoteCommandError, RunNotFoundError, SerializationError,
-                          SlurmError, SpaceError, WorkerTraceback)
+    from ._plot import plot
     from ._slurm import Slurm
-    from ._transport.hosts import Host
     from ._space import Space, grid, product, star, zip
+    from ._transport.hosts import Host

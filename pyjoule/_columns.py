@@ -23,7 +23,8 @@ float64 (a function returning ``0`` or ``0.5`` gives one numeric variable).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

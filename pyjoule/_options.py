@@ -19,8 +19,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal
 
 from ._errors import OptionError
 
@@ -30,7 +31,7 @@ class _Unset:
 
     _instance: _Unset | None = None
 
-    def __new__(cls) -> "_Unset":
+    def __new__(cls) -> _Unset:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -182,7 +183,7 @@ class Options:
     ignore: tuple[str, ...] = UNSET
 
     @classmethod
-    def of(cls, where: str, values: Mapping[str, Any]) -> "Options":
+    def of(cls, where: str, values: Mapping[str, Any]) -> Options:
         """Validated options from keyword arguments (``UNSET`` ones are skipped;
         ``None`` is "not set" except where it is a value: ``NONE_IS_VALUE``)."""
         bad = set(values) - set(NAMES)
@@ -196,7 +197,7 @@ class Options:
         """The options this layer set, by name (in declaration order)."""
         return {f: v for f in NAMES if (v := getattr(self, f)) is not UNSET}
 
-    def over(self, lower: Options) -> "Options":
+    def over(self, lower: Options) -> Options:
         """These options, and ``lower``'s where these say nothing."""
         return dataclasses.replace(lower, **self.given())
 
@@ -242,7 +243,7 @@ class LaunchOptions:
     progress: bool
 
     @classmethod
-    def of(cls, resolved: Resolved, workers: int) -> "LaunchOptions":
+    def of(cls, resolved: Resolved, workers: int) -> LaunchOptions:
         """The options of ``resolved`` a run starts with, running ``workers``."""
         return cls(host=resolved.host, workers=workers, threads=resolved.threads,
                    timeout=resolved.timeout, batch=resolved.batch,
@@ -275,7 +276,7 @@ def resolve(func: Callable[..., Any], decorated: Options, call: Options) -> Reso
                 break
         if value is UNSET and name in GLOBAL:
             value, source = _config.layered(name, root, project)  # (UNSET, ...) if none
-        if value is UNSET or value is None and name not in NONE_IS_VALUE:
+        if value is UNSET or (value is None and name not in NONE_IS_VALUE):
             value, source = _DEFAULTS.get(name), "default"
         values[name], sources[name] = value, source
     given = call.workers if call.workers is not UNSET else decorated.workers

@@ -8,12 +8,23 @@ along the plotted slice; matplotlib is imported when a plot is drawn.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Sequence, overload
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from ._analysis import (OVER_ATTR, _as_dataset, _check_not_empty, _check_var, _did_you_mean,
-                        _dims_arg, _expand, _is_sparse, _single_valued, stats)
+from ._analysis import (
+    OVER_ATTR,
+    _as_dataset,
+    _check_not_empty,
+    _check_var,
+    _did_you_mean,
+    _dims_arg,
+    _expand,
+    _is_sparse,
+    _single_valued,
+    stats,
+)
 from ._errors import OptionError
 
 if TYPE_CHECKING:
@@ -39,7 +50,7 @@ def plot(ds: xr.Dataset | xr.DataArray, var: str | Sequence[str], x: str,
          over: str | Sequence[str] | None = "seed", ax: Axes | None = None,
          xscale: str = "linear", yscale: str = "linear",
          legend: bool = True) -> Figure | SubFigure: ...
-def plot(ds: xr.Dataset | xr.DataArray, var: str | Sequence[str], x: str,  # noqa: E302
+def plot(ds: xr.Dataset | xr.DataArray, var: str | Sequence[str], x: str,
          hue: str | None = None, col: str | None = None, row: str | None = None,
          over: str | Sequence[str] | None = "seed", ax: Axes | None = None,
          xscale: str = "linear", yscale: str = "linear",

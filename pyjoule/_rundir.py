@@ -35,8 +35,7 @@ import signal
 import time
 
 from . import _platform, _private
-from ._files import (TMP_SUFFIX, atomic_write, atomic_write_private,  # noqa: F401 - theirs here
-                     open_append, write_all)
+from ._files import TMP_SUFFIX, atomic_write, atomic_write_private, open_append, write_all  # noqa: F401 - theirs here
 
 # ------------------------------------------------------------------- names
 PAYLOAD = "payload.pkl"
@@ -98,7 +97,7 @@ class RunDir:
     """One run directory: its paths, its pickles (checked before they are loaded),
     its liveness files. Cheap to make; the ownership check runs once per instance."""
 
-    __slots__ = ("path", "_checked")
+    __slots__ = ("_checked", "path")
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
@@ -171,7 +170,7 @@ class RunDir:
         return self.join(wave + SCRIPT_SUFFIX)
 
     # creating
-    def make(self, results: bool = True) -> "RunDir":
+    def make(self, results: bool = True) -> RunDir:
         """The directory (and its ``results/``), private."""
         makedirs_private(self.results if results else self.path)
         return self

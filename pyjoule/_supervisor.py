@@ -69,7 +69,7 @@ def _read_exact(fd: int, n: int) -> bytes:
 
 
 class _Child:
-    __slots__ = ("pid", "to_child", "from_child", "pidfd", "chunk", "killed_for")
+    __slots__ = ("chunk", "from_child", "killed_for", "pid", "pidfd", "to_child")
 
     def __init__(self, pid, to_child, from_child):
         self.pid, self.to_child, self.from_child = pid, to_child, from_child

@@ -15,7 +15,7 @@ import os
 import pickle
 import time
 import zlib
-from typing import Iterable
+from collections.abc import Iterable
 
 from ._rundir import RunDir
 

@@ -32,8 +32,7 @@ import sys
 import time
 
 from . import _platform
-from ._execute import (THREAD_VARS, _limit_threads, execute,  # noqa: F401 - known here
-                       failure_record, thread_controller)
+from ._execute import THREAD_VARS, _limit_threads, execute, failure_record, thread_controller  # noqa: F401 - known here
 from ._rundir import STARTED, RunDir, open_append, write_all
 from ._supervisor import PARENT_DIED, Supervisor
 

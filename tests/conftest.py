@@ -15,7 +15,7 @@ import pytest
 
 faulthandler.enable()
 
-from helpers import REPO, run_script  # noqa: E402,F401 - tests import them from here too
+from helpers import REPO, run_script, uv_project  # noqa: E402,F401 - tests import them from here too
 
 
 def pytest_sessionstart(session):
@@ -177,3 +177,14 @@ def call_log(tmp_path, monkeypatch):
     path = tmp_path / "calls.txt"
     monkeypatch.setenv("PJ_TEST_CALLS", str(path))
     return path
+
+
+@pytest.fixture
+def remote_project(weird_tmp_path, sshd, monkeypatch):
+    """A user's project (locked with real uv) whose study runs on the test host."""
+    root = uv_project(weird_tmp_path / "study", "study")
+    (root / "physics.py").write_text("def energy(m, v):\n    return 0.5 * m * v * v\n")
+    monkeypatch.setenv("PYJOULE_SSH_CONFIG", str(sshd.ssh_config))
+    monkeypatch.setenv("PYJOULE_CACHE", str(root / ".pyjoule"))
+    monkeypatch.setenv("PYJOULE_PROGRESS", "0")
+    return root

@@ -37,7 +37,7 @@ class DelayProxy:
         self._stopped = threading.Event()
 
     # ------------------------------------------------------------- lifecycle
-    def start(self) -> "DelayProxy":
+    def start(self) -> DelayProxy:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))

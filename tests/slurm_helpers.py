@@ -42,8 +42,8 @@ from pathlib import Path
 
 import pytest
 
-from pyjoule import _slurm
 import pyjoule as pj
+from pyjoule import _slurm
 from pyjoule._backends.slurm import SlurmBackend
 from pyjoule._slurm import ClusterFacts
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import matplotlib
 import numpy as np
-import pandas as pd
 import pytest
 import sparse
 import xarray as xr
@@ -12,7 +11,7 @@ import xarray as xr
 import pyjoule as pj
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 NOISE = [0.0, 0.3, -0.3, 0.6]
 

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import start_script
 
 from conftest import REPO, run_script
-from helpers import start_script
 
 pytestmark = pytest.mark.slow  # most tests here take seconds
 
@@ -42,7 +42,7 @@ BIG_SCRIPT = f"""
         sys.exit(130)
 """
 
-READ_BACK = f"""
+READ_BACK = """
     import pyjoule as pj, time
 
     @pj.experiment(workers=2, progress=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import pyjoule as pj
+
 from conftest import REPO
 
 STUDY = """

@@ -5,15 +5,13 @@ through the real pool and cache."""
 from __future__ import annotations
 
 import os
-import warnings
 
 import pytest
 
 import pyjoule as pj
 
-from conftest import calls, log_call as _log_call, run_script
-
-
+from conftest import calls, run_script
+from conftest import log_call as _log_call
 
 
 # ------------------------------------------------------------------ ignore=

@@ -11,9 +11,8 @@ import xarray as xr
 
 import pyjoule as pj
 
-from conftest import calls, log_call as _log_call, processes, run_script
-
-
+from conftest import calls, processes, run_script
+from conftest import log_call as _log_call
 
 
 def simulate(method, N, seed=0):
@@ -677,7 +676,7 @@ def _blas_threads_here(i):
 def test_threads_limits_blas_in_the_forked_pool_and_leaves_the_caller_alone(cache_dir):
     """The caller (numpy loaded, its BLAS at its default) forks the pool; ``threads=``
     holds in every worker process, map after map, and the caller's BLAS is untouched."""
-    import numpy as np  # noqa: F401 - its BLAS is loaded in the caller, then inherited
+    import numpy as np
 
     default = _blas_threads_here(0)
     if default < 2:

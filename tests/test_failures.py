@@ -9,11 +9,11 @@ import time
 
 import numpy as np
 import pytest
+from helpers import start_script
 
 import pyjoule as pj
 
 from conftest import run_script
-from helpers import start_script
 
 
 def flaky(x):

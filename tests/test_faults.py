@@ -18,15 +18,15 @@ import threading
 import time
 from pathlib import Path
 
+import helpers
 import pytest
 
 import pyjoule as pj
 from pyjoule import _platform, _rundir, _slurm_task, worker
-from pyjoule._rundir import RunDir
 from pyjoule._backends.pool import PoolBackend
+from pyjoule._rundir import RunDir
 from pyjoule._transport import local
 
-import helpers
 from conftest import REPO, processes
 
 WAIT_S = 30  # a bound on waits for something that must happen, not a speed check
@@ -611,8 +611,9 @@ def test_files_of_a_run_are_private_whatever_the_umask(cache_dir, tmp_path):
 
 
 def test_records_are_private(tmp_path):
-    import cloudpickle
     import pickle
+
+    import cloudpickle
 
     old = os.umask(0o022)
     try:

@@ -12,8 +12,9 @@ import uuid
 import pytest
 
 import pyjoule as pj
-from conftest import run_script
 from pyjoule._transport import env, envkinds, interpreter, ssh
+
+from conftest import run_script
 
 MINOR = "{}.{}".format(*sys.version_info[:2])
 

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, ensure_slurm
-from test_remote import remote_project  # noqa: F401 - the fixture, used below
 
 POINTS = ["launch:before-start", "launch:started"]
 

@@ -16,7 +16,8 @@ import pytest
 import pyjoule as pj
 from pyjoule._config import _SETTINGS
 
-from conftest import calls, log_call as _log_call
+from conftest import calls
+from conftest import log_call as _log_call
 
 
 @pytest.fixture(autouse=True)

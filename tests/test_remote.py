@@ -9,22 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import host_workers, start_script, wait_for_launched
 
 from conftest import run_script
-from helpers import host_workers, start_script, uv_project, wait_for_launched
 
 pytestmark = pytest.mark.slow  # most tests here take seconds
-
-
-@pytest.fixture
-def remote_project(weird_tmp_path, sshd, monkeypatch):
-    """A user's project (locked with real uv) whose study runs on the test host."""
-    root = uv_project(weird_tmp_path / "study", "study")
-    (root / "physics.py").write_text("def energy(m, v):\n    return 0.5 * m * v * v\n")
-    monkeypatch.setenv("PYJOULE_SSH_CONFIG", str(sshd.ssh_config))
-    monkeypatch.setenv("PYJOULE_CACHE", str(root / ".pyjoule"))
-    monkeypatch.setenv("PYJOULE_PROGRESS", "0")
-    return root
 
 
 STUDY = """

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import pyjoule as pj
+
 from conftest import run_script
 
 

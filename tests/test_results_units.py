@@ -18,8 +18,7 @@ import sparse
 
 from pyjoule import _callables
 from pyjoule._hashing import pset_ids
-from pyjoule._results import (dataset_for, dataset_of_all, failures_frame, first_seen,
-                              table_for)
+from pyjoule._results import dataset_for, dataset_of_all, failures_frame, first_seen, table_for
 from pyjoule._store import Store
 
 FUNC = "a" * 32

@@ -17,9 +17,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import uv_project
 
 from conftest import run_script
-from helpers import uv_project
 
 pytestmark = pytest.mark.slow  # most tests here take seconds
 
@@ -83,8 +83,9 @@ def test_the_proxy_counts_turns_not_bytes(sshd):
     """One command on an open connection is two turns (channel open; exec and its
     output), however much it prints: the count tracks latency, not volume."""
     import pyjoule as pj
-    from delay_proxy import DelayProxy
     from pyjoule._transport import ssh
+
+    from delay_proxy import DelayProxy
 
     with DelayProxy(("127.0.0.1", sshd.port), delay_s=0.005) as proxy:
         config = proxy.ssh_config(sshd, f"/tmp/pyjoule-rtt-{uuid.uuid4().hex[:8]}")

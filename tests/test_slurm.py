@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import pyjoule as pj
+
 from conftest import REPO, ensure_slurm, run_script
 
 pytestmark = pytest.mark.slow
@@ -73,9 +74,9 @@ def test_sweep_on_the_local_sbatch_returns_the_dataset_and_caches_it(slurm, cach
     assert run.scheduler_queries >= 3  # the cluster's facts, sbatch, squeue at least
     assert {r["state"] for r in _jobs_of(run.job_ids)} == {"COMPLETED"}
     # again, in a new process: everything from the cache, nothing submitted
-    out = run_script(cache_dir.parent, f"""
+    out = run_script(cache_dir.parent, """
         import pyjoule as pj, test_slurm
-        f = pj.experiment(slurm={{"cpus_per_task": 2, "time": "5"}})(test_slurm.square)
+        f = pj.experiment(slurm={"cpus_per_task": 2, "time": "5"})(test_slurm.square)
         ds = f.sweep(x=[1, 2, 3], seed=range(4))
         print(int(ds.y.sum()), len(pj.runs()))
     """, env={"PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}).stdout

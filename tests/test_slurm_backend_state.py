@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from slurm_helpers import backend, wave, write_exe, write_tasks
 
 from pyjoule import _slurm, _slurm_task
 from pyjoule._backends import _slurm_probe
 from pyjoule._backends.slurm import BACKOFF, FIRST_INTERVAL_S, MAX_INTERVAL_S
-from slurm_helpers import backend, wave, write_exe, write_tasks
 
 
 # ================================================== 7. the backend's state logic

@@ -7,10 +7,9 @@ import os
 import re
 
 import pytest
-
-from pyjoule import _slurm, _slurm_task
 from slurm_helpers import SBATCH_HELP, captured, pick, sources
 
+from pyjoule import _slurm, _slurm_task
 
 # ======================================================== 3. durations (SLURM time)
 DURATIONS = [

@@ -13,10 +13,10 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from slurm_helpers import batch_sizes, facts, spec_indices, write_tasks
 
 import pyjoule as pj
 from pyjoule import _slurm, _slurm_task
-from slurm_helpers import batch_sizes, facts, spec_indices, write_tasks
 
 
 # ================================================================= 5. packing

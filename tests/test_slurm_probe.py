@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from slurm_helpers import backend, wave, write_exe
 
 from pyjoule._backends import _slurm_probe
 from pyjoule._backends.slurm import _probe_source
-from slurm_helpers import backend, wave, write_exe
 
 
 # ======================================================================== 8. the probe

@@ -9,11 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from slurm_helpers import check_golden, facts, write_exe
 
 from pyjoule import _slurm
 from pyjoule._slurm import Slurm
-from slurm_helpers import check_golden, facts, write_exe
-
 
 # ====================================================== 1. the job script and argv
 # Values with everything a shell could misread: spaces, both quotes, a semicolon,

@@ -237,7 +237,7 @@ def test_union_keeps_duplicates_and_refuses_non_lists():
     s = grid(a=[1])
     assert s + s == [{"a": 1}, {"a": 1}]
     with pytest.raises(TypeError):
-        s + {"a": 2}  # noqa: B018
+        s + {"a": 2}
 
 
 def test_space_slicing_and_repr():

@@ -23,13 +23,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import uv_project
 
 import pyjoule as pj
-from conftest import run_script
-from helpers import uv_project
 from pyjoule._backends import _names
 from pyjoule._backends.ssh import SSHBackend, append_pulled
 from pyjoule._transport import ssh, sync
+
+from conftest import run_script
 
 
 @pytest.fixture
@@ -423,8 +424,8 @@ def test_a_replaced_host_script_cannot_write_outside_the_run(ssh_host, sshd, tmp
     """End to end over the real sshd: the host answers a pull (and a SLURM look) with
     names of its choosing, as a changed script on it would."""
     from pyjoule import _slurm
-    from pyjoule._backends import slurm as slurm_backend
     from pyjoule._backends import _host_scripts, _slurm_watch
+    from pyjoule._backends import slurm as slurm_backend
 
     run_dir = tmp_path / "cache" / "runs" / "r1"
     (run_dir / "results").mkdir(parents=True)

@@ -11,8 +11,6 @@ scripts answer is checked by :mod:`._names` before it touches a local path.
 
 from .._rundir import fill
 
-
-
 # Everything a dispatch needs to know of the host, in one command: its home and CPUs,
 # the sync manifests at the given paths (their text, or null) and whether the given
 # ready markers exist. A path starting with "~/" is under the home.
@@ -94,8 +92,8 @@ NO_ENV = b"@pyjoule-no-env"
 # the EXIT trap then names it. pj.Host(env=...) values are read from host.env (never
 # in an argv). worker.pid gets the pid and the start time (/proc/<pid>/stat field
 # 22, else ps's lstart), which tell the worker from a process given its pid later.
-# Then "@pyjoule-started <pid>" and, in the same command, FOLLOW ($2, from the offsets $3): the run's
-# results streamed back as they are written, and the tidying asked for at the end.
+# Then "@pyjoule-started <pid>" and, in the same command, FOLLOW ($2, from the offsets
+# $3): the run's results streamed back as they are written, and the tidying asked for at the end.
 START = fill("""set -e
 umask 077
 receive=$1; follow=$2; offsets=$3; run_dir=$4; project=$5; env_mode=$6; shift 6

@@ -29,16 +29,24 @@ import sys
 import time
 
 if __package__:  # imported; sent as `python3 -c`, the names come first in the source
-    from .._rundir import CLAIMED, ENDS, LOG_SUFFIX, LOGS, PENDING, QUEUE, RESULT_SUFFIX, \
-        RESULTS, TMP_SUFFIX
+    from .._rundir import (
+        CLAIMED,
+        ENDS,
+        LOG_SUFFIX,
+        LOGS,
+        PENDING,
+        QUEUE,
+        RESULT_SUFFIX,
+        RESULTS,
+        TMP_SUFFIX,
+    )
 
 LOG_TAIL = 4096  # bytes of a task's log read to find how slurmstepd ended it
 
 
 def _run(argv):
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              stdin=subprocess.DEVNULL, timeout=60)
+        proc = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return 127, "", str(exc)
     return (proc.returncode, proc.stdout.decode("utf-8", "replace"),
@@ -174,7 +182,7 @@ def follow(request, submitted):
     run_dir, offsets = request["run_dir"], dict(request.get("offsets") or {})
     job = submitted.strip().splitlines()[-1].split(";")[0].strip()
     job_ids = [*request["job_ids"], job]
-    expected = [*request["expected"], *("%s_%d" % (job, i) for i in range(request["count"]))]
+    expected = [*request["expected"], *(f"{job}_{i}" for i in range(request["count"]))]
     out, known, shown, gap, next_ask, ends = sys.stdout.buffer, None, None, FIRST_S, 0.0, {}
     pause = 0.02
     while True:

@@ -102,7 +102,8 @@ class PoolBackend(Backend):
                 env = dict(os.environ)
                 # The worker imports the user's modules the way the caller does.
                 env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
-                env["PYTHONUNBUFFERED"] = "1"  # prints reach worker.log (and capture=False's echo) at once
+                # prints reach worker.log (and capture=False's echo) at once
+                env["PYTHONUNBUFFERED"] = "1"
                 if _private.shared():  # the worker checks the run directory as the caller does
                     env["PYJOULE_SHARED_CACHE"] = "1"
                 self.proc = local.spawn(argv, log_path=log_path, env=env, pass_fds=[done_w])

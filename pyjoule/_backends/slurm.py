@@ -320,7 +320,7 @@ class SlurmBackend(SlurmWatch, SlurmEnd, Backend):
                     follow=follow and (_probe_source(), follow))
             else:
                 res = self._run(["sh", "-c", script], setup=True, cwd=site["project"])
-            head, mark, rest = res.stdout.partition(_slurm_submit.SBATCH_NEXT.encode()
+            _head, mark, rest = res.stdout.partition(_slurm_submit.SBATCH_NEXT.encode()
                                                     + b"\n")
             if mark:
                 res.stdout = rest

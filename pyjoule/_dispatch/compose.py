@@ -12,7 +12,7 @@ this machine), a pool never starts more workers than it has psets.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from .._config import config
 from .._options import LaunchOptions, Resolved

@@ -11,7 +11,7 @@ failures frame); here, reading them from the store.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -53,7 +53,7 @@ def dataset_for(store, func_id: str, ids: Sequence[str], psets: Sequence[dict], 
 def dataset_of_all(store, func_id: str, *, sparse: bool | str = "auto",
                    dims: dict | None = None, attrs: dict | None = None):
     """The Dataset of everything cached for ``func_id`` (``pj.load``)."""
-    got_ids, columns = store.read_all_columns(func_id, with_ids=False)
+    _ids, columns = store.read_all_columns(func_id, with_ids=False)
     axes = Axes.from_columns(columns)
     names = [n for n in columns if n.startswith("p:")]
 

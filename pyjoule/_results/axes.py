@@ -4,7 +4,8 @@ per result row, vectorised where the column allows (:class:`Axes`)."""
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ def _sorted_axis(labels: list, codes: np.ndarray) -> tuple[list, np.ndarray]:
 
 def axis_from_column(col: tuple) -> tuple[list, np.ndarray]:
     """Like :func:`axis_from_values`, without a Python loop per row when possible."""
-    kind, data, mask, extra = col
+    kind, data, _mask, extra = col
     if kind == "num" and data.dtype.kind in "iuf":
         present = _columns.present(col)
         values = data[present]
@@ -130,13 +131,13 @@ class Axes:
         self.shape = tuple(len(self.labels[n]) for n in self.dims)
 
     @classmethod
-    def from_psets(cls, psets: Sequence[dict]) -> "Axes":
+    def from_psets(cls, psets: Sequence[dict]) -> Axes:
         names = list(dict.fromkeys(k for p in psets for k in p)) if psets else []
         axes = {n: axis_from_values([p.get(n, MISSING) for p in psets]) for n in names}
         return cls(names, axes)
 
     @classmethod
-    def from_columns(cls, columns: dict) -> "Axes":
+    def from_columns(cls, columns: dict) -> Axes:
         names = [n[2:] for n in first_seen(columns, "p:")]
         n_rows = len(next(iter(columns.values()))[1]) if columns else 0
         return cls(names, {n: axis_from_column(columns["p:" + n]) for n in names}, n_rows)

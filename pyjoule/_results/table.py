@@ -3,7 +3,8 @@ too) and ``run.failures`` (one row per failed pset)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

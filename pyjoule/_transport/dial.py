@@ -44,7 +44,7 @@ def proxy_command(ep: Endpoint) -> socket.socket:
     goes to an unlinked private file: shown when the connection fails, and never a
     full pipe that would stop the command while it works."""
     ours, theirs = socket.socketpair()
-    err = tempfile.TemporaryFile()  # created 0600 by tempfile
+    err = tempfile.TemporaryFile()  # noqa: SIM115 - the proxy's stderr, closed with the socket
     try:
         process = subprocess.Popen(["/bin/sh", "-c", f"exec {ep.proxy_command}"],
                                    stdin=theirs, stdout=theirs, stderr=err,

@@ -7,7 +7,8 @@ with the host's conda) and the Python minor version; for a folder with no spec (
 notebook's), the pinned distributions the function uses instead. The interpreter it
 is built from is found by :mod:`.interpreter`. It is built only when no environment
 of that key is ready; a warm dispatch finds every marker of :func:`expected` in
-the one command of its host check (``_backends/_check.py``) and runs no uv at all. pyjoule itself is not installed from an index: its package directory
+the one command of its host check (``_backends/_check.py``) and runs no uv at all.
+pyjoule itself is not installed from an index: its package directory
 is synced (incrementally, like the project) to ``<workdir>/lib/pyjoule-<version>/``
 and put on the worker's ``PYTHONPATH``, so the host runs exactly the client's pyjoule.
 

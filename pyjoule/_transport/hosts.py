@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .._errors import HostError, OptionError
 from .._options import UNSET
@@ -115,7 +116,7 @@ class Host:
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
             if name == "env":
-                value = {k: "***" for k in value}
+                value = dict.fromkeys(value, "***")
             shown.append(f"{name}={value!r}")
         return f"Host({', '.join(shown)})"
 
@@ -124,7 +125,7 @@ class Host:
                      tuple(sorted(self.env.items())), self.uv, self.ssh_config))
 
     @classmethod
-    def of(cls, host: "Host | str") -> "Host":
+    def of(cls, host: Host | str) -> Host:
         """``host`` as a ``pj.Host`` (a string is a target with default options)."""
         if isinstance(host, Host):
             return host

@@ -48,7 +48,7 @@ exit 0
 
 
 def client_minor() -> str:
-    return "%d.%d" % sys.version_info[:2]
+    return "{}.{}".format(*sys.version_info[:2])
 
 
 def is_path(python: str | None) -> bool:

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .. import _platform
 from .base import Result, Transport, remote_error
@@ -183,8 +183,8 @@ def fork_detached(target: Callable[[], int], *, log_path: str) -> ForkedChild:
             os.dup2(null, 0)
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
-            sys.stdout = open(1, "w", buffering=1, closefd=False)
-            sys.stderr = open(2, "w", buffering=1, closefd=False)
+            sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - for life
+            sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115 - for life
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = target()
         except BaseException:  # noqa: BLE001 - the child must end here, whatever happens

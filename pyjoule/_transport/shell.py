@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 UMASK = "umask 077"  # what pyjoule creates on a host is private: 0700 / 0600
 # Reads the environment from stdin (export lines, every value quoted by env_input),

@@ -171,7 +171,7 @@ def _from_paramiko(alias, config: Path, user, port) -> dict:
     text = _expand_includes(config, depth=0) if config.exists() else ""
     try:
         found = paramiko.SSHConfig.from_text(text).lookup(alias)
-    except Exception as exc:  # noqa: BLE001 - paramiko's parse errors vary
+    except Exception as exc:
         raise HostError(f"cannot read the ssh config {config}: {exc}") from exc
     options = {k: list(v) for k, v in DEFAULTS.items()}
     options["hostname"] = [alias]

@@ -31,9 +31,9 @@ import socket
 import subprocess
 import tarfile
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .. import _caches
 

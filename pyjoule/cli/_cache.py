@@ -13,8 +13,16 @@ from collections import Counter
 import click
 
 from . import _complete
-from ._args import Duration, Size, cache_option, default_cache, group_json, json_option, \
-    match_function, open_store
+from ._args import (
+    Duration,
+    Size,
+    cache_option,
+    default_cache,
+    group_json,
+    json_option,
+    match_function,
+    open_store,
+)
 from ._errors import Failure, Group
 from ._format import NO_CACHE, dump, epilog, human, iso, short, table
 

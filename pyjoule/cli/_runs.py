@@ -9,8 +9,7 @@ from __future__ import annotations
 import click
 
 from . import _complete
-from ._args import cache_option, default_cache, find_run, json_option, match_function, \
-    open_store
+from ._args import cache_option, default_cache, find_run, json_option, match_function, open_store
 from ._errors import Failure
 from ._format import NO_CACHE, dump, epilog, run_json, short, table, when
 
