@@ -372,8 +372,8 @@ class RunDir:
         import json
         import logging
 
-        from ._backends._names import check_result_files
         from ._errors import HostError
+        from ._host_answers import check_result_files
 
         head, _, body = answer.partition(b"\n")
         try:

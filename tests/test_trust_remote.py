@@ -26,7 +26,7 @@ import pytest
 from helpers import uv_project
 
 import pyjoule as pj
-from pyjoule._backends import _names
+from pyjoule import _host_answers as _names
 from pyjoule._backends.ssh import SSHBackend, append_pulled
 from pyjoule._transport import ssh, sync
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from .. import _rundir, _slurm
+from .._host_answers import check_probe
 from .._rundir import RunDir
-from ._names import check_probe
 
 log = logging.getLogger("pyjoule")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 
-from .._errors import HostError
-from .._rundir import RESULT_SUFFIX
+from ._errors import HostError
+from ._rundir import RESULT_SUFFIX
 
 # result files of the worker: inline-<pid>-<ns>.rec, [<task>-b<n>-]supervisor-<pid>.rec,
 # [<task>-b<n>-]w<pid>-<n>.rec (letters, digits, _ - and single dots; .rec)
