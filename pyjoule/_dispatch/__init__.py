@@ -22,9 +22,12 @@ One run state, each field with one source of truth:
 - the cache's entries for which psets finished, the failure table for which failed.
 
 The package, lowest first: ``signature`` (what the function accepts), ``backends``
-(backend objects by name), ``payload`` (what is pickled for a worker), ``live``
-(following one run), ``reconcile`` (judging runs in flight), ``plan`` (claiming),
-``launch`` (starting). Every name used outside is imported from here.
+(backend objects by name, from the backend registry), ``payload`` (what is pickled for
+a worker), ``live`` (following one run), ``liveness`` (whether a run may still compute,
+and settling one whose driver died while starting it), ``reconcile`` (judging runs in
+flight), ``plan`` (claiming), ``launch`` (starting), ``compose`` (one call: which
+backend, how many workers, the live runs). Every name used outside is imported from
+here.
 """
 
 from __future__ import annotations
