@@ -34,10 +34,10 @@ def values_part(records: Sequence[tuple[Any, ...]], run_id: str) -> dict[str, An
                             "values": [r[2] for r in records]}
     printed = {i: (r[8] or "", r[9] or "") for i, r in enumerate(records) if r[8] or r[9]}
     if printed:
-        from ._store import _cap_output
+        from ._store import cap_output
 
         for i, (out, err) in printed.items():
-            capped = _cap_output({"stdout": out, "stderr": err})
+            capped = cap_output({"stdout": out, "stderr": err})
             printed[i] = (capped["stdout"], capped["stderr"])
         part["output"], part["run_id"] = printed, run_id
     return part
@@ -49,10 +49,10 @@ def read(store: Store, found: dict[str, int],
     """``{pset_id: (stdout, stderr)}`` of the entries in ``found`` that printed
     anything (only those computed by ``run_id``, if given). A damaged segment is
     left out (reading its values drops it)."""
-    from ._store import _by_segment
+    from ._store import by_segment
 
     out: dict[str, Printed] = {}
-    for seg_id, rows, pids in _by_segment(found):
+    for seg_id, rows, pids in by_segment(found):
         part = store._load_part(seg_id, "b")
         printed = part.get("output") if part else None
         if not printed or (run_id is not None and part.get("run_id") != run_id):

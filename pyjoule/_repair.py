@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import _private
 from ._errors import CacheError
-from ._store import _SEG_HEADER, _SEG_MAGIC, Store, _digest
+from ._store import SEG_HEADER, SEG_MAGIC, Store, digest
 
 
 def index_problem(root: Path) -> str | None:
@@ -52,17 +52,17 @@ def segment_problem(path: Path, nbytes: int | None = None, len_a: int | None = N
         return f"unreadable ({exc.strerror or exc})"
     if nbytes is not None and len(blob) != nbytes:
         return f"{len(blob)} bytes where the index says {nbytes}"
-    head = _SEG_HEADER.size
+    head = SEG_HEADER.size
     if len(blob) < head:
         return "truncated"
-    magic, found_len_a = _SEG_HEADER.unpack_from(blob)
-    if magic != _SEG_MAGIC or head + found_len_a > len(blob):
+    magic, found_len_a = SEG_HEADER.unpack_from(blob)
+    if magic != SEG_MAGIC or head + found_len_a > len(blob):
         return "not a segment file"
     if len_a is not None and found_len_a != len_a:
         return "its parts have other sizes than the index says"
     if digests is not None:
         view = memoryview(blob)
-        if (_digest(view[head:head + found_len_a]), _digest(view[head + found_len_a:])) \
+        if (digest(view[head:head + found_len_a]), digest(view[head + found_len_a:])) \
                 != tuple(digests):
             return "checksum mismatch"
     return None
@@ -166,8 +166,8 @@ def _rebuild(store: Store, root: Path, stamp: str, report: dict) -> None:
         if why is None:
             _private.check_private(path, "cache segment")
             blob = path.read_bytes()
-            len_a = _SEG_HEADER.unpack_from(blob)[1]
-            head = _SEG_HEADER.size
+            len_a = SEG_HEADER.unpack_from(blob)[1]
+            head = SEG_HEADER.size
             try:
                 ids = pickle.loads(blob[head + len_a:])["pset_ids"]
             except Exception as exc:  # noqa: BLE001 - a damaged file, whatever it says
@@ -184,7 +184,7 @@ def _rebuild(store: Store, root: Path, stamp: str, report: dict) -> None:
                 "INSERT INTO segments (func_id, path, n, nbytes, len_a, digest_a, "
                 "digest_b, created) VALUES (?,?,?,?,?,?,?,?)",
                 (func_id, rel, len(ids), len(blob), len_a,
-                 _digest(view[head:head + len_a]), _digest(view[head + len_a:]),
+                 digest(view[head:head + len_a]), digest(view[head + len_a:]),
                  path.stat().st_mtime)).lastrowid
             tx.executemany("INSERT OR REPLACE INTO entries VALUES (?,?,?)",
                            ((func_id, pid, (seg_id << 32) | i) for i, pid in enumerate(ids)))

@@ -81,12 +81,12 @@ def _write(rd: RunDir, name: str, data) -> str:
     """Write the file ``name`` of ``rd`` (``data``: bytes, or an object to pickle);
     returns ``name``. A full disk is a ``CacheError`` naming the file, as the store's
     own writes are."""
-    from .._store import _full
+    from .._private import disk_full
 
     if not isinstance(data, bytes):
         data = pickle.dumps(data, protocol=5)
     try:
         rd.write(name, data)
     except OSError as exc:
-        raise _full(exc, rd.join(name)) from exc
+        raise disk_full(exc, rd.join(name)) from exc
     return name

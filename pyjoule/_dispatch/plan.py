@@ -98,7 +98,7 @@ def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
         psets = [psets[i] for i in first.values()]
         calls = [calls[i] for i in first.values()]
         ids = list(first)
-    found = {} if store is None else store.verify_present(store.lookup(func_id, ids))
+    found = {} if store is None else store.lookup_present(func_id, ids)
     result = Plan(func_id, psets, ids, found, by_value=by_value)
     if signature.ignore:
         result.calls, result.ignored = calls, tuple(sorted(signature.ignore))

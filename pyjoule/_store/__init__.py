@@ -26,19 +26,16 @@ uses is imported from here.
 from __future__ import annotations
 
 from .._private import DISK_FULL
-from .db import _OPEN, SCHEMA_VERSION, _full, forget_open, not_a_cache
-from .entries import MAX_OUTPUT_BYTES, Entries, _cap_output
+from .db import _OPEN, SCHEMA_VERSION, forget_open, not_a_cache
+from .entries import MAX_OUTPUT_BYTES, Entries, cap_output
 from .maintenance import Maintenance
 from .registry import Registry
-from .segments import BOOKKEEPING, SEG_HEADER, SEG_MAGIC, _by_segment, atomic_write, digest
-
-_SEG_HEADER, _SEG_MAGIC, _digest = SEG_HEADER, SEG_MAGIC, digest  # the old names, for _repair
+from .segments import BOOKKEEPING, SEG_HEADER, SEG_MAGIC, atomic_write, by_segment, digest
 
 #: what the rest of pyjoule (and its tests) import from ``pyjoule._store``
 __all__ = ["BOOKKEEPING", "DISK_FULL", "MAX_OUTPUT_BYTES", "SCHEMA_VERSION", "SEG_HEADER",
-           "SEG_MAGIC", "_OPEN", "_SEG_HEADER", "_SEG_MAGIC", "Store", "_by_segment",
-           "_cap_output", "_digest", "_full", "atomic_write", "digest", "forget_open",
-           "not_a_cache"]
+           "SEG_MAGIC", "_OPEN", "Store", "atomic_write", "by_segment", "cap_output", "digest",
+           "forget_open", "not_a_cache"]
 
 
 class Store(Maintenance, Entries, Registry):

@@ -119,7 +119,7 @@ class Entries(Segments):
                 failed.pop(rec[0], None)
             elif rec[0] not in done:
                 failed[rec[0]] = rec
-        failed = {p: _cap_output(dict(_records.as_dict(r), kwargs=kwargs.get(p, {}),
+        failed = {p: cap_output(dict(_records.as_dict(r), kwargs=kwargs.get(p, {}),
                                       run_id=run_id))
                   for p, r in failed.items()}
         rows = list(done.values())
@@ -236,7 +236,7 @@ class Entries(Segments):
                         record["finished"]))
 
 
-def _cap_output(rec: dict, limit: int | None = None) -> dict:
+def cap_output(rec: dict, limit: int | None = None) -> dict:
     """``rec`` with each captured stream cut to its last ``limit`` bytes
     (``MAX_OUTPUT_BYTES``), after a line saying how much was cut."""
     limit = MAX_OUTPUT_BYTES if limit is None else limit

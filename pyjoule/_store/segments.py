@@ -96,7 +96,7 @@ class Segments(Database):
         ids: list[str] = []
         segs: list[tuple[dict, int]] = []
         bad = []
-        for seg_id, rows, pids in _by_segment(found):
+        for seg_id, rows, pids in by_segment(found):
             seg = self._load_part(seg_id, "a")
             if seg is None:
                 bad.append(seg_id)
@@ -116,7 +116,7 @@ class Segments(Database):
         """The exact returned values of the entries in ``found``."""
         out: dict[str, Any] = {}
         bad = []
-        for seg_id, rows, pids in _by_segment(found):
+        for seg_id, rows, pids in by_segment(found):
             values = self._load_part(seg_id, "b")
             if values is None:
                 bad.append(seg_id)
@@ -173,7 +173,7 @@ def _concat_segments(segs: list[tuple[dict, int]], _columns) -> dict:
             for name in names}
 
 
-def _by_segment(found: dict[str, int]):
+def by_segment(found: dict[str, int]):
     """``(seg_id, rows, pset_ids)`` per segment, rows ascending (numpy, no sort per row)."""
     import numpy as np
 
