@@ -12,6 +12,7 @@ directory holds (``docs/layout.md`` says more)::
     results/*.rec      framed records, one append-only file per process
     worker.pid         "<pid> <start time>" of the supervisor
     exit               its exit code, once every task has its record
+    fate               "started" or "abandoned": the first writer wins (decide_fate)
     worker.log         the supervisor's and its children's output
     children.pids      "<pid> <start time>" of each child forked (leader of its group)
     host.env           on a host: the pj.Host(env=...) export lines
