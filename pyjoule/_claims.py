@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import _caches
-from ._platform import here, me, process_alive  # noqa: F401 (here: for the backends)
+from ._platform import me
 
 log = logging.getLogger("pyjoule")
 

@@ -36,7 +36,7 @@ import signal
 import time
 
 from . import _platform, _private
-from ._files import TMP_SUFFIX, atomic_write, atomic_write_private, open_append, write_all  # noqa: F401 - theirs here
+from ._files import TMP_SUFFIX, atomic_write, open_append, write_all
 
 # ------------------------------------------------------------------- names
 PAYLOAD = "payload.pkl"

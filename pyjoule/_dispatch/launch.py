@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .. import _claims, _faults, _keying
+from .. import _faults, _keying, _platform
 from .._rundir import PAYLOAD, REQUEST, TASKS, RunDir
 from .._store import Store
 from .live import LiveRun
@@ -44,7 +44,7 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
                total=len(plan_.ids), cached=len(plan_.found), done=0, failed=0,
                workers=options.workers, submitted=time.time(), finished=None,
                job_ids=None, options={"retries": options.retries, "attempt": 0,
-                                      "driver": _claims.me(), **backend.describe()})
+                                      "driver": _platform.me(), **backend.describe()})
     if plan_.ignored:  # recorded without them, by whichever process ingests the results
         rec["options"]["ignore"] = list(plan_.ignored)
     if plan_.by_value:  # a retry sends them as the first attempt did

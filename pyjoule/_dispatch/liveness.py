@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from .. import _claims
+from .. import _platform
 from .backends import make_backend
 
 log = logging.getLogger("pyjoule")
@@ -17,7 +17,7 @@ def is_live(store, rec: dict) -> bool:
     """Whether a run may still compute or finish its psets (see the module doc)."""
     state, options = rec.get("state"), rec.get("options") or {}
     if state == "starting":
-        if _claims.process_alive(options.get("driver")):
+        if _platform.process_alive(options.get("driver")):
             return True
         try:
             rec = settle_start(store, rec)
@@ -30,7 +30,7 @@ def is_live(store, rec: dict) -> bool:
             return False
         return is_live(store, rec)
     if state == "finishing":
-        return _claims.process_alive(options.get("finisher"))
+        return _platform.process_alive(options.get("finisher"))
     if state in ("running", "cancelled") and rec.get("finished") is None:
         try:
             return make_backend(rec["backend"], rec["run_dir"],

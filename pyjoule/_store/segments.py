@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import _private
-from .._rundir import atomic_write_private as atomic_write
+from .._files import atomic_write_private as atomic_write
 from .db import Database, _unlink
 
 log = logging.getLogger("pyjoule")
