@@ -2,12 +2,15 @@
 
 Nearly every scientific environment has dask installed, and what a library pays there
 (xarray importing dask.array for its first Dataset, say) does not show in a bare one.
-So W1 and W3 run in two environments built from the lock, side by side:
+So the workloads run in two environments built from the lock, side by side:
 
 - ``bare``: the project and the ``bench`` group (joblib, psweep, ...), nothing else;
-- ``dask``: the same plus the ``dask`` group (``dask[array]``).
+- ``dask``: the same plus pyjoule's ``dask`` and ``ray`` extras (distributed, ray) and
+  the ``dask`` group (``dask[array]``, dask-jobqueue, loky): issue #17 asks every
+  benchmark to be run in both, since ``import pyjoule`` and building a Dataset must not
+  import either.
 
-Every other workload runs in ``bare``. Each is a uv project environment under
+Peers run in ``bare``; W1 and W3 also run joblib in ``dask``. Each is a uv project environment under
 ``benchmarks/_out/env-<name>``, synced (``uv sync --frozen``) at the start of a run;
 a second sync with nothing to change takes a fraction of a second.
 """
@@ -27,9 +30,9 @@ OUT = HERE / "_out"
 
 ENVS = {
     "bare": ["--group", "bench"],
-    "dask": ["--group", "bench", "--group", "dask"],
+    "dask": ["--group", "bench", "--group", "dask", "--extra", "dask", "--extra", "ray"],
 }
-LABELS = {"bare": "bare environment", "dask": "with dask installed"}
+LABELS = {"bare": "bare environment", "dask": "with dask and ray installed"}
 
 
 def uv_command() -> list[str]:

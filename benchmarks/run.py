@@ -12,6 +12,7 @@ warm-up pass (writes bytecode caches, warms the OS page cache). See README.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -243,6 +244,9 @@ def make_jobs(sizes, workers, selected, variant_filter, other_envs=()):
         cache = "copy:w4-pyjoule" if v != "numpy" else None
         jobs.append(Job("w4", v, ["--shape", sizes["w4"], *w], cache=cache))
     jobs.append(Job("scale", "pyjoule", ["--n", sizes["scale"], *w], cache="copy:scale-pyjoule"))
+    for env in other_envs:  # every other pyjoule workload there too (issue #17)
+        jobs += [dataclasses.replace(j, env=env, results=[]) for j in list(jobs)
+                 if j.env == "bare" and j.is_pyjoule and j.workload not in ("w1", "w3")]
     jobs = [j for j in jobs if j.workload in selected]
     if variant_filter:
         jobs = [j for j in jobs if j.variant in variant_filter or j.variant == "probe" or
@@ -676,6 +680,33 @@ def tables(jobs, ctx):
                 return verdict(m <= ps, f"{m:.0f} MiB vs psweep {ps:.0f} MiB")
             pj_target("W5: driver peak RSS during W1 ≤ psweep's", j, c6)
 
+    # every other pyjoule workload in the other environments (issue #17)
+    pairs = [(j, J.get(jkey(j.workload, j.variant))) for j in jobs
+             if j.env != "bare" and j.workload not in ("w1", "w3")]
+    pairs = [(j, b) for j, b in pairs if b is not None]
+    if pairs:
+        add("## pyjoule in every environment\n")
+        add("W2, W4, W5 and the scale plan of pyjoule, run again in each other environment "
+            "(" + ", ".join(f"*{envs.LABELS[e]}*" for e in others) + "; W1 and W3 have their "
+            "own columns above). Nothing in the workloads imports dask or ray: the rows show "
+            "what having them installed costs pyjoule.\n")
+        add(row("workload", "variant", "measure", "bare environment", "other environment",
+                "other / bare"))
+        add(row(*["---"] * 6))
+        for j, b in pairs:
+            metric, fmt = ("rss_peak_mib", fmt_mib) if j.workload == "w5" \
+                else ("seconds", fmt_t)
+            why = status(j) or status(b)
+            if why:
+                add(row(j.workload.upper(), LABELS.get(j.variant, j.variant), metric, why, "", ""))
+                continue
+            mb, mo = med(b, metric), med(j, metric)
+            add(row(j.workload.upper(), LABELS.get(j.variant, j.variant),
+                    "driver peak RSS" if metric == "rss_peak_mib" else "wall",
+                    fmt_stat(stat(b, metric), fmt), fmt_stat(stat(j, metric), fmt)
+                    + f" ({envs.LABELS[j.env]})", f"{mo / mb:.2f}×" if mb else "–"))
+        add("")
+
     head = [row("target (issue #2)", "result (medians of this run)"), row("---", "---"), *targets]
     return head, out
 
@@ -731,10 +762,11 @@ def env_method(ctx):
     return ["- Environments (`benchmarks/envs.py`): every child runs in a uv environment "
             "synced from `uv.lock` under `benchmarks/_out/`: *bare* = the project and the "
             "`bench` group, for every workload; " + "; ".join(
-                f"*{envs.LABELS[e]}* = the same plus the `{e}` group, for W1 and W3 of "
-                f"{' and '.join(ENV_PEERS)}" for e in others) + ". Nothing in the workloads "
-            "imports dask: what it costs there is what a library pays for finding it "
-            "installed (issue #15). The W3 caches are populated once, in the bare environment."]
+                f"*{envs.LABELS[e]}* = the same plus pyjoule's `dask` and `ray` extras and "
+                f"the `{e}` group, for every pyjoule workload and for joblib in W1 and W3"
+                for e in others) + ". Nothing in the workloads imports dask or ray: what "
+            "they cost there is what a library pays for finding them installed (issues #15, "
+            "#17). The caches are populated once, in the bare environment."]
 
 
 def document(head, body, ctx, mach, cmd):
@@ -908,8 +940,8 @@ def main(argv=None):
                    help="before each run, wait up to S seconds for other processes to use "
                    "< 10%% of the CPUs (for shared machines)")
     p.add_argument("--envs", default=",".join(envs.ENVS), help="environments of envs.py, "
-                   "comma-separated: the first runs everything, the others W1 and W3 for "
-                   f"{' and '.join(ENV_PEERS)} (default %(default)s)")
+                   "comma-separated: the first runs everything, the others every pyjoule "
+                   f"workload and W1/W3 for {' and '.join(ENV_PEERS)} (default %(default)s)")
     p.add_argument("--keep", action="store_true", help="keep the caches under benchmarks/_out/")
     p.add_argument("--render", metavar="RESULTS_JSON", help="only re-write the markdown from "
                    "the raw results of an earlier run (benchmarks/_out/results-*.json)")
