@@ -197,3 +197,39 @@ def test_building_a_dataset_imports_no_dask_or_ray(cache_dir):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     assert out.strip() == "[]"
+
+
+SCRIPT = '''
+import concurrent.futures as cf, os, sys, time
+import pyjoule as pj
+
+def slow(x):
+    with open(os.environ["PJ_TEST_CALLS"], "a") as fh:
+        fh.write(f"{x}\\n")
+    time.sleep(0.2)
+    return x
+
+if __name__ == "__main__":
+    with cf.ProcessPoolExecutor(2) as ex:
+        f = pj.experiment(slow, executor=ex, batch=1)
+        if sys.argv[1] == "submit":
+            run = f.submit(pj.grid(x=range(30)))
+            while run.status()["done"] < 4:
+                time.sleep(0.05)
+            sys.exit(0)  # the run is in flight: cancelled at exit, settled next time
+        print(f.sweep(x=range(30)).result.values.tolist())
+'''
+
+
+def test_a_run_in_flight_at_exit_is_settled_by_the_next_call(cache_dir, call_log):
+    script = cache_dir.parent / "exits.py"
+    script.write_text(SCRIPT)
+    subprocess.run([sys.executable, str(script), "submit"], timeout=60, check=True)
+    first = set(calls(call_log))
+    assert 4 <= len(first) < 30
+    out = subprocess.run([sys.executable, str(script), "sweep"], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert out.strip() == str(list(range(30)))
+    everything = calls(call_log)
+    assert set(map(int, everything)) == set(range(30))
+    assert len(everything) - 30 <= 4  # again at most the batches in flight at exit
