@@ -34,7 +34,7 @@ from typing import Any
 from .. import _caches, _records
 from .._execute import failure_record
 from .._rundir import CANCEL, STARTED, RunDir, open_append, write_all
-from .base import Backend
+from .base import Backend, wait_while
 from .engines import Engine, EngineLost, engine_for
 
 log = logging.getLogger("pyjoule")
@@ -220,13 +220,7 @@ class ExecutorBackend(Backend):
         own = self._own()
         if own is not None:
             return own._ended.wait(timeout_s)
-        deadline = time.monotonic() + timeout_s
-        while self.alive():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(0.05, left))
-        return True
+        return wait_while(self.alive, timeout_s)
 
     def cancel(self) -> None:
         """Stop feeding and cancel the batches in flight (this process's run), or ask
