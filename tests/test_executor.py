@@ -233,3 +233,26 @@ def test_a_run_in_flight_at_exit_is_settled_by_the_next_call(cache_dir, call_log
     everything = calls(call_log)
     assert set(map(int, everything)) == set(range(30))
     assert len(everything) - 30 <= 4  # again at most the batches in flight at exit
+
+
+def test_another_process_follows_the_run_and_can_cancel_it(cache_dir, pool):
+    f = pj.experiment(slow, executor=pool, batch=1)
+    run = f.submit(pj.grid(x=range(12)))
+    tests = str(Path(__file__).parent)
+    code = (f"import sys; sys.path.insert(0, {tests!r}); import pyjoule as pj\n"
+            "from test_executor import slow\n"
+            "print(pj.experiment(slow).sweep(x=range(12)).result.values.tolist())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.strip() == str(list(range(12)))  # waited for this run's psets
+    assert run.wait(30).status()["done"] == 12
+
+    run = f.submit(pj.grid(x=range(100, 140)))
+    status = subprocess.run([sys.executable, "-m", "pyjoule", "status", run.id],
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    cancel = subprocess.run([sys.executable, "-m", "pyjoule", "cancel", run.id],
+                            capture_output=True, text=True, timeout=60)
+    assert cancel.returncode == 0, cancel.stderr
+    assert run.wait(30).status()["done"] < 40
+    assert pj.runs().set_index("id").loc[run.id, "state"] == "cancelled"

@@ -106,12 +106,15 @@ def _backend(kind: str, resolved: Resolved, n_to_run: int,
     return backend, LaunchOptions.of(resolved, workers)
 
 
-def registered(store: Store, rec: dict[str, Any]) -> Composed:
+def registered(store: Store, rec: dict[str, Any], *, attach: bool = True) -> Composed:
     """The parts of a ``pj.Run`` for a run in the registry (``pj.attach``): its psets
-    from the request its run directory keeps (checked first: pickles are code)."""
+    from the request its run directory keeps (checked first: pickles are code).
+    ``attach=False``: only to look at it or cancel it (``pyjoule status``/``cancel``),
+    which works for another process's run on an executor too."""
     from .._rundir import RunDir
 
-    _check_attachable(rec)
+    if attach:
+        _check_attachable(rec)
     ids, psets = RunDir(rec["run_dir"]).read_request()
     plan = Plan(rec["func_id"], psets, ids, {})
     return Composed(plan, LiveRun(store, rec), [])
