@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -256,3 +257,58 @@ def test_another_process_follows_the_run_and_can_cancel_it(cache_dir, pool):
     assert cancel.returncode == 0, cancel.stderr
     assert run.wait(30).status()["done"] < 40
     assert pj.runs().set_index("id").loc[run.id, "state"] == "cancelled"
+
+
+CTRL_C = '''
+import concurrent.futures as cf, sys, time
+import pyjoule as pj
+
+def slow(x):
+    time.sleep(0.2)
+    return x
+
+if __name__ == "__main__":
+    with cf.ProcessPoolExecutor(2) as ex:
+        f = pj.experiment(slow, executor=ex, batch=1)
+        print("ready", flush=True)
+        try:
+            f.sweep(x=range(200))
+        except KeyboardInterrupt:
+            print(pj.runs().iloc[-1]["state"], len(f.table()), flush=True)
+'''
+
+
+def test_ctrl_c_cancels_the_run(cache_dir, weird_tmp_path):
+    from helpers import start_script
+
+    proc = start_script(weird_tmp_path, CTRL_C, name="ctrl_c.py")
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    state, cached = out.split()
+    assert state == "cancelled", err
+    assert 0 < int(cached) < 200
+
+
+def test_a_function_a_worker_cannot_load_fails_each_pset_saying_so():
+    """run_batch on a worker whose environment lacks a module the payload needs."""
+    import pickle
+    import types
+
+    from pyjoule import _batch, _records
+
+    module = types.ModuleType("pj_missing_on_workers")
+    exec("class Thing:\n    pass\n", module.__dict__)
+    sys.modules[module.__name__] = module
+    try:
+        blob = pickle.dumps({"func": module.Thing(), "threads": 1, "capture": True,
+                             "timeout_s": None})
+    finally:
+        del sys.modules[module.__name__]
+    data = _batch.run_batch(blob, pickle.dumps([("p1", {}), ("p2", {"x": 1})]))
+    records, _ = _records.parse(data)
+    assert [r["pset_id"] for r in records] == ["p1", "p2"]
+    assert {r["status"] for r in records} == {"failed"}
+    assert all("could not be loaded on the engine's worker" in r["message"]
+               and "pj_missing_on_workers" in r["message"] for r in records)
