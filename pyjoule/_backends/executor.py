@@ -136,17 +136,16 @@ class ExecutorBackend(Backend):
             return
         rd.check()  # what the engine unpickles is code: the user's own files only
         with open(rd.payload, "rb") as fh:
-            payload = fh.read()
-        tasks = rd.task_list(task_files)
-        shared = self.engine.share(payload)
+            shared = self.engine.share(fh.read())
         _live[run_dir] = self
         _exit_hook()
-        self._thread = threading.Thread(target=self._feed, args=(rd, shared, tasks),
+        # the tasks are read by the feeder: f.submit returns while a big file loads
+        self._thread = threading.Thread(target=self._feed, args=(rd, shared, task_files),
                                         name=f"pyjoule-feeder-{os.path.basename(run_dir)}",
                                         daemon=True)
         self._thread.start()
 
-    def _feed(self, rd: RunDir, shared: Any, tasks: list) -> None:
+    def _feed(self, rd: RunDir, shared: Any, task_files: list[str] | None) -> None:
         """Keep the engine busy with batches; write each finished one's records."""
         from .._batch import run_batch
 
@@ -158,6 +157,7 @@ class ExecutorBackend(Backend):
         pos = 0
         fd = open_append(rd.result_file(f"executor-{os.getpid()}-{time.time_ns()}"))
         try:
+            tasks = rd.task_list(task_files)
             while not self._stopping(rd):
                 while pos < len(tasks) and len(in_flight) < cap and self._refused is None:
                     chunk = tasks[pos:pos + sizer.next(len(tasks) - pos)]
