@@ -312,3 +312,11 @@ def test_a_function_a_worker_cannot_load_fails_each_pset_saying_so():
     assert {r["status"] for r in records} == {"failed"}
     assert all("could not be loaded on the engine's worker" in r["message"]
                and "pj_missing_on_workers" in r["message"] for r in records)
+
+
+def test_a_thread_pool_runs_them_and_leaves_the_callers_thread_settings(cache_dir):
+    before = os.environ.get("OMP_NUM_THREADS")
+    with cf.ThreadPoolExecutor(2) as ex:
+        f = pj.experiment(omp, executor=ex, threads=2, capture=False)
+        assert f.sweep(x=range(40)).result.values.tolist() == [2] * 40
+    assert os.environ.get("OMP_NUM_THREADS") == before
