@@ -122,8 +122,14 @@ class ExecutorBackend(Backend):
     # ---------------------------------------------------------------- starting
     def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
         if self.engine is None:
-            raise RuntimeError("a run on an executor is started by the process that "
-                               "owns the executor")
+            # Another process following the run claimed its retry before the owner did
+            # (a rare race): only the owner can reach the engine, so this attempt runs
+            # nothing and its psets are recorded lost, to run again on the next call.
+            self.run_dir, self._lost = run_dir, {}
+            self._refused = ("its retry was claimed by a process that does not own the "
+                             "executor; call again to run it")
+            self._ended.set()
+            return
         if self._thread is not None:  # a retry: the last attempt's feeder has ended
             self._thread.join()
         self.run_dir = run_dir
