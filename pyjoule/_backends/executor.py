@@ -128,7 +128,7 @@ class ExecutorBackend(Backend):
             self.run_dir, self._lost = run_dir, {}
             self._refused = ("its retry was claimed by a process that does not own the "
                              "executor; call again to run it")
-            self._ended.set()
+            RunDir(run_dir).write_exit(0)  # ended, to every follower
             return
         if self._thread is not None:  # a retry: the last attempt's feeder has ended
             self._thread.join()
