@@ -182,7 +182,10 @@ def test_option_errors(cache_dir, pool):
     assert f.options(executor=None, workers=1).sweep(x=[2]).y.item() == 4
     with pj.config(executor=pool):
         assert pj.config.get("executor") is pool
+        assert pj.experiment(square).sweep(x=[3]).y.item() == 9
     assert pj.config.get("executor") is None
+    assert pj.experiment(square).options(executor=pool).sweep(x=[5]).y.item() == 25
+    assert pj.runs()["backend"].tolist()[-3:] == ["pool", "executor", "executor"]
 
 
 def test_building_a_dataset_imports_no_dask_or_ray(cache_dir):
