@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
+
+
+def wait_while(alive: Callable[[], bool], timeout_s: float) -> bool:
+    """Look at ``alive()`` every 50 ms for up to ``timeout_s``; True once it is false
+    (for a backend that can only look, not be woken)."""
+    deadline = time.monotonic() + timeout_s
+    while alive():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(0.05, left))
+    return True
 
 
 def load_failure(result, where: str, not_done: str, error_class):
@@ -39,10 +53,11 @@ class Backend:
 
     @classmethod
     def prepare(cls, *, host=None, slurm=None, identity=None,
-                batch: int | None = None) -> Backend:
+                batch: int | None = None, executor=None) -> Backend:
         """A backend for a new run: ``host`` (a ``pj.Host``, None: this machine),
         ``slurm`` (a ``pj.Slurm``), ``identity()`` (the function's identity, asked
-        only when needed), ``batch``. By default a backend needs none of them."""
+        only when needed), ``batch``, ``executor`` (an ``executor=`` value, passed
+        only to the backend of that name). By default a backend needs none of them."""
         return cls()
 
     @classmethod
