@@ -9,11 +9,20 @@ cancelled by anyone but pyjoule) is :class:`~.engines.EngineLost`: the batch's p
 are recorded ``lost`` and ``retries=`` runs them again. Note that dask itself re-runs a
 batch whose worker died, up to ``distributed.scheduler.allowed-failures`` times (3 by
 default), before it reports the loss.
+
+dask cannot stop a task that runs (it drops its result; the worker's thread finishes
+it), so a batch runs inside :func:`_stoppable`: :meth:`DaskEngine.cancel` raises
+``KeyboardInterrupt`` in the threads running the cancelled batches (what
+:func:`pyjoule._execute.execute` lets through, between two bytecodes of the pset),
+and the batch ends with :class:`BatchStopped` instead of taking its worker down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import threading
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +38,52 @@ from .engines import Engine, EngineLost
 _FINISHED = frozenset({"finished", "error", "cancelled"})
 # what a batch's result raises when dask lost it rather than the batch failing
 _LOST = (KilledWorker, FutureCancelledError, CommClosedError)
+
+
+# in a worker process: the batches running now (thread id -> batch key), and those
+# being stopped
+_RUNNING: dict[int, str] = {}
+_STOPPING: set[str] = set()
+_LOCK = threading.Lock()
+
+
+class BatchStopped(Exception):
+    """A batch stopped by :meth:`DaskEngine.cancel` while it ran."""
+
+
+def _stoppable(key: str, fn: Callable[..., bytes], *args: Any) -> bytes:
+    """``fn(*args)`` on a dask worker, registered so that :func:`_stop` can stop it.
+
+    ``KeyboardInterrupt`` must not leave a task (dask's worker would shut down); one
+    that :func:`_stop` raised can only arrive while the thread is registered."""
+    ident = threading.get_ident()
+    try:
+        with _LOCK:
+            _RUNNING[ident] = key
+        try:
+            return fn(*args)
+        finally:
+            with _LOCK:
+                del _RUNNING[ident]
+    except KeyboardInterrupt:
+        if key not in _STOPPING:
+            raise
+        _STOPPING.discard(key)
+        raise BatchStopped(key) from None
+
+
+def _stop(keys: list[str]) -> int:
+    """Run on each worker by :meth:`DaskEngine.cancel`: interrupt the threads running
+    one of ``keys``; how many."""
+    wanted = set(keys)
+    stopped = 0
+    with _LOCK:
+        for ident, key in _RUNNING.items():
+            if key in wanted:
+                _STOPPING.add(key)
+                stopped += ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
+    return stopped
 
 
 class DaskEngine(Engine):
@@ -53,7 +108,8 @@ class DaskEngine(Engine):
         return self.client.scatter(blob, broadcast=True, hash=False)
 
     def submit(self, fn: Callable[..., bytes], *args: Any) -> Any:
-        return self.client.submit(fn, *args, pure=False)
+        key = f"pyjoule-batch-{uuid.uuid4().hex}"
+        return self.client.submit(_stoppable, key, fn, *args, key=key)
 
     def wait_any(self, handles: Sequence[Any], timeout_s: float | None) -> list[Any]:
         done = [h for h in handles if h.status in _FINISHED]
@@ -72,7 +128,9 @@ class DaskEngine(Engine):
             raise EngineLost(f"dask lost the batch: {type(exc).__name__}: {exc}") from exc
 
     def cancel(self, handles: Sequence[Any]) -> None:
-        """Batches not started never start. dask cannot stop a task that runs: its
-        result is dropped and the worker's thread finishes it."""
-        if handles:
-            self.client.cancel(list(handles), force=True)
+        """Batches not started never start; running ones are interrupted (the pset
+        running finishes its current bytecode, C calls included)."""
+        if not handles:
+            return
+        self.client.cancel(list(handles), force=True)
+        self.client.run(_stop, [h.key for h in handles], on_error="ignore")
