@@ -45,6 +45,7 @@ _SETTINGS: dict[str, tuple[str | None, Callable[[str], Any], Any]] = {
     "errors": (None, str, "raise"),
     "timeout": (None, float, None),
     "capture": (None, _to_bool, True),
+    "executor": (None, str, None),  # an object: pj.config only (no variable, no file)
 }
 
 # what [tool.pyjoule] in a project's pyproject.toml may set: not limit (a debugging
@@ -125,6 +126,9 @@ class config(metaclass=_ConfigType):
         Default seconds per pset.
     capture : bool
         Default of keeping each pset's stdout/stderr.
+    executor : Executor, dask Client or "ray"
+        Default engine every experiment's psets are handed to (see
+        ``pj.experiment``); set here only, not by a variable or a file.
 
     Examples
     --------

@@ -54,14 +54,14 @@ Errors = Literal["raise", "warn", "ignore"]  # what map does when psets failed
 
 # options for which an explicit None is a value (this machine, no scheduler, no time
 # limit) that stops the search; for the others None means "not set here"
-NONE_IS_VALUE = frozenset({"host", "slurm", "timeout"})
+NONE_IS_VALUE = frozenset({"host", "slurm", "timeout", "executor"})
 
 # options that change a function's identity or what its keys mean: not per call
 IDENTITY = ("version", "ignore")
 
 # options that pj.config, the environment and pyproject.toml may also set
 GLOBAL = ("cache", "workers", "progress", "host", "threads", "retries", "errors",
-          "timeout", "capture")
+          "timeout", "capture", "executor")
 
 
 def _int(low: int) -> tuple[Callable[[Any], bool], str]:
@@ -128,7 +128,28 @@ def problem(name: str, value: Any) -> str | None:
     return None
 
 
+def executor_kind(value: Any) -> str | None:
+    """Which engine an ``executor=`` value is: ``"ray"``, ``"dask"`` (a
+    ``dask.distributed.Client``) or ``"futures"`` (a ``concurrent.futures.Executor``);
+    None for anything else. Told from the value's type: dask and ray are not imported."""
+    if isinstance(value, str):
+        return "ray" if value == "ray" else None
+    cls = type(value)
+    if (cls.__module__ or "").startswith("distributed") and cls.__name__ == "Client":
+        return "dask"
+    import concurrent.futures  # a stdlib module, imported only for an executor= value
+
+    return "futures" if isinstance(value, concurrent.futures.Executor) else None
+
+
 def _normalise(name: str, value: Any) -> Any:
+    if name == "executor":
+        if executor_kind(value) is None:
+            raise OptionError(
+                'expected a dask.distributed.Client, a concurrent.futures.Executor '
+                '(ProcessPoolExecutor, loky, mpi4py.futures.MPIPoolExecutor), or "ray" '
+                "after ray.init()")
+        return value
     if name == "host":
         from ._transport.hosts import Host
 
@@ -181,6 +202,7 @@ class Options:
     capture: bool = UNSET
     dims: dict[str, Any] = UNSET
     ignore: tuple[str, ...] = UNSET
+    executor: Any = UNSET                 # an engine (see executor_kind) or None
 
     @classmethod
     def of(cls, where: str, values: Mapping[str, Any]) -> Options:
@@ -224,6 +246,7 @@ class Resolved:
     capture: bool
     dims: dict[str, Any] | None
     ignore: tuple[str, ...]
+    executor: Any           # a dask Client, a concurrent.futures Executor, "ray"; None
     sources: Mapping[str, str]
 
 
@@ -241,6 +264,7 @@ class LaunchOptions:
     capture: bool
     retries: int
     progress: bool
+    executor: Any = None    # the engine the run is handed to (None: a pyjoule backend)
 
     @classmethod
     def of(cls, resolved: Resolved, workers: int) -> LaunchOptions:
@@ -248,13 +272,31 @@ class LaunchOptions:
         return cls(host=resolved.host, workers=workers, threads=resolved.threads,
                    timeout=resolved.timeout, batch=resolved.batch,
                    capture=resolved.capture, retries=resolved.retries,
-                   progress=resolved.progress)
+                   progress=resolved.progress, executor=resolved.executor)
 
 
 _DEFAULTS: dict[str, Any] = {"host": None, "slurm": None, "batch": None, "threads": 1,
                              "version": None, "retries": 0, "errors": "raise",
                              "timeout": None, "progress": True, "capture": True,
-                             "dims": None, "ignore": ()}
+                             "dims": None, "ignore": (), "executor": None}
+
+
+def _check_executor(values: dict[str, Any], sources: Mapping[str, str]) -> None:
+    """``executor=`` hands the psets to an engine, which decides where they run and
+    on how many workers: ``host=``, ``slurm=`` or an explicit ``workers=`` beside it
+    would be ignored, so they are refused."""
+    where = sources["executor"]
+    for other in ("host", "slurm"):
+        if values[other] is not None:
+            raise OptionError(
+                f"executor= ({where}) and {other}= ({sources[other]}) both say where the "
+                f"psets run: pick one (the engine's own workers run them; pass "
+                f"{other}=None to keep the executor)")
+    if values["workers_given"] is not None:
+        raise OptionError(
+            f"executor= ({where}) with workers={values['workers_given']} "
+            f"({sources['workers']}): the engine's workers decide how many psets run "
+            "at once; size the executor or cluster instead")
 
 
 def resolve(func: Callable[..., Any], decorated: Options, call: Options) -> Resolved:
@@ -281,6 +323,8 @@ def resolve(func: Callable[..., Any], decorated: Options, call: Options) -> Reso
         values[name], sources[name] = value, source
     given = call.workers if call.workers is not UNSET else decorated.workers
     values["workers_given"] = None if given is UNSET else given
+    if values["executor"] is not None:
+        _check_executor(values, sources)
     if values["workers"] is None:
         values["workers"] = _config.cpu_count()
     if values["cache"] is None:

@@ -94,6 +94,19 @@ def parse(buf: bytes, path: str = "?", raw: bool = False) -> tuple[list[Any], in
     return records, pos
 
 
+def complete(buf: bytes | bytearray) -> tuple[int, int]:
+    """``(frames, bytes)``: how many whole frames ``buf`` starts with, and their
+    length; nothing is unpickled (a writer's progress, counted by its reader)."""
+    pos, count, size, hsize = 0, 0, len(buf), _HEADER.size
+    while pos + hsize <= size:
+        _magic, length, _crc = _HEADER.unpack_from(buf, pos)
+        if pos + hsize + length > size:
+            break
+        pos += hsize + length
+        count += 1
+    return count, pos
+
+
 def pack(record: dict) -> tuple:
     """The compact form of a result record (see ``FIELDS``)."""
     extra = {k: v for k, v in record.items() if k not in FIELDS and k != "kwargs"} or None

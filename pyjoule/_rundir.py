@@ -13,6 +13,7 @@ directory holds (``docs/layout.md`` says more)::
     worker.pid         "<pid> <start time>" of the supervisor
     exit               its exit code, once every task has its record
     fate               "started" or "abandoned": the first writer wins (decide_fate)
+    cancel             executor=: written by another process to cancel the run
     worker.log         the supervisor's and its children's output
     children.pids      "<pid> <start time>" of each child forked (leader of its group)
     host.env           on a host: the pj.Host(env=...) export lines
@@ -60,6 +61,7 @@ ENDS = "ends"
 LOGS = "logs"
 LOG_SUFFIX = ".out"         # logs/<task>.out (sbatch --output)
 FATE = "fate"               # "started" or "abandoned": the first word written stands
+CANCEL = "cancel"           # executor=: another process asks the owning one to stop
 STARTED, ABANDONED = "started", "abandoned"
 TASK_PREFIXES = ("tasks", "retry-")  # the task files: tasks.pkl, retry-<n>.pkl
 

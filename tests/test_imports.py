@@ -35,7 +35,8 @@ def test_import_pyjoule_loads_no_heavy_library():
 
 
 def test_worker_import_closure_is_stdlib_cloudpickle_threadpoolctl():
-    loaded = _modules_after("import pyjoule.worker")
+    # _batch: what an executor='s engine workers run
+    loaded = _modules_after("import pyjoule.worker, pyjoule._batch")
     top = {m.split(".")[0] for m in loaded}
     stdlib = set(sys.stdlib_module_names) | {"__main__", "builtins", "_distutils_hack"}
     assert top - stdlib <= {"pyjoule", "cloudpickle", "threadpoolctl"}, top - stdlib
@@ -104,7 +105,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
     1: ("_project", "_hashing", "_hashing_errors", "_identity", "_callables", "_private",
         "_space", "_keying", "_options", "_pyproject", "_config", "_rundir", "_files",
         "_host_answers", "_slurm", "_execute", "_supervisor", "_slurm_task", "worker",
-        "_unfinished", "_progress"),
+        "_unfinished", "_progress", "_batch"),
     2: ("_store", "_transport",
         "_output"),  # captured output: kept in the store's segments, read from there
     3: ("_backends", "_results", "_claims"),

@@ -60,7 +60,7 @@ def experiment(func: Callable[_P, _R], *, host: str | Host | None = ...,
                cache: str | os.PathLike[str] | bool = ..., version: str = ...,
                retries: int = ..., errors: Errors = ..., timeout: float | None = ...,
                progress: bool = ..., capture: bool = ..., dims: dict[str, Any] = ...,
-               ignore: Sequence[str] = ...) -> Experiment[_P, _R]: ...
+               ignore: Sequence[str] = ..., executor: Any = ...) -> Experiment[_P, _R]: ...
 @overload
 def experiment(func: None = None, *, host: str | Host | None = ...,
                slurm: Mapping[str, Any] | Slurm | None = ..., workers: int = ...,
@@ -68,7 +68,7 @@ def experiment(func: None = None, *, host: str | Host | None = ...,
                cache: str | os.PathLike[str] | bool = ..., version: str = ...,
                retries: int = ..., errors: Errors = ..., timeout: float | None = ...,
                progress: bool = ..., capture: bool = ..., dims: dict[str, Any] = ...,
-               ignore: Sequence[str] = ...
+               ignore: Sequence[str] = ..., executor: Any = ...
                ) -> Callable[[Callable[_P, _R]], Experiment[_P, _R]]: ...
 def experiment(func: Callable[..., Any] | None = None, *,
                host: str | Host | None = UNSET,
@@ -78,7 +78,7 @@ def experiment(func: Callable[..., Any] | None = None, *,
                retries: int = UNSET, errors: Errors = UNSET, timeout: float | None = UNSET,
                progress: bool = UNSET, capture: bool = UNSET,
                dims: dict[str, Any] = UNSET, ignore: Sequence[str] = UNSET,
-               **not_an_option: NoReturn) -> Any:
+               executor: Any = UNSET, **not_an_option: NoReturn) -> Any:
     """Turn a function into an experiment that sweeps, caches and returns Datasets.
 
     Use it bare (``@pj.experiment``) or with options
@@ -137,6 +137,13 @@ def experiment(func: Callable[..., Any] | None = None, *,
     ignore : list of str
         Names of arguments that do not change the result (``verbose``, an output
         folder): passed to the function, left out of the cache key.
+    executor : Executor, dask Client or "ray"
+        Hand the psets, in batches, to an engine you run: any
+        ``concurrent.futures.Executor`` (``ProcessPoolExecutor``, loky's,
+        ``mpi4py.futures.MPIPoolExecutor``), a ``dask.distributed.Client``, or
+        ``"ray"`` after ``ray.init()``. Cached psets are never submitted; results
+        reach the cache as each batch ends. Not with ``host=``, ``slurm=`` or
+        ``workers=`` (the engine's workers run them). See docs/executors.md.
     **not_an_option
         None: any other name raises ``pj.OptionError`` (and is a type error).
 
@@ -178,7 +185,8 @@ class OptionsMethod:
                 cache: str | os.PathLike[str] | bool = UNSET, retries: int = UNSET,
                 errors: Errors = UNSET, timeout: float | None = UNSET,
                 progress: bool = UNSET, capture: bool = UNSET,
-                dims: dict[str, Any] = UNSET, **not_an_option: NoReturn) -> _E:
+                dims: dict[str, Any] = UNSET, executor: Any = UNSET,
+                **not_an_option: NoReturn) -> _E:
         """The same experiment (same function, identity and cache entries) with
         other execution options; the decorated function is left as it was.
 
@@ -219,6 +227,8 @@ class OptionsMethod:
             Keep each pset's stdout/stderr.
         dims : dict
             Dimension names of array results, e.g. ``{"trace": ("t",)}``.
+        executor : Executor, dask Client or "ray"
+            Hand the psets in batches to this engine; ``None``: pyjoule's own.
         **not_an_option
             None: ``version``, ``ignore`` or any other name raises
             ``pj.OptionError``.

@@ -39,10 +39,11 @@ class Backend:
 
     @classmethod
     def prepare(cls, *, host=None, slurm=None, identity=None,
-                batch: int | None = None) -> Backend:
+                batch: int | None = None, executor=None) -> Backend:
         """A backend for a new run: ``host`` (a ``pj.Host``, None: this machine),
         ``slurm`` (a ``pj.Slurm``), ``identity()`` (the function's identity, asked
-        only when needed), ``batch``. By default a backend needs none of them."""
+        only when needed), ``batch``, ``executor`` (an ``executor=`` value, passed
+        only to the backend of that name). By default a backend needs none of them."""
         return cls()
 
     @classmethod

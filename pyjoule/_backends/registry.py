@@ -1,7 +1,7 @@
 """Backends by name: the built-in ones, and any a plugin registers.
 
 The built-in backends (``pool``, also called ``local``; ``inprocess``; ``ssh``;
-``slurm``) are imported when first asked for: ``import pyjoule`` stays light and
+``slurm``; ``executor``) are imported when first asked for: ``import pyjoule`` stays light and
 imports no paramiko. :func:`create` builds a backend for a new run
 (:meth:`.base.Backend.prepare`), :func:`from_record` one for a registered run
 (:meth:`.base.Backend.from_record`).
@@ -14,7 +14,7 @@ True
 >>> registry.get("pbs")
 Traceback (most recent call last):
 ...
-pyjoule.OptionError: no backend named 'pbs'; the backends are: inprocess, local, pool, slurm, ssh
+pyjoule.OptionError: no backend named 'pbs'; the backends are: executor, inprocess, local, pool, slurm, ssh
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ _BUILTIN = {
     "inprocess": ("pyjoule._backends.inprocess", "InProcessBackend"),
     "ssh": ("pyjoule._backends.ssh", "SSHBackend"),
     "slurm": ("pyjoule._backends.slurm", "SlurmBackend"),
+    "executor": ("pyjoule._backends.executor", "ExecutorBackend"),
 }
 # the classes registered by register(): the registry of this process, not a cache
 _registered: dict[str, type[Backend]] = {}
@@ -73,9 +74,12 @@ def names() -> list[str]:
 
 
 def create(name: str, *, host=None, slurm=None, identity=None,
-           batch: int | None = None) -> Backend:
-    """A backend called ``name`` for a new run (see :meth:`.base.Backend.prepare`)."""
-    return get(name).prepare(host=host, slurm=slurm, identity=identity, batch=batch)
+           batch: int | None = None, executor=None) -> Backend:
+    """A backend called ``name`` for a new run (see :meth:`.base.Backend.prepare`);
+    ``executor`` is passed only when given (a plugin's ``prepare`` need not know it)."""
+    extra = {} if executor is None else {"executor": executor}
+    return get(name).prepare(host=host, slurm=slurm, identity=identity, batch=batch,
+                             **extra)
 
 
 def from_record(name: str, run_dir: str | None, options: dict | None = None) -> Backend:

@@ -17,10 +17,13 @@ if TYPE_CHECKING:
 
 
 def prepare(name: str, *, host: Any = None, slurm: Any = None,
-            identity: Callable[[], Any] | None = None, batch: int | None = None) -> Backend:
+            identity: Callable[[], Any] | None = None, batch: int | None = None,
+            executor: Any = None) -> Backend:
     """The backend ``name`` for a new run (``identity()`` gives the function's
-    identity, asked only by a backend that syncs a project without one of its own)."""
-    return registry.create(name, host=host, slurm=slurm, identity=identity, batch=batch)
+    identity, asked only by a backend that syncs a project without one of its own;
+    ``executor``: the engine of the ``executor`` backend)."""
+    return registry.create(name, host=host, slurm=slurm, identity=identity, batch=batch,
+                           executor=executor)
 
 
 def make_backend(backend_name: str, run_dir: str | None = None,

@@ -2,8 +2,9 @@
 and the live runs a ``pj.Run`` follows.
 
 ``_api`` presents (the decorator object, the ``Run`` handle); this module decides:
-``slurm`` when a scheduler is set, else ``ssh`` when a host is, else ``inprocess``
-for ``workers=0``, else the local ``pool``. The worker count is computed here, once,
+``executor`` when an engine is given (``executor=``), else ``slurm`` when a scheduler
+is set, else ``ssh`` when a host is, else ``inprocess`` for ``workers=0``, else the
+local ``pool``. The worker count is computed here, once,
 into the frozen :class:`~._options.LaunchOptions` the run starts with: on a host or
 under SLURM only ``f.options``/the decorator choose it (the global settings describe
 this machine), a pool never starts more workers than it has psets.
@@ -40,7 +41,8 @@ class Composed(NamedTuple):
 
 def backend_name(resolved: Resolved) -> str:
     """The backend the options choose (registered with the run before it starts)."""
-    return "slurm" if resolved.slurm is not None \
+    return "executor" if resolved.executor is not None \
+        else "slurm" if resolved.slurm is not None \
         else "ssh" if resolved.host is not None \
         else "inprocess" if resolved.workers == 0 else "pool"
 
@@ -89,6 +91,9 @@ def _backend(kind: str, resolved: Resolved, n_to_run: int,
                           array_parallelism=slurm.array_parallelism)
         backend: Backend = prepare("slurm", host=resolved.host, slurm=slurm,
                                    identity=identified, batch=resolved.batch)
+    elif kind == "executor":
+        backend = prepare("executor", executor=resolved.executor, batch=resolved.batch)
+        workers = backend.running_slots() or 1  # the engine's, recorded with the run
     elif kind == "ssh":
         ssh = cast("SSHBackend", prepare("ssh", host=resolved.host, identity=identified))
         # the host's CPUs, not ours, unless f.options/the decorator chose a number
