@@ -176,7 +176,7 @@ def test_a_function_defined_in_a_notebook(client, cache_dir, tmp_path, tmp_path_
     (out,) = [o for o in nb.cells[-1].outputs if o.output_type == "stream"]
     probe = json.loads(out.text.strip().splitlines()[-1])
     assert probe["values"] == [[x ** 3, x ** 3 + 1] for x in range(6)]
-    assert probe["cached"]["done"] == 12
+    assert probe["cached"]["cached"] == 12  # the second call ran nothing
 
 
 # ------------------------------------------------------------- dask-jobqueue
