@@ -22,6 +22,7 @@ import os
 import pickle
 import select
 import signal
+import threading
 import time
 
 from . import _caches, _records
@@ -35,6 +36,17 @@ _controller: list = _caches.declare(__name__, "_controller", [])
 _KEEP = 4  # payloads kept: a worker serves a few runs at once at most
 
 
+def _fresh_limits() -> None:
+    _limits[:] = [0, {}, None]
+
+
+# the thread limits of the batches running now, set by the first and undone by the last
+# (an engine whose workers are threads runs several at once, in one process):
+# [batches running, {variable: value before}, threadpoolctl's limiter]
+_limits: list = _caches.declare(__name__, "_limits", [0, {}, None], reset=_fresh_limits)
+_limits_lock = threading.Lock()
+
+
 def run_batch(payload_blob: bytes, tasks_blob: bytes) -> bytes:
     """The framed records of the psets of ``tasks_blob`` (a pickled list of
     ``(pset_id, kwargs)``) run with the payload of ``payload_blob``."""
@@ -43,20 +55,38 @@ def run_batch(payload_blob: bytes, tasks_blob: bytes) -> bytes:
         payload = _payload(payload_blob)
     except Exception as exc:  # noqa: BLE001 - e.g. a module missing on this worker
         return _unloadable(tasks, exc)
-    saved = {var: os.environ.get(var) for var in THREAD_VARS}
+    _enter(payload["threads"])
     try:
-        if not _controller:
-            from ._execute import thread_controller
-
-            _controller.append(thread_controller())
-        with _limit_threads(payload["threads"], _controller[0]):
-            if payload.get("timeout_s"):
-                return _run_forked(payload, tasks, float(payload["timeout_s"]))
-            func, capture = payload["func"], payload["capture"]
-            return b"".join([execute(func, pset_id, kwargs, capture)
-                             for pset_id, kwargs in tasks])
+        if payload.get("timeout_s"):
+            return _run_forked(payload, tasks, float(payload["timeout_s"]))
+        func, capture = payload["func"], payload["capture"]
+        return b"".join([execute(func, pset_id, kwargs, capture)
+                         for pset_id, kwargs in tasks])
     finally:
-        for var, value in saved.items():  # a thread-based engine runs in the driver
+        _leave()
+
+
+def _enter(threads: int) -> None:
+    """The first of the batches running at once limits the BLAS/OpenMP threads."""
+    with _limits_lock:
+        if _limits[0] == 0:
+            if not _controller:
+                from ._execute import thread_controller
+
+                _controller.append(thread_controller())
+            _limits[1] = {var: os.environ.get(var) for var in THREAD_VARS}
+            _limits[2] = _limit_threads(threads, _controller[0])
+        _limits[0] += 1
+
+
+def _leave() -> None:
+    """The last one undoes the limits (a thread-based engine runs in the caller)."""
+    with _limits_lock:
+        _limits[0] -= 1
+        if _limits[0]:
+            return
+        _limits[2].restore_original_limits()
+        for var, value in _limits[1].items():
             if value is None:
                 os.environ.pop(var, None)
             else:

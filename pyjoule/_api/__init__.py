@@ -13,11 +13,11 @@ from __future__ import annotations
 from .._config import apply_log_level_from_env
 from .decorated import Experiment
 from .decorator import OptionsMethod, experiment
-from .registry import attach, existing_cache, load, refresh_local_runs, runs
+from .registry import attach, existing_cache, follow, load, refresh_local_runs, runs
 from .run import Run
 from .session import _Session
 
 __all__ = ["Experiment", "OptionsMethod", "Run", "_Session", "attach",
-           "existing_cache", "experiment", "load", "refresh_local_runs", "runs"]
+           "existing_cache", "experiment", "follow", "load", "refresh_local_runs", "runs"]
 
 apply_log_level_from_env()

@@ -93,14 +93,26 @@ def runs(cache: str | os.PathLike[str] | None = None) -> pd.DataFrame:
 
 
 def attach(run_id: str, cache: str | os.PathLike[str] | None = None) -> Run:
-    """The ``pj.Run`` with this id, from any process."""
+    """The ``pj.Run`` with this id, from any process (a run on an ``executor=`` only
+    from the process that owns the executor: elsewhere a ``pj.PyjouleError`` says so;
+    its finished results are in the cache)."""
+    return _registered(run_id, cache, attach=True)
+
+
+def follow(run_id: str, cache: str | os.PathLike[str] | None = None) -> Run:
+    """Like :func:`attach`, to look at a run or cancel it (``pyjoule status``,
+    ``pyjoule cancel``): also another process's run on an executor."""
+    return _registered(run_id, cache, attach=False)
+
+
+def _registered(run_id: str, cache: str | os.PathLike[str] | None, attach: bool) -> Run:
     store = _registry(cache)
     rec = store.get_run(run_id)
     if rec is None:
         known = [r["run_id"] for r in store.list_runs()][-5:]
         raise RunNotFoundError(f"no run {run_id!r} in the cache at {store.root} "
                                f"(latest: {known}); pass cache= if it lives elsewhere")
-    plan, own, _ = _dispatch.registered(store, rec)
+    plan, own, _ = _dispatch.registered(store, rec, attach=attach)
     run = Run(store, plan, own, [])
     run._cached = rec["cached"]  # which psets were cached is not kept, their number is
     return run

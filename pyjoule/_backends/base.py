@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
+
+
+def wait_while(alive: Callable[[], bool], timeout_s: float) -> bool:
+    """Look at ``alive()`` every 50 ms for up to ``timeout_s``; True once it is false
+    (for a backend that can only look, not be woken)."""
+    deadline = time.monotonic() + timeout_s
+    while alive():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(0.05, left))
+    return True
 
 
 def load_failure(result, where: str, not_done: str, error_class):

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._errors import OptionError
+from .._options import executor_kind
 
 
 class EngineLost(Exception):
@@ -96,7 +97,24 @@ class FuturesEngine(Engine):
         return os.cpu_count() or 1
 
     def submit(self, fn: Callable[..., bytes], *args: Any) -> Any:
-        return self.executor.submit(fn, *args)
+        try:
+            return self.executor.submit(fn, *args)
+        except cf.BrokenExecutor:
+            fresh = self._reusable_again()
+            if fresh is None:  # broken for good: the caller records the rest lost
+                raise
+            self.executor = fresh
+            return fresh.submit(fn, *args)
+
+    def _reusable_again(self) -> cf.Executor | None:
+        """loky's reusable executor, broken by a worker's death, made anew (as
+        ``loky.get_reusable_executor`` does for its users); None for any other."""
+        if type(self.executor).__name__ != "_ReusablePoolExecutor" \
+                or not type(self.executor).__module__.startswith("loky"):
+            return None
+        import loky  # imported already: the user's executor is one of its
+
+        return loky.get_reusable_executor(max_workers=self.workers())  # type: ignore[no-any-return]
 
     def wait_any(self, handles: Sequence[Any], timeout_s: float | None) -> list[Any]:
         done, _ = cf.wait(handles, timeout=timeout_s, return_when=cf.FIRST_COMPLETED)
@@ -115,28 +133,25 @@ class FuturesEngine(Engine):
             handle.cancel()
 
 
-def _module_of(value: Any) -> str:
-    return type(value).__module__ or ""
-
-
 def engine_for(executor: Any) -> Engine:
     """The :class:`Engine` for an ``executor=`` value: a ``dask.distributed.Client``,
-    ``"ray"`` (after ``ray.init()``), or any ``concurrent.futures.Executor``."""
-    if isinstance(executor, str):
-        if executor == "ray":
-            from ._engine_ray import RayEngine
+    ``"ray"`` (after ``ray.init()``), or any ``concurrent.futures.Executor`` (told
+    apart by :func:`.._options.executor_kind`, which the option's check uses too)."""
+    kind = executor_kind(executor)
+    if kind == "ray":
+        from ._engine_ray import RayEngine
 
-            return RayEngine()
-        raise OptionError(f'executor={executor!r}: the only engine named by a string is '
-                          '"ray"; pass a dask Client or a concurrent.futures Executor '
-                          'itself')
-    if _module_of(executor).startswith("distributed") \
-            and type(executor).__name__ == "Client":
+        return RayEngine()
+    if kind == "dask":
         from ._engine_dask import DaskEngine
 
         return DaskEngine(executor)
-    if isinstance(executor, cf.Executor):
+    if kind == "futures":
         return FuturesEngine(executor)
+    if isinstance(executor, str):
+        raise OptionError(f'executor={executor!r}: the only engine named by a string is '
+                          '"ray"; pass a dask Client or a concurrent.futures Executor '
+                          'itself')
     raise OptionError(
         f"executor={executor!r} is not an engine pyjoule knows: pass a "
         "dask.distributed.Client, any concurrent.futures.Executor (ProcessPoolExecutor, "

@@ -34,7 +34,7 @@ from typing import Any
 from .. import _caches, _records
 from .._execute import failure_record
 from .._rundir import CANCEL, STARTED, RunDir, open_append, write_all
-from .base import Backend
+from .base import Backend, wait_while
 from .engines import Engine, EngineLost, engine_for
 
 log = logging.getLogger("pyjoule")
@@ -122,8 +122,14 @@ class ExecutorBackend(Backend):
     # ---------------------------------------------------------------- starting
     def start(self, run_dir: str, workers: int, task_files: list[str] | None = None) -> None:
         if self.engine is None:
-            raise RuntimeError("a run on an executor is started by the process that "
-                               "owns the executor")
+            # Another process following the run claimed its retry before the owner did
+            # (a rare race): only the owner can reach the engine, so this attempt runs
+            # nothing and its psets are recorded lost, to run again on the next call.
+            self.run_dir, self._lost = run_dir, {}
+            self._refused = ("its retry was claimed by a process that does not own the "
+                             "executor; call again to run it")
+            RunDir(run_dir).write_exit(0)  # ended, to every follower
+            return
         if self._thread is not None:  # a retry: the last attempt's feeder has ended
             self._thread.join()
         self.run_dir = run_dir
@@ -136,17 +142,16 @@ class ExecutorBackend(Backend):
             return
         rd.check()  # what the engine unpickles is code: the user's own files only
         with open(rd.payload, "rb") as fh:
-            payload = fh.read()
-        tasks = rd.task_list(task_files)
-        shared = self.engine.share(payload)
+            shared = self.engine.share(fh.read())
         _live[run_dir] = self
         _exit_hook()
-        self._thread = threading.Thread(target=self._feed, args=(rd, shared, tasks),
+        # the tasks are read by the feeder: f.submit returns while a big file loads
+        self._thread = threading.Thread(target=self._feed, args=(rd, shared, task_files),
                                         name=f"pyjoule-feeder-{os.path.basename(run_dir)}",
                                         daemon=True)
         self._thread.start()
 
-    def _feed(self, rd: RunDir, shared: Any, tasks: list) -> None:
+    def _feed(self, rd: RunDir, shared: Any, task_files: list[str] | None) -> None:
         """Keep the engine busy with batches; write each finished one's records."""
         from .._batch import run_batch
 
@@ -158,6 +163,7 @@ class ExecutorBackend(Backend):
         pos = 0
         fd = open_append(rd.result_file(f"executor-{os.getpid()}-{time.time_ns()}"))
         try:
+            tasks = rd.task_list(task_files)
             while not self._stopping(rd):
                 while pos < len(tasks) and len(in_flight) < cap and self._refused is None:
                     chunk = tasks[pos:pos + sizer.next(len(tasks) - pos)]
@@ -220,13 +226,7 @@ class ExecutorBackend(Backend):
         own = self._own()
         if own is not None:
             return own._ended.wait(timeout_s)
-        deadline = time.monotonic() + timeout_s
-        while self.alive():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(0.05, left))
-        return True
+        return wait_while(self.alive, timeout_s)
 
     def cancel(self) -> None:
         """Stop feeding and cancel the batches in flight (this process's run), or ask

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import time
 
 from .. import worker
 from .._rundir import RunDir
-from .base import Backend
+from .base import Backend, wait_while
 
 
 class InProcessBackend(Backend):
@@ -39,13 +38,7 @@ class InProcessBackend(Backend):
         return process_alive(self.driver)
 
     def wait(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while self.alive():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(0.05, left))
-        return True
+        return wait_while(self.alive, timeout_s)
 
     def cancel(self) -> None:
         """From another process (``pyjoule cancel``): the run computes in its driver's

@@ -12,6 +12,7 @@ this machine), a pool never starts more workers than it has psets.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -105,11 +106,34 @@ def _backend(kind: str, resolved: Resolved, n_to_run: int,
     return backend, LaunchOptions.of(resolved, workers)
 
 
-def registered(store: Store, rec: dict[str, Any]) -> Composed:
+def registered(store: Store, rec: dict[str, Any], *, attach: bool = True) -> Composed:
     """The parts of a ``pj.Run`` for a run in the registry (``pj.attach``): its psets
-    from the request its run directory keeps (checked first: pickles are code)."""
+    from the request its run directory keeps (checked first: pickles are code).
+    ``attach=False``: only to look at it or cancel it (``pyjoule status``/``cancel``),
+    which works for another process's run on an executor too."""
     from .._rundir import RunDir
 
+    if attach:
+        _check_attachable(rec)
     ids, psets = RunDir(rec["run_dir"]).read_request()
     plan = Plan(rec["func_id"], psets, ids, {})
     return Composed(plan, LiveRun(store, rec), [])
+
+
+def _check_attachable(rec: dict[str, Any]) -> None:
+    """A run on an executor lives in the process that owns the engine's client: from
+    any other process, while it is active, there is nothing to attach to."""
+    from .. import _platform
+    from .._errors import PyjouleError
+
+    driver = (rec.get("options") or {}).get("driver")
+    if rec.get("backend") != "executor" or rec.get("finished") is not None \
+            or rec.get("state") not in ("starting", "running", "finishing") \
+            or (driver and _platform.here(driver) and driver.get("pid") == os.getpid()):
+        return
+    raise PyjouleError(
+        f"run {rec['run_id']} runs on an executor ({(rec.get('options') or {}).get('engine')}"
+        "): such a run lives only in the Python process that owns the executor or "
+        "client, and cannot be attached to from another one. Its finished results are "
+        "in the cache already: call f.map (or f.sweep) with the same psets to get them "
+        "and run the rest.")

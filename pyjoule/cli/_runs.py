@@ -103,13 +103,13 @@ def cancel(ctx, run_id, as_json):
     Example:
       pyjoule cancel 20261203-114610-3fa2c1
     """
-    from .._api import attach
+    from .._api import follow
 
     store = open_store(ctx)
     rec = find_run(store, run_id)
     was = rec["state"]
     if was == "running":
-        attach(rec["run_id"], store.root).cancel()
+        follow(rec["run_id"], store.root).cancel()
         rec = store.get_run(rec["run_id"]) or rec
     if as_json:
         return dump({**run_json(rec), "cancelled": was == "running"})

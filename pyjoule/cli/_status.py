@@ -21,11 +21,11 @@ def gather(store, rec: dict) -> tuple[dict, dict, list[dict]]:
     """``(rec, counts, failures)`` of the run ``rec``, read now. A live run is polled
     (which also finishes it if its processes are gone); its folder removed by hand
     leaves what the registry says."""
-    from .._api import attach
+    from .._api import follow
     from .._rundir import RunDir
 
     if rec["state"] in LIVE and RunDir(rec["run_dir"]).has_request():
-        run = attach(rec["run_id"], store.root)
+        run = follow(rec["run_id"], store.root)
         counts = run.status()
         rec = store.get_run(rec["run_id"]) or rec
         if rec["state"] in LIVE:
