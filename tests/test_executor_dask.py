@@ -114,7 +114,8 @@ def test_a_killed_worker_loses_its_batch_and_retries_run_only_that(client, cache
     assert all(calls(log2)[x] <= 2 for x in range(12))
 
 
-def test_cancel_stops_the_batches_on_the_workers(client, cache_dir, tmp_path):
+@pytest.mark.parametrize("timeout", [None, 60], ids=["in-worker", "forked-for-timeout"])
+def test_cancel_stops_the_batches_on_the_workers(client, cache_dir, tmp_path, timeout):
     log = tmp_path / "calls"
 
     def slow(x):
@@ -123,7 +124,7 @@ def test_cancel_stops_the_batches_on_the_workers(client, cache_dir, tmp_path):
         time.sleep(0.2)
         return x
 
-    run = pj.experiment(executor=client, batch=10)(slow).submit(
+    run = pj.experiment(executor=client, batch=10, timeout=timeout)(slow).submit(
         [{"x": x} for x in range(40)])
     wait_for_calls(log, 3)
     run.cancel()
