@@ -156,17 +156,22 @@ class ExecutorBackend(Backend):
         from .._batch import run_batch
 
         assert self.engine is not None
-        engine, workers = self.engine, self.engine.workers()
-        cap = max(2, 2 * workers)  # batches in flight: every worker has its next one
-        sizer = _Sizer(workers, self.batch)
+        engine = self.engine
+        sizer = _Sizer(engine.workers(), self.batch)
         in_flight: dict[Any, list[str]] = {}
-        pos = 0
         fd = open_append(rd.result_file(f"executor-{os.getpid()}-{time.time_ns()}"))
         try:
             tasks = rd.task_list(task_files)
+            tasks.reverse()  # batches are cut from the end: what was sent is let go
+            looked = time.monotonic()
             while not self._stopping(rd):
-                while pos < len(tasks) and len(in_flight) < cap and self._refused is None:
-                    chunk = tasks[pos:pos + sizer.next(len(tasks) - pos)]
+                if time.monotonic() - looked > 1:  # a cluster may grow or shrink
+                    sizer.workers, looked = max(1, engine.workers()), time.monotonic()
+                cap = 2 * sizer.workers  # in flight: every worker has its next batch
+                while tasks and len(in_flight) < max(2, cap) and self._refused is None:
+                    size = sizer.next(len(tasks))
+                    chunk = tasks[:-size - 1:-1]  # the next ``size`` tasks, in order
+                    del tasks[-size:]
                     try:
                         handle = engine.submit(run_batch, shared, _dumps(chunk))
                     except Exception as exc:  # noqa: BLE001 - a broken or shut executor
@@ -174,7 +179,6 @@ class ExecutorBackend(Backend):
                                          f"({type(exc).__name__}: {exc})")
                         break
                     in_flight[handle] = [pset_id for pset_id, _ in chunk]
-                    pos += len(chunk)
                 if not in_flight:
                     break
                 for handle in engine.wait_any(list(in_flight), 0.2):
