@@ -41,3 +41,25 @@ def wait_for_calls(path: Path, n: int, timeout_s: float = 60) -> None:
     while sum(calls(path).values()) < n:
         assert time.monotonic() < deadline, f"fewer than {n} psets started"
         time.sleep(0.05)
+
+
+def slow_logged(log: Path):
+    """A pset of 0.2 s that logs its start to ``log``."""
+    def slow(x):
+        with open(log, "a") as fh:
+            fh.write(f"{x}\n")
+        time.sleep(0.2)
+        return x
+    return slow
+
+
+def cancel_once_running(run, log: Path, total: int) -> None:
+    """Cancel ``run`` once 3 of its psets have started, then check that no pset starts
+    any more (on the engine's workers, whatever ran them) and that not all finished."""
+    wait_for_calls(log, 3)
+    run.cancel()
+    time.sleep(0.3)
+    started = sum(calls(log).values())
+    time.sleep(1.5)
+    assert sum(calls(log).values()) == started < total  # nothing runs on after the cancel
+    assert run.status()["done"] < total

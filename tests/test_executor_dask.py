@@ -15,10 +15,9 @@ import os
 import shlex
 import sys
 import textwrap
-import time
 
 import pytest
-from engine_helpers import calls, need, wait_for_calls
+from engine_helpers import calls, cancel_once_running, need, slow_logged
 
 import pyjoule as pj
 
@@ -117,24 +116,11 @@ def test_a_killed_worker_loses_its_batch_and_retries_run_only_that(client, cache
 @pytest.mark.parametrize("timeout", [None, 60], ids=["in-worker", "forked-for-timeout"])
 def test_cancel_stops_the_batches_on_the_workers(client, cache_dir, tmp_path, timeout):
     log = tmp_path / "calls"
-
-    def slow(x):
-        with open(log, "a") as fh:
-            fh.write(f"{x}\n")
-        time.sleep(0.2)
-        return x
-
-    run = pj.experiment(executor=client, batch=10, timeout=timeout)(slow).submit(
-        [{"x": x} for x in range(40)])
-    wait_for_calls(log, 3)
-    run.cancel()
-    time.sleep(0.3)
-    started = sum(calls(log).values())
-    time.sleep(1.5)
-    assert sum(calls(log).values()) == started < 40  # nothing runs on after the cancel
-    assert run.status()["done"] < 40
+    f = pj.experiment(executor=client, batch=10, timeout=timeout)(slow_logged(log))
+    run = f.submit([{"x": x} for x in range(40)])
+    cancel_once_running(run, log, 40)
     assert sum(client.run(lambda: 1).values()) == 2  # the workers are still up
-    ds = pj.experiment(executor=client, batch=10)(slow).sweep(x=range(40))
+    ds = f.sweep(x=range(40))
     assert ds.result.values.tolist() == list(range(40))  # the rest runs on a re-call
 
 

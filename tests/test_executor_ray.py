@@ -6,10 +6,9 @@ itself (``max_retries=0``): a crashed worker is reported, as ``lost``."""
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
-from engine_helpers import calls, need, wait_for_calls
+from engine_helpers import calls, cancel_once_running, need, slow_logged
 
 import pyjoule as pj
 
@@ -101,19 +100,6 @@ def test_a_killed_worker_is_lost_and_retried(ray_up, cache_dir, tmp_path):
 
 def test_cancel_kills_the_running_batches(ray_up, cache_dir, tmp_path):
     log = tmp_path / "calls"
-
-    def slow(x):
-        with open(log, "a") as fh:
-            fh.write(f"{x}\n")
-        time.sleep(0.2)
-        return x
-
-    run = pj.experiment(executor="ray", batch=10)(slow).submit(
-        [{"x": x} for x in range(40)])
-    wait_for_calls(log, 3)
-    run.cancel()
-    time.sleep(0.3)
-    started = sum(calls(log).values())
-    time.sleep(1.5)
-    assert sum(calls(log).values()) == started < 40  # nothing runs on after the cancel
-    assert run.status()["done"] < 40
+    f = pj.experiment(executor="ray", batch=10)(slow_logged(log))
+    run = f.submit([{"x": x} for x in range(40)])
+    cancel_once_running(run, log, 40)
