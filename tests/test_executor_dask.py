@@ -179,9 +179,13 @@ def test_a_slurm_cluster_of_dask_jobqueue(cache_dir, tmp_path):
             local_directory=str(tmp_path / "dask-worker"),
             scheduler_options={"dashboard_address": None},
             job_script_prologue=[f"cd {shlex.quote(str(tmp_path))}"]) as cluster:
-        cluster.scale(jobs=1)
         with distributed.Client(cluster) as client:
             f = pj.experiment(executor=client)(_square(tmp_path / "calls"))
-            ds = f.sweep(x=range(8))
+            assert not client.nthreads()
+            run = f.submit([{"x": x} for x in range(8)])  # before any worker: it waits
+            cluster.scale(jobs=1)
+            run.wait(120)
+            assert run.status()["done"] == 8
+            ds = f.sweep(x=range(8))  # from the cache
     assert ds.result.values.tolist() == [x * x for x in range(8)]
     assert sum(calls(tmp_path / "calls").values()) == 8

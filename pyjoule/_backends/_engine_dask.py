@@ -72,6 +72,11 @@ def _stoppable(key: str, fn: Callable[..., bytes], *args: Any) -> bytes:
         raise BatchStopped(key) from None
 
 
+def _payload(blob: bytes) -> bytes:
+    """The payload, as a task's result (:meth:`DaskEngine.share` without workers)."""
+    return blob
+
+
 def _stop(keys: list[str]) -> int:
     """Run on each worker by :meth:`DaskEngine.cancel`: interrupt the threads running
     one of ``keys``; how many."""
@@ -103,8 +108,13 @@ class DaskEngine(Engine):
         return max(1, sum(self.client.nthreads().values()))
 
     def share(self, blob: bytes) -> Any:
-        """The payload sent once to each worker now (workers that join later fetch it
-        from a peer); a future that the batches take as argument."""
+        """The payload as a future that the batches take as argument: sent once to
+        each worker now (workers that join later fetch it from a peer). With no worker
+        yet (a dask-jobqueue cluster whose jobs wait in the queue), where dask's
+        scatter would wait for one and then time out, it is a task that returns it,
+        run on the first worker to come."""
+        if not self.client.nthreads():
+            return self.client.submit(_payload, blob, pure=False)
         return self.client.scatter(blob, broadcast=True, hash=False)
 
     def submit(self, fn: Callable[..., bytes], *args: Any) -> Any:
