@@ -173,19 +173,19 @@ def test_a_slurm_cluster_of_dask_jobqueue(cache_dir, tmp_path):
     jobqueue = need("dask_jobqueue")
     ensure_slurm()
     logs = tmp_path / "slurm-logs"
-    with jobqueue.SLURMCluster(
-            cores=1, processes=1, memory="1GB", walltime="00:10:00", queue="debug",
-            python=sys.executable, log_directory=str(logs),
-            local_directory=str(tmp_path / "dask-worker"),
-            scheduler_options={"dashboard_address": None},
-            job_script_prologue=[f"cd {shlex.quote(str(tmp_path))}"]) as cluster:
-        with distributed.Client(cluster) as client:
-            f = pj.experiment(executor=client)(_square(tmp_path / "calls"))
-            assert not client.nthreads()
-            run = f.submit([{"x": x} for x in range(8)])  # before any worker: it waits
-            cluster.scale(jobs=1)
-            run.wait(120)
-            assert run.status()["done"] == 8
-            ds = f.sweep(x=range(8))  # from the cache
+    cluster = jobqueue.SLURMCluster(
+        cores=1, processes=1, memory="1GB", walltime="00:10:00", queue="debug",
+        python=sys.executable, log_directory=str(logs),
+        local_directory=str(tmp_path / "dask-worker"),
+        scheduler_options={"dashboard_address": ":0"},
+        job_script_prologue=[f"cd {shlex.quote(str(tmp_path))}"])
+    with cluster, distributed.Client(cluster) as client:
+        f = pj.experiment(executor=client)(_square(tmp_path / "calls"))
+        assert not client.nthreads()
+        run = f.submit([{"x": x} for x in range(8)])  # before any worker: it waits
+        cluster.scale(jobs=1)
+        run.wait(120)
+        assert run.status()["done"] == 8
+        ds = f.sweep(x=range(8))  # from the cache
     assert ds.result.values.tolist() == [x * x for x in range(8)]
     assert sum(calls(tmp_path / "calls").values()) == 8
