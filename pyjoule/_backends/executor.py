@@ -47,15 +47,17 @@ _MAX_BATCH = 100_000  # psets per batch at most (memory of one batch's tasks and
 
 
 class _Sizer:
-    """Psets per batch: ``batch=`` if given; else from the measured cost per pset
-    (worker-seconds, from the pace at which batches end), growing from 1 at most 4×
-    a step, and small again near the end so that the workers finish together."""
+    """Psets per batch: ``batch=`` if given; else from the measured cost per pset (a
+    finished batch's time from submission to result, over its psets), growing from 1
+    at most 4× a step, and small again near the end so that the workers finish
+    together. A batch's time includes the engine's own cost per task and any wait in
+    its queue (two batches per worker are in flight), so the estimate errs long: the
+    batches err short of the aim, never long."""
 
     def __init__(self, workers: int, fixed: int | None):
         self.workers, self.fixed = max(1, workers), fixed
         self.cost: float | None = None
         self.size = 1
-        self.last = time.monotonic()
 
     def next(self, remaining: int) -> int:
         if self.fixed:
@@ -66,11 +68,10 @@ class _Sizer:
         self.size = max(1, min(size, max(tail, 1), _MAX_BATCH))
         return self.size
 
-    def observe(self, psets: int) -> None:
-        now = time.monotonic()
-        cost = self.workers * (now - self.last) / max(psets, 1)
-        self.last = now
-        self.cost = cost if self.cost is None else 0.7 * self.cost + 0.3 * cost
+    def observe(self, psets: int, seconds: float) -> None:
+        """A batch of ``psets`` took ``seconds`` from submission to its result."""
+        cost = seconds / max(psets, 1)
+        self.cost = cost if self.cost is None else 0.5 * self.cost + 0.5 * cost
 
 
 def _dumps(tasks: list) -> bytes:
@@ -158,7 +159,7 @@ class ExecutorBackend(Backend):
         assert self.engine is not None
         engine = self.engine
         sizer = _Sizer(engine.workers(), self.batch)
-        in_flight: dict[Any, list[str]] = {}
+        in_flight: dict[Any, tuple[list[str], float]] = {}  # handle -> (ids, submitted)
         fd = open_append(rd.result_file(f"executor-{os.getpid()}-{time.time_ns()}"))
         try:
             tasks = rd.task_list(task_files)
@@ -178,13 +179,13 @@ class ExecutorBackend(Backend):
                         self._refused = (f"the executor took no more work "
                                          f"({type(exc).__name__}: {exc})")
                         break
-                    in_flight[handle] = [pset_id for pset_id, _ in chunk]
+                    in_flight[handle] = ([pset_id for pset_id, _ in chunk], time.monotonic())
                 if not in_flight:
                     break
                 for handle in engine.wait_any(list(in_flight), 0.2):
-                    ids = in_flight.pop(handle)
+                    ids, submitted = in_flight.pop(handle)
                     write_all(fd, self._outcome(handle, ids))
-                    sizer.observe(len(ids))
+                    sizer.observe(len(ids), time.monotonic() - submitted)
             if in_flight:  # cancelled: those not started never start
                 engine.cancel(list(in_flight))
         except BaseException as exc:  # the rest are recorded lost, with these words
