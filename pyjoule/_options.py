@@ -130,9 +130,9 @@ def problem(name: str, value: Any) -> str | None:
 
 def _normalise(name: str, value: Any) -> Any:
     if name == "host":
-        from ._transport.hosts import Host
+        from ._transport.hosts import Host, Hosts
 
-        return Host.of(value)
+        return Hosts.of(value) if isinstance(value, (list, tuple)) else Host.of(value)
     if name == "slurm":
         from ._slurm import Slurm
 
@@ -167,7 +167,7 @@ def unknown(names: Any, valid: Any, where: str) -> OptionError:
 class Options:
     """What one layer (the decorator, ``f.options``) said; ``UNSET`` = not said."""
 
-    host: Any = UNSET                     # pj.Host or None (this machine)
+    host: Any = UNSET                     # pj.Host, Hosts (several), None (this machine)
     slurm: Any = UNSET                    # pj.Slurm or None (no scheduler)
     workers: int = UNSET
     batch: int = UNSET

@@ -1,7 +1,7 @@
 """Backends by name: the built-in ones, and any a plugin registers.
 
 The built-in backends (``pool``, also called ``local``; ``inprocess``; ``ssh``;
-``slurm``) are imported when first asked for: ``import pyjoule`` stays light and
+``slurm``; ``multi``: several SSH hosts) are imported when first asked for: ``import pyjoule`` stays light and
 imports no paramiko. :func:`create` builds a backend for a new run
 (:meth:`.base.Backend.prepare`), :func:`from_record` one for a registered run
 (:meth:`.base.Backend.from_record`).
@@ -14,7 +14,7 @@ True
 >>> registry.get("pbs")
 Traceback (most recent call last):
 ...
-pyjoule.OptionError: no backend named 'pbs'; the backends are: inprocess, local, pool, slurm, ssh
+pyjoule.OptionError: no backend named 'pbs'; the backends are: inprocess, local, multi, pool, slurm, ssh
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ _BUILTIN = {
     "local": ("pyjoule._backends.pool", "PoolBackend"),
     "inprocess": ("pyjoule._backends.inprocess", "InProcessBackend"),
     "ssh": ("pyjoule._backends.ssh", "SSHBackend"),
+    "multi": ("pyjoule._backends.multi", "MultiBackend"),
     "slurm": ("pyjoule._backends.slurm", "SlurmBackend"),
 }
 # the classes registered by register(): the registry of this process, not a cache
