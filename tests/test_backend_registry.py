@@ -38,13 +38,13 @@ def plugin():
 
 
 def test_the_builtin_names():
-    assert registry.names() == ["inprocess", "local", "pool", "slurm", "ssh"]
+    assert registry.names() == ["inprocess", "local", "multi", "pool", "slurm", "ssh"]
     assert registry.get("local") is registry.get("pool") is PoolBackend
 
 
 def test_an_unknown_name_says_which_there_are():
     with pytest.raises(pj.OptionError, match=r"no backend named 'pbs'; the backends are: "
-                                             r"inprocess, local, pool, slurm, ssh"):
+                                             r"inprocess, local, multi, pool, slurm, ssh"):
         registry.get("pbs")
 
 

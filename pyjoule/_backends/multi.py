@@ -117,8 +117,8 @@ class Lane:
         """Psets/s measured on its finished chunks (None before the first ends)."""
         return self.done / self.busy_s if self.busy_s > 0 and self.done else None
 
-    def copy(self, run_dir: str) -> None:
-        if self.dir is not None:
+    def copy(self, run_dir: str | None) -> None:
+        if self.dir is not None and run_dir is not None:
             copy_results(RunDir(self.dir).results, RunDir(run_dir).results,
                          f"h{self.index}-")
 
@@ -148,14 +148,15 @@ class MultiBackend(Backend):
                        for h in hosts]
         ready, errors = [], []
         for h, fut in zip(hosts, futures):
-            try:
+            error = fut.exception()
+            if error is None:
                 ready.append(fut.result())
-            except Exception as exc:  # noqa: BLE001 - said below, or raised if none is ready
-                errors.append((h, exc))
+            else:  # said below, or raised if no host is ready
+                errors.append((h, error))
         if not ready:
             raise errors[0][1]
-        for h, exc in errors:
-            log.warning("host %s left out of this run: %s", h.target, exc)
+        for h, error in errors:
+            log.warning("host %s left out of this run: %s", h.target, error)
         lanes = []
         for i, ssh in enumerate(ready):
             ssh.host = _named(ssh.host)
@@ -181,7 +182,8 @@ class MultiBackend(Backend):
         lanes = []
         for i, (desc, workers) in enumerate(zip(d["hosts"], d["workers"])):
             where = lane_dir(run_dir, i) if run_dir else None
-            lane = Lane(i, SSHBackend.from_description(where, {"ssh": desc}), workers)
+            lane = Lane(i, SSHBackend.from_description(where, {"ssh": desc}),  # type: ignore[arg-type]
+                        workers)
             lane.dir = where
             lanes.append(lane)
         return cls(lanes, run_dir, options.get("driver"))
@@ -232,8 +234,8 @@ class MultiBackend(Backend):
         is known, ``TAIL_S`` of work."""
         left = len(self._queue)
         active = [other for other in self.lanes if not other.dropped]
-        rates = [other.rate for other in active]
-        if lane.rate is None or None in rates:
+        rates = [r for other in active if (r := other.rate) is not None]
+        if lane.rate is None or len(rates) < len(active):
             share = lane.workers / sum(other.workers for other in active)
             size = min(math.ceil(left * share / 2), 2 * lane.workers)  # a first probe
         else:
@@ -256,6 +258,7 @@ class MultiBackend(Backend):
                 lane.busy = False
 
     def _run_chunk(self, lane: Lane, chunk: list) -> None:
+        assert lane.dir is not None and self.run_dir is not None  # set by start()
         lane_rd = RunDir(lane.dir)
         lane.chunks += 1
         name = lane_rd.write(f"chunk-{lane.chunks}.pkl", _pickled(chunk))
@@ -295,8 +298,8 @@ class MultiBackend(Backend):
         """For a process following a run it did not start: whether the driver (which
         hands out the chunks) still runs."""
         d = self.driver
-        return bool(d) and _platform.here(d) and _platform.is_running(d["pid"],
-                                                                     d.get("start", ""))
+        return d is not None and _platform.here(d) and \
+            _platform.is_running(d["pid"], d.get("start", ""))
 
     def alive(self) -> bool:
         if self._threads:

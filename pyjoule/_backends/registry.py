@@ -1,10 +1,10 @@
 """Backends by name: the built-in ones, and any a plugin registers.
 
 The built-in backends (``pool``, also called ``local``; ``inprocess``; ``ssh``;
-``slurm``; ``multi``: several SSH hosts) are imported when first asked for: ``import pyjoule`` stays light and
-imports no paramiko. :func:`create` builds a backend for a new run
-(:meth:`.base.Backend.prepare`), :func:`from_record` one for a registered run
-(:meth:`.base.Backend.from_record`).
+``slurm``; ``multi``: several SSH hosts) are imported when first asked for:
+``import pyjoule`` stays light and imports no paramiko. :func:`create` builds a backend
+for a new run (:meth:`.base.Backend.prepare`), :func:`from_record` one for a registered
+run (:meth:`.base.Backend.from_record`).
 
 >>> from pyjoule._backends import registry
 >>> registry.get("local").__name__
@@ -14,7 +14,7 @@ True
 >>> registry.get("pbs")
 Traceback (most recent call last):
 ...
-pyjoule.OptionError: no backend named 'pbs'; the backends are: inprocess, local, multi, pool, slurm, ssh
+pyjoule.OptionError: no backend named 'pbs'; the backends are: inprocess, local, multi, pool, ...
 """
 
 from __future__ import annotations

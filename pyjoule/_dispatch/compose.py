@@ -3,10 +3,10 @@ and the live runs a ``pj.Run`` follows.
 
 ``_api`` presents (the decorator object, the ``Run`` handle); this module decides:
 ``slurm`` when a scheduler is set, else ``multi`` for several hosts, else ``ssh``
-when a host is, else ``inprocess`` for ``workers=0``, else the local ``pool``. The worker count is computed here, once,
-into the frozen :class:`~._options.LaunchOptions` the run starts with: on a host or
-under SLURM only ``f.options``/the decorator choose it (the global settings describe
-this machine), a pool never starts more workers than it has psets.
+when a host is, else ``inprocess`` for ``workers=0``, else the local ``pool``. The
+worker count is computed here, once, into the frozen :class:`~._options.LaunchOptions`
+the run starts with: on a host or under SLURM only ``f.options``/the decorator choose
+it (the global settings describe this machine), a pool never starts more workers than it has psets.
 """
 
 from __future__ import annotations

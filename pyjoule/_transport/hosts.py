@@ -142,7 +142,7 @@ class Host:
         return check_host(self)
 
 
-class Hosts(tuple):
+class Hosts(tuple["Host", ...]):
     """Several hosts for one sweep (``host=["ws1", "ws2"]``): a tuple of distinct
     ``pj.Host``; ``target`` names them all, as the run registry shows a run's host."""
 
