@@ -8,11 +8,13 @@ import os
 import signal
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from helpers import run_script, start_script
 
 import pyjoule as pj
+from pyjoule import _records
 
 pytestmark = pytest.mark.slow
 
@@ -72,8 +74,8 @@ def _study(config, tag, n: int, pause: float) -> str:
 
 def test_a_sweep_splits_over_two_hosts_by_their_speed(remote_project, sshd, two_hosts):
     config, tag = two_hosts
-    n = 48
-    proc = run_script(remote_project, _study(config, tag, n, 0.1), timeout=240)
+    n = 40
+    proc = run_script(remote_project, _study(config, tag, n, 0.3), timeout=240)
     res = _result(proc.stdout)
     assert res["sum"] == sum(i * 10 for i in range(n))
     assert sorted(_calls(sshd, tag)) == list(range(n))  # every pset exactly once
@@ -82,23 +84,34 @@ def test_a_sweep_splits_over_two_hosts_by_their_speed(remote_project, sshd, two_
     assert counts["pjfast"] > counts["pjslow"], counts
     assert res["runs"] == 1  # one run, one Dataset
     # a new process: everything cached, nothing runs anywhere
-    again = _result(run_script(remote_project, _study(config, tag, n, 0.1),
+    again = _result(run_script(remote_project, _study(config, tag, n, 0.3),
                                timeout=120).stdout)
     assert again["sum"] == res["sum"] and again["runs"] == 1
     assert sorted(_calls(sshd, tag)) == list(range(n))
 
 
-def _slow_worker(sshd, timeout: float = 60) -> int:
-    """The pid of the slow host's worker, once it has reported a pset."""
+def _worker_of(slot) -> int | None:
+    """The pid in ``slot``'s worker.pid if that process is the worker of ``slot``."""
+    try:
+        pid = int((slot / "worker.pid").read_text().split()[0])
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if str(slot).encode() in argv else None
+
+
+def _slow_workers(sshd, since: float, timeout: float = 60) -> list[int]:
+    """The pids of the slow host's workers (one per run directory it has there: two
+    chunks overlap), once it has reported a pset."""
     runs = sshd.home / ".cache" / "pyjoule-mh-slow" / "runs"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for lane in runs.glob("*-h1"):
-            results = lane / "results"
-            pid_file = lane / "worker.pid"
-            if pid_file.exists() and results.is_dir() and \
-                    any(f.stat().st_size for f in results.iterdir()):
-                return int(pid_file.read_text().split()[0])
+        slots = [s for s in runs.glob("*-h1?") if s.stat().st_mtime >= since]
+        if any(_records.read_from(f)[0] for s in slots if (s / "results").is_dir()
+               for f in (s / "results").iterdir()):
+            pids = [pid for s in slots if (pid := _worker_of(s)) is not None]
+            if pids:
+                return pids
         time.sleep(0.05)
     raise AssertionError("the slow host's worker never reported a pset")
 
@@ -107,9 +120,14 @@ def test_a_host_that_drops_leaves_its_unfinished_psets_to_the_other(
         remote_project, sshd, two_hosts):
     config, tag = two_hosts
     n = 40
+    since = time.time() - 1
     proc = start_script(remote_project, _study(config, tag, n, 0.2))
     assert proc.stdout.readline().strip() == "ready"
-    os.killpg(_slow_worker(sshd), signal.SIGKILL)  # the slow host's worker is gone
+    for pid in _slow_workers(sshd, since):  # the slow host's workers are gone
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:  # a chunk's worker that had ended
+            pass
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     res = _result(out)

@@ -1,28 +1,29 @@
 """One sweep over several SSH hosts at once (``host=["ws1", "ws2"]``): one run, one
 Dataset.
 
-Each host is an :class:`~.ssh.SSHBackend` of its own (its project synced, its
-environment built, prepared concurrently), working in a *lane*: a folder
-``hosts/<run id>-h<i>`` of the local run directory, which is that host's run directory
-(its payload, its chunks of tasks, the result files streamed back from it; on the host,
-``<workdir>/runs/<run id>-h<i>``). A dispatcher in the driver, one thread per host,
+Each host is an :class:`~.ssh.SSHBackend` (its project synced, its environment built;
+the hosts prepared concurrently) with two *slots*: folders ``hosts/<run id>-h<i>a``
+and ``-h<i>b`` of the local run directory, each a run directory of that host (its
+payload, chunks of tasks, the result files streamed back; on the host
+``<workdir>/runs/<run id>-h<i>a``). A dispatcher in the driver, one thread per host,
 hands out chunks of the run's tasks by measured throughput: a chunk is a task file in
-the lane, started on the host with ``SSHBackend.start(lane, workers, [chunk])``; its
-size is the host's share of what is left (by psets/s measured on its earlier chunks)
-halved, so chunks shrink as the work runs out (guided self-scheduling) and a slow host
-ends with the others instead of holding the sweep back.
+a slot, started with ``SSHBackend.start(slot, workers, [chunk])``; its size is half the
+host's share of what is left (by the psets/s measured there), so chunks shrink as the
+work runs out (guided self-scheduling) and a slow host ends with the others instead of
+holding the sweep back. The next chunk starts in the other slot while the current
+one's last psets run, so a host's workers do not wait for a start.
 
-What a lane's host writes is copied into the run's ``results/`` under the name
-``h<i>-<name>``: hosts never clobber each other's files (their pids may collide), and
+What a slot's host writes is copied into the run's ``results/`` as ``h<i><slot>-<name>``:
+hosts never clobber each other's files (their pids may collide), and
 :class:`~.._dispatch.live.LiveRun` ingests them as any backend's.
 
 A host that drops (its connection fails, or its worker ends without reporting every
 pset of its chunk) is left out for the rest of the run: the psets of its chunk without
 a record go back to the queue and run on the others; a pset with a record is never
 handed out again. (A worker on a host whose connection dropped may still compute its
-chunk: its records are no longer read, the other host's are kept.) What was never
-handed out when the driver died (the dispatcher lives in it) is recorded ``lost`` when
-the run is finished, so ``retries=`` or the next call runs it.
+chunk: its records are no longer read.) What was never handed out when the driver
+died (the dispatcher lives in it) is recorded ``lost`` when the run is finished, so
+``retries=`` or the next call runs it.
 """
 
 from __future__ import annotations
@@ -50,26 +51,26 @@ LANES = "hosts"  # the lanes' folder in the local run directory
 HOST_NAME = "PYJOULE_HOST_NAME"  # read by the worker (_execute): a record's host
 STEP_S = 0.1  # how often a lane copies what its host streamed back
 TAIL_S = 1.0  # a chunk is at least this long on its host once its speed is known
+LEAD_S = 0.5  # the next chunk starts this long before the current one ends (a start's time)
 
 
-def lane_dir(run_dir: str, index: int) -> str:
-    """The local run directory of host ``index`` (named after the run: the host's
-    run directory is named after it too)."""
-    return os.path.join(run_dir, LANES, f"{os.path.basename(run_dir)}-h{index}")
+def slot_dir(run_dir: str, index: int, slot: int) -> str:
+    """The local run directory of slot ``slot`` (0, 1) of host ``index``, named after
+    the run (the host's run directory is named after it too)."""
+    return os.path.join(run_dir, LANES, f"{os.path.basename(run_dir)}-h{index}{'ab'[slot]}")
 
 
-def copy_results(src: str, dst: str, prefix: str) -> int:
+def copy_results(src: str, dst: str, prefix: str) -> None:
     """Append what the files of ``src`` (a lane's ``results``) gained to their copies
     ``<prefix><name>`` in ``dst`` (the run's ``results``); the copy's size is how much
     was copied. A lock per copy: a follower copying at the same time appends nothing
-    twice. Returns the bytes copied."""
+    twice."""
     import fcntl  # POSIX (Linux, macOS): the client platforms
 
     try:
         names = sorted(n for n in os.listdir(src) if not n.startswith("."))
     except FileNotFoundError:
-        return 0
-    copied = 0
+        return
     for name in names:
         fd = open_append(os.path.join(dst, prefix + name))
         try:
@@ -78,49 +79,78 @@ def copy_results(src: str, dst: str, prefix: str) -> int:
             with open(os.path.join(src, name), "rb") as fh:
                 fh.seek(done)
                 data = fh.read()
-            if data:
-                write_all(fd, data)
-                copied += len(data)
+            write_all(fd, data)
         finally:
             os.close(fd)  # releases the lock
-    return copied
 
 
-def reported(results: str, offsets: dict[str, int]) -> set[str]:
-    """The pset ids of the records in ``results`` after ``offsets`` (a chunk's)."""
-    ids: set[str] = set()
+def read_ids(results: str, offsets: dict[str, int]) -> list[str]:
+    """The pset ids of the records in ``results`` after ``offsets``, which move on past
+    them (whole records only: a torn tail is read next time)."""
+    ids: list[str] = []
     try:
-        names = os.listdir(results)
+        names = sorted(os.listdir(results))
     except FileNotFoundError:
         return ids
     for name in names:
-        recs, _ = _records.read_from(os.path.join(results, name), offsets.get(name, 0))
-        ids.update(r["pset_id"] for r in map(_records.as_dict, recs) if isinstance(r, dict))
+        recs, offsets[name] = _records.read_from(os.path.join(results, name),
+                                                 offsets.get(name, 0))
+        ids.extend(r["pset_id"] for r in recs if isinstance(r, dict))
     return ids
 
 
-class Lane:
-    """One host of the run: its SSH backend, its folder, its measured speed."""
+class Slot:
+    """One of a host's two run directories: while a chunk ends in one, the next starts
+    in the other, so the host's workers never wait for a start."""
 
-    def __init__(self, index: int, ssh: SSHBackend, workers: int):
-        self.index, self.ssh, self.workers = index, ssh, workers
-        self.target = ssh.host.target
+    def __init__(self, ssh: SSHBackend, prefix: str):
+        self.ssh, self.prefix = ssh, prefix  # prefix: of its files in the run's results
         self.dir: str | None = None
+        self.chunk: list | None = None   # the tasks out on it
+        self.seen: set[str] = set()      # their ids reported so far
+        self.offsets: dict[str, int] = {}
+        self.error: Exception | None = None
+        self.used = False  # a chunk was started in it (by this process)
+
+    def copy(self, run_dir: str | None) -> None:
+        if self.dir is not None and run_dir is not None:
+            copy_results(RunDir(self.dir).results, RunDir(run_dir).results, self.prefix)
+
+
+class Lane:
+    """One host of the run: its two slots, its measured speed."""
+
+    def __init__(self, index: int, slots: list[SSHBackend], workers: int):
+        self.index, self.workers = index, workers
+        self.slots = [Slot(ssh, f"h{index}{'ab'[k]}-") for k, ssh in enumerate(slots)]
+        self.ssh = slots[0]  # the host's, as prepared
+        self.target = self.ssh.host.target
         self.done = 0          # psets reported from its chunks
-        self.busy_s = 0.0      # the time its chunks took, start to end
+        self.busy_s = 0.0      # the time chunks were out on it
+        self.measured = False  # a round of its workers' psets came back
         self.chunks = 0
         self.busy = False      # a chunk is out on it
         self.dropped = False
 
     @property
     def rate(self) -> float | None:
-        """Psets/s measured on its finished chunks (None before the first ends)."""
-        return self.done / self.busy_s if self.busy_s > 0 and self.done else None
+        """Psets/s while chunks were out on it (None before a round came back)."""
+        return self.done / self.busy_s if self.measured and self.done else None
+
+    def running(self) -> list[Slot]:
+        return [slot for slot in self.slots if slot.chunk is not None]
 
     def copy(self, run_dir: str | None) -> None:
-        if self.dir is not None and run_dir is not None:
-            copy_results(RunDir(self.dir).results, RunDir(run_dir).results,
-                         f"h{self.index}-")
+        for slot in self.slots:
+            slot.copy(run_dir)
+
+
+def _twin(ssh: SSHBackend) -> SSHBackend:
+    """A second backend for the same host and synced project (another run directory)."""
+    twin = SSHBackend(ssh.host, project=ssh.project, python=ssh.python, lib=ssh.lib,
+                      env_names=ssh.env_names)
+    twin.cpus = ssh.cpus
+    return twin
 
 
 class MultiBackend(Backend):
@@ -161,7 +191,7 @@ class MultiBackend(Backend):
         for i, ssh in enumerate(ready):
             ssh.host = _named(ssh.host)
             ssh.env_names = sorted(ssh.host.env)
-            lanes.append(Lane(i, ssh, ssh.cpus))
+            lanes.append(Lane(i, [ssh, _twin(ssh)], ssh.cpus))
         return cls(lanes)
 
     def use_workers(self, given: int | None) -> int:
@@ -181,10 +211,11 @@ class MultiBackend(Backend):
         d = options["multi"]
         lanes = []
         for i, (desc, workers) in enumerate(zip(d["hosts"], d["workers"])):
-            where = lane_dir(run_dir, i) if run_dir else None
-            lane = Lane(i, SSHBackend.from_description(where, {"ssh": desc}),  # type: ignore[arg-type]
-                        workers)
-            lane.dir = where
+            lane = Lane(i, [SSHBackend.from_description(
+                slot_dir(run_dir, i, k) if run_dir else None,  # type: ignore[arg-type]
+                {"ssh": desc}) for k in (0, 1)], workers)
+            for slot in lane.slots:
+                slot.dir = slot.ssh.run_dir
             lanes.append(lane)
         return cls(lanes, run_dir, options.get("driver"))
 
@@ -200,14 +231,15 @@ class MultiBackend(Backend):
                             "started: nothing was handed out")
         self._queue = deque(rd.task_list(task_files))
         self._stop.clear()
+        with open(rd.payload, "rb") as fh:
+            payload = fh.read()
         for lane in self.lanes:
             lane.dropped = lane.busy = False
-            lane.dir = lane_dir(run_dir, lane.index)
-            lane.ssh.run_dir = lane.dir
-            lane_rd = RunDir(lane.dir).make()
-            if not os.path.exists(lane_rd.payload):
-                with open(rd.payload, "rb") as fh:
-                    lane_rd.write(PAYLOAD, fh.read())
+            for k, slot in enumerate(lane.slots):
+                slot.dir = slot.ssh.run_dir = slot_dir(run_dir, lane.index, k)
+                slot_rd = RunDir(slot.dir).make()
+                if not os.path.exists(slot_rd.payload):
+                    slot_rd.write(PAYLOAD, payload)
         self._threads = [threading.Thread(target=self._dispatch, args=(lane,), daemon=True,
                                           name=f"pyjoule-{lane.target}")
                          for lane in self.lanes]
@@ -215,14 +247,13 @@ class MultiBackend(Backend):
             t.start()
 
     def _take(self, lane: Lane) -> list | None:
-        """The next chunk for ``lane``: [] while the queue is empty but another host
-        may still give psets back; None when there is nothing left to hand out."""
+        """The next chunk for ``lane``: [] while the queue is empty but a host may
+        still give psets back; None when there is nothing left to hand out to it."""
         with self._lock:
             if self._stop.is_set() or lane.dropped:
                 return None
             if not self._queue:
-                busy = any(other.busy for other in self.lanes if other is not lane)
-                return [] if busy else None
+                return [] if any(other.busy for other in self.lanes) else None
             size = self._chunk_size(lane)
             chunk = [self._queue.popleft() for _ in range(size)]
             lane.busy = True
@@ -230,70 +261,104 @@ class MultiBackend(Backend):
 
     def _chunk_size(self, lane: Lane) -> int:
         """Guided self-scheduling by speed: half of this host's share of what is left
-        (its psets/s among the hosts'), at least one pset per worker and, once its speed
-        is known, ``TAIL_S`` of work."""
+        (by psets/s; a host not measured yet counted at this one's speed per worker),
+        at least one pset per worker and ``TAIL_S`` of work. Before its own speed is
+        known, a host gets a small first chunk to measure it."""
         left = len(self._queue)
         active = [other for other in self.lanes if not other.dropped]
-        rates = [r for other in active if (r := other.rate) is not None]
-        if lane.rate is None or len(rates) < len(active):
+        rate = lane.rate
+        if rate is None:
             share = lane.workers / sum(other.workers for other in active)
-            size = min(math.ceil(left * share / 2), 2 * lane.workers)  # a first probe
+            size = min(math.ceil(left * share / 2), 2 * lane.workers)
         else:
-            size = math.ceil(left * lane.rate / sum(rates) / 2)
-            size = max(size, math.ceil(lane.rate * TAIL_S))
+            per_worker = rate / lane.workers
+            total = sum(other.rate if other.rate is not None
+                        else per_worker * other.workers for other in active)
+            size = max(math.ceil(left * rate / total / 2), math.ceil(rate * TAIL_S))
         return max(1, min(left, max(size, lane.workers)))
 
     def _dispatch(self, lane: Lane) -> None:
-        """A host's loop: take a chunk, run it there, measure, until none is left."""
+        """A host's loop: keep a chunk running there, and start the next in the other
+        slot as soon as the current one's last psets are running; measure; until
+        nothing is left to hand out."""
         while True:
-            chunk = self._take(lane)
-            if chunk is None:
-                return
-            if not chunk:
+            running = lane.running()
+            if len(running) < 2 and (not running or self._tail(lane, running[0])):
+                chunk = self._take(lane)
+                if chunk:
+                    slot = next(s for s in lane.slots if s.chunk is None)
+                    self._launch(lane, slot, chunk)
+                elif chunk is None and not running:
+                    return
+                running = lane.running()
+            if running:
+                self._step(lane, running)
+            else:
                 time.sleep(STEP_S)
-                continue
-            try:
-                self._run_chunk(lane, chunk)
-            finally:
-                lane.busy = False
 
-    def _run_chunk(self, lane: Lane, chunk: list) -> None:
-        assert lane.dir is not None and self.run_dir is not None  # set by start()
-        lane_rd = RunDir(lane.dir)
+    def _tail(self, lane: Lane, slot: Slot) -> bool:
+        """Whether ``slot``'s chunk ends within the time a start takes (``LEAD_S``):
+        the psets left are running, or will be done by then at the host's speed."""
+        left = len(slot.chunk or ()) - len(slot.seen)
+        return left <= lane.workers + (lane.rate or 0.0) * LEAD_S
+
+    def _launch(self, lane: Lane, slot: Slot, chunk: list) -> None:
+        assert slot.dir is not None
+        rd = RunDir(slot.dir)
         lane.chunks += 1
-        name = lane_rd.write(f"chunk-{lane.chunks}.pkl", _pickled(chunk))
-        name = os.path.basename(name)
-        before = lane_rd.offsets()
-        t0 = time.monotonic()
-        error = None
+        name = os.path.basename(rd.write(f"chunk-{lane.chunks}.pkl", _pickled(chunk)))
+        slot.chunk, slot.seen, slot.error, slot.used = chunk, set(), None, True
+        slot.offsets = rd.offsets()
+        log.debug("host %s: chunk %d of %d psets", lane.target, lane.chunks, len(chunk))
         try:
-            lane.ssh.start(lane.dir, min(lane.workers, len(chunk)), [name])
-            while not lane.ssh.wait(STEP_S):
-                lane.copy(self.run_dir)
-                if self._stop.is_set():
-                    break
+            slot.ssh.start(slot.dir, min(lane.workers, len(chunk)), [name])
         except Exception as exc:  # noqa: BLE001 - a host that drops: its psets go on
-            error = exc
+            slot.error = exc
+
+    def _step(self, lane: Lane, running: list[Slot]) -> None:
+        """Wait a moment for the running chunks, copy and count what came back, and
+        settle the chunks that ended."""
+        t0 = time.monotonic()
+        ended = []
+        for slot in running:
+            done = slot.error is not None
+            if not done:
+                try:
+                    done = slot.ssh.wait(STEP_S / len(running))
+                except Exception as exc:  # noqa: BLE001 - the host dropped
+                    slot.error, done = exc, True
+            if done:
+                ended.append(slot)
         lane.copy(self.run_dir)
-        ids = reported(lane_rd.results, before)
-        missing = [task for task in chunk if task[0] not in ids]
+        new = 0
+        for slot in running:
+            assert slot.dir is not None
+            ids = read_ids(RunDir(slot.dir).results, slot.offsets)
+            slot.seen.update(ids)
+            new += len(ids)
         with self._lock:
-            if not self._stop.is_set():
-                lane.busy_s += time.monotonic() - t0
-                lane.done += len(chunk) - len(missing)
-                if error is not None or missing:
-                    lane.dropped = True
-                    self._queue.extendleft(reversed(missing))
-        if lane.dropped:
-            why = error if error is not None else "its worker ended without reporting them"
-            log.warning("host %s dropped out of run %s (%s): %d pset(s) of its chunk go "
-                        "to the other hosts", lane.target, os.path.basename(self.run_dir),
-                        why, len(missing))
+            lane.busy_s += time.monotonic() - t0
+            lane.done += new
+            lane.measured = lane.measured or lane.done >= lane.workers
+            for slot in ended:
+                self._settle(lane, slot)
+            lane.busy = bool(lane.running())
+
+    def _settle(self, lane: Lane, slot: Slot) -> None:
+        """A chunk ended (with the lock held): what it did not report goes back to the
+        queue, and a host that did not report all of its chunk is out of the run."""
+        chunk, slot.chunk = slot.chunk or [], None
+        missing = [task for task in chunk if task[0] not in slot.seen]
+        if self._stop.is_set() or (slot.error is None and not missing):
+            return
+        lane.dropped = True
+        self._queue.extendleft(reversed(missing))
+        why = slot.error or "its worker ended without reporting them"
+        log.warning("host %s dropped out of run %s (%s): %d pset(s) of its chunk go to "
+                    "the other hosts", lane.target, os.path.basename(self.run_dir or ""),
+                    why, len(missing))
 
     # ------------------------------------------------------------- following
-    def _driving(self) -> bool:
-        return any(t.is_alive() for t in self._threads)
-
     def _driver_alive(self) -> bool:
         """For a process following a run it did not start: whether the driver (which
         hands out the chunks) still runs."""
@@ -301,16 +366,21 @@ class MultiBackend(Backend):
         return d is not None and _platform.here(d) and \
             _platform.is_running(d["pid"], d.get("start", ""))
 
+    def _slots(self):
+        """(lane, slot) of the slots in use (all of them, for a follower)."""
+        return [(lane, slot) for lane in self.lanes for slot in lane.slots
+                if slot.dir is not None and (slot.used or not self._threads)]
+
     def alive(self) -> bool:
         if self._threads:
-            return self._driving()
+            return any(t.is_alive() for t in self._threads)
         hosts = False
-        for lane in self.lanes:
+        for lane, slot in self._slots():
             try:
-                hosts = lane.ssh.alive() or hosts
+                hosts = slot.ssh.alive() or hosts
             except Exception as exc:  # noqa: BLE001 - unreachable: nothing more from it
                 log.debug("host %s: %s", lane.target, exc)
-            lane.copy(self.run_dir)
+            slot.copy(self.run_dir)
         return hosts or self._driver_alive()
 
     def wait(self, timeout_s: float) -> bool:
@@ -318,7 +388,7 @@ class MultiBackend(Backend):
         if self._threads:
             for t in self._threads:
                 t.join(max(0.0, deadline - time.monotonic()))
-            return not self._driving()
+            return not any(t.is_alive() for t in self._threads)
         while True:
             if not self.alive():
                 return True
@@ -331,11 +401,9 @@ class MultiBackend(Backend):
         self._stop.set()
         with self._lock:
             self._queue.clear()
-        for lane in self.lanes:
-            if lane.dir is None:
-                continue
+        for lane, slot in self._slots():
             try:
-                lane.ssh.cancel()
+                slot.ssh.cancel()
             except Exception as exc:  # noqa: BLE001 - an unreachable host: nothing to stop
                 log.warning("could not cancel the worker on %s: %s", lane.target, exc)
         for t in self._threads:
@@ -344,18 +412,16 @@ class MultiBackend(Backend):
             lane.copy(self.run_dir)
 
     def tidy(self, keep_log: bool) -> None:
-        for lane in self.lanes:
-            if lane.dir is None:
-                continue
+        for lane, slot in self._slots():
             try:
-                lane.ssh.tidy(keep_log)
+                slot.ssh.tidy(keep_log)
             except Exception as exc:  # noqa: BLE001 - litter on one host only
                 log.warning("could not clean up on %s: %s", lane.target, exc)
         if self.run_dir:
             shutil.rmtree(os.path.join(self.run_dir, LANES), ignore_errors=True)
 
     def worker_log(self, run_dir: str) -> str | None:
-        return None  # a log per host: there is no one log of the run
+        return None  # one log per host and slot: none is the run's
 
     def orphan_reasons(self, pset_ids: list[str]) -> dict[str, dict]:
         if self._threads or self._driver_alive():
@@ -363,9 +429,6 @@ class MultiBackend(Backend):
         msg = ("never reported: the process handing out the chunks (the call's) ended "
                "before this pset ran or came back")
         return {p: {"reason": "lost", "message": msg, "log_path": None} for p in pset_ids}
-
-    def running_slots(self) -> int | None:
-        return None
 
     def __repr__(self) -> str:
         return f"<MultiBackend {', '.join(lane.target for lane in self.lanes)} {self.run_dir}>"
