@@ -154,3 +154,26 @@ def test_host_lists_are_checked(tmp_path):
     both = pj.experiment(host=["ws1", "ws2"], slurm={"time": "0:10:00"}, cache=tmp_path)(f)
     with pytest.raises(pj.OptionError, match="not supported"):
         both.sweep(x=[1])
+
+
+def test_a_killed_driver_keeps_what_came_back_and_the_rest_runs_once(
+        remote_project, sshd, two_hosts):
+    """The chunks are handed out by the calling process: killed, the chunks out on the
+    hosts finish and are ingested by the next call, what was never handed out is
+    ``lost`` there, and the call after runs it: every pset once in all."""
+    config, tag = two_hosts
+    n = 40
+    study = _study(config, tag, n, 0.3)
+    proc = start_script(remote_project, study)
+    assert proc.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 60
+    while len(_calls(sshd, tag)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(10)
+    second = run_script(remote_project, study, timeout=180, check=False)
+    assert second.returncode == 1 and "lost" in second.stderr, second.stderr
+    assert len(_calls(sshd, tag)) < n  # not everything had been handed out
+    third = _result(run_script(remote_project, study, timeout=180).stdout)
+    assert third["sum"] == sum(i * 10 for i in range(n))
+    assert sorted(_calls(sshd, tag)) == list(range(n))  # every pset exactly once

@@ -28,6 +28,7 @@ died (the dispatcher lives in it) is recorded ``lost`` when the run is finished,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -38,119 +39,19 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from .. import _platform, _records
+from .. import _platform
 from .._errors import HostError
-from .._files import open_append, write_all
 from .._rundir import PAYLOAD, STARTED, RunDir
+from ._multi_lanes import LANES, Lane, Slot, read_ids, slot_dir, twin
 from .base import Backend
 from .ssh import SSHBackend
 
 log = logging.getLogger("pyjoule")
 
-LANES = "hosts"  # the lanes' folder in the local run directory
 HOST_NAME = "PYJOULE_HOST_NAME"  # read by the worker (_execute): a record's host
-STEP_S = 0.1  # how often a lane copies what its host streamed back
+STEP_S = 0.1  # how often a host's thread copies what its host streamed back
 TAIL_S = 1.0  # a chunk is at least this long on its host once its speed is known
 LEAD_S = 0.5  # the next chunk starts this long before the current one ends (a start's time)
-
-
-def slot_dir(run_dir: str, index: int, slot: int) -> str:
-    """The local run directory of slot ``slot`` (0, 1) of host ``index``, named after
-    the run (the host's run directory is named after it too)."""
-    return os.path.join(run_dir, LANES, f"{os.path.basename(run_dir)}-h{index}{'ab'[slot]}")
-
-
-def copy_results(src: str, dst: str, prefix: str) -> None:
-    """Append what the files of ``src`` (a lane's ``results``) gained to their copies
-    ``<prefix><name>`` in ``dst`` (the run's ``results``); the copy's size is how much
-    was copied. A lock per copy: a follower copying at the same time appends nothing
-    twice."""
-    import fcntl  # POSIX (Linux, macOS): the client platforms
-
-    try:
-        names = sorted(n for n in os.listdir(src) if not n.startswith("."))
-    except FileNotFoundError:
-        return
-    for name in names:
-        fd = open_append(os.path.join(dst, prefix + name))
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            done = os.fstat(fd).st_size
-            with open(os.path.join(src, name), "rb") as fh:
-                fh.seek(done)
-                data = fh.read()
-            write_all(fd, data)
-        finally:
-            os.close(fd)  # releases the lock
-
-
-def read_ids(results: str, offsets: dict[str, int]) -> list[str]:
-    """The pset ids of the records in ``results`` after ``offsets``, which move on past
-    them (whole records only: a torn tail is read next time)."""
-    ids: list[str] = []
-    try:
-        names = sorted(os.listdir(results))
-    except FileNotFoundError:
-        return ids
-    for name in names:
-        recs, offsets[name] = _records.read_from(os.path.join(results, name),
-                                                 offsets.get(name, 0))
-        ids.extend(r["pset_id"] for r in recs if isinstance(r, dict))
-    return ids
-
-
-class Slot:
-    """One of a host's two run directories: while a chunk ends in one, the next starts
-    in the other, so the host's workers never wait for a start."""
-
-    def __init__(self, ssh: SSHBackend, prefix: str):
-        self.ssh, self.prefix = ssh, prefix  # prefix: of its files in the run's results
-        self.dir: str | None = None
-        self.chunk: list | None = None   # the tasks out on it
-        self.seen: set[str] = set()      # their ids reported so far
-        self.offsets: dict[str, int] = {}
-        self.error: Exception | None = None
-        self.used = False  # a chunk was started in it (by this process)
-
-    def copy(self, run_dir: str | None) -> None:
-        if self.dir is not None and run_dir is not None:
-            copy_results(RunDir(self.dir).results, RunDir(run_dir).results, self.prefix)
-
-
-class Lane:
-    """One host of the run: its two slots, its measured speed."""
-
-    def __init__(self, index: int, slots: list[SSHBackend], workers: int):
-        self.index, self.workers = index, workers
-        self.slots = [Slot(ssh, f"h{index}{'ab'[k]}-") for k, ssh in enumerate(slots)]
-        self.ssh = slots[0]  # the host's, as prepared
-        self.target = self.ssh.host.target
-        self.done = 0          # psets reported from its chunks
-        self.busy_s = 0.0      # the time chunks were out on it
-        self.measured = False  # a round of its workers' psets came back
-        self.chunks = 0
-        self.busy = False      # a chunk is out on it
-        self.dropped = False
-
-    @property
-    def rate(self) -> float | None:
-        """Psets/s while chunks were out on it (None before a round came back)."""
-        return self.done / self.busy_s if self.measured and self.done else None
-
-    def running(self) -> list[Slot]:
-        return [slot for slot in self.slots if slot.chunk is not None]
-
-    def copy(self, run_dir: str | None) -> None:
-        for slot in self.slots:
-            slot.copy(run_dir)
-
-
-def _twin(ssh: SSHBackend) -> SSHBackend:
-    """A second backend for the same host and synced project (another run directory)."""
-    twin = SSHBackend(ssh.host, project=ssh.project, python=ssh.python, lib=ssh.lib,
-                      env_names=ssh.env_names)
-    twin.cpus = ssh.cpus
-    return twin
 
 
 class MultiBackend(Backend):
@@ -159,7 +60,6 @@ class MultiBackend(Backend):
     def __init__(self, lanes: list[Lane], run_dir: str | None = None,
                  driver: dict | None = None):
         self.lanes, self.run_dir, self.driver = lanes, run_dir, driver
-        self.fixed_workers: int | None = None
         self._queue: deque = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -191,13 +91,12 @@ class MultiBackend(Backend):
         for i, ssh in enumerate(ready):
             ssh.host = _named(ssh.host)
             ssh.env_names = sorted(ssh.host.env)
-            lanes.append(Lane(i, [ssh, _twin(ssh)], ssh.cpus))
+            lanes.append(Lane(i, [ssh, twin(ssh)], ssh.cpus))
         return cls(lanes)
 
     def use_workers(self, given: int | None) -> int:
         """Run ``given`` workers on every host (None: each host's CPUs); returns how
         many run in all (the run's worker count)."""
-        self.fixed_workers = given
         for lane in self.lanes:
             lane.workers = max(1, given if given is not None else lane.ssh.cpus)
         return sum(lane.workers for lane in self.lanes)
@@ -372,16 +271,22 @@ class MultiBackend(Backend):
                 if slot.dir is not None and (slot.used or not self._threads)]
 
     def alive(self) -> bool:
+        """The dispatcher runs; for a process following the run: its driver lives (and
+        copies what comes back), else a host's worker runs (pulled here, every slot
+        at every look: one that had ended may have got a chunk since)."""
         if self._threads:
             return any(t.is_alive() for t in self._threads)
+        if self._driver_alive():
+            return True
         hosts = False
         for lane, slot in self._slots():
+            slot.ssh._alive = None  # ask the host anew, not what an earlier look found
             try:
                 hosts = slot.ssh.alive() or hosts
             except Exception as exc:  # noqa: BLE001 - unreachable: nothing more from it
                 log.debug("host %s: %s", lane.target, exc)
             slot.copy(self.run_dir)
-        return hosts or self._driver_alive()
+        return hosts
 
     def wait(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -436,13 +341,11 @@ class MultiBackend(Backend):
 
 def _named(host):
     """``host`` whose worker names it in its records (``_host``) as the user did."""
-    import dataclasses
-
     return dataclasses.replace(host, env={**host.env, HOST_NAME: host.target})
 
 
 def _pickled(tasks: list) -> bytes:
     """A chunk's task file: as the run's (cloudpickle: a notebook's values load)."""
-    import cloudpickle
+    import cloudpickle  # the driver has it (it pickled the payload)
 
     return cloudpickle.dumps(tasks, protocol=pickle.DEFAULT_PROTOCOL)
