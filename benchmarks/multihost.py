@@ -12,7 +12,10 @@ is a fresh interpreter and a fresh cache, after a warm-up call that builds both
 hosts' environments; the time is the whole ``f.sweep`` call (both hosts checked,
 chunks handed out, every result ingested, the Dataset built). The ideal split is the
 total work over the combined throughput: ``psets / (W / d + W / (2 d))`` for ``W``
-workers a host and ``d`` seconds a pset on the fast host.
+workers a host and ``d`` seconds a pset on the fast host. For reference, each repeat
+also runs the fast host alone on its ideal share (two thirds of the psets), which
+ideally takes the same time: what one host's runs cost over their work on this
+machine, without several hosts.
 """
 
 from __future__ import annotations
@@ -40,12 +43,13 @@ if os.environ.get("BENCH_DEBUG"):
     logging.getLogger("paramiko").setLevel(logging.WARNING)
 
 config, n, workers, pause = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+alone = sys.argv[5] == "alone"  # the fast host alone, with its share of the psets
 fast = pj.Host("pjfast", workdir="~/.cache/pyjoule-bench-fast", ssh_config=config)
 slow = pj.Host("pjslow", workdir="~/.cache/pyjoule-bench-slow", ssh_config=config,
                env={"PJ_SLOW": "2"})
 
 
-@pj.experiment(host=[fast, slow], workers=workers, progress=False)
+@pj.experiment(host=fast if alone else [fast, slow], workers=workers, progress=False)
 def work(i):
     time.sleep(pause * float(os.environ.get("PJ_SLOW", "1")))
     return i
@@ -53,12 +57,30 @@ def work(i):
 
 work.sweep(i=[-1])  # warm-up: both environments built, outside the measure
 t = time.perf_counter()
-ds = work.sweep(i=range(n))
+ds = work.sweep(i=range(n * 2 // 3 if alone else n))
 wall = time.perf_counter() - t
-assert int(ds.result.sum()) == n * (n - 1) // 2
-hosts = work.table()["_host"].tolist()
+assert int(ds.result.sum()) == sum(range(n * 2 // 3 if alone else n))
+table = work.table()
+hosts = table[table["i"] >= 0]["_host"].tolist()  # the warm-up's pset left out
+hosts = ["pjfast"] * len(hosts) if alone else hosts  # one host: named as the machine
+
+
+
+def most_at_once(rows):  # the most psets that ran at the same time
+    edges = sorted([(t, 1) for t in rows["_started"]] + [(t, -1) for t in rows["_finished"]],
+                   key=lambda e: (e[0], e[1]))
+    now = peak = 0
+    for _, step in edges:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+rows = table[table["i"] >= 0]
 print("RESULT", json.dumps({"wall": wall, "fast": hosts.count("pjfast"),
-                            "slow": hosts.count("pjslow")}))
+                            "slow": hosts.count("pjslow"),
+                            "peak": {h: most_at_once(rows[rows["_host"] == h])
+                                     for h in set(rows["_host"])}}))
 """
 
 
@@ -82,13 +104,14 @@ def _config(server, folder: Path) -> Path:
     return path
 
 
-def run_once(folder: Path, config: Path, n: int, workers: int, pause: float) -> dict:
+def run_once(folder: Path, config: Path, n: int, workers: int, pause: float,
+             mode: str = "both") -> dict:
     script = folder / "study.py"
     script.write_text(textwrap.dedent(STUDY))
     env = dict(os.environ, PYTHONPATH=str(REPO), PYJOULE_PROGRESS="0",
                PYJOULE_CACHE=str(folder / f"cache-{time.time_ns()}"))
     proc = subprocess.run([sys.executable, str(script), str(config), str(n), str(workers),
-                           str(pause)], cwd=folder, env=env, capture_output=True, text=True,
+                           str(pause), mode], cwd=folder, env=env, capture_output=True, text=True,
                           timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr)
@@ -112,18 +135,24 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = _project(Path(tmp) / "study")
         config = _config(server, Path(tmp))
-        for _ in range(args.repeats):
+        alone = []
+        for _ in range(args.repeats):  # interleaved: both see the same machine
             runs.append(run_once(folder, config, args.psets, args.workers, args.pause))
-            print(runs[-1], file=sys.stderr)
+            alone.append(run_once(folder, config, args.psets, args.workers, args.pause,
+                                  "alone"))
+            print(runs[-1], alone[-1], file=sys.stderr)
     walls = [r["wall"] for r in runs]
+    single = statistics.median(r["wall"] for r in alone)
     med = statistics.median(walls)
+    peak = max(p for r in runs for p in r["peak"].values())
     fast = statistics.median(r["fast"] for r in runs)
     slow = statistics.median(r["slow"] for r in runs)
     print(f"| {args.psets} psets × {args.pause * 1000:.0f} ms (slow host: "
           f"{2 * args.pause * 1000:.0f} ms), {args.workers} workers a host | "
           f"{med:.2f} s ({min(walls):.2f}–{max(walls):.2f}) | {ideal:.2f} s | "
           f"{med / ideal:.2f}× | {fast:.0f} / {slow:.0f} "
-          f"(ideal {args.psets * 2 / 3:.0f} / {args.psets / 3:.0f}) |")
+          f"(ideal {args.psets * 2 / 3:.0f} / {args.psets / 3:.0f}) | "
+          f"{single:.2f} s ({single / ideal:.2f}×) | {peak} |")
     return 0
 
 
