@@ -177,3 +177,28 @@ def test_a_killed_driver_keeps_what_came_back_and_the_rest_runs_once(
     third = _result(run_script(remote_project, study, timeout=180).stdout)
     assert third["sum"] == sum(i * 10 for i in range(n))
     assert sorted(_calls(sshd, tag)) == list(range(n))  # every pset exactly once
+
+
+ONE_DOWN = """
+    import os, sys
+    import pyjoule as pj
+
+    up = pj.Host("pjfast", workdir="~/.cache/pyjoule-mh-fast", ssh_config=sys.argv[1])
+    down = pj.Host("pjhost@127.0.0.1:1", connect_timeout=5)  # nothing listens there
+
+    @pj.experiment(host=[up, down], workers=2)
+    def work(i):
+        return i * 10
+
+    ds = work.sweep(i=range(6))
+    print(int(ds.result.sum()), sorted(set(work.table()["_host"])))
+"""
+
+
+def test_a_host_that_cannot_be_prepared_is_left_out(remote_project, two_hosts):
+    config, _ = two_hosts
+    proc = start_script(remote_project, ONE_DOWN, str(config))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.split("\n")[0] == "150 ['pjfast']"
+    assert "host pjhost@127.0.0.1:1 left out of this run" in err
