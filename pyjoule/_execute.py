@@ -13,7 +13,9 @@ import traceback
 
 from . import _raised, _records
 
-_HOST = socket.gethostname()
+# the host a record names: the name host=[...] gave it (the multi backend sets this in
+# the worker's environment), else this machine's
+_HOST = os.environ.get("PYJOULE_HOST_NAME") or socket.gethostname()
 
 
 # --------------------------------------------------------------------------- tasks

@@ -151,9 +151,9 @@ def _normalise(name: str, value: Any) -> Any:
                 "after ray.init()")
         return value
     if name == "host":
-        from ._transport.hosts import Host
+        from ._transport.hosts import Host, Hosts
 
-        return Host.of(value)
+        return Hosts.of(value) if isinstance(value, (list, tuple)) else Host.of(value)
     if name == "slurm":
         from ._slurm import Slurm
 
@@ -188,7 +188,7 @@ def unknown(names: Any, valid: Any, where: str) -> OptionError:
 class Options:
     """What one layer (the decorator, ``f.options``) said; ``UNSET`` = not said."""
 
-    host: Any = UNSET                     # pj.Host or None (this machine)
+    host: Any = UNSET                     # pj.Host, Hosts (several), None (this machine)
     slurm: Any = UNSET                    # pj.Slurm or None (no scheduler)
     workers: int = UNSET
     batch: int = UNSET

@@ -38,13 +38,15 @@ def plugin():
 
 
 def test_the_builtin_names():
-    assert registry.names() == ["executor", "inprocess", "local", "pool", "slurm", "ssh"]
+    assert registry.names() == ["executor", "inprocess", "local", "multi", "pool", "slurm",
+                                "ssh"]
     assert registry.get("local") is registry.get("pool") is PoolBackend
 
 
 def test_an_unknown_name_says_which_there_are():
     with pytest.raises(pj.OptionError, match=r"no backend named 'pbs'; the backends are: "
-                                             r"executor, inprocess, local, pool, slurm, ssh"):
+                                             r"executor, inprocess, local, multi, pool, "
+                                             r"slurm, ssh"):
         registry.get("pbs")
 
 

@@ -54,7 +54,7 @@ def _identity_error(names: Sequence[str]) -> Exception:
 
 
 @overload
-def experiment(func: Callable[_P, _R], *, host: str | Host | None = ...,
+def experiment(func: Callable[_P, _R], *, host: str | Host | Sequence[str | Host] | None = ...,
                slurm: Mapping[str, Any] | Slurm | None = ..., workers: int = ...,
                batch: int = ..., threads: int = ...,
                cache: str | os.PathLike[str] | bool = ..., version: str = ...,
@@ -62,7 +62,7 @@ def experiment(func: Callable[_P, _R], *, host: str | Host | None = ...,
                progress: bool = ..., capture: bool = ..., dims: dict[str, Any] = ...,
                ignore: Sequence[str] = ..., executor: Any = ...) -> Experiment[_P, _R]: ...
 @overload
-def experiment(func: None = None, *, host: str | Host | None = ...,
+def experiment(func: None = None, *, host: str | Host | Sequence[str | Host] | None = ...,
                slurm: Mapping[str, Any] | Slurm | None = ..., workers: int = ...,
                batch: int = ..., threads: int = ...,
                cache: str | os.PathLike[str] | bool = ..., version: str = ...,
@@ -71,7 +71,7 @@ def experiment(func: None = None, *, host: str | Host | None = ...,
                ignore: Sequence[str] = ..., executor: Any = ...
                ) -> Callable[[Callable[_P, _R]], Experiment[_P, _R]]: ...
 def experiment(func: Callable[..., Any] | None = None, *,
-               host: str | Host | None = UNSET,
+               host: str | Host | Sequence[str | Host] | None = UNSET,
                slurm: Mapping[str, Any] | Slurm | None = UNSET,
                workers: int = UNSET, batch: int = UNSET, threads: int = UNSET,
                cache: str | os.PathLike[str] | bool = UNSET, version: str = UNSET,
@@ -94,9 +94,10 @@ def experiment(func: Callable[..., Any] | None = None, *,
     func : callable, optional
         The function, when used bare. Its keyword arguments are the parameters that
         psets set; it returns a dict (one Dataset variable per key) or any value.
-    host : str, Host or None
+    host : str, Host, a list of them, or None
         Run on this host over SSH: an ``~/.ssh/config`` alias, ``user@name:port``
-        or a ``pj.Host``. ``None``: this machine (the default).
+        or a ``pj.Host``; a list of hosts splits the sweep over all of them.
+        ``None``: this machine (the default).
     slurm : dict, Slurm or None
         Run as SLURM array jobs with these sbatch options (on ``host``, or with
         this machine's ``sbatch``); see ``pj.Slurm``.
@@ -179,7 +180,7 @@ class OptionsMethod:
 
     _call: Options
 
-    def options(self: _E, *, host: str | Host | None = UNSET,
+    def options(self: _E, *, host: str | Host | Sequence[str | Host] | None = UNSET,
                 slurm: Mapping[str, Any] | Slurm | None = UNSET,
                 workers: int = UNSET, batch: int = UNSET, threads: int = UNSET,
                 cache: str | os.PathLike[str] | bool = UNSET, retries: int = UNSET,

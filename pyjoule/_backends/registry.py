@@ -1,10 +1,10 @@
 """Backends by name: the built-in ones, and any a plugin registers.
 
 The built-in backends (``pool``, also called ``local``; ``inprocess``; ``ssh``;
-``slurm``; ``executor``) are imported when first asked for: ``import pyjoule`` stays light and
-imports no paramiko. :func:`create` builds a backend for a new run
-(:meth:`.base.Backend.prepare`), :func:`from_record` one for a registered run
-(:meth:`.base.Backend.from_record`).
+``slurm``; ``multi``: several SSH hosts; ``executor``: an engine the user runs) are
+imported when first asked for: ``import pyjoule`` stays light and imports no paramiko.
+:func:`create` builds a backend for a new run (:meth:`.base.Backend.prepare`),
+:func:`from_record` one for a registered run (:meth:`.base.Backend.from_record`).
 
 >>> from pyjoule._backends import registry
 >>> registry.get("local").__name__
@@ -14,7 +14,7 @@ True
 >>> registry.get("pbs")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-pyjoule.OptionError: no backend named 'pbs'; the backends are: executor, inprocess, ...
+pyjoule.OptionError: no backend named 'pbs'; the backends are: executor, inprocess, local, multi, ...
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ _BUILTIN = {
     "local": ("pyjoule._backends.pool", "PoolBackend"),
     "inprocess": ("pyjoule._backends.inprocess", "InProcessBackend"),
     "ssh": ("pyjoule._backends.ssh", "SSHBackend"),
+    "multi": ("pyjoule._backends.multi", "MultiBackend"),
     "slurm": ("pyjoule._backends.slurm", "SlurmBackend"),
     "executor": ("pyjoule._backends.executor", "ExecutorBackend"),
 }

@@ -3,11 +3,11 @@ and the live runs a ``pj.Run`` follows.
 
 ``_api`` presents (the decorator object, the ``Run`` handle); this module decides:
 ``executor`` when an engine is given (``executor=``), else ``slurm`` when a scheduler
-is set, else ``ssh`` when a host is, else ``inprocess`` for ``workers=0``, else the
-local ``pool``. The worker count is computed here, once,
-into the frozen :class:`~._options.LaunchOptions` the run starts with: on a host or
-under SLURM only ``f.options``/the decorator choose it (the global settings describe
-this machine), a pool never starts more workers than it has psets.
+is set, else ``multi`` for several hosts, else ``ssh`` when a host is, else
+``inprocess`` for ``workers=0``, else the local ``pool``. The worker count is computed
+here, once, into the frozen :class:`~._options.LaunchOptions` the run starts with: on a
+host or under SLURM only ``f.options``/the decorator choose it (the global settings
+describe this machine), a pool never starts more workers than it has psets.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .plan import Plan, abandon, plan_run
 
 if TYPE_CHECKING:
     from .._backends.base import Backend
+    from .._backends.multi import MultiBackend
     from .._backends.ssh import SSHBackend
     from .._identity import Identity
     from .._store import Store
@@ -42,8 +43,15 @@ class Composed(NamedTuple):
 
 def backend_name(resolved: Resolved) -> str:
     """The backend the options choose (registered with the run before it starts)."""
+    several = isinstance(resolved.host, tuple)  # host=[...]: a Hosts
+    if several and resolved.slurm is not None:
+        from .._errors import OptionError
+
+        raise OptionError("host=[...] (several hosts) together with slurm= is not "
+                          "supported: give one host for the SLURM cluster's login node")
     return "executor" if resolved.executor is not None \
         else "slurm" if resolved.slurm is not None \
+        else "multi" if several \
         else "ssh" if resolved.host is not None \
         else "inprocess" if resolved.workers == 0 else "pool"
 
@@ -100,6 +108,10 @@ def _backend(kind: str, resolved: Resolved, n_to_run: int,
         # the host's CPUs, not ours, unless f.options/the decorator chose a number
         workers = ssh.cpus if resolved.workers_given is None else resolved.workers
         backend, workers = ssh, max(1, min(workers, n_to_run))
+    elif kind == "multi":
+        backend = prepare("multi", host=resolved.host, identity=identified)
+        # each host's CPUs, unless f.options/the decorator chose a number for each
+        workers = cast("MultiBackend", backend).use_workers(resolved.workers_given)
     else:
         backend = prepare(kind)
         workers = max(1, min(resolved.workers, n_to_run)) if kind == "pool" else 0

@@ -132,13 +132,44 @@ class Host:
         if isinstance(host, str):
             return cls(host)
         raise OptionError(f"host must be a string (ssh alias or 'user@name:port') or "
-                          f"pj.Host(...), got {type(host).__name__}")
+                          f"pj.Host(...) (or a list of them: several hosts), got "
+                          f"{type(host).__name__}")
 
     def check(self) -> Any:
         """Connect and report round-trip time, Python, uv, disk, CPUs and SLURM."""
         from .check import check_host
 
         return check_host(self)
+
+
+class Hosts(tuple["Host", ...]):
+    """Several hosts for one sweep (``host=["ws1", "ws2"]``): a tuple of distinct
+    ``pj.Host``; ``target`` names them all, as the run registry shows a run's host."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, hosts: Any) -> Host | Hosts:
+        """``hosts`` (a list or tuple of host specs) as one ``pj.Host`` when it names
+        one, else as ``Hosts``; an empty list or a host named twice is refused."""
+        items = [Host.of(h) for h in hosts]
+        if not items:
+            raise OptionError("expected at least one host; host=None runs on this machine")
+        seen: set[tuple[str, str]] = set()
+        for h in items:
+            key = (h.target, h.workdir)
+            if key in seen:
+                raise OptionError(f"expected distinct hosts, but {h.target!r} (workdir "
+                                  f"{h.workdir!r}) is named twice")
+            seen.add(key)
+        return items[0] if len(items) == 1 else cls(items)
+
+    @property
+    def target(self) -> str:
+        return ", ".join(h.target for h in self)
+
+    def __repr__(self) -> str:
+        return f"Hosts({list(self)!r})"
 
 
 ENVIRONMENTS = ("auto", "existing")
