@@ -31,6 +31,7 @@ from distributed.client import FutureCancelledError, FuturesCancelledError
 from distributed.comm.core import CommClosedError
 from distributed.scheduler import KilledWorker
 
+from .. import _caches
 from .engines import Engine, EngineLost
 
 # a future in one of these states will not change any more (a "lost" one is
@@ -42,8 +43,8 @@ _LOST = (KilledWorker, FutureCancelledError, CommClosedError)
 
 # in a worker process: the batches running now (thread id -> batch key), and those
 # being stopped
-_RUNNING: dict[int, str] = {}
-_STOPPING: set[str] = set()
+_RUNNING: dict[int, str] = _caches.declare(__name__, "_RUNNING", {})
+_STOPPING: set[str] = _caches.declare(__name__, "_STOPPING", set())
 _LOCK = threading.Lock()
 
 
