@@ -68,7 +68,7 @@ class MultiBackend(Backend):
     # ------------------------------------------------------------- setting up
     @classmethod
     def prepare(cls, *, host=None, slurm=None, identity=None,
-                batch: int | None = None) -> MultiBackend:
+                batch: int | None = None, executor=None) -> MultiBackend:
         """Every host of ``host`` (a ``Hosts``) prepared as :meth:`SSHBackend.prepare`
         does, all at once; a host that cannot be is left out with a warning while at
         least one is ready."""

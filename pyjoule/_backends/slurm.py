@@ -170,7 +170,7 @@ class SlurmBackend(SlurmWatch, SlurmEnd, Backend):
 
     @classmethod
     def prepare(cls, *, host=None, slurm=None, identity=None,
-                batch: int | None = None) -> SlurmBackend:
+                batch: int | None = None, executor=None) -> SlurmBackend:
         """sbatch on ``host`` over SSH (its project synced as for
         :meth:`SSHBackend.prepare`), or this machine's sbatch when ``host`` is None;
         a misspelt sbatch option fails now, before anything is written."""

@@ -66,7 +66,7 @@ class SSHBackend(Backend):
     # ------------------------------------------------------------- setting up
     @classmethod
     def prepare(cls, *, host=None, slurm=None, identity=None,
-                batch: int | None = None) -> SSHBackend:
+                batch: int | None = None, executor=None) -> SSHBackend:
         """The backend for ``host``, with the project of the running code (or, with no
         project, the folder of the script or notebook) synced there, wherever the
         process was started from; ``identity()`` gives the packages the function
