@@ -202,3 +202,44 @@ def test_a_host_that_cannot_be_prepared_is_left_out(remote_project, two_hosts):
     assert proc.returncode == 0, err
     assert out.split("\n")[0] == "150 ['pjfast']"
     assert "host pjhost@127.0.0.1:1 left out of this run" in err
+
+
+CANCEL = """
+    import json, os, sys, time
+    import pyjoule as pj
+
+    config, tag = ARGS
+    fast = pj.Host("pjfast", workdir="~/.cache/pyjoule-mh-fast", ssh_config=config)
+    slow = pj.Host("pjslow", workdir="~/.cache/pyjoule-mh-slow", ssh_config=config)
+
+    @pj.experiment(host=[fast, slow], workers=2, progress=False)
+    def work(i):
+        time.sleep(0.3)
+        with open(os.path.expanduser(f"~/mh-calls-{tag}"), "a") as fh:  # on the host
+            fh.write(f"{i}\\n")
+        return i * 10
+
+    run = work.submit(pj.grid(i=range(40)))
+    while run.status()["done"] < 4:
+        time.sleep(0.05)
+    run.cancel()
+    done_first = sorted(work.table()["i"].tolist())
+    state = pj.runs()["state"].tolist()
+    ds = work.sweep(i=range(40))  # the rest, on both hosts again
+    print(json.dumps({"state": state, "done_first": done_first,
+                      "sum": int(ds.result.sum())}))
+"""
+
+
+def test_cancel_stops_every_host_and_a_re_call_runs_only_the_rest(
+        remote_project, sshd, two_hosts):
+    config, tag = two_hosts
+    proc = run_script(remote_project, CANCEL.replace("ARGS", f"{str(config)!r}, {tag!r}"),
+                      timeout=240)
+    res = _result(proc.stdout)
+    assert res["state"] == ["cancelled"]
+    assert 4 <= len(res["done_first"]) < 40  # cancelled mid-way, what finished kept
+    assert res["sum"] == sum(i * 10 for i in range(40))
+    calls = _calls(sshd, tag)
+    assert set(calls) == set(range(40))
+    assert all(calls.count(i) == 1 for i in res["done_first"])  # finished: never again
