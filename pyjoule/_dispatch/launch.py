@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .. import _faults, _keying, _platform
+from .. import _bulk, _faults, _keying, _platform
 from .._rundir import PAYLOAD, REQUEST, TASKS, RunDir
 from .._store import Store
-from .live import LiveRun
+from .live import TASKS_HANDED, LiveRun
 from .payload import _tasks_blob, _write, pickle_function
 from .plan import Plan, abandon
 
@@ -36,7 +36,8 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
         raise ValueError("launch() needs a plan made with a store (it claims the psets)")
     run_dir = os.path.join(store.root, "runs", run_id)
     calls = plan_.psets if plan_.calls is None else plan_.calls
-    tasks = [(plan_.ids[i], calls[i]) for i in plan_.to_run]
+    with _bulk.gc_paused():
+        tasks = [(plan_.ids[i], calls[i]) for i in plan_.to_run]
     host = options.host
     rec = dict(run_id=run_id, func_id=func_id, name=name,
                host=getattr(host, "target", host) or "local",
@@ -57,10 +58,14 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
         payload = {"func": func, "threads": options.threads,
                    "timeout_s": options.timeout, "capture": options.capture,
                    "batch": options.batch}
-        _write(rd, PAYLOAD, pickle_function(func, payload, by_value))
-        _write(rd, TASKS, _tasks_blob(tasks, by_value) if plan_.by_value else tasks)
-        if request:
-            _write(rd, REQUEST, _keying.request(plan_))
+        with _bulk.gc_paused():
+            _write(rd, PAYLOAD, pickle_function(func, payload, by_value))
+            _write(rd, TASKS, _tasks_blob(tasks, by_value) if plan_.by_value else tasks)
+            if request:
+                _write(rd, REQUEST, _keying.request(plan_))
+            # the run's follower (LiveRun) takes them from here, not from the file
+            rec[TASKS_HANDED] = dict(tasks)
+        del tasks
         if backend.name == "inprocess":
             # Runs to the end inside start(): running (alive while this process lives
             # and has not written ``exit``) before it starts.

@@ -10,8 +10,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from .. import _callables, _claims, _interrupt, _records, _unfinished
-from .._rundir import RETRY, RunDir
+from .. import _bulk, _callables, _claims, _interrupt, _records, _unfinished
+from .._rundir import RETRY, TASKS, RunDir
 from .._store import Store
 from .backends import make_backend
 from .liveness import is_live, settle_start
@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyjoule")
 
+
+#: the key of a run record (``launch``'s) under which its tasks come in memory,
+#: ``{pset_id: kwargs}``: its own follower need not read back what it just wrote
+TASKS_HANDED = "_tasks"
 
 INFRA_REASONS = ("timeout", "lost", "node_failure", "out_of_memory", "preempted")
 
@@ -35,6 +39,7 @@ class LiveRun:
     """Follows one run: ingests its records and accounts for every pset at the end."""
 
     def __init__(self, store: Store, rec: dict, backend=None):
+        handed = rec.pop(TASKS_HANDED, None)
         self.store, self.rec = store, rec
         self.run_id, self.run_dir = rec["run_id"], rec["run_dir"]
         # another process is starting it: followed as running, its backend known
@@ -49,9 +54,13 @@ class LiveRun:
                                                    rec.get("options"))
         self.rd = RunDir(self.run_dir)
         self.offsets: dict[str, int] = dict(rec.get("offsets") or {})
-        self._kwargs: dict[str, dict] | None = None
+        self._kwargs: dict[str, dict] | None = handed
+        self._handed = handed is not None
         self._stripped: tuple | None = None  # (tasks, their parameters as recorded)
-        self._task_files: list[str] = []
+        self._task_files: list[str] = [TASKS] if self._handed else []
+        #: the tasks no record this process ingested said were done: what the end
+        #: of the run looks up in the cache (not all 1,000,000), see _unaccounted
+        self._pending: set[str] | None = None
         #: echo what the workers print (``capture=False``) on this process's stdout
         self.relay_output = False
         self._log_offset = 0
@@ -60,7 +69,8 @@ class LiveRun:
         if self._kwargs is None:
             self.rd.check()  # its pickles are code: before anything is listed or loaded
             self._task_files = self.rd.task_files()
-            self._kwargs = self.rd.read_tasks(self._task_files)
+            with _bulk.gc_paused():
+                self._kwargs = self.rd.read_tasks(self._task_files)
         return self._kwargs
 
     def _params(self) -> dict[str, dict]:
@@ -142,10 +152,19 @@ class LiveRun:
                     if not f.get("retried")]
         if any(f.get("reason") in INFRA_REASONS for f in failures):
             return True
+        return bool(self._unaccounted({f["pset_id"] for f in failures}))
+
+    def _unaccounted(self, reported: set[str]) -> list[str]:
+        """The run's psets, in task order, neither cached nor in ``reported``. Only
+        those no record this process ingested said were done are looked up."""
         tasks = self.tasks()
-        found = self.store.lookup(self.rec["func_id"], list(tasks)) if tasks else {}
-        reported = {f["pset_id"] for f in failures}
-        return any(p not in found and p not in reported for p in tasks)
+        maybe = [p for p in (tasks if self._pending is None else self._pending)
+                 if p not in reported]
+        if not maybe:
+            return []
+        found = self.store.lookup(self.rec["func_id"], maybe)
+        left = {p for p in maybe if p not in found}
+        return [p for p in tasks if p in left] if left else []
 
     def task_ids(self) -> set[str]:
         return set(self.tasks())
@@ -163,6 +182,7 @@ class LiveRun:
             sys.stdout.write(data.decode(errors="replace"))
             sys.stdout.flush()
 
+    @_bulk.gc_paused()
     def poll(self) -> tuple[int, int]:
         """Ingest records written since the last poll; return (done, failed) counts."""
         if self.relay_output:
@@ -179,13 +199,18 @@ class LiveRun:
             records.extend(new)
         if not records:
             return 0, 0
-        if not self.tasks():
+        if not self.tasks() or (self._handed and not self.rd.has_tasks()):
             # Its task files are gone: another process ingested everything and
             # finished the run (tidying removes them only after that).
             return 0, 0
         done, failed = self.store.ingest(self.rec["func_id"], self.run_id, records, offsets,
                                          kwargs=self._params())
         self.offsets = offsets
+        if self._pending is None:
+            self._pending = set(self.tasks())
+        self._pending.difference_update(
+            r[0] if type(r) is tuple else r.get("pset_id") for r in records
+            if (r[1] if type(r) is tuple else r.get("status")) == "done")
         self.rec["done"] = self.rec.get("done", 0) + done
         self.store.update_run(self.run_id, done=self.rec["done"],
                               failed=self.store.count_failures(self.run_id))
@@ -271,10 +296,9 @@ class LiveRun:
         if not tasks:
             return 0
         params = self._params()
-        found = self.store.lookup(self.rec["func_id"], list(tasks))
         reported = {f["pset_id"] for f in self.store.failures(run_id=self.run_id)
                     if not f.get("retried")}  # an earlier attempt's, retried since
-        orphans = [pid for pid in tasks if pid not in found and pid not in reported]
+        orphans = self._unaccounted(reported)
         if not orphans:
             return 0
         known = self.backend.orphan_reasons(orphans)

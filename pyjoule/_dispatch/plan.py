@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import _caches, _callables, _claims, _hashing, _keying, _space
+from .. import _bulk, _caches, _callables, _claims, _hashing, _keying, _space
 from .._store import Store
 from .reconcile import reconcile
 from .signature import Signature
@@ -79,6 +79,7 @@ def plan_run(store: Store, func_id: str, signature: Signature, space: Any,
     raise RuntimeError(f"could not claim psets of {func_id}: runs kept dying")
 
 
+@_bulk.gc_paused()
 def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
             warn: bool) -> Plan:
     """The psets normalised, keyed, hashed, de-duplicated and looked up in the cache

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import _columns
+from .. import _bulk, _columns
 from .._columns import MISSING
 from .axes import Axes, axis_from_column, axis_from_values, first_seen
 from .collisions import drop_collisions
@@ -29,6 +29,7 @@ __all__ = ["DENSE_FACTOR", "DENSE_MAX_BYTES", "Axes", "axis_from_column",
            "reset_warnings", "table_for"]
 
 
+@_bulk.gc_paused()
 def dataset_for(store, func_id: str, ids: Sequence[str], psets: Sequence[dict], *,
                 sparse: bool | str = "auto", dims: dict | None = None,
                 attrs: dict | None = None, found: dict | None = None):
