@@ -65,9 +65,10 @@ def child(n: int, phase: str, cache: str, workers: int) -> dict:
     f.map(pj.grid(i=range(-WARMUP, 0)))  # one-time costs, not measured
     out["rss_base_mib"] = psutil.Process().memory_info().rss / 2**20
     space = pj.grid(i=range(n))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ds = f.map(space)
     out["seconds"] = time.perf_counter() - t0
+    out["driver_cpu_s"] = time.process_time() - c0  # steadier than wall on a busy machine
     out["rss_peak_mib"] = peak_mib()
     i = ds["i"].values
     if not (np.array_equal(i, np.arange(n)) and np.array_equal(ds["y"].values, 2 * i)):
@@ -99,7 +100,8 @@ def measure(sizes: list[int], repeats: int, workers: int) -> list[dict]:
                     r = run_child(n, phase, cache, workers)
                     print(f"{phase:6} n={n:>9,}: {r['seconds']:7.3f} s "
                           f"{r['per_pset_us']:6.2f} µs/pset  peak {r['rss_peak_mib']:6.0f} MiB "
-                          f"(after warm-up {r['rss_base_mib']:.0f})", flush=True)
+                          f"(after warm-up {r['rss_base_mib']:.0f}), driver CPU {r['driver_cpu_s']:.3f} s",
+                          flush=True)
                     rows.append(r)
             finally:
                 shutil.rmtree(cache, ignore_errors=True)

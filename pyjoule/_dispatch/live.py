@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyjoule")
 
 
+#: what one ingest reads of the result files at most (~60,000 no-op records,
+#: shared among the files, 1 MiB each at least): the records, their segment and its
+#: columns stay a bounded part of the driver's memory however far behind it fell
+POLL_BYTES = 8 << 20
+
 #: the key of a run record (``launch``'s) under which its tasks come in memory,
 #: ``{pset_id: kwargs}``: its own follower need not read back what it just wrote
 TASKS_HANDED = "_tasks"
@@ -182,27 +187,40 @@ class LiveRun:
             sys.stdout.write(data.decode(errors="replace"))
             sys.stdout.flush()
 
-    @_bulk.gc_paused()
     def poll(self) -> tuple[int, int]:
         """Ingest records written since the last poll; return (done, failed) counts."""
         if self.relay_output:
             self._relay()
+        names = self.rd.result_names()
+        done = failed = 0
+        more = bool(names)
+        while more:  # in bites of at most POLL_BYTES: the driver's memory
+            counts = self._ingest_some(names)
+            if counts is None:
+                break
+            done, failed, more = done + counts[0], failed + counts[1], counts[2]
+        return done, failed
+
+    @_bulk.gc_paused()
+    def _ingest_some(self, names: list[str]) -> tuple[int, int, bool] | None:
+        """Ingest the records in the next POLL_BYTES of the result files (one
+        segment): ``(done, failed, whether a file has more)``; None: nothing new, or
+        nothing to ingest them for."""
         folder = self.rd.results
         records = []
-        names = self.rd.result_names()
-        if names is None:
-            return 0, 0
-        offsets = dict(self.offsets)
+        before, offsets = self.offsets, dict(self.offsets)
+        bite = max(1 << 20, POLL_BYTES // len(names))
         for name in names:
             new, offsets[name] = _records.read_from(os.path.join(folder, name),
-                                                     offsets.get(name, 0), raw=True)
+                                                     offsets.get(name, 0), raw=True,
+                                                     limit=bite)
             records.extend(new)
         if not records:
-            return 0, 0
+            return None
         if not self.tasks() or (self._handed and not self.rd.has_tasks()):
             # Its task files are gone: another process ingested everything and
             # finished the run (tidying removes them only after that).
-            return 0, 0
+            return None
         done, failed = self.store.ingest(self.rec["func_id"], self.run_id, records, offsets,
                                          kwargs=self._params())
         self.offsets = offsets
@@ -214,7 +232,9 @@ class LiveRun:
         self.rec["done"] = self.rec.get("done", 0) + done
         self.store.update_run(self.run_id, done=self.rec["done"],
                               failed=self.store.count_failures(self.run_id))
-        return done, failed
+        more = any(offsets[n] - before.get(n, 0) >= bite // 2
+                   for n in names)
+        return done, failed, more
 
     def poll_until_finished(self, timeout_s: float | None = None, progress=None,
                             interval_s: float | None = None) -> bool:
@@ -360,6 +380,7 @@ class LiveRun:
             self.store.unclaim_finish(self.run_id, previous)
             raise
         self.rec.update(state=state, failed=failed)
+        self._pending = None  # a set keeps its size when emptied: 32 MiB at 1M psets
         # a cancelled run's task files say which psets its one failure row stands for
         self.rd.tidy(keep_log=bool(failed), keep_tasks=state == "cancelled")
         try:
