@@ -9,21 +9,30 @@ None of that work makes reference cycles, so the collector is paused for it.
 
 from __future__ import annotations
 
+import functools
 import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector for the block (reference counting still
-    frees everything). Nests, and leaves a collector that was off, off. Never around
-    code that runs the user's function or starts a process (a forked child would
-    inherit the pause)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+def gc_paused(func: F) -> F:
+    """Run ``func`` with the cyclic garbage collector paused (reference counting
+    still frees everything). Nests, and leaves a collector that was off, off. Never
+    on code that runs the user's function or starts a process (a forked child would
+    inherit the pause). A plain function, not a ``contextlib`` decorator: a warning
+    from inside still points at the user's line (``user_stacklevel`` skips pyjoule's
+    frames, not the standard library's)."""
+
+    @functools.wraps(func)
+    def paused(*args: Any, **kwargs: Any) -> Any:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    return paused  # type: ignore[return-value]

@@ -74,8 +74,7 @@ class LiveRun:
         if self._kwargs is None:
             self.rd.check()  # its pickles are code: before anything is listed or loaded
             self._task_files = self.rd.task_files()
-            with _bulk.gc_paused():
-                self._kwargs = self.rd.read_tasks(self._task_files)
+            self._kwargs = _bulk.gc_paused(self.rd.read_tasks)(self._task_files)
         return self._kwargs
 
     def _params(self) -> dict[str, dict]:
@@ -201,7 +200,7 @@ class LiveRun:
             done, failed, more = done + counts[0], failed + counts[1], counts[2]
         return done, failed
 
-    @_bulk.gc_paused()
+    @_bulk.gc_paused
     def _ingest_some(self, names: list[str]) -> tuple[int, int, bool] | None:
         """Ingest the records in the next POLL_BYTES of the result files (one
         segment): ``(done, failed, whether a file has more)``; None: nothing new, or

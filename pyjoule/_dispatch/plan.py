@@ -79,7 +79,7 @@ def plan_run(store: Store, func_id: str, signature: Signature, space: Any,
     raise RuntimeError(f"could not claim psets of {func_id}: runs kept dying")
 
 
-@_bulk.gc_paused()
+@_bulk.gc_paused
 def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
             warn: bool) -> Plan:
     """The psets normalised, keyed, hashed, de-duplicated and looked up in the cache
@@ -109,8 +109,9 @@ def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
 def _claim(store: Store | None, result: Plan, limit: int | None, run: dict | None) -> None:
     """Split ``result.to_run`` into the psets claimed for a new run and those other
     runs have claimed (``in_flight``: their registry records, as they stand)."""
-    found = result.found
-    missing = [i for i, pid in enumerate(result.ids) if pid not in found]
+    found = result.found  # among ``ids`` (unique): all of them, or look for the others
+    missing = [] if len(found) == len(result.ids) else \
+        [i for i, pid in enumerate(result.ids) if pid not in found]
     if store is None or not missing:
         if limit is not None and len(missing) > limit:
             log.warning("limit=%d (PYJOULE_LIMIT or pj.config): running only %d of %d "
