@@ -69,13 +69,13 @@ class Entries(Segments):
                     f"SELECT pset_id, loc FROM entries WHERE func_id=? "
                     f"AND pset_id IN ({marks})", [func_id, *chunk]))
             return out
-        found = dict(db.execute("SELECT pset_id, loc FROM entries WHERE func_id=?",
-                                (func_id,)))
-        if pset_ids is None or len(found) == 0:
-            return found
-        if len(found) <= len(pset_ids) and found.keys() <= set(pset_ids):
-            return found
-        return {p: found[p] for p in pset_ids if p in found}
+        rows = db.execute("SELECT pset_id, loc FROM entries WHERE func_id=?", (func_id,))
+        if pset_ids is None:
+            return dict(rows)
+        # one pass over the function's entries, keeping the wanted ones: at 1M, half
+        # the time of a dict of all of them filtered by the ids (in the index's order)
+        wanted = pset_ids if isinstance(pset_ids, (set, frozenset)) else set(pset_ids)
+        return {p: loc for p, loc in rows if p in wanted}
 
     def lookup_present(self, func_id: str, pset_ids: Sequence[str]) -> dict[str, int]:
         """``{pset_id: loc}`` of the cached ones among ``pset_ids`` whose segment file
