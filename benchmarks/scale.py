@@ -237,6 +237,7 @@ def main(argv=None) -> None:
     p.add_argument("--sizes", default="10000,100000,1000000")
     p.add_argument("--repeats", type=int, default=3, help="per size (1M: a third)")
     p.add_argument("--json", help="write the raw results here")
+    p.add_argument("--from-json", help="measure nothing: render these raw results")
     p.add_argument("--markdown", help="write the table here")
     p.add_argument("--doc", help="write the section SECTION into this page (docs/benchmarks.md)")
     p.add_argument("--plot", help="write the figure here (PNG)")
@@ -244,8 +245,13 @@ def main(argv=None) -> None:
     if a.child:
         print(MARK + json.dumps(child(a.n, a.child, a.cache, a.workers)), flush=True)
         return
-    sizes = [int(s) for s in a.sizes.split(",")]
-    rows = measure(sizes, a.repeats, a.workers)
+    if a.from_json:
+        with open(a.from_json) as fh:
+            rows = json.load(fh)
+        sizes = sorted({r["n"] for r in rows})
+    else:
+        sizes = [int(s) for s in a.sizes.split(",")]
+        rows = measure(sizes, a.repeats, a.workers)
     summ = summary(rows)
     table = markdown(summ, sizes)
     print(table)

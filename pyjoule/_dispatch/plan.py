@@ -99,7 +99,8 @@ def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
         psets = [psets[i] for i in first.values()]
         calls = [calls[i] for i in first.values()]
         ids = list(first)
-    found = {} if store is None else store.lookup_present(func_id, ids)
+    # ``first`` holds exactly ``ids``: the lookup needs no set of its own of them
+    found = {} if store is None else store.lookup_present(func_id, first)
     result = Plan(func_id, psets, ids, found, by_value=by_value)
     if signature.ignore:
         result.calls, result.ignored = calls, tuple(sorted(signature.ignore))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from .db import _unlink
 from .segments import Segments, _concat_segments, _dumps
@@ -53,8 +53,10 @@ class Entries(Segments):
         return [r[0] for r in rows]
 
     # ------------------------------------------------------------------- entries
-    def lookup(self, func_id: str, pset_ids: Sequence[str] | None = None) -> dict[str, int]:
-        """``{pset_id: loc}`` for the cached ones among ``pset_ids`` (or all).
+    def lookup(self, func_id: str,
+               pset_ids: Sequence[str] | Collection[str] | None = None) -> dict[str, int]:
+        """``{pset_id: loc}`` for the cached ones among ``pset_ids`` (or all): a list,
+        or a set or dict of them (then used as it is, not copied into a set).
 
         ``loc`` packs the segment id and the row in it (``seg_id << 32 | row``), so
         that SQLite hands back plain pairs and the dict is built in C.
@@ -62,8 +64,9 @@ class Entries(Segments):
         db = self.db
         if pset_ids is not None and len(pset_ids) < 500:
             out: dict[str, int] = {}
-            for i in range(0, len(pset_ids), 400):
-                chunk = list(pset_ids[i:i + 400])
+            some = pset_ids if isinstance(pset_ids, Sequence) else list(pset_ids)
+            for i in range(0, len(some), 400):
+                chunk = list(some[i:i + 400])
                 marks = ",".join("?" * len(chunk))
                 out.update(db.execute(
                     f"SELECT pset_id, loc FROM entries WHERE func_id=? "
@@ -74,10 +77,11 @@ class Entries(Segments):
             return dict(rows)
         # one pass over the function's entries, keeping the wanted ones: at 1M, half
         # the time of a dict of all of them filtered by the ids (in the index's order)
-        wanted = pset_ids if isinstance(pset_ids, (set, frozenset)) else set(pset_ids)
+        wanted = pset_ids if isinstance(pset_ids, (set, frozenset, dict)) else set(pset_ids)
         return {p: loc for p, loc in rows if p in wanted}
 
-    def lookup_present(self, func_id: str, pset_ids: Sequence[str]) -> dict[str, int]:
+    def lookup_present(self, func_id: str,
+                       pset_ids: Sequence[str] | Collection[str]) -> dict[str, int]:
         """``{pset_id: loc}`` of the cached ones among ``pset_ids`` whose segment file
         is there with its size: all a plan needs from the cache, in one call (a
         missing or truncated segment is dropped, so its psets are recomputed)."""
