@@ -189,8 +189,10 @@ def doc_section(summ: dict, sizes: list[int], rows: list[dict]) -> str:
         "first pool start and the store's creation excluded); *first* = empty cache, *re-call*"
         " = a new process re-calling the same psets from the cache. Medians of the repeats "
         f"({repeats}); "
-        "peak = the driver's `ru_maxrss` (the workers are not counted). ![time per pset and "
-        "driver memory against n](img/scale.png)", "",
+        "peak = the driver's `ru_maxrss` (the workers are not counted); × 10k = cost per "
+        "pset against that at 10,000.", "",
+        "![time per pset and driver peak memory against the number of psets, first call "
+        "and re-call](img/scale.png)", "",
         markdown(summ, sizes),
         f"| target (issue #17) | result |", "| --- | --- |",
         f"| first call: cost per pset at 1M ≤ {TARGET_RATIO} × at 10k | "
@@ -222,6 +224,8 @@ def plot(summ: dict, sizes: list[int], path: str) -> None:
         ax.set_title(title)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
+    top = max(s["rss_peak_mib"] for s in summ.values())
+    ax_m.set_ylim(0, 1.15 * max(TARGET_MIB, top))
     ax_t.legend()
     ax_m.legend()
     fig.tight_layout()
