@@ -26,8 +26,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import envs
 from scale import SECTION, replace_section, section_of
+
+import envs
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
