@@ -136,14 +136,19 @@ def _next_valid_frame(buf: bytes, start: int) -> int:
     return -1
 
 
-def read_from(path: str | os.PathLike, offset: int = 0,
-              raw: bool = False) -> tuple[list[Any], int]:
-    """Complete records of ``path`` after ``offset``, and the new offset."""
+def read_from(path: str | os.PathLike, offset: int = 0, raw: bool = False,
+              limit: int | None = None) -> tuple[list[Any], int]:
+    """Complete records of ``path`` after ``offset``, and the new offset; with
+    ``limit``, those in the next ``limit`` bytes (at least one record, however big):
+    a reader that fell behind by a million records takes them in bounded bites."""
     try:
         with open(path, "rb") as fh:
             fh.seek(offset)
-            buf = fh.read()
+            buf = fh.read() if limit is None else fh.read(limit)
+            records, used = parse(buf, str(path), raw)
+            if not used and limit is not None and len(buf) == limit:  # one big record
+                buf += fh.read()
+                records, used = parse(buf, str(path), raw)
     except FileNotFoundError:
         return [], offset
-    records, used = parse(buf, str(path), raw)
     return records, offset + used

@@ -61,6 +61,36 @@ def test_read_from_round_trip_and_incremental_offsets(tmp_path):
     assert got == [] and offset3 == offset2
 
 
+def test_read_from_with_a_limit_takes_the_records_in_bites(tmp_path):
+    """A reader far behind (a million records) reads them in bounded bites: each bite
+    ends at a whole record, the next one starts where it ended, none is lost."""
+    path = tmp_path / "w.rec"
+    records = [{"pset_id": f"p{i}", "status": "done", "value": i} for i in range(200)]
+    path.write_bytes(b"".join(frame(r) for r in records))
+    limit = len(frame(records[0])) * 7 + 3  # seven records and part of the eighth
+    got, offset, bites = [], 0, 0
+    while True:
+        new, offset = read_from(path, offset, limit=limit)
+        if not new:
+            break
+        assert len(new) <= 7
+        got.extend(new)
+        bites += 1
+    _assert_records(got, records)
+    assert offset == path.stat().st_size and bites > 1
+
+
+def test_read_from_with_a_limit_still_reads_a_record_bigger_than_it(tmp_path):
+    path = tmp_path / "w.rec"
+    big = {"pset_id": "big", "status": "done", "value": "x" * 10_000}
+    path.write_bytes(frame(big) + frame(RECORDS[0]))
+    got, offset = read_from(path, 0, limit=100)
+    assert got and _same(got[0], big)
+    more, offset = read_from(path, offset, limit=100)
+    _assert_records(got + more, [big, RECORDS[0]])
+    assert offset == path.stat().st_size
+
+
 def test_append_writes_readable_frames(tmp_path):
     path = tmp_path / "w.rec"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

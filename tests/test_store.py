@@ -100,6 +100,23 @@ def test_lookup_of_many_ids(store):
     found = store.lookup(FUNC, wanted)
     assert set(found) == {f"p-{i}" for i in range(0, 1200, 2)}
     assert set(store.lookup(FUNC, wanted[:300])) == {f"p-{i}" for i in range(0, 600, 2)}
+    # a dict or a set of ids (the plan's) is used as it is: the same answer
+    for ids in (wanted, wanted[:300]):
+        assert store.lookup(FUNC, dict.fromkeys(ids)) == store.lookup(FUNC, ids)
+        assert store.lookup(FUNC, set(ids)) == store.lookup(FUNC, ids)
+
+
+def test_ingest_in_key_order_keeps_every_entry_where_its_row_is(store):
+    """Entries are inserted sorted by pset id, not in the records' order: each still
+    points at its own row (values read back per pset); a pset that failed in an
+    earlier batch and is done in a later one is no failure any more, the others stay."""
+    ids = [f"p-{(i * 7919) % 1000:03d}" for i in range(1000)]  # not in key order
+    store.ingest(FUNC, "run-1", [rec(p, int(p[2:])) for p in ids[:500]] +
+                 [rec("lost-1", None, status="failed"), rec(ids[600], None, status="failed")])
+    store.ingest(FUNC, "run-1", [rec(p, int(p[2:])) for p in ids[500:]])
+    values = store.read_values(FUNC, store.lookup(FUNC, ids))
+    assert values == {p: int(p[2:]) for p in ids}
+    assert [f["pset_id"] for f in store.failures(run_id="run-1")] == ["lost-1"]
 
 
 def test_read_columns_round_trip(store):

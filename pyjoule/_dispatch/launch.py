@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from .. import _faults, _keying, _platform
+from .. import _bulk, _faults, _keying, _platform
 from .._rundir import PAYLOAD, REQUEST, TASKS, RunDir
 from .._store import Store
-from .live import LiveRun
+from .live import TASKS_HANDED, LiveRun
 from .payload import _tasks_blob, _write, pickle_function
 from .plan import Plan, abandon
 
@@ -35,8 +35,6 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
     if run_id is None:  # plan() claims the psets; without a store it cannot
         raise ValueError("launch() needs a plan made with a store (it claims the psets)")
     run_dir = os.path.join(store.root, "runs", run_id)
-    calls = plan_.psets if plan_.calls is None else plan_.calls
-    tasks = [(plan_.ids[i], calls[i]) for i in plan_.to_run]
     host = options.host
     rec = dict(run_id=run_id, func_id=func_id, name=name,
                host=getattr(host, "target", host) or "local",
@@ -49,7 +47,8 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
         rec["options"]["ignore"] = list(plan_.ignored)
     if plan_.by_value:  # a retry sends them as the first attempt did
         rec["options"]["by_value"] = True
-    log.debug("run %s: %d psets to run, %d cached", run_id, len(tasks), len(plan_.found))
+    log.debug("run %s: %d psets to run, %d cached", run_id, len(plan_.to_run),
+              len(plan_.found))
     started = registered = False
     fields = {k: v for k, v in rec.items() if k not in ("run_id", "func_id")}
     try:
@@ -57,10 +56,9 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
         payload = {"func": func, "threads": options.threads,
                    "timeout_s": options.timeout, "capture": options.capture,
                    "batch": options.batch}
-        _write(rd, PAYLOAD, pickle_function(func, payload, by_value))
-        _write(rd, TASKS, _tasks_blob(tasks, by_value) if plan_.by_value else tasks)
-        if request:
-            _write(rd, REQUEST, _keying.request(plan_))
+        # the run's follower (LiveRun) takes its tasks from here, not from the file
+        rec[TASKS_HANDED] = _write_run(rd, plan_, pickle_function(func, payload, by_value),
+                                       by_value, request)
         if backend.name == "inprocess":
             # Runs to the end inside start(): running (alive while this process lives
             # and has not written ``exit``) before it starts.
@@ -99,6 +97,20 @@ def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan
         raise
     rec["offsets"] = {}
     return rec
+
+
+@_bulk.gc_paused
+def _write_run(rd: RunDir, plan_: Plan, payload: bytes, by_value: Sequence[str],
+               request: bool) -> dict[str, dict]:
+    """Write the run's payload, tasks and request; return the tasks,
+    ``{pset_id: kwargs}``."""
+    calls = plan_.psets if plan_.calls is None else plan_.calls
+    tasks = [(plan_.ids[i], calls[i]) for i in plan_.to_run]
+    _write(rd, PAYLOAD, payload)
+    _write(rd, TASKS, _tasks_blob(tasks, by_value) if plan_.by_value else tasks)
+    if request:
+        _write(rd, REQUEST, _keying.request(plan_))
+    return dict(tasks)
 
 
 def record_cached(store: Store, *, func_id: str, name: str, plan_: Plan) -> dict:

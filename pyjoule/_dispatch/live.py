@@ -10,8 +10,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from .. import _callables, _claims, _interrupt, _records, _unfinished
-from .._rundir import RETRY, RunDir
+from .. import _bulk, _callables, _claims, _interrupt, _records, _unfinished
+from .._rundir import RETRY, TASKS, RunDir
 from .._store import Store
 from .backends import make_backend
 from .liveness import is_live, settle_start
@@ -22,6 +22,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyjoule")
 
+
+#: what one ingest reads of the result files at most (~60,000 no-op records,
+#: shared among the files, 1 MiB each at least): the records, their segment and its
+#: columns stay a bounded part of the driver's memory however far behind it fell
+POLL_BYTES = 8 << 20
+
+#: the key of a run record (``launch``'s) under which its tasks come in memory,
+#: ``{pset_id: kwargs}``: its own follower need not read back what it just wrote
+TASKS_HANDED = "_tasks"
 
 INFRA_REASONS = ("timeout", "lost", "node_failure", "out_of_memory", "preempted")
 
@@ -35,6 +44,7 @@ class LiveRun:
     """Follows one run: ingests its records and accounts for every pset at the end."""
 
     def __init__(self, store: Store, rec: dict, backend=None):
+        handed = rec.pop(TASKS_HANDED, None)
         self.store, self.rec = store, rec
         self.run_id, self.run_dir = rec["run_id"], rec["run_dir"]
         # another process is starting it: followed as running, its backend known
@@ -49,9 +59,13 @@ class LiveRun:
                                                    rec.get("options"))
         self.rd = RunDir(self.run_dir)
         self.offsets: dict[str, int] = dict(rec.get("offsets") or {})
-        self._kwargs: dict[str, dict] | None = None
+        self._kwargs: dict[str, dict] | None = handed
+        self._handed = handed is not None
         self._stripped: tuple | None = None  # (tasks, their parameters as recorded)
-        self._task_files: list[str] = []
+        self._task_files: list[str] = [TASKS] if self._handed else []
+        #: the tasks no record this process ingested said were done: what the end
+        #: of the run looks up in the cache (not all 1,000,000), see _unaccounted
+        self._pending: set[str] | None = None
         #: echo what the workers print (``capture=False``) on this process's stdout
         self.relay_output = False
         self._log_offset = 0
@@ -60,7 +74,7 @@ class LiveRun:
         if self._kwargs is None:
             self.rd.check()  # its pickles are code: before anything is listed or loaded
             self._task_files = self.rd.task_files()
-            self._kwargs = self.rd.read_tasks(self._task_files)
+            self._kwargs = _bulk.gc_paused(self.rd.read_tasks)(self._task_files)
         return self._kwargs
 
     def _params(self) -> dict[str, dict]:
@@ -142,10 +156,19 @@ class LiveRun:
                     if not f.get("retried")]
         if any(f.get("reason") in INFRA_REASONS for f in failures):
             return True
+        return bool(self._unaccounted({f["pset_id"] for f in failures}))
+
+    def _unaccounted(self, reported: set[str]) -> list[str]:
+        """The run's psets, in task order, neither cached nor in ``reported``. Only
+        those no record this process ingested said were done are looked up."""
         tasks = self.tasks()
-        found = self.store.lookup(self.rec["func_id"], list(tasks)) if tasks else {}
-        reported = {f["pset_id"] for f in failures}
-        return any(p not in found and p not in reported for p in tasks)
+        maybe = [p for p in (tasks if self._pending is None else self._pending)
+                 if p not in reported]
+        if not maybe:
+            return []
+        found = self.store.lookup(self.rec["func_id"], maybe)
+        left = {p for p in maybe if p not in found}
+        return [p for p in tasks if p in left] if left else []
 
     def task_ids(self) -> set[str]:
         return set(self.tasks())
@@ -167,29 +190,50 @@ class LiveRun:
         """Ingest records written since the last poll; return (done, failed) counts."""
         if self.relay_output:
             self._relay()
+        names = self.rd.result_names()
+        done = failed = 0
+        more = bool(names)
+        while more:  # in bites of at most POLL_BYTES: the driver's memory
+            counts = self._ingest_some(names)
+            if counts is None:
+                break
+            done, failed, more = done + counts[0], failed + counts[1], counts[2]
+        return done, failed
+
+    @_bulk.gc_paused
+    def _ingest_some(self, names: list[str]) -> tuple[int, int, bool] | None:
+        """Ingest the records in the next POLL_BYTES of the result files (one
+        segment): ``(done, failed, whether a file has more)``; None: nothing new, or
+        nothing to ingest them for."""
         folder = self.rd.results
         records = []
-        names = self.rd.result_names()
-        if names is None:
-            return 0, 0
-        offsets = dict(self.offsets)
+        before, offsets = self.offsets, dict(self.offsets)
+        bite = max(1 << 20, POLL_BYTES // len(names))
         for name in names:
             new, offsets[name] = _records.read_from(os.path.join(folder, name),
-                                                     offsets.get(name, 0), raw=True)
+                                                     offsets.get(name, 0), raw=True,
+                                                     limit=bite)
             records.extend(new)
         if not records:
-            return 0, 0
-        if not self.tasks():
+            return None
+        if not self.tasks() or (self._handed and not self.rd.has_tasks()):
             # Its task files are gone: another process ingested everything and
             # finished the run (tidying removes them only after that).
-            return 0, 0
+            return None
         done, failed = self.store.ingest(self.rec["func_id"], self.run_id, records, offsets,
                                          kwargs=self._params())
         self.offsets = offsets
+        if self._pending is None:
+            self._pending = set(self.tasks())
+        self._pending.difference_update(
+            r[0] if type(r) is tuple else r.get("pset_id") for r in records
+            if (r[1] if type(r) is tuple else r.get("status")) == "done")
         self.rec["done"] = self.rec.get("done", 0) + done
         self.store.update_run(self.run_id, done=self.rec["done"],
                               failed=self.store.count_failures(self.run_id))
-        return done, failed
+        more = any(offsets[n] - before.get(n, 0) >= bite // 2
+                   for n in names)
+        return done, failed, more
 
     def poll_until_finished(self, timeout_s: float | None = None, progress=None,
                             interval_s: float | None = None) -> bool:
@@ -271,10 +315,9 @@ class LiveRun:
         if not tasks:
             return 0
         params = self._params()
-        found = self.store.lookup(self.rec["func_id"], list(tasks))
         reported = {f["pset_id"] for f in self.store.failures(run_id=self.run_id)
                     if not f.get("retried")}  # an earlier attempt's, retried since
-        orphans = [pid for pid in tasks if pid not in found and pid not in reported]
+        orphans = self._unaccounted(reported)
         if not orphans:
             return 0
         known = self.backend.orphan_reasons(orphans)
@@ -336,6 +379,7 @@ class LiveRun:
             self.store.unclaim_finish(self.run_id, previous)
             raise
         self.rec.update(state=state, failed=failed)
+        self._pending = None  # a set keeps its size when emptied: 32 MiB at 1M psets
         # a cancelled run's task files say which psets its one failure row stands for
         self.rd.tidy(keep_log=bool(failed), keep_tasks=state == "cancelled")
         try:

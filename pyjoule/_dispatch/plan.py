@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import _caches, _callables, _claims, _hashing, _keying, _space
+from .. import _bulk, _caches, _callables, _claims, _hashing, _keying, _space
 from .._store import Store
 from .reconcile import reconcile
 from .signature import Signature
@@ -79,6 +79,7 @@ def plan_run(store: Store, func_id: str, signature: Signature, space: Any,
     raise RuntimeError(f"could not claim psets of {func_id}: runs kept dying")
 
 
+@_bulk.gc_paused
 def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
             warn: bool) -> Plan:
     """The psets normalised, keyed, hashed, de-duplicated and looked up in the cache
@@ -98,7 +99,8 @@ def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
         psets = [psets[i] for i in first.values()]
         calls = [calls[i] for i in first.values()]
         ids = list(first)
-    found = {} if store is None else store.lookup_present(func_id, ids)
+    # ``first`` holds exactly ``ids``: the lookup needs no set of its own of them
+    found = {} if store is None else store.lookup_present(func_id, first)
     result = Plan(func_id, psets, ids, found, by_value=by_value)
     if signature.ignore:
         result.calls, result.ignored = calls, tuple(sorted(signature.ignore))
@@ -108,8 +110,9 @@ def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
 def _claim(store: Store | None, result: Plan, limit: int | None, run: dict | None) -> None:
     """Split ``result.to_run`` into the psets claimed for a new run and those other
     runs have claimed (``in_flight``: their registry records, as they stand)."""
-    found = result.found
-    missing = [i for i, pid in enumerate(result.ids) if pid not in found]
+    found = result.found  # among ``ids`` (unique): all of them, or look for the others
+    missing = [] if len(found) == len(result.ids) else \
+        [i for i, pid in enumerate(result.ids) if pid not in found]
     if store is None or not missing:
         if limit is not None and len(missing) > limit:
             log.warning("limit=%d (PYJOULE_LIMIT or pj.config): running only %d of %d "

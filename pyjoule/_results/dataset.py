@@ -120,7 +120,7 @@ def _variable(var, col, axes: Axes, cells, size, n_psets, sparse, names):
 
 
 def _dense_array(shape, where, values, extra_shape, size):
-    full = len(np.unique(where)) == size if len(where) == size else False
+    full = len(where) == size and _covers(where, size)
     dtype = values.dtype
     if not full and dtype.kind in "biu":
         dtype = np.dtype(np.float64)
@@ -130,6 +130,14 @@ def _dense_array(shape, where, values, extra_shape, size):
         out = np.full((size,) + extra_shape, np.nan, object)
     out[where] = values
     return out.reshape(tuple(shape) + extra_shape)
+
+
+def _covers(where: np.ndarray, size: int) -> bool:
+    """Whether the cells ``where`` (in ``range(size)``) include every cell: one pass,
+    where ``np.unique`` hashed or sorted them (1.8 s of a 1M-pset re-call)."""
+    seen = np.zeros(size, bool)
+    seen[where] = True
+    return bool(seen.all())
 
 
 def _sparse_array(shape, where, values, extra_shape):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from .db import _unlink
 from .segments import Segments, _concat_segments, _dumps
@@ -53,8 +53,10 @@ class Entries(Segments):
         return [r[0] for r in rows]
 
     # ------------------------------------------------------------------- entries
-    def lookup(self, func_id: str, pset_ids: Sequence[str] | None = None) -> dict[str, int]:
-        """``{pset_id: loc}`` for the cached ones among ``pset_ids`` (or all).
+    def lookup(self, func_id: str,
+               pset_ids: Sequence[str] | Collection[str] | None = None) -> dict[str, int]:
+        """``{pset_id: loc}`` for the cached ones among ``pset_ids`` (or all): a list,
+        or a set or dict of them (then used as it is, not copied into a set).
 
         ``loc`` packs the segment id and the row in it (``seg_id << 32 | row``), so
         that SQLite hands back plain pairs and the dict is built in C.
@@ -62,22 +64,24 @@ class Entries(Segments):
         db = self.db
         if pset_ids is not None and len(pset_ids) < 500:
             out: dict[str, int] = {}
-            for i in range(0, len(pset_ids), 400):
-                chunk = list(pset_ids[i:i + 400])
+            some = pset_ids if isinstance(pset_ids, Sequence) else list(pset_ids)
+            for i in range(0, len(some), 400):
+                chunk = list(some[i:i + 400])
                 marks = ",".join("?" * len(chunk))
                 out.update(db.execute(
                     f"SELECT pset_id, loc FROM entries WHERE func_id=? "
                     f"AND pset_id IN ({marks})", [func_id, *chunk]))
             return out
-        found = dict(db.execute("SELECT pset_id, loc FROM entries WHERE func_id=?",
-                                (func_id,)))
-        if pset_ids is None or len(found) == 0:
-            return found
-        if len(found) <= len(pset_ids) and found.keys() <= set(pset_ids):
-            return found
-        return {p: found[p] for p in pset_ids if p in found}
+        rows = db.execute("SELECT pset_id, loc FROM entries WHERE func_id=?", (func_id,))
+        if pset_ids is None:
+            return dict(rows)
+        # one pass over the function's entries, keeping the wanted ones: at 1M, half
+        # the time of a dict of all of them filtered by the ids (in the index's order)
+        wanted = pset_ids if isinstance(pset_ids, (set, frozenset, dict)) else set(pset_ids)
+        return {p: loc for p, loc in rows if p in wanted}
 
-    def lookup_present(self, func_id: str, pset_ids: Sequence[str]) -> dict[str, int]:
+    def lookup_present(self, func_id: str,
+                       pset_ids: Sequence[str] | Collection[str]) -> dict[str, int]:
         """``{pset_id: loc}`` of the cached ones among ``pset_ids`` whose segment file
         is there with its size: all a plan needs from the cache, in one call (a
         missing or truncated segment is dropped, so its psets are recomputed)."""
@@ -135,13 +139,19 @@ class Entries(Segments):
                         "INSERT INTO segments (func_id, path, n, nbytes, len_a, digest_a, "
                         "digest_b, created) VALUES (?,?,?,?,?,?,?,?)", seg).lastrowid
                     base = seg_id << 32
+                    pids = list(done)
+                    # in key order: the index's B-tree is then written page after
+                    # page, not at random places (5x faster at 1,000,000 entries)
                     db.executemany("INSERT OR REPLACE INTO entries VALUES (?,?,?)",
-                                   ((func_id, pid, base | i) for i, pid in enumerate(done)))
+                                   ((func_id, pids[i], base | i) for i in
+                                    sorted(range(len(pids)), key=pids.__getitem__)))
                 if failed:
                     db.executemany("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?)",
                                    ((run_id, pid, func_id, _dumps(rec),
                                      rec.get("finished")) for pid, rec in failed.items()))
-                if done:
+                if done and db.execute(  # only if the run has failures (or retried)
+                        "SELECT 1 FROM failures WHERE run_id=? LIMIT 1", (run_id,)
+                        ).fetchone() is not None:
                     db.executemany("DELETE FROM failures WHERE run_id=? AND pset_id=?",
                                    ((run_id, pid) for pid in done))
                 if offsets is not None:
