@@ -906,12 +906,27 @@ def warmup_args(job, sizes):
     return args
 
 
+def _heads(page):
+    return [line for line in page.splitlines() if line.startswith("## ")]
+
+
+def keep_sections(new, old):
+    """``new`` with every section of ``old`` that run.py does not write itself: those of
+    scale.py (*One million psets*), executors.py and multihost.py (issue #17), each
+    kept as its script wrote it, by the first word of its heading."""
+    ours = {h.split(" — ")[0] for h in _heads(new)}
+    for head in _heads(old):
+        if head.split(" — ")[0] not in ours and head != SECTION:
+            new = replace_section(new, head, section_of(old, head))
+    return replace_section(new, SECTION, section_of(old, SECTION))
+
+
 def write_markdown(jobs, ctx, output):
     head, body = tables(jobs, ctx)
     output.parent.mkdir(parents=True, exist_ok=True)
     text = document(head, body, ctx, ctx["machine"], ctx["cmd"])
-    if output.exists():  # scale.py's section (one million psets) stays as it wrote it
-        text = replace_section(text, SECTION, section_of(output.read_text(), SECTION))
+    if output.exists():  # the other scripts' sections stay as they wrote them
+        text = keep_sections(text, output.read_text())
     output.write_text(text)
     return head
 
