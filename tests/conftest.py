@@ -40,6 +40,22 @@ def pytest_configure(config):
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+# Test files that start engines in the test process: concurrent.futures and loky
+# executors (loky's threads outlive a broken executor's shutdown), dask's distributed
+# (threads that stay, and tblib's pickling of every exception class then defined) and
+# Ray (its threads). They run last, so that no other test runs in a process they have
+# changed: pyjoule forks its pool only from a single-threaded process, and
+# tests/test_call_errors.py checks exceptions that do not pickle.
+ENGINE_FILES = ("test_executor.py", "test_executor_dask.py", "test_executor_ray.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Move the tests of :data:`ENGINE_FILES` to the end, in their order."""
+    last = [item for item in items if item.path.name in ENGINE_FILES]
+    if last:
+        items[:] = [item for item in items if item.path.name not in ENGINE_FILES] + last
+
+
 @pytest.fixture
 def weird_tmp_path(tmp_path: Path) -> Path:
     """A folder whose name has spaces, quotes and a semicolon: every path pyjoule

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from engine_helpers import need
 
 import pyjoule as pj
 
@@ -26,10 +27,13 @@ def pool():
 
 @pytest.fixture(scope="module")
 def loky_pool():
-    loky = pytest.importorskip("loky")
+    loky = need("loky")  # in CI, a missing loky fails
     ex = loky.get_reusable_executor(max_workers=2)
     yield ex
-    loky.get_reusable_executor(max_workers=2).shutdown(wait=True, kill_workers=True)
+    # the one in use now (a worker's death made it anew), without making another: its
+    # threads would outlive the module, and pyjoule forks a pool only where none run
+    for executor in {ex, getattr(loky.reusable_executor, "_executor", None)} - {None}:
+        executor.shutdown(wait=True, kill_workers=True)
 
 
 def square(x, fail=False):

@@ -22,12 +22,13 @@ from engine_helpers import calls, cancel_once_running, need, slow_logged
 import pyjoule as pj
 
 pytestmark = pytest.mark.slow
-dask = need("dask")
-distributed = need("distributed")
+# imported by the tests, not at collection: distributed's import makes every exception
+# class defined by then picklable (tblib), which other tests check is not so
 
 
 @pytest.fixture(scope="module")
 def client():
+    dask, distributed = need("dask"), need("distributed")
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1,
                                            processes=True, dashboard_address=":0")
@@ -170,7 +171,7 @@ def test_a_function_defined_in_a_notebook(client, cache_dir, tmp_path, tmp_path_
 def test_a_slurm_cluster_of_dask_jobqueue(cache_dir, tmp_path):
     from conftest import ensure_slurm
 
-    jobqueue = need("dask_jobqueue")
+    jobqueue, distributed = need("dask_jobqueue"), need("distributed")
     ensure_slurm()
     logs = tmp_path / "slurm-logs"
     cluster = jobqueue.SLURMCluster(

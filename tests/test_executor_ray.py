@@ -15,11 +15,11 @@ import pyjoule as pj
 from conftest import run_script
 
 pytestmark = pytest.mark.slow
-ray = need("ray")
 
 
 @pytest.fixture(scope="module")
 def ray_up():
+    ray = need("ray")  # here, not at collection (every test process would import it)
     saved = os.environ.get("RAY_ENABLE_UV_RUN_RUNTIME_ENV")
     # under `uv run`, Ray would package the working directory for its workers and
     # have uv build an environment per worker: they run this interpreter as it is
