@@ -110,13 +110,15 @@ def _worker_owner(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def no_stray_workers(_worker_owner):
     """Fail a test that leaves a pyjoule worker process running: one of its own
-    (tests/strays.py tells them from the machine's others)."""
+    (tests/strays.py tells them from the machine's others). A worker gets 10 s to end
+    (``PJ_TEST_STRAY_WAIT_S``: tests/test_strays.py, whose inner tests do leave one,
+    waits less)."""
     from strays import worker_pids
 
     before = worker_pids()
     _worker_owner.known.clear()  # by pid: a pid may come again
     yield
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + float(os.environ.get("PJ_TEST_STRAY_WAIT_S", "10"))
     while (leaked := _worker_owner.ours(worker_pids() - before)) and \
             time.monotonic() < deadline:
         time.sleep(0.1)

@@ -13,13 +13,15 @@ session's when
   directory's name) is one of a cache there: a worker on the test sshd or a SLURM
   node runs in ``<workdir>/runs/<run id>``, detached from us, under another user.
 
-psutil, not /proc, so that it works where the suite runs on a Mac too.
+psutil, not /proc, so that it works where the suite runs on a Mac too (on Linux the
+list of workers is read from /proc: it is taken twice per test).
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import uuid
 from pathlib import Path
 
@@ -38,6 +40,8 @@ def mark_session() -> str:
 
 def worker_pids() -> set[int]:
     """Every live pyjoule worker process on the machine, whoever started it."""
+    if sys.platform.startswith("linux"):
+        return _worker_pids_from_proc()
     found = set()
     for proc in psutil.process_iter(["name", "cmdline", "status"]):
         info = proc.info
@@ -45,6 +49,28 @@ def worker_pids() -> set[int]:
             continue
         if info["name"] == NAME or any(WORKER in arg for arg in info["cmdline"] or ()):
             found.add(proc.pid)
+    return found
+
+
+def _worker_pids_from_proc() -> set[int]:
+    """:func:`worker_pids` read from /proc: the check runs twice per test, and this
+    takes half the time of psutil's (which reads more of each process)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+        except OSError:  # ended meanwhile
+            continue
+        end = stat.rfind(b")")
+        if stat[end + 2:end + 3] == b"Z":  # a zombie
+            continue
+        if stat[stat.find(b"(") + 1:end] == NAME.encode() or WORKER.encode() in cmdline:
+            found.add(int(entry))
     return found
 
 

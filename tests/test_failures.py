@@ -225,12 +225,14 @@ def test_unwritable_cache_directory(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------- Ctrl-C
+# 200 psets of 0.1 s on 2 workers: about 10 s, so that the signals the tests send 2-3 s
+# after "ready" come mid-run (the killed driver's worker finishes the rest meanwhile)
 SLOW_SCRIPT = """
     import os, sys, time, pyjoule as pj
 
     @pj.experiment(workers=2, progress=False)
     def slow(i):
-        time.sleep(0.2)
+        time.sleep(0.1)
         return i
 
     print("ready", flush=True)
@@ -253,7 +255,7 @@ def _count_cached(folder) -> int:
 
         @pj.experiment(workers=2, progress=False)
         def slow(i):
-            time.sleep(0.2)
+            time.sleep(0.1)
             return i
 
         print(len(slow.table()))

@@ -3,7 +3,8 @@
 where the jobs run as that host's user.
 
 Polling is set to 0.3 s (PYJOULE_POLL_INTERVAL) so that the tests do not wait out the
-default back-off; time limits are whole minutes, so only one test waits for one.
+default back-off; time limits are whole minutes, so only one test waits for one
+(three runs side by side).
 """
 
 from __future__ import annotations
@@ -321,10 +322,9 @@ def test_a_controller_restart_mid_run_is_ridden_out(slurm, cache_dir):
     assert run.status()["done"] == 8 and run.status()["failed"] == 0
 
 
-def test_a_time_limit_keeps_what_finished_and_retries_only_the_rest(slurm, cache_dir,
-                                                                    caplog):
-    """The one test that waits for a time limit (whole minutes: 60-90 s here)."""
-    marker = cache_dir.parent / "first-job"
+def _slow_in_the_first_job(marker: Path):
+    """A function whose psets take 2.5 s in the first job that runs them (the one whose
+    id ``marker`` holds) and no time in any later one."""
 
     def slow_in_the_first_job(i):
         job = os.environ["SLURM_ARRAY_JOB_ID"]
@@ -338,26 +338,24 @@ def test_a_time_limit_keeps_what_finished_and_retries_only_the_rest(slurm, cache
             time.sleep(2.5)
         return job
 
-    f = pj.experiment(slurm={"time": "1"}, batch=1000, workers=1, retries=1)(
-        slow_in_the_first_job)
-    with caplog.at_level("INFO", logger="pyjoule"):
-        ds = f.sweep(i=range(50))
-    jobs = ds.result.values.tolist()
-    first, retried = marker.read_text(), [j for j in jobs if j != marker.read_text()]
-    assert 10 <= jobs.count(first) < 50 and len(retried) == 50 - jobs.count(first)
-    (run,) = pj.runs().itertuples()
-    assert len(run.job_ids) == 2 and _jobs_of([run.job_ids[0]])[0]["state"] == "TIMEOUT"
-    retry_lines = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
-    assert retry_lines and f"retrying {len(retried)} pset(s)" in retry_lines[0]
-    assert f"timeout: {len(retried)}" in retry_lines[0]
+    return slow_in_the_first_job
 
 
-def test_after_a_retry_a_failure_tells_of_the_last_attempt(slurm, ssh_host, cache_dir,
-                                                          monkeypatch):
-    """The first attempt loses its worker at once; the retry runs past its time limit
-    (one wait of 60-90 s, for a run here and one over SSH side by side)."""
+def test_time_limits_keep_what_finished_and_a_failure_tells_of_the_last_attempt(
+        slurm, ssh_host, cache_dir, monkeypatch, caplog):
+    """The one test that waits for a time limit (whole minutes: 60-90 s here), with
+    three runs side by side so that the suite waits once:
+
+    - a sweep whose first job hits its limit keeps what finished and retries only the
+      rest (the time-limit part below);
+    - two submitted runs (one here, one over SSH) whose first attempt loses its worker
+      at once and whose retry runs past its limit: the failure tells of the last
+      attempt (the retry part)."""
     import tempfile
 
+    # the retry part: submitted first, followed until both retries are submitted, so
+    # that the retries' wait for their limit overlaps the time-limit part's
+    here = Path.cwd()
     study = cache_dir.parent / "study"
     study.mkdir()
     monkeypatch.chdir(study)  # no project to copy to the host
@@ -384,7 +382,31 @@ def test_after_a_retry_a_failure_tells_of_the_last_attempt(slurm, ssh_host, cach
                 pj.grid(marker=[str(markers / "there")]))]
     try:
         deadline = time.monotonic() + 240
-        while set(pj.runs().state) != {"done"}:  # both followed, each retried at once
+        while any(len(run.job_ids) < 2 for run in runs):  # each retried at once
+            assert time.monotonic() < deadline
+            for run in runs:
+                run.wait(timeout=1)
+
+        # the time-limit part, from the folder the test started in
+        monkeypatch.chdir(here)
+        marker = cache_dir.parent / "first-job"
+        f = pj.experiment(slurm={"time": "1"}, batch=1000, workers=1, retries=1)(
+            _slow_in_the_first_job(marker))
+        caplog.clear()
+        with caplog.at_level("INFO", logger="pyjoule"):
+            ds = f.sweep(i=range(50))
+        jobs = ds.result.values.tolist()
+        first, retried = marker.read_text(), [j for j in jobs if j != marker.read_text()]
+        assert 10 <= jobs.count(first) < 50 and len(retried) == 50 - jobs.count(first)
+        (run,) = [r for r in pj.runs().itertuples() if r.id not in {x.id for x in runs}]
+        assert len(run.job_ids) == 2 and _jobs_of([run.job_ids[0]])[0]["state"] == "TIMEOUT"
+        retry_lines = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+        assert retry_lines and f"retrying {len(retried)} pset(s)" in retry_lines[0]
+        assert f"timeout: {len(retried)}" in retry_lines[0]
+
+        # the retry part, to its end
+        monkeypatch.chdir(study)
+        while set(pj.runs().state) != {"done"}:  # both followed
             assert time.monotonic() < deadline
             for run in runs:
                 run.wait(timeout=1)

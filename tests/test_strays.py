@@ -25,6 +25,8 @@ def _run_inner(pytester, monkeypatch, source: str):
     pytester.makeconftest((TESTS / "conftest.py").read_text())
     pytester.makepyfile(test_inner=source)
     monkeypatch.setenv("PYTHONPATH", f"{TESTS}{os.pathsep}{REPO}")
+    # a left worker still fails its test, after 2 s instead of 10
+    monkeypatch.setenv("PJ_TEST_STRAY_WAIT_S", "2")
     return pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider")
 
 
