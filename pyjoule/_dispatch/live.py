@@ -220,17 +220,21 @@ class LiveRun:
             # Its task files are gone: another process ingested everything and
             # finished the run (tidying removes them only after that).
             return None
-        done, failed = self.store.ingest(self.rec["func_id"], self.run_id, records, offsets,
-                                         kwargs=self._params())
-        self.offsets = offsets
-        if self._pending is None:
-            self._pending = set(self.tasks())
-        self._pending.difference_update(
-            r[0] if type(r) is tuple else r.get("pset_id") for r in records
-            if (r[1] if type(r) is tuple else r.get("status")) == "done")
-        self.rec["done"] = self.rec.get("done", 0) + done
-        self.store.update_run(self.run_id, done=self.rec["done"],
-                              failed=self.store.count_failures(self.run_id))
+        # A Ctrl-C waits until this process's account matches what it committed: one
+        # between the ingest and the count would leave those psets counted nowhere
+        # (the next poll re-reads them as already cached)
+        with _interrupt.sigint_deferred():
+            done, failed = self.store.ingest(self.rec["func_id"], self.run_id, records,
+                                             offsets, kwargs=self._params())
+            self.offsets = offsets
+            if self._pending is None:
+                self._pending = set(self.tasks())
+            self._pending.difference_update(
+                r[0] if type(r) is tuple else r.get("pset_id") for r in records
+                if (r[1] if type(r) is tuple else r.get("status")) == "done")
+            self.rec["done"] = self.rec.get("done", 0) + done
+            self.store.update_run(self.run_id, done=self.rec["done"],
+                                  failed=self.store.count_failures(self.run_id))
         more = any(offsets[n] - before.get(n, 0) >= bite // 2
                    for n in names)
         return done, failed, more
