@@ -243,3 +243,40 @@ def test_cancel_stops_every_host_and_a_re_call_runs_only_the_rest(
     calls = _calls(sshd, tag)
     assert set(calls) == set(range(40))
     assert all(calls.count(i) == 1 for i in res["done_first"])  # finished: never again
+
+
+RETRY = """
+    import json, os, time
+    import pyjoule as pj
+
+    config, tag = ARGS
+    fast = pj.Host("pjfast", workdir="~/.cache/pyjoule-mh-fast", ssh_config=config)
+    slow = pj.Host("pjslow", workdir="~/.cache/pyjoule-mh-slow", ssh_config=config)
+
+    @pj.experiment(host=[fast, slow], workers=2, progress=False, timeout=2, retries=1)
+    def work(i):
+        marker = os.path.expanduser(f"~/mh-slow-once-{tag}-{i}")
+        if i % 5 == 0 and not os.path.exists(marker):  # too slow the first time only
+            open(marker, "w").close()
+            time.sleep(30)
+        with open(os.path.expanduser(f"~/mh-calls-{tag}"), "a") as fh:
+            fh.write(f"{i}\\n")
+        return i * 10
+
+    ds = work.sweep(i=range(20))
+    print(json.dumps({"sum": int(ds.result.sum()), "runs": len(pj.runs()),
+                      "failed": int(pj.runs()["failed"].sum())}))
+"""
+
+
+def test_retries_run_the_timed_out_psets_again_over_the_hosts(
+        remote_project, sshd, two_hosts):
+    config, tag = two_hosts
+    proc = run_script(remote_project, RETRY.replace("ARGS", f"{str(config)!r}, {tag!r}"),
+                      timeout=240)
+    res = _result(proc.stdout)
+    assert res["sum"] == sum(i * 10 for i in range(20))  # the retry finished them
+    assert res["runs"] == 1 and res["failed"] == 0
+    calls = _calls(sshd, tag)
+    assert sorted(calls) == list(range(20))  # each once: the timed-out ones never wrote
+    sshd.run(f"rm -f ~/mh-slow-once-{tag}-*", check=False)
