@@ -15,7 +15,7 @@ import pytest
 
 faulthandler.enable()
 
-from helpers import REPO, run_script, uv_project  # noqa: E402,F401 - tests import them from here too
+from helpers import REPO, processes, run_script, uv_project  # noqa: E402,F401 - tests import them from here too
 
 
 def pytest_sessionstart(session):
@@ -72,23 +72,6 @@ def cache_dir(weird_tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("PYJOULE_CACHE", str(cache))
     monkeypatch.setenv("PYJOULE_PROGRESS", "0")
     return cache
-
-
-def processes():
-    """``(pid, ppid, name, state, cmdline)`` of every process, read from /proc."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmd = fh.read()
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-            name = stat[stat.index(b"(") + 1:stat.rindex(b")")]
-            state, ppid = stat[stat.rindex(b")") + 2:].split()[:2]
-        except (OSError, ValueError):
-            continue
-        yield int(entry), int(ppid), name, state, cmd
 
 
 @pytest.fixture(autouse=True)

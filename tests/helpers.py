@@ -137,3 +137,20 @@ def start_sleeper(folder: Path, cache: Path, *args: str, env: dict | None = None
     assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
     wait_for_launched(cache)
     return proc
+
+
+def processes():
+    """``(pid, ppid, name, state, cmdline)`` of every process, read from /proc."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read()
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+            name = stat[stat.index(b"(") + 1:stat.rindex(b")")]
+            state, ppid = stat[stat.rindex(b")") + 2:].split()[:2]
+        except (OSError, ValueError):
+            continue
+        yield int(entry), int(ppid), name, state, cmd

@@ -55,23 +55,11 @@ def worker_pids() -> set[int]:
 def _worker_pids_from_proc() -> set[int]:
     """:func:`worker_pids` read from /proc: the check runs twice per test, and this
     takes half the time of psutil's (which reads more of each process)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmdline = fh.read()
-        except OSError:  # ended meanwhile
-            continue
-        end = stat.rfind(b")")
-        if stat[end + 2:end + 3] == b"Z":  # a zombie
-            continue
-        if stat[stat.find(b"(") + 1:end] == NAME.encode() or WORKER.encode() in cmdline:
-            found.add(int(entry))
-    return found
+    from helpers import processes
+
+    name, worker = NAME.encode(), WORKER.encode()
+    return {pid for pid, _, comm, state, cmdline in processes()
+            if state != b"Z" and (comm == name or worker in cmdline)}
 
 
 def _descendants() -> set[int]:
