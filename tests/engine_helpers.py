@@ -63,3 +63,16 @@ def cancel_once_running(run, log: Path, total: int) -> None:
     time.sleep(1.5)
     assert sum(calls(log).values()) == started < total  # nothing runs on after the cancel
     assert run.status()["done"] < total
+
+
+def dies_once(log: Path, marker: Path):
+    """A function that logs each call and, the first time ``x == 4``, kills the
+    worker process running it (``os._exit``): a worker the engine loses once."""
+    def dies_once(x):
+        with open(log, "a") as fh:
+            fh.write(f"{x}\n")
+        if x == 4 and not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(3)
+        return x
+    return dies_once

@@ -11,13 +11,12 @@ psets again.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import textwrap
 
 import pytest
-from engine_helpers import calls, cancel_once_running, need, slow_logged
+from engine_helpers import calls, cancel_once_running, dies_once, need, slow_logged
 
 import pyjoule as pj
 
@@ -73,22 +72,11 @@ def test_a_failing_pset_fails_alone(client, cache_dir):
     assert run.status()["done"] == 9
 
 
-def _dies_once(log, marker):
-    def dies_once(x):
-        with open(log, "a") as fh:
-            fh.write(f"{x}\n")
-        if x == 4 and not os.path.exists(marker):
-            open(marker, "w").close()
-            os._exit(3)
-        return x
-    return dies_once
-
-
 def test_a_killed_worker_loses_its_batch_and_retries_run_only_that(client, cache_dir,
                                                                    tmp_path):
     log, marker = tmp_path / "calls", tmp_path / "died"
     # batches of 3 (0-2, 3-5...): the worker running 3, 4, 5 dies at 4
-    f = pj.experiment(executor=client, batch=3, errors="ignore")(_dies_once(log, marker))
+    f = pj.experiment(executor=client, batch=3, errors="ignore")(dies_once(log, marker))
     run = f.submit([{"x": x} for x in range(12)])
     run.wait(120)
     failures = run.failures
@@ -107,7 +95,7 @@ def test_a_killed_worker_loses_its_batch_and_retries_run_only_that(client, cache
 
     log2, marker2 = tmp_path / "calls2", tmp_path / "died2"
     g = pj.experiment(executor=client, batch=3, retries=1, version="2")(
-        _dies_once(log2, marker2))
+        dies_once(log2, marker2))
     assert g.sweep(x=range(12)).result.values.tolist() == list(range(12))
     assert marker2.exists()
     assert calls(log2)[3] == calls(log2)[4] == 2  # the lost batch, once more

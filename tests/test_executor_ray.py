@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from engine_helpers import calls, cancel_once_running, need, slow_logged
+from engine_helpers import calls, cancel_once_running, dies_once, need, slow_logged
 
 import pyjoule as pj
 
@@ -80,16 +80,8 @@ def test_a_failing_pset_fails_alone(ray_up, cache_dir):
 
 def test_a_killed_worker_is_lost_and_retried(ray_up, cache_dir, tmp_path):
     log, marker = tmp_path / "calls", tmp_path / "died"
-
-    def dies_once(x):
-        with open(log, "a") as fh:
-            fh.write(f"{x}\n")
-        if x == 4 and not os.path.exists(marker):
-            open(marker, "w").close()
-            os._exit(3)
-        return x
-
-    f = pj.experiment(executor="ray", batch=3, errors="ignore")(dies_once)
+    fn = dies_once(log, marker)
+    f = pj.experiment(executor="ray", batch=3, errors="ignore")(fn)
     run = f.submit([{"x": x} for x in range(12)])
     run.wait(120)
     failures = run.failures
@@ -98,7 +90,7 @@ def test_a_killed_worker_is_lost_and_retried(ray_up, cache_dir, tmp_path):
     assert "WorkerCrashedError" in failures["message"].iloc[0]
     marker.unlink()  # the next call's first attempt dies at 4 again
     log.unlink()
-    g = pj.experiment(executor="ray", batch=3, retries=1)(dies_once)
+    g = pj.experiment(executor="ray", batch=3, retries=1)(fn)
     assert g.sweep(x=range(12)).result.values.tolist() == list(range(12))
     # only the lost batch ran (the rest is cached): 3 and 4 (which died), then all three
     # again on the retry
