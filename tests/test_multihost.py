@@ -231,12 +231,16 @@ CANCEL = """
 """
 
 
+def _run_on_two_hosts(project, script: str, config, tag: str) -> dict:
+    """Run ``script`` (its ``ARGS``: the ssh config and the tag) and read its result."""
+    source = script.replace("ARGS", f"{str(config)!r}, {tag!r}")
+    return _result(run_script(project, source, timeout=240).stdout)
+
+
 def test_cancel_stops_every_host_and_a_re_call_runs_only_the_rest(
         remote_project, sshd, two_hosts):
     config, tag = two_hosts
-    proc = run_script(remote_project, CANCEL.replace("ARGS", f"{str(config)!r}, {tag!r}"),
-                      timeout=240)
-    res = _result(proc.stdout)
+    res = _run_on_two_hosts(remote_project, CANCEL, config, tag)
     assert res["state"] == ["cancelled"]
     assert 4 <= len(res["done_first"]) < 40  # cancelled mid-way, what finished kept
     assert res["sum"] == sum(i * 10 for i in range(40))
@@ -272,9 +276,7 @@ RETRY = """
 def test_retries_run_the_timed_out_psets_again_over_the_hosts(
         remote_project, sshd, two_hosts):
     config, tag = two_hosts
-    proc = run_script(remote_project, RETRY.replace("ARGS", f"{str(config)!r}, {tag!r}"),
-                      timeout=240)
-    res = _result(proc.stdout)
+    res = _run_on_two_hosts(remote_project, RETRY, config, tag)
     assert res["sum"] == sum(i * 10 for i in range(20))  # the retry finished them
     assert res["runs"] == 1 and res["failed"] == 0
     calls = _calls(sshd, tag)
