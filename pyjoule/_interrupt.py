@@ -73,10 +73,15 @@ def wait_or_cancel(run: Run, progress: bool = False) -> KeyboardInterrupt | None
         return None
     except KeyboardInterrupt:
         pass
-    try:
-        run.cancel()
-    except KeyboardInterrupt:  # a second Ctrl-C, held until the cancel was through
-        pass
+    while True:
+        try:
+            run.cancel()  # a no-op once the run is cancelled
+            break
+        except KeyboardInterrupt:
+            # a second Ctrl-C: either held until the cancel was through, or in the
+            # moment before it began, which would leave the run running with its
+            # workers on: begin it again until it has been through
+            continue
     return KeyboardInterrupt(_cancelled_line(run))
 
 

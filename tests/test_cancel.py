@@ -125,6 +125,27 @@ def test_a_second_ctrl_c_during_the_cancel_never_leaves_a_run_finishing(
     # the autouse fixture checks that no worker outlived the driver
 
 
+def test_ctrl_c_held_down_still_cancels_the_run_once(cache_dir, weird_tmp_path):
+    """An impatient user: a Ctrl-C every 10 ms until the driver is gone. Whichever
+    one lands between the wait's interrupt and the cancel, the cancel still runs to
+    its end."""
+    proc = _start(weird_tmp_path, BIG_SCRIPT)
+    assert proc.stdout.readline().strip() == "ready"
+    _computing(cache_dir)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+    _, err = proc.communicate(timeout=120)
+    # 130: the sweep's KeyboardInterrupt; -SIGINT: a later Ctrl-C cut the script's
+    # own exit short, after the sweep had returned
+    assert proc.returncode in (130, -signal.SIGINT), err
+    with _db(cache_dir) as db:
+        (state, done, failed), = db.execute("SELECT state, done, failed FROM runs")
+        assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+    assert state == "cancelled" and done + failed == BIG
+
+
 CLAIM_AND_DIE = """
     import os, signal, sys, pyjoule as pj
     from pyjoule import _dispatch
