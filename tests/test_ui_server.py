@@ -109,6 +109,13 @@ def test_runs_page_lists_runs_with_their_counts(study, ui_server, page):
     page.click("form.filters button")
     assert page.locator("tbody#runs-rows tr.run").count() == 0
     assert "match these filters" in page.locator("tbody#runs-rows").inner_text()
+    # a long list shows the newest runs, and a link to all of them
+    page.goto(ui.at("/?limit=2"))
+    assert page.locator("tbody#runs-rows tr.run").count() == 2
+    assert "the newest 2 of 3 runs" in page.locator("tr.more").inner_text()
+    page.click("tr.more a")
+    assert page.locator("tbody#runs-rows tr.run").count() == 3
+    assert page.locator("tr.more").count() == 0
     # a value from the URL comes back as text: no markup, no script (the page fixture
     # fails the test on any dialog), also in the live fragment swapped in each second
     script = "<script>alert(1)</script>"
