@@ -4,6 +4,7 @@ CSRF, the runs page and its live update, driven in a real chromium (tests/ui_hel
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -196,6 +197,18 @@ def test_the_command_refuses_a_directory_that_is_no_cache(tmp_path):
     result = CliRunner().invoke(cli, ["ui", "--no-browser", "--cache", str(tmp_path / "no")])
     assert result.exit_code == 2 and "is not a pyjoule cache" in result.output
     assert not (tmp_path / "no").exists()
+
+
+def test_the_command_reports_a_port_in_use(cache_dir):
+    Store.open(cache_dir).list_runs()  # an empty cache
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["ui", "--no-browser", "--port", str(port),
+                                          "--cache", str(cache_dir)])
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
 
 
 @pytest.mark.slow
