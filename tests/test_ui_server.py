@@ -87,6 +87,8 @@ def test_no_token_no_access(study, ui_server):
 
 @pytest.mark.slow
 def test_runs_page_lists_runs_with_their_counts(study, ui_server, page):
+    from playwright.sync_api import expect
+
     runs = pj.runs(study)
     assert len(runs) == 3
     ui = ui_server(study)
@@ -126,6 +128,11 @@ def test_runs_page_lists_runs_with_their_counts(study, ui_server, page):
     page.evaluate(SWAPPED)  # the next live swap
     assert page.locator("tbody#runs-rows tr.empty code").inner_text() == script
     assert page.locator("tbody#runs-rows script").count() == 0
+    # the server stops: the page keeps its rows and says so
+    assert page.locator("#offline").is_hidden()
+    ui.stop()
+    expect(page.locator("#offline")).to_be_visible(timeout=30_000)
+    assert page.locator("tbody#runs-rows tr.empty code").inner_text() == script
 
 
 SLOW = """
