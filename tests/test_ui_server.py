@@ -280,3 +280,30 @@ def test_import_pyjoule_loads_no_server_package():
                          check=True).stdout
     assert not set(json.loads(out)) & {"starlette", "uvicorn", "jinja2", "multipart",
                                        "playwright"}
+
+
+@pytest.mark.slow
+def test_pj_ui_in_a_notebook_shows_the_link_and_the_page(study, tmp_path, monkeypatch):
+    """In a real Jupyter kernel (the cache from PYJOULE_CACHE, as pj.runs() finds it):
+    the cell's output is the link and an iframe of the page; a second call reuses it."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    spec.joinpath("kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (pyjoule tests)", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in (
+        "import urllib.request, pyjoule as pj\nview = pj.ui(open_browser=False)\nview",
+        "page = urllib.request.urlopen(view.url).read().decode()\n"
+        "print('shaky' in page, pj.ui(open_browser=False) is view)\nview.stop()")])
+    NotebookClient(nb, kernel_name="python3", timeout=120,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    (shown,) = [o for o in nb.cells[0].outputs if o.output_type == "execute_result"]
+    html = shown["data"]["text/html"]
+    assert "<iframe" in html and "?token=" in html
+    assert "127.0.0.1" in shown["data"]["text/plain"]
+    (printed,) = [o for o in nb.cells[1].outputs if o.output_type == "stream"]
+    assert printed.text.split() == ["True", "True"]
