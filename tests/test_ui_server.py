@@ -307,3 +307,13 @@ def test_pj_ui_in_a_notebook_shows_the_link_and_the_page(study, tmp_path, monkey
     assert "127.0.0.1" in shown["data"]["text/plain"]
     (printed,) = [o for o in nb.cells[1].outputs if o.output_type == "stream"]
     assert printed.text.split() == ["True", "True"]
+
+
+def test_without_the_server_packages_both_say_how_to_install_them(cache_dir, monkeypatch):
+    Store.open(cache_dir).list_runs()  # an empty cache
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if not installed
+    result = CliRunner().invoke(cli, ["ui", "--no-browser", "--cache", str(cache_dir)])
+    assert result.exit_code == 2
+    assert "pip install 'pyjoule[ui]'" in result.output and "uvicorn" in result.output
+    with pytest.raises(ImportError, match=r"pip install 'pyjoule\[ui\]'"):
+        pj.ui(cache_dir, open_browser=False)
