@@ -55,6 +55,9 @@ class TokenAuth:
                 status_code=403)
             return await response(scope, receive, send)
 
+        if from_url:  # render.static_url: the page's own files carry it too
+            scope.setdefault("state", {})["url_token"] = self.token.decode()
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
