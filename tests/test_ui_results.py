@@ -14,13 +14,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ui_helpers
 from click.testing import CliRunner
-from ui_helpers import browser, get, page, start_ui, ui_server  # noqa: F401
+from ui_helpers import get, start_ui
 
 import pyjoule as pj
 from pyjoule.cli import cli
 
 pytestmark = pytest.mark.slow
+browser, page, ui_server = ui_helpers.browser, ui_helpers.page, ui_helpers.ui_server
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -95,7 +97,7 @@ def func_id(scan) -> str:
 
 # ------------------------------------------------------------------ results
 def test_the_plot_of_a_ragged_study_renders_after_picking_in_the_form(served, page):
-    scan, ds, ui = served
+    _, ds, ui = served
     assert hasattr(ds["err"].data, "todense")  # the study is sparse, as meant
     page.goto(ui.url)
     page.goto(ui.at("/results", token=False))
@@ -147,7 +149,7 @@ def test_a_bad_choice_is_a_message_on_the_page_not_a_500(served):
 def test_the_csv_and_netcdf_downloads_load_back_to_what_pj_load_gives(served, tmp_path):
     import pandas as pd
 
-    scan, ds, ui = served
+    _, ds, ui = served
     fid = ds.attrs["func_id"]
     status, body, headers = fetch(ui.at(f"/results/{fid}/data.nc"))
     assert status == 200 and "attachment" in headers["content-disposition"]
@@ -241,7 +243,7 @@ def test_gc_lists_what_would_go_then_removes_it_only_when_confirmed(tmp_path, ui
     ui = ui_server(cache)
 
     # without the CSRF value: 403, and nothing removed
-    status, body, _ = fetch(ui.at("/cache/gc"), {"max_size": "0", "confirm": "1"})
+    status, _, _ = fetch(ui.at("/cache/gc"), {"max_size": "0", "confirm": "1"})
     assert status == 403 and info(cache) == before
     status, _, _ = fetch(ui.at("/cache/clear-old"), {"name": "", "confirm": "1",
                                                      "csrf": "forged"})

@@ -72,7 +72,10 @@ def data_nc(request: Request) -> Response:
     found = _version(request)
     if isinstance(found, Response):
         return found
-    body = data.netcdf(data.dataset(store(request), found))
+    try:
+        body = data.netcdf(data.dataset(store(request), found))
+    except PyjouleError as exc:  # values netCDF cannot hold: pj.save says which
+        return PlainTextResponse(str(exc), status_code=400)
     return Response(body, media_type="application/x-netcdf",
                     headers=_attachment(found, "nc"))
 
