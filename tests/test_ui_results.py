@@ -21,7 +21,6 @@ from ui_helpers import get, start_ui
 import pyjoule as pj
 from pyjoule.cli import cli
 
-pytestmark = pytest.mark.slow
 browser, page, ui_server = ui_helpers.browser, ui_helpers.page, ui_helpers.ui_server
 
 SCRIPT = "<script>alert(1)</script>"
@@ -95,7 +94,62 @@ def func_id(scan) -> str:
     return pj.load(scan).attrs["func_id"]
 
 
+# ------------------------------------------------------------------ choices
+def small_ragged():
+    """Method "a" at tol None, method "b" at two tols: most cells are holes."""
+    import xarray as xr
+
+    err = np.full((2, 3, 2, 3), np.nan)
+    err[0, :, :, 2] = [[1.0, 1.1], [2.0, 2.1], [3.0, 3.1]]
+    err[1, :2, :, 0] = [[5.0, 5.5], [6.0, 6.5]]
+    return xr.Dataset({"err": (("method", "N", "seed", "tol"), err),
+                       "label": (("method",), np.array(["x", "y"], dtype=object))},
+                      coords={"method": ["a", "b"], "N": [10, 20, 40], "seed": [0, 1],
+                              "tol": np.array([0.1, 0.2, None], dtype=object)})
+
+
+def test_choices_default_to_the_longest_axis_averaged_over_seeds_at_the_fullest_values():
+    from pyjoule._ui.data_results import Choice, choose, plottable
+
+    ds = small_ragged()
+    assert plottable(ds) == ["err"]  # strings cannot be plotted
+    choice, errors = choose(ds, {})
+    assert errors == []
+    assert choice == Choice("err", "N", "", "seed", {"method": 0, "tol": 2})
+    choice, errors = choose(ds, {"x": "N", "hue": "method", "over": "seed"})
+    assert (choice.hue, choice.at, errors) == ("method", {"tol": 2}, [])
+    assert choose(ds, {"hue": "method", "at.tol": "0"})[0].at == {"tol": 0}
+
+
+@pytest.mark.parametrize("query,message", [
+    ({"var": "nope"}, "unknown variable 'nope': choose one of ['err']"),
+    ({"var": "label"}, "the variable 'label' is not numeric"),
+    ({"x": "zz"}, "unknown dimension 'zz' for x"),
+    ({"x": "N", "hue": "N"}, "'N' is already plotted: pick another dimension for hue"),
+    ({"at.tol": "7"}, "no value number '7' of 'tol'"),
+    ({"at.tol": "-1"}, "no value number '-1' of 'tol'"),
+])
+def test_a_bad_choice_is_a_message_and_falls_back_to_the_default(query, message):
+    from pyjoule._ui.data_results import choose
+
+    choice, errors = choose(small_ragged(), query)
+    assert any(e.startswith(message) for e in errors), errors
+    assert choice.var == "err" and choice.x == "N" and choice.hue != choice.x
+
+
+def test_the_png_is_pj_plot_of_the_choice_and_says_why_it_cannot_draw():
+    from pyjoule import SpaceError
+    from pyjoule._ui.data_results import choose, png
+
+    ds = small_ragged()
+    body = png(ds, choose(ds, {"hue": "method"})[0])
+    assert body.startswith(b"\x89PNG")
+    with pytest.raises(SpaceError, match="no values"):  # tol 0.2 holds nothing
+        png(ds, choose(ds, {"at.tol": "1"})[0])
+
+
 # ------------------------------------------------------------------ results
+@pytest.mark.slow
 def test_the_plot_of_a_ragged_study_renders_after_picking_in_the_form(served, page):
     _, ds, ui = served
     assert hasattr(ds["err"].data, "todense")  # the study is sparse, as meant
@@ -132,6 +186,7 @@ def test_the_plot_of_a_ragged_study_renders_after_picking_in_the_form(served, pa
     assert body.startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_a_bad_choice_is_a_message_on_the_page_not_a_500(served):
     _, ds, ui = served
     fid = ds.attrs["func_id"]
@@ -146,6 +201,7 @@ def test_a_bad_choice_is_a_message_on_the_page_not_a_500(served):
     assert status == 404 and "No cached results" in body
 
 
+@pytest.mark.slow
 def test_the_csv_and_netcdf_downloads_load_back_to_what_pj_load_gives(served, tmp_path):
     import pandas as pd
 
@@ -201,6 +257,7 @@ def checked(cache: Path) -> str:
     return result.output
 
 
+@pytest.mark.slow
 def test_the_cache_page_shows_sizes_and_clears_old_versions_after_a_confirmation(
         tmp_path, ui_server, page):
     from pyjoule.cli._format import human
@@ -234,6 +291,7 @@ def test_the_cache_page_shows_sizes_and_clears_old_versions_after_a_confirmation
     assert "no damage found" in checked(cache)
 
 
+@pytest.mark.slow
 def test_gc_lists_what_would_go_then_removes_it_only_when_confirmed(tmp_path, ui_server,
                                                                    page):
     cache = tmp_path / "cache"
