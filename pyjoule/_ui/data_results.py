@@ -63,10 +63,10 @@ def versions(store: Store) -> list[dict]:
     """The function versions that hold results (``store.versions()`` rows), grouped
     by name as ``cache info`` groups them, each group newest first: ``[{"name",
     "versions": [...]}]``."""
-    from ..cli._cache import _by_name
+    from .._repair import by_name
 
     out = []
-    for name, vs in sorted(_by_name(store.versions()).items()):
+    for name, vs in sorted(by_name(store.versions()).items()):
         vs = sorted(vs, key=lambda v: (v["newest"] or 0, v["last_used"] or 0), reverse=True)
         out.append({"name": name, "versions": vs})
     return out

@@ -3,9 +3,9 @@
 
 An action is two POSTs, each with the CSRF value: the first removes nothing and shows
 what would go (a dry run) with a Confirm button; the second (``confirm=1``) removes it
-and redirects (303) to ``/cache`` with a one-line summary. The work is the CLI's:
-``pyjoule.cli._cache`` (what ``info`` and ``clear --old-versions`` see) and
-``pyjoule._repair.gc``.
+and redirects (303) to ``/cache`` with a one-line summary. The work is the CLI's,
+from ``pyjoule._repair``: ``summary`` (``cache info``), ``to_clear`` (``cache clear
+--old-versions``), ``gc`` (``cache gc``) and the limits' parsers.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
-import click
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
@@ -22,9 +22,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .. import _caches
-from ..cli._args import Duration, Size
-from ..cli._cache import summary, to_clear
-from ..cli._format import human, when
+from .._display import human, when
+from .._repair import parse_duration, parse_size, summary, to_clear
 from . import data_results
 from .render import check_csrf, render, store
 
@@ -56,11 +55,11 @@ async def gc(request: Request) -> Response:
     form = await request.form()
     check_csrf(request, form)
     try:
-        older_than = _parse(Duration(), form.get("older_than"))
-        size = _parse(Size(), form.get("max_size"))
+        older_than = _parse(parse_duration, form.get("older_than"))
+        size = _parse(parse_size, form.get("max_size"))
         max_size = None if size is None else int(size)
-    except click.BadParameter as exc:
-        return _page(request, 400, errors=[exc.format_message()], form=form)
+    except ValueError as exc:
+        return _page(request, 400, errors=[str(exc)], form=form)
     if older_than is None and max_size is None:
         what = "nothing but results no entry points at and stray files"
     else:
@@ -104,9 +103,9 @@ async def clear_old(request: Request) -> Response:
     return _done(_clear_sentence(doomed, dry_run=False))
 
 
-def _parse(kind: click.ParamType, raw: object) -> float | int | None:
+def _parse(parse: Callable[[str], float], raw: object) -> float | None:
     text = str(raw or "").strip()
-    return None if not text else kind.convert(text, None, None)
+    return None if not text else parse(text)
 
 
 def _gc_sentence(report: dict, dry_run: bool) -> str:

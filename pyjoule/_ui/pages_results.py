@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .._display import human, when
 from .._errors import PyjouleError
-from ..cli._format import human, when
 from . import data_results as data
 from .render import render, store
 

@@ -43,44 +43,6 @@ def cache():
     """
 
 
-def _by_name(versions: list[dict]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for v in versions:
-        if v["entries"] or v["segments"]:
-            out.setdefault(v["name"], []).append(v)
-    return out
-
-
-def summary(store) -> tuple[list[dict], dict, int]:
-    """``(functions, total, index bytes)`` of ``cache info``: per function name its
-    entries, bytes, number of versions, newest entry (ISO) and func_ids; the totals."""
-    funcs = []
-    for name, vs in sorted(_by_name(store.versions()).items()):
-        newest = [v["newest"] for v in vs if v["newest"] is not None]
-        funcs.append({"name": name, "entries": sum(v["entries"] for v in vs),
-                      "bytes": sum(v["bytes"] for v in vs), "versions": len(vs),
-                      "newest": iso(max(newest)) if newest else None,
-                      "func_ids": [v["func_id"] for v in vs]})
-    index = sum(p.stat().st_size for p in store.root.glob("index.sqlite*") if p.is_file())
-    total = {k: sum(f[k] for f in funcs) for k in ("entries", "bytes", "versions")}
-    return funcs, total, index
-
-
-def to_clear(store, name: str | None = None, old_versions: bool = False) -> list[dict]:
-    """The versions ``cache clear [NAME] [--old-versions]`` deletes (rows of
-    ``store.versions()``): all, or one function's (``name``, a full name); with
-    ``old_versions``, all but each function's newest."""
-    by_name = _by_name(store.versions())
-    if name is not None:
-        by_name = {name: by_name.get(name, [])}
-    doomed = []
-    for vs in by_name.values():
-        if old_versions:  # the CLI cannot import the code: newest entry = current
-            vs = sorted(vs, key=lambda v: (v["newest"] or 0, v["last_used"] or 0))[:-1]
-        doomed += vs
-    return doomed
-
-
 @cache.command(epilog=epilog(f"bad usage, {NO_CACHE}"))
 @json_option()
 @cache_option
@@ -97,8 +59,11 @@ def info(ctx, as_json):
     Example:
       pyjoule cache info --json
     """
+    from .._repair import summary
+
     store = open_store(ctx)
     funcs, total, index = summary(store)
+    funcs = [{**f, "newest": iso(f["newest"])} for f in funcs]
     if as_json:
         return dump({"cache": str(store.root), "functions": funcs,
                      "total": {**total, "functions": len(funcs)}, "index_bytes": index})
@@ -137,6 +102,8 @@ def clear(ctx, function, old_versions, yes, as_json):
       pyjoule cache clear --yes
       pyjoule cache clear simulate --old-versions --yes
     """
+    from .._repair import to_clear
+
     store = open_store(ctx)
     name = match_function(store, function) if function else None
     doomed = to_clear(store, name, old_versions)
