@@ -228,6 +228,40 @@ def test_the_csv_and_netcdf_downloads_load_back_to_what_pj_load_gives(served, tm
         assert got == cells(ds[var])
 
 
+@pytest.mark.slow
+def test_the_plot_and_gc_work_framed_by_another_site(served, tmp_path, ui_server, page):
+    """pj.ui() inline in a notebook at localhost: the frame gets no cookie, so the
+    plot's URL, the form and the redirect after a confirmation carry the token."""
+    from test_ui_server import serving
+
+    _, ds, ui = served
+    fid = ds.attrs["func_id"]
+    plotted = ("() => { const i = document.getElementById('plot');"
+               " return i && i.complete && i.naturalWidth > 0; }")
+    frame = f'<iframe src="{ui.at("/results/" + fid)}" width="1200" height="800"></iframe>'
+    with serving(frame) as port:
+        page.goto(f"http://localhost:{port}/")
+        view = page.frame_locator("iframe")
+        view.locator("select[name=hue]").select_option("b")
+        view.locator("#plot-form button[type=submit]").click()
+        view.locator("select[name=hue] option[value=b][selected]").wait_for(state="attached")
+        page.frames[1].wait_for_function(plotted)
+
+    cache = tmp_path / "cache"
+    two_versions(cache)
+    other = ui_server(cache)
+    frame = f'<iframe src="{other.at("/cache")}" width="1200" height="800"></iframe>'
+    with serving(frame) as port:
+        page.goto(f"http://localhost:{port}/")
+        view = page.frame_locator("iframe")
+        view.locator("#gc-form input[name=max_size]").fill("0")
+        view.locator("#gc-form button[type=submit]").click()
+        view.locator("#confirm").click()
+        assert view.locator("#cache-message").text_content().startswith("removed 9 results")
+    assert info(cache) == {}
+    assert not [c for c in page.context.cookies() if c["name"] == "pyjoule_ui"]
+
+
 # ------------------------------------------------------------------ cache
 def two_versions(cache: Path):
     for version, n in (("1", 3), ("2", 2)):

@@ -14,6 +14,7 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -80,7 +81,7 @@ async def gc(request: Request) -> Response:
                               "max_size": form.get("max_size") or ""},
                       nothing=not (report["entries"] or report["segments"] or
                                    report["runs"] or report["files"]))
-    return _done(_gc_sentence(report, dry_run=False))
+    return _done(request, _gc_sentence(report, dry_run=False))
 
 
 async def clear_old(request: Request) -> Response:
@@ -100,7 +101,7 @@ async def clear_old(request: Request) -> Response:
     doomed = [v for v in doomed if v["func_id"] in shown]
     if doomed:
         await run_in_threadpool(store(request).clear, [v["func_id"] for v in doomed])
-    return _done(_clear_sentence(doomed, dry_run=False))
+    return _done(request, _clear_sentence(doomed, dry_run=False))
 
 
 def _parse(parse: Callable[[str], float], raw: object) -> float | None:
@@ -128,13 +129,19 @@ def _clear_sentence(doomed: list[dict], dry_run: bool) -> str:
             f"({human(size)}) of {len(doomed)} old function version(s)")
 
 
-def _done(message: str) -> Response:
+def _done(request: Request, message: str) -> Response:
+    """303 to ``/cache``, which shows ``message`` once; with the token when the POST
+    carried it in its URL (a page framed by another site gets no cookie)."""
     key = secrets.token_urlsafe(8)
     with _DONE_LOCK:
         _DONE[key] = message
         while len(_DONE) > _DONE_MAX:
             _DONE.popitem(last=False)
-    return RedirectResponse(f"/cache?done={key}", status_code=303)
+    query = {"done": key}
+    token = getattr(request.state, "url_token", None)
+    if token:
+        query["token"] = token
+    return RedirectResponse(f"/cache?{urlencode(query)}", status_code=303)
 
 
 routes: list[BaseRoute] = [

@@ -32,7 +32,7 @@ def function(request: Request) -> Response:
         return render(request, "results_function.html", status_code=400, ver=found,
                       choice=None, errors=[str(exc)], ds=data.describe(ds), **_links(found))
     problem = None if errors else _check_plot(store(request), found, ds, choice)
-    query = urlencode(choice.query())
+    query = urlencode(choice.query() + _token(request))
     dims = [str(d) for d in ds[choice.var].dims]
     return render(
         request, "results_function.html", status_code=400 if errors or problem else 200,
@@ -97,6 +97,13 @@ def _check_plot(st, ver: dict, ds, choice: data.Choice) -> str | None:
     except PyjouleError as exc:
         return str(exc)
     return None
+
+
+def _token(request: Request) -> list[tuple[str, str]]:
+    """The token, for the ``<img>``'s URL of a page asked for with it in its URL: a
+    page framed by another site gets no cookie (see ``render.static_url``)."""
+    token = getattr(request.state, "url_token", None)
+    return [("token", token)] if token else []
 
 
 def _links(ver: dict) -> dict:
