@@ -137,6 +137,21 @@ def test_a_bad_choice_is_a_message_and_falls_back_to_the_default(query, message)
     assert choice.var == "err" and choice.x == "N" and choice.hue != choice.x
 
 
+def test_nothing_to_plot_is_said():
+    import xarray as xr
+
+    from pyjoule import PyjouleError
+    from pyjoule._ui.data_results import choose
+
+    one = xr.Dataset({"err": ((), 1.0)}, coords={"N": 10})  # one pset cached
+    with pytest.raises(PyjouleError, match="nothing varies: 'err' has one value"):
+        choose(one, {})
+    strings = xr.Dataset({"label": (("N",), np.array(["x", "y"], dtype=object))},
+                         coords={"N": [1, 2]})
+    with pytest.raises(PyjouleError, match=r"no numeric result to plot.*\['label'\]"):
+        choose(strings, {})
+
+
 def test_the_png_is_pj_plot_of_the_choice_and_says_why_it_cannot_draw():
     from pyjoule import SpaceError
     from pyjoule._ui.data_results import choose, png
