@@ -1,4 +1,5 @@
-"""HTML for notebooks: the ``_repr_html_`` of experiments and runs.
+"""HTML for notebooks: the ``_repr_html_`` of experiments and runs; and sizes and
+times as the command line and the browser view print them.
 
 Plain strings, no dependency: what Jupyter shows when a cell ends with an experiment
 or a run.
@@ -7,6 +8,7 @@ or a run.
 from __future__ import annotations
 
 import html
+from datetime import datetime, timezone
 from typing import Any
 
 _COLOURS = {"cached": "#9e9e9e", "done": "#43a047", "failed": "#e53935",
@@ -36,3 +38,24 @@ def counts_bar(counts: dict) -> str:
     body = "".join(f"<td>{esc(v)}</td>" for v in counts.values())
     return (f'<div style="display:flex;width:20em;height:0.7em;border:1px solid #bbb">{bar}'
             f"</div><table><tr>{head}</tr><tr>{body}</tr></table>")
+
+
+def iso(t: float | None) -> str | None:
+    """A time (seconds since the epoch) in ISO 8601, UTC, to the second."""
+    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(
+        timespec="seconds")
+
+
+def when(t: float | None) -> str:
+    """A time as ``2025-03-01 10:15 UTC`` (``-`` for None)."""
+    return "-" if t is None else datetime.fromtimestamp(t, timezone.utc).strftime(
+        "%Y-%m-%d %H:%M UTC")
+
+
+def human(n: float) -> str:
+    """A number of bytes as ``512 B``, ``3.0 KiB``, ``1.2 GiB`` (powers of 1024)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover

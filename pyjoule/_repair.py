@@ -1,5 +1,7 @@
 """``pyjoule cache check``: verify a cache (its index and every segment's checksums) and,
-with ``repair``, move damaged parts aside and rebuild what can be rebuilt.
+with ``repair``, move damaged parts aside and rebuild what can be rebuilt. Also what
+``cache info`` sums up, what ``cache clear`` and ``cache gc`` remove and how their
+limits are written: the command and the browser view (``pyjoule._ui``) share these.
 
 Damaged parts go to ``<cache>/damaged/<timestamp>/`` (0700), never deleted: the user
 may want to look at them. An index that SQLite cannot read (or whose integrity check
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -217,3 +220,66 @@ def gc(store: Store, older_than_s: float | None = None, max_bytes: int | None = 
     report = store.gc(older_than_s=older_than_s, max_bytes=max_bytes, dry_run=dry_run)
     report["runs_settled"] = settled
     return report
+
+
+# ------------------------------------------------- cache info, clear and gc limits
+_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_UNITS_B = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def by_name(versions: list[dict]) -> dict[str, list[dict]]:
+    """The rows of ``store.versions()`` that hold something, by function name."""
+    out: dict[str, list[dict]] = {}
+    for v in versions:
+        if v["entries"] or v["segments"]:
+            out.setdefault(v["name"], []).append(v)
+    return out
+
+
+def summary(store: Store) -> tuple[list[dict], dict, int]:
+    """``(functions, total, index bytes)`` of ``cache info``: per function name its
+    entries, bytes, number of versions, newest entry (a time) and func_ids; the totals."""
+    funcs = []
+    for name, vs in sorted(by_name(store.versions()).items()):
+        newest = [v["newest"] for v in vs if v["newest"] is not None]
+        funcs.append({"name": name, "entries": sum(v["entries"] for v in vs),
+                      "bytes": sum(v["bytes"] for v in vs), "versions": len(vs),
+                      "newest": max(newest) if newest else None,
+                      "func_ids": [v["func_id"] for v in vs]})
+    index = sum(p.stat().st_size for p in store.root.glob("index.sqlite*") if p.is_file())
+    total = {k: sum(f[k] for f in funcs) for k in ("entries", "bytes", "versions")}
+    return funcs, total, index
+
+
+def to_clear(store: Store, name: str | None = None, old_versions: bool = False) -> list[dict]:
+    """The versions ``cache clear [NAME] [--old-versions]`` deletes (rows of
+    ``store.versions()``): all, or one function's (``name``, a full name); with
+    ``old_versions``, all but each function's newest."""
+    named = by_name(store.versions())
+    if name is not None:
+        named = {name: named.get(name, [])}
+    doomed = []
+    for vs in named.values():
+        if old_versions:  # nothing here imports the code: newest entry = current
+            vs = sorted(vs, key=lambda v: (v["newest"] or 0, v["last_used"] or 0))[:-1]
+        doomed += vs
+    return doomed
+
+
+def parse_duration(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` -> seconds; else ``ValueError``."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(text).lower())
+    if not m:
+        raise ValueError(f"{text!r} is not a duration: a number and a unit, one of "
+                         "s, m, h, d, w (e.g. 30d, 12h)")
+    return float(m.group(1)) * _UNITS_S[m.group(2)]
+
+
+def parse_size(text: str) -> int:
+    """``10G``, ``500M``, ``1.5T``, ``100K``, ``4096`` -> bytes (powers of 1024); else
+    ``ValueError``."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", str(text).lower())
+    if not m:
+        raise ValueError(f"{text!r} is not a size: a number with K, M, G or T "
+                         "(powers of 1024, e.g. 10G, 500M), or bytes")
+    return int(float(m.group(1)) * _UNITS_B[m.group(2)])

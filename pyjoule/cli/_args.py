@@ -6,15 +6,11 @@ run and function an argument selects (an unknown one is a :class:`Failure`, exit
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import click
 
 from ._errors import Failure
-
-_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_UNITS_B = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 # ---------------------------------------------------------------- parameters
@@ -26,11 +22,12 @@ class Duration(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, (int, float)):
             return float(value)
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", str(value).lower())
-        if not m:
-            self.fail(f"{value!r} is not a duration: a number and a unit, one of "
-                      "s, m, h, d, w (e.g. 30d, 12h)", param, ctx)
-        return float(m.group(1)) * _UNITS_S[m.group(2)]
+        from .._repair import parse_duration
+
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class Size(click.ParamType):
@@ -41,11 +38,12 @@ class Size(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, int):
             return value
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", str(value).lower())
-        if not m:
-            self.fail(f"{value!r} is not a size: a number with K, M, G or T "
-                      "(powers of 1024, e.g. 10G, 500M), or bytes", param, ctx)
-        return int(float(m.group(1)) * _UNITS_B[m.group(2)])
+        from .._repair import parse_size
+
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value):

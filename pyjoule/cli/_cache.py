@@ -43,14 +43,6 @@ def cache():
     """
 
 
-def _by_name(versions: list[dict]) -> dict[str, list[dict]]:
-    out: dict[str, list[dict]] = {}
-    for v in versions:
-        if v["entries"] or v["segments"]:
-            out.setdefault(v["name"], []).append(v)
-    return out
-
-
 @cache.command(epilog=epilog(f"bad usage, {NO_CACHE}"))
 @json_option()
 @cache_option
@@ -67,16 +59,11 @@ def info(ctx, as_json):
     Example:
       pyjoule cache info --json
     """
+    from .._repair import summary
+
     store = open_store(ctx)
-    funcs = []
-    for name, vs in sorted(_by_name(store.versions()).items()):
-        newest = [v["newest"] for v in vs if v["newest"] is not None]
-        funcs.append({"name": name, "entries": sum(v["entries"] for v in vs),
-                      "bytes": sum(v["bytes"] for v in vs), "versions": len(vs),
-                      "newest": iso(max(newest)) if newest else None,
-                      "func_ids": [v["func_id"] for v in vs]})
-    index = sum(p.stat().st_size for p in store.root.glob("index.sqlite*") if p.is_file())
-    total = {k: sum(f[k] for f in funcs) for k in ("entries", "bytes", "versions")}
+    funcs, total, index = summary(store)
+    funcs = [{**f, "newest": iso(f["newest"])} for f in funcs]
     if as_json:
         return dump({"cache": str(store.root), "functions": funcs,
                      "total": {**total, "functions": len(funcs)}, "index_bytes": index})
@@ -115,16 +102,11 @@ def clear(ctx, function, old_versions, yes, as_json):
       pyjoule cache clear --yes
       pyjoule cache clear simulate --old-versions --yes
     """
+    from .._repair import to_clear
+
     store = open_store(ctx)
-    by_name = _by_name(store.versions())
-    if function:
-        name = match_function(store, function)
-        by_name = {name: by_name.get(name, [])}
-    doomed = []
-    for vs in by_name.values():
-        if old_versions:  # the CLI cannot import the code: newest entry = current
-            vs = sorted(vs, key=lambda v: (v["newest"] or 0, v["last_used"] or 0))[:-1]
-        doomed += vs
+    name = match_function(store, function) if function else None
+    doomed = to_clear(store, name, old_versions)
     entries, size = sum(v["entries"] for v in doomed), sum(v["bytes"] for v in doomed)
     names = Counter()
     for v in doomed:

@@ -7,9 +7,10 @@ Only formatting: nothing here reads a cache or parses an argument.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import click
+
+from .._display import human, iso, when  # noqa: F401 - the commands import them from here
 
 CACHE_NOTE = """\b
 The cache is --cache DIR (before or after the command), else $PYJOULE_CACHE,
@@ -35,24 +36,6 @@ EPILOG = epilog(
         "cancelled psets, damage in the cache, a host that failed its\n"
         "check or cannot be reached, a confirmation answered no",
     two=f"bad usage, an unknown run or function, {NO_CACHE},\nother errors")
-
-
-def iso(t: float | None) -> str | None:
-    return None if t is None else datetime.fromtimestamp(t, timezone.utc).isoformat(
-        timespec="seconds")
-
-
-def when(t: float | None) -> str:
-    return "-" if t is None else datetime.fromtimestamp(t, timezone.utc).strftime(
-        "%Y-%m-%d %H:%M UTC")
-
-
-def human(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -> str:
