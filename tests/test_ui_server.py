@@ -114,7 +114,23 @@ def test_no_token_no_access(study, ui_server):
     jar = {"Cookie": cookie.split(";")[0]}
     for path in ("/", "/runs/rows", "/static/ui.js"):
         assert get(ui.at(path, token=False), jar)[0] == 200, path
-    assert get(ui.at("/", token=False), {"Cookie": "pyjoule_ui=forged"})[0] == 403
+    name = cookie.split("=", 1)[0]
+    assert get(ui.at("/", token=False), {"Cookie": f"{name}=forged"})[0] == 403
+
+
+@pytest.mark.slow
+def test_two_servers_in_one_browser_keep_their_own_cookies(study, ui_server, page):
+    """Cookies ignore ports: the view of a second cache (another notebook's pj.ui())
+    opened in the same browser must not lock the first one out."""
+    first, second = ui_server(study), ui_server(study)
+    page.goto(first.url)
+    other = page.context.new_page()
+    other.goto(second.url)
+    for tab, ui in ((page, first), (other, second)):  # by cookie alone
+        status = tab.evaluate("url => fetch(url).then(r => r.status)",
+                              ui.at("/runs/rows", token=False))
+        assert status == 200, ui.base
+    other.close()
 
 
 @pytest.mark.slow
@@ -245,7 +261,7 @@ def test_the_view_works_inline_in_a_page_of_another_site(study, ui_server, page)
         expect(rows).to_have_count(3)
         assert "token=" in page.frames[1].url
     # the premise: the browser kept no cookie of the view (a third-party frame's)
-    assert not [c for c in page.context.cookies() if c["name"] == "pyjoule_ui"]
+    assert not [c for c in page.context.cookies() if c["name"].startswith("pyjoule_ui")]
 
 
 @pytest.mark.slow

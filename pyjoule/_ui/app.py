@@ -9,6 +9,7 @@ Content-Security-Policy below) and escape everything from the cache.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 from http import HTTPStatus
@@ -28,6 +29,8 @@ from .._errors import PyjouleError, RunNotFoundError
 from . import pages_cache, pages_results, pages_run, pages_runs
 from .render import HERE, render
 
+#: the cookie's name carries a digest of the token: cookies ignore ports, and two
+#: servers on one machine (two notebooks' pj.ui()) must not overwrite each other's
 COOKIE = "pyjoule_ui"
 #: no inline script, nothing from elsewhere: a value from the cache cannot run as code
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -41,6 +44,7 @@ class TokenAuth:
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self.token = token.encode()
+        self.cookie = f"{COOKIE}_{hashlib.sha256(self.token).hexdigest()[:12]}"
 
     def _ok(self, value: str | None) -> bool:
         return bool(value) and secrets.compare_digest(str(value).encode(), self.token)
@@ -50,7 +54,7 @@ class TokenAuth:
             return await self.app(scope, receive, send)
         request = HTTPConnection(scope)
         from_url = self._ok(request.query_params.get("token"))
-        if not (from_url or self._ok(request.cookies.get(COOKIE))):
+        if not (from_url or self._ok(request.cookies.get(self.cookie))):
             if scope["type"] == "websocket":  # none served; refused all the same
                 return await send({"type": "websocket.close", "code": 1008})
             response = PlainTextResponse(
@@ -70,10 +74,10 @@ class TokenAuth:
                 headers.setdefault("Cache-Control", "no-store")
                 if from_url:
                     cookie: SimpleCookie = SimpleCookie()
-                    cookie[COOKIE] = self.token.decode()
-                    cookie[COOKIE]["path"] = "/"
-                    cookie[COOKIE]["httponly"] = True
-                    cookie[COOKIE]["samesite"] = "Strict"
+                    cookie[self.cookie] = self.token.decode()
+                    cookie[self.cookie]["path"] = "/"
+                    cookie[self.cookie]["httponly"] = True
+                    cookie[self.cookie]["samesite"] = "Strict"
                     headers.append("set-cookie", cookie.output(header="").strip())
             await send(message)
 
