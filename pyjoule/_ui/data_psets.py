@@ -1,0 +1,360 @@
+"""The psets of one run as the run page shows them: one row per pset (its parameters,
+its status, its scalar results), paged, sorted and filtered by facets server-side.
+
+The frame is built once per run and state (:class:`PsetsCache`, kept on the app's
+``state``): from the run's request (every pset it was asked for, in its order), the
+``f.table()`` of those psets (``_results.table_for``: results and who computed them)
+and the run's failure records. Paging, sorting and filtering then only index numpy
+arrays: a page of a run of 100,000 psets is a few milliseconds.
+
+Every parameter value has a *label*, the text shown (``str(value)``; ``None`` for a
+pset without the parameter, as ``f.table()`` has it). A facet counts the labels of
+one parameter among the psets that pass the filters on the *other* parameters (so a
+filtered parameter still offers its other values); filters combine with AND.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .._store import Store
+
+#: a pset's status on the run page
+STATUSES = ("done", "failed", "cached", "not yet")
+PAGE_SIZE = 100
+#: values listed per facet (the first in value order; the rest are counted)
+FACET_VALUES = 30
+#: longest label shown for a value (an array's text, say)
+LABEL_CHARS = 80
+
+
+def label(value: Any) -> str:
+    """The text a parameter value is shown and filtered by."""
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= LABEL_CHARS else text[:LABEL_CHARS - 1] + "…"
+
+
+@dataclass
+class Column:
+    """One parameter's values as codes into ``labels`` (value order: numbers
+    ascending, other values first seen), and how it sorts."""
+
+    name: str
+    codes: np.ndarray          # int32, one per pset
+    labels: list[str]          # the categories, in value order
+    sort_key: np.ndarray       # per pset: sorts as the values do (rank of the label)
+
+    def code_of(self, text: str) -> int:
+        try:
+            return self.labels.index(text)
+        except ValueError:
+            return -1
+
+
+@dataclass
+class RunPsets:
+    """The psets of one run as of one state of it (``version``)."""
+
+    version: tuple
+    keys: list[str]                       # pset ids, in the run's order
+    params: dict[str, Column]
+    status: np.ndarray                    # int8 index into STATUSES
+    reason: np.ndarray                    # object: a failure's reason, else None
+    results: dict[str, np.ndarray]        # scalar results (NaN/None: none)
+    runtime_s: np.ndarray                 # float, NaN where not computed
+    _orders: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.keys)
+
+    def columns(self) -> list[str]:
+        """The sortable columns' ids, in the table's order."""
+        return (["key"] + [f"p:{p}" for p in self.params] + ["status"]
+                + [f"r:{r}" for r in self.results] + ["runtime"])
+
+    def order(self, column: str) -> np.ndarray:
+        """The psets' positions sorted by ``column`` (stable; missing values last)."""
+        if column not in self._orders:
+            self._orders[column] = np.argsort(self._sort_key(column), kind="stable")
+        return self._orders[column]
+
+    def _sort_key(self, column: str) -> np.ndarray:
+        if column.startswith("p:"):
+            return self.params[column[2:]].sort_key
+        if column == "status":
+            return self.status
+        if column == "runtime":
+            return self.runtime_s
+        if column.startswith("r:"):
+            values = self.results[column[2:]]
+            if values.dtype.kind in "biuf":
+                return values
+            return _ranks([("" if v is None else str(v)) for v in values.tolist()])
+        return _ranks(self.keys)
+
+
+def _ranks(texts: list[str]) -> np.ndarray:
+    """Per text, its rank in lexicographic order."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(np.asarray(texts, dtype=object))
+    rank = np.empty(len(uniques), np.int64)
+    rank[np.argsort(np.asarray(uniques, dtype=str), kind="stable")] = np.arange(len(uniques))
+    return rank[codes]
+
+
+# ------------------------------------------------------------------ building
+def build(store: Store, rec: dict[str, Any], failures: list[dict[str, Any]],
+          version: tuple) -> RunPsets | None:
+    """The psets of the run ``rec`` (a registry record) with the run's failure
+    records ``failures``; ``None`` when its request is gone (its folder removed)."""
+    import pandas as pd
+
+    from .._results import table_for
+    from .._rundir import RunDir
+
+    rd = RunDir(rec["run_dir"])
+    if not rd.has_request():
+        return None
+    ids, psets = rd.read_request()
+    table = table_for(store, rec["func_id"], ids)
+    pos = pd.Index(ids, dtype=object).get_indexer(table["_key"].tolist())
+    names = list(dict.fromkeys(k for ps in psets for k in ps))
+    params = {p: _column(p, [ps.get(p) for ps in psets]) for p in names}
+
+    runtime = np.full(len(ids), np.nan)
+    status = np.full(len(ids), STATUSES.index("not yet"), np.int8)
+    reason = np.full(len(ids), None, object)
+    index = {p: i for i, p in enumerate(ids)}
+    for f in failures:
+        i = index.get(f["pset_id"])
+        if i is not None:
+            status[i], reason[i] = STATUSES.index("failed"), f.get("reason")
+            runtime[i] = f.get("runtime_s") or np.nan
+    mine = (table["_run_id"] == rec["run_id"]).to_numpy(bool)
+    status[pos] = np.where(mine, STATUSES.index("done"), STATUSES.index("cached"))
+    reason[pos] = None
+
+    runtime[pos] = pd.to_numeric(table["_runtime_s"], errors="coerce").to_numpy(float)
+    skip = set(names) | {c for c in table.columns if c.startswith("_")}
+    results = {c: _scatter(table[c], pos, len(ids)) for c in table.columns if c not in skip}
+    return RunPsets(version, list(ids), params, status, reason,
+                    {c: v for c, v in results.items() if v is not None}, runtime)
+
+
+def _column(name: str, values: list[Any]) -> Column:
+    import pandas as pd
+
+    memo: dict[tuple[type, Any], str] = {}
+    texts = []
+    for v in values:
+        try:
+            key = (type(v), v)
+            text = memo.get(key)
+            if text is None:
+                text = memo[key] = label(v)
+        except TypeError:  # unhashable: a list, an array
+            text = label(v)
+        texts.append(text)
+    codes, uniques = pd.factorize(np.asarray(texts, dtype=object))
+    numeric = all(isinstance(v, (int, float, np.integer, np.floating))
+                  and not isinstance(v, (bool, np.bool_)) for v in memo_values(memo))
+    if numeric and len(uniques):
+        firsts = np.unique(codes, return_index=True)[1]  # the first row of each label
+        as_float = np.array([float(values[i]) for i in firsts])
+        order = np.argsort(as_float, kind="stable")
+    else:
+        order = np.arange(len(uniques))  # first seen
+    remap = np.empty(len(uniques), np.int32)
+    remap[order] = np.arange(len(uniques), dtype=np.int32)
+    codes = remap[codes]
+    labels = [str(uniques[i]) for i in order]
+    rank = np.empty(len(labels), np.int64)
+    rank[np.argsort(np.asarray(labels, dtype=str), kind="stable")] = np.arange(len(labels))
+    sort_key = codes if numeric else rank[codes]
+    return Column(name, codes, labels, sort_key)
+
+
+def memo_values(memo: dict[tuple[type, Any], str]) -> list[Any]:
+    """The distinct hashable values seen (a column with unhashable ones is not numeric)."""
+    return [v for (_t, v) in memo] if memo else [None]
+
+
+def _scatter(col: Any, pos: np.ndarray, n: int) -> np.ndarray | None:
+    """A result column laid over every pset of the run (missing: NaN or None), or
+    ``None`` when it is not a scalar column (arrays, dicts: not shown)."""
+    import pandas as pd
+
+    if col.dtype.kind in "biuf":
+        out = np.full(n, np.nan)
+        out[pos] = col.to_numpy(float)
+        return out
+    kind = pd.api.types.infer_dtype(col, skipna=True)
+    if kind not in ("string", "integer", "floating", "mixed-integer-float", "boolean",
+                    "empty"):
+        return None
+    obj = np.full(n, None, object)
+    obj[pos] = col.to_numpy(object)
+    return obj
+
+
+# ------------------------------------------------------------------ querying
+@dataclass
+class Query:
+    """What the page asks: filters (parameter -> label; ``status``), sort, page."""
+
+    filters: dict[str, str]
+    status: str | None = None
+    sort: str | None = None
+    desc: bool = False
+    page: int = 1
+
+    @classmethod
+    def parse(cls, params: Any) -> Query:
+        """From the query string: ``f.<param>=<label>``, ``status=``, ``sort=``,
+        ``desc=1``, ``page=``."""
+        filters = {k[2:]: v for k, v in params.items() if k.startswith("f.")}
+        try:
+            page = max(1, int(params.get("page", 1)))
+        except ValueError:
+            page = 1
+        status = params.get("status") or None
+        return cls(filters, status if status in STATUSES else None,
+                   params.get("sort") or None, params.get("desc") == "1", page)
+
+    def to_params(self, **change: Any) -> dict[str, str]:
+        """The query string's fields, with ``change`` applied (``filters``,
+        ``status``, ``sort``, ``desc``, ``page``); defaults left out."""
+        q = {"filters": self.filters, "status": self.status, "sort": self.sort,
+             "desc": self.desc, "page": self.page, **change}
+        out = {f"f.{k}": v for k, v in q["filters"].items()}
+        if q["status"]:
+            out["status"] = q["status"]
+        if q["sort"]:
+            out["sort"] = q["sort"]
+            if q["desc"]:
+                out["desc"] = "1"
+        if q["page"] != 1:
+            out["page"] = str(q["page"])
+        return out
+
+
+@dataclass
+class Facet:
+    name: str
+    values: list[tuple[str, int]]  # (label, count), in value order, count > 0
+    active: str | None
+    more: int                      # values with a count left out of ``values``
+
+
+@dataclass
+class Page:
+    rows: list[dict[str, Any]]
+    total: int                     # psets passing the filters
+    page: int
+    pages: int
+    facets: list[Facet]
+    status_counts: list[tuple[str, int]]
+
+
+def _mask(psets: RunPsets, query: Query, leave_out: str | None = None) -> np.ndarray:
+    mask = np.ones(psets.n, bool)
+    for name, text in query.filters.items():
+        if name == leave_out:
+            continue
+        col = psets.params.get(name)
+        if col is None:
+            mask[:] = False
+        else:
+            mask &= col.codes == col.code_of(text)
+    if query.status and leave_out != "status":
+        mask &= psets.status == STATUSES.index(query.status)
+    return mask
+
+
+def page(psets: RunPsets, query: Query, size: int = PAGE_SIZE) -> Page:
+    """The rows of the page ``query`` asks for, the facets and the status counts."""
+    mask = _mask(psets, query)
+    order = psets.order(query.sort) if query.sort in psets.columns() else None
+    if order is None:
+        picked = np.flatnonzero(mask)
+    else:
+        order = order[::-1] if query.desc else order
+        picked = order[mask[order]]
+    total = len(picked)
+    pages = max(1, -(-total // size))
+    number = min(query.page, pages)
+    rows = [_row(psets, i) for i in picked[(number - 1) * size:number * size].tolist()]
+    facets = []
+    for name, col in psets.params.items():
+        counts = np.bincount(col.codes[_mask(psets, query, leave_out=name)],
+                             minlength=len(col.labels))
+        present = np.flatnonzero(counts)
+        shown = present[:FACET_VALUES].tolist()
+        active = col.code_of(query.filters.get(name, ""))
+        if active >= 0 and counts[active] and active not in shown:
+            shown.append(active)
+        facets.append(Facet(name, [(col.labels[i], int(counts[i])) for i in shown],
+                            query.filters.get(name), len(present) - len(shown)))
+    by_status = np.bincount(psets.status[_mask(psets, query, leave_out="status")],
+                            minlength=len(STATUSES))
+    return Page(rows, total, number, pages, facets,
+                [(s, int(c)) for s, c in zip(STATUSES, by_status.tolist())])
+
+
+def _row(psets: RunPsets, i: int) -> dict[str, Any]:
+    results = {}
+    for name, values in psets.results.items():
+        v = values[i]
+        results[name] = "" if v is None or (isinstance(v, float) and np.isnan(v)) \
+            else f"{v:.6g}" if isinstance(v, float) else label(v)
+    runtime = psets.runtime_s[i]
+    return {"key": psets.keys[i],
+            "params": {p: c.labels[c.codes[i]] for p, c in psets.params.items()},
+            "status": STATUSES[psets.status[i]], "reason": psets.reason[i],
+            "results": results,
+            "runtime": "" if np.isnan(runtime) else f"{runtime:.3g}"}
+
+
+# ------------------------------------------------------------------ keeping
+class PsetsCache:
+    """The frames of the last few runs looked at, by run id, each rebuilt when its
+    run's state (counts) changed. Kept on the app's ``state``: one per server."""
+
+    KEEP = 4
+
+    def __init__(self) -> None:
+        self._frames: OrderedDict[str, RunPsets | None] = OrderedDict()
+        self._versions: dict[str, tuple] = {}
+        self._lock = threading.Lock()
+
+    def get(self, store: Store, rec: dict[str, Any], failures: list[dict[str, Any]],
+            version: tuple) -> RunPsets | None:
+        run_id = rec["run_id"]
+        with self._lock:
+            if self._versions.get(run_id) == version:
+                self._frames.move_to_end(run_id)
+                return self._frames[run_id]
+        built = build(store, rec, failures, version)
+        with self._lock:
+            self._frames[run_id], self._versions[run_id] = built, version
+            self._frames.move_to_end(run_id)
+            while len(self._frames) > self.KEEP:
+                gone, _ = self._frames.popitem(last=False)
+                self._versions.pop(gone, None)
+        return built
+
+
+def cache_of(state: Any) -> PsetsCache:
+    """The app's :class:`PsetsCache` (``request.app.state``), made on first use."""
+    cache = getattr(state, "run_psets", None)
+    if cache is None:
+        cache = state.run_psets = PsetsCache()
+    return cache
