@@ -114,94 +114,117 @@ def _ranks(texts: list[str]) -> np.ndarray:
 def build(store: Store, rec: dict[str, Any], failures: list[dict[str, Any]],
           version: tuple) -> RunPsets | None:
     """The psets of the run ``rec`` (a registry record) with the run's failure
-    records ``failures``; ``None`` when its request is gone (its folder removed)."""
-    import pandas as pd
+    records ``failures``; ``None`` when its request is gone (its folder removed).
 
-    from .._results import table_for
+    What ``f.table()`` reads (``Store.lookup``, ``Store.read_columns``), without
+    building its DataFrame: the columns are laid over the run's psets directly."""
+    from .. import _columns
     from .._rundir import RunDir
 
     rd = RunDir(rec["run_dir"])
     if not rd.has_request():
         return None
     ids, psets = rd.read_request()
-    table = table_for(store, rec["func_id"], ids)
-    pos = pd.Index(ids, dtype=object).get_indexer(table["_key"].tolist())
+    n = len(ids)
+    index = dict(zip(ids, range(n)))
+    got_ids, columns = store.read_columns(rec["func_id"], store.lookup(rec["func_id"], ids))
+    pos = np.fromiter((index[p] for p in got_ids), np.int64, len(got_ids))
     names = list(dict.fromkeys(k for ps in psets for k in ps))
     params = {p: _column(p, [ps.get(p) for ps in psets]) for p in names}
 
-    runtime = np.full(len(ids), np.nan)
-    status = np.full(len(ids), STATUSES.index("not yet"), np.int8)
-    reason = np.full(len(ids), None, object)
-    index = {p: i for i, p in enumerate(ids)}
+    runtime = np.full(n, np.nan)
+    status = np.full(n, STATUSES.index("not yet"), np.int8)
+    reason = np.full(n, None, object)
     for f in failures:
         i = index.get(f["pset_id"])
         if i is not None:
             status[i], reason[i] = STATUSES.index("failed"), f.get("reason")
             runtime[i] = f.get("runtime_s") or np.nan
-    mine = (table["_run_id"] == rec["run_id"]).to_numpy(bool)
-    status[pos] = np.where(mine, STATUSES.index("done"), STATUSES.index("cached"))
-    reason[pos] = None
+    if len(got_ids):
+        run_ids = columns.get("b:run_id")
+        mine = (np.asarray(_columns.to_array(run_ids, None), object) == rec["run_id"]
+                if run_ids is not None else np.zeros(len(got_ids), bool))
+        status[pos] = np.where(mine, STATUSES.index("done"), STATUSES.index("cached"))
+        reason[pos] = None
+        if "b:runtime_s" in columns:
+            runtime[pos] = np.asarray(_columns.to_array(columns["b:runtime_s"]), float)
+    results = {}
+    for name, col in columns.items():
+        if name.startswith("v:") and len(got_ids):
+            laid = _scatter(col, pos, n)
+            if laid is not None:
+                results[name[2:]] = laid
+    return RunPsets(version, list(ids), params, status, reason, results, runtime)
 
-    runtime[pos] = pd.to_numeric(table["_runtime_s"], errors="coerce").to_numpy(float)
-    skip = set(names) | {c for c in table.columns if c.startswith("_")}
-    results = {c: _scatter(table[c], pos, len(ids)) for c in table.columns if c not in skip}
-    return RunPsets(version, list(ids), params, status, reason,
-                    {c: v for c, v in results.items() if v is not None}, runtime)
+
+_NUMBERS = (int, float, np.integer, np.floating)
+_BOOLS = (bool, np.bool_)
 
 
 def _column(name: str, values: list[Any]) -> Column:
+    """The parameter ``name``'s column of ``values`` (``None``: the pset lacks it)."""
     import pandas as pd
 
-    memo: dict[tuple[type, Any], str] = {}
-    texts = []
-    for v in values:
-        try:
-            key = (type(v), v)
-            text = memo.get(key)
-            if text is None:
-                text = memo[key] = label(v)
-        except TypeError:  # unhashable: a list, an array
-            text = label(v)
-        texts.append(text)
-    codes, uniques = pd.factorize(np.asarray(texts, dtype=object))
-    numeric = all(isinstance(v, (int, float, np.integer, np.floating))
-                  and not isinstance(v, (bool, np.bool_)) for v in memo_values(memo))
-    if numeric and len(uniques):
-        firsts = np.unique(codes, return_index=True)[1]  # the first row of each label
-        as_float = np.array([float(values[i]) for i in firsts])
-        order = np.argsort(as_float, kind="stable")
+    types = set(map(type, values))
+    numeric = all(issubclass(t, _NUMBERS) and not issubclass(t, _BOOLS) for t in types)
+    # one Python type (or only floats/ints): equal values have one label, and hashing
+    # in C (factorize) keeps them apart; else 1, 1.0 and True must stay three labels
+    plain = len(types) == 1 or (numeric and not any(issubclass(t, float) for t in types))
+    try:
+        if not plain:
+            raise TypeError
+        codes, uniques = pd.factorize(pd.Series(values, dtype=object), sort=False,
+                                       use_na_sentinel=False)
+        texts = [label(v) for v in uniques]
+        firsts = list(uniques)
+    except TypeError:  # unhashable (a list, an array), or types that compare equal
+        codes, texts, firsts = _by_label(values)
+    if numeric and texts:
+        order = np.argsort(np.array([float(v) for v in firsts]), kind="stable")
     else:
-        order = np.arange(len(uniques))  # first seen
-    remap = np.empty(len(uniques), np.int32)
-    remap[order] = np.arange(len(uniques), dtype=np.int32)
-    codes = remap[codes]
-    labels = [str(uniques[i]) for i in order]
+        order = np.arange(len(texts))  # first seen
+    remap = np.empty(len(texts), np.int32)
+    remap[order] = np.arange(len(texts), dtype=np.int32)
+    codes = remap[np.asarray(codes)]
+    labels = [texts[i] for i in order.tolist()]
+    if numeric:
+        return Column(name, codes, labels, codes)
     rank = np.empty(len(labels), np.int64)
     rank[np.argsort(np.asarray(labels, dtype=str), kind="stable")] = np.arange(len(labels))
-    sort_key = codes if numeric else rank[codes]
-    return Column(name, codes, labels, sort_key)
+    return Column(name, codes, labels, rank[codes])
 
 
-def memo_values(memo: dict[tuple[type, Any], str]) -> list[Any]:
-    """The distinct hashable values seen (a column with unhashable ones is not numeric)."""
-    return [v for (_t, v) in memo] if memo else [None]
+def _by_label(values: list[Any]) -> tuple[np.ndarray, list[str], list[Any]]:
+    """Codes by label (a Python loop: for the columns factorize cannot take)."""
+    seen: dict[str, int] = {}
+    firsts: list[Any] = []
+    codes = np.empty(len(values), np.int32)
+    for i, v in enumerate(values):
+        text = label(v)
+        code = seen.get(text)
+        if code is None:
+            code = seen[text] = len(firsts)
+            firsts.append(v)
+        codes[i] = code
+    return codes, list(seen), firsts
 
 
-def _scatter(col: Any, pos: np.ndarray, n: int) -> np.ndarray | None:
+def _scatter(col: tuple, pos: np.ndarray, n: int) -> np.ndarray | None:
     """A result column laid over every pset of the run (missing: NaN or None), or
-    ``None`` when it is not a scalar column (arrays, dicts: not shown)."""
-    import pandas as pd
+    ``None`` when it is not a column of scalars (arrays, dicts: not shown)."""
+    from .. import _columns
 
-    if col.dtype.kind in "biuf":
+    kind = col[0]
+    if kind == "num" and col[1].dtype.kind != "b":
         out = np.full(n, np.nan)
-        out[pos] = col.to_numpy(float)
+        out[pos] = _columns.to_array(col).astype(float)
         return out
-    kind = pd.api.types.infer_dtype(col, skipna=True)
-    if kind not in ("string", "integer", "floating", "mixed-integer-float", "boolean",
-                    "empty"):
+    if kind == "num":  # bools: True/False, not 1.0/0.0
+        pass
+    elif kind != "cat" or not all(isinstance(c, (str, *_NUMBERS)) for c in col[3]):
         return None
     obj = np.full(n, None, object)
-    obj[pos] = col.to_numpy(object)
+    obj[pos] = _columns.to_array(col, None)
     return obj
 
 
