@@ -5,9 +5,10 @@ in ``pyjoule._store``. Expected errors (an unknown run, a directory that is not 
 print one line ``pyjoule: ...`` and exit with code 2 (see ``pyjoule.cli._errors``).
 
 One module per command group: ``_runs`` (runs, status, cancel, logs; ``_status`` the
-report of ``status``), ``_cache``, ``_hosts``; ``_complete`` lists candidates for shell
-completion; ``_args`` holds the shared options and what they name, ``_format`` the
-tables, JSON and help epilogs, ``_errors`` how an error is reported.
+report of ``status``), ``_cache``, ``_hosts``, ``_ui`` (the browser view);
+``_complete`` lists candidates for shell completion; ``_args`` holds the shared options
+and what they name, ``_format`` the tables, JSON and help epilogs, ``_errors`` how an
+error is reported.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ._format import EPILOG
 from ._format import human as _human  # noqa: F401 - tests import it from here
 from ._hosts import hosts
 from ._runs import cancel, logs, runs_cmd, status
+from ._ui import ui
 
 __all__ = ["Duration", "Size", "cli", "main"]
 
@@ -46,7 +48,7 @@ def cli() -> None:
     """
 
 
-for _command in (runs_cmd, status, cancel, logs, cache, hosts):
+for _command in (runs_cmd, status, cancel, logs, cache, hosts, ui):
     cli.add_command(_command)
 del _command
 
