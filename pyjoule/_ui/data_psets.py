@@ -61,7 +61,7 @@ class Column:
 class RunPsets:
     """The psets of one run as of one state of it (``version``)."""
 
-    version: tuple
+    version: str
     keys: list[str]                       # pset ids, in the run's order
     params: dict[str, Column]
     status: np.ndarray                    # int8 index into STATUSES
@@ -112,7 +112,7 @@ def _ranks(texts: list[str]) -> np.ndarray:
 
 # ------------------------------------------------------------------ building
 def build(store: Store, rec: dict[str, Any], failures: list[dict[str, Any]],
-          version: tuple) -> RunPsets | None:
+          version: str) -> RunPsets | None:
     """The psets of the run ``rec`` (a registry record) with the run's failure
     records ``failures``; ``None`` when its request is gone (its folder removed).
 
@@ -355,11 +355,11 @@ class PsetsCache:
 
     def __init__(self) -> None:
         self._frames: OrderedDict[str, RunPsets | None] = OrderedDict()
-        self._versions: dict[str, tuple] = {}
+        self._versions: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def get(self, store: Store, rec: dict[str, Any], failures: list[dict[str, Any]],
-            version: tuple) -> RunPsets | None:
+            version: str) -> RunPsets | None:
         run_id = rec["run_id"]
         with self._lock:
             if self._versions.get(run_id) == version:

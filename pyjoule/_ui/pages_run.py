@@ -167,6 +167,7 @@ def _psets(request: Request, rec: dict[str, Any], counts: dict[str, Any],
              for col, title in headers]
     return {"gone": False, "page": pg, "query": query, "sorts": sorts,
             "params": list(psets.params), "results": list(psets.results),
+            "numeric": {r for r, v in psets.results.items() if v.dtype.kind == "f"},
             "toggle": toggle, "status_link": lambda s: link(
                 status=None if query.status == s else s, page=1),
             "prev": link(page=pg.page - 1) if pg.page > 1 else None,
