@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Experiment": "_api", "Run": "_api", "attach": "_api", "experiment": "_api",
-    "load": "_api", "runs": "_api",
+    "load": "_api", "runs": "_api", "ui": "_api",
     "best": "_analysis", "plot": "_plot", "stats": "_analysis",
     "config": "_config",
     "open": "_export", "save": "_export",
@@ -64,6 +64,7 @@ __all__ = [
     "save",
     "star",
     "stats",
+    "ui",
     "zip",
 ]
 
@@ -88,7 +89,7 @@ def __dir__() -> list[str]:
 
 if _TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from ._analysis import best, stats
-    from ._api import Experiment, Run, attach, experiment, load, runs
+    from ._api import Experiment, Run, attach, experiment, load, runs, ui
     from ._config import config
     from ._errors import (
         AuthenticationError,

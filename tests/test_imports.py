@@ -111,7 +111,8 @@ LAYERS: dict[int, tuple[str, ...]] = {
     3: ("_backends", "_results", "_claims"),
     4: ("_dispatch", "_analysis", "_figure", "_plot", "_export", "_nocache",
         "_interrupt", "_repair"),
-    5: ("_api",),
+    5: ("_api",
+        "_ui"),  # the browser view: reads through the API as the cli does
     6: ("__init__", "__main__", "cli"),
 }
 LAYER_NAMES = {0: "L0 base", 1: "L1 core", 2: "L2 io", 3: "L3", 4: "L4", 5: "L5 api",
@@ -227,8 +228,8 @@ FORBIDDEN = [
 CLI = ("pyjoule.cli",)
 # what the cli may import besides L0-L1 and itself: the public names, the API, dispatch
 # the host description and check of `pyjoule hosts`, the repair of `pyjoule cache check`
-# and the captured output `pyjoule logs` prints
-CLI_MAY = ("pyjoule._api", "pyjoule._dispatch", "pyjoule._repair", "pyjoule._output",
+# and the captured output `pyjoule logs` prints; `pyjoule ui` serves pyjoule._ui
+CLI_MAY = ("pyjoule._api", "pyjoule._ui", "pyjoule._dispatch", "pyjoule._repair", "pyjoule._output",
            "pyjoule._transport.hosts", "pyjoule._transport.check", *CLI)
 
 

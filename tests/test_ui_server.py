@@ -3,15 +3,32 @@ CSRF, the runs page and its live update, driven in a real chromium (tests/ui_hel
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
+
 import pytest
 import ui_helpers
-from helpers import run_script
-from ui_helpers import get
+from click.testing import CliRunner
+from helpers import run_script, start_script
+from ui_helpers import get, post
 
 import pyjoule as pj
+from pyjoule._store import Store
+from pyjoule.cli import cli
 
 # the fixtures (a test's argument of the same name is the fixture)
 browser, page, ui_server = ui_helpers.browser, ui_helpers.page, ui_helpers.ui_server
+
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
 
 TWO_FUNCTIONS = """
 import pyjoule as pj
@@ -87,3 +104,138 @@ def test_runs_page_lists_runs_with_their_counts(study, ui_server, page):
     page.click("form.filters button")
     assert page.locator("tbody#runs-rows tr.run").count() == 0
     assert "match these filters" in page.locator("tbody#runs-rows").inner_text()
+
+
+SLOW = """
+import os, time
+from pathlib import Path
+import pyjoule as pj
+
+gates = Path(os.environ["PJ_TEST_GATES"])
+
+@pj.experiment(workers=2)
+def gated(x):
+    while not (gates / f"go{x}").exists():  # each pset waits for the test to let it end
+        time.sleep(0.05)
+    return {"y": x}
+
+if __name__ == "__main__":
+    gated.sweep(x=range(4))
+"""
+
+
+@pytest.mark.slow
+def test_a_run_in_flight_updates_without_a_reload(cache_dir, weird_tmp_path, ui_server,
+                                                   page):
+    from playwright.sync_api import expect
+
+    gates = weird_tmp_path / "gates"
+    gates.mkdir()
+    proc = start_script(weird_tmp_path, SLOW, env={"PJ_TEST_GATES": str(gates)})
+    wait_for(lambda: (cache_dir / "index.sqlite").exists() and len(pj.runs(cache_dir)))
+    ui = ui_server(cache_dir)
+    page.goto(ui.url)
+    page.evaluate("window.notReloaded = true")
+    row = page.locator("tbody#runs-rows tr.run")
+    expect(row).to_have_count(1)
+    expect(row.locator('[data-count="pending"]')).to_have_text("4 not yet", timeout=60_000)
+    (gates / "go0").touch()
+    (gates / "go1").touch()
+    expect(row.locator('[data-count="done"]')).to_have_text("2 done", timeout=60_000)
+    expect(row.locator('[data-count="pending"]')).to_have_text("2 not yet")
+    (gates / "go2").touch()
+    (gates / "go3").touch()
+    expect(row.locator('[data-count="done"]')).to_have_text("4 done", timeout=60_000)
+    expect(row.locator(".badge")).to_have_text("done", timeout=60_000)
+    assert proc.wait(timeout=60) == 0
+    assert page.evaluate("window.notReloaded") is True
+    run = pj.runs(cache_dir).iloc[-1]
+    assert (run["done"], run["failed"], run["cached"]) == (4, 0, 0)
+
+
+@pytest.mark.slow
+def test_another_host_than_loopback_prints_a_warning(study, ui_server):
+    ui = ui_server(study, "--host", "0.0.0.0")
+    assert any(line.startswith("warning: listening on 0.0.0.0") for line in ui.lines)
+    assert get(ui.at("/", token=False))[0] == 403
+    ui.stop()
+    quiet = ui_server(study)
+    assert not any("warning" in line for line in quiet.lines)
+    assert "pyjoule ui: stopped" in quiet.stop()  # Ctrl-C stops it cleanly
+    assert quiet.proc.returncode == 0
+
+
+def test_the_command_refuses_a_directory_that_is_no_cache(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    result = CliRunner().invoke(cli, ["ui", "--no-browser", "--cache", str(plain)])
+    assert result.exit_code == 2
+    assert "is not a pyjoule cache" in result.output
+    assert list(plain.iterdir()) == []  # nothing created there
+    result = CliRunner().invoke(cli, ["ui", "--no-browser", "--cache", str(tmp_path / "no")])
+    assert result.exit_code == 2 and "is not a pyjoule cache" in result.output
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.slow
+def test_pj_ui_serves_the_runs_page_from_a_thread(study):
+    view = pj.ui(study, open_browser=False)
+    try:
+        status, body, _ = get(view.url)
+        assert status == 200 and "square" in body and "shaky" in body
+        assert get(view.url.split("?")[0])[0] == 403
+        assert pj.ui(study, open_browser=False) is view  # reused, not a second server
+        html = view._repr_html_()
+        assert "<iframe" in html and view.url.replace("&", "&amp;") in html
+        assert view.url in repr(view)
+    finally:
+        view.stop()
+    with pytest.raises(OSError):
+        get(view.url)
+    assert not view.running
+    again = pj.ui(study, open_browser=False)  # a stopped view is not reused
+    try:
+        assert again is not view and get(again.url)[0] == 200
+    finally:
+        again.stop()
+
+
+def test_a_post_without_the_csrf_value_is_refused(cache_dir):
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from pyjoule._ui import start
+    from pyjoule._ui.app import make_app
+    from pyjoule._ui.render import check_csrf
+
+    async def change(request):
+        check_csrf(request, await request.form())
+        return PlainTextResponse("changed")
+
+    Store.open(cache_dir).list_runs()  # an empty cache to serve
+    app = make_app(cache_dir, "tok")
+    app.router.routes.append(Route("/change", change, methods=["GET", "POST"]))
+    view = start(cache_dir, token="tok", app=app)
+    try:
+        csrf = app.state.csrf
+        url = view.url.split("/?")[0] + "/change?token=tok"
+        assert post(url, {})[0] == 403
+        assert post(url, {"csrf": "wrong"})[0] == 403
+        assert post(url, {}, {"X-CSRF-Token": csrf[:-1]})[0] == 403
+        assert get(url)[0] == 403  # GET never changes anything, even with the value
+        assert get(url, {"X-CSRF-Token": csrf})[0] == 403
+        assert post(url, {"csrf": csrf}) == (200, "changed")
+        assert post(url, {}, {"X-CSRF-Token": csrf}) == (200, "changed")
+        # the page hands the value to its scripts in <meta name="csrf">
+        assert f'<meta name="csrf" content="{csrf}">' in get(view.url)[1]
+    finally:
+        view.stop()
+
+
+def test_import_pyjoule_loads_no_server_package():
+    code = ("import sys, json, pyjoule, pyjoule.cli; pyjoule.ui; "
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert not set(json.loads(out)) & {"starlette", "uvicorn", "jinja2", "multipart",
+                                       "playwright"}

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -125,6 +126,19 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict
     except urllib.error.HTTPError as exc:
         with exc:
             return exc.code, exc.read().decode(), dict(exc.headers)
+
+
+def post(url: str, data: dict[str, str], headers: dict[str, str] | None = None
+         ) -> tuple[int, str]:
+    """(status, body) of a form POST."""
+    body = urllib.parse.urlencode(data).encode()
+    req = urllib.request.Request(url, data=body, headers=headers or {}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read().decode()
 
 
 @pytest.fixture

@@ -15,6 +15,18 @@ import webbrowser
 from pathlib import Path
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MISSING = "the browser view needs its server packages: pip install 'pyjoule[ui]'"
+
+
+def require() -> None:
+    """ImportError saying how to install them when the ``pyjoule[ui]`` packages are
+    missing (this module imports none of them itself)."""
+    import importlib.util
+
+    missing = [m for m in ("starlette", "uvicorn", "jinja2", "multipart")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"{MISSING} (missing: {', '.join(missing)})")
 
 
 def _socket(host: str, port: int) -> socket.socket:
@@ -38,13 +50,14 @@ def _url(host: str, port: int, token: str) -> str:
     return f"http://{shown}:{port}/?token={token}"
 
 
-def _server(cache: Path, token: str):
+def _server(cache: Path, token: str, app=None):
     import uvicorn
 
     from .app import make_app
 
-    config = uvicorn.Config(make_app(cache, token), log_config=None, access_log=False,
-                            log_level="warning", lifespan="off", ws="none", http="h11")
+    config = uvicorn.Config(app if app is not None else make_app(cache, token),
+                            log_config=None, access_log=False, log_level="warning",
+                            lifespan="off", ws="none", http="h11")
     return uvicorn.Server(config)
 
 
@@ -82,13 +95,13 @@ def serve(cache: Path, host: str = "127.0.0.1", port: int = 0, open_browser: boo
 class UiServer:
     """A browser view served from a daemon thread of this process (``pj.ui()``)."""
 
-    def __init__(self, cache: Path, host: str, port: int, token: str) -> None:
+    def __init__(self, cache: Path, host: str, port: int, token: str, app=None) -> None:
         self.cache = Path(cache)
         self.token = token
         self._sock = _socket(host, port)
         self.port = self._sock.getsockname()[1]
         self.url = _url(host, self.port, token)
-        self._server = _server(self.cache, token)
+        self._server = _server(self.cache, token, app)
         self._thread = threading.Thread(target=self._server.run,
                                         kwargs={"sockets": [self._sock]},
                                         name=f"pyjoule-ui-{self.port}", daemon=True)
@@ -130,9 +143,10 @@ class UiServer:
 
 
 def start(cache: Path, host: str = "127.0.0.1", port: int = 0, open_browser: bool = False,
-          token: str | None = None) -> UiServer:
-    """Serve the cache from a daemon thread; returns once the server answers."""
-    ui = UiServer(cache, host, port, token or secrets.token_urlsafe(32))
+          token: str | None = None, app=None) -> UiServer:
+    """Serve the cache from a daemon thread; returns once the server answers. ``app``:
+    another app than ``make_app(cache, token)`` (tests add routes to one)."""
+    ui = UiServer(cache, host, port, token or secrets.token_urlsafe(32), app)
     if not ui.wait_started():
         ui.stop()
         raise RuntimeError(f"the browser view did not start on port {ui.port}")

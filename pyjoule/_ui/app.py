@@ -15,14 +15,16 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._errors import PyjouleError, RunNotFoundError
 from . import pages_cache, pages_results, pages_run, pages_runs
-from .render import HERE
+from .render import HERE, render
 
 COOKIE = "pyjoule_ui"
 #: no inline script, nothing from elsewhere: a value from the cache cannot run as code
@@ -71,12 +73,26 @@ class TokenAuth:
         await self.app(scope, receive, send_with_headers)
 
 
+async def _error(request: Request, exc: Exception) -> Response:
+    """A pyjoule error (an unknown run, a cache gone) as a page saying what it is; an
+    HTTPException as its status and message."""
+    if isinstance(exc, HTTPException):
+        status, message, kind = exc.status_code, str(exc.detail), "HTTP error"
+    else:
+        status, message, kind = 500, str(exc), type(exc).__name__
+        if isinstance(exc, RunNotFoundError):
+            status = 404
+    return render(request, "error.html", status_code=status, status=status, kind=kind,
+                  message=message)
+
+
 def make_app(cache: Path, token: str) -> Starlette:
     """The app over the cache at ``cache``, opened to requests carrying ``token``."""
     routes = [*pages_runs.routes, *pages_run.routes, *pages_results.routes,
               *pages_cache.routes,
               Mount("/static", StaticFiles(directory=HERE / "static"), name="static")]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={PyjouleError: _error,
+                                                       HTTPException: _error})
     app.state.cache = Path(cache)
     app.state.csrf = secrets.token_urlsafe(32)
     app.add_middleware(TokenAuth, token=token)

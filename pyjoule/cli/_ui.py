@@ -8,19 +8,6 @@ from ._args import cache_option, open_store
 from ._errors import Failure
 from ._format import NO_CACHE, epilog
 
-MISSING = ("the browser view needs the optional server packages: "
-           "pip install 'pyjoule[ui]'")
-
-
-def require_ui() -> None:
-    """A clear error when the ``pyjoule[ui]`` extra is not installed."""
-    import importlib.util
-
-    missing = [m for m in ("starlette", "uvicorn", "jinja2", "multipart")
-               if importlib.util.find_spec(m) is None]
-    if missing:
-        raise Failure(f"{MISSING} (missing: {', '.join(missing)})", kind="ImportError")
-
 
 @click.command("ui", epilog=epilog(f"bad usage, {NO_CACHE}, the port is taken, the "
                                    "server packages\nare not installed",
@@ -46,13 +33,16 @@ def ui(ctx, port, host, no_browser):
       pyjoule ui
       pyjoule ui --cache /scratch/me/.pyjoule --port 8765 --no-browser
     """
-    require_ui()
-    store = open_store(ctx)
-    from .. import _ui
+    from .._ui import require, serve
 
     try:
-        _ui.serve(store.root, host=host, port=port, open_browser=not no_browser,
-                  echo=lambda line: click.echo(line, err=line.startswith("warning")))
+        require()
+    except ImportError as exc:
+        raise Failure(str(exc), kind="ImportError") from None
+    store = open_store(ctx)
+    try:
+        serve(store.root, host=host, port=port, open_browser=not no_browser,
+              echo=lambda line: click.echo(line, err=line.startswith("warning")))
     except KeyboardInterrupt:
         pass
     except OSError as exc:

@@ -1,0 +1,51 @@
+"""``pj.ui()``: the browser view of a cache, served from a thread of this process (a
+notebook's kernel); ``pyjoule ui`` is the same view from the command line."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .registry import _registry_and_reason
+
+if TYPE_CHECKING:
+    from .._ui import UiServer
+
+#: the view of each cache this process serves: a second pj.ui() reuses it
+_servers: dict[Path, UiServer] = {}
+_lock = threading.Lock()
+
+
+def ui(cache: str | os.PathLike[str] | None = None, port: int = 0,
+       open_browser: bool = True) -> UiServer:
+    """Serve the browser view of the cache (runs, failures, results) and return its
+    handle: ``.url`` (with the token every request needs), ``.stop()``; in Jupyter it
+    shows the link and the page inline.
+
+    The server runs in a daemon thread of this process, on 127.0.0.1 (``port=0``: a
+    free port), until ``.stop()`` or the end of the process. Calling ``pj.ui()`` again
+    for the same cache returns the running server. ``cache`` is chosen as for
+    ``pj.runs()``. Needs ``pip install 'pyjoule[ui]'`` (an ImportError says so).
+
+    >>> view = pj.ui()  # doctest: +SKIP
+    >>> view.url  # doctest: +SKIP
+    'http://127.0.0.1:41237/?token=...'
+    """
+    import webbrowser
+
+    from .. import _ui
+
+    _ui.require()
+    store, _ = _registry_and_reason(cache)
+    root = Path(store.root).resolve()
+    with _lock:
+        running = _servers.get(root)
+        if running is not None and running.running and port in (0, running.port):
+            if open_browser:
+                webbrowser.open(running.url)
+            return running
+        server = _ui.start(root, port=port, open_browser=open_browser)
+        _servers[root] = server
+        return server
