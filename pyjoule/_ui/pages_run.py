@@ -37,11 +37,22 @@ def _record(request: Request) -> dict[str, Any] | None:
 
 
 def _polled(request: Request, rec: dict[str, Any]) -> tuple[dict, dict, list[dict]]:
-    """``(rec, counts, failures)`` read now: a run in flight is polled (its results
-    ingested), as ``pyjoule status RUN`` does, so the counts are the command's."""
-    from ..cli._status import gather
+    """``(rec, counts, failures)`` read now, as ``pyjoule status RUN`` reads them
+    (``cli/_status.gather``), so the counts are the command's: a run in flight is
+    polled (its results ingested, and finished if its processes are gone)."""
+    from .._api import follow
+    from .._rundir import RunDir
 
-    return gather(store(request), rec)
+    st = store(request)
+    if rec["state"] in LIVE and RunDir(rec["run_dir"]).has_request():
+        run = follow(rec["run_id"], st.root)
+        counts = run.status()
+        rec = st.get_run(rec["run_id"]) or rec
+        if rec["state"] in LIVE:
+            rec = {**rec, **{k: counts[k] for k in ("total", "cached", "done", "failed")}}
+            return rec, counts, run.failure_records()
+    counts, failures = _registered(request, rec)
+    return rec, counts, failures
 
 
 def _registered(request: Request, rec: dict[str, Any]) -> tuple[dict, list[dict]]:
@@ -50,6 +61,7 @@ def _registered(request: Request, rec: dict[str, Any]) -> tuple[dict, list[dict]
     from .._rundir import RunDir
 
     counts = {k: rec[k] or 0 for k in ("total", "cached", "done", "failed")}
+    counts.update(pending=0, running=0)
     failures = store(request).failures(run_id=rec["run_id"])
     log = RunDir(rec["run_dir"]).log
     for f in failures:  # as run.failures says: a pset with no log of its own -> the run's
