@@ -217,7 +217,7 @@ OWNER = """
 import slowmod
 import pyjoule as pj
 
-run = slowmod.slow.submit(pj.grid(x=range(40)))
+run = slowmod.slow.submit(pj.grid(x=range(60)))
 print(run.id, flush=True)
 run.wait()
 print("waited", flush=True)
@@ -228,7 +228,7 @@ import json
 import slowmod
 import pyjoule as pj
 
-slowmod.slow.sweep(x=range(40))
+slowmod.slow.sweep(x=range(60))
 rec = pj.runs().iloc[-1]
 print(json.dumps({"id": rec["id"], "cached": int(rec["cached"]), "done": int(rec["done"])}))
 """
@@ -247,6 +247,8 @@ def post(url: str, data: dict[str, str]) -> int:
 
 @pytest.mark.slow
 def test_cancel_stops_a_running_run(cache_dir, weird_tmp_path, ui_server, page):
+    from playwright.sync_api import expect
+
     from pyjoule._store import Store
 
     (weird_tmp_path / "slowmod.py").write_text(SLOW_MODULE)
@@ -280,6 +282,9 @@ def test_cancel_stops_a_running_run(cache_dir, weird_tmp_path, ui_server, page):
             worker_pid = int(fh.read().split()[0])
         page.goto(ui.at(f"/runs/{run_id}"))
         assert page.locator("#run-state").inner_text() == "running"
+        # in flight, the counts move without a reload
+        shown = page.locator('.run-summary [data-count="done"]')
+        expect(shown).not_to_have_text(shown.inner_text(), timeout=60_000)
         with page.expect_navigation():
             page.click("#cancel-run")
         assert page.url.endswith(f"/runs/{run_id}")  # back on the run page (303)
@@ -294,7 +299,7 @@ def test_cancel_stops_a_running_run(cache_dir, weird_tmp_path, ui_server, page):
 
     rec = store.get_run(run_id)
     assert rec["state"] == "cancelled"
-    assert 3 <= rec["done"] < 40 and rec["done"] + rec["failed"] == 40
+    assert 3 <= rec["done"] < 60 and rec["done"] + rec["failed"] == 60
     assert not os.path.exists(f"/proc/{worker_pid}")  # its workers are gone
     # the page counts it as `pyjoule status` does
     page.reload()
@@ -306,4 +311,4 @@ def test_cancel_stops_a_running_run(cache_dir, weird_tmp_path, ui_server, page):
     later = run_script(weird_tmp_path, LATER, env={"SLOW_S": "0"})
     again = json.loads(later.stdout.strip().splitlines()[-1])
     assert again["id"] != run_id
-    assert again["cached"] == rec["done"] and again["done"] == 40 - rec["done"]
+    assert again["cached"] == rec["done"] and again["done"] == 60 - rec["done"]
