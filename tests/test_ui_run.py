@@ -312,3 +312,31 @@ def test_cancel_stops_a_running_run(cache_dir, weird_tmp_path, ui_server, page):
     again = json.loads(later.stdout.strip().splitlines()[-1])
     assert again["id"] != run_id
     assert again["cached"] == rec["done"] and again["done"] == 60 - rec["done"]
+
+
+# -------------------------------------------------------------- the psets' columns
+def test_values_equal_as_numbers_keep_their_own_labels():
+    from pyjoule._ui.data_psets import _column
+
+    col = _column("x", [1, 1.0, True, None, 1, "1.0", [1, 2]])
+    shown = [col.labels[c] for c in col.codes.tolist()]
+    assert shown == ["1", "1.0", "True", "None", "1", "1.0", "[1, 2]"]
+    numbers = _column("n", [10, 2, 33, 2, 10])  # value order, and sorts as numbers
+    assert numbers.labels == ["2", "10", "33"]
+    rows = numbers.sort_key.argsort(kind="stable").tolist()
+    assert [numbers.labels[numbers.codes[i]] for i in rows] == ["2", "2", "10", "10", "33"]
+    words = _column("w", ["b", "a", "c", "a"])  # first seen; sorts as text
+    assert words.labels == ["b", "a", "c"]
+    assert words.sort_key.tolist() == [1, 0, 2, 0]
+
+
+def test_the_query_round_trips_through_the_address():
+    from pyjoule._ui.data_psets import Query
+
+    q = Query.parse({"f.method": "<b>", "status": "failed", "sort": "p:n", "desc": "1",
+                     "page": "3", "token": "secret"})
+    assert q.to_params() == {"f.method": "<b>", "status": "failed", "sort": "p:n",
+                             "desc": "1", "page": "3"}
+    assert Query.parse(q.to_params()) == q
+    assert q.to_params(filters={}, status=None, page=1) == {"sort": "p:n", "desc": "1"}
+    assert Query.parse({"page": "x", "status": "nonsense"}) == Query({}, None, None, False, 1)

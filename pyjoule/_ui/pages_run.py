@@ -29,6 +29,9 @@ LIVE = ("starting", "running", "finishing")
 PER_GROUP = 20
 #: bytes of a log shown (its end)
 LOG_TAIL = 32_768
+#: a run on a remote host or SLURM is read at most this often (each read is an SSH
+#: round trip or a scheduler query); one on this machine's pool at every request
+REMOTE_POLL_S = 30.0
 
 
 # ------------------------------------------------------------------ reading
@@ -44,7 +47,7 @@ def _polled(request: Request, rec: dict[str, Any]) -> tuple[dict, dict, list[dic
     from .._rundir import RunDir
 
     st = store(request)
-    if rec["state"] in LIVE and RunDir(rec["run_dir"]).has_request():
+    if rec["state"] in LIVE and _due(request, rec) and RunDir(rec["run_dir"]).has_request():
         run = follow(rec["run_id"], st.root)
         counts = run.status()
         rec = st.get_run(rec["run_id"]) or rec
@@ -53,6 +56,20 @@ def _polled(request: Request, rec: dict[str, Any]) -> tuple[dict, dict, list[dic
             return rec, counts, run.failure_records()
     counts, failures = _registered(request, rec)
     return rec, counts, failures
+
+
+def _due(request: Request, rec: dict[str, Any]) -> bool:
+    """Whether to read the run in flight ``rec`` now (see ``REMOTE_POLL_S``)."""
+    if rec["backend"] == "pool":
+        return True
+    polls = getattr(request.app.state, "run_polls", None)
+    if polls is None:
+        polls = request.app.state.run_polls = {}
+    now = time.monotonic()
+    if now - polls.get(rec["run_id"], -REMOTE_POLL_S) < REMOTE_POLL_S:
+        return False
+    polls[rec["run_id"]] = now
+    return True
 
 
 def _registered(request: Request, rec: dict[str, Any]) -> tuple[dict, list[dict]]:
