@@ -86,10 +86,11 @@ def facet(page, name: str) -> dict[str, int]:
 
 
 def click_and_wait(page, selector: str) -> None:
-    """Click a link of the psets view and wait until its fragment is in."""
-    with page.expect_response(lambda r: "/psets" in r.url):
-        page.click(selector)
-    page.wait_for_selector("table.psets")
+    """Click a link of the psets view and wait until its fragment has replaced the
+    table shown (marked stale first: the response comes before the swap)."""
+    page.evaluate("document.querySelector('table.psets').dataset.stale = 'yes'")
+    page.click(selector)
+    page.wait_for_selector("table.psets:not([data-stale])")
 
 
 def column(page, param: str) -> list[str]:

@@ -79,11 +79,16 @@ class RunPsets:
         return (["key"] + [f"p:{p}" for p in self.params] + ["status"]
                 + [f"r:{r}" for r in self.results] + ["runtime"])
 
-    def order(self, column: str) -> np.ndarray:
-        """The psets' positions sorted by ``column`` (stable; missing values last)."""
-        if column not in self._orders:
-            self._orders[column] = np.argsort(self._sort_key(column), kind="stable")
-        return self._orders[column]
+    def order(self, column: str, desc: bool = False) -> np.ndarray:
+        """The psets' positions sorted by ``column``, ascending or descending; stable
+        (equal values keep the run's order), missing values (NaN) last either way."""
+        name = ("-" if desc else "+") + column
+        if name not in self._orders:
+            key = self._sort_key(column)
+            if desc:
+                key = -key.astype(np.float64 if key.dtype.kind == "f" else np.int64)
+            self._orders[name] = np.argsort(key, kind="stable")
+        return self._orders[name]
 
     def _sort_key(self, column: str) -> np.ndarray:
         if column.startswith("p:"):
@@ -305,12 +310,11 @@ def _mask(psets: RunPsets, query: Query, leave_out: str | None = None) -> np.nda
 def page(psets: RunPsets, query: Query, size: int = PAGE_SIZE) -> Page:
     """The rows of the page ``query`` asks for, the facets and the status counts."""
     mask = _mask(psets, query)
-    order = psets.order(query.sort) if query.sort in psets.columns() else None
-    if order is None:
-        picked = np.flatnonzero(mask)
-    else:
-        order = order[::-1] if query.desc else order
+    if query.sort in psets.columns():
+        order = psets.order(query.sort, query.desc)
         picked = order[mask[order]]
+    else:
+        picked = np.flatnonzero(mask)
     total = len(picked)
     pages = max(1, -(-total // size))
     number = min(query.page, pages)
