@@ -277,7 +277,7 @@ class Query:
 @dataclass
 class Facet:
     name: str
-    values: list[tuple[str, int]]  # (label, count), in value order, count > 0
+    values: list[tuple[str, int]]  # (label, count) in value order: count > 0, or chosen
     active: str | None
     more: int                      # values with a count left out of ``values``
 
@@ -326,10 +326,11 @@ def page(psets: RunPsets, query: Query, size: int = PAGE_SIZE) -> Page:
         present = np.flatnonzero(counts)
         shown = present[:FACET_VALUES].tolist()
         active = col.code_of(query.filters.get(name, ""))
-        if active >= 0 and counts[active] and active not in shown:
+        if active >= 0 and active not in shown:  # chosen: shown, to be let go
             shown.append(active)
         facets.append(Facet(name, [(col.labels[i], int(counts[i])) for i in shown],
-                            query.filters.get(name), len(present) - len(shown)))
+                            query.filters.get(name),
+                            len(present) - int((counts[shown] > 0).sum())))
     by_status = np.bincount(psets.status[_mask(psets, query, leave_out="status")],
                             minlength=len(STATUSES))
     return Page(rows, total, number, pages, facets,
