@@ -4,6 +4,7 @@ CSRF, the runs page and its live update, driven in a real chromium (tests/ui_hel
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -86,6 +87,8 @@ def test_no_token_no_access(study, ui_server):
 
 @pytest.mark.slow
 def test_runs_page_lists_runs_with_their_counts(study, ui_server, page):
+    from playwright.sync_api import expect
+
     runs = pj.runs(study)
     assert len(runs) == 3
     ui = ui_server(study)
@@ -109,6 +112,13 @@ def test_runs_page_lists_runs_with_their_counts(study, ui_server, page):
     page.click("form.filters button")
     assert page.locator("tbody#runs-rows tr.run").count() == 0
     assert "match these filters" in page.locator("tbody#runs-rows").inner_text()
+    # a long list shows the newest runs, and a link to all of them
+    page.goto(ui.at("/?limit=2"))
+    assert page.locator("tbody#runs-rows tr.run").count() == 2
+    assert "the newest 2 of 3 runs" in page.locator("tr.more").inner_text()
+    page.click("tr.more a")
+    assert page.locator("tbody#runs-rows tr.run").count() == 3
+    assert page.locator("tr.more").count() == 0
     # a value from the URL comes back as text: no markup, no script (the page fixture
     # fails the test on any dialog), also in the live fragment swapped in each second
     script = "<script>alert(1)</script>"
@@ -118,6 +128,11 @@ def test_runs_page_lists_runs_with_their_counts(study, ui_server, page):
     page.evaluate(SWAPPED)  # the next live swap
     assert page.locator("tbody#runs-rows tr.empty code").inner_text() == script
     assert page.locator("tbody#runs-rows script").count() == 0
+    # the server stops: the page keeps its rows and says so
+    assert page.locator("#offline").is_hidden()
+    ui.stop()
+    expect(page.locator("#offline")).to_be_visible(timeout=30_000)
+    assert page.locator("tbody#runs-rows tr.empty code").inner_text() == script
 
 
 SLOW = """
@@ -189,6 +204,18 @@ def test_the_command_refuses_a_directory_that_is_no_cache(tmp_path):
     result = CliRunner().invoke(cli, ["ui", "--no-browser", "--cache", str(tmp_path / "no")])
     assert result.exit_code == 2 and "is not a pyjoule cache" in result.output
     assert not (tmp_path / "no").exists()
+
+
+def test_the_command_reports_a_port_in_use(cache_dir):
+    Store.open(cache_dir).list_runs()  # an empty cache
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["ui", "--no-browser", "--port", str(port),
+                                          "--cache", str(cache_dir)])
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
 
 
 @pytest.mark.slow

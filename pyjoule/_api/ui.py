@@ -43,7 +43,7 @@ def ui(cache: str | os.PathLike[str] | None = None, port: int = 0,
     with _lock:
         running = _servers.get(root)
         if running is not None and running.running and port in (0, running.port):
-            if open_browser:
+            if open_browser and _ui.can_open_browser():
                 webbrowser.open(running.url)
             return running
         server = _ui.start(root, port=port, open_browser=open_browser)

@@ -8,6 +8,7 @@ server stack (the ``pyjoule[ui]`` extra). :func:`serve` blocks (the command);
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import threading
@@ -57,8 +58,19 @@ def _server(cache: Path, token: str, app=None):
 
     config = uvicorn.Config(app if app is not None else make_app(cache, token),
                             log_config=None, access_log=False, log_level="warning",
-                            lifespan="off", ws="none", http="h11")
+                            lifespan="off", ws="none", http="h11",
+                            timeout_graceful_shutdown=5)
     return uvicorn.Server(config)
+
+
+def can_open_browser() -> bool:
+    """Whether a graphical browser may open: not on a Linux machine without a display
+    (a login node), where ``webbrowser`` would start a text browser in the terminal."""
+    import sys
+
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
 
 
 def host_warning(host: str) -> str | None:
@@ -84,8 +96,11 @@ def serve(cache: Path, host: str = "127.0.0.1", port: int = 0, open_browser: boo
     echo(f"open {url}")
     echo("Ctrl-C stops the server")
     server = _server(cache, token)
-    if open_browser:
+    if open_browser and can_open_browser():
         threading.Timer(0.3, webbrowser.open, (url,)).start()
+    elif open_browser:
+        echo("no display here: open the URL in a browser on your machine (docs/ui.md: "
+             "ssh -L for a remote machine)")
     try:
         server.run(sockets=[sock])
     finally:
@@ -150,6 +165,6 @@ def start(cache: Path, host: str = "127.0.0.1", port: int = 0, open_browser: boo
     if not ui.wait_started():
         ui.stop()
         raise RuntimeError(f"the browser view did not start on port {ui.port}")
-    if open_browser:
+    if open_browser and can_open_browser():
         webbrowser.open(ui.url)
     return ui

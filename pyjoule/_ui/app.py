@@ -10,6 +10,7 @@ Content-Security-Policy below) and escape everything from the cache.
 from __future__ import annotations
 
 import secrets
+from http import HTTPStatus
 from http.cookies import SimpleCookie
 from pathlib import Path
 
@@ -77,7 +78,9 @@ async def _error(request: Request, exc: Exception) -> Response:
     """A pyjoule error (an unknown run, a cache gone) as a page saying what it is; an
     HTTPException as its status and message."""
     if isinstance(exc, HTTPException):
-        status, message, kind = exc.status_code, str(exc.detail), "HTTP error"
+        status, message = exc.status_code, str(exc.detail)
+        kind = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ \
+            else "HTTP error"
     else:
         status, message, kind = 500, str(exc), type(exc).__name__
         if isinstance(exc, RunNotFoundError):

@@ -17,6 +17,9 @@ from .render import render, store
 
 #: the states a run can be in, as the registry records them
 STATES = ("starting", "running", "finishing", "done", "failed", "cancelled")
+#: the newest runs shown unless ``?limit=`` asks for more (0: all): the table is
+#: rendered again every second while the page is open
+LIMIT = 200
 
 
 def _when(t: float | None) -> str:
@@ -50,6 +53,13 @@ def _row(rec: dict) -> dict:
             "job_ids": ", ".join(str(j) for j in rec["job_ids"] or [])}
 
 
+def _limit(request: Request) -> int:
+    try:
+        return max(0, int(request.query_params.get("limit", LIMIT)))
+    except ValueError:
+        return LIMIT
+
+
 def _runs(request: Request) -> tuple[list[dict], dict]:
     """The rows the filters of ``request`` select, newest first, and the filters."""
     from .._api import refresh_local_runs
@@ -60,14 +70,18 @@ def _runs(request: Request) -> tuple[list[dict], dict]:
     functions = sorted({r["name"] or "?" for r in recs})
     function = request.query_params.get("function", "")
     state = request.query_params.get("state", "")
+    limit = _limit(request)
     chosen = [r for r in reversed(recs)
               if (not function or (r["name"] or "?") == function)
               and (not state or r["state"] == state)]
+    params = {k: v for k, v in (("function", function), ("state", state)) if v}
+    if limit != LIMIT:
+        params["limit"] = str(limit)
     filters = {"function": function, "state": state, "functions": functions,
-               "states": STATES,
-               "query": urlencode({k: v for k, v in (("function", function),
-                                                     ("state", state)) if v})}
-    return [_row(r) for r in chosen], filters
+               "states": STATES, "query": urlencode(params), "matched": len(chosen),
+               "limit": limit, "default_limit": LIMIT,
+               "all_query": urlencode({**params, "limit": "0"})}
+    return [_row(r) for r in (chosen[:limit] if limit else chosen)], filters
 
 
 def runs_page(request: Request) -> Response:

@@ -27,6 +27,13 @@ const pyjoule = (() => {
     el.dispatchEvent(new CustomEvent("pyjoule:swapped", {bubbles: true}));
   }
 
+  /* The page's state of the connection: a banner says when the server stops answering
+     (the view then shows the last state it had) and goes when it answers again. */
+  function connected(ok) {
+    const banner = document.getElementById("offline");
+    if (banner) banner.hidden = ok;
+  }
+
   function live(el) {
     const every = Number(el.dataset.every || 1000);
     let busy = false;
@@ -36,18 +43,20 @@ const pyjoule = (() => {
       try {
         const resp = await fetch(el.dataset.live, {credentials: "same-origin",
                                                    headers: {"X-Requested-With": "fetch"}});
+        connected(resp.ok);
         if (resp.ok) swap(el, await resp.text());
       } catch (err) {
-        /* the server stopped: keep the last view */
+        connected(false);  /* the server stopped: keep the last view */
       } finally {
         busy = false;
       }
     };
     setInterval(tick, every);
+    document.addEventListener("visibilitychange", tick);  /* back to the tab: at once */
   }
 
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("[data-live]").forEach(live);
   });
-  return {post, csrf, swap, live};
+  return {post, csrf, swap, live, connected};
 })();
