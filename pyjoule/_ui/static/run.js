@@ -69,13 +69,17 @@
     return s ? s.dataset.version : "";
   };
 
+  /* ui.js's banner when the server stops answering */
+  const connected = (ok) => { if (typeof pyjoule !== "undefined") pyjoule.connected(ok); };
+
   let busy = false;
   async function tick() {
-    if (busy) return;
+    if (busy || document.hidden) return;
     busy = true;
     try {
       const before = version();
       await load(summary, summary.dataset.src);
+      connected(true);
       if (version() !== before) {
         await load(failures, failures.dataset.src);
         await showPsets(location.search);
@@ -84,12 +88,13 @@
       if (cancel && s && s.dataset.state !== "running") cancel.hidden = true;
       if (!inflight()) clearInterval(timer);
     } catch (err) {
-      /* the server stopped or the run is gone: keep the last view */
+      connected(false);  /* the server stopped or the run is gone: keep the last view */
     } finally {
       busy = false;
     }
   }
   const timer = inflight() ? setInterval(tick, 1000) : null;
+  if (timer) document.addEventListener("visibilitychange", tick);  /* back to the tab */
 
   showPsets(location.search).catch(() => {
     psets.querySelector(".loading").textContent = "could not read the psets (reload the page)";
