@@ -31,13 +31,13 @@ import argparse
 import json
 import os
 import platform
-import select
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -84,20 +84,24 @@ class Server:
     def __init__(self, cache: str):
         cmd = [sys.executable, "-m", "pyjoule", "ui", "--no-browser", "--port", "0",
                "--cache", cache]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=dict(os.environ, PYTHONPATH=REPO))
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True,
+                                     env=dict(os.environ, PYTHONPATH=REPO))
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if select.select([self.proc.stdout], [], [], 0.5)[0]:
-                line = self.proc.stdout.readline()
+        # readline, not select: the lines come in one write, the rest stays buffered
+        timer = threading.Timer(60, self.proc.kill)
+        timer.start()
+        said = []
+        try:
+            for line in self.proc.stdout:
                 if line.startswith("open http"):
                     self.url = line.split()[1]
                     return
-                if not line:
-                    break
+                said.append(line)
+        finally:
+            timer.cancel()
         self.stop()
-        raise RuntimeError("pyjoule ui printed no URL")
+        raise RuntimeError("pyjoule ui printed no URL:\n" + "".join(said))
 
     def at(self, path: str) -> str:
         base, token = self.url.split("/?token=")
