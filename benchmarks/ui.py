@@ -8,7 +8,7 @@ uv run python benchmarks/ui.py --doc docs/benchmarks.md   # writes its section t
 ```
 
 The cache holds one finished run of ``n`` no-op psets over three parameters (method ×
-size × seed; one pset in 1,000 fails, so the failures section has something to
+size × seed; 25 psets in 100,000 fail, so the failures section has something to
 show), made once per invocation by a script in a fresh interpreter. Three ways of
 loading the page, each ``--loads`` times, medians reported:
 
