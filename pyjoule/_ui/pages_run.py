@@ -10,6 +10,7 @@ move. ``POST /runs/{run_id}/cancel`` does what ``pyjoule cancel`` does.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import defaultdict
@@ -22,6 +23,8 @@ from starlette.routing import BaseRoute, Route
 
 from . import data_psets
 from .render import check_csrf, render, store
+
+log = logging.getLogger("pyjoule")
 
 #: states of a run whose processes may still be working on it (as ``pyjoule status``)
 LIVE = ("starting", "running", "finishing")
@@ -48,8 +51,13 @@ def _polled(request: Request, rec: dict[str, Any]) -> tuple[dict, dict, list[dic
 
     st = store(request)
     if rec["state"] in LIVE and _due(request, rec) and RunDir(rec["run_dir"]).has_request():
-        run = follow(rec["run_id"], st.root)
-        counts = run.status()
+        try:
+            run = follow(rec["run_id"], st.root)
+            counts = run.status()
+        except Exception as exc:  # noqa: BLE001 - a host unreachable just now: the page
+            log.warning("could not read run %s: %s", rec["run_id"], exc)  # shows the rest
+            counts, failures = _registered(request, rec)
+            return {**rec, "unread": f"{type(exc).__name__}: {exc}"}, counts, failures
         rec = st.get_run(rec["run_id"]) or rec
         if rec["state"] in LIVE:
             rec = {**rec, **{k: counts[k] for k in ("total", "cached", "done", "failed")}}
@@ -121,7 +129,8 @@ def _summary(rec: dict[str, Any], counts: dict[str, Any]) -> dict[str, Any]:
             "submitted": _when(rec["submitted"]), "finished": _when(rec["finished"]),
             "duration": _duration(rec["submitted"], rec["finished"]),
             "job_ids": [str(j) for j in rec["job_ids"] or []],
-            "run_dir": rec["run_dir"], "version": _version(rec, counts)}
+            "run_dir": rec["run_dir"], "version": _version(rec, counts),
+            "unread": rec.get("unread")}
 
 
 def _first_line(text: str | None) -> str:
