@@ -7,8 +7,12 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import ui_helpers
@@ -32,9 +36,37 @@ def wait_for(condition, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-#: a promise of the page's next live update (static/ui.js swaps the fragment in)
-SWAPPED = ("() => new Promise(done => document.addEventListener("
-           "'pyjoule:swapped', () => done(true), {once: true}))")
+@contextmanager
+def serving(html: str) -> Iterator[int]:
+    """A plain web server on 127.0.0.1 answering ``html`` to every GET; its port."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+#: a promise of the page's next live update: whether it got the fragment and swapped
+#: it in (static/ui.js)
+POLLED = ("() => new Promise(done => document.addEventListener("
+          "'pyjoule:polled', event => done(event.detail.ok), {once: true}))")
 
 TWO_FUNCTIONS = """
 import pyjoule as pj
@@ -125,7 +157,7 @@ def test_runs_page_lists_runs_with_their_counts(study, ui_server, page):
     page.goto(ui.at("/?" + urllib.parse.urlencode({"function": script})))
     empty = page.locator("tbody#runs-rows tr.empty code")
     assert empty.inner_text() == script
-    page.evaluate(SWAPPED)  # the next live swap
+    assert page.evaluate(POLLED)  # the next live swap
     assert page.locator("tbody#runs-rows tr.empty code").inner_text() == script
     assert page.locator("tbody#runs-rows script").count() == 0
     # the server stops: the page keeps its rows and says so
@@ -180,6 +212,32 @@ def test_a_run_in_flight_updates_without_a_reload(cache_dir, weird_tmp_path, ui_
     assert page.evaluate("window.notReloaded") is True
     run = pj.runs(cache_dir).iloc[-1]
     assert (run["done"], run["failed"], run["cached"]) == (4, 0, 0)
+
+
+@pytest.mark.slow
+def test_the_view_works_inline_in_a_page_of_another_site(study, ui_server, page):
+    """pj.ui() in Jupyter opened at localhost: the view at 127.0.0.1 is framed by
+    another site, whose frames the browser sends no SameSite cookie; the page's polls,
+    links and forms carry the token instead."""
+    from playwright.sync_api import expect
+
+    ui = ui_server(study)
+    notebook = f'<h1>notebook</h1><iframe src="{ui.url}" width="1200" height="600"></iframe>'
+    with serving(notebook) as port:
+        page.goto(f"http://localhost:{port}/")  # another site than 127.0.0.1
+        view = page.frame_locator("iframe")
+        rows = view.locator("tbody#runs-rows tr.run")
+        expect(rows).to_have_count(3)
+        assert page.frames[1].evaluate(POLLED)  # a poll came back and was swapped in
+        assert view.locator("#offline").is_hidden()
+        view.locator("select[name=state]").select_option("failed")
+        view.locator("form.filters button").click()
+        expect(view.locator("tbody#runs-rows tr.empty")).to_contain_text("no runs match")
+        view.locator("nav a", has_text="Runs").click()
+        expect(rows).to_have_count(3)
+        assert "token=" in page.frames[1].url
+    # the premise: the browser kept no cookie of the view (a third-party frame's)
+    assert not [c for c in page.context.cookies() if c["name"] == "pyjoule_ui"]
 
 
 @pytest.mark.slow
@@ -280,3 +338,40 @@ def test_import_pyjoule_loads_no_server_package():
                          check=True).stdout
     assert not set(json.loads(out)) & {"starlette", "uvicorn", "jinja2", "multipart",
                                        "playwright"}
+
+
+@pytest.mark.slow
+def test_pj_ui_in_a_notebook_shows_the_link_and_the_page(study, tmp_path, monkeypatch):
+    """In a real Jupyter kernel (the cache from PYJOULE_CACHE, as pj.runs() finds it):
+    the cell's output is the link and an iframe of the page; a second call reuses it."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    spec.joinpath("kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (pyjoule tests)", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in (
+        "import urllib.request, pyjoule as pj\nview = pj.ui(open_browser=False)\nview",
+        "page = urllib.request.urlopen(view.url).read().decode()\n"
+        "print('shaky' in page, pj.ui(open_browser=False) is view)\nview.stop()")])
+    NotebookClient(nb, kernel_name="python3", timeout=120,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    (shown,) = [o for o in nb.cells[0].outputs if o.output_type == "execute_result"]
+    html = shown["data"]["text/html"]
+    assert "<iframe" in html and "?token=" in html
+    assert "127.0.0.1" in shown["data"]["text/plain"]
+    (printed,) = [o for o in nb.cells[1].outputs if o.output_type == "stream"]
+    assert printed.text.split() == ["True", "True"]
+
+
+def test_without_the_server_packages_both_say_how_to_install_them(cache_dir, monkeypatch):
+    Store.open(cache_dir).list_runs()  # an empty cache
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if not installed
+    result = CliRunner().invoke(cli, ["ui", "--no-browser", "--cache", str(cache_dir)])
+    assert result.exit_code == 2
+    assert "pip install 'pyjoule[ui]'" in result.output and "uvicorn" in result.output
+    with pytest.raises(ImportError, match=r"pip install 'pyjoule\[ui\]'"):
+        pj.ui(cache_dir, open_browser=False)

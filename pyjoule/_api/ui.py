@@ -8,14 +8,25 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import _caches
 from .registry import _registry_and_reason
 
 if TYPE_CHECKING:
     from .._ui import UiServer
 
-#: the view of each cache this process serves: a second pj.ui() reuses it
-_servers: dict[Path, UiServer] = {}
 _lock = threading.Lock()
+
+
+def _stop_all() -> None:
+    with _lock:
+        for server in _servers.values():
+            server.stop()
+        _servers.clear()
+
+
+#: the view of each cache this process serves: a second pj.ui() reuses it (reset:
+#: every one stopped)
+_servers: dict[Path, UiServer] = _caches.declare(__name__, "_servers", {}, reset=_stop_all)
 
 
 def ui(cache: str | os.PathLike[str] | None = None, port: int = 0,

@@ -10,6 +10,7 @@ Content-Security-Policy below) and escape everything from the cache.
 from __future__ import annotations
 
 import secrets
+import threading
 from http import HTTPStatus
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
@@ -45,15 +46,20 @@ class TokenAuth:
         return bool(value) and secrets.compare_digest(str(value).encode(), self.token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):  # lifespan
             return await self.app(scope, receive, send)
-        request = Request(scope)
+        request = HTTPConnection(scope)
         from_url = self._ok(request.query_params.get("token"))
         if not (from_url or self._ok(request.cookies.get(COOKIE))):
+            if scope["type"] == "websocket":  # none served; refused all the same
+                return await send({"type": "websocket.close", "code": 1008})
             response = PlainTextResponse(
                 "403 Forbidden: open the URL with ?token=... that `pyjoule ui` printed\n",
                 status_code=403)
             return await response(scope, receive, send)
+
+        if from_url:  # render.static_url: the page's own files carry it too
+            scope.setdefault("state", {})["url_token"] = self.token.decode()
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -98,5 +104,6 @@ def make_app(cache: Path, token: str) -> Starlette:
                                                        HTTPException: _error})
     app.state.cache = Path(cache)
     app.state.csrf = secrets.token_urlsafe(32)
+    app.state.refresh_lock = threading.Lock()  # one refresh of the runs at a time
     app.add_middleware(TokenAuth, token=token)
     return app

@@ -65,7 +65,8 @@ def _runs(request: Request) -> tuple[list[dict], dict]:
     from .._api import refresh_local_runs
 
     st = store(request)
-    refresh_local_runs(st)  # as pj.runs(): this machine's pool runs, read now
+    with request.app.state.refresh_lock:  # several tabs poll: one at a time
+        refresh_local_runs(st)  # as pj.runs(): this machine's pool runs, read now
     recs = st.list_runs()
     functions = sorted({r["name"] or "?" for r in recs})
     function = request.query_params.get("function", "")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader
 from starlette.exceptions import HTTPException
@@ -25,10 +26,24 @@ templates = Jinja2Templates(env=Environment(
 
 
 def render(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
-    """The template ``name`` rendered with ``ctx``, ``request`` and ``csrf`` (the value
-    every POST form must send back in its ``csrf`` field)."""
-    return templates.TemplateResponse(request, name, {**ctx, "csrf": request.app.state.csrf},
-                                      status_code=status_code)
+    """The template ``name`` rendered with ``ctx``, ``request``, ``csrf`` (the value
+    every POST form must send back in its ``csrf`` field) and ``static`` (the URL of a
+    file of static/: ``{{ static("run.js") }}``, see :func:`static_url`)."""
+    return templates.TemplateResponse(
+        request, name, {**ctx, "csrf": request.app.state.csrf,
+                        "static": lambda file: static_url(request, file)},
+        status_code=status_code)
+
+
+def static_url(request: Request, file: str) -> str:
+    """``/static/FILE``, with the token when the page was asked for with it in its URL.
+
+    A page framed by another site (``pj.ui()`` inline in Jupyter opened at
+    ``localhost``, the view at ``127.0.0.1``) gets no cookie from the browser: its
+    stylesheet and scripts then need the token themselves (ui.js adds it to the
+    requests, links and forms of such a page)."""
+    token = getattr(request.state, "url_token", None)
+    return f"/static/{quote(file)}" + (f"?{urlencode({'token': token})}" if token else "")
 
 
 def store(request: Request) -> Store:
