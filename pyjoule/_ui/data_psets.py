@@ -354,29 +354,45 @@ def _row(psets: RunPsets, i: int) -> dict[str, Any]:
 # ------------------------------------------------------------------ keeping
 class PsetsCache:
     """The frames of the last few runs looked at, by run id, each rebuilt when its
-    run's state (counts) changed. Kept on the app's ``state``: one per server."""
+    run's state (counts) changed. Kept on the app's ``state``: one per server. A run's
+    frame is built by one thread at a time: the others wait for it (two tabs, or the
+    page's background task and its table's request)."""
 
     KEEP = 4
 
     def __init__(self) -> None:
         self._frames: OrderedDict[str, RunPsets | None] = OrderedDict()
         self._versions: dict[str, str] = {}
+        self._building: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+
+    def _kept(self, run_id: str, version: str) -> tuple[bool, RunPsets | None]:
+        with self._lock:
+            if self._versions.get(run_id) != version:
+                return False, None
+            self._frames.move_to_end(run_id)
+            return True, self._frames[run_id]
 
     def get(self, store: Store, rec: dict[str, Any], failures: list[dict[str, Any]],
             version: str) -> RunPsets | None:
         run_id = rec["run_id"]
+        found, frame = self._kept(run_id, version)
+        if found:
+            return frame
         with self._lock:
-            if self._versions.get(run_id) == version:
+            building = self._building.setdefault(run_id, threading.Lock())
+        with building:
+            found, frame = self._kept(run_id, version)  # built while this one waited
+            if found:
+                return frame
+            built = build(store, rec, failures, version)
+            with self._lock:
+                self._frames[run_id], self._versions[run_id] = built, version
                 self._frames.move_to_end(run_id)
-                return self._frames[run_id]
-        built = build(store, rec, failures, version)
-        with self._lock:
-            self._frames[run_id], self._versions[run_id] = built, version
-            self._frames.move_to_end(run_id)
-            while len(self._frames) > self.KEEP:
-                gone, _ = self._frames.popitem(last=False)
-                self._versions.pop(gone, None)
+                while len(self._frames) > self.KEEP:
+                    gone, _ = self._frames.popitem(last=False)
+                    self._versions.pop(gone, None)
+                    self._building.pop(gone, None)
         return built
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import defaultdict
 from typing import Any
@@ -52,8 +53,9 @@ def _polled(request: Request, rec: dict[str, Any]) -> tuple[dict, dict, list[dic
     st = store(request)
     if rec["state"] in LIVE and _due(request, rec) and RunDir(rec["run_dir"]).has_request():
         try:
-            run = follow(rec["run_id"], st.root)
-            counts = run.status()
+            with _poll_lock(request, rec["run_id"]):  # two tabs: one poll at a time
+                run = follow(rec["run_id"], st.root)
+                counts = run.status()
         except Exception as exc:  # noqa: BLE001 - a host unreachable just now: the page
             log.warning("could not read run %s: %s", rec["run_id"], exc)  # shows the rest
             counts, failures = _registered(request, rec)
@@ -64,6 +66,13 @@ def _polled(request: Request, rec: dict[str, Any]) -> tuple[dict, dict, list[dic
             return rec, counts, run.failure_records()
     counts, failures = _registered(request, rec)
     return rec, counts, failures
+
+
+def _poll_lock(request: Request, run_id: str) -> threading.Lock:
+    locks = getattr(request.app.state, "run_poll_locks", None)
+    if locks is None:
+        locks = request.app.state.run_poll_locks = {}
+    return locks.setdefault(run_id, threading.Lock())
 
 
 def _due(request: Request, rec: dict[str, Any]) -> bool:
@@ -228,6 +237,9 @@ def run_page(request: Request) -> Response:
     rec, counts, failures = _polled(request, rec)
     query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
     src = f"/runs/{rec['run_id']}/psets" + (f"?{query}" if query else "")
+    # its table is built when the page asks for it; built in a background task after
+    # the page was sent, first paint of a run of 100,000 psets took 0.8-1.0 s against
+    # 0.4 s (the GIL held while the page's CSS was served; on a busier machine, though)
     return render(request, "run.html", run=_summary(rec, counts), groups=_groups(failures),
                   run_id=rec["run_id"], psets_src=src)
 
