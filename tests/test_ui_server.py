@@ -193,22 +193,30 @@ def test_a_run_in_flight_updates_without_a_reload(cache_dir, weird_tmp_path, ui_
     gates = weird_tmp_path / "gates"
     gates.mkdir()
     proc = start_script(weird_tmp_path, SLOW, env={"PJ_TEST_GATES": str(gates)})
-    wait_for(lambda: (cache_dir / "index.sqlite").exists() and len(pj.runs(cache_dir)))
-    ui = ui_server(cache_dir)
-    page.goto(ui.url)
-    page.evaluate("window.notReloaded = true")
-    row = page.locator("tbody#runs-rows tr.run")
-    expect(row).to_have_count(1)
-    expect(row.locator('[data-count="pending"]')).to_have_text("4 not yet", timeout=60_000)
-    (gates / "go0").touch()
-    (gates / "go1").touch()
-    expect(row.locator('[data-count="done"]')).to_have_text("2 done", timeout=60_000)
-    expect(row.locator('[data-count="pending"]')).to_have_text("2 not yet")
-    (gates / "go2").touch()
-    (gates / "go3").touch()
-    expect(row.locator('[data-count="done"]')).to_have_text("4 done", timeout=60_000)
-    expect(row.locator(".badge")).to_have_text("done", timeout=60_000)
-    assert proc.wait(timeout=60) == 0
+    try:
+        wait_for(lambda: (cache_dir / "index.sqlite").exists() and len(pj.runs(cache_dir)))
+        ui = ui_server(cache_dir)
+        page.goto(ui.url)
+        page.evaluate("window.notReloaded = true")
+        row = page.locator("tbody#runs-rows tr.run")
+        expect(row).to_have_count(1)
+        expect(row.locator('[data-count="pending"]')).to_have_text("4 not yet", timeout=60_000)
+        (gates / "go0").touch()
+        (gates / "go1").touch()
+        expect(row.locator('[data-count="done"]')).to_have_text("2 done", timeout=60_000)
+        expect(row.locator('[data-count="pending"]')).to_have_text("2 not yet")
+        (gates / "go2").touch()
+        (gates / "go3").touch()
+        expect(row.locator('[data-count="done"]')).to_have_text("4 done", timeout=60_000)
+        expect(row.locator(".badge")).to_have_text("done", timeout=60_000)
+        assert proc.wait(timeout=60) == 0
+    finally:  # a failure above must not leave the psets waiting
+        for x in range(4):
+            (gates / f"go{x}").touch()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass  # tests/conftest.py kills it
     assert page.evaluate("window.notReloaded") is True
     run = pj.runs(cache_dir).iloc[-1]
     assert (run["done"], run["failed"], run["cached"]) == (4, 0, 0)

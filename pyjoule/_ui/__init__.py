@@ -97,7 +97,9 @@ def serve(cache: Path, host: str = "127.0.0.1", port: int = 0, open_browser: boo
     echo("Ctrl-C stops the server")
     server = _server(cache, token)
     if open_browser and can_open_browser():
-        threading.Timer(0.3, webbrowser.open, (url,)).start()
+        opener = threading.Timer(0.3, webbrowser.open, (url,))
+        opener.daemon = True  # a browser command that hangs must not keep us running
+        opener.start()
     elif open_browser:
         echo("no display here: open the URL in a browser on your machine (docs/ui.md: "
              "ssh -L for a remote machine)")
