@@ -258,6 +258,7 @@ def test_cancel_stops_a_running_run(cache_dir, weird_tmp_path, ui_server, page):
     owner = subprocess.Popen([sys.executable, str(weird_tmp_path / "owner.py")],
                              cwd=weird_tmp_path, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
+    run_id = ""
     try:
         run_id = owner.stdout.readline().strip()
         store = Store.open(cache_dir)
@@ -297,6 +298,9 @@ def test_cancel_stops_a_running_run(cache_dir, weird_tmp_path, ui_server, page):
         if owner.poll() is None:
             owner.kill()
             owner.wait()
+        if run_id and (Store.open(cache_dir).get_run(run_id) or {}).get("state") == "running":
+            subprocess.run([sys.executable, "-m", "pyjoule", "cancel", run_id], env=env,
+                           capture_output=True, timeout=120)  # failed early: no stray
 
     rec = store.get_run(run_id)
     assert rec["state"] == "cancelled"
