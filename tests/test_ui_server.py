@@ -260,6 +260,11 @@ def test_the_view_works_inline_in_a_page_of_another_site(study, ui_server, page)
         view.locator("nav a", has_text="Runs").click()
         expect(rows).to_have_count(3)
         assert "token=" in page.frames[1].url
+        rows.first.locator("a").first.click()  # a run page: its own script and fragments
+        expect(view.locator("#run-psets table.psets tbody tr").first).to_be_visible()
+        view.locator("#run-psets thead a").first.click()  # a sort: the fragment again
+        expect(view.locator("#run-psets table.psets tbody tr").first).to_be_visible()
+        assert view.locator("#offline").is_hidden()
     # the premise: the browser kept no cookie of the view (a third-party frame's)
     assert not [c for c in page.context.cookies() if c["name"].startswith("pyjoule_ui")]
 

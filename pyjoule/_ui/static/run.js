@@ -26,7 +26,7 @@
   }
 
   async function load(el, url) {
-    const resp = await fetch(url, {credentials: "same-origin"});
+    const resp = await fetch(pyjoule.url(url), {credentials: "same-origin"});
     if (!resp.ok) throw new Error(`${url}: ${resp.status}`);
     swap(el, await resp.text());
   }
