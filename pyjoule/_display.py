@@ -8,6 +8,7 @@ or a run.
 from __future__ import annotations
 
 import html
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -50,6 +51,22 @@ def when(t: float | None) -> str:
     """A time as ``2025-03-01 10:15 UTC`` (``-`` for None)."""
     return "-" if t is None else datetime.fromtimestamp(t, timezone.utc).strftime(
         "%Y-%m-%d %H:%M UTC")
+
+
+def stamp(t: float | None) -> str:
+    """A time to the second as ``2025-03-01 10:15:07 UTC`` (empty for None)."""
+    return "" if t is None else datetime.fromtimestamp(t, timezone.utc).strftime(
+        "%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration(start: float | None, end: float | None) -> str:
+    """From ``start`` to ``end`` (or now) as ``1h02m03s``, ``2m05s`` or ``7s``."""
+    if start is None:
+        return ""
+    s = int(max(0.0, (end if end is not None else time.time()) - start))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
 def human(n: float) -> str:

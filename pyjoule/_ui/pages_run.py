@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .._display import duration, stamp
 from . import data_psets
 from .render import check_csrf, render, store
 
@@ -111,19 +112,6 @@ def _version(rec: dict[str, Any], counts: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------ shaping
-def _when(t: float | None) -> str:
-    return "" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
-
-
-def _duration(start: float | None, end: float | None) -> str:
-    if start is None:
-        return ""
-    s = int(max(0.0, (end if end is not None else time.time()) - start))
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
-
-
 def _summary(rec: dict[str, Any], counts: dict[str, Any]) -> dict[str, Any]:
     total = counts["total"] or 0
     not_yet = max(0, total - counts["done"] - counts["failed"] - counts["cached"])
@@ -135,8 +123,8 @@ def _summary(rec: dict[str, Any], counts: dict[str, Any]) -> dict[str, Any]:
             "state": rec["state"], "live": rec["state"] in LIVE,
             "running": counts.get("running", 0), "total": total,
             "bar": [(name, n, 100.0 * n / total if total else 0.0) for name, n in parts],
-            "submitted": _when(rec["submitted"]), "finished": _when(rec["finished"]),
-            "duration": _duration(rec["submitted"], rec["finished"]),
+            "submitted": stamp(rec["submitted"]), "finished": stamp(rec["finished"]),
+            "duration": duration(rec["submitted"], rec["finished"]),
             "job_ids": [str(j) for j in rec["job_ids"] or []],
             "run_dir": rec["run_dir"], "version": _version(rec, counts),
             "unread": rec.get("unread")}

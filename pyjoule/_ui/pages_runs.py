@@ -5,14 +5,13 @@ move while runs are in flight."""
 
 from __future__ import annotations
 
-import time
-from datetime import datetime, timezone
 from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from .._display import duration, stamp
 from .render import render, store
 
 #: the states a run can be in, as the registry records them
@@ -20,20 +19,6 @@ STATES = ("starting", "running", "finishing", "done", "failed", "cancelled")
 #: the newest runs shown unless ``?limit=`` asks for more (0: all): the table is
 #: rendered again every second while the page is open
 LIMIT = 200
-
-
-def _when(t: float | None) -> str:
-    return "" if t is None else datetime.fromtimestamp(t, timezone.utc).strftime(
-        "%Y-%m-%d %H:%M:%S UTC")
-
-
-def _duration(start: float | None, end: float | None) -> str:
-    if start is None:
-        return ""
-    s = int(max(0.0, (end if end is not None else time.time()) - start))
-    h, rest = divmod(s, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
 def _bar(rec: dict) -> list[tuple[str, int, float]]:
@@ -48,8 +33,8 @@ def _bar(rec: dict) -> list[tuple[str, int, float]]:
 def _row(rec: dict) -> dict:
     return {"id": rec["run_id"], "function": rec["name"] or "?",
             "where": f"{rec['backend']} on {rec['host']}", "state": rec["state"],
-            "total": rec["total"] or 0, "bar": _bar(rec), "submitted": _when(rec["submitted"]),
-            "duration": _duration(rec["submitted"], rec["finished"]),
+            "total": rec["total"] or 0, "bar": _bar(rec), "submitted": stamp(rec["submitted"]),
+            "duration": duration(rec["submitted"], rec["finished"]),
             "job_ids": ", ".join(str(j) for j in rec["job_ids"] or [])}
 
 
