@@ -115,7 +115,8 @@ def test_choices_default_to_the_longest_axis_averaged_over_seeds_at_the_fullest_
     assert plottable(ds) == ["err"]  # strings cannot be plotted
     choice, errors = choose(ds, {})
     assert errors == []
-    assert choice == Choice("err", "N", "", "seed", {"method": 0, "tol": 2})
+    # the shortest other dimension is the colour: the methods compared, a line each
+    assert choice == Choice("err", "N", "method", "seed", {"tol": 2})
     choice, errors = choose(ds, {"x": "N", "hue": "method", "over": "seed"})
     assert (choice.hue, choice.at, errors) == ("method", {"tol": 2}, [])
     assert choose(ds, {"hue": "method", "at.tol": "0"})[0].at == {"tol": 0}

@@ -134,7 +134,8 @@ def choose(ds: xr.Dataset, query: Mapping[str, str]) -> tuple[Choice, list[str]]
     if not dims:
         raise PyjouleError(f"nothing varies: {var!r} has one value (one pset cached)")
     roles: dict[str, str] = {}
-    for role, default in (("x", _default_x(ds, dims)), ("hue", NONE),
+    x = _default_x(ds, dims)
+    for role, default in (("x", x), ("hue", _default_hue(ds, dims, x)),
                           ("over", "seed" if "seed" in dims else NONE)):
         asked = query.get(role)
         value = default if asked is None else asked
@@ -172,6 +173,13 @@ def _default_x(ds: xr.Dataset, dims: list[str]) -> str:
     if not candidates:
         return NONE
     return max(candidates, key=lambda d: ds.sizes[d])
+
+
+def _default_hue(ds: xr.DataArray | xr.Dataset, dims: list[str], x: str) -> str:
+    """The shortest other dimension of 2 to 10 values, not a seed: the methods a study
+    compares, one line each (none when there is no such dimension)."""
+    candidates = [d for d in dims if d not in (x, "seed") and 2 <= ds.sizes[d] <= 10]
+    return min(candidates, key=lambda d: ds.sizes[d]) if candidates else NONE
 
 
 def _fullest(da: xr.DataArray, dim: str) -> int:
