@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import _bulk, _caches, _callables, _claims, _hashing, _keying, _space
 from .._store import Store
+from .._store.entries import found_of
 from .reconcile import reconcile
 from .signature import Signature
 
@@ -36,6 +37,9 @@ class Plan:
     ignored: tuple[str, ...] = ()  # the names ``psets`` leaves out of ``calls``
     #: values that plain pickle cannot send (functions, ignored objects): cloudpickle
     by_value: bool = False
+    #: ``found`` as an array in the order of ``ids`` (-1: not cached), while the two
+    #: agree (None once ``found`` changed): what the Dataset is placed by
+    locs: Any = None
 
 
 def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
@@ -99,9 +103,9 @@ def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
         psets = [psets[i] for i in first.values()]
         calls = [calls[i] for i in first.values()]
         ids = list(first)
-    # ``first`` holds exactly ``ids``: the lookup needs no set of its own of them
-    found = {} if store is None else store.lookup_present(func_id, first)
-    result = Plan(func_id, psets, ids, found, by_value=by_value)
+    locs = None if store is None else store.locate_present(func_id, ids)
+    found = {} if locs is None else found_of(ids, locs)
+    result = Plan(func_id, psets, ids, found, by_value=by_value, locs=locs)
     if signature.ignore:
         result.calls, result.ignored = calls, tuple(sorted(signature.ignore))
     return result
@@ -130,7 +134,9 @@ def _claim(store: Store | None, result: Plan, limit: int | None, run: dict | Non
         if registered:
             _claims.abandon(store, registered["run_id"])
         raise
-    result.found.update(newly)
+    if newly:
+        result.found.update(newly)
+        result.locs = None
     result.in_flight = [store.get_run(r) or {"run_id": r, "state": None} for r in owners]
     result.to_run = missing
     if owners:

@@ -11,7 +11,11 @@ import json
 import pickle
 import time
 from collections.abc import Collection, Sequence
+from itertools import compress
 
+import numpy as np
+
+from . import locate as _locate
 from .db import _unlink
 from .segments import Segments, _concat_segments, _dumps
 
@@ -62,7 +66,7 @@ class Entries(Segments):
         that SQLite hands back plain pairs and the dict is built in C.
         """
         db = self.db
-        if pset_ids is not None and len(pset_ids) < 500:
+        if pset_ids is not None and len(pset_ids) < _locate.MANY:
             out: dict[str, int] = {}
             some = pset_ids if isinstance(pset_ids, Sequence) else list(pset_ids)
             for i in range(0, len(some), 400):
@@ -72,6 +76,11 @@ class Entries(Segments):
                     f"SELECT pset_id, loc FROM entries WHERE func_id=? "
                     f"AND pset_id IN ({marks})", [func_id, *chunk]))
             return out
+        if pset_ids is not None:
+            ids = pset_ids if isinstance(pset_ids, Sequence) else list(pset_ids)
+            locs = _locate.locate(db, func_id, ids)
+            if locs is not None:
+                return found_of(ids, locs)
         rows = db.execute("SELECT pset_id, loc FROM entries WHERE func_id=?", (func_id,))
         if pset_ids is None:
             return dict(rows)
@@ -79,6 +88,26 @@ class Entries(Segments):
         # the time of a dict of all of them filtered by the ids (in the index's order)
         wanted = pset_ids if isinstance(pset_ids, (set, frozenset, dict)) else set(pset_ids)
         return {p: loc for p, loc in rows if p in wanted}
+
+    def locate(self, func_id: str, ids: Sequence[str]) -> np.ndarray:
+        """The ``loc`` of each of ``ids`` (see :meth:`lookup`), -1 where it is not
+        cached: a numpy array in the order of ``ids``, vectorised when many."""
+        locs = _locate.locate(self.db, func_id, ids) if len(ids) >= _locate.MANY else None
+        if locs is None:
+            found = self.lookup(func_id, ids)
+            locs = np.fromiter((found.get(p, -1) for p in ids), np.int64, len(ids))
+        return locs
+
+    def locate_present(self, func_id: str, ids: Sequence[str]) -> np.ndarray:
+        """:meth:`locate`, -1 also where the segment file is missing or truncated (as
+        :meth:`lookup_present`)."""
+        locs = self.locate(func_id, ids)
+        seg_ids = np.unique(locs[locs >= 0] >> 32).tolist()
+        bad = [s for s in seg_ids if not self._segment_ok(s)]
+        if bad:
+            self._drop_segments(bad, "missing or truncated")
+            locs = np.where(np.isin(locs >> 32, bad) & (locs >= 0), -1, locs)
+        return locs
 
     def lookup_present(self, func_id: str,
                        pset_ids: Sequence[str] | Collection[str]) -> dict[str, int]:
@@ -89,7 +118,7 @@ class Entries(Segments):
 
     def verify_present(self, found: dict[str, int]) -> dict[str, int]:
         """Drop entries whose segment file is missing or has the wrong size."""
-        seg_ids = {loc >> 32 for loc in set(found.values())} if found else set()
+        seg_ids = np.unique(np.fromiter(found.values(), np.int64, len(found)) >> 32).tolist()
         bad = [s for s in seg_ids if not self._segment_ok(s)]
         if not bad:
             return found
@@ -244,6 +273,14 @@ class Entries(Segments):
             db.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?)",
                        (run_id, key, func_id, pickle.dumps(record, protocol=5),
                         record["finished"]))
+
+
+def found_of(ids: Sequence[str], locs: np.ndarray) -> dict[str, int]:
+    """``{pset_id: loc}`` of the cached ones (``locs >= 0``), in the order of ``ids``."""
+    hit = locs >= 0
+    if hit.all():
+        return dict(zip(ids, locs.tolist()))
+    return dict(zip(compress(ids, hit.tolist()), locs[hit].tolist()))
 
 
 def cap_output(rec: dict, limit: int | None = None) -> dict:
