@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 from .. import _bulk, _faults, _keying, _platform
 from .._rundir import PAYLOAD, REQUEST, TASKS, RunDir
 from .._store import Store
-from .._store.locate import id_order
 from .live import TASKS_HANDED, LiveRun
 from .payload import _tasks_blob, _write, pickle_function
 from .plan import Plan, abandon
@@ -24,12 +23,6 @@ if TYPE_CHECKING:
     from .._options import LaunchOptions
 
 log = logging.getLogger("pyjoule")
-
-#: from this many psets to run, they are handed to the workers in pset-id order, not
-#: the call's: results then come back in id order, so that each ingest writes one
-#: stretch of the index's B-tree, not a page everywhere in it (at 1,000,000 psets
-#: every commit rewrote the whole index: 3.6 s in commits against 0.4 s in id order)
-ID_ORDER_FROM = 50_000
 
 
 def launch(store: Store, *, func: Callable, func_id: str, name: str, plan_: Plan,
@@ -112,12 +105,7 @@ def _write_run(rd: RunDir, plan_: Plan, payload: bytes, by_value: Sequence[str],
     """Write the run's payload, tasks and request; return the tasks,
     ``{pset_id: kwargs}``."""
     calls = plan_.psets if plan_.calls is None else plan_.calls
-    ids, order = plan_.ids, plan_.to_run
-    if len(order) >= ID_ORDER_FROM:
-        by_id = id_order([ids[i] for i in order])
-        if by_id is not None:
-            order = [order[i] for i in by_id.tolist()]
-    tasks = [(ids[i], calls[i]) for i in order]
+    tasks = [(plan_.ids[i], calls[i]) for i in plan_.to_run]
     _write(rd, PAYLOAD, payload)
     _write(rd, TASKS, _tasks_blob(tasks, by_value) if plan_.by_value else tasks)
     if request:

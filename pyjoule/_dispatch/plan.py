@@ -12,6 +12,7 @@ from typing import Any
 from .. import _bulk, _caches, _callables, _claims, _hashing, _keying, _space
 from .._store import Store
 from .._store.entries import found_of
+from .._store.locate import has_duplicates
 from .reconcile import reconcile
 from .signature import Signature
 
@@ -93,16 +94,17 @@ def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
     n_callables = _callables.seen
     ids = _hashing.pset_ids(psets)
     by_value = bool(signature.ignore) or _callables.seen != n_callables
-    first = dict(zip(ids, range(len(ids))))  # later duplicates overwrite ...
-    if len(first) != len(ids):  # ... so keep the first occurrence explicitly
-        first = {}
+    first: dict[str, int] = {}
+    if has_duplicates(ids) is not False:  # keep the first occurrence of each
         for i, pid in enumerate(ids):
             first.setdefault(pid, i)
+    if len(first) not in (0, len(ids)):
         if warn:
             _keying.warn_duplicates(len(ids), len(first), calls, signature)
         psets = [psets[i] for i in first.values()]
         calls = [calls[i] for i in first.values()]
         ids = list(first)
+    del first
     locs = None if store is None else store.locate_present(func_id, ids)
     found = {} if locs is None else found_of(ids, locs)
     result = Plan(func_id, psets, ids, found, by_value=by_value, locs=locs)

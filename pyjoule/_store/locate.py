@@ -93,8 +93,17 @@ def _prefix(ids: np.ndarray) -> np.ndarray:
     return head.view(">u8").ravel().astype(np.uint64)
 
 
-def id_order(ids: Sequence[str]) -> np.ndarray | None:
-    """Positions that put ``ids`` in (nearly: by their first 8 characters) sorted
-    order, fast; None unless they are pset ids."""
+def has_duplicates(ids: Sequence[str]) -> bool | None:
+    """Whether an id occurs twice in ``ids``, by sorting (no set of a million
+    strings); None unless they are all pset ids."""
     arr = id_array(ids)
-    return None if arr is None else np.argsort(_prefix(arr), kind="stable")
+    if arr is None:
+        return None
+    prefix = _prefix(arr)
+    order = np.argsort(prefix)
+    tied = np.flatnonzero(prefix[order[1:]] == prefix[order[:-1]])
+    if not len(tied):
+        return False
+    # equal first 8 bytes: the whole ids decide (a few, at a million random ids)
+    members = np.unique(np.concatenate([order[tied], order[tied + 1]]))
+    return len(set(arr[members].tolist())) < len(members)
