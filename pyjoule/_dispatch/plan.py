@@ -6,13 +6,15 @@ adds the explicit judging of the runs found in flight (:func:`.reconcile`).
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .. import _bulk, _caches, _callables, _claims, _hashing, _keying, _space
 from .._store import Store
-from .._store.entries import found_of
-from .._store.locate import has_duplicates
+from .._store.locate import Found, has_duplicates
 from .reconcile import reconcile
 from .signature import Signature
 
@@ -29,7 +31,7 @@ class Plan:
     func_id: str
     psets: list[dict]  # unique, normalised, in first-seen order
     ids: list[str]
-    found: dict[str, int]  # cached: pset_id -> loc (see Store.lookup)
+    found: MutableMapping[str, int]  # cached: pset_id -> loc (see Store.lookup)
     in_flight: list[dict] = field(default_factory=list)  # run records to attach to
     to_run: list[int] = field(default_factory=list)  # indices into psets
     run_id: str | None = None  # the run registered (``starting``) for ``to_run``
@@ -106,7 +108,7 @@ def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
         ids = list(first)
     del first
     locs = None if store is None else store.locate_present(func_id, ids)
-    found = {} if locs is None else found_of(ids, locs)
+    found: MutableMapping[str, int] = {} if locs is None else Found(ids, locs)
     result = Plan(func_id, psets, ids, found, by_value=by_value, locs=locs)
     if signature.ignore:
         result.calls, result.ignored = calls, tuple(sorted(signature.ignore))
@@ -117,8 +119,12 @@ def _claim(store: Store | None, result: Plan, limit: int | None, run: dict | Non
     """Split ``result.to_run`` into the psets claimed for a new run and those other
     runs have claimed (``in_flight``: their registry records, as they stand)."""
     found = result.found  # among ``ids`` (unique): all of them, or look for the others
-    missing = [] if len(found) == len(result.ids) else \
-        [i for i, pid in enumerate(result.ids) if pid not in found]
+    if len(found) == len(result.ids):
+        missing = []
+    elif result.locs is not None:  # ``found`` as it was looked up: no key asked for
+        missing = np.flatnonzero(result.locs < 0).tolist()
+    else:
+        missing = [i for i, pid in enumerate(result.ids) if pid not in found]
     if store is None or not missing:
         if limit is not None and len(missing) > limit:
             log.warning("limit=%d (PYJOULE_LIMIT or pj.config): running only %d of %d "

@@ -11,7 +11,7 @@ failures frame); here, reading them from the store.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -32,7 +32,7 @@ __all__ = ["DENSE_FACTOR", "DENSE_MAX_BYTES", "Axes", "axis_from_column",
 @_bulk.gc_paused
 def dataset_for(store, func_id: str, ids: Sequence[str], psets: Sequence[dict], *,
                 sparse: bool | str = "auto", dims: dict | None = None,
-                attrs: dict | None = None, found: dict | None = None,
+                attrs: dict | None = None, found: Mapping[str, int] | None = None,
                 locs: np.ndarray | None = None):
     """The Dataset of the cached results among ``ids``, on the grid of ``psets``.
 

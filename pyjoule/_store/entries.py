@@ -11,7 +11,6 @@ import json
 import pickle
 import time
 from collections.abc import Collection, Sequence
-from itertools import compress
 
 import numpy as np
 
@@ -80,7 +79,7 @@ class Entries(Segments):
             ids = pset_ids if isinstance(pset_ids, Sequence) else list(pset_ids)
             locs = _locate.locate(db, func_id, ids)
             if locs is not None:
-                return found_of(ids, locs)
+                return _locate.found_dict(ids, locs)
         rows = db.execute("SELECT pset_id, loc FROM entries WHERE func_id=?", (func_id,))
         if pset_ids is None:
             return dict(rows)
@@ -273,14 +272,6 @@ class Entries(Segments):
             db.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?)",
                        (run_id, key, func_id, pickle.dumps(record, protocol=5),
                         record["finished"]))
-
-
-def found_of(ids: Sequence[str], locs: np.ndarray) -> dict[str, int]:
-    """``{pset_id: loc}`` of the cached ones (``locs >= 0``), in the order of ``ids``."""
-    hit = locs >= 0
-    if hit.all():
-        return dict(zip(ids, locs.tolist()))
-    return dict(zip(compress(ids, hit.tolist()), locs[hit].tolist()))
 
 
 def cap_output(rec: dict, limit: int | None = None) -> dict:

@@ -12,7 +12,8 @@ holding other ids) is answered by the caller's exact path (``None`` here).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
+from itertools import compress
 
 import numpy as np
 
@@ -107,3 +108,57 @@ def has_duplicates(ids: Sequence[str]) -> bool | None:
     # equal first 8 bytes: the whole ids decide (a few, at a million random ids)
     members = np.unique(np.concatenate([order[tied], order[tied + 1]]))
     return len(set(arr[members].tolist())) < len(members)
+
+
+class Found(MutableMapping[str, int]):
+    """``{pset_id: loc}`` of the cached ones among ``ids`` (``locs >= 0``), the dict
+    built only once a key is asked for: a re-call of 1,000,000 cached psets needs
+    their number, not a dict of them (0.5 s)."""
+
+    def __init__(self, ids: Sequence[str], locs: np.ndarray):
+        self._ids: Sequence[str] | None = ids
+        self._locs: np.ndarray | None = locs
+        self._n = int(np.count_nonzero(locs >= 0))
+        self._dict: dict[str, int] | None = None
+
+    def _d(self) -> dict[str, int]:
+        if self._dict is None:
+            assert self._ids is not None and self._locs is not None
+            self._dict = found_dict(self._ids, self._locs)
+            self._ids = self._locs = None
+        return self._dict
+
+    def __len__(self) -> int:
+        return self._n if self._dict is None else len(self._dict)
+
+    def __getitem__(self, key: str) -> int:
+        return self._d()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._d()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d())
+
+    def __setitem__(self, key: str, value: int) -> None:
+        self._d()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._d()[key]
+
+    def values(self):  # type: ignore[override]  # the dict's: C speed
+        return self._d().values()
+
+    def items(self):  # type: ignore[override]
+        return self._d().items()
+
+    def __repr__(self) -> str:
+        return f"Found({len(self)} cached)"
+
+
+def found_dict(ids: Sequence[str], locs: np.ndarray) -> dict[str, int]:
+    """``{pset_id: loc}`` of the cached ones (``locs >= 0``), in the order of ``ids``."""
+    hit = locs >= 0
+    if hit.all():
+        return dict(zip(ids, locs.tolist()))
+    return dict(zip(compress(ids, hit.tolist()), locs[hit].tolist()))

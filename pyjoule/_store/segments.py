@@ -17,7 +17,7 @@ import struct
 import time
 import uuid
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import _private
@@ -152,7 +152,7 @@ class Segments(Database):
         got = np.concatenate(kept) if kept else np.empty(0, np.int64)
         return got, _concat_segments(segs, _columns), n_wanted
 
-    def read_values(self, func_id: str, found: dict[str, int]) -> dict[str, Any]:
+    def read_values(self, func_id: str, found: Mapping[str, int]) -> dict[str, Any]:
         """The exact returned values of the entries in ``found``."""
         out: dict[str, Any] = {}
         bad = []
@@ -213,7 +213,7 @@ def _concat_segments(segs: list[tuple[dict, int]], _columns) -> dict:
             for name in names}
 
 
-def by_segment(found: dict[str, int]):
+def by_segment(found: Mapping[str, int]):
     """``(seg_id, rows, pset_ids)`` per segment, rows ascending (numpy, no sort per row)."""
     import numpy as np
 
