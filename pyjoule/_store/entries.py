@@ -160,6 +160,10 @@ class Entries(Segments):
         if failed:  # a pset already cached (e.g. by an earlier batch) has not failed
             cached = self.lookup(func_id, list(failed))
             failed = {p: r for p, r in failed.items() if p not in cached}
+        pids = list(done)
+        # in key order: the index's B-tree is then written page after page, not at
+        # random places (5x faster at 1,000,000 entries); sorted before the lock
+        order = _locate.id_order(pids) if seg is not None else []
         try:
             with self._tx() as db:
                 if seg is not None:
@@ -167,12 +171,8 @@ class Entries(Segments):
                         "INSERT INTO segments (func_id, path, n, nbytes, len_a, digest_a, "
                         "digest_b, created) VALUES (?,?,?,?,?,?,?,?)", seg).lastrowid
                     base = seg_id << 32
-                    pids = list(done)
-                    # in key order: the index's B-tree is then written page after
-                    # page, not at random places (5x faster at 1,000,000 entries)
                     db.executemany("INSERT OR REPLACE INTO entries VALUES (?,?,?)",
-                                   ((func_id, pids[i], base | i) for i in
-                                    sorted(range(len(pids)), key=pids.__getitem__)))
+                                   ((func_id, pids[i], base | i) for i in order))
                 if failed:
                     db.executemany("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?)",
                                    ((run_id, pid, func_id, _dumps(rec),

@@ -94,6 +94,15 @@ def _prefix(ids: np.ndarray) -> np.ndarray:
     return head.view(">u8").ravel().astype(np.uint64)
 
 
+def id_order(ids: Sequence[str]) -> list[int]:
+    """Positions that put ``ids`` in sorted order (by their first 8 characters when
+    they are pset ids: numpy's sort of integers, not Python's of strings)."""
+    arr = id_array(ids)
+    if arr is None:
+        return sorted(range(len(ids)), key=ids.__getitem__)
+    return np.argsort(_prefix(arr), kind="stable").tolist()
+
+
 def has_duplicates(ids: Sequence[str]) -> bool | None:
     """Whether an id occurs twice in ``ids``, by sorting (no set of a million
     strings); None unless they are all pset ids."""
