@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _bulk, _caches, _callables, _claims, _hashing, _keying, _space
 from .._store import Store
-from .._store.locate import Found, has_duplicates
+from .._store.locate import Found, Ids, has_duplicates
 from .reconcile import reconcile
 from .signature import Signature
 
@@ -96,8 +96,9 @@ def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
     n_callables = _callables.seen
     ids = _hashing.pset_ids(psets)
     by_value = bool(signature.ignore) or _callables.seen != n_callables
+    prepared = Ids.of(ids)  # for the duplicates and the lookup both
     first: dict[str, int] = {}
-    if has_duplicates(ids) is not False:  # keep the first occurrence of each
+    if has_duplicates(prepared or ids) is not False:  # keep the first of each
         for i, pid in enumerate(ids):
             first.setdefault(pid, i)
     if len(first) not in (0, len(ids)):
@@ -106,8 +107,9 @@ def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
         psets = [psets[i] for i in first.values()]
         calls = [calls[i] for i in first.values()]
         ids = list(first)
+        prepared = None
     del first
-    locs = None if store is None else store.locate_present(func_id, ids)
+    locs = None if store is None else store.locate_present(func_id, ids, prepared)
     found: MutableMapping[str, int] = {} if locs is None else Found(ids, locs)
     result = Plan(func_id, psets, ids, found, by_value=by_value, locs=locs)
     if signature.ignore:

@@ -88,19 +88,23 @@ class Entries(Segments):
         wanted = pset_ids if isinstance(pset_ids, (set, frozenset, dict)) else set(pset_ids)
         return {p: loc for p, loc in rows if p in wanted}
 
-    def locate(self, func_id: str, ids: Sequence[str]) -> np.ndarray:
+    def locate(self, func_id: str, ids: Sequence[str],
+               prepared: _locate.Ids | None = None) -> np.ndarray:
         """The ``loc`` of each of ``ids`` (see :meth:`lookup`), -1 where it is not
-        cached: a numpy array in the order of ``ids``, vectorised when many."""
-        locs = _locate.locate(self.db, func_id, ids) if len(ids) >= _locate.MANY else None
+        cached: a numpy array in the order of ``ids``, vectorised when many
+        (``prepared``: ``ids`` as arrays already, ``locate.Ids``)."""
+        locs = _locate.locate(self.db, func_id, prepared or ids) \
+            if len(ids) >= _locate.MANY else None
         if locs is None:
             found = self.lookup(func_id, ids)
             locs = np.fromiter((found.get(p, -1) for p in ids), np.int64, len(ids))
         return locs
 
-    def locate_present(self, func_id: str, ids: Sequence[str]) -> np.ndarray:
+    def locate_present(self, func_id: str, ids: Sequence[str],
+                       prepared: _locate.Ids | None = None) -> np.ndarray:
         """:meth:`locate`, -1 also where the segment file is missing or truncated (as
         :meth:`lookup_present`)."""
-        locs = self.locate(func_id, ids)
+        locs = self.locate(func_id, ids, prepared)
         seg_ids = np.unique(locs[locs >= 0] >> 32).tolist()
         bad = [s for s in seg_ids if not self._segment_ok(s)]
         if bad:

@@ -57,11 +57,35 @@ def entries_of(db: sqlite3.Connection, func_id: str) -> tuple[np.ndarray, np.nda
     return keys, values
 
 
-def locate(db: sqlite3.Connection, func_id: str, ids: Sequence[str]) -> np.ndarray | None:
+class Ids:
+    """Pset ids as arrays, made once for all that a plan asks of them (its
+    duplicates, then its lookup): the ids, their first 8 bytes as integers, and the
+    order that sorts those (a sort of a million numbers, done once, not twice)."""
+
+    def __init__(self, arr: np.ndarray):
+        self.arr = arr
+        self.prefix = _prefix(arr)
+        self._order: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, ids: Sequence[str]) -> Ids | None:
+        """None unless every id is a pset id (32 ASCII characters)."""
+        arr = id_array(ids)
+        return None if arr is None else cls(arr)
+
+    @property
+    def order(self) -> np.ndarray:
+        if self._order is None:
+            self._order = np.argsort(self.prefix)
+        return self._order
+
+
+def locate(db: sqlite3.Connection, func_id: str, ids: Sequence[str] | Ids
+           ) -> np.ndarray | None:
     """The ``loc`` of each of ``ids`` (see ``Entries.lookup``), -1 where it is not
     cached; None when ``ids`` or the entries are not all pset ids (ask
     ``Entries.lookup``)."""
-    wanted = id_array(ids)
+    wanted = ids if isinstance(ids, Ids) else Ids.of(ids)
     if wanted is None:
         return None
     entries = entries_of(db, func_id)
@@ -69,22 +93,21 @@ def locate(db: sqlite3.Connection, func_id: str, ids: Sequence[str]) -> np.ndarr
         return None
     keys, values = entries
     if not len(keys):
-        return np.full(len(wanted), -1, np.int64)
+        return np.full(len(wanted.arr), -1, np.int64)
     # searched by their first 8 bytes as numbers (the ids' order, 10x faster than
     # comparing strings), the needles in order so that each search starts where
     # the last one ended
-    prefix, needles = _prefix(keys), _prefix(wanted)
-    order = np.argsort(needles)
-    at = np.empty(len(wanted), np.int64)
+    prefix, needles, order = _prefix(keys), wanted.prefix, wanted.order
+    at = np.empty(len(needles), np.int64)
     at[order] = np.searchsorted(prefix, needles[order])
     at[at == len(keys)] = 0
-    hit = keys[at] == wanted
+    hit = keys[at] == wanted.arr
     # an 8-byte prefix several entries share: the id may be further on
     tie = np.flatnonzero(~hit & (prefix[at] == needles))
     if len(tie):
-        again = np.searchsorted(keys, wanted[tie])
+        again = np.searchsorted(keys, wanted.arr[tie])
         again[again == len(keys)] = 0
-        at[tie], hit[tie] = again, keys[again] == wanted[tie]
+        at[tie], hit[tie] = again, keys[again] == wanted.arr[tie]
     return np.where(hit, values[at], -1)
 
 
@@ -103,20 +126,19 @@ def id_order(ids: Sequence[str]) -> list[int]:
     return np.argsort(_prefix(arr), kind="stable").tolist()
 
 
-def has_duplicates(ids: Sequence[str]) -> bool | None:
+def has_duplicates(ids: Sequence[str] | Ids) -> bool | None:
     """Whether an id occurs twice in ``ids``, by sorting (no set of a million
     strings); None unless they are all pset ids."""
-    arr = id_array(ids)
-    if arr is None:
+    prepared = ids if isinstance(ids, Ids) else Ids.of(ids)
+    if prepared is None:
         return None
-    prefix = _prefix(arr)
-    order = np.argsort(prefix)
+    prefix, order = prepared.prefix, prepared.order
     tied = np.flatnonzero(prefix[order[1:]] == prefix[order[:-1]])
     if not len(tied):
         return False
     # equal first 8 bytes: the whole ids decide (a few, at a million random ids)
     members = np.unique(np.concatenate([order[tied], order[tied + 1]]))
-    return len(set(arr[members].tolist())) < len(members)
+    return len(set(prepared.arr[members].tolist())) < len(members)
 
 
 class Found(MutableMapping[str, int]):
