@@ -94,15 +94,22 @@ def run_child(n: int, phase: str, cache: str, workers: int) -> dict:
     raise RuntimeError(f"{phase} n={n} failed:\n{proc.stdout}\n{proc.stderr}")
 
 
-def measure(sizes: list[int], repeats: int, workers: int) -> list[dict]:
-    """Every size, ``repeats`` times (1M once unless asked), first call then re-call."""
+def measure(sizes: list[int], repeats: int, workers: int,
+            repeats_1m: int | None = None) -> list[dict]:
+    """Every size, ``repeats`` times (1M: ``repeats_1m``, default a third), first call
+    then re-call; interleaved (10k, 100k, 1M, 10k, ...) so that each 1M run has a 10k
+    run measured just before it, under the same load (``rep`` pairs them)."""
+    big = max(1, repeats // 3) if repeats_1m is None else repeats_1m
     rows = []
-    for n in sizes:
-        for _ in range(repeats if n < 1_000_000 else max(1, repeats // 3)):
+    for rep in range(max(repeats, big)):
+        for n in sizes:
+            if rep >= (repeats if n < 1_000_000 else big):
+                continue
             cache = tempfile.mkdtemp(prefix="pj-scale-")
             try:
                 for phase in ("first", "recall"):
                     r = run_child(n, phase, cache, workers)
+                    r["rep"] = rep
                     print(f"{phase:6} n={n:>9,}: {r['seconds']:7.3f} s "
                           f"{r['per_pset_us']:6.2f} µs/pset  peak {r['rss_peak_mib']:6.0f} MiB "
                           f"(after warm-up {r['rss_base_mib']:.0f}), "
@@ -112,6 +119,14 @@ def measure(sizes: list[int], repeats: int, workers: int) -> list[dict]:
             finally:
                 shutil.rmtree(cache, ignore_errors=True)
     return rows
+
+
+def paired_ratios(rows: list[dict], phase: str, small: int, big: int,
+                  key: str = "seconds") -> list[float]:
+    """Per pset at ``big`` against ``small`` of the same repeat (measured back to back)."""
+    by = {(r["rep"], r["n"]): r for r in rows if r["phase"] == phase and "rep" in r}
+    return [(by[(k, big)][key] / big) / (by[(k, small)][key] / small)
+            for k, n in sorted(by) if n == big and (k, small) in by]
 
 
 def summary(rows: list[dict]) -> dict:
@@ -205,8 +220,29 @@ def doc_section(summ: dict, sizes: list[int], rows: list[dict]) -> str:
         f"| driver peak < 1 GB | {ok[peak < TARGET_MIB]} ({peak:.0f} MiB) |", "",
         "Driver CPU time per pset (µs), steadier than wall time on this shared machine: "
         + "; ".join(f"{p} {n:,}: {cpu_us(p, n):.1f}" for p in ("first", "recall")
-                    for n in sizes if cpu_us(p, n) is not None) + ".", "",
+                    for n in sizes if cpu_us(p, n) is not None) + "."
+        + "".join(f" Driver CPU, {p}, {sizes[-1]:,} against {sizes[0]:,}: "
+                  f"{cpu_us(p, sizes[-1]) / cpu_us(p, sizes[0]):.2f}×."
+                  for p in ("first", "recall")
+                  if cpu_us(p, sizes[0]) and cpu_us(p, sizes[-1]) is not None), "",
+        paired_line(rows, sizes), "",
     ]) + "\n"
+
+
+def paired_line(rows: list[dict], sizes: list[int]) -> str:
+    """Each largest-size run against the smallest-size run of its repeat (measured
+    back to back, under the same load)."""
+    parts = []
+    for phase in ("first", "recall"):
+        wall = paired_ratios(rows, phase, sizes[0], sizes[-1])
+        cpu = paired_ratios(rows, phase, sizes[0], sizes[-1], "driver_cpu_s")
+        if wall:
+            parts.append(f"{phase}: wall " + ", ".join(f"{x:.2f}×" for x in wall)
+                         + "; driver CPU " + ", ".join(f"{x:.2f}×" for x in cpu))
+    if not parts:
+        return ""
+    return (f"Back to back (each {sizes[-1]:,} run against the {sizes[0]:,} run just "
+            "before it): " + "; ".join(parts) + ".")
 
 
 def plot(summ: dict, sizes: list[int], path: str) -> None:
@@ -243,6 +279,7 @@ def main(argv=None) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--sizes", default="10000,100000,1000000")
     p.add_argument("--repeats", type=int, default=3, help="per size (1M: a third)")
+    p.add_argument("--repeats-1m", type=int, help="of 1,000,000 (default: a third)")
     p.add_argument("--json", help="write the raw results here")
     p.add_argument("--from-json", help="measure nothing: render these raw results")
     p.add_argument("--markdown", help="write the table here")
@@ -258,10 +295,11 @@ def main(argv=None) -> None:
         sizes = sorted({r["n"] for r in rows})
     else:
         sizes = [int(s) for s in a.sizes.split(",")]
-        rows = measure(sizes, a.repeats, a.workers)
+        rows = measure(sizes, a.repeats, a.workers, a.repeats_1m)
     summ = summary(rows)
     table = markdown(summ, sizes)
     print(table)
+    print(paired_line(rows, sizes))
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(rows, fh, indent=1)

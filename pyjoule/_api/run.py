@@ -173,9 +173,10 @@ class Run:
         dims = exp._options.get("dims") if exp is not None else None
         # nothing ran: the plan's lookup is still the whole truth
         found = self.plan.found if not self._live() else None
+        locs = getattr(self.plan, "locs", None) if found is not None else None
         made: tuple[xr.Dataset, int, int] = dataset_for(
             self._store, self.func_id, self.plan.ids, self.plan.psets, sparse=sparse,
-            dims=dims, attrs=attrs, found=found)
+            dims=dims, attrs=attrs, found=found, locs=locs)
         return made
 
     def dataset(self, sparse: bool | Literal["auto"] = "auto") -> xr.Dataset:

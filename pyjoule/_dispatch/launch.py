@@ -16,7 +16,7 @@ from .. import _bulk, _faults, _keying, _platform
 from .._rundir import PAYLOAD, REQUEST, TASKS, RunDir
 from .._store import Store
 from .live import TASKS_HANDED, LiveRun
-from .payload import _tasks_blob, _write, pickle_function
+from .payload import _tasks_blob, _write, pickle_function, plain_values
 from .plan import Plan, abandon
 
 if TYPE_CHECKING:
@@ -106,10 +106,12 @@ def _write_run(rd: RunDir, plan_: Plan, payload: bytes, by_value: Sequence[str],
     ``{pset_id: kwargs}``."""
     calls = plan_.psets if plan_.calls is None else plan_.calls
     tasks = [(plan_.ids[i], calls[i]) for i in plan_.to_run]
+    # ``psets`` are ``calls`` or parts of them: plain values in both, or not
+    flat = not plan_.by_value and plain_values(calls)
     _write(rd, PAYLOAD, payload)
-    _write(rd, TASKS, _tasks_blob(tasks, by_value) if plan_.by_value else tasks)
+    _write(rd, TASKS, _tasks_blob(tasks, by_value) if plan_.by_value else tasks, flat)
     if request:
-        _write(rd, REQUEST, _keying.request(plan_))
+        _write(rd, REQUEST, _keying.request(plan_), flat)
     return dict(tasks)
 
 

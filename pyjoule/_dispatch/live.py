@@ -23,10 +23,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyjoule")
 
 
-#: what one ingest reads of the result files at most (~60,000 no-op records,
+#: what one ingest reads of the result files at most (~240,000 no-op records,
 #: shared among the files, 1 MiB each at least): the records, their segment and its
-#: columns stay a bounded part of the driver's memory however far behind it fell
-POLL_BYTES = 8 << 20
+#: columns stay a bounded part of the driver's memory however far behind it fell.
+#: Each ingest's commit writes the index's pages its (random) pset ids fall on, all
+#: of them once the index is large: at 1,000,000 psets, 8 MiB bites (23 commits)
+#: took 1 s more than these (6), with the same peak memory
+POLL_BYTES = 32 << 20
 
 #: the key of a run record (``launch``'s) under which its tasks come in memory,
 #: ``{pset_id: kwargs}``: its own follower need not read back what it just wrote

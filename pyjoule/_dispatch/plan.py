@@ -6,11 +6,15 @@ adds the explicit judging of the runs found in flight (:func:`.reconcile`).
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .. import _bulk, _caches, _callables, _claims, _hashing, _keying, _space
 from .._store import Store
+from .._store.locate import Found, Ids, has_duplicates
 from .reconcile import reconcile
 from .signature import Signature
 
@@ -27,7 +31,7 @@ class Plan:
     func_id: str
     psets: list[dict]  # unique, normalised, in first-seen order
     ids: list[str]
-    found: dict[str, int]  # cached: pset_id -> loc (see Store.lookup)
+    found: MutableMapping[str, int]  # cached: pset_id -> loc (see Store.lookup)
     in_flight: list[dict] = field(default_factory=list)  # run records to attach to
     to_run: list[int] = field(default_factory=list)  # indices into psets
     run_id: str | None = None  # the run registered (``starting``) for ``to_run``
@@ -36,6 +40,9 @@ class Plan:
     ignored: tuple[str, ...] = ()  # the names ``psets`` leaves out of ``calls``
     #: values that plain pickle cannot send (functions, ignored objects): cloudpickle
     by_value: bool = False
+    #: ``found`` as an array in the order of ``ids`` (-1: not cached), while the two
+    #: agree (None once ``found`` changed): what the Dataset is placed by
+    locs: Any = None
 
 
 def plan(store: Store | None, func_id: str, signature: Signature, space: Any,
@@ -89,19 +96,22 @@ def _hashed(store: Store | None, func_id: str, signature: Signature, space: Any,
     n_callables = _callables.seen
     ids = _hashing.pset_ids(psets)
     by_value = bool(signature.ignore) or _callables.seen != n_callables
-    first = dict(zip(ids, range(len(ids))))  # later duplicates overwrite ...
-    if len(first) != len(ids):  # ... so keep the first occurrence explicitly
-        first = {}
+    prepared = Ids.of(ids)  # for the duplicates and the lookup both
+    first: dict[str, int] = {}
+    if has_duplicates(prepared or ids) is not False:  # keep the first of each
         for i, pid in enumerate(ids):
             first.setdefault(pid, i)
+    if len(first) not in (0, len(ids)):
         if warn:
             _keying.warn_duplicates(len(ids), len(first), calls, signature)
         psets = [psets[i] for i in first.values()]
         calls = [calls[i] for i in first.values()]
         ids = list(first)
-    # ``first`` holds exactly ``ids``: the lookup needs no set of its own of them
-    found = {} if store is None else store.lookup_present(func_id, first)
-    result = Plan(func_id, psets, ids, found, by_value=by_value)
+        prepared = None
+    del first
+    locs = None if store is None else store.locate_present(func_id, ids, prepared)
+    found: MutableMapping[str, int] = {} if locs is None else Found(ids, locs)
+    result = Plan(func_id, psets, ids, found, by_value=by_value, locs=locs)
     if signature.ignore:
         result.calls, result.ignored = calls, tuple(sorted(signature.ignore))
     return result
@@ -111,8 +121,12 @@ def _claim(store: Store | None, result: Plan, limit: int | None, run: dict | Non
     """Split ``result.to_run`` into the psets claimed for a new run and those other
     runs have claimed (``in_flight``: their registry records, as they stand)."""
     found = result.found  # among ``ids`` (unique): all of them, or look for the others
-    missing = [] if len(found) == len(result.ids) else \
-        [i for i, pid in enumerate(result.ids) if pid not in found]
+    if len(found) == len(result.ids):
+        missing = []
+    elif result.locs is not None:  # ``found`` as it was looked up: no key asked for
+        missing = np.flatnonzero(result.locs < 0).tolist()
+    else:
+        missing = [i for i, pid in enumerate(result.ids) if pid not in found]
     if store is None or not missing:
         if limit is not None and len(missing) > limit:
             log.warning("limit=%d (PYJOULE_LIMIT or pj.config): running only %d of %d "
@@ -130,7 +144,9 @@ def _claim(store: Store | None, result: Plan, limit: int | None, run: dict | Non
         if registered:
             _claims.abandon(store, registered["run_id"])
         raise
-    result.found.update(newly)
+    if newly:
+        result.found.update(newly)
+        result.locs = None
     result.in_flight = [store.get_run(r) or {"run_id": r, "state": None} for r in owners]
     result.to_run = missing
     if owners:

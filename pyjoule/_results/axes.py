@@ -34,6 +34,14 @@ def _callable_label(v: Any) -> Any:
 
 def axis_from_values(values: Sequence[Any]) -> tuple[list, np.ndarray]:
     """Labels (numbers sorted, others first-seen) and one code per value."""
+    if set(map(type, values)) == {int}:  # e.g. seeds, sizes, indices: by numpy
+        try:
+            arr = np.array(values, dtype=np.int64)
+        except OverflowError:
+            pass
+        else:
+            uniq, inverse = _unique_inverse(arr)
+            return uniq.tolist(), inverse.astype(np.int64, copy=False)
     lookup: dict[Any, int] = {}
     try:
         codes = [lookup.setdefault(v, len(lookup)) for v in values]

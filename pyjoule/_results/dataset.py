@@ -59,6 +59,11 @@ def build_dataset(axes: Axes, cells: np.ndarray, columns: dict, *, n_psets: int,
 
 
 def _coord(labels: list):
+    if set(map(type, labels)) == {int}:
+        try:
+            return np.array(labels, dtype=np.int64)
+        except OverflowError:
+            pass
     arr = np.empty(len(labels), object)
     arr[:] = labels
     if all(isinstance(x, str) for x in labels):

@@ -12,6 +12,9 @@ import pickle
 import time
 from collections.abc import Collection, Sequence
 
+import numpy as np
+
+from . import locate as _locate
 from .db import _unlink
 from .segments import Segments, _concat_segments, _dumps
 
@@ -62,7 +65,7 @@ class Entries(Segments):
         that SQLite hands back plain pairs and the dict is built in C.
         """
         db = self.db
-        if pset_ids is not None and len(pset_ids) < 500:
+        if pset_ids is not None and len(pset_ids) < _locate.MANY:
             out: dict[str, int] = {}
             some = pset_ids if isinstance(pset_ids, Sequence) else list(pset_ids)
             for i in range(0, len(some), 400):
@@ -72,6 +75,11 @@ class Entries(Segments):
                     f"SELECT pset_id, loc FROM entries WHERE func_id=? "
                     f"AND pset_id IN ({marks})", [func_id, *chunk]))
             return out
+        if pset_ids is not None:
+            ids = pset_ids if isinstance(pset_ids, Sequence) else list(pset_ids)
+            locs = _locate.locate(db, func_id, ids)
+            if locs is not None:
+                return _locate.found_dict(ids, locs)
         rows = db.execute("SELECT pset_id, loc FROM entries WHERE func_id=?", (func_id,))
         if pset_ids is None:
             return dict(rows)
@@ -79,6 +87,30 @@ class Entries(Segments):
         # the time of a dict of all of them filtered by the ids (in the index's order)
         wanted = pset_ids if isinstance(pset_ids, (set, frozenset, dict)) else set(pset_ids)
         return {p: loc for p, loc in rows if p in wanted}
+
+    def locate(self, func_id: str, ids: Sequence[str],
+               prepared: _locate.Ids | None = None) -> np.ndarray:
+        """The ``loc`` of each of ``ids`` (see :meth:`lookup`), -1 where it is not
+        cached: a numpy array in the order of ``ids``, vectorised when many
+        (``prepared``: ``ids`` as arrays already, ``locate.Ids``)."""
+        locs = _locate.locate(self.db, func_id, prepared or ids) \
+            if len(ids) >= _locate.MANY else None
+        if locs is None:
+            found = self.lookup(func_id, ids)
+            locs = np.fromiter((found.get(p, -1) for p in ids), np.int64, len(ids))
+        return locs
+
+    def locate_present(self, func_id: str, ids: Sequence[str],
+                       prepared: _locate.Ids | None = None) -> np.ndarray:
+        """:meth:`locate`, -1 also where the segment file is missing or truncated (as
+        :meth:`lookup_present`)."""
+        locs = self.locate(func_id, ids, prepared)
+        seg_ids = np.unique(locs[locs >= 0] >> 32).tolist()
+        bad = [s for s in seg_ids if not self._segment_ok(s)]
+        if bad:
+            self._drop_segments(bad, "missing or truncated")
+            locs = np.where(np.isin(locs >> 32, bad) & (locs >= 0), -1, locs)
+        return locs
 
     def lookup_present(self, func_id: str,
                        pset_ids: Sequence[str] | Collection[str]) -> dict[str, int]:
@@ -89,7 +121,7 @@ class Entries(Segments):
 
     def verify_present(self, found: dict[str, int]) -> dict[str, int]:
         """Drop entries whose segment file is missing or has the wrong size."""
-        seg_ids = {loc >> 32 for loc in set(found.values())} if found else set()
+        seg_ids = np.unique(np.fromiter(found.values(), np.int64, len(found)) >> 32).tolist()
         bad = [s for s in seg_ids if not self._segment_ok(s)]
         if not bad:
             return found
@@ -132,6 +164,10 @@ class Entries(Segments):
         if failed:  # a pset already cached (e.g. by an earlier batch) has not failed
             cached = self.lookup(func_id, list(failed))
             failed = {p: r for p, r in failed.items() if p not in cached}
+        pids = list(done)
+        # in key order: the index's B-tree is then written page after page, not at
+        # random places (5x faster at 1,000,000 entries); sorted before the lock
+        order = _locate.id_order(pids) if seg is not None else []
         try:
             with self._tx() as db:
                 if seg is not None:
@@ -139,12 +175,8 @@ class Entries(Segments):
                         "INSERT INTO segments (func_id, path, n, nbytes, len_a, digest_a, "
                         "digest_b, created) VALUES (?,?,?,?,?,?,?,?)", seg).lastrowid
                     base = seg_id << 32
-                    pids = list(done)
-                    # in key order: the index's B-tree is then written page after
-                    # page, not at random places (5x faster at 1,000,000 entries)
                     db.executemany("INSERT OR REPLACE INTO entries VALUES (?,?,?)",
-                                   ((func_id, pids[i], base | i) for i in
-                                    sorted(range(len(pids)), key=pids.__getitem__)))
+                                   ((func_id, pids[i], base | i) for i in order))
                 if failed:
                     db.executemany("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?)",
                                    ((run_id, pid, func_id, _dumps(rec),

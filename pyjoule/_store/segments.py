@@ -17,7 +17,7 @@ import struct
 import time
 import uuid
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import _private
@@ -112,7 +112,47 @@ class Segments(Database):
         columns = _concat_segments(segs, _columns)
         return ids, columns
 
-    def read_values(self, func_id: str, found: dict[str, int]) -> dict[str, Any]:
+    def read_columns_at(self, func_id: str, locs) -> tuple[Any, dict, int]:
+        """Columns of the entries at ``locs`` (a numpy array, -1: none), read once
+        each (the last of equal locs): returns ``(rows, columns, n)``, ``rows`` the
+        positions in ``locs`` the columns' rows come from, ``n`` the entries asked
+        for (more than rows: damaged segments were dropped). Like :meth:`read_columns`
+        with no pset id and no hash table: the rows are placed by sorting ``locs``."""
+        import numpy as np
+
+        from .. import _columns
+
+        rows = np.flatnonzero(locs >= 0)
+        order = np.argsort(locs[rows], kind="stable")
+        rows, where = rows[order], locs[rows][order]
+        if len(where) > 1:  # the same entry twice: its last position
+            keep = np.append(where[1:] != where[:-1], True)
+            rows, where = rows[keep], where[keep]
+        n_wanted = len(rows)
+        segs: list[tuple[dict, int]] = []
+        bad, kept = [], []
+        cuts = np.flatnonzero(np.diff(where >> 32)) + 1
+        for part_rows, part in zip(np.split(rows, cuts), np.split(where, cuts)):
+            if not len(part):
+                continue
+            seg_id = int(part[0] >> 32)
+            seg = self._load_part(seg_id, "a")
+            if seg is None:
+                bad.append(seg_id)
+                continue
+            kept.append(part_rows)
+            at = part & 0xFFFFFFFF
+            if len(at) == seg["n"]:
+                segs.append((seg["columns"], len(at)))
+            else:
+                segs.append(({n: _columns.take(c, at) for n, c in seg["columns"].items()},
+                             len(at)))
+        if bad:
+            self._drop_segments(bad, "damaged (checksum mismatch)")
+        got = np.concatenate(kept) if kept else np.empty(0, np.int64)
+        return got, _concat_segments(segs, _columns), n_wanted
+
+    def read_values(self, func_id: str, found: Mapping[str, int]) -> dict[str, Any]:
         """The exact returned values of the entries in ``found``."""
         out: dict[str, Any] = {}
         bad = []
@@ -173,7 +213,7 @@ def _concat_segments(segs: list[tuple[dict, int]], _columns) -> dict:
             for name in names}
 
 
-def by_segment(found: dict[str, int]):
+def by_segment(found: Mapping[str, int]):
     """``(seg_id, rows, pset_ids)`` per segment, rows ascending (numpy, no sort per row)."""
     import numpy as np
 
