@@ -40,9 +40,10 @@ def ui(cache: str | os.PathLike[str] | None = None, port: int = 0,
     for the same cache returns the running server. ``cache`` is chosen as for
     ``pj.runs()``. Needs ``pip install 'pyjoule[ui]'`` (an ImportError says so).
 
-    >>> view = pj.ui()  # doctest: +SKIP
-    >>> view.url  # doctest: +SKIP
-    'http://127.0.0.1:41237/?token=...'
+    In a notebook cell (not run as a doctest: it starts a server)::
+
+        view = pj.ui()   # the link, and the page inline
+        view.url         # 'http://127.0.0.1:41237/?token=...'
     """
     import webbrowser
 
