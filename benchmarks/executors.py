@@ -16,7 +16,10 @@ measured region:
 Variants: ``client.map`` (``client.map(func, ...)`` of the bare function, then
 ``client.gather``: dask's own cost per task, nothing persisted) and ``pyjoule``
 (``pj.experiment(executor=client, cache=DIR, progress=False)(func).sweep(...)``: every
-result persisted in a fresh cache and the Dataset built). Round-robin repeats, medians.
+result persisted in a fresh cache and the Dataset built); for W2 also ``2 tasks`` (one
+``client.submit`` per worker, each running its half of the psets in a loop: the least
+any client can ask of dask, so its efficiency is the ceiling on this machine). Round-robin
+repeats, medians.
 W2's efficiency is the CPU the tasks' threads got over (2 workers × wall), as in
 ``run.py``. The client process also hosts the ``LocalCluster``'s scheduler, so its
 memory includes the scheduler's. Writes markdown to ``benchmarks/_out/executors.md``
@@ -71,6 +74,11 @@ def _cpu() -> float:
 
 
 # ------------------------------------------------------------------ the child
+def _burn_share(lo: int, hi: int, iters: int) -> list:
+    """One worker's whole share of W2 in one task: the floor of what dask costs."""
+    return [workloads.burn(i, iters) for i in range(lo, hi)]
+
+
 def one(workload: str, variant: str, n: int, iters: int) -> dict:
     """One measurement in this (fresh) interpreter."""
     import logging
@@ -85,7 +93,17 @@ def one(workload: str, variant: str, n: int, iters: int) -> dict:
     func = workloads.noop if workload in ("w1", "big") else workloads.burn
     kwargs = {} if func is workloads.noop else {"iters": iters}
     warm = dict.fromkeys(kwargs, 1000)  # one-time costs (imports, first tasks) first
-    if variant == "client.map":
+    if variant == "2 tasks":  # W2's ceiling here: one task per worker, nothing else
+        client.gather(client.map(func, range(-2, 0), **warm))
+        out = {"rss_before_mib": rss_mib()}
+        cpu0 = _cpu()
+        t0 = time.perf_counter()
+        halves = client.gather([client.submit(_burn_share, 0, n // 2, iters, pure=False),
+                                client.submit(_burn_share, n // 2, n, iters, pure=False)])
+        out["seconds"] = time.perf_counter() - t0
+        out["client_cpu_s"] = _cpu() - cpu0
+        rows = halves[0] + halves[1]
+    elif variant == "client.map":
         client.gather(client.map(func, range(-2, 0), **warm))
         out: dict = {"rss_before_mib": rss_mib()}
         cpu0 = _cpu()
@@ -170,7 +188,10 @@ def report(results: dict, sizes: dict, iters: int, repeats: int) -> str:
             eff = _median(pj_runs, "efficiency")
             eff_map = _median(results[key]["client.map"], "efficiency")
             ok = ratio <= W2_RATIO_TARGET and eff >= W2_EFFICIENCY_TARGET
-            other = (f"efficiency {eff:.2f} (client.map {eff_map:.2f}); targets ratio ≤ "
+            floor = results[key].get("2 tasks")
+            ceiling = f", 2 tasks {_median(floor, 'efficiency'):.2f}" if floor else ""
+            other = (f"efficiency {eff:.2f} (client.map {eff_map:.2f}{ceiling}); "
+                     f"targets ratio ≤ "
                      f"{W2_RATIO_TARGET}, efficiency ≥ {W2_EFFICIENCY_TARGET}: "
                      f"{'met' if ok else 'MISSED'}")
         cpu = (f"{_median(results[key]['client.map'], 'client_cpu_s'):.2f} / "
@@ -209,7 +230,7 @@ def main() -> None:
     repeats = a.repeats or (1 if a.quick else 3)
     iters = workloads.calibrate_burn(0.020)
     plan = [("w1", "client.map"), ("w1", "pyjoule"), ("w2", "client.map"),
-            ("w2", "pyjoule"), ("big", "pyjoule")]
+            ("w2", "pyjoule"), ("w2", "2 tasks"), ("big", "pyjoule")]
     results: dict = {}
     for r in range(repeats):
         for workload, variant in plan:
