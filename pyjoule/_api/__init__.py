@@ -14,12 +14,13 @@ from __future__ import annotations
 from .._config import apply_log_level_from_env
 from .decorated import Experiment
 from .decorator import OptionsMethod, experiment
-from .registry import attach, existing_cache, follow, load, refresh_local_runs, runs
+from .registry import attach, existing_cache, follow, load, recorded, refresh_local_runs, runs
 from .run import Run
 from .session import _Session
 from .ui import ui
 
 __all__ = ["Experiment", "OptionsMethod", "Run", "_Session", "attach",
-           "existing_cache", "experiment", "follow", "load", "refresh_local_runs", "runs", "ui"]
+           "existing_cache", "experiment", "follow", "load", "recorded", "refresh_local_runs",
+           "runs", "ui"]
 
 apply_log_level_from_env()

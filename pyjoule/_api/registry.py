@@ -61,6 +61,22 @@ def refresh_local_runs(store: Store) -> None:
                 log.debug("could not refresh run %s: %s", rec["run_id"], exc)
 
 
+def recorded(store: Store, rec: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``(counts, failures)`` of the run ``rec`` as the registry has them, polling
+    nothing (``pyjoule status`` of an ended run, the browser view's fragments). A
+    failure with no log of its own points at the run's log, as ``run.failures`` does."""
+    from .._rundir import RunDir
+
+    counts = {k: rec[k] or 0 for k in ("total", "cached", "done", "failed")}
+    counts.update(pending=0, running=0)
+    failures = store.failures(run_id=rec["run_id"])
+    log_file = RunDir(rec["run_dir"]).log
+    for f in failures:
+        if not f.get("log_path") and os.path.exists(log_file):
+            f["log_path"] = log_file
+    return counts, failures
+
+
 def runs(cache: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """A DataFrame of the runs in the cache's registry, newest last.
 

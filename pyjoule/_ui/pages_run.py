@@ -93,16 +93,9 @@ def _due(request: Request, rec: dict[str, Any]) -> bool:
 def _registered(request: Request, rec: dict[str, Any]) -> tuple[dict, list[dict]]:
     """``(counts, failures)`` as the registry has them, polling nothing (the
     fragments the page fetches after a poll)."""
-    from .._rundir import RunDir
+    from .._api import recorded
 
-    counts = {k: rec[k] or 0 for k in ("total", "cached", "done", "failed")}
-    counts.update(pending=0, running=0)
-    failures = store(request).failures(run_id=rec["run_id"])
-    log = RunDir(rec["run_dir"]).log
-    for f in failures:  # as run.failures says: a pset with no log of its own -> the run's
-        if not f.get("log_path") and os.path.exists(log):
-            f["log_path"] = log
-    return counts, failures
+    return recorded(store(request), rec)
 
 
 def _version(rec: dict[str, Any], counts: dict[str, Any]) -> str:

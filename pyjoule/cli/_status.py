@@ -21,7 +21,7 @@ def gather(store, rec: dict) -> tuple[dict, dict, list[dict]]:
     """``(rec, counts, failures)`` of the run ``rec``, read now. A live run is polled
     (which also finishes it if its processes are gone); its folder removed by hand
     leaves what the registry says."""
-    from .._api import follow
+    from .._api import follow, recorded
     from .._rundir import RunDir
 
     if rec["state"] in LIVE and RunDir(rec["run_dir"]).has_request():
@@ -30,13 +30,7 @@ def gather(store, rec: dict) -> tuple[dict, dict, list[dict]]:
         rec = store.get_run(rec["run_id"]) or rec
         if rec["state"] in LIVE:
             return _with(rec, counts), counts, run.failure_records()
-    counts = {"total": rec["total"], "cached": rec["cached"], "pending": 0, "running": 0,
-              "done": rec["done"], "failed": rec["failed"]}
-    log = RunDir(rec["run_dir"]).log
-    failures = store.failures(run_id=rec["run_id"])
-    for f in failures:  # as run.failures says: a pset with no log of its own -> the run's
-        if not f.get("log_path") and os.path.exists(log):
-            f["log_path"] = log
+    counts, failures = recorded(store, rec)
     return rec, counts, failures
 
 
