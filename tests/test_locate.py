@@ -112,3 +112,17 @@ def test_a_recall_of_many_psets_returns_the_cached_dataset(tmp_path):
     assert len(log.read_text().split()) == 600  # nothing computed again
     assert again.equals(first)
     assert again["y"].sel(i=299, j=1).item() == 599
+
+
+@pytest.mark.parametrize("n_wanted", [499, 500, 1200, 2500])
+def test_a_small_call_on_a_large_cache_gets_the_same_answers(store, n_wanted):
+    """Few ids against many entries are looked up through the index, many through the
+    arrays (whichever costs less): the answers are the same either way."""
+    cached = _ids(6000)
+    _ingest(store, cached)
+    wanted = cached[:n_wanted // 2] + _ids(n_wanted - n_wanted // 2)
+    exact = _exact(store, wanted)
+    assert len(exact) == n_wanted // 2
+    assert store.lookup(FUNC, wanted) == exact
+    assert store.locate(FUNC, wanted).tolist() == [exact.get(p, -1) for p in wanted]
+    assert store.locate_present(FUNC, wanted).tolist() == [exact.get(p, -1) for p in wanted]

@@ -65,16 +65,8 @@ class Entries(Segments):
         that SQLite hands back plain pairs and the dict is built in C.
         """
         db = self.db
-        if pset_ids is not None and len(pset_ids) < _locate.MANY:
-            out: dict[str, int] = {}
-            some = pset_ids if isinstance(pset_ids, Sequence) else list(pset_ids)
-            for i in range(0, len(some), 400):
-                chunk = list(some[i:i + 400])
-                marks = ",".join("?" * len(chunk))
-                out.update(db.execute(
-                    f"SELECT pset_id, loc FROM entries WHERE func_id=? "
-                    f"AND pset_id IN ({marks})", [func_id, *chunk]))
-            return out
+        if pset_ids is not None and not self._scan_pays(func_id, len(pset_ids)):
+            return self._lookup_each(func_id, pset_ids)
         if pset_ids is not None:
             ids = pset_ids if isinstance(pset_ids, Sequence) else list(pset_ids)
             locs = _locate.locate(db, func_id, ids)
@@ -88,13 +80,38 @@ class Entries(Segments):
         wanted = pset_ids if isinstance(pset_ids, (set, frozenset, dict)) else set(pset_ids)
         return {p: loc for p, loc in rows if p in wanted}
 
+    def _scan_pays(self, func_id: str, n_ids: int) -> bool:
+        """Whether reading all of the function's entries beats looking ``n_ids`` up
+        one by one in the index: ~0.3 µs an entry against ~1.5 µs an id. The entries
+        are counted from the segments' sizes (a few rows; counting the index itself
+        takes 80 ms at 1,000,000). A re-call of 1,000 psets of a function with
+        1,000,000 cached took 0.34 s by the scan, 2 ms by the index."""
+        if n_ids < _locate.MANY:
+            return False
+        (total,) = self.db.execute("SELECT COALESCE(SUM(n), 0) FROM segments "
+                                   "WHERE func_id=?", (func_id,)).fetchone()
+        return n_ids * 5 >= total
+
+    def _lookup_each(self, func_id: str,
+                     pset_ids: Sequence[str] | Collection[str]) -> dict[str, int]:
+        """:meth:`lookup` through the index, 400 ids a query."""
+        out: dict[str, int] = {}
+        some = pset_ids if isinstance(pset_ids, Sequence) else list(pset_ids)
+        for i in range(0, len(some), 400):
+            chunk = list(some[i:i + 400])
+            marks = ",".join("?" * len(chunk))
+            out.update(self.db.execute(
+                f"SELECT pset_id, loc FROM entries WHERE func_id=? "
+                f"AND pset_id IN ({marks})", [func_id, *chunk]))
+        return out
+
     def locate(self, func_id: str, ids: Sequence[str],
                prepared: _locate.Ids | None = None) -> np.ndarray:
         """The ``loc`` of each of ``ids`` (see :meth:`lookup`), -1 where it is not
         cached: a numpy array in the order of ``ids``, vectorised when many
         (``prepared``: ``ids`` as arrays already, ``locate.Ids``)."""
         locs = _locate.locate(self.db, func_id, prepared or ids) \
-            if len(ids) >= _locate.MANY else None
+            if self._scan_pays(func_id, len(ids)) else None
         if locs is None:
             found = self.lookup(func_id, ids)
             locs = np.fromiter((found.get(p, -1) for p in ids), np.int64, len(ids))
