@@ -89,35 +89,21 @@ class Segments(Database):
         """Columns of the entries in ``found`` (``{pset_id: loc}``).
 
         Returns ``(pset_ids, columns)`` in an order of its own. Damaged segments are
-        dropped from the cache and their rows left out.
+        dropped from the cache and their rows left out (:meth:`read_columns_at`).
         """
-        from .. import _columns
+        import numpy as np
 
-        ids: list[str] = []
-        segs: list[tuple[dict, int]] = []
-        bad = []
-        for seg_id, rows, pids in by_segment(found):
-            seg = self._load_part(seg_id, "a")
-            if seg is None:
-                bad.append(seg_id)
-                continue
-            ids.extend(pids)
-            if len(rows) == seg["n"]:
-                segs.append((seg["columns"], len(rows)))
-            else:
-                segs.append(({n: _columns.take(c, rows) for n, c in seg["columns"].items()},
-                             len(rows)))
-        if bad:
-            self._drop_segments(bad, "damaged (checksum mismatch)")
-        columns = _concat_segments(segs, _columns)
-        return ids, columns
+        ids = list(found)
+        rows, columns, _ = self.read_columns_at(
+            func_id, np.fromiter(found.values(), np.int64, len(ids)))
+        return [ids[i] for i in rows.tolist()], columns
 
     def read_columns_at(self, func_id: str, locs) -> tuple[Any, dict, int]:
         """Columns of the entries at ``locs`` (a numpy array, -1: none), read once
         each (the last of equal locs): returns ``(rows, columns, n)``, ``rows`` the
         positions in ``locs`` the columns' rows come from, ``n`` the entries asked
-        for (more than rows: damaged segments were dropped). Like :meth:`read_columns`
-        with no pset id and no hash table: the rows are placed by sorting ``locs``."""
+        for (more than rows: damaged segments were dropped). The rows are placed by
+        sorting ``locs``: no pset id and no hash table."""
         import numpy as np
 
         from .. import _columns
