@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import ui_helpers
 from click.testing import CliRunner
-from ui_helpers import get, start_ui
+from ui_helpers import get, serving, start_ui
 
 import pyjoule as pj
 from pyjoule.cli import cli
@@ -248,8 +248,6 @@ def test_the_csv_and_netcdf_downloads_load_back_to_what_pj_load_gives(served, tm
 def test_the_plot_and_gc_work_framed_by_another_site(served, tmp_path, ui_server, page):
     """pj.ui() inline in a notebook at localhost: the frame gets no cookie, so the
     plot's URL, the form and the redirect after a confirmation carry the token."""
-    from test_ui_server import serving
-
     _, ds, ui = served
     fid = ds.attrs["func_id"]
     plotted = ("() => { const i = document.getElementById('plot');"

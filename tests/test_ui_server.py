@@ -7,18 +7,14 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import ui_helpers
 from click.testing import CliRunner
 from helpers import run_script, start_script
-from ui_helpers import get, post
+from ui_helpers import get, post, serving
 
 import pyjoule as pj
 from pyjoule._store import Store
@@ -34,33 +30,6 @@ def wait_for(condition, timeout: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
-
-
-@contextmanager
-def serving(html: str) -> Iterator[int]:
-    """A plain web server on 127.0.0.1 answering ``html`` to every GET; its port."""
-
-    class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = html.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 #: a promise of the page's next live update: whether it got the fragment and swapped
